@@ -1,0 +1,3 @@
+from modulatio_d.cli import main
+
+raise SystemExit(main())
