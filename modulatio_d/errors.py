@@ -1,0 +1,81 @@
+"""One base error; each subclass builds its one-line message from fields.
+
+cli.py catches ModulatioError, prints str(error) to stderr and exits with
+`exit_code`. Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+EXIT_USAGE = 2
+EXIT_FAILURE = 1
+
+
+class ModulatioError(Exception):
+    exit_code = EXIT_FAILURE
+
+
+class UsageError(ModulatioError):
+    """The command line asks for something that cannot be done as asked."""
+
+    exit_code = EXIT_USAGE
+
+
+class VaultNotFound(ModulatioError):
+    def __init__(self, start: Path):
+        super().__init__(
+            f"no vault found at or above {start}: pass --vault PATH, set MODULATIO_VAULT, "
+            f"or create one with `modulatio init PATH`"
+        )
+
+
+class BadFile(ModulatioError):
+    """A file a person wrote that cannot be used as it is.
+
+    The message is `path:line: reason` (line left out when unknown), followed by
+    what to do when that is not obvious from the reason.
+    """
+
+    def __init__(self, path: Path | str, reason: str, line: int | None = None, hint: str = ""):
+        self.path = Path(path)
+        self.reason = reason
+        self.line = line
+        self.hint = hint
+        where = f"{path}:{line}" if line else f"{path}"
+        super().__init__(f"{where}: {reason}" + (f" ({hint})" if hint else ""))
+
+
+class NotFound(ModulatioError):
+    def __init__(self, what: str, name: str, hint: str = ""):
+        super().__init__(f"no {what} named {name!r}" + (f": {hint}" if hint else ""))
+
+
+class InvalidName(UsageError):
+    def __init__(self, what: str, name: str):
+        super().__init__(
+            f"{what} {name!r} is not a valid name: use letters, digits, '_', '-' and '.', "
+            f"not starting with a dot"
+        )
+
+
+class TransitionRefused(ModulatioError):
+    def __init__(self, plan_id: str, current: str, action: str, allowed_from: list[str]):
+        froms = ", ".join(allowed_from) or "nothing"
+        super().__init__(
+            f"plan {plan_id} is {current}: {action} works only from {froms}"
+        )
+
+
+class LockBusy(ModulatioError):
+    def __init__(self, path: Path, holder: str = ""):
+        super().__init__(
+            f"{path} is locked by a running daemon" + (f" ({holder})" if holder else "")
+        )
+
+
+class FileChanged(ModulatioError):
+    """The file on disk is no longer the one that was read; re-read and re-apply."""
+
+    def __init__(self, path: Path):
+        super().__init__(f"{path} changed on disk while it was being written; try again")

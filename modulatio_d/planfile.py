@@ -1,0 +1,125 @@
+"""Reading a plan, and writing it back as its lock holder or as a person would.
+
+`read_plan` parses a plan file fully; it is what a scan calls for a plan that
+can be claimed and what validate calls for every plan.
+
+`HeldPlan` is the plan as its lock holder (a daemon, or a command that took
+the lock) sees it. Every write goes through `update`: it splices only the
+changed keys into the bytes last seen on disk, stamps the next `rev`, writes
+atomically, then saves the record. When the file on disk is not what it last
+saw (a person saved), it parses the person's file, repairs a stale save from
+the record and re-applies its own keys to the person's text; a person's
+`paused` or `aborted` beats the holder's status change. When nothing changed,
+no YAML is parsed at all: the in-memory Plan is advanced with the same changes.
+
+`write_as_person` is for a command that finds the lock held: it changes the
+file the way an editor would (no rev, no record) and the holder honours it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from modulatio_d import atomic, document, record
+from modulatio_d.document import DELETE
+from modulatio_d.plan import Plan, PlanStatus, parse_plan
+from modulatio_d.vault import Vault
+
+Notify = Callable[..., None]
+_PERSON_STOPS = (PlanStatus.PAUSED, PlanStatus.ABORTED)
+
+
+@dataclass(frozen=True)
+class ReadPlan:
+    snapshot: atomic.Snapshot
+    plan: Plan
+
+
+def read_plan(vault: Vault, path: Path) -> ReadPlan:
+    snap, text = vault.read(path)
+    return ReadPlan(snap, parse_plan(document.load(path, text), expected_id=path.stem))
+
+
+def _as_yaml_values(changes: dict[str, Any]) -> dict[str, Any]:
+    # A daemon key set to None leaves the file rather than being written as null.
+    return {k: (DELETE if v is None else v) for k, v in changes.items()}
+
+
+class HeldPlan:
+    def __init__(self, vault: Vault, path: Path, notify: Notify | None = None):
+        self.vault = vault
+        self.path = path
+        self.project = vault.project_of(path)
+        self.record_path = vault.record_path(self.project, path.stem)
+        self.notify = notify or (lambda *a, **k: None)
+        read = read_plan(vault, path)
+        self.snapshot, self.plan = read.snapshot, read.plan
+        self.record = record.load(self.record_path)
+        self._repair()
+
+    def _repair(self) -> None:
+        fix = record.repairs(self.plan, self.record)
+        if fix:
+            self.notify("stale_save_repaired", plan=self.plan.id, file_rev=self.plan.rev,
+                        record_rev=self.record.rev)  # type: ignore[union-attr]
+            self.update({})
+
+    def refresh(self) -> bool:
+        """Re-read the plan if its file changed on disk; True when its content did."""
+        try:
+            sig = atomic.signature(self.path.stat())
+        except FileNotFoundError:
+            return False  # an editor between rename and write: look again later
+        if sig == self.snapshot.signature:
+            return False
+        snap, text = self.vault.read(self.path)
+        if snap.raw == self.snapshot.raw:
+            self.snapshot = snap
+            return False
+        self.snapshot = snap
+        self.plan = parse_plan(document.load(self.path, text), expected_id=self.path.stem)
+        self._repair()
+        return True
+
+    def update(self, changes: dict[str, Any]) -> Plan:
+        """Write the holder's `changes` (daemon keys, status) and return the plan after it."""
+        outcome: dict[str, Plan] = {}
+
+        def apply(raw: bytes) -> bytes:
+            text = document.decode(self.path, raw)
+            mine = dict(changes)
+            if raw == self.snapshot.raw:
+                plan = self.plan
+            else:  # a person saved since we last looked
+                plan = parse_plan(document.load(self.path, text), expected_id=self.path.stem)
+                fix = record.repairs(plan, self.record)
+                if plan.status is not self.plan.status and plan.status in _PERSON_STOPS \
+                        and "status" not in fix:
+                    mine.pop("status", None)
+                mine = {**fix, **mine}
+            rev = max(plan.rev, self.record.rev if self.record else 0) + 1
+            final = {**mine, "rev": rev}
+            outcome["plan"] = plan.with_keys(final)
+            return document.set_keys(text, _as_yaml_values(final), self.path).encode()
+
+        self.snapshot = atomic.rewrite(self.path, apply, self.snapshot)
+        self.plan = outcome["plan"]
+        self.record = record.save(self.record_path, self.plan, self.record)
+        return self.plan
+
+
+def write_as_person(vault: Vault, path: Path, changes: dict[str, Any]) -> Plan:
+    """Change a plan whose lock another process holds, the way an editor would."""
+    outcome: dict[str, Plan] = {}
+
+    def apply(raw: bytes) -> bytes:
+        text = document.decode(path, raw)
+        plan = parse_plan(document.load(path, text), expected_id=path.stem)
+        outcome["plan"] = plan.with_keys(changes)
+        return document.set_keys(text, _as_yaml_values(changes), path).encode()
+
+    atomic.rewrite(path, apply, vault.read(path)[0])
+    return outcome["plan"]

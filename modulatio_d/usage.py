@@ -1,0 +1,101 @@
+"""`<plan-id>.usage.jsonl`: one JSON line per executor call, and its sums.
+
+A line: timestamp, model, input_tokens, output_tokens, cost_usd, call_id,
+agent_id, plan_id, step_index, attempt, duration_s. Steps may append their own
+lines to $MODULATIO_USAGE_FILE (a scratch file per attempt); the daemon checks
+each, skips a malformed one with a warning naming file and line, fills in the
+plan fields, and appends the good ones to the plan's usage file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger("modulatio.usage")
+
+FIELDS = ("timestamp", "model", "input_tokens", "output_tokens", "cost_usd", "call_id",
+          "agent_id")
+
+
+@dataclass(frozen=True)
+class Totals:
+    calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+
+    @property
+    def tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def add(self, records: list[dict]) -> "Totals":
+        return Totals(
+            self.calls + len(records),
+            self.input_tokens + sum(int(r.get("input_tokens") or 0) for r in records),
+            self.output_tokens + sum(int(r.get("output_tokens") or 0) for r in records),
+            self.cost_usd + sum(float(r.get("cost_usd") or 0) for r in records))
+
+    def as_dict(self) -> dict:
+        return {"calls": self.calls, "input_tokens": self.input_tokens,
+                "output_tokens": self.output_tokens, "cost_usd": round(self.cost_usd, 6)}
+
+
+def usage_path(plan_path: Path) -> Path:
+    return plan_path.with_suffix(".usage.jsonl")
+
+
+def check(record: object) -> str | None:
+    """Why a usage record is malformed, or None when it is fine."""
+    if not isinstance(record, dict):
+        return "not a JSON object"
+    for key in ("input_tokens", "output_tokens"):
+        v = record.get(key, 0)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            return f"{key} must be a whole number >= 0"
+    v = record.get("cost_usd", 0)
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+        return "cost_usd must be a number >= 0"
+    return None
+
+
+def read_records(path: Path, warn: bool = False) -> list[dict]:
+    """The well-formed records of a usage file; with `warn`, log each bad line."""
+    out = []
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                    problem = check(record)
+                except ValueError as e:
+                    problem = f"not JSON ({e.msg})"
+                if problem:
+                    if warn:
+                        log.warning("%s:%d: usage line skipped: %s", path, n, problem)
+                    continue
+                out.append(record)
+    except FileNotFoundError:
+        pass
+    return out
+
+
+def totals(path: Path) -> Totals:
+    return Totals().add(read_records(path))
+
+
+def append(path: Path, records: list[dict]) -> None:
+    if not records:
+        return
+    data = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records).encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
