@@ -41,6 +41,7 @@ _KEY = re.compile(
 _PLAIN_SAFE = re.compile(r"[A-Za-z_][A-Za-z0-9_./+\-]*(?: [A-Za-z0-9_./+\-]+)*")
 _RESERVED = {"null", "true", "false", "yes", "no", "on", "off", "y", "n", "~"}
 _STATUS = re.compile(r"(?m)^status[ \t]*:[ \t]*[\"']?([A-Za-z_]+)")
+_SEQ_ITEM = re.compile(r"-(?:[ \t]|\r?\n|$)")  # `- item` at column 0: an indentless list
 
 
 class _RoundTripHandler(frontmatter.default_handlers.BaseHandler):
@@ -205,8 +206,8 @@ def _key_spans(lines: list[str]) -> list[tuple[str, int, int]]:
     """
     starts: list[tuple[str, int]] = []
     for i, line in enumerate(lines):
-        if not line.strip() or line[0] in " \t#":
-            continue
+        if not line.strip() or line[0] in " \t#" or _SEQ_ITEM.match(line):
+            continue  # a value's line: indented, a comment, or an item of `key:\n- a\n- b`
         m = _KEY.match(line)
         starts.append((_unquote_key(m.group("key")) if m else "\0", i))
     spans = []
@@ -324,7 +325,9 @@ def _render_scalar(value: object, quote: str = "") -> str:
 def _double_quoted(text: str) -> str:
     out = json.dumps(text, ensure_ascii=False)
     # JSON leaves some line and paragraph separators raw; YAML would break on them.
-    return "".join(c if c.isprintable() or c in "\"\\" else f"\\u{ord(c):04x}" for c in out)
+    # Past U+FFFF (emoji tag characters, say) YAML's escape is \U and 8 digits.
+    return "".join(c if c.isprintable() or c in "\"\\" else
+                   f"\\u{ord(c):04x}" if ord(c) <= 0xFFFF else f"\\U{ord(c):08x}" for c in out)
 
 
 def format_time(value: datetime) -> str:

@@ -65,7 +65,7 @@ class HeldPlan:
         if fix:
             self.notify("stale_save_repaired", plan=self.plan.id, file_rev=self.plan.rev,
                         record_rev=self.record.rev)  # type: ignore[union-attr]
-            self.update({})
+            self.update(fix)  # the file is unchanged since read: update() would not repair it
 
     def refresh(self) -> bool:
         """Re-read the plan if its file changed on disk; True when its content did."""
@@ -103,11 +103,14 @@ class HeldPlan:
             rev = max(plan.rev, self.record.rev if self.record else 0) + 1
             final = {**mine, "rev": rev}
             outcome["plan"] = plan.with_keys(final)
+            outcome["before"] = plan
             return document.set_keys(text, _as_yaml_values(final), self.path).encode()
 
         self.snapshot = atomic.rewrite(self.path, apply, self.snapshot)
         self.plan = outcome["plan"]
-        self.record = record.save(self.record_path, self.plan, self.record)
+        before = outcome["before"]
+        self.record = record.save(self.record_path, self.plan, self.record,
+                                  before=(before.rev, before.status.value))
         return self.plan
 
 

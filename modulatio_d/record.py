@@ -53,8 +53,16 @@ def load(path: Path) -> Record | None:
         return None  # unreadable: the file is trusted as it stands, and the next write mends it
 
 
-def save(path: Path, plan: Plan, previous: Record | None) -> Record:
+def save(path: Path, plan: Plan, previous: Record | None,
+         before: tuple[int, str] | None = None) -> Record:
+    """Record `plan` as written; `before` is (rev, status) of the file it was written over."""
     history = list(previous.status_by_rev) if previous else []
+    # The status a person's old buffer may still hold: without it, the status of
+    # a file from before the first write would look like the person's own edit.
+    # A stale file (behind the record) says nothing new about its rev: skip it.
+    if before is not None and (previous is None or before[0] >= previous.rev) \
+            and (not history or history[-1][1] != before[1]):
+        history.append(before)
     if not history or history[-1][1] != plan.status.value:
         history.append((plan.rev, plan.status.value))
     record = Record(plan.rev, plan.status.value, _jsonable(plan.own_keys()), history[-_HISTORY:])

@@ -78,8 +78,12 @@ class Notifier:
             # commands that monitors run every few seconds never notify.
             import socket
 
-            self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)  # close-on-exec
             self._dontwait = socket.MSG_DONTWAIT
+            try:
+                self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)  # close-on-exec
+            except OSError as exc:  # EMFILE, ENFILE: run on without telling systemd
+                LOG.warning("cannot open a socket to notify systemd: %s; the daemon carries on",
+                            exc)
 
     @property
     def enabled(self) -> bool:
@@ -145,7 +149,7 @@ class Notifier:
             self._sock.close()
             self._sock = None
 
-    def __enter__(self) -> Notifier:
+    def __enter__(self) -> Notifier:  # noqa: PYI034 (typing.Self would import typing: +2 ms)
         return self
 
     def __exit__(self, *exc_info: object) -> None:

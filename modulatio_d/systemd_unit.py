@@ -28,10 +28,10 @@ DEFAULT_VAULT = "/srv/modulatio/vault"
 DEFAULT_COMMAND = "ExecStart=/usr/bin/env modulatio "
 
 # A user manager has no privileges: these stop the unit from starting at all
-# (217/USER, 216/GROUP, or 218/CAPABILITIES: each of the last six removes
+# (217/USER, 216/GROUP, or 218/CAPABILITIES: each of the last five removes
 # capabilities from the bounding set, which takes CAP_SETPCAP).
 USER_FAILS = frozenset({
-    "User", "Group", "CapabilityBoundingSet", "AmbientCapabilities",
+    "User", "Group", "CapabilityBoundingSet",
     "PrivateDevices", "ProtectKernelModules", "ProtectKernelLogs", "ProtectClock",
 })
 # These need a mount or UTS namespace that an unprivileged manager cannot

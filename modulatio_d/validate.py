@@ -19,7 +19,8 @@ Reader = Callable[[Vault, Path], object]
 
 def readers() -> dict[str, Reader]:
     """The reader of each kind of vault file, by folder name."""
-    return {"plans": read_plan}
+    from modulatio_d import tickets
+    return {"plans": read_plan, "tickets": tickets.read_ticket}
 
 
 def validate(vault: Vault) -> list[BadFile]:

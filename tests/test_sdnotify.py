@@ -107,7 +107,7 @@ def test_unsupported_socket_kind_is_a_no_op_with_one_warning(caplog):
 
 @pytest.mark.timeout(10)
 def test_a_receiver_that_never_reads_does_not_block_the_sender(receiver, caplog):
-    sock, path = receiver
+    _sock, path = receiver
     caplog.set_level(logging.DEBUG, logger="modulatio.sdnotify")
     with Notifier({"NOTIFY_SOCKET": path}) as notifier:
         results = [notifier.status(f"message {i}") for i in range(100)]

@@ -1,5 +1,87 @@
-"""(filled in by the daemon work)."""
+"""`modulatio daemon` and `modulatio heartbeat`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
 
 
-def register(sub, parent) -> None:
-    return None
+class _JsonFormatter(logging.Formatter):
+    """One JSON object a line; extra fields (modulatio_event, plan_id, ...) included."""
+
+    _PLAIN = set(vars(logging.makeLogRecord({})))
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = {"ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"), "level": record.levelname,
+                "logger": record.name, "message": record.getMessage()}
+        line.update({k: v for k, v in vars(record).items() if k not in self._PLAIN})
+        return json.dumps(line, default=str)
+
+
+def setup_logging(level: str, fmt: str, stream=None) -> None:
+    handler = logging.StreamHandler(stream or sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+def register(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("daemon", parents=[parent], help="run approved plans (the daemon)")
+    p.add_argument("--tick-seconds", type=float, default=30.0, metavar="N",
+                   help="seconds between scans when nothing wakes it (default 30)")
+    p.add_argument("--project", action="append", default=[], metavar="CODE",
+                   help="serve only this project (repeatable; default: all)")
+    p.add_argument("--once", action="store_true",
+                   help="run until nothing is claimable, then exit 0")
+    p.add_argument("--log-level", default="info",
+                   choices=["debug", "info", "warning", "error"])
+    p.add_argument("--log-format", default="text", choices=["text", "json"])
+    p.set_defaults(run=run_daemon)
+
+    p = sub.add_parser("heartbeat", parents=[parent],
+                       help="print the freshest live daemon's last tick (a monitoring probe)")
+    p.add_argument("--max-age", type=float, metavar="S",
+                   help="exit 1 when no live daemon ticked within S seconds")
+    p.add_argument("--all", action="store_true", help="list every daemon's heartbeat")
+    p.set_defaults(run=run_heartbeat)
+
+
+def run_daemon(args, ctx) -> int:
+    from modulatio_d import names
+    from modulatio_d.daemon import Daemon
+    from modulatio_d.events import utcnow
+
+    if args.tick_seconds <= 0:
+        from modulatio_d.errors import UsageError
+        raise UsageError("--tick-seconds must be more than 0")
+    setup_logging(args.log_level, args.log_format, ctx.err)
+    vault = ctx.vault(args)
+    projects = [names.check("project code", p) for p in args.project]
+    return Daemon(vault, projects, args.tick_seconds, args.once, utcnow, ctx.environ).run()
+
+
+def run_heartbeat(args, ctx) -> int:
+    from modulatio_d.heartbeat import freshest, read_all
+
+    vault = ctx.vault(args)
+    if args.all:
+        beats = read_all(vault.daemons_dir)
+        ctx.print(json.dumps(beats, indent=2))
+        fresh = [b for b in beats if b["live"]]
+    else:
+        best = freshest(vault.daemons_dir)
+        ctx.print(json.dumps({"last_tick": best["last_tick"] if best else None,
+                              "active_plan": best["active_plan"] if best else None,
+                              "age_s": best["age_s"] if best else None,
+                              "daemon": f"{best['host']}.{best['pid']}" if best else None}))
+        fresh = [best] if best else []
+    if args.max_age is not None and not any(b["age_s"] <= args.max_age for b in fresh):
+        print(f"modulatio: no live daemon ticked within {args.max_age:g}s", file=ctx.err)
+        return 1
+    return 0

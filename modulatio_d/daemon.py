@@ -1,0 +1,232 @@
+"""The tick loop of one daemon process: scan, claim, run, sleep.
+
+Each tick: fire the cron entries that are due, apply decided tickets, scan the
+served projects, and try the claimable plans in order. The claim is a
+compare-and-swap: flock(LOCK_EX | LOCK_NB) on `<plan-id>.lock` (busy: another
+daemon won; try the next), re-read the plan under the lock, give up if it is
+no longer claimable, else write `status: executing`, the claim with a fencing
+token one higher than the last, and `execution_started_at` (kept if set). The
+lock is held until the plan stops running. After a plan ends the daemon scans
+again at once; it sleeps only when nothing is claimable, until the next tick
+or until a vault file changes (inotify).
+
+Signal handlers only count: the first SIGTERM/SIGINT asks the running step to
+stop (TERM, then KILL after a grace) and the loop to exit 0, leaving the plan
+`executing` at the same index for the next daemon; the second kills the step
+at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+from modulatio_d import __version__, config, tickets
+from modulatio_d.errors import BadFile
+from modulatio_d.events import EventLog
+from modulatio_d.heartbeat import Heartbeat
+from modulatio_d.lock import FileLock, lock_path
+from modulatio_d.plan import CLAIMABLE, PlanStatus
+from modulatio_d.planfile import HeldPlan
+from modulatio_d.runner import Runner, Stop
+from modulatio_d.scan import Candidate, Scanner
+from modulatio_d.sdnotify import NOTIFY_ENV_VARS, Notifier
+from modulatio_d.vault import Vault
+from modulatio_d.wake import Waker, Watcher
+
+log = logging.getLogger("modulatio.daemon")
+
+
+class Daemon:
+    def __init__(self, vault: Vault, projects: list[str], tick_seconds: float, once: bool,
+                 clock: Callable[[], datetime], environ: dict[str, str]):
+        self.vault = vault
+        self.projects = projects
+        self.tick_seconds = tick_seconds
+        self.once = once
+        self.clock = clock
+        self.events = EventLog(vault.events_path, clock)
+        self.stop = Stop()
+        self.waker = Waker()
+        self.scanner = Scanner(vault, projects or None, self.events)
+        self.notifier = Notifier(environ)
+        # Steps must not talk to systemd as if they were the daemon.
+        self.base_env = {k: v for k, v in environ.items() if k not in NOTIFY_ENV_VARS}
+        self.heartbeat = Heartbeat(vault.daemons_dir, tick_seconds, __version__, clock())
+        self.host = socket.gethostname()
+        self.cron = None
+        self._last_beat = 0.0
+        self._last_cron = 0.0
+        self._config_sig: tuple | None = None
+        self.config = config.Config()
+
+    # --- signals ------------------------------------------------------------------
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        self.stop.requested += 1
+
+    def _install_signals(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        signal.set_wakeup_fd(self.waker.w, warn_on_full_buffer=False)
+
+    # --- the loop -----------------------------------------------------------------
+
+    def run(self) -> int:
+        self._install_signals()
+        watcher = Watcher(self._watched(), self.waker)
+        watcher.start()
+        self.events("daemon_started", projects=self.projects or "all",
+                    tick_seconds=self.tick_seconds, version=__version__)
+        log.info("daemon %s.%d started on %s (projects: %s, tick %gs)", self.host, os.getpid(),
+                 self.vault.root, ",".join(self.projects) or "all", self.tick_seconds)
+        ready = False
+        try:
+            while not self.stop.requested:
+                watcher.ensure()
+                candidates = self._tick()
+                if not ready:
+                    self.notifier.ready()
+                    ready = True
+                if self._claim_and_run(candidates):
+                    continue  # a plan ended: scan again at once
+                if self.once:
+                    log.info("nothing claimable: exiting (--once)")
+                    break
+                log.debug("nothing claimable: sleeping up to %gs", self.tick_seconds)
+                self.waker.wait(self.tick_seconds)
+        finally:
+            self.notifier.stopping()
+            watcher.stop()
+            self.heartbeat.remove()
+            self.events("daemon_stopped", signals=self.stop.requested)
+            log.info("daemon stopped")
+        return 0
+
+    def _watched(self) -> list[Path]:
+        if not self.projects:
+            return [self.vault.root]
+        return [self.vault.meta] + [self.vault.project_dir(p) for p in self.projects]
+
+    def _tick(self) -> list[Candidate]:
+        now = self.clock()
+        self._load_config()
+        self._fire_cron(now)
+        for project in self.scanner.served():
+            tickets.apply_decisions(self.vault, project, self.events, now)
+        candidates = self.scanner.scan(now)
+        self._beat(now, None, None)
+        return candidates
+
+    def _load_config(self) -> None:
+        try:
+            st = self.vault.config_path.stat()
+            sig = (st.st_ino, st.st_size, st.st_mtime_ns)
+        except FileNotFoundError:
+            sig = None
+        if sig == self._config_sig:
+            return
+        self._config_sig = sig
+        try:
+            self.config = config.load(self.vault.config_path)
+        except BadFile as e:
+            log.error("config refused, keeping the previous one: %s", e)
+            self.events("file_refused", path=str(self.vault.config_path), line=e.line,
+                        reason=e.reason)
+
+    def _fire_cron(self, now: datetime) -> None:
+        try:  # TEMPORARY until cronfile lands
+            from modulatio_d.cronfile import CronFirer
+        except ImportError:
+            return
+
+        if self.cron is None:
+            self.cron = CronFirer(self.vault, self.events)
+        self._last_cron = time.monotonic()
+        for project in self.scanner.served():
+            for plan_id in self.cron.fire_due(project, now):
+                log.info("cron kickoff %s created", plan_id)
+
+    def _beat(self, now: datetime, plan_id: str | None, step: object) -> None:
+        self._last_beat = time.monotonic()
+        self.heartbeat.beat(now, plan_id, step)
+        self.notifier.watchdog()
+        self.notifier.status(f"running {plan_id} step {step}" if plan_id else "idle")
+
+    def _periodic(self, plan_id: str | None, step: object) -> None:
+        """Called by the runner while a step runs: heartbeat, watchdog, cron."""
+        mono = time.monotonic()
+        if mono - self._last_beat >= min(15.0, self.tick_seconds / 2):
+            self._beat(self.clock(), plan_id, step)
+        if mono - self._last_cron >= self.tick_seconds:
+            self._fire_cron(self.clock())
+
+    # --- claim --------------------------------------------------------------------
+
+    def _claim_and_run(self, candidates: list[Candidate]) -> bool:
+        for c in candidates:
+            if self.stop.requested:
+                return False
+            claimed = self._claim(c)
+            if claimed is None:
+                continue
+            held, lock, token = claimed
+            try:
+                self._beat(self.clock(), held.plan.id, held.plan.current_index)
+                runner = Runner(held, lock, token, self.config, self.events, self.waker,
+                                self.stop, self.clock, self._periodic, self.base_env)
+                runner.config_tick = self.tick_seconds
+                try:
+                    runner.run()
+                except (BadFile, FileNotFoundError) as e:
+                    log.error("plan %s left as it is: %s", held.plan.id, e)
+            finally:
+                lock.release()
+                log.info("released %s", held.plan.id)
+            return True
+        return False
+
+    def _claim(self, c: Candidate) -> tuple[HeldPlan, FileLock, int] | None:
+        lock = FileLock(lock_path(c.path))
+        try:
+            if not lock.try_acquire():
+                log.info("claim %s: lost the race (locked by another daemon)", c.path.stem)
+                self.events("claim_lost", project=c.project, plan=c.path.stem)
+                return None
+        except BadFile as e:
+            log.error("claim %s: %s", c.path.stem, e)
+            return None
+        try:
+            held = HeldPlan(self.vault, c.path, self.events)
+            plan = held.plan
+            if plan.status not in CLAIMABLE:
+                log.info("claim %s: now %s, not claimable", plan.id, plan.status.value)
+                lock.release()
+                return None
+            token = int((plan.claim or {}).get("token") or 0) + 1
+            now = self.clock()
+            claim = {"host": self.host, "pid": os.getpid(), "token": token, "claimed_at": now}
+            held.update({"status": PlanStatus.EXECUTING.value, "claim": claim,
+                         "execution_started_at": plan.execution_started_at or now})
+            lock.note_holder(**{**claim, "claimed_at": claim["claimed_at"].isoformat(),
+                                "plan": plan.id})
+        except (BadFile, FileNotFoundError, ValueError, TypeError) as e:
+            log.error("claim %s: %s", c.path.stem, e)
+            lock.release()
+            return None
+        orphan = plan.status is PlanStatus.EXECUTING
+        self.events("orphan_recovered" if orphan else "claimed", project=c.project,
+                    plan=plan.id, token=token, index=plan.current_index,
+                    previous_claim=plan.claim if orphan else None)
+        if not orphan:
+            self.events("status_changed", project=c.project, plan=plan.id,
+                        previous=plan.status.value, status="executing", by="daemon")
+        log.info("claimed %s (token %d%s) at step %d/%d", plan.id, token,
+                 ", orphan of a dead daemon" if orphan else "", plan.current_index, plan.total)
+        return held, lock, token

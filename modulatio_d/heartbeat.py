@@ -1,0 +1,92 @@
+"""Heartbeats: liveness for people and monitors, never for mutual exclusion.
+
+Each daemon rewrites `.modulatio/daemons/<host>.<pid>.json` every tick and
+during long steps (last_tick, active_plan, step, pid, host, started_at,
+tick_seconds, version) and removes it on a clean stop. A file whose pid is
+gone on this host is stale (a crashed daemon); on another host only its age
+tells. Reading imports nothing heavy: `modulatio heartbeat` runs every few
+seconds under monitors.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from datetime import datetime, timezone
+from pathlib import Path
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _stamp(t: datetime) -> str:
+    return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class Heartbeat:
+    def __init__(self, daemons_dir: Path, tick_seconds: float, version: str,
+                 started_at: datetime):
+        self.host = socket.gethostname()
+        self.pid = os.getpid()
+        self.path = daemons_dir / f"{self.host}.{self.pid}.json"
+        self.fields = {"pid": self.pid, "host": self.host, "started_at": _stamp(started_at),
+                       "tick_seconds": tick_seconds, "version": version}
+
+    def beat(self, now: datetime, active_plan: str | None = None, step: object = None) -> None:
+        # Rename without fsync: a heartbeat lost in a power cut is rewritten within a tick.
+        data = json.dumps({**self.fields, "last_tick": _stamp(now), "active_plan": active_plan,
+                           "step": step}).encode()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, self.path)
+
+    def remove(self) -> None:
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+
+def _alive(info: dict) -> bool:
+    if info.get("host") != socket.gethostname():
+        return True  # cannot tell from here: its age decides
+    try:
+        os.kill(int(info["pid"]), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, KeyError, ValueError, TypeError):
+        return True
+    return True
+
+
+def read_all(daemons_dir: Path, now: datetime | None = None) -> list[dict]:
+    """Every heartbeat, with `age_s` (since last_tick) and `live` added; freshest first."""
+    now = now or _now()
+    out = []
+    try:
+        files = list(os.scandir(daemons_dir))
+    except FileNotFoundError:
+        return []
+    for entry in files:
+        if not entry.name.endswith(".json") or entry.name.startswith("."):
+            continue
+        try:
+            with open(entry.path, encoding="utf-8") as f:
+                info = json.load(f)
+            last = datetime.fromisoformat(info["last_tick"].replace("Z", "+00:00"))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            continue
+        info["age_s"] = round((now - last).total_seconds(), 3)
+        info["live"] = _alive(info)
+        info["file"] = entry.path
+        out.append(info)
+    return sorted(out, key=lambda i: i["age_s"])
+
+
+def freshest(daemons_dir: Path, now: datetime | None = None) -> dict | None:
+    live = [i for i in read_all(daemons_dir, now) if i["live"]]
+    return live[0] if live else None

@@ -1,0 +1,379 @@
+"""One claimed plan: run its sub-objectives from current_index, write back, stop.
+
+The caller holds the plan's lock for the whole call. For each attempt:
+1. write `in_flight` {index, attempt, token, started_at} (found on resume, it
+   means the attempt may have run partly: it runs again, or the plan pauses
+   with a ticket when the step says `rerun_after_crash: false`);
+2. start the step's child (child.py) and wait on its exit, the wake-up pipe
+   and the clock: a person's abort kills its process group now, a pause lets
+   it finish, a timeout kills it, a stop request (SIGTERM) kills it and leaves
+   the plan `executing` at the same index with `in_flight` set;
+3. fold the attempt's usage into `<plan-id>.usage.jsonl`, ask the reflector,
+   and write one update: reflection_log entry, in_flight cleared, and the
+   decision's current_index or status. Pausing opens a ticket.
+The run ends when the plan is completed, failed, paused or aborted, or when
+the daemon is asked to stop.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from modulatio_d import reflect, tickets, usage
+from modulatio_d.child import Child, describe_status
+from modulatio_d.config import Config
+from modulatio_d.document import format_time
+from modulatio_d.errors import BadFile
+from modulatio_d.executors import StepContext, StepError, launch
+from modulatio_d.lock import FileLock
+from modulatio_d.plan import Plan, PlanStatus, SubObjective
+from modulatio_d.planfile import HeldPlan
+from modulatio_d.reflect import Decision, Outcome
+from modulatio_d.wake import Waker
+
+log = logging.getLogger("modulatio.runner")
+budget_log = logging.getLogger("modulatio.context_budget")
+KILL_GRACE_S = 5.0
+SUMMARY_CHARS = 200
+_FAILURES = (Outcome.FAILED, Outcome.TIMEOUT, Outcome.ERROR)
+
+
+@dataclass
+class Stop:
+    """Set by the daemon's signal handlers: 1 = stop the step and exit, 2 = at once."""
+
+    requested: int = 0
+
+
+@dataclass(frozen=True)
+class Attempt:
+    outcome: Outcome
+    exit: str
+    started: datetime
+    ended: datetime
+    log_path: Path
+    summary: str
+
+
+class Runner:
+    def __init__(self, held: HeldPlan, lock: FileLock, token: int, config: Config,
+                 events: Callable[..., None], waker: Waker, stop: Stop,
+                 clock: Callable[[], datetime], periodic: Callable[[str | None, object], None],
+                 base_env: dict[str, str]):
+        self.held = held
+        self.lock = lock
+        self.token = token
+        self.config = config
+        self.events = events
+        self.waker = waker
+        self.stop = stop
+        self.clock = clock
+        self.periodic = periodic
+        self.base_env = base_env
+        self.plan_path = held.path
+        self.usage_path = usage.usage_path(held.path)
+        self.runs_dir = held.path.with_suffix(".runs")
+        self.totals = usage.totals(self.usage_path)
+        self.warned: set[str] = set()
+
+    @property
+    def plan(self) -> Plan:
+        return self.held.plan
+
+    def run(self) -> None:
+        if self.plan.in_flight:
+            self._resume_interrupted()
+        while self.stop.requested == 0:
+            self._refresh()
+            plan = self.plan
+            if plan.status is not PlanStatus.EXECUTING:
+                log.info("plan %s is %s: stopping", plan.id, plan.status.value)
+                return
+            if plan.current_index >= plan.total:
+                self._write({"status": PlanStatus.COMPLETED.value, "completed_at": self.clock(),
+                             "in_flight": None, "last_error": None})
+                self._status_event(PlanStatus.EXECUTING, PlanStatus.COMPLETED)
+                return
+            if self._over_budget():
+                return
+            self._run_step(plan.sub_objectives[plan.current_index])
+
+    # --- one attempt ------------------------------------------------------------
+
+    def _run_step(self, step: SubObjective) -> None:
+        tail = self._tail(step.index)
+        attempt_no = len(tail) + 1
+        started = self.clock()
+        self._write({"in_flight": {"index": step.index, "attempt": attempt_no,
+                                   "token": self.token, "started_at": started}})
+        self.events("step_started", project=self.held.project, plan=self.plan.id,
+                    index=step.index, attempt=attempt_no, title=step.title)
+        log.info("plan %s step %d attempt %d: %s", self.plan.id, step.index, attempt_no,
+                 step.title)
+        attempt = self._attempt(step, attempt_no, started)
+        if attempt.outcome is Outcome.INTERRUPTED:
+            log.info("plan %s step %d stopped by shutdown; left in flight", self.plan.id,
+                     step.index)
+            return
+        self._fold_usage(step, attempt_no, attempt)
+        failures = sum(1 for e in tail if e.get("token") == self.token
+                       and e.get("outcome") in _FAILURES) + (attempt.outcome in _FAILURES)
+        if attempt.outcome is Outcome.ABORTED:
+            verdict = reflect.Verdict(Decision.ABORT, "aborted by a person")
+        else:
+            verdict = reflect.decide(self.plan.reflector or self.config.reflector, step,
+                                     attempt.outcome, failures,
+                                     self._entry(step, attempt_no, attempt, None),
+                                     str(self.plan_path.parent), self.base_env)
+        self._record(step, attempt_no, attempt, verdict)
+
+    def _attempt(self, step: SubObjective, attempt_no: int, started: datetime) -> Attempt:
+        log_path = self.runs_dir / f"{step.index}-{attempt_no}.log"
+        scratch = self.runs_dir / f"{step.index}-{attempt_no}.usage.jsonl"
+        self.runs_dir.mkdir(exist_ok=True)
+        ctx = StepContext(self.held.vault.root, self.held.project, self.plan, step, attempt_no,
+                          self.token, scratch, self.config, self.base_env)
+        t0 = time.monotonic()
+        try:
+            child = Child(launch(ctx), log_path, keep_fds=(self.lock.fd,))
+        except (StepError, OSError) as e:
+            with open(log_path, "a") as f:
+                f.write(f"modulatio: could not start the step: {e}\n")
+            return Attempt(Outcome.ERROR, "not started", started, self.clock(), log_path, str(e))
+        timeout = step.timeout or self.config.default_timeout
+        outcome = None
+        try:
+            while child.poll() is None:
+                left = timeout - (time.monotonic() - t0)
+                if left <= 0:
+                    outcome = Outcome.TIMEOUT
+                    child.stop(KILL_GRACE_S)
+                    break
+                self.waker.wait(min(left, self._beat_interval()),
+                                (child.wait_fd(),) if child.wait_fd() is not None else ())
+                if child.poll() is not None:
+                    break
+                if self.stop.requested:
+                    outcome = Outcome.INTERRUPTED
+                    child.stop(0 if self.stop.requested > 1 else KILL_GRACE_S)
+                    break
+                self.periodic(self.plan.id, step.index)
+                self._refresh()
+                if self.plan.status is PlanStatus.ABORTED:
+                    outcome = Outcome.ABORTED
+                    child.stop(KILL_GRACE_S)
+                    break
+            code = child.proc.wait()
+            child.kill_group(9)  # what the step left running in its group goes with it
+        finally:
+            child.close()
+        if outcome is None:
+            outcome = Outcome.OK if code == 0 else Outcome.FAILED
+        exit_text = describe_status(code)
+        if outcome is Outcome.TIMEOUT:
+            exit_text = f"timed out after {timeout:g}s ({exit_text})"
+        return Attempt(outcome, exit_text, started, self.clock(), log_path, _summary(log_path))
+
+    def _beat_interval(self) -> float:
+        return max(0.5, min(15.0, self.config_tick / 2))
+
+    config_tick = 30.0  # set by the daemon to its --tick-seconds
+
+    # --- after an attempt ---------------------------------------------------------
+
+    def _record(self, step: SubObjective, attempt_no: int, attempt: Attempt,
+                verdict: reflect.Verdict) -> None:
+        entry = self._entry(step, attempt_no, attempt, verdict)
+        changes: dict[str, object] = {"reflection_log": [*self.plan.reflection_log, entry],
+                                      "in_flight": None}
+        executing = self.plan.status is PlanStatus.EXECUTING
+        d = verdict.decision
+        if d is Decision.CONTINUE:
+            changes["current_index"] = step.index + 1
+            changes["last_error"] = None
+        elif d is not Decision.RETRY:
+            changes["last_error"] = f"step {step.index} ({step.title}): {verdict.reason}; " \
+                                    f"last attempt: {attempt.exit}"
+            if executing:
+                changes["status"] = (PlanStatus.FAILED if d is Decision.ABORT
+                                     else PlanStatus.PAUSED).value
+        self.events("step_ended", project=self.held.project, plan=self.plan.id,
+                    index=step.index, attempt=attempt_no, outcome=attempt.outcome.value,
+                    exit=attempt.exit, decision=d.value,
+                    duration_s=entry["duration_s"])
+        before = self.plan.status
+        plan = self._write(changes)
+        if plan.status is not before:
+            self._status_event(before, plan.status)
+        if executing and d in (Decision.PAUSE, Decision.REVISE_MAJOR):
+            severity = tickets.Severity.CRITICAL if d is Decision.REVISE_MAJOR \
+                else tickets.Severity.WARNING
+            self._open_ticket(severity, changes["last_error"],
+                              f"Sub-objective {step.index} ({step.title}) ended with "
+                              f"{attempt.outcome} ({attempt.exit}) on attempt {attempt_no}.\n\n"
+                              f"Reflector: {verdict.reason}.\n\nLog: {attempt.log_path}\n\n"
+                              f"Last output: {attempt.summary}")
+
+    def _entry(self, step: SubObjective, attempt_no: int, attempt: Attempt,
+               verdict: reflect.Verdict | None) -> dict:
+        entry = {"index": step.index, "title": step.title, "attempt": attempt_no,
+                 "outcome": attempt.outcome.value, "exit": attempt.exit,
+                 "started_at": format_time(attempt.started), "ended_at": format_time(attempt.ended),
+                 "duration_s": round((attempt.ended - attempt.started).total_seconds(), 3),
+                 "decision": verdict.decision.value if verdict else None,
+                 "summary": attempt.summary,
+                 "log": str(attempt.log_path.relative_to(self.plan_path.parent)),
+                 "token": self.token}
+        return entry
+
+    def _tail(self, index: int) -> list[dict]:
+        """The reflection entries of the latest run of step `index` (its attempts so far)."""
+        tail = []
+        for e in reversed(self.plan.reflection_log):
+            if e.get("index") != index:
+                break
+            tail.append(e)
+        return tail
+
+    def _resume_interrupted(self) -> None:
+        """The last attempt was in flight when its daemon stopped or died."""
+        f = self.plan.in_flight or {}
+        index = f.get("index", self.plan.current_index)
+        if index != self.plan.current_index or index >= self.plan.total:
+            self._write({"in_flight": None})  # a person moved current_index since: theirs wins
+            return
+        step = self.plan.sub_objectives[index]
+        now = self.clock()
+        started = _time(f.get("started_at")) or now
+        rerun = step.rerun_after_crash
+        entry = {"index": index, "title": step.title, "attempt": f.get("attempt", 1),
+                 "outcome": Outcome.INTERRUPTED.value, "exit": "daemon stopped or died",
+                 "started_at": format_time(started), "ended_at": format_time(now),
+                 "duration_s": round((now - started).total_seconds(), 3),
+                 "decision": Decision.RETRY.value if rerun else Decision.PAUSE.value,
+                 "summary": "", "log": f"{self.runs_dir.name}/{index}-{f.get('attempt', 1)}.log",
+                 "token": f.get("token")}
+        self.events("orphan_step", project=self.held.project, plan=self.plan.id, index=index,
+                    attempt=f.get("attempt"), rerun=rerun)
+        changes: dict[str, object] = {"reflection_log": [*self.plan.reflection_log, entry],
+                                      "in_flight": None}
+        if not rerun:
+            reason = (f"step {index} ({step.title}) was interrupted and says "
+                      f"rerun_after_crash: false")
+            changes.update(status=PlanStatus.PAUSED.value, last_error=reason)
+            self._write(changes)
+            self._status_event(PlanStatus.EXECUTING, PlanStatus.PAUSED)
+            self._open_ticket(tickets.Severity.CRITICAL, reason,
+                              f"The daemon running sub-objective {index} ({step.title}) stopped "
+                              f"or died mid-attempt, and the step must not run twice. Check "
+                              f"whether its effects happened before approving.")
+        else:
+            self._write(changes)
+
+    # --- usage and budget ---------------------------------------------------------
+
+    def _fold_usage(self, step: SubObjective, attempt_no: int, attempt: Attempt) -> None:
+        scratch = self.runs_dir / f"{step.index}-{attempt_no}.usage.jsonl"
+        records = usage.read_records(scratch, warn=True)
+        duration = round((attempt.ended - attempt.started).total_seconds(), 3)
+        if not records:  # one line per executor call, even when it reported nothing
+            records = [{"timestamp": format_time(attempt.ended), "model": None,
+                        "input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0,
+                        "call_id": f"{self.plan.id}-{step.index}-{attempt_no}",
+                        "agent_id": step.agent or step.kind.value}]
+        for r in records:
+            for key in usage.FIELDS:
+                r.setdefault(key, None)
+            r.update(plan_id=self.plan.id, step_index=step.index, attempt=attempt_no)
+            r.setdefault("duration_s", duration)
+        usage.append(self.usage_path, records)
+        self.totals = self.totals.add(records)
+
+    def _over_budget(self) -> bool:
+        b = self.plan.budget
+        started = self.plan.execution_started_at
+        running = (self.clock() - started).total_seconds() if started else 0.0
+        spent = [("tokens", self.totals.tokens, b.tokens),
+                 ("cost_usd", self.totals.cost_usd, b.cost_usd),
+                 ("wall_clock", running, b.wall_clock)]
+        for name, used, limit in spent:
+            if not limit:
+                continue
+            if used > limit:
+                reason = f"budget {name} exhausted: {used:g} of {limit:g}"
+                self._write({"status": PlanStatus.PAUSED.value, "last_error": reason})
+                self._status_event(PlanStatus.EXECUTING, PlanStatus.PAUSED)
+                self._open_ticket(tickets.Severity.CRITICAL, reason,
+                                  f"The plan used {used:g} of its {name} budget of {limit:g}. "
+                                  f"Raise `budget` in the plan before approving, or decline.")
+                return True
+            if used >= 0.8 * limit and name not in self.warned:
+                self.warned.add(name)
+                budget_log.warning("plan %s used %.0f%% of its %s budget (%g of %g)",
+                                   self.plan.id, 100 * used / limit, name, used, limit,
+                                   extra={"modulatio_event": "context_budget_soft_warn",
+                                          "plan_id": self.plan.id, "budget": name,
+                                          "used": used, "limit": limit})
+        return False
+
+    # --- writing ------------------------------------------------------------------
+
+    def _open_ticket(self, severity: tickets.Severity, reason: object, details: str) -> None:
+        ticket_id = tickets.open_ticket(
+            self.held.vault, self.held.project, self.plan.id, severity, str(reason), details,
+            {"current_index": self.plan.current_index, "rev": self.plan.rev}, self.clock())
+        self.events("ticket_opened", project=self.held.project, plan=self.plan.id,
+                    ticket=ticket_id, severity=severity.value, reason=str(reason))
+
+    def _status_event(self, before: PlanStatus, after: PlanStatus) -> None:
+        self.events("status_changed", project=self.held.project, plan=self.plan.id,
+                    previous=before.value, status=after.value, by="daemon")
+
+    def _refresh(self) -> None:
+        try:
+            self.held.refresh()
+        except BadFile as e:
+            self._report_bad(e)
+
+    def _write(self, changes: dict) -> Plan:
+        """held.update, waiting out a person's broken save rather than overwriting it."""
+        while True:
+            try:
+                return self.held.update(changes)
+            except (BadFile, FileNotFoundError) as e:
+                self._report_bad(e)
+                if self.stop.requested:
+                    raise
+                self.periodic(self.plan.id, None)
+                self.waker.wait(self._beat_interval())
+
+    def _report_bad(self, error: Exception) -> None:
+        key = str(error)
+        if key != getattr(self, "_last_bad", None):
+            self._last_bad = key
+            log.error("plan file unusable, waiting for a fix before writing: %s", error)
+            self.events("file_refused", project=self.held.project,
+                        path=str(self.plan_path), reason=str(error))
+
+
+def _summary(log_path: Path) -> str:
+    """The last non-empty line of a step's output, shortened."""
+    try:
+        with open(log_path, "rb") as f:
+            f.seek(0, 2)
+            f.seek(max(0, f.tell() - 4096))
+            lines = [ln.strip() for ln in f.read().decode("utf-8", "replace").splitlines()]
+    except OSError:
+        return ""
+    last = next((ln for ln in reversed(lines) if ln), "")
+    return last if len(last) <= SUMMARY_CHARS else last[: SUMMARY_CHARS - 1] + "…"
+
+
+def _time(value: object) -> datetime | None:
+    from modulatio_d.document import parse_time
+    return parse_time(value)

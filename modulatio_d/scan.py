@@ -1,0 +1,120 @@
+"""The scan: which plans can be claimed now, in the order to try them.
+
+What was learned about each plan file is kept keyed by its stat signature
+(inode, size, mtime, ctime), so an idle tick costs one stat per file. A file
+seen for the first time or changed is read and its status found with a regex;
+only `approved` and `executing` plans are parsed fully (milliseconds each).
+An `executing` plan is claimable only when nobody holds its lock: an orphan
+of a dead daemon.
+
+Order: priority (higher first), then approved_at (a plan approved by hand
+without one sorts by its file's mtime), then id.
+
+A bad file is refused once per version: logged, recorded in events.jsonl,
+left as written. A file changed in the last 2 s that does not parse is not
+judged yet: an editor may be half way through writing it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from modulatio_d import document
+from modulatio_d.atomic import signature
+from modulatio_d.errors import BadFile
+from modulatio_d.lock import is_held, lock_path
+from modulatio_d.plan import CLAIMABLE, PlanStatus, parse_plan
+from modulatio_d.vault import Vault
+
+log = logging.getLogger("modulatio.scan")
+SETTLE_S = 2.0
+_STATUSES = {s.value for s in PlanStatus}
+
+
+@dataclass(frozen=True, order=True)
+class Candidate:
+    sort_key: tuple
+    path: Path
+    project: str
+    status: PlanStatus
+
+
+@dataclass(frozen=True)
+class _Seen:
+    signature: tuple
+    candidate: Candidate | None
+
+
+class Scanner:
+    def __init__(self, vault: Vault, projects: list[str] | None, events):
+        self.vault = vault
+        self.projects = projects
+        self.events = events
+        self._seen: dict[str, _Seen] = {}
+        self.refused: dict[str, str] = {}  # path -> message, for status and validate
+
+    def served(self) -> list[str]:
+        return self.projects if self.projects else self.vault.projects()
+
+    def scan(self, now: datetime) -> list[Candidate]:
+        found: list[Candidate] = []
+        alive: set[str] = set()
+        for project in self.served():
+            for entry in self.vault.files(project, "plans"):
+                alive.add(entry.path)
+                try:
+                    st = entry.stat()
+                except FileNotFoundError:
+                    continue  # renamed away between listing and stat (an editor's save)
+                sig = signature(st)
+                seen = self._seen.get(entry.path)
+                if seen is None or seen.signature != sig:
+                    seen = self._look(Path(entry.path), project, sig, st.st_mtime, now)
+                    if seen is None:
+                        continue
+                    self._seen[entry.path] = seen
+                c = seen.candidate
+                if c is None:
+                    continue
+                if c.status is PlanStatus.EXECUTING and is_held(lock_path(c.path)):
+                    continue  # its daemon is alive and running it
+                found.append(c)
+        for gone in self._seen.keys() - alive:
+            del self._seen[gone]
+            self.refused.pop(gone, None)
+        return sorted(found)
+
+    def _look(self, path: Path, project: str, sig: tuple, mtime: float,
+              now: datetime) -> _Seen | None:
+        try:
+            _, text = self.vault.read(path)
+            status = document.peek_status(text)
+            if status is not None and status not in _STATUSES:
+                parse_plan(document.load(path, text), path.stem)  # raises, naming the line
+            if status not in ("approved", "executing"):
+                self.refused.pop(str(path), None)
+                return _Seen(sig, None)
+            plan = parse_plan(document.load(path, text), path.stem)
+        except FileNotFoundError:
+            return None
+        except BadFile as e:
+            if now.timestamp() - mtime < SETTLE_S:
+                return None  # maybe half-written: look again next time, judge nothing yet
+            self._refuse(path, project, e)
+            return _Seen(sig, None)
+        self.refused.pop(str(path), None)
+        if plan.status not in CLAIMABLE:
+            return _Seen(sig, None)
+        when = plan.approved_at or datetime.fromtimestamp(mtime, timezone.utc)
+        key = (-plan.priority, when.timestamp(), plan.id)
+        return _Seen(sig, Candidate(key, path, project, plan.status))
+
+    def _refuse(self, path: Path, project: str, error: BadFile) -> None:
+        log.error("refused %s", error)
+        self.refused[str(path)] = str(error)
+        self.events("file_refused", project=project, path=os.path.relpath(path, self.vault.root),
+                    line=error.line, reason=error.reason)
