@@ -152,7 +152,8 @@ def load_mapping(path: Path, yaml_text: str, first: int = 1) -> dict:
     except YAMLError as e:
         raise BadFile(path, f"invalid YAML: {str(e).splitlines()[0]}", None) from None
     if not isinstance(data, dict):
-        kind = "empty" if data is None else type(data).__name__
+        kind = ("empty" if data is None else "a list" if isinstance(data, list)
+                else "a single value")  # not ruamel's class name (CommentedSeq)
         raise BadFile(path, f"the YAML is {kind}, not a mapping of keys", first,
                       "write 'key: value' lines")
     return data

@@ -1,0 +1,718 @@
+"""Cron entries in the vault, and the daemon's hook that turns them into kickoff plans.
+
+Files:
+    <PROJECT>/cron/<cron-id>.md     the entry: people's keys, plus last_fired_for (the daemon's)
+    <PROJECT>/cron/<cron-id>.lock   its lock (flock), never deleted, not even by `cron remove`
+    <PROJECT>/plans/<cron-id>-<YYYYMMDDTHHMMZ>.md   a kickoff: one per scheduled instant
+
+Protocol of `CronFirer.fire_due(project, now)`, once per tick for each entry:
+1. A cheap look: the entry is parsed once per file version (stat signature)
+   and the first scheduled time after its start (last_fired_for, else
+   created_at, else the file's mtime) is remembered. Before that time nothing
+   is locked or read.
+2. flock(LOCK_EX | LOCK_NB) on `<cron-id>.lock`; busy means another daemon
+   is firing this entry right now: leave it to that one.
+3. Re-read the entry under the lock and decide (cron.decide) which due times
+   fire. A time fires by creating its kickoff plan with O_EXCL (link of a
+   complete temp file); the id is a function of the entry id and the instant,
+   so "the file exists" means "already fired", by anyone, at any time.
+4. Only then advance last_fired_for (atomic.rewrite, that line only) to the
+   latest due time, fired or skipped, and release the lock.
+A daemon killed between 3 and 4 leaves last_fired_for behind; the next
+decision yields the same ids, finds them taken and only advances. So each
+scheduled instant yields at most one kickoff, however many daemons run.
+
+A disabled entry fires nothing, but its due times are still passed over
+(logged as skipped, last_fired_for advanced), so enabling it again does not
+fire the times of the disabled period. A malformed entry is never written:
+it is skipped, logged once per file version, and left as it is.
+"""
+
+from __future__ import annotations
+
+import difflib
+import enum
+import logging
+import os
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, tzinfo
+from pathlib import Path
+
+from modulatio_d import atomic, config, cron, document, names
+from modulatio_d.atomic import Snapshot
+from modulatio_d.cron import CatchUp
+from modulatio_d.document import Document
+from modulatio_d.errors import BadFile, UsageError
+from modulatio_d.lock import FileLock, lock_path
+from modulatio_d.plan import FINAL
+from modulatio_d.vault import Vault
+
+log = logging.getLogger("modulatio.cron")
+
+KEYS = ("id", "objective", "schedule", "timezone", "steps", "template", "enabled",
+        "catch_up", "overlap", "approve", "created_at", "last_fired_for")
+"""Every key an entry may have (besides people's own, which start with `x-` or `x_`)."""
+
+DAEMON_KEYS = ("last_fired_for",)
+SETTLE_S = 2.0
+"""A file changed less than this long ago that does not parse is not judged yet:
+an editor may be half way through writing it."""
+
+KICKOFF_PRIORITY = 50
+_STAMP_LEN = len("-YYYYMMDDTHHMMSSZ")
+MAX_ID_LEN = 200 - _STAMP_LEN
+"""So that every kickoff id is still a valid plan name (at most 200 characters)."""
+_FINAL = {s.value for s in FINAL}
+_TEMPLATE_KEYS = ("budget", "priority", "cwd", "reflector")
+"""Copied from a template plan into each kickoff, besides its sub_objectives."""
+
+
+class Overlap(enum.StrEnum):
+    """What a due time does while an earlier kickoff of the same entry is not final."""
+
+    SKIP = "skip"
+    """Do not fire; log the time as skipped (reason overlap) and move past it."""
+    ALLOW = "allow"
+    """Fire anyway: kickoffs of one entry may run side by side."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    path: Path
+    project: str
+    id: str
+    objective: str
+    schedule: str
+    """As written (`@daily`, `0 6 * * 1-5`)."""
+    expr: str
+    """The schedule as 5 fields, from cron.parse_schedule."""
+    timezone: str | None
+    """The entry's own zone; None means the vault config's, else the host's."""
+    steps: tuple[str | tuple[str, ...], ...]
+    template: str | None
+    enabled: bool
+    catch_up: CatchUp
+    overlap: Overlap
+    approve: bool
+    created_at: datetime | None
+    last_fired_for: datetime | None
+    body: str
+
+
+# --- reading ------------------------------------------------------------------
+
+def read_entry(vault: Vault, path: Path) -> Entry:
+    """The entry at `path`, checked completely (its template plan too); raises BadFile."""
+    _, entry = _read(vault, path)
+    if entry.template is not None:
+        template_steps(vault, entry)
+    return entry
+
+
+def _read(vault: Vault, path: Path) -> tuple[Snapshot, Entry]:
+    snap, text = vault.read(path)
+    return snap, parse_entry(document.load(path, text), vault.project_of(path))
+
+
+def parse_entry(doc: Document, project: str) -> Entry:
+    """An Entry from a loaded document; every problem names the line of its key."""
+    data = doc.data
+
+    def fail(reason: str, key: str | None = None, hint: str = "", line: int | None = None):
+        raise BadFile(doc.path, reason, line or (doc.line_of(key) if key else None)
+                      or doc.head_line, hint)
+
+    for key in map(str, data):
+        if key not in KEYS and not key.startswith(("x-", "x_")):
+            close = difflib.get_close_matches(key, KEYS, n=1)
+            fail(f"unknown key {key!r}", key,
+                 f"did you mean {close[0]}?" if close else
+                 "use " + ", ".join(KEYS) + "; keys of your own start with x-")
+    stem = doc.path.stem
+    entry_id = data.get("id", stem)
+    if not isinstance(entry_id, str) or not names.is_valid(entry_id) \
+            or entry_id.startswith("-") or len(entry_id) > MAX_ID_LEN:
+        fail(f"id {entry_id!r} is not a valid cron id", "id",
+             f"use letters, digits, '_', '-' and '.', starting with a letter, digit or '_', "
+             f"at most {MAX_ID_LEN} characters")
+    if entry_id != stem:
+        fail(f"id {entry_id!r} differs from the file name {stem!r}", "id",
+             f"set id: {stem} or rename the file to {entry_id}.md")
+    objective = data.get("objective")
+    if not isinstance(objective, str) or not objective.strip():
+        fail("objective is missing" if objective is None else "objective must be a non-empty text",
+             "objective" if "objective" in data else None,
+             "write what each kickoff is for, e.g. objective: Send the weekly report")
+    schedule = data.get("schedule")
+    if not isinstance(schedule, str):
+        fail("schedule is missing" if schedule is None else
+             f"schedule {schedule!r} must be a text of 5 fields such as \"0 6 * * *\"",
+             "schedule" if "schedule" in data else None,
+             'quote it: schedule: "0 6 * * *"')
+    try:
+        expr = cron.parse_schedule(schedule)
+    except ValueError as e:
+        fail(str(e), "schedule")
+    zone_name = data.get("timezone")
+    if zone_name is not None:
+        if not isinstance(zone_name, str):
+            fail(f"timezone {zone_name!r} must be an IANA name such as Europe/Berlin", "timezone")
+        try:
+            cron.parse_zone(zone_name)
+        except ValueError as e:
+            fail(f"timezone: {e}", "timezone")
+    steps = _parse_steps(doc, data.get("steps"), fail)
+    template = data.get("template")
+    if template is not None and (not isinstance(template, str) or not names.is_valid(template)):
+        fail(f"template {template!r} is not a plan id", "template",
+             "name a plan of this project, e.g. template: SALES-P-001")
+    if steps and template is not None:
+        fail("steps and template are both given", "template",
+             "keep one: the kickoff takes its sub-objectives from either")
+    created_at = _time(data, "created_at", fail)
+    last = _time(data, "last_fired_for", fail, "the daemon writes it; delete the line to "
+                 "count from created_at")
+    return Entry(
+        path=doc.path, project=project, id=entry_id, objective=objective.strip(),
+        schedule=schedule, expr=expr, timezone=zone_name, steps=steps, template=template,
+        enabled=_bool(data, "enabled", fail), approve=_bool(data, "approve", fail),
+        catch_up=_choice(data, "catch_up", CatchUp, CatchUp.LATEST, fail),
+        overlap=_choice(data, "overlap", Overlap, Overlap.SKIP, fail),
+        created_at=created_at, last_fired_for=last, body=doc.body,
+    )
+
+
+def _parse_steps(doc: Document, raw: object, fail) -> tuple[str | tuple[str, ...], ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not raw:
+        fail("steps must be a list of commands, one '- ' line each", "steps",
+             "e.g. steps: [\"make report\"]; leave steps out to run the objective")
+    steps: list[str | tuple[str, ...]] = []
+    for i, item in enumerate(raw):
+        line = doc.line_of_item(raw, i)
+        if isinstance(item, str) and item.strip():
+            steps.append(str(item))
+        elif isinstance(item, list) and item and all(
+                isinstance(a, (str, int, float)) and not isinstance(a, bool) for a in item):
+            steps.append(tuple(str(a) for a in item))
+        else:
+            fail(f"step {i + 1} must be a command: a text (run by sh -c) or a list of "
+                 f"arguments, not {type(item).__name__}", "steps", line=line)
+    return tuple(steps)
+
+
+def _bool(data: dict, key: str, fail) -> bool:
+    value = data.get(key, True)
+    if not isinstance(value, bool):
+        fail(f"{key} {value!r} must be true or false", key,
+             "yes, no, on and off are text in YAML 1.2")
+    return value
+
+
+def _choice(data: dict, key: str, kind: type[enum.StrEnum], default, fail):
+    value = data.get(key, default.value)
+    try:
+        return kind(str(value)) if value is not None else default
+    except ValueError:
+        fail(f"{key} {value!r} is not one of {', '.join(kind)}", key)
+
+
+def _time(data: dict, key: str, fail, hint: str = "") -> datetime | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    parsed = document.parse_time(value)
+    if parsed is None:
+        fail(f"{key} {str(value)!r} is not a time", key,
+             hint or "write an ISO time such as 2025-01-06T06:00:00+01:00")
+    return parsed
+
+
+def template_steps(vault: Vault, entry: Entry) -> dict[str, object]:
+    """Keys a kickoff copies from the entry's template plan; raises BadFile naming the entry."""
+    from modulatio_d.planfile import read_plan
+
+    assert entry.template is not None
+    where = document.line_of(_entry_data(vault, entry), "template", 1)
+    path = vault.plan_path(entry.project, entry.template)
+    try:
+        plan = read_plan(vault, path).plan
+    except FileNotFoundError:
+        raise BadFile(entry.path, f"template {entry.template!r}: there is no plan "
+                      f"{entry.project}/plans/{entry.template}.md", where,
+                      "create the template plan (as a draft) or fix the id") from None
+    except BadFile as e:
+        raise BadFile(entry.path, f"template {entry.template!r} is not a valid plan: {e}",
+                      where) from None
+    keys: dict[str, object] = {"sub_objectives": _plain(plan.data["sub_objectives"])}
+    for key in _TEMPLATE_KEYS:
+        if plan.data.get(key) is not None:
+            keys[key] = _plain(plan.data[key])
+    return keys
+
+
+def _entry_data(vault: Vault, entry: Entry) -> dict:
+    try:
+        return document.load(entry.path, vault.read(entry.path)[1]).data
+    except (BadFile, OSError):
+        return {}
+
+
+def _plain(value: object) -> object:
+    """ruamel's containers and scalars as plain values that set_keys can render."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, (bool, datetime)):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    return str(value)
+
+
+# --- time zones -----------------------------------------------------------------
+
+def zone_of(entry: Entry, vault_zone: str | None, host: tzinfo) -> tzinfo:
+    """The entry's zone, else the vault config's, else the host's."""
+    name = entry.timezone or vault_zone
+    return cron.parse_zone(name) if name else host
+
+
+def vault_zone(vault: Vault) -> str | None:
+    """The vault config's `timezone`, checked; raises BadFile naming the config."""
+    cfg = config.load(vault.config_path)
+    if cfg.timezone is not None:
+        try:
+            cron.parse_zone(cfg.timezone)
+        except ValueError as e:
+            raise BadFile(vault.config_path, f"timezone: {e}") from None
+    return cfg.timezone
+
+
+def start_of(entry: Entry, snap: Snapshot) -> datetime:
+    """Due times are those after this: last_fired_for, else created_at, else the file's mtime."""
+    if entry.last_fired_for is not None:
+        return entry.last_fired_for
+    if entry.created_at is not None:
+        return entry.created_at
+    return datetime.fromtimestamp(snap.signature[2] / 1e9, UTC)
+
+
+def render_time(value: datetime, zone: tzinfo) -> str:
+    """An instant as ISO 8601 on the entry's wall clock, with its offset."""
+    return value.astimezone(zone).isoformat()
+
+
+# --- the daemon's hook --------------------------------------------------------------
+
+@dataclass
+class _Known:
+    signature: tuple
+    entry: Entry | None
+    error: BadFile | None
+    snapshot: Snapshot | None
+    next_due: datetime | None = None
+    zone_key: object = None
+
+
+class CronFirer:
+    """Fires the due cron entries of a project; the daemon keeps one and calls
+    `fire_due(project, now)` every tick. Holds what it learned about each file,
+    keyed by stat signature, and which bad files it already reported."""
+
+    def __init__(self, vault: Vault, log: Callable[..., None], host_zone: tzinfo | None = None,
+                 settle_s: float = SETTLE_S):
+        self.vault = vault
+        self.log = log
+        self.host_zone = host_zone if host_zone is not None else cron.host_zone()
+        self.settle_s = settle_s
+        self.refused: dict[str, str] = {}
+        """path -> message of every bad file seen, for status and validate."""
+        self._known: dict[str, _Known] = {}
+        self._reported: dict[str, tuple] = {}  # path -> signature last reported
+        self._config: tuple[tuple | None, str | None, BadFile | None] | None = None
+        self._statuses: dict[str, tuple[tuple, str | None]] = {}
+
+    def fire_due(self, project: str, now: datetime) -> list[str]:
+        """Create the kickoff plans due at `now`; returns their ids, oldest first."""
+        created: list[str] = []
+        alive: set[str] = set()
+        for item in sorted(self.vault.files(project, "cron"), key=lambda e: e.name):
+            alive.add(item.path)
+            try:
+                created += self._tick(project, Path(item.path), now)
+            except OSError as e:  # the disk, not the entry: try again next tick
+                log.warning("cron entry %s: %s", item.path, e)
+        prefix = str(self.vault.cron_dir(project)) + os.sep
+        for gone in [p for p in self._known if p.startswith(prefix) and p not in alive]:
+            del self._known[gone]
+            self._reported.pop(gone, None)
+            self.refused.pop(gone, None)
+        return created
+
+    # -- per entry
+
+    def _tick(self, project: str, path: Path, now: datetime) -> list[str]:
+        known = self._look(path)
+        if known is None or known.entry is None:
+            return []
+        zone = self._zone(project, known.entry)
+        if zone is None:
+            return []
+        if known.zone_key != zone or known.next_due is None:
+            start = start_of(known.entry, known.snapshot)
+            nxt = cron.next_fires(known.entry.expr, zone, start, 1)
+            known.next_due, known.zone_key = (nxt[0] if nxt else None), zone
+        if known.next_due is None or now < known.next_due:
+            return []  # the common case: nothing due, nothing locked
+        lock = FileLock(lock_path(path))
+        if not lock.try_acquire():
+            log.debug("cron entry %s is being fired by another daemon", path)
+            return []
+        with lock:
+            return self._fire_locked(project, path, now)
+
+    def _fire_locked(self, project: str, path: Path, now: datetime) -> list[str]:
+        try:
+            snap, entry = _read(self.vault, path)  # again: another daemon may have fired it
+        except FileNotFoundError:
+            return []
+        except BadFile as e:
+            self._judge(project, path, e)
+            return []
+        zone = self._zone(project, entry)
+        if zone is None:
+            return []
+        d = cron.decide(entry.expr, zone, entry.last_fired_for, start_of(entry, snap), now,
+                        entry.catch_up)
+        if d.new_last_fired_for is None:
+            return []
+        fields = {"project": project, "cron": entry.id}
+        created: list[str] = []
+        if not entry.enabled:
+            self.log("cron_skipped", **fields, reason="disabled",
+                     count=len(d.fire) + len(d.skipped) + d.truncated,
+                     scheduled_for=render_time(d.new_last_fired_for, zone))
+        else:
+            try:
+                shape = self._shape(entry)
+            except BadFile as e:  # the template: fire nothing, keep last_fired_for
+                self._judge(project, path, e, key=(snap.signature, self._template_sig(entry)))
+                return []
+            if str(path) in self.refused:
+                self._forget(path)  # its template was fixed
+            for t in d.fire:
+                kickoff = self._fire_one(project, entry, zone, t, shape, now)
+                if kickoff:
+                    created.append(kickoff)
+            if d.skipped or d.truncated:
+                self.log("cron_missed", **fields, catch_up=entry.catch_up.value,
+                         count=len(d.skipped) + d.truncated,
+                         listed=[render_time(t, zone) for t in d.skipped],
+                         unlisted=d.truncated)
+        try:
+            self._advance(path, snap, render_time(d.new_last_fired_for, zone))
+        except BadFile as e:  # a person saved a malformed entry meanwhile: theirs stays
+            self._judge(project, path, e)
+        return created
+
+    def _fire_one(self, project: str, entry: Entry, zone: tzinfo, t: datetime,
+                  shape: dict[str, object], now: datetime) -> str | None:
+        kickoff = cron.kickoff_id(entry.id, t)
+        path = self.vault.plan_path(project, kickoff)
+        if path.exists():
+            return None  # fired already, by us before a crash or by another daemon
+        fields = {"project": project, "cron": entry.id, "scheduled_for": render_time(t, zone)}
+        if entry.overlap is Overlap.SKIP:
+            busy = self._running_kickoff(project, entry.id)
+            if busy is not None:
+                self.log("cron_skipped", **fields, reason="overlap", blocked_by=busy[0],
+                         blocked_status=busy[1])
+                return None
+        text = kickoff_text(entry, kickoff, render_time(t, zone), shape, now)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            atomic.write_new(path, text.encode())
+        except FileExistsError:
+            return None
+        self.log("cron_fired", **fields, plan=kickoff)
+        log.info("cron %s fired %s for %s", entry.id, kickoff, fields["scheduled_for"])
+        return kickoff
+
+    def _advance(self, path: Path, snap: Snapshot, value: str) -> None:
+        """Write last_fired_for, that line only, over whatever a person saved meanwhile."""
+
+        def apply(raw: bytes) -> bytes:
+            text = document.decode(path, raw)
+            if raw != snap.raw:  # never splice into a file that does not parse
+                parse_entry(document.load(path, text), self.vault.project_of(path))
+            return document.set_keys(text, {"last_fired_for": value}, path).encode()
+
+        atomic.rewrite(path, apply, snap)
+
+    def _shape(self, entry: Entry) -> dict[str, object]:
+        if entry.steps:
+            return {"sub_objectives": [{"run": list(s) if isinstance(s, tuple) else s}
+                                       for s in entry.steps]}
+        if entry.template is not None:
+            return template_steps(self.vault, entry)
+        return {"sub_objectives": [entry.objective]}
+
+    def _template_sig(self, entry: Entry) -> tuple | None:
+        try:
+            return atomic.signature(self.vault.plan_path(entry.project, entry.template).stat())
+        except (OSError, TypeError):
+            return None
+
+    def _running_kickoff(self, project: str, cron_id: str) -> tuple[str, str] | None:
+        """(id, status) of a kickoff of this entry that is not final, if any."""
+        # The statuses of final kickoffs are remembered by stat signature, so an
+        # entry with years of finished kickoffs costs one stat each, not one read.
+        pattern = re.compile(re.escape(cron_id) + r"-\d{8}T\d{4}(?:\d\d)?Z\.md\Z")
+        for item in self.vault.files(project, "plans"):
+            if not pattern.match(item.name):
+                continue
+            try:
+                sig = atomic.signature(item.stat())
+                seen = self._statuses.get(item.path)
+                if seen is None or seen[0] != sig:
+                    seen = (sig, document.peek_status(self.vault.read(Path(item.path))[1]))
+                    self._statuses[item.path] = seen
+                status = seen[1]
+            except (OSError, BadFile):
+                status = None  # being saved or unreadable: counts as still there
+            if status not in _FINAL:
+                return item.name[:-3], status or "draft"
+        return None
+
+    # -- caches and reporting
+
+    def _look(self, path: Path) -> _Known | None:
+        try:
+            sig = atomic.signature(path.stat())
+        except FileNotFoundError:
+            return None
+        known = self._known.get(str(path))
+        if known is not None and known.signature == sig:
+            return known
+        project = self.vault.project_of(path)
+        try:
+            snap, entry = _read(self.vault, path)
+        except FileNotFoundError:
+            return None
+        except BadFile as e:
+            if not self._judge(project, path, e, stat_sig=sig):
+                return None
+            known = _Known(sig, None, e, None)
+        else:
+            self._forget(path)
+            known = _Known(snap.signature, entry, None, snap)
+        self._known[str(path)] = known
+        return known
+
+    def _judge(self, project: str, path: Path, error: BadFile, key: tuple | None = None,
+               stat_sig: tuple | None = None) -> bool:
+        """Report a bad file once per version; False when it is too fresh to judge."""
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return False
+        if time.time() - st.st_mtime < self.settle_s:
+            return False  # maybe half-written by an editor: look again next tick
+        version = key or stat_sig or atomic.signature(st)
+        if self._reported.get(str(path)) == version:
+            return True
+        self._reported[str(path)] = version
+        self.refused[str(path)] = str(error)
+        log.error("refused %s", error)
+        self.log("file_refused", project=project, kind="cron",
+                 path=os.path.relpath(error.path, self.vault.root), line=error.line,
+                 reason=error.reason)
+        return True
+
+    def _forget(self, path: Path) -> None:
+        self._reported.pop(str(path), None)
+        self.refused.pop(str(path), None)
+
+    def _zone(self, project: str, entry: Entry) -> tzinfo | None:
+        """The entry's zone; None (and reported once) when the vault config is bad."""
+        if entry.timezone is not None:
+            return cron.parse_zone(entry.timezone)
+        try:
+            sig: tuple | None = atomic.signature(self.vault.config_path.stat())
+        except FileNotFoundError:
+            sig = None
+        if self._config is None or self._config[0] != sig:
+            try:
+                self._config = (sig, vault_zone(self.vault), None)
+            except BadFile as e:
+                self._config = (sig, None, e)
+        _, name, error = self._config
+        if error is not None:
+            if self._reported.get(str(self.vault.config_path)) != sig:
+                self._reported[str(self.vault.config_path)] = sig
+                log.error("refused %s; cron entries without their own timezone wait", error)
+                self.log("file_refused", project=project, kind="config",
+                         path=os.path.relpath(error.path, self.vault.root), line=error.line,
+                         reason=error.reason)
+            return None
+        return cron.parse_zone(name) if name else self.host_zone
+
+
+def kickoff_text(entry: Entry, kickoff: str, scheduled_for: str, shape: dict[str, object],
+                 now: datetime) -> str:
+    """The kickoff plan: a plan file like `plan new` writes, plus cron and scheduled_for."""
+    keys: dict[str, object] = {
+        "id": kickoff, "title": entry.objective,
+        "status": "approved" if entry.approve else "draft",
+        "priority": shape.get("priority", KICKOFF_PRIORITY),
+        "cron": entry.id, "scheduled_for": scheduled_for, "created_at": now,
+    }
+    if entry.approve:
+        keys["approved_at"] = now
+    keys.update({k: v for k, v in shape.items() if k != "priority"})
+    keys.update({"current_index": 0, "reflection_log": []})
+    body = entry.body if entry.body.strip() else "\n"
+    return document.set_keys("---\n---\n", keys) + body
+
+
+# --- what the commands do -----------------------------------------------------------
+
+def next_cron_number(vault: Vault, project: str) -> int:
+    """One more than the highest number any entry of the project ever had.
+
+    Lock files stay after `cron remove` and kickoff plans outlive their entry,
+    so a removed entry's id, and with it its kickoff ids, is never reused.
+    """
+    numbered = re.compile(re.escape(f"{project}-C-") + r"(\d+)(?=[.-]|$)")
+    folders = (vault.cron_dir(project), vault.plans_dir(project),
+               vault.record_path(project, "x").parent)
+    numbers: list[int] = []
+    for folder in folders:
+        try:
+            listing = os.listdir(folder)
+        except FileNotFoundError:
+            continue
+        numbers += [int(m.group(1)) for n in listing if (m := numbered.match(n))]
+    return max(numbers, default=0) + 1
+
+
+def add_entry(vault: Vault, project: str, objective: str, schedule: str, now: datetime,
+              timezone: str | None = None, steps: list[str] | None = None,
+              template: str | None = None, catch_up: str = "latest", overlap: str = "skip",
+              approve: bool = True, host_zone: tzinfo | None = None) -> Entry:
+    """Create `<PROJECT>/cron/<PROJECT>-C-<NNN>.md`; every argument is checked first.
+
+    Without `timezone` the entry is given the zone in effect now (the vault
+    config's, else the host's), so that it keeps firing at the same wall-clock
+    time when the vault is opened on a host in another zone.
+    """
+    names.check("project code", project)
+    if not objective.strip():
+        raise UsageError("the objective is empty: say what each kickoff is for")
+    try:
+        cron.parse_schedule(schedule)
+    except ValueError as e:
+        raise UsageError(f"--schedule: {e}") from None
+    if timezone is not None:
+        try:
+            cron.parse_zone(timezone)
+        except ValueError as e:
+            raise UsageError(f"--timezone: {e}") from None
+    else:
+        timezone = vault_zone(vault) or getattr(host_zone or cron.host_zone(), "key", None)
+        if timezone is not None and not _is_zone_name(timezone):
+            timezone = None  # a tzfile path: leave it to the host at fire time
+    if steps and template:
+        raise UsageError("give --step or --template, not both")
+    if any(not s.strip() for s in steps or []):
+        raise UsageError("--step: a command is empty")
+    try:
+        CatchUp(catch_up)
+    except ValueError:
+        raise UsageError(f"--catch-up: {catch_up!r} is not one of "
+                         f"{', '.join(CatchUp)}") from None
+    try:
+        Overlap(overlap)
+    except ValueError:
+        raise UsageError(f"--overlap: {overlap!r} is not one of {', '.join(Overlap)}") from None
+    if template is not None:
+        names.check("plan id", template)
+        if not vault.plan_path(project, template).exists():
+            raise UsageError(f"--template: there is no plan {project}/plans/{template}.md")
+        from modulatio_d.planfile import read_plan
+        read_plan(vault, vault.plan_path(project, template))  # a bad template: BadFile, exit 1
+    folder = vault.cron_dir(project)
+    folder.mkdir(parents=True, exist_ok=True)
+    number = next_cron_number(vault, project)
+    while True:
+        entry_id = f"{project}-C-{number:03d}"
+        if len(entry_id) > MAX_ID_LEN:
+            raise UsageError(f"project code {project!r} is too long for cron ids")
+        keys: dict[str, object] = {"id": entry_id, "objective": objective.strip(),
+                                   "schedule": schedule.strip()}
+        if timezone is not None:
+            keys["timezone"] = timezone
+        if steps:
+            keys["steps"] = list(steps)
+        if template is not None:
+            keys["template"] = template
+        keys.update({"enabled": True, "catch_up": catch_up, "overlap": overlap,
+                     "approve": approve, "created_at": now})
+        text = document.set_keys("---\n---\n", keys)
+        text = text.replace("\n---\n", "\n# written by the daemons: the latest scheduled time "
+                            "fired or passed over\nlast_fired_for: null\n---\n", 1)
+        path = folder / f"{entry_id}.md"
+        try:
+            atomic.write_new(path, text.encode())
+        except FileExistsError:
+            number += 1
+            continue
+        return read_entry(vault, path)
+
+
+def _is_zone_name(name: str) -> bool:
+    try:
+        cron.parse_zone(name)
+    except ValueError:
+        return False
+    return True
+
+
+def set_enabled(vault: Vault, entry_id: str, enabled: bool) -> tuple[Entry, bool]:
+    """Rewrite only the `enabled` line; (entry, whether the file changed)."""
+    _, path = vault.find("cron", entry_id)
+    snap, text = vault.read(path)
+    entry = parse_entry(document.load(path, text), vault.project_of(path))
+    if entry.enabled is enabled:
+        return entry, False
+
+    def apply(raw: bytes) -> bytes:
+        current = document.decode(path, raw)
+        parse_entry(document.load(path, current), vault.project_of(path))
+        return document.set_keys(current, {"enabled": enabled}, path).encode()
+
+    atomic.rewrite(path, apply, snap)
+    return _read(vault, path)[1], True
+
+
+def remove_entry(vault: Vault, entry_id: str, wait_s: float = 5.0) -> Path:
+    """Delete the entry file under its lock; the lock file and the kickoff plans stay."""
+    _, path = vault.find("cron", entry_id)
+    lock = FileLock(lock_path(path))
+    deadline = time.monotonic() + wait_s
+    while not lock.try_acquire():  # a daemon fires it: that takes milliseconds
+        if time.monotonic() > deadline:
+            raise UsageError(f"cron entry {entry_id} stays locked by a daemon; try again")
+        time.sleep(0.01)
+    with lock:
+        path.unlink()
+        atomic.fsync_dir(path.parent)
+    return path
