@@ -36,7 +36,7 @@ _ATTEMPTS = 5
 class Snapshot:
     """A file's text as read, with what identifies that version on disk."""
 
-    path: Path
+    path: Path | str
     raw: bytes
     signature: tuple[int, int, int, int]  # inode, size, mtime_ns, ctime_ns
 
@@ -45,10 +45,10 @@ def signature(st: os.stat_result) -> tuple[int, int, int, int]:
     return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
-def read(path: Path) -> Snapshot:
+def read(path: Path | str) -> Snapshot:
     with open(path, "rb") as f:
         st = os.fstat(f.fileno())
-        return Snapshot(Path(path), f.read(), signature(st))
+        return Snapshot(path, f.read(), signature(st))
 
 
 def _load_libc():

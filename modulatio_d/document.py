@@ -33,6 +33,15 @@ from modulatio_d.errors import BadFile
 MAX_BYTES = 1024 * 1024
 DELETE = object()  # a value for set_keys that removes the key
 
+
+class Append(list):
+    """A value for set_keys: items to add at the end of a block list already in the file.
+
+    Only for a list the writer knows is exactly what the file holds (the daemon's
+    own reflection_log, when the file is the one it last wrote): the existing
+    lines stay untouched, so a step costs one new line, not a re-render.
+    """
+
 _FENCE = re.compile(r"-{3}[ \t]*(\r?\n|$)")
 _CLOSE = re.compile(r"(?m)^(?:-{3}|\.{3})[ \t]*(?:\r?\n|$)")
 _KEY = re.compile(
@@ -116,7 +125,7 @@ def split(path: Path, text: str) -> tuple[str, str, str, str]:
     return text[:opening_end], text[opening_end:c.start()], c.group(0), text[c.end():]
 
 
-def decode(path: Path, raw: bytes) -> str:
+def decode(path: Path | str, raw: bytes) -> str:
     if len(raw) > MAX_BYTES:
         raise BadFile(path, f"file is {len(raw)} bytes, more than the {MAX_BYTES} allowed",
                       None, "move long text out of the plan")
@@ -231,6 +240,11 @@ def set_keys(doc_text: str, changes: dict[str, object], path: Path | None = None
             a, b = spans[key]
             if value is DELETE:
                 lines[a:b] = []
+            elif isinstance(value, Append) and b - a > 1:
+                indent = re.match(r"[ \t]*", lines[a + 1]).group(0)
+                if not lines[b - 1].endswith("\n"):
+                    lines[b - 1] += nl
+                lines[b:b] = [f"{indent}- {_flow(item)}{nl}" for item in value]
             else:
                 lines[a:b] = _replace(lines[a:b], key, value, nl)
         elif value is not DELETE:

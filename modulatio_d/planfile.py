@@ -93,6 +93,10 @@ class HeldPlan:
             mine = dict(changes)
             if raw == self.snapshot.raw:
                 plan = self.plan
+                new_log, old = mine.get("reflection_log"), plan.reflection_log
+                if isinstance(new_log, list) and old and new_log[:len(old)] == old:
+                    # The file holds exactly our log: add only the new entries' lines.
+                    outcome["append"] = document.Append(new_log[len(old):])
             else:  # a person saved since we last looked
                 plan = parse_plan(document.load(self.path, text), expected_id=self.path.stem)
                 fix = record.repairs(plan, self.record)
@@ -104,7 +108,10 @@ class HeldPlan:
             final = {**mine, "rev": rev}
             outcome["plan"] = plan.with_keys(final)
             outcome["before"] = plan
-            return document.set_keys(text, _as_yaml_values(final), self.path).encode()
+            values = _as_yaml_values(final)
+            if "append" in outcome:
+                values["reflection_log"] = outcome.pop("append")
+            return document.set_keys(text, values, self.path).encode()
 
         self.snapshot = atomic.rewrite(self.path, apply, self.snapshot)
         self.plan = outcome["plan"]

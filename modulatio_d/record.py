@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from modulatio_d import atomic
-from modulatio_d.document import format_time
+from modulatio_d.document import format_time, parse_time
 from modulatio_d.plan import DAEMON_KEYS, PERSON_SETS, Plan
 
 _HISTORY = 64  # status changes remembered: an editor buffer older than that is rare
@@ -65,11 +65,13 @@ def save(path: Path, plan: Plan, previous: Record | None,
         history.append(before)
     if not history or history[-1][1] != plan.status.value:
         history.append((plan.rev, plan.status.value))
-    record = Record(plan.rev, plan.status.value, _jsonable(plan.own_keys()), history[-_HISTORY:])
+    record = Record(plan.rev, plan.status.value, plan.own_keys(), history[-_HISTORY:])
     path.parent.mkdir(parents=True, exist_ok=True)
+    # Key order kept: a repair rewrites dicts as the daemon wrote them. Times are
+    # turned to text by json's default hook, not by walking the (long) log.
     atomic.replace(path, json.dumps({
         "rev": record.rev, "status": record.status, "keys": record.keys,
-        "status_by_rev": record.status_by_rev}, sort_keys=True).encode())
+        "status_by_rev": record.status_by_rev}, default=_time_text).encode())
     return record
 
 
@@ -78,6 +80,8 @@ def repairs(plan: Plan, record: Record | None) -> dict[str, Any]:
     if record is None or plan.rev >= record.rev:
         return {}
     changes = {k: record.keys.get(k) for k in DAEMON_KEYS if k != "rev"}
+    for key in ("execution_started_at", "completed_at"):  # JSON holds them as text
+        changes[key] = parse_time(changes[key])
     person_changed = plan.status.value != record.status_at(plan.rev)
     if not (person_changed and plan.status in PERSON_SETS):
         changes["status"] = record.status
@@ -85,11 +89,7 @@ def repairs(plan: Plan, record: Record | None) -> dict[str, Any]:
     return changes
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_jsonable(v) for v in value]
+def _time_text(value: Any) -> str:
     if hasattr(value, "isoformat"):
         return format_time(value)
-    return value
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")

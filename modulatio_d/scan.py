@@ -64,19 +64,26 @@ class Scanner:
         found: list[Candidate] = []
         alive: set[str] = set()
         for project in self.served():
+            try:
+                self.vault.check_inside(self.vault.plans_dir(project))
+            except BadFile as e:
+                self._refuse(str(self.vault.plans_dir(project)), project, e)
+                continue
             for entry in self.vault.files(project, "plans"):
-                alive.add(entry.path)
+                path = entry.path
+                alive.add(path)
                 try:
                     st = entry.stat()
                 except FileNotFoundError:
                     continue  # renamed away between listing and stat (an editor's save)
                 sig = signature(st)
-                seen = self._seen.get(entry.path)
+                seen = self._seen.get(path)
                 if seen is None or seen.signature != sig:
-                    seen = self._look(Path(entry.path), project, sig, st.st_mtime, now)
+                    seen = self._look(path, not entry.is_symlink(), project, sig, st.st_mtime,
+                                      now)
                     if seen is None:
                         continue
-                    self._seen[entry.path] = seen
+                    self._seen[path] = seen
                 c = seen.candidate
                 if c is None:
                     continue
@@ -88,17 +95,17 @@ class Scanner:
             self.refused.pop(gone, None)
         return sorted(found)
 
-    def _look(self, path: Path, project: str, sig: tuple, mtime: float,
+    def _look(self, path: str, inside: bool, project: str, sig: tuple, mtime: float,
               now: datetime) -> _Seen | None:
         try:
-            _, text = self.vault.read(path)
+            _, text = self.vault.read(path, inside=inside)
             status = document.peek_status(text)
             if status is not None and status not in _STATUSES:
-                parse_plan(document.load(path, text), path.stem)  # raises, naming the line
+                parse_plan(document.load(Path(path), text), Path(path).stem)  # raises
             if status not in ("approved", "executing"):
-                self.refused.pop(str(path), None)
+                self.refused.pop(path, None)
                 return _Seen(sig, None)
-            plan = parse_plan(document.load(path, text), path.stem)
+            plan = parse_plan(document.load(Path(path), text), Path(path).stem)
         except FileNotFoundError:
             return None
         except BadFile as e:
@@ -106,15 +113,17 @@ class Scanner:
                 return None  # maybe half-written: look again next time, judge nothing yet
             self._refuse(path, project, e)
             return _Seen(sig, None)
-        self.refused.pop(str(path), None)
+        self.refused.pop(path, None)
         if plan.status not in CLAIMABLE:
             return _Seen(sig, None)
         when = plan.approved_at or datetime.fromtimestamp(mtime, timezone.utc)
         key = (-plan.priority, when.timestamp(), plan.id)
-        return _Seen(sig, Candidate(key, path, project, plan.status))
+        return _Seen(sig, Candidate(key, Path(path), project, plan.status))
 
-    def _refuse(self, path: Path, project: str, error: BadFile) -> None:
+    def _refuse(self, path: str, project: str, error: BadFile) -> None:
+        if self.refused.get(path) == str(error):
+            return  # already reported: once per version of the file
         log.error("refused %s", error)
-        self.refused[str(path)] = str(error)
+        self.refused[path] = str(error)
         self.events("file_refused", project=project, path=os.path.relpath(path, self.vault.root),
                     line=error.line, reason=error.reason)

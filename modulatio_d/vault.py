@@ -88,26 +88,34 @@ class Vault:
 
     def find(self, kind: str, item_id: str, project: str | None = None) -> tuple[str, Path]:
         """(project, path) of a plan, cron entry or ticket by id."""
-        names.check(f"{kind} id", item_id)
+        singular = {"plans": "plan", "cron": "cron entry", "tickets": "ticket"}[kind]
+        names.check(f"{singular} id", item_id)
         for p in [project] if project else self.projects():
             path = self.project_dir(p) / kind / f"{item_id}.md"
             if path.exists():
                 return p, path
-        singular = {"plans": "plan", "cron": "cron entry", "tickets": "ticket"}[kind]
         raise NotFound(singular, item_id, f"no {kind}/{item_id}.md in {self.root}")
 
     def project_of(self, path: Path) -> str:
         """The project code of a file at <vault>/<PROJECT>/<kind>/<file>."""
         return Path(os.path.realpath(path)).parent.parent.name
 
-    def read(self, path: Path) -> tuple[Snapshot, str]:
-        """A vault file's snapshot and text, refusing what must not be read."""
+    def read(self, path: Path | str, inside: bool = False) -> tuple[Snapshot, str]:
+        """A vault file's snapshot and text, refusing what must not be read.
+
+        `inside`: the caller already knows the path is no link and its folder is
+        in the vault (the scan checks each folder once), so no realpath is needed.
+        """
+        if not inside:
+            self.check_inside(path)
+        snap = atomic.read(path)
+        return snap, decode(path, snap.raw)
+
+    def check_inside(self, path: Path | str) -> None:
         real = os.path.realpath(path)
-        if os.path.commonpath([real, str(self.root)]) != str(self.root):
+        if real != str(self.root) and not real.startswith(str(self.root) + os.sep):
             raise BadFile(path, f"is a link that leads out of the vault (to {real})", None,
                           "copy the file into the vault instead of linking it")
-        snap = atomic.read(Path(real))
-        return snap, decode(Path(path), snap.raw)
 
 
 def find_vault(explicit: str | None, environ: Mapping[str, str], cwd: Path) -> Vault:

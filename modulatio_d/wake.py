@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import selectors
+import warnings
 from pathlib import Path
 
 log = logging.getLogger("modulatio.wake")
@@ -63,6 +64,9 @@ class Watcher:
                                      FileModifiedEvent, FileMovedEvent, FileSystemEventHandler)
         from watchdog.observers import Observer
 
+        # watchdog 7 warns when a folder made under a recursive watch (our own
+        # .modulatio/state/<P>, say) is added twice; the watch is right either way.
+        warnings.filterwarnings("ignore", message="Callback with id", category=RuntimeWarning)
         waker = self.waker
 
         class Handler(FileSystemEventHandler):

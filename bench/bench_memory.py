@@ -1,0 +1,64 @@
+"""Resident memory of an idle daemon on a 10,000-plan vault.
+
+Baseline in the same run: a Python process that imported the same modules
+(modulatio_d.daemon and watchdog's observer) and did nothing else, so the
+difference is what the daemon keeps about the vault. Target (issue 3): < 60 MB.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from vaultgen import make_vault  # noqa: E402
+
+PLANS = int(os.environ.get("BENCH_PLANS", "10000"))
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = make_vault(Path(tmp) / "vault", PLANS)
+        base = subprocess.Popen([sys.executable, "-c",
+                                 "import modulatio_d.daemon, watchdog.observers, sys; "
+                                 "print('ready', flush=True); sys.stdin.read()"],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        daemon = subprocess.Popen([sys.executable, "-m", "modulatio_d", "daemon", "--vault",
+                                   str(root), "--tick-seconds", "1", "--log-level", "warning"])
+        try:
+            base.stdout.readline()
+            beats = root / ".modulatio" / "daemons"
+            ticks = 0
+            last = None
+            end = time.time() + 120
+            while ticks < 3 and time.time() < end:  # three idle ticks after the first scan
+                for f in beats.glob("*.json") if beats.is_dir() else []:
+                    t = json.loads(f.read_text())["last_tick"]
+                    if t != last:
+                        ticks, last = ticks + 1, t
+                time.sleep(0.2)
+            daemon_mb, base_mb = rss_mb(daemon.pid), rss_mb(base.pid)
+        finally:
+            daemon.terminate()
+            base.kill()
+            daemon.wait(30)
+            base.wait(30)
+    print(f"plans: {PLANS}")
+    print(f"idle daemon RSS {daemon_mb:6.1f} MB   imports-only baseline {base_mb:6.1f} MB   "
+          f"vault state {daemon_mb - base_mb:5.1f} MB (target daemon < 60 MB)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,115 @@
+"""Pickup latency: a person saves `status: approved` -> the file says `executing`.
+
+A real `modulatio daemon --tick-seconds 30` idles on a vault of BENCH_PLANS
+finished plans. Each round saves an approved one-step plan the way editors do
+(temp file + rename) and polls the file until the daemon's claim shows. The
+baseline, measured in the same run on the same folder: rename -> a watchdog
+observer in this process sees the event (the notification floor).
+Target (issue 3): median under 50 ms.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from vaultgen import make_vault  # noqa: E402
+
+PLANS = int(os.environ.get("BENCH_PLANS", "10000"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "30"))
+
+PLAN = """---
+id: {id}
+title: pickup {n}
+status: approved
+sub_objectives:
+  - {{run: "true"}}
+---
+"""
+
+
+def save_like_editor(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.swp")
+    tmp.write_text(text)
+    os.rename(tmp, path)
+
+
+def wait_for(path: Path, needle: str, deadline_s: float = 10.0) -> float:
+    end = time.perf_counter() + deadline_s
+    while time.perf_counter() < end:
+        try:
+            if needle in path.read_text():
+                return time.perf_counter()
+        except FileNotFoundError:
+            pass
+        time.sleep(0.0005)
+    raise TimeoutError(f"{path} never showed {needle!r}")
+
+
+def notification_floor(folder: Path) -> list[float]:
+    from watchdog.events import FileSystemEventHandler
+    from watchdog.observers import Observer
+
+    seen: queue.SimpleQueue = queue.SimpleQueue()
+
+    class Handler(FileSystemEventHandler):
+        def on_moved(self, event):
+            seen.put(time.perf_counter())
+
+    obs = Observer()
+    obs.schedule(Handler(), str(folder), recursive=True)
+    obs.start()
+    out = []
+    try:
+        for n in range(ROUNDS):
+            t0 = time.perf_counter()
+            save_like_editor(folder / f"floor-{n}.txt", "x")
+            out.append(seen.get(timeout=10) - t0)
+    finally:
+        obs.stop()
+        obs.join()
+    return out
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = make_vault(Path(tmp) / "vault", PLANS)
+        folder = root / "PICK" / "plans"
+        folder.mkdir(parents=True)
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "modulatio_d", "daemon", "--vault", str(root),
+             "--tick-seconds", "30", "--log-level", "warning"])
+        try:
+            # wait until the daemon is idle: its heartbeat exists
+            beats = root / ".modulatio" / "daemons"
+            end = time.time() + 60
+            while not (beats.is_dir() and any(beats.iterdir())) and time.time() < end:
+                time.sleep(0.01)
+            lat = []
+            for n in range(ROUNDS):
+                path = folder / f"PICK-P-{n:03d}.md"
+                t0 = time.perf_counter()
+                save_like_editor(path, PLAN.format(id=path.stem, n=n))
+                lat.append(wait_for(path, "status: executing") - t0)
+                wait_for(path, "status: completed")
+                time.sleep(0.05)  # let the daemon fall back to idle, as a person's pace would
+            floor = notification_floor(folder)
+        finally:
+            daemon.terminate()
+            daemon.wait(30)
+    m = statistics.median
+    print(f"plans in vault: {PLANS}, rounds: {ROUNDS}")
+    print(f"pickup   median {m(lat) * 1000:6.1f} ms  p90 "
+          f"{sorted(lat)[int(len(lat) * 0.9)] * 1000:6.1f} ms  (target median < 50 ms)")
+    print(f"inotify floor median {m(floor) * 1000:6.2f} ms (rename -> watchdog event, same folder)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""Scan cost over a 10,000-plan vault, beside its floors measured in the same run.
+
+idle tick  : Scanner.scan() when nothing changed   vs  scandir + stat() of every plan file
+cold start : the first Scanner.scan() of a process vs  scandir + reading every plan file once
+Target (issue 3): idle within 2x of the stat floor, cold within 3x of the read floor.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from vaultgen import make_vault  # noqa: E402
+
+from modulatio_d.scan import Scanner  # noqa: E402
+from modulatio_d.vault import Vault  # noqa: E402
+
+PLANS = int(os.environ.get("BENCH_PLANS", "10000"))
+ROUNDS = 7
+
+
+def plan_entries(vault: Vault):
+    for project in vault.projects():
+        yield from vault.files(project, "plans")
+
+
+def floor_stat(vault: Vault) -> float:
+    t = time.perf_counter()
+    for e in plan_entries(vault):
+        os.stat(e.path)
+    return time.perf_counter() - t
+
+
+def floor_read(vault: Vault) -> float:
+    t = time.perf_counter()
+    for e in plan_entries(vault):
+        with open(e.path, "rb") as f:
+            f.read()
+    return time.perf_counter() - t
+
+
+def timed(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = make_vault(Path(tmp) / "vault", PLANS)
+        vault = Vault(root)
+        now = datetime.now(timezone.utc)
+        floor_read(vault)  # warm the page cache once, for both sides alike
+        cold, read = [], []
+        for _ in range(ROUNDS):
+            read.append(floor_read(vault))
+            scanner = Scanner(vault, None, lambda *a, **k: None)
+            cold.append(timed(lambda: scanner.scan(now)))
+        idle, stat = [], []
+        for _ in range(ROUNDS):
+            stat.append(floor_stat(vault))
+            idle.append(timed(lambda: scanner.scan(now)))
+        m = statistics.median
+        print(f"plans: {PLANS}")
+        print(f"idle tick   {m(idle) * 1000:8.1f} ms   stat floor {m(stat) * 1000:8.1f} ms   "
+              f"ratio {m(idle) / m(stat):.2f}x (target <= 2x)")
+        print(f"cold start  {m(cold) * 1000:8.1f} ms   read floor {m(read) * 1000:8.1f} ms   "
+              f"ratio {m(cold) / m(read):.2f}x (target <= 3x)")
+
+
+if __name__ == "__main__":
+    main()

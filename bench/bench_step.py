@@ -1,0 +1,88 @@
+"""Daemon bookkeeping per sub-objective, beside the floors it cannot go under.
+
+A plan of STEPS shell steps `true` runs under `modulatio daemon --once`; the
+same plan with one step gives the fixed cost (start-up, scan, claim), so
+    per step = (T[STEPS + 1] - T[1]) / STEPS.
+Floors measured in the same run and folder:
+- spawn: starting and reaping `sh -c true` in its own process group, as the
+  runner does (the step's own run time);
+- fsync: the durable writes one step needs (two plan rewrites and two record
+  writes, each fsynced with its folder, and one fsynced usage append).
+bookkeeping = per step - spawn; the target is "close to the fsync floor".
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from modulatio_d import atomic, document, usage
+from modulatio_d.vault import init
+
+STEPS = int(os.environ.get("BENCH_STEPS", "200"))
+
+
+def plan_text(steps: int) -> str:
+    subs = "".join('  - {run: "true"}\n' for _ in range(steps))
+    return (f"---\nid: B-P-001\ntitle: bench   # comment\nstatus: approved\n"
+            f"sub_objectives:\n{subs}current_index: 0\nreflection_log: []\n---\nbody\n")
+
+
+def run_daemon(steps: int) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        vault = init(Path(tmp) / "v")
+        folder = vault.plans_dir("B")
+        folder.mkdir(parents=True)
+        (folder / "B-P-001.md").write_text(plan_text(steps))
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "modulatio_d", "daemon", "--vault",
+                        str(vault.root), "--once", "--log-level", "warning"], check=True)
+        elapsed = time.perf_counter() - t
+        assert "status: completed" in (folder / "B-P-001.md").read_text()
+        return elapsed
+
+
+def spawn_floor(n: int) -> float:
+    t = time.perf_counter()
+    for _ in range(n):
+        subprocess.Popen(["/bin/sh", "-c", "true"], process_group=0,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT).wait()
+    return (time.perf_counter() - t) / n
+
+
+def fsync_floor(n: int) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        plan = Path(tmp) / "p.md"
+        plan.write_text(plan_text(STEPS))
+        record = Path(tmp) / "r.json"
+        use = Path(tmp) / "u.jsonl"
+        t = time.perf_counter()
+        for i in range(n):
+            for _ in range(2):
+                atomic.rewrite(plan, lambda raw: document.set_keys(
+                    raw.decode(), {"current_index": i}).encode())
+                atomic.replace(record, b'{"rev": 1}')
+            usage.append(use, [{"input_tokens": 0}])
+        return (time.perf_counter() - t) / n
+
+
+def main() -> None:
+    one = min(run_daemon(1) for _ in range(3))
+    full = min(run_daemon(STEPS + 1) for _ in range(3))
+    per_step = (full - one) / STEPS
+    spawn = spawn_floor(STEPS)
+    fsync = fsync_floor(min(STEPS, 100))
+    book = per_step - spawn
+    print(f"steps: {STEPS}")
+    print(f"per step     {per_step * 1000:6.2f} ms   (daemon, wall clock)")
+    print(f"spawn floor  {spawn * 1000:6.2f} ms   (sh -c true in its own group)")
+    print(f"bookkeeping  {book * 1000:6.2f} ms   fsync floor {fsync * 1000:6.2f} ms   "
+          f"ratio {book / fsync:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
