@@ -17,6 +17,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,11 +73,11 @@ class Child:
         except ProcessLookupError:
             pass
 
-    def stop(self, grace: float) -> int:
-        """TERM the process group, KILL it after `grace` seconds; the exit status."""
+    def stop(self, grace: float, hurry: Callable[[], bool] = lambda: False) -> int:
+        """TERM the process group, KILL it after `grace` s (or once `hurry()`); the exit status."""
         self.kill_group(signal.SIGTERM)
         deadline = time.monotonic() + grace
-        while self.proc.poll() is None and time.monotonic() < deadline:
+        while self.proc.poll() is None and time.monotonic() < deadline and not hurry():
             try:
                 self.proc.wait(timeout=min(0.05, max(0.0, deadline - time.monotonic())))
             except subprocess.TimeoutExpired:

@@ -45,7 +45,7 @@ from modulatio_d import atomic, config, cron, document, names
 from modulatio_d.atomic import Snapshot
 from modulatio_d.cron import CatchUp
 from modulatio_d.document import Document
-from modulatio_d.errors import BadFile, UsageError
+from modulatio_d.errors import BadFile, FileChanged, UsageError
 from modulatio_d.lock import FileLock, lock_path
 from modulatio_d.plan import FINAL
 from modulatio_d.vault import Vault
@@ -201,8 +201,21 @@ def _parse_steps(doc: Document, raw: object, fail) -> tuple[str | tuple[str, ...
             steps.append(tuple(str(a) for a in item))
         else:
             fail(f"step {i + 1} must be a command: a text (run by sh -c) or a list of "
-                 f"arguments, not {type(item).__name__}", "steps", line=line)
+                 f"arguments, not {_kind(item)}", "steps", line=line,
+                 hint="a step with its own title, timeout or agent belongs in a template plan")
     return tuple(steps)
+
+
+def _kind(value: object) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "an empty list" if not value else "a list holding more than texts"
+    if isinstance(value, str):
+        return "an empty text"
+    if value is None:
+        return "nothing"
+    return f"{value!r}"
 
 
 def _bool(data: dict, key: str, fail) -> bool:
@@ -421,6 +434,8 @@ class CronFirer:
             self._advance(path, snap, render_time(d.new_last_fired_for, zone))
         except BadFile as e:  # a person saved a malformed entry meanwhile: theirs stays
             self._judge(project, path, e)
+        except FileChanged as e:  # saved again and again: the kickoffs stand, retry next tick
+            log.warning("%s", e)
         return created
 
     def _fire_one(self, project: str, entry: Entry, zone: tzinfo, t: datetime,
@@ -584,6 +599,43 @@ def kickoff_text(entry: Entry, kickoff: str, scheduled_for: str, shape: dict[str
 
 
 # --- what the commands do -----------------------------------------------------------
+
+def entry_rows(vault: Vault, now: datetime, host: tzinfo,
+               project: str | None = None) -> list[dict]:
+    """Every entry (of one project, or all) as a plain row for `cron list` and `status`.
+
+    A malformed entry is a row with `valid: false` and the `error`.
+    """
+    rows = []
+    for p in [project] if project else vault.projects():
+        for item in sorted(vault.files(p, "cron"), key=lambda e: e.name):
+            path = Path(item.path)
+            try:
+                snap, entry = _read(vault, path)
+                if entry.template is not None:
+                    template_steps(vault, entry)
+                zone = zone_of(entry, None if entry.timezone else vault_zone(vault), host)
+                nxt = cron.next_fires(entry.expr, zone, max(now, start_of(entry, snap)), 1)
+            except BadFile as e:
+                rows.append({"id": path.stem, "project": p, "valid": False, "error": str(e),
+                             "path": str(path)})
+                continue
+            except FileNotFoundError:
+                continue
+            source = "entry" if entry.timezone else "vault" if zone is not host else "host"
+            rows.append({
+                "id": entry.id, "project": p, "valid": True, "schedule": entry.schedule,
+                "timezone": str(getattr(zone, "key", zone)), "timezone_from": source,
+                "enabled": entry.enabled, "catch_up": entry.catch_up.value,
+                "overlap": entry.overlap.value, "approve": entry.approve,
+                "objective": entry.objective,
+                "last_fired_for": (render_time(entry.last_fired_for, zone)
+                                   if entry.last_fired_for else None),
+                "next_fire": render_time(nxt[0], zone) if nxt and entry.enabled else None,
+                "path": str(path),
+            })
+    return rows
+
 
 def next_cron_number(vault: Vault, project: str) -> int:
     """One more than the highest number any entry of the project ever had.

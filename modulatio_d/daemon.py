@@ -141,10 +141,7 @@ class Daemon:
                         reason=e.reason)
 
     def _fire_cron(self, now: datetime) -> None:
-        try:  # TEMPORARY until cronfile lands
-            from modulatio_d.cronfile import CronFirer
-        except ImportError:
-            return
+        from modulatio_d.cronfile import CronFirer
 
         if self.cron is None:
             self.cron = CronFirer(self.vault, self.events)
@@ -180,8 +177,8 @@ class Daemon:
             try:
                 self._beat(self.clock(), held.plan.id, held.plan.current_index)
                 runner = Runner(held, lock, token, self.config, self.events, self.waker,
-                                self.stop, self.clock, self._periodic, self.base_env)
-                runner.config_tick = self.tick_seconds
+                                self.stop, self.clock, self._periodic, self.base_env,
+                                self.tick_seconds)
                 try:
                     runner.run()
                 except (BadFile, FileNotFoundError) as e:

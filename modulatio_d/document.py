@@ -35,12 +35,31 @@ DELETE = object()  # a value for set_keys that removes the key
 
 
 class Append(list):
-    """A value for set_keys: items to add at the end of a block list already in the file.
+    """A value for set_keys: the whole new list, of which the file holds `value[:start]`.
 
     Only for a list the writer knows is exactly what the file holds (the daemon's
-    own reflection_log, when the file is the one it last wrote): the existing
-    lines stay untouched, so a step costs one new line, not a re-render.
+    own reflection_log, when the file is the one it last wrote): when the file
+    writes it as a block list, the existing lines stay untouched and only the
+    new items are added, so a step costs one new line, not a re-render. Any
+    other form (a flow list, items behind a comment) is rendered whole.
     """
+
+    def __init__(self, items: list, start: int):
+        super().__init__(items)
+        self.start = start
+
+
+_ITEM = re.compile(r"([ \t]*)-(?:[ \t]|\r?\n|$)")
+
+
+def _block_list_indent(span: list[str]) -> str | None:
+    """The indent of the items when `span` is `key:` and a block list, else None."""
+    m = _KEY.match(span[0])
+    if not m or span[0][m.end():].strip().split("#")[0].strip():
+        return None  # the key's line holds a value: a flow list or a scalar
+    first = next((line for line in span[1:] if line.strip()), "")
+    item = _ITEM.match(first)
+    return item.group(1) if item else None  # a comment first: its indent says nothing
 
 _FENCE = re.compile(r"-{3}[ \t]*(\r?\n|$)")
 _CLOSE = re.compile(r"(?m)^(?:-{3}|\.{3})[ \t]*(?:\r?\n|$)")
@@ -160,12 +179,25 @@ def load_mapping(path: Path, yaml_text: str, first: int = 1) -> dict:
         raise BadFile(path, f"invalid YAML: {problem}", line) from None
     except YAMLError as e:
         raise BadFile(path, f"invalid YAML: {str(e).splitlines()[0]}", None) from None
+    except (ValueError, OverflowError) as e:  # ruamel builds 2025-13-01 and fails on it
+        raise BadFile(path, f"invalid YAML: {e}", _bad_date_line(yaml_text, first),
+                      "check the dates and times: YYYY-MM-DD[THH:MM:SS+HH:MM]") from None
     if not isinstance(data, dict):
         kind = ("empty" if data is None else "a list" if isinstance(data, list)
                 else "a single value")  # not ruamel's class name (CommentedSeq)
         raise BadFile(path, f"the YAML is {kind}, not a mapping of keys", first,
                       "write 'key: value' lines")
     return data
+
+
+def _bad_date_line(yaml_text: str, first: int) -> int | None:
+    for number, line in enumerate(yaml_text.splitlines()):
+        for m in re.finditer(r"(?<![\d.])(\d{4})-(\d\d?)-(\d\d?)(?!\d)", line):
+            try:
+                datetime(*map(int, m.groups()))
+            except ValueError:
+                return number + first
+    return None
 
 
 def line_of(data: dict, key: str, first: int = 1) -> int | None:
@@ -240,13 +272,14 @@ def set_keys(doc_text: str, changes: dict[str, object], path: Path | None = None
             a, b = spans[key]
             if value is DELETE:
                 lines[a:b] = []
-            elif isinstance(value, Append) and b - a > 1:
-                indent = re.match(r"[ \t]*", lines[a + 1]).group(0)
+            elif isinstance(value, Append) and (indent := _block_list_indent(lines[a:b])) \
+                    is not None:
                 if not lines[b - 1].endswith("\n"):
                     lines[b - 1] += nl
-                lines[b:b] = [f"{indent}- {_flow(item)}{nl}" for item in value]
+                lines[b:b] = [f"{indent}- {_flow(item)}{nl}" for item in value[value.start:]]
             else:
-                lines[a:b] = _replace(lines[a:b], key, value, nl)
+                lines[a:b] = _replace(lines[a:b], key,
+                                      list(value) if isinstance(value, Append) else value, nl)
         elif value is not DELETE:
             if lines and not lines[-1].endswith("\n"):
                 lines[-1] += nl

@@ -18,6 +18,7 @@ the daemon is asked to stop.
 from __future__ import annotations
 
 import logging
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,13 +28,14 @@ from pathlib import Path
 from modulatio_d import reflect, tickets, usage
 from modulatio_d.child import Child, describe_status
 from modulatio_d.config import Config
-from modulatio_d.document import format_time
+from modulatio_d.document import format_time, parse_time
 from modulatio_d.errors import BadFile
 from modulatio_d.executors import StepContext, StepError, launch
 from modulatio_d.lock import FileLock
 from modulatio_d.plan import Plan, PlanStatus, SubObjective
 from modulatio_d.planfile import HeldPlan
 from modulatio_d.reflect import Decision, Outcome
+from modulatio_d.scan import SETTLE_S
 from modulatio_d.wake import Waker
 
 log = logging.getLogger("modulatio.runner")
@@ -64,7 +66,7 @@ class Runner:
     def __init__(self, held: HeldPlan, lock: FileLock, token: int, config: Config,
                  events: Callable[..., None], waker: Waker, stop: Stop,
                  clock: Callable[[], datetime], periodic: Callable[[str | None, object], None],
-                 base_env: dict[str, str]):
+                 base_env: dict[str, str], tick_seconds: float):
         self.held = held
         self.lock = lock
         self.token = token
@@ -75,6 +77,7 @@ class Runner:
         self.clock = clock
         self.periodic = periodic
         self.base_env = base_env
+        self.tick_seconds = tick_seconds
         self.plan_path = held.path
         self.usage_path = usage.usage_path(held.path)
         self.runs_dir = held.path.with_suffix(".runs")
@@ -152,7 +155,7 @@ class Runner:
                 left = timeout - (time.monotonic() - t0)
                 if left <= 0:
                     outcome = Outcome.TIMEOUT
-                    child.stop(KILL_GRACE_S)
+                    child.stop(KILL_GRACE_S, self._hurry)
                     break
                 self.waker.wait(min(left, self._beat_interval()),
                                 (child.wait_fd(),) if child.wait_fd() is not None else ())
@@ -160,16 +163,16 @@ class Runner:
                     break
                 if self.stop.requested:
                     outcome = Outcome.INTERRUPTED
-                    child.stop(0 if self.stop.requested > 1 else KILL_GRACE_S)
+                    child.stop(KILL_GRACE_S, self._hurry)
                     break
                 self.periodic(self.plan.id, step.index)
                 self._refresh()
                 if self.plan.status is PlanStatus.ABORTED:
                     outcome = Outcome.ABORTED
-                    child.stop(KILL_GRACE_S)
+                    child.stop(KILL_GRACE_S, self._hurry)
                     break
             code = child.proc.wait()
-            child.kill_group(9)  # what the step left running in its group goes with it
+            child.kill_group(signal.SIGKILL)  # what the step left running in its group goes with it
         finally:
             child.close()
         if outcome is None:
@@ -179,10 +182,11 @@ class Runner:
             exit_text = f"timed out after {timeout:g}s ({exit_text})"
         return Attempt(outcome, exit_text, started, self.clock(), log_path, _summary(log_path))
 
-    def _beat_interval(self) -> float:
-        return max(0.5, min(15.0, self.config_tick / 2))
+    def _hurry(self) -> bool:
+        return self.stop.requested > 1  # a second signal: no more grace for the step
 
-    config_tick = 30.0  # set by the daemon to its --tick-seconds
+    def _beat_interval(self) -> float:
+        return max(0.5, min(15.0, self.tick_seconds / 2))
 
     # --- after an attempt ---------------------------------------------------------
 
@@ -249,7 +253,7 @@ class Runner:
             return
         step = self.plan.sub_objectives[index]
         now = self.clock()
-        started = _time(f.get("started_at")) or now
+        started = parse_time(f.get("started_at")) or now
         rerun = step.rerun_after_crash
         entry = {"index": index, "title": step.title, "attempt": f.get("attempt", 1),
                  "outcome": Outcome.INTERRUPTED.value, "exit": "daemon stopped or died",
@@ -355,6 +359,12 @@ class Runner:
     def _report_bad(self, error: Exception) -> None:
         key = str(error)
         if key != getattr(self, "_last_bad", None):
+            try:
+                age = self.clock().timestamp() - self.plan_path.stat().st_mtime
+            except OSError:
+                age = SETTLE_S  # gone: no editor is half way through writing it
+            if age < SETTLE_S:
+                return  # maybe an editor half way through its save: judge it once settled
             self._last_bad = key
             log.error("plan file unusable, waiting for a fix before writing: %s", error)
             self.events("file_refused", project=self.held.project,
@@ -372,8 +382,3 @@ def _summary(log_path: Path) -> str:
         return ""
     last = next((ln for ln in reversed(lines) if ln), "")
     return last if len(last) <= SUMMARY_CHARS else last[: SUMMARY_CHARS - 1] + "…"
-
-
-def _time(value: object) -> datetime | None:
-    from modulatio_d.document import parse_time
-    return parse_time(value)

@@ -19,8 +19,8 @@ Reader = Callable[[Vault, Path], object]
 
 def readers() -> dict[str, Reader]:
     """The reader of each kind of vault file, by folder name."""
-    from modulatio_d import tickets
-    return {"plans": read_plan, "tickets": tickets.read_ticket}
+    from modulatio_d import cronfile, tickets
+    return {"plans": read_plan, "tickets": tickets.read_ticket, "cron": cronfile.read_entry}
 
 
 def validate(vault: Vault) -> list[BadFile]:
