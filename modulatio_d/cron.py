@@ -41,6 +41,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from croniter import CroniterBadDateError, croniter
 
+from modulatio_d import names
+
 MAX_CATCH_UP = 100
 """Most kickoffs one decision creates with catch_up `all`, and most skipped times it lists."""
 
@@ -72,7 +74,6 @@ _FIELDS = (
 )
 _USE = "use 5 fields: minute hour day-of-month month day-of-week"
 _HASHED = re.compile(r"[hr](?:\(|/|$)")
-_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\Z")
 _SECOND = timedelta(seconds=1)
 _MINUTE = timedelta(minutes=1)
 
@@ -287,7 +288,7 @@ def kickoff_id(cron_id: str, scheduled: datetime) -> str:
     instant off the whole minute in UTC (zones whose offset had seconds, such as
     Africa/Monrovia before 1972) gets seconds too: YYYYMMDDTHHMMSSZ.
     """
-    if not _NAME.match(cron_id):
+    if not names.is_valid(cron_id):
         raise ValueError(
             f'cron id "{cron_id}" must start with a letter, digit or _ '
             "and hold only letters, digits, _ - and ."

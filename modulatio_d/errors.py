@@ -55,7 +55,7 @@ class InvalidName(UsageError):
     def __init__(self, what: str, name: str):
         super().__init__(
             f"{what} {name!r} is not a valid name: use letters, digits, '_', '-' and '.', "
-            f"not starting with a dot"
+            f"starting with a letter, digit or '_'"
         )
 
 

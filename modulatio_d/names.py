@@ -1,6 +1,7 @@
 """Names that become parts of paths: project codes, plan, cron and ticket ids.
 
-A valid name is letters, digits, `_`, `-` and `.`, not starting with a dot, so
+A valid name is letters, digits, `_`, `-` and `.`, starting with a letter, digit
+or `_` (not a dot, not a dash that a command line would take for an option), so
 it can never climb out of its folder or hide itself.
 """
 
@@ -10,7 +11,7 @@ import re
 
 from modulatio_d.errors import InvalidName
 
-_NAME = re.compile(r"[A-Za-z0-9_\-][A-Za-z0-9_.\-]*")
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
 
 
 def is_valid(name: object) -> bool:

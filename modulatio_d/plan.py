@@ -205,7 +205,7 @@ def parse_plan(doc: Document, expected_id: str | None = None) -> Plan:
     plan_id = data.get("id", expected_id)
     if not isinstance(plan_id, str) or not names.is_valid(plan_id):
         c.fail(f"id {plan_id!r} is not a valid name", "id",
-               hint="use letters, digits, '_', '-' and '.', not starting with a dot")
+               hint="use letters, digits, '_', '-' and '.', starting with a letter, digit or '_'")
     if expected_id is not None and plan_id != expected_id:
         c.fail(f"id {plan_id!r} differs from the file name {expected_id!r}", "id",
                hint=f"set id: {expected_id} or rename the file to {plan_id}.md")

@@ -70,17 +70,18 @@ class HeldPlan:
     def refresh(self) -> bool:
         """Re-read the plan if its file changed on disk; True when its content did."""
         try:
-            sig = atomic.signature(self.path.stat())
+            if atomic.signature(self.path.stat()) == self.snapshot.signature:
+                return False
+            snap, text = self.vault.read(self.path)
         except FileNotFoundError:
             return False  # an editor between rename and write: look again later
-        if sig == self.snapshot.signature:
-            return False
-        snap, text = self.vault.read(self.path)
         if snap.raw == self.snapshot.raw:
             self.snapshot = snap
             return False
-        self.snapshot = snap
+        # Parse before taking the snapshot: update() splices into the snapshot's bytes
+        # unparsed, so a broken save must never become it (update then waits for a fix).
         self.plan = parse_plan(document.load(self.path, text), expected_id=self.path.stem)
+        self.snapshot = snap
         self._repair()
         return True
 
@@ -96,7 +97,7 @@ class HeldPlan:
                 new_log, old = mine.get("reflection_log"), plan.reflection_log
                 if isinstance(new_log, list) and old and new_log[:len(old)] == old:
                     # The file holds exactly our log: add only the new entries' lines.
-                    outcome["append"] = document.Append(new_log[len(old):])
+                    outcome["append"] = document.Append(new_log, start=len(old))
             else:  # a person saved since we last looked
                 plan = parse_plan(document.load(self.path, text), expected_id=self.path.stem)
                 fix = record.repairs(plan, self.record)

@@ -23,7 +23,7 @@ def list_plans(vault: Vault, project: str | None = None, status: str | None = No
     for p in [project] if project else vault.projects():
         for entry in sorted(vault.files(p, "plans"), key=lambda e: e.name):
             path = Path(entry.path)
-            if status:
+            if status and status != "invalid":  # a broken file's status line may read fine
                 try:
                     if peek_status(vault.read(path)[1]) not in (status, None):
                         continue

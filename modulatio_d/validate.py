@@ -29,6 +29,10 @@ def validate(vault: Vault) -> list[BadFile]:
         config.load(vault.config_path)
     except BadFile as e:
         problems.append(e)
+    for name in vault.misnamed_projects():
+        problems.append(BadFile(vault.root / name, "folder name is not a valid project code, "
+                                "so its plans never run", None,
+                                "rename it to letters, digits, '_', '-' and '.'"))
     for project in vault.projects():
         for kind, reader in readers().items():
             for entry in sorted(vault.files(project, kind), key=lambda e: e.name):

@@ -68,13 +68,20 @@ class Vault:
         return self.meta / "state" / names.check("project code", project) / f"{plan_id}.json"
 
     def projects(self) -> list[str]:
+        return [name for name in self._project_like() if names.is_valid(name)]
+
+    def misnamed_projects(self) -> list[str]:
+        """Folders laid out like a project whose name is not a valid code: never served."""
+        return [name for name in self._project_like()
+                if not names.is_valid(name) and not name.startswith(".")]
+
+    def _project_like(self) -> list[str]:
         try:
             entries = sorted(os.scandir(self.root), key=lambda e: e.name)
         except FileNotFoundError:
             return []
         return [e.name for e in entries
-                if e.is_dir() and names.is_valid(e.name)
-                and any(os.path.isdir(os.path.join(e.path, k)) for k in _KINDS)]
+                if e.is_dir() and any(os.path.isdir(os.path.join(e.path, k)) for k in _KINDS)]
 
     def files(self, project: str, kind: str) -> Iterator[os.DirEntry]:
         """The `*.md` entries of a project's plans/, cron/ or tickets/ folder."""

@@ -4,16 +4,14 @@ and waiting for a condition with a deadline (never a fixed sleep)."""
 from __future__ import annotations
 
 import io
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from modulatio_d import cli, vault as vault_mod
-
-PYTHON = sys.executable
+from modulatio_d import cli
+from modulatio_d import vault as vault_mod
 
 
 @pytest.fixture
@@ -40,6 +38,7 @@ def run_cli(tmp_path: Path):
         return CliResult(code, out.getvalue(), err.getvalue())
 
     return run
+
 
 
 def wait_for(condition, timeout: float = 10.0, interval: float = 0.005, what: str = ""):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -354,7 +354,7 @@ def test_delete_keeps_the_comment_above_the_next_key():
 
 
 def test_lists_are_written_one_item_a_line_and_times_as_utc():
-    t = datetime(2025, 11, 4, 12, 0, tzinfo=timezone.utc)
+    t = datetime(2025, 11, 4, 12, 0, tzinfo=UTC)
     out = document.set_keys("---\nreflection_log: []\n---\n",
                             {"reflection_log": [{"index": 0, "end": t, "summary": "ok: done"}],
                              "completed_at": t})
@@ -440,6 +440,19 @@ def test_peek_status():
 
 def test_times():
     assert document.parse_time("2025-11-04T10:00:00Z") == datetime(2025, 11, 4, 10,
-                                                                   tzinfo=timezone.utc)
-    assert document.parse_time(datetime(2025, 1, 1)).tzinfo is timezone.utc
+                                                                   tzinfo=UTC)
+    assert document.parse_time(datetime(2025, 1, 1)).tzinfo is UTC
     assert document.parse_time("soon") is None and document.parse_time(5) is None
+
+
+@pytest.mark.parametrize(("written", "expected"), [
+    ("log:\n  - a   # one\n", "log:\n  - a   # one\n  - b\n"),
+    ("log:\n- a\n# next\n", "log:\n- a\n- b\n# next\n"),  # the comment is the next key's
+    ("log: [a]\n", "log:\n  - a\n  - b\n"),
+    ("log: [\n  a]\n", "log:\n  - a\n  - b\n"),
+    ("log:\n    # note\n  - a\n", "log:\n  - a\n  - b\n"),
+])
+def test_append_adds_lines_to_a_block_list_and_renders_anything_else(written, expected):
+    out = document.set_keys(f"---\n{written}x: 1\n---\n", {"log": document.Append(["a", "b"], 1)})
+    assert out == f"---\n{expected}x: 1\n---\n"
+    assert document.load(P, out).data["log"] == ["a", "b"]

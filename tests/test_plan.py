@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -94,7 +94,7 @@ def test_defaults_when_keys_are_left_out():
 def test_daemon_keys_and_with_keys():
     plan = parse(DESIGN_PLAN)
     assert set(plan.own_keys()) == set(DAEMON_KEYS)
-    t = datetime(2025, 11, 4, 10, tzinfo=timezone.utc)
+    t = datetime(2025, 11, 4, 10, tzinfo=UTC)
     after = plan.with_keys({"status": "executing", "current_index": 2, "rev": 7,
                             "execution_started_at": "2025-11-04T10:00:00Z", "title": "ignored"})
     assert (after.status, after.current_index, after.rev, after.title) == (
