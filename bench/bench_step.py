@@ -4,8 +4,8 @@ A plan of STEPS shell steps `true` runs under `modulatio daemon --once`; the
 same plan with one step gives the fixed cost (start-up, scan, claim), so
     per step = (T[STEPS + 1] - T[1]) / STEPS.
 Floors measured in the same run and folder:
-- spawn: starting and reaping `sh -c true` in its own process group, as the
-  runner does (the step's own run time);
+- spawn: starting and reaping `sh -c true` through the runner's own Child
+  (own process group, PR_SET_PDEATHSIG, a log file): the step's own cost;
 - fsync: the durable writes one step needs (two plan rewrites and two record
   writes, each fsynced with its folder, and one fsynced usage append).
 bookkeeping = per step - spawn; the target is "close to the fsync floor".
@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from modulatio_d import atomic, document, usage
+from modulatio_d.child import Child, Launch
 from modulatio_d.vault import init
 
 STEPS = int(os.environ.get("BENCH_STEPS", "200"))
@@ -47,11 +48,14 @@ def run_daemon(steps: int) -> float:
 
 
 def spawn_floor(n: int) -> float:
-    t = time.perf_counter()
-    for _ in range(n):
-        subprocess.Popen(["/bin/sh", "-c", "true"], process_group=0,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT).wait()
-    return (time.perf_counter() - t) / n
+    with tempfile.TemporaryDirectory() as tmp:
+        launch = Launch(["/bin/sh", "-c", "true"], dict(os.environ), Path(tmp))
+        t = time.perf_counter()
+        for i in range(n):
+            child = Child(launch, Path(tmp) / f"{i}.log")
+            child.proc.wait()
+            child.close()
+        return (time.perf_counter() - t) / n
 
 
 def fsync_floor(n: int) -> float:
@@ -79,7 +83,7 @@ def main() -> None:
     book = per_step - spawn
     print(f"steps: {STEPS}")
     print(f"per step     {per_step * 1000:6.2f} ms   (daemon, wall clock)")
-    print(f"spawn floor  {spawn * 1000:6.2f} ms   (sh -c true in its own group)")
+    print(f"spawn floor  {spawn * 1000:6.2f} ms   (sh -c true through the runner's Child)")
     print(f"bookkeeping  {book * 1000:6.2f} ms   fsync floor {fsync * 1000:6.2f} ms   "
           f"ratio {book / fsync:.2f}x")
 

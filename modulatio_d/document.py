@@ -266,21 +266,23 @@ def set_keys(doc_text: str, changes: dict[str, object], path: Path | None = None
     opening, head, closing, body = split(path or Path("<text>"), doc_text)
     nl = "\r\n" if opening.endswith("\r\n") else "\n"
     lines = head.splitlines(keepends=True)
+    spans = {k: (a, b) for k, a, b in _key_spans(lines)}
+    present = sorted((k for k in changes if k in spans), key=lambda k: -spans[k][0])
+    for key in present:  # bottom up, so the spans above stay where they were found
+        a, b = spans[key]
+        value = changes[key]
+        if value is DELETE:
+            lines[a:b] = []
+        elif isinstance(value, Append) and (indent := _block_list_indent(lines[a:b])) \
+                is not None:
+            if not lines[b - 1].endswith("\n"):
+                lines[b - 1] += nl
+            lines[b:b] = [f"{indent}- {_flow(item)}{nl}" for item in value[value.start:]]
+        else:
+            lines[a:b] = _replace(lines[a:b], key,
+                                  list(value) if isinstance(value, Append) else value, nl)
     for key, value in changes.items():
-        spans = {k: (a, b) for k, a, b in _key_spans(lines)}
-        if key in spans:
-            a, b = spans[key]
-            if value is DELETE:
-                lines[a:b] = []
-            elif isinstance(value, Append) and (indent := _block_list_indent(lines[a:b])) \
-                    is not None:
-                if not lines[b - 1].endswith("\n"):
-                    lines[b - 1] += nl
-                lines[b:b] = [f"{indent}- {_flow(item)}{nl}" for item in value[value.start:]]
-            else:
-                lines[a:b] = _replace(lines[a:b], key,
-                                      list(value) if isinstance(value, Append) else value, nl)
-        elif value is not DELETE:
+        if key not in spans and value is not DELETE:
             if lines and not lines[-1].endswith("\n"):
                 lines[-1] += nl
             lines.extend(_render_key(key, value, nl))
