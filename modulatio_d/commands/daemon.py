@@ -42,6 +42,10 @@ def register(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -
     p.add_argument("--log-level", default="info",
                    choices=["debug", "info", "warning", "error"])
     p.add_argument("--log-format", default="text", choices=["text", "json"])
+    p.add_argument("--detach", action="store_true",
+                   help="run in the background without systemd: pid file "
+                        ".modulatio/daemon.pid, log .modulatio/daemon.log; reports the pid "
+                        "of one already running (stop it with `modulatio stop`)")
     p.set_defaults(run=run_daemon)
 
     p = sub.add_parser("heartbeat", parents=[parent],
@@ -60,10 +64,40 @@ def run_daemon(args, ctx) -> int:
     if args.tick_seconds <= 0:
         from modulatio_d.errors import UsageError
         raise UsageError("--tick-seconds must be more than 0")
-    setup_logging(args.log_level, args.log_format, ctx.err)
     vault = ctx.vault(args)
     projects = [names.check("project code", p) for p in args.project]
+    if args.detach:
+        return _detach(args, ctx, vault, projects)
+    setup_logging(args.log_level, args.log_format, ctx.err)
     return Daemon(vault, projects, args.tick_seconds, args.once, utcnow, ctx.environ).run()
+
+
+def _detach(args, ctx, vault, projects) -> int:
+    from modulatio_d import detach
+
+    argv = ["--tick-seconds", repr(args.tick_seconds), "--log-level", args.log_level,
+            "--log-format", args.log_format]
+    for p in projects:
+        argv += ["--project", p]
+    if args.once:
+        argv.append("--once")
+    started = detach.start(vault, argv, ctx.environ)
+    log = detach.log_path(vault)
+    if started.already:
+        ctx.print(f"a detached daemon already runs on this vault: pid {started.pid} "
+                  f"(log {log})")
+        return 0
+    if started.exit_code == 0:
+        ctx.print(f"the detached daemon (pid {started.pid}) already finished (log {log})")
+        return 0
+    if started.exit_code is not None:
+        print(f"modulatio: the detached daemon (pid {started.pid}) exited with "
+              f"{started.exit_code} while starting; from {log}:\n{started.log_tail}",
+              file=ctx.err, end="")
+        return 1
+    ctx.print(f"daemon started in the background: pid {started.pid} (log {log})"
+              + ("" if started.ready else "; its first scan is not done yet"))
+    return 0
 
 
 def run_heartbeat(args, ctx) -> int:
