@@ -75,7 +75,11 @@ def main(argv: list[str] | None = None, ctx: Context | None = None) -> int:
         return e.exit_code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`modulatio status | head`): nothing more to say to it.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as e:
-        where = f" {e.filename}" if e.filename else ""
-        print(f"modulatio: system error:{where}: {e.strerror or e}", file=ctx.err)
+        where = f" {e.filename}:" if e.filename else ""
+        print(f"modulatio: system error:{where} {e.strerror or e}", file=ctx.err)
         return EXIT_SYSTEM

@@ -87,6 +87,19 @@ def read_all(daemons_dir: Path, now: datetime | None = None) -> list[dict]:
     return sorted(out, key=lambda i: i["age_s"])
 
 
+def prune_dead(daemons_dir: Path) -> list[str]:
+    """Remove the heartbeats of this host's daemons whose process is gone (crashed)."""
+    removed = []
+    for info in read_all(daemons_dir):
+        if info.get("host") == socket.gethostname() and not info["live"]:
+            try:
+                os.unlink(info["file"])
+                removed.append(info["file"])
+            except FileNotFoundError:
+                pass
+    return removed
+
+
 def freshest(daemons_dir: Path, now: datetime | None = None) -> dict | None:
     live = [i for i in read_all(daemons_dir, now) if i["live"]]
     return live[0] if live else None
