@@ -261,10 +261,10 @@ def template_steps(vault: Vault, entry: Entry) -> dict[str, object]:
     except BadFile as e:
         raise BadFile(entry.path, f"template {entry.template!r} is not a valid plan: {e}",
                       where) from None
-    keys: dict[str, object] = {"sub_objectives": _plain(plan.data["sub_objectives"])}
+    keys: dict[str, object] = {"sub_objectives": document.plain(plan.data["sub_objectives"])}
     for key in _TEMPLATE_KEYS:
         if plan.data.get(key) is not None:
-            keys[key] = _plain(plan.data[key])
+            keys[key] = document.plain(plan.data[key])
     return keys
 
 
@@ -273,21 +273,6 @@ def _entry_data(vault: Vault, entry: Entry) -> dict:
         return document.load(entry.path, vault.read(entry.path)[1]).data
     except (BadFile, OSError):
         return {}
-
-
-def _plain(value: object) -> object:
-    """ruamel's containers and scalars as plain values that set_keys can render."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if value is None or isinstance(value, (bool, datetime)):
-        return value
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        return float(value)
-    return str(value)
 
 
 # --- time zones -----------------------------------------------------------------

@@ -380,6 +380,23 @@ def _double_quoted(text: str) -> str:
                    f"\\u{ord(c):04x}" if ord(c) <= 0xFFFF else f"\\U{ord(c):08x}" for c in out)
 
 
+def plain(value: object) -> object:
+    """ruamel's commented containers and scalars as plain Python values (times aware)."""
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, datetime):
+        return parse_time(value)
+    return str(value)
+
+
 def format_time(value: datetime) -> str:
     """UTC, to the second, ISO 8601 with Z: how the daemon writes every time."""
     return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

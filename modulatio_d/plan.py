@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from modulatio_d import names
-from modulatio_d.document import Document, parse_time
+from modulatio_d.document import Document, parse_time, plain
 from modulatio_d.errors import BadFile, TransitionRefused
 
 
@@ -171,23 +171,6 @@ def parse_duration(value: object) -> float:
     raise ValueError(f"{value!r} is not a duration: write seconds or a string like 90s, 10m, 2h")
 
 
-def _plain(value: object) -> Any:
-    """ruamel's commented containers and scalars as plain Python values."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if isinstance(value, bool) or value is None:
-        return value
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        return float(value)
-    if isinstance(value, datetime):
-        return parse_time(value)
-    return str(value)
-
-
 class _Checker:
     """Builds BadFile errors that point at the line of the key at fault."""
 
@@ -250,8 +233,8 @@ def parse_plan(doc: Document, expected_id: str | None = None) -> Plan:
         execution_started_at=parse_time(data.get("execution_started_at")),
         completed_at=parse_time(data.get("completed_at")),
         last_error=None if data.get("last_error") is None else str(data.get("last_error")),
-        claim=_plain(data.get("claim")), in_flight=_plain(data.get("in_flight")),
-        reflection_log=_plain(log), cwd=data.get("cwd"), reflector=data.get("reflector"),
+        claim=plain(data.get("claim")), in_flight=plain(data.get("in_flight")),
+        reflection_log=plain(log), cwd=data.get("cwd"), reflector=data.get("reflector"),
         data=data,
     )
 
