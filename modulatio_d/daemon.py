@@ -41,6 +41,10 @@ from modulatio_d.vault import Vault
 from modulatio_d.wake import Waker, Watcher
 
 log = logging.getLogger("modulatio.daemon")
+# A claim lost to a lock held for a moment (a `modulatio plan approve` still writing the
+# plan it just woke us for, another daemon mid-claim) is tried again after these waits,
+# before falling back to the tick: no file event follows the release of a lock.
+LOST_RACE_RETRY_S = (0.05, 0.2, 1.0)
 
 
 class Daemon:
@@ -64,6 +68,8 @@ class Daemon:
         self._last_beat = 0.0
         self._last_cron = 0.0
         self._config_sig: tuple | None = None
+        self.bad_tickets: dict[str, str] = {}  # path -> problem reported, so it is told once
+        self.lost_race = False  # in this pass a plan's lock was busy
         self.config = config.Config()
 
     # --- signals ------------------------------------------------------------------
@@ -87,6 +93,7 @@ class Daemon:
         log.info("daemon %s.%d started on %s (projects: %s, tick %gs)", self.host, os.getpid(),
                  self.vault.root, ",".join(self.projects) or "all", self.tick_seconds)
         ready = False
+        lost_in_a_row = 0
         try:
             while not self.stop.requested:
                 watcher.ensure()
@@ -94,13 +101,19 @@ class Daemon:
                 if not ready:
                     self.notifier.ready()
                     ready = True
+                self.lost_race = False
                 if self._claim_and_run(candidates):
+                    lost_in_a_row = 0
                     continue  # a plan ended: scan again at once
                 if self.once:
                     log.info("nothing claimable: exiting (--once)")
                     break
-                log.debug("nothing claimable: sleeping up to %gs", self.tick_seconds)
-                self.waker.wait(self.tick_seconds)
+                lost_in_a_row = lost_in_a_row + 1 if self.lost_race else 0
+                wait = self.tick_seconds
+                if 0 < lost_in_a_row <= len(LOST_RACE_RETRY_S):
+                    wait = min(wait, LOST_RACE_RETRY_S[lost_in_a_row - 1])
+                log.debug("nothing claimable: sleeping up to %gs", wait)
+                self.waker.wait(wait)
         finally:
             self.notifier.stopping()
             watcher.stop()
@@ -119,7 +132,7 @@ class Daemon:
         self._load_config()
         self._fire_cron(now)
         for project in self.scanner.served():
-            tickets.apply_decisions(self.vault, project, self.events, now)
+            tickets.apply_decisions(self.vault, project, self.events, now, self.bad_tickets)
         candidates = self.scanner.scan(now)
         self._beat(now, None, None)
         return candidates
@@ -193,6 +206,7 @@ class Daemon:
         lock = FileLock(lock_path(c.path))
         try:
             if not lock.try_acquire():
+                self.lost_race = True
                 log.info("claim %s: lost the race (locked by another daemon)", c.path.stem)
                 self.events("claim_lost", project=c.project, plan=c.path.stem)
                 return None

@@ -138,15 +138,18 @@ class Runner:
     def _attempt(self, step: SubObjective, attempt_no: int, started: datetime) -> Attempt:
         log_path = self.runs_dir / f"{step.index}-{attempt_no}.log"
         scratch = self.runs_dir / f"{step.index}-{attempt_no}.usage.jsonl"
-        self.runs_dir.mkdir(exist_ok=True)
         ctx = StepContext(self.held.vault.root, self.held.project, self.plan, step, attempt_no,
                           self.token, scratch, self.config, self.base_env)
         t0 = time.monotonic()
         try:
+            self.runs_dir.mkdir(exist_ok=True)
             child = Child(launch(ctx), log_path, keep_fds=(self.lock.fd,))
         except (StepError, OSError) as e:
-            with open(log_path, "a") as f:
-                f.write(f"modulatio: could not start the step: {e}\n")
+            try:
+                with open(log_path, "a") as f:
+                    f.write(f"modulatio: could not start the step: {e}\n")
+            except OSError:
+                pass  # no log to write to: the reflection_log entry carries the reason
             return Attempt(Outcome.ERROR, "not started", started, self.clock(), log_path, str(e))
         timeout = step.timeout or self.config.default_timeout
         outcome = None
@@ -283,7 +286,11 @@ class Runner:
 
     def _fold_usage(self, step: SubObjective, attempt_no: int, attempt: Attempt) -> None:
         scratch = self.runs_dir / f"{step.index}-{attempt_no}.usage.jsonl"
-        records = usage.read_records(scratch, warn=True)
+        try:
+            records = usage.read_records(scratch, warn=True)
+        except OSError as e:  # the runs folder is unusable (the step could not start)
+            log.warning("usage of plan %s step %d not read: %s", self.plan.id, step.index, e)
+            records = []
         duration = round((attempt.ended - attempt.started).total_seconds(), 3)
         if not records:  # one line per executor call, even when it reported nothing
             records = [{"timestamp": format_time(attempt.ended), "model": None,
@@ -345,13 +352,24 @@ class Runner:
             self._report_bad(e)
 
     def _write(self, changes: dict) -> Plan:
-        """held.update, waiting out a person's broken save rather than overwriting it."""
+        """held.update, waiting out a person's broken save rather than overwriting it.
+
+        A file gone for longer than an editor's save takes was deleted or moved away:
+        FileNotFoundError then goes up and the daemon lets the plan go.
+        """
+        gone_since = None
         while True:
             try:
                 return self.held.update(changes)
             except (BadFile, FileNotFoundError) as e:
                 self._report_bad(e)
                 if self.stop.requested:
+                    raise
+                if not isinstance(e, FileNotFoundError):
+                    gone_since = None
+                elif gone_since is None:
+                    gone_since = time.monotonic()
+                elif time.monotonic() - gone_since > SETTLE_S:
                     raise
                 self.periodic(self.plan.id, None)
                 self.waker.wait(self._beat_interval())

@@ -5,12 +5,16 @@ pauses for a failure, a step that must not re-run after a crash, or the
 budget. A person sets `decision: approve` (the plan goes back to approved at
 the same index) or `decline` (the plan is aborted), in the file or with
 `modulatio ticket approve|decline`. The next tick (or the command itself)
-applies it and sets `status: closed` with `applied_at`. Only those two keys
-and `decision` are ever rewritten; the body is the person's to annotate.
+applies it and sets `status: closed` with `applied_at`, holding the flock of
+`<ticket-id>.lock` beside it so that a decision is applied once however many
+daemons and commands see it. Only those two keys and `decision` are ever
+rewritten; the body is the person's to annotate.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,8 +25,11 @@ from modulatio_d import atomic, document, names
 from modulatio_d.actions import change_status
 from modulatio_d.errors import BadFile, ModulatioError, TransitionRefused
 from modulatio_d.events import EventLog
+from modulatio_d.lock import FileLock, lock_path
+from modulatio_d.scan import SETTLE_S
 from modulatio_d.vault import Vault
 
+logger = logging.getLogger("modulatio.tickets")
 _DECISION = re.compile(r"(?m)^decision[ \t]*:[ \t]*[\"']?(\w+)")
 _STATUS = re.compile(r"(?m)^status[ \t]*:[ \t]*[\"']?(\w+)")
 
@@ -127,8 +134,21 @@ def decided(text: str) -> bool:
     return bool(d and d.group(1) in ("approve", "decline") and (not s or s.group(1) == "open"))
 
 
-def apply_decisions(vault: Vault, project: str, log: EventLog, now: datetime) -> list[str]:
-    """Apply every open ticket of `project` whose decision was taken; their ids."""
+def _settled(entry: os.DirEntry, now: datetime) -> bool:
+    """Saved long enough ago not to be an editor half way through writing it."""
+    try:
+        return now.timestamp() - entry.stat().st_mtime >= SETTLE_S
+    except OSError:
+        return False
+
+
+def apply_decisions(vault: Vault, project: str, log: EventLog, now: datetime,
+                    refused: dict[str, str] | None = None) -> list[str]:
+    """Apply every open ticket of `project` whose decision was taken; their ids.
+
+    A decided ticket that does not parse is skipped and, when the caller keeps
+    `refused` (path -> message reported) across ticks, reported once per problem.
+    """
     applied = []
     for entry in sorted(vault.files(project, "tickets"), key=lambda e: e.name):
         path = Path(entry.path)
@@ -136,10 +156,39 @@ def apply_decisions(vault: Vault, project: str, log: EventLog, now: datetime) ->
             if not decided(vault.read(path)[1]):
                 continue
             ticket = read_ticket(vault, path)
-        except (BadFile, OSError):
-            continue  # validate and the scan report bad files; a ticket never stops a tick
+        except BadFile as e:  # a ticket never stops a tick; say why its decision waits
+            if refused is not None and refused.get(entry.path) != str(e) \
+                    and _settled(entry, now):
+                refused[entry.path] = str(e)
+                logger.error("ticket refused, its decision is not applied: %s", e)
+                log("file_refused", project=project, path=os.path.relpath(path, vault.root),
+                    line=e.line, reason=e.reason)
+            continue
+        except OSError:
+            continue
         if not ticket.open or ticket.decision is TicketDecision.PENDING:
             continue
+        if _apply(vault, project, path, log, now):
+            applied.append(ticket.id)
+    return applied
+
+
+def _apply(vault: Vault, project: str, path: Path, log: EventLog, now: datetime) -> bool:
+    """Apply one decided ticket under its `.lock`, so that a daemon and a `modulatio
+    ticket` command (or two daemons) never both apply it; False when not applied here."""
+    lock = FileLock(lock_path(path))
+    try:
+        if not lock.try_acquire():
+            return False  # another process is applying it
+    except BadFile:
+        return False
+    with lock:
+        try:
+            ticket = read_ticket(vault, path)  # again, under the lock: applied meanwhile?
+        except (BadFile, OSError):
+            return False
+        if not ticket.open or ticket.decision is TicketDecision.PENDING:
+            return False
         action = "resume" if ticket.decision is TicketDecision.APPROVE else "abort"
         note = ""
         try:
@@ -149,5 +198,4 @@ def apply_decisions(vault: Vault, project: str, log: EventLog, now: datetime) ->
         _rewrite(path, {"status": "closed", "applied_at": now})
         log("ticket_decided", project=project, ticket=ticket.id, plan=ticket.plan,
             decision=ticket.decision.value, **({"note": note} if note else {}))
-        applied.append(ticket.id)
-    return applied
+    return True
