@@ -28,11 +28,11 @@ from datetime import datetime
 from pathlib import Path
 
 from modulatio_d import __version__, config, tickets
-from modulatio_d.errors import BadFile
+from modulatio_d.errors import BadFile, FileChanged
 from modulatio_d.events import EventLog
-from modulatio_d.heartbeat import Heartbeat
+from modulatio_d.heartbeat import Heartbeat, prune_dead
 from modulatio_d.lock import FileLock, lock_path
-from modulatio_d.plan import CLAIMABLE, PlanStatus
+from modulatio_d.plan import CLAIMABLE, Plan, PlanStatus, SubObjective
 from modulatio_d.planfile import HeldPlan
 from modulatio_d.runner import Runner, Stop
 from modulatio_d.scan import Candidate, Scanner
@@ -45,6 +45,20 @@ log = logging.getLogger("modulatio.daemon")
 # plan it just woke us for, another daemon mid-claim) is tried again after these waits,
 # before falling back to the tick: no file event follows the release of a lock.
 LOST_RACE_RETRY_S = (0.05, 0.2, 1.0)
+# A plan whose file cannot be written (disk full, permissions) is left alone this
+# many ticks before it is tried again, so a daemon neither dies nor spins on it.
+BACKOFF_TICKS = 10
+
+
+def _nudge(path: Path) -> None:
+    """Touch a plan left `executing` with a free lock (we were stopped mid-step).
+
+    Releasing a lock makes no file event; a changed mtime does, so idle daemons
+    wake and take the orphan over now rather than at their next tick."""
+    try:
+        os.utime(path)
+    except OSError:
+        pass
 
 
 class Daemon:
@@ -66,6 +80,7 @@ class Daemon:
         self.host = socket.gethostname()
         self.cron = None
         self._last_beat = 0.0
+        self._beat_on: tuple[str | None, int | None] = (None, None)  # what the last beat said
         self._last_cron = 0.0
         self._config_sig: tuple | None = None
         self.bad_tickets: dict[str, str] = {}  # path -> problem reported, so it is told once
@@ -86,6 +101,8 @@ class Daemon:
 
     def run(self) -> int:
         self._install_signals()
+        for stale in prune_dead(self.vault.daemons_dir):
+            log.info("removed the heartbeat of a daemon that died: %s", stale)
         watcher = Watcher(self._watched(), self.waker)
         watcher.start()
         self.events("daemon_started", projects=self.projects or "all",
@@ -163,17 +180,24 @@ class Daemon:
             for plan_id in self.cron.fire_due(project, now):
                 log.info("cron kickoff %s created", plan_id)
 
-    def _beat(self, now: datetime, plan_id: str | None, step: object) -> None:
+    def _beat(self, now: datetime, plan: Plan | None, step: SubObjective | None) -> None:
         self._last_beat = time.monotonic()
-        self.heartbeat.beat(now, plan_id, step)
+        self._beat_on = (plan.id if plan else None, step.index if step else None)
+        self.heartbeat.beat(now, plan.id if plan else None, step.index if step else None)
         self.notifier.watchdog()
-        self.notifier.status(f"running {plan_id} step {step}" if plan_id else "idle")
+        if plan is None:
+            self.notifier.status("idle")
+        else:
+            where = f"{plan.path.parent.parent.name}/{plan.id}"
+            self.notifier.status(f"{where} step {step.index + 1}/{plan.total}: {step.title}"
+                                 if step else f"{where} between steps")
 
-    def _periodic(self, plan_id: str | None, step: object) -> None:
-        """Called by the runner while a step runs: heartbeat, watchdog, cron."""
+    def _periodic(self, plan: Plan | None, step: SubObjective | None) -> None:
+        """Called by the runner as a step starts and while it runs: heartbeat, watchdog, cron."""
         mono = time.monotonic()
-        if mono - self._last_beat >= min(15.0, self.tick_seconds / 2):
-            self._beat(self.clock(), plan_id, step)
+        moved = self._beat_on != (plan.id if plan else None, step.index if step else None)
+        if moved or mono - self._last_beat >= min(15.0, self.tick_seconds / 2):
+            self._beat(self.clock(), plan, step)
         if mono - self._last_cron >= self.tick_seconds:
             self._fire_cron(self.clock())
 
@@ -188,17 +212,22 @@ class Daemon:
                 continue
             held, lock, token = claimed
             try:
-                self._beat(self.clock(), held.plan.id, held.plan.current_index)
+                self._beat(self.clock(), held.plan, None)
                 runner = Runner(held, lock, token, self.config, self.events, self.waker,
                                 self.stop, self.clock, self._periodic, self.base_env,
                                 self.tick_seconds)
                 try:
                     runner.run()
-                except (BadFile, FileNotFoundError) as e:
-                    log.error("plan %s left as it is: %s", held.plan.id, e)
+                except (BadFile, FileChanged, OSError) as e:  # cannot write: not a death
+                    log.error("plan %s left as it is for now: %s", held.plan.id, e)
+                    self.events("plan_left", project=c.project, plan=held.plan.id,
+                                reason=str(e), retry_in_s=self.tick_seconds * BACKOFF_TICKS)
+                    self.scanner.hold_off(c.path, self.tick_seconds * BACKOFF_TICKS)
             finally:
                 lock.release()
                 log.info("released %s", held.plan.id)
+                if held.plan.status is PlanStatus.EXECUTING:
+                    _nudge(c.path)
             return True
         return False
 

@@ -8,6 +8,7 @@ so lines from several daemons never interleave. Fields: `ts` (UTC), `event`,
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 from collections.abc import Callable
@@ -15,6 +16,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from modulatio_d.document import format_time
+
+log = logging.getLogger("modulatio.events")
 
 
 def utcnow() -> datetime:
@@ -32,12 +35,15 @@ class EventLog:
         line = {"ts": format_time(self.clock()), "event": event, "host": self.host,
                 "pid": self.pid, **fields}
         data = (json.dumps(line, default=str, sort_keys=False) + "\n").encode()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
-            os.write(fd, data)
-        finally:
-            os.close(fd)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try:
+                os.write(fd, data)
+            finally:
+                os.close(fd)
+        except OSError as e:  # disk full, say: the audit line is lost, the work goes on
+            log.warning("could not append to %s (%s): %s", self.path, e.strerror, line)
 
 
 def read(path: Path) -> list[dict]:

@@ -11,6 +11,7 @@ seconds under monitors.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 from datetime import datetime, timezone
@@ -38,11 +39,14 @@ class Heartbeat:
         # Rename without fsync: a heartbeat lost in a power cut is rewritten within a tick.
         data = json.dumps({**self.fields, "last_tick": _stamp(now), "active_plan": active_plan,
                            "step": step}).encode()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f".{self.path.name}.tmp")
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, self.path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.replace(tmp, self.path)
+        except OSError as e:  # disk full: monitors will see the beat go stale, as they should
+            logging.getLogger("modulatio.heartbeat").warning("heartbeat not written: %s", e)
 
     def remove(self) -> None:
         try:

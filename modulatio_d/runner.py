@@ -29,7 +29,7 @@ from modulatio_d import reflect, tickets, usage
 from modulatio_d.child import Child, describe_status
 from modulatio_d.config import Config
 from modulatio_d.document import format_time, parse_time
-from modulatio_d.errors import BadFile
+from modulatio_d.errors import BadFile, FileChanged
 from modulatio_d.executors import StepContext, StepError, launch
 from modulatio_d.lock import FileLock
 from modulatio_d.plan import Plan, PlanStatus, SubObjective
@@ -65,7 +65,8 @@ class Attempt:
 class Runner:
     def __init__(self, held: HeldPlan, lock: FileLock, token: int, config: Config,
                  events: Callable[..., None], waker: Waker, stop: Stop,
-                 clock: Callable[[], datetime], periodic: Callable[[str | None, object], None],
+                 clock: Callable[[], datetime],
+                 periodic: Callable[[Plan | None, SubObjective | None], None],
                  base_env: dict[str, str], tick_seconds: float):
         self.held = held
         self.lock = lock
@@ -118,6 +119,7 @@ class Runner:
                     index=step.index, attempt=attempt_no, title=step.title)
         log.info("plan %s step %d attempt %d: %s", self.plan.id, step.index, attempt_no,
                  step.title)
+        self.periodic(self.plan, step)
         attempt = self._attempt(step, attempt_no, started)
         if attempt.outcome is Outcome.INTERRUPTED:
             log.info("plan %s step %d stopped by shutdown; left in flight", self.plan.id,
@@ -168,7 +170,7 @@ class Runner:
                     outcome = Outcome.INTERRUPTED
                     child.stop(KILL_GRACE_S, self._hurry)
                     break
-                self.periodic(self.plan.id, step.index)
+                self.periodic(self.plan, step)
                 self._refresh()
                 if self.plan.status is PlanStatus.ABORTED:
                     outcome = Outcome.ABORTED
@@ -206,25 +208,25 @@ class Runner:
         elif d is not Decision.RETRY:
             changes["last_error"] = f"step {step.index} ({step.title}): {verdict.reason}; " \
                                     f"last attempt: {attempt.exit}"
-            if executing:
-                changes["status"] = (PlanStatus.FAILED if d is Decision.ABORT
-                                     else PlanStatus.PAUSED).value
+            if executing and d is Decision.ABORT:
+                changes["status"] = PlanStatus.FAILED.value
         self.events("step_ended", project=self.held.project, plan=self.plan.id,
                     index=step.index, attempt=attempt_no, outcome=attempt.outcome.value,
                     exit=attempt.exit, decision=d.value,
                     duration_s=entry["duration_s"])
+        if executing and d in (Decision.PAUSE, Decision.REVISE_MAJOR):
+            severity = tickets.Severity.CRITICAL if d is Decision.REVISE_MAJOR \
+                else tickets.Severity.WARNING
+            self._pause(changes, severity, str(changes["last_error"]),
+                        f"Sub-objective {step.index} ({step.title}) ended with "
+                        f"{attempt.outcome} ({attempt.exit}) on attempt {attempt_no}.\n\n"
+                        f"Reflector: {verdict.reason}.\n\nLog: {attempt.log_path}\n\n"
+                        f"Last output: {attempt.summary}")
+            return
         before = self.plan.status
         plan = self._write(changes)
         if plan.status is not before:
             self._status_event(before, plan.status)
-        if executing and d in (Decision.PAUSE, Decision.REVISE_MAJOR):
-            severity = tickets.Severity.CRITICAL if d is Decision.REVISE_MAJOR \
-                else tickets.Severity.WARNING
-            self._open_ticket(severity, changes["last_error"],
-                              f"Sub-objective {step.index} ({step.title}) ended with "
-                              f"{attempt.outcome} ({attempt.exit}) on attempt {attempt_no}.\n\n"
-                              f"Reflector: {verdict.reason}.\n\nLog: {attempt.log_path}\n\n"
-                              f"Last output: {attempt.summary}")
 
     def _entry(self, step: SubObjective, attempt_no: int, attempt: Attempt,
                verdict: reflect.Verdict | None) -> dict:
@@ -272,13 +274,10 @@ class Runner:
         if not rerun:
             reason = (f"step {index} ({step.title}) was interrupted and says "
                       f"rerun_after_crash: false")
-            changes.update(status=PlanStatus.PAUSED.value, last_error=reason)
-            self._write(changes)
-            self._status_event(PlanStatus.EXECUTING, PlanStatus.PAUSED)
-            self._open_ticket(tickets.Severity.CRITICAL, reason,
-                              f"The daemon running sub-objective {index} ({step.title}) stopped "
-                              f"or died mid-attempt, and the step must not run twice. Check "
-                              f"whether its effects happened before approving.")
+            self._pause(changes, tickets.Severity.CRITICAL, reason,
+                        f"The daemon running sub-objective {index} ({step.title}) stopped "
+                        f"or died mid-attempt, and the step must not run twice. Check "
+                        f"whether its effects happened before approving.")
         else:
             self._write(changes)
 
@@ -307,8 +306,8 @@ class Runner:
 
     def _over_budget(self) -> bool:
         b = self.plan.budget
-        started = self.plan.execution_started_at
-        running = (self.clock() - started).total_seconds() if started else 0.0
+        # Running time is the time its attempts took: hours spent paused do not count.
+        running = sum(float(e.get("duration_s") or 0) for e in self.plan.reflection_log)
         spent = [("tokens", self.totals.tokens, b.tokens),
                  ("cost_usd", self.totals.cost_usd, b.cost_usd),
                  ("wall_clock", running, b.wall_clock)]
@@ -317,11 +316,9 @@ class Runner:
                 continue
             if used > limit:
                 reason = f"budget {name} exhausted: {used:g} of {limit:g}"
-                self._write({"status": PlanStatus.PAUSED.value, "last_error": reason})
-                self._status_event(PlanStatus.EXECUTING, PlanStatus.PAUSED)
-                self._open_ticket(tickets.Severity.CRITICAL, reason,
-                                  f"The plan used {used:g} of its {name} budget of {limit:g}. "
-                                  f"Raise `budget` in the plan before approving, or decline.")
+                self._pause({}, tickets.Severity.CRITICAL, reason,
+                            f"The plan used {used:g} of its {name} budget of {limit:g}. "
+                            f"Raise `budget` in the plan before approving, or decline.")
                 return True
             if used >= 0.8 * limit and name not in self.warned:
                 self.warned.add(name)
@@ -334,12 +331,18 @@ class Runner:
 
     # --- writing ------------------------------------------------------------------
 
-    def _open_ticket(self, severity: tickets.Severity, reason: object, details: str) -> None:
+    def _pause(self, changes: dict, severity: tickets.Severity, reason: str,
+               details: str) -> None:
+        """Pause with a ticket. The ticket is written first: a crash in between leaves a
+        ticket too many (closed with a note once decided), never a paused plan that
+        nobody is asked about."""
         ticket_id = tickets.open_ticket(
-            self.held.vault, self.held.project, self.plan.id, severity, str(reason), details,
-            {"current_index": self.plan.current_index, "rev": self.plan.rev}, self.clock())
+            self.held.vault, self.held.project, self.plan.id, severity, reason, details,
+            {"current_index": self.plan.current_index, "rev": self.plan.rev + 1}, self.clock())
         self.events("ticket_opened", project=self.held.project, plan=self.plan.id,
-                    ticket=ticket_id, severity=severity.value, reason=str(reason))
+                    ticket=ticket_id, severity=severity.value, reason=reason)
+        self._write({**changes, "status": PlanStatus.PAUSED.value, "last_error": reason})
+        self._status_event(PlanStatus.EXECUTING, PlanStatus.PAUSED)
 
     def _status_event(self, before: PlanStatus, after: PlanStatus) -> None:
         self.events("status_changed", project=self.held.project, plan=self.plan.id,
@@ -355,23 +358,38 @@ class Runner:
         """held.update, waiting out a person's broken save rather than overwriting it.
 
         A file gone for longer than an editor's save takes was deleted or moved away:
-        FileNotFoundError then goes up and the daemon lets the plan go.
+        FileNotFoundError then goes up and the daemon lets the plan go. A write that
+        keeps failing otherwise (disk full, permissions) is tried again for a while,
+        holding the plan, then goes up too: the daemon lets the plan go and holds
+        off from it rather than dying.
         """
-        gone_since = None
+        gone_since = failing_since = None
         while True:
             try:
                 return self.held.update(changes)
-            except (BadFile, FileNotFoundError) as e:
+            except (OSError, FileChanged) as e:
+                if isinstance(e, FileNotFoundError):
+                    self._report_bad(e)
+                    if self.stop.requested:
+                        raise
+                    gone_since = gone_since or time.monotonic()
+                    if time.monotonic() - gone_since > SETTLE_S:
+                        raise
+                else:
+                    if failing_since is None:
+                        failing_since = time.monotonic()
+                        log.error("cannot write %s, trying again: %s", self.plan_path, e)
+                    if self.stop.requested or \
+                            time.monotonic() - failing_since > max(30.0, 2 * self.tick_seconds):
+                        raise
+                self.periodic(self.plan, None)
+                self.waker.wait(self._beat_interval())
+            except BadFile as e:
                 self._report_bad(e)
                 if self.stop.requested:
                     raise
-                if not isinstance(e, FileNotFoundError):
-                    gone_since = None
-                elif gone_since is None:
-                    gone_since = time.monotonic()
-                elif time.monotonic() - gone_since > SETTLE_S:
-                    raise
-                self.periodic(self.plan.id, None)
+                gone_since = None
+                self.periodic(self.plan, None)
                 self.waker.wait(self._beat_interval())
 
     def _report_bad(self, error: Exception) -> None:

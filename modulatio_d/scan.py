@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -56,6 +57,11 @@ class Scanner:
         self.events = events
         self._seen: dict[str, _Seen] = {}
         self.refused: dict[str, str] = {}  # path -> message, for status and validate
+        self._held_off: dict[Path, float] = {}  # path -> monotonic time to try again
+
+    def hold_off(self, path: Path, seconds: float) -> None:
+        """Do not offer `path` for `seconds` (its file could not be written)."""
+        self._held_off[path] = time.monotonic() + seconds
 
     def served(self) -> list[str]:
         return self.projects if self.projects else self.vault.projects()
@@ -89,6 +95,8 @@ class Scanner:
                     continue
                 if c.status is PlanStatus.EXECUTING and is_held(lock_path(c.path)):
                     continue  # its daemon is alive and running it
+                if self._held_off and self._held_off.get(c.path, 0) > time.monotonic():
+                    continue
                 found.append(c)
         for gone in self._seen.keys() - alive:
             del self._seen[gone]
@@ -111,6 +119,7 @@ class Scanner:
         except BadFile as e:
             if now.timestamp() - mtime < SETTLE_S:
                 return None  # maybe half-written: look again next time, judge nothing yet
+            self.refused.pop(path, None)  # a new version: told again, even if the same
             self._refuse(path, project, e)
             return _Seen(sig, None)
         self.refused.pop(path, None)
@@ -122,7 +131,7 @@ class Scanner:
 
     def _refuse(self, path: str, project: str, error: BadFile) -> None:
         if self.refused.get(path) == str(error):
-            return  # already reported: once per version of the file
+            return  # already told (a folder is looked at every tick)
         log.error("refused %s", error)
         self.refused[path] = str(error)
         self.events("file_refused", project=project, path=os.path.relpath(path, self.vault.root),

@@ -182,7 +182,7 @@ def test_a_daemon_that_dies_while_starting_is_reported_with_its_log(vault):
     result = modulatio("daemon", "--detach", "--vault", vault.root)
     assert result.returncode == 1
     assert "exited with 3 while starting" in result.stderr
-    assert "daemons/" in result.stderr and "Not a directory" in result.stderr
+    assert ".modulatio/daemons" in result.stderr and "Not a directory" in result.stderr
     assert not detach.locked(vault)
 
 

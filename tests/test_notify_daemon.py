@@ -61,7 +61,7 @@ def test_daemon_sends_ready_watchdog_status_and_stopping(tmp_path, receiver):
                               stderr=subprocess.PIPE)
     try:
         wait_until(lambda: recv.has("READY=1"), what="READY=1")
-        wait_until(lambda: recv.has("STATUS=running N-P-001 step 0"), what="STATUS of the step")
+        wait_until(lambda: recv.has("STATUS=N/N-P-001 step 1/1: Long step"), what="STATUS of the step")
         # While the step runs, the watchdog keeps being fed from the step loop.
         seen = len(recv.drain())
         wait_until(lambda: recv.drain()[seen:].count("WATCHDOG=1") >= 3,
@@ -82,7 +82,7 @@ def test_daemon_sends_ready_watchdog_status_and_stopping(tmp_path, receiver):
     assert msgs.count("READY=1") == 1 and msgs.count("STOPPING=1") == 1
     ready = msgs.index("READY=1")
     assert "WATCHDOG=1" in msgs[:ready]  # the first tick pings before it says ready
-    assert ready < msgs.index("STATUS=running N-P-001 step 0")
+    assert ready < msgs.index("STATUS=N/N-P-001 step 1/1: Long step")
     assert all(m.split("=", 1)[0] in ("READY", "STATUS", "WATCHDOG", "STOPPING") for m in msgs)
     assert "cannot notify systemd" not in err
 

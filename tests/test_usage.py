@@ -139,3 +139,29 @@ def test_budget_warns_at_80_percent_and_pauses_past_100(dvault, daemons):
     text = tickets[0].read_text()
     assert "severity: critical" in text and "decision: pending" in text
     assert "budget tokens exhausted" in text
+
+
+def _resumed_plan(dvault, plan_id: str, spent_s: float) -> None:
+    """A plan first started a year ago (paused most of that time) whose attempts took spent_s."""
+    dvault.plan_path(plan_id).write_text(
+        f"---\nid: {plan_id}\nstatus: approved\nsub_objectives:\n"
+        f"  - {{title: old, run: 'true'}}\n  - {{title: new, run: touch {plan_id}-ran}}\n"
+        f"budget: {{wall_clock: 1h}}\ncurrent_index: 1\n"
+        f"execution_started_at: 2025-11-22T00:00:00Z\nreflection_log:\n"
+        f"  - {{index: 0, title: old, attempt: 1, outcome: ok, duration_s: {spent_s}, "
+        f"decision: continue}}\n---\n")
+
+
+def test_wall_clock_budget_counts_the_attempts_not_the_time_paused(dvault, daemons):
+    _resumed_plan(dvault, "P-P-010", 3000.0)   # 50 of 60 minutes: runs, with a warning
+    _resumed_plan(dvault, "P-P-011", 3700.0)   # past the hour: pauses before the step
+    d = daemons("--once", "--log-format", "json")
+    assert d.wait(15) == 0, d.log()
+    assert plan(dvault, "P-P-010").status.value == "completed"
+    assert (dvault.root / "P" / "P-P-010-ran").exists()
+    over = plan(dvault, "P-P-011")
+    assert over.status.value == "paused" and over.current_index == 1
+    assert over.last_error == "budget wall_clock exhausted: 3700 of 3600"
+    assert not (dvault.root / "P" / "P-P-011-ran").exists()
+    warns = [r for r in d.json_log() if r["logger"] == "modulatio.context_budget"]
+    assert [(w["plan_id"], w["budget"]) for w in warns] == [("P-P-010", "wall_clock")]
