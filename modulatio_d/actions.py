@@ -17,7 +17,7 @@ from modulatio_d.errors import LockBusy, UsageError
 from modulatio_d.events import EventLog
 from modulatio_d.lock import FileLock, holder, lock_path
 from modulatio_d.plan import Plan, PlanStatus, transition
-from modulatio_d.planfile import HeldPlan, read_plan, write_as_person
+from modulatio_d.planfile import HeldPlan, write_as_person
 from modulatio_d.vault import Vault
 
 _NUMBERED = re.compile(r"-P-(\d+)$")
@@ -83,9 +83,8 @@ def change_status(vault: Vault, plan_id: str, action: str, now: datetime,
     else:
         if action == "recover":
             raise LockBusy(lock_path(path), _describe(holder(lock_path(path))))
-        plan_now = read_plan(vault, path).plan
-        before = plan_now.status
-        plan = write_as_person(vault, path, _changes(plan_now, action, now))
+        was, plan = write_as_person(vault, path, lambda p: _changes(p, action, now))
+        before = was.status
     log("status_changed", project=project, plan=plan_id, by="command", action=action,
         previous=before.value, status=plan.status.value)
     return plan

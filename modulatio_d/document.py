@@ -68,7 +68,6 @@ _KEY = re.compile(
 )
 _PLAIN_SAFE = re.compile(r"[A-Za-z_][A-Za-z0-9_./+\-]*(?: [A-Za-z0-9_./+\-]+)*")
 _RESERVED = {"null", "true", "false", "yes", "no", "on", "off", "y", "n", "~"}
-_STATUS = re.compile(r"(?m)^status[ \t]*:[ \t]*[\"']?([A-Za-z_]+)")
 _SEQ_ITEM = re.compile(r"-(?:[ \t]|\r?\n|$)")  # `- item` at column 0: an indentless list
 
 
@@ -224,11 +223,22 @@ def _refuse_aliases(path: Path, head: str, first: int) -> None:
         return  # the full load reports the syntax error with its line
 
 
-def peek_status(text: str) -> str | None:
-    """The `status:` value by a regex, without parsing (1-2 us a file)."""
+_PEEKS: dict[str, re.Pattern] = {}
+
+
+def peek(text: str, key: str) -> str | None:
+    """A top-level key's one-word value, by a regex on the frontmatter, without parsing
+    (1-2 us a file): the cheap look that decides whether a full parse is needed."""
+    pattern = _PEEKS.get(key)
+    if pattern is None:
+        pattern = _PEEKS[key] = re.compile(rf"(?m)^{re.escape(key)}[ \t]*:[ \t]*[\"']?(\w+)")
     end = text.find("\n---", 3)
-    m = _STATUS.search(text, 0, end if end >= 0 else len(text))
+    m = pattern.search(text, 0, end if end >= 0 else len(text))
     return m.group(1) if m else None
+
+
+def peek_status(text: str) -> str | None:
+    return peek(text, "status")
 
 
 # --- splicing -----------------------------------------------------------------

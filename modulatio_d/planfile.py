@@ -122,15 +122,22 @@ class HeldPlan:
         return self.plan
 
 
-def write_as_person(vault: Vault, path: Path, changes: dict[str, Any]) -> Plan:
-    """Change a plan whose lock another process holds, the way an editor would."""
+def write_as_person(vault: Vault, path: Path,
+                    changes: dict[str, Any] | Callable[[Plan], dict[str, Any]]) -> tuple[Plan, Plan]:
+    """Change a plan whose lock another process holds, the way an editor would.
+
+    `changes` may be a function of the plan as it is on disk at the moment of the
+    write (a status transition must be judged on that, not on an earlier read).
+    Returns the plan before and after.
+    """
     outcome: dict[str, Plan] = {}
 
     def apply(raw: bytes) -> bytes:
         text = document.decode(path, raw)
         plan = parse_plan(document.load(path, text), expected_id=path.stem)
-        outcome["plan"] = plan.with_keys(changes)
-        return document.set_keys(text, _as_yaml_values(changes), path).encode()
+        mine = changes(plan) if callable(changes) else changes
+        outcome.update(before=plan, after=plan.with_keys(mine))
+        return document.set_keys(text, _as_yaml_values(mine), path).encode()
 
     atomic.rewrite(path, apply, vault.read(path)[0])
-    return outcome["plan"]
+    return outcome["before"], outcome["after"]

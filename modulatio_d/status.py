@@ -50,7 +50,6 @@ vault can hold thousands of forgotten paused plans, and a full parse costs
 about 5 ms each. The others are listed by id (and with their open tickets);
 `modulatio plan list --status paused` shows them all."""
 
-_TICKET_STATUS = re.compile(r"(?m)^status[ \t]*:[ \t]*[\"']?(\w+)")
 
 
 def stale_after(tick_seconds: float | None) -> float:
@@ -275,9 +274,7 @@ def _tickets(vault: Vault, project: str, s: Survey, refused: dict) -> None:
     for entry in sorted(vault.files(project, "tickets"), key=lambda e: e.name):
         try:
             _, text = vault.read(entry.path)
-            end = text.find("\n---", 3)
-            m = _TICKET_STATUS.search(text, 0, end if end > 0 else len(text))
-            if m and m.group(1) == "closed":
+            if document.peek(text, "status") == "closed":
                 continue
             t = read_ticket(vault, Path(entry.path))
         except FileNotFoundError:

@@ -30,8 +30,6 @@ from modulatio_d.scan import SETTLE_S
 from modulatio_d.vault import Vault
 
 logger = logging.getLogger("modulatio.tickets")
-_DECISION = re.compile(r"(?m)^decision[ \t]*:[ \t]*[\"']?(\w+)")
-_STATUS = re.compile(r"(?m)^status[ \t]*:[ \t]*[\"']?(\w+)")
 
 
 class Severity(StrEnum):
@@ -130,8 +128,8 @@ def _rewrite(path: Path, changes: dict) -> None:
 
 def decided(text: str) -> bool:
     """Cheap look: an open ticket with a decision taken (no YAML parse)."""
-    d, s = _DECISION.search(text), _STATUS.search(text)
-    return bool(d and d.group(1) in ("approve", "decline") and (not s or s.group(1) == "open"))
+    return document.peek(text, "decision") in ("approve", "decline") and \
+        document.peek(text, "status") in (None, "open")
 
 
 def _settled(entry: os.DirEntry, now: datetime) -> bool:

@@ -252,7 +252,7 @@ def test_an_old_buffer_from_before_the_first_write_keeps_the_daemon_status(vault
 def test_write_as_person_is_honoured_by_the_holder(vault, path):
     held, _ = run_two_steps(vault, path)
     before = held.record_path.read_bytes()
-    plan = write_as_person(vault, path, {"status": "paused"})
+    _, plan = write_as_person(vault, path, {"status": "paused"})
     assert plan.status is PlanStatus.PAUSED and plan.rev == 3
     assert read_plan(vault, path).plan.rev == 3  # no rev stamp: written as an editor would
     assert held.record_path.read_bytes() == before
@@ -304,3 +304,24 @@ def test_a_broken_save_is_never_written_into(vault, path):
     assert held.refresh() is True and held.plan.title == "Fixed"
     held.update({"current_index": 3})
     assert read_plan(vault, path).plan.current_index == 3
+
+
+def test_write_as_person_judges_the_change_on_the_file_as_it_is_when_written(vault, path):
+    """The daemon finished the plan between the command's look and its write: a pause
+    computed from the earlier look must not land on a completed plan."""
+    from modulatio_d.actions import _changes
+    from modulatio_d.errors import TransitionRefused
+
+    seen = []
+
+    def pause(plan):
+        seen.append(plan.status)
+        if len(seen) == 1:  # the daemon's write lands now, before ours is swapped in
+            editor_writes(path, path.read_text().replace("status: approved",
+                                                         "status: completed"))
+        return _changes(plan, "pause", NOW)
+
+    with pytest.raises(TransitionRefused, match="is completed: pause works only from"):
+        write_as_person(vault, path, pause)
+    assert seen == [PlanStatus.APPROVED, PlanStatus.COMPLETED]
+    assert read_plan(vault, path).plan.status is PlanStatus.COMPLETED

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 
 
@@ -56,7 +57,14 @@ def register(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -
     p.set_defaults(run=run_heartbeat)
 
 
+def _stop_before_start(signum, frame) -> None:
+    # A stop asked for while the daemon is still importing: nothing is claimed yet.
+    raise SystemExit(0)
+
+
 def run_daemon(args, ctx) -> int:
+    if not args.detach:
+        signal.signal(signal.SIGTERM, _stop_before_start)  # Daemon.run installs its own
     from modulatio_d import names
     from modulatio_d.daemon import Daemon
     from modulatio_d.events import utcnow
