@@ -147,9 +147,8 @@ class Daemon:
     def _tick(self) -> list[Candidate]:
         now = self.clock()
         self._load_config()
-        self._fire_cron(now)
-        for project in self.scanner.served():
-            tickets.apply_decisions(self.vault, project, self.events, now, self.bad_tickets)
+        self._guarded("cron", self._fire_cron, now)
+        self._guarded("tickets", self._apply_tickets, now)
         candidates = self.scanner.scan(now)
         self._beat(now, None, None)
         return candidates
@@ -169,6 +168,18 @@ class Daemon:
             log.error("config refused, keeping the previous one: %s", e)
             self.events("file_refused", path=str(self.vault.config_path), line=e.line,
                         reason=e.reason)
+
+    def _guarded(self, what: str, phase: Callable[[datetime], None], now: datetime) -> None:
+        """Run a phase of the tick that writes; a write that fails (disk full) skips it
+        this time instead of stopping the daemon. The next tick tries again."""
+        try:
+            phase(now)
+        except (OSError, FileChanged) as e:
+            log.error("%s skipped this tick: %s", what, e)
+
+    def _apply_tickets(self, now: datetime) -> None:
+        for project in self.scanner.served():
+            tickets.apply_decisions(self.vault, project, self.events, now, self.bad_tickets)
 
     def _fire_cron(self, now: datetime) -> None:
         from modulatio_d.cronfile import CronFirer
@@ -199,7 +210,7 @@ class Daemon:
         if moved or mono - self._last_beat >= min(15.0, self.tick_seconds / 2):
             self._beat(self.clock(), plan, step)
         if mono - self._last_cron >= self.tick_seconds:
-            self._fire_cron(self.clock())
+            self._guarded("cron", self._fire_cron, self.clock())
 
     # --- claim --------------------------------------------------------------------
 
@@ -256,9 +267,15 @@ class Daemon:
                          "execution_started_at": plan.execution_started_at or now})
             lock.note_holder(**{**claim, "claimed_at": claim["claimed_at"].isoformat(),
                                 "plan": plan.id})
-        except (BadFile, FileNotFoundError, ValueError, TypeError) as e:
+        except (BadFile, ValueError, TypeError) as e:
             log.error("claim %s: %s", c.path.stem, e)
             lock.release()
+            return None
+        except (OSError, FileChanged) as e:  # gone, or cannot be written (disk full)
+            log.error("claim %s: %s", c.path.stem, e)
+            lock.release()
+            if not isinstance(e, FileNotFoundError):
+                self.scanner.hold_off(c.path, self.tick_seconds * BACKOFF_TICKS)
             return None
         orphan = plan.status is PlanStatus.EXECUTING
         self.events("orphan_recovered" if orphan else "claimed", project=c.project,

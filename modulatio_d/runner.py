@@ -41,6 +41,7 @@ from modulatio_d.wake import Waker
 log = logging.getLogger("modulatio.runner")
 budget_log = logging.getLogger("modulatio.context_budget")
 KILL_GRACE_S = 5.0
+WRITE_RETRY_TICKS = 4  # a plan write failing this long (disk full): let the plan go
 SUMMARY_CHARS = 200
 _FAILURES = (Outcome.FAILED, Outcome.TIMEOUT, Outcome.ERROR)
 
@@ -380,7 +381,7 @@ class Runner:
                         failing_since = time.monotonic()
                         log.error("cannot write %s, trying again: %s", self.plan_path, e)
                     if self.stop.requested or \
-                            time.monotonic() - failing_since > max(30.0, 2 * self.tick_seconds):
+                            time.monotonic() - failing_since > WRITE_RETRY_TICKS * self.tick_seconds:
                         raise
                 self.periodic(self.plan, None)
                 self.waker.wait(self._beat_interval())
