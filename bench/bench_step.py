@@ -6,8 +6,9 @@ same plan with one step gives the fixed cost (start-up, scan, claim), so
 Floors measured in the same run and folder:
 - spawn: starting and reaping `sh -c true` through the runner's own Child
   (own process group, PR_SET_PDEATHSIG, a log file): the step's own cost;
-- fsync: the durable writes one step needs (two plan rewrites and two record
-  writes, each fsynced with its folder, and one fsynced usage append).
+- fsync: the durable writes one step needs: one plan rewrite (the attempt's
+  result and the next step's in_flight record go in one write) and one record
+  write, each fsynced with its folder, and one fsynced usage append.
 bookkeeping = per step - spawn; the target is "close to the fsync floor".
 """
 
@@ -66,10 +67,9 @@ def fsync_floor(n: int) -> float:
         use = Path(tmp) / "u.jsonl"
         t = time.perf_counter()
         for i in range(n):
-            for _ in range(2):
-                atomic.rewrite(plan, lambda raw: document.set_keys(
-                    raw.decode(), {"current_index": i}).encode())
-                atomic.replace(record, b'{"rev": 1}')
+            atomic.rewrite(plan, lambda raw: document.set_keys(
+                raw.decode(), {"current_index": i}).encode())
+            atomic.replace(record, b'{"rev": 1}')
             usage.append(use, [{"input_tokens": 0}])
         return (time.perf_counter() - t) / n
 

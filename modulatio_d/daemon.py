@@ -207,7 +207,9 @@ class Daemon:
         """Called by the runner as a step starts and while it runs: heartbeat, watchdog, cron."""
         mono = time.monotonic()
         moved = self._beat_on != (plan.id if plan else None, step.index if step else None)
-        if moved or mono - self._last_beat >= min(15.0, self.tick_seconds / 2):
+        since = mono - self._last_beat
+        # A new step is told at once unless steps go by faster than a beat a second.
+        if (moved and since >= 1.0) or since >= min(15.0, self.tick_seconds / 2):
             self._beat(self.clock(), plan, step)
         if mono - self._last_cron >= self.tick_seconds:
             self._guarded("cron", self._fire_cron, self.clock())
@@ -223,7 +225,9 @@ class Daemon:
                 continue
             held, lock, token = claimed
             try:
-                self._beat(self.clock(), held.plan, None)
+                plan = held.plan
+                self._beat(self.clock(), plan, plan.sub_objectives[plan.current_index]
+                           if plan.current_index < plan.total else None)
                 runner = Runner(held, lock, token, self.config, self.events, self.waker,
                                 self.stop, self.clock, self._periodic, self.base_env,
                                 self.tick_seconds)

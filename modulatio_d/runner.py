@@ -85,6 +85,7 @@ class Runner:
         self.runs_dir = held.path.with_suffix(".runs")
         self.totals = usage.totals(self.usage_path)
         self.warned: set[str] = set()
+        self._prewritten: tuple[int, int] | None = None  # (index, attempt) written ahead
 
     @property
     def plan(self) -> Plan:
@@ -93,11 +94,15 @@ class Runner:
     def run(self) -> None:
         if self.plan.in_flight:
             self._resume_interrupted()
-        while self.stop.requested == 0:
+        while True:
+            if self.stop.requested:
+                self._drop_unstarted()
+                return
             self._refresh()
             plan = self.plan
             if plan.status is not PlanStatus.EXECUTING:
                 log.info("plan %s is %s: stopping", plan.id, plan.status.value)
+                self._drop_unstarted()
                 return
             if plan.current_index >= plan.total:
                 self._write({"status": PlanStatus.COMPLETED.value, "completed_at": self.clock(),
@@ -114,8 +119,9 @@ class Runner:
         tail = self._tail(step.index)
         attempt_no = len(tail) + 1
         started = self.clock()
-        self._write({"in_flight": {"index": step.index, "attempt": attempt_no,
-                                   "token": self.token, "started_at": started}})
+        if self._prewritten != (step.index, attempt_no):
+            self._write({"in_flight": self._in_flight(step.index, attempt_no, started)})
+        self._prewritten = None
         self.events("step_started", project=self.held.project, plan=self.plan.id,
                     index=step.index, attempt=attempt_no, title=step.title)
         log.info("plan %s step %d attempt %d: %s", self.plan.id, step.index, attempt_no,
@@ -146,6 +152,9 @@ class Runner:
         t0 = time.monotonic()
         try:
             self.runs_dir.mkdir(exist_ok=True)
+            # An earlier run of this step (before a person rewound current_index) may
+            # have left usage here: it was counted then, it must not count again.
+            scratch.unlink(missing_ok=True)
             child = Child(launch(ctx), log_path, keep_fds=(self.lock.fd,))
         except (StepError, OSError) as e:
             try:
@@ -206,6 +215,7 @@ class Runner:
         if d is Decision.CONTINUE:
             changes["current_index"] = step.index + 1
             changes["last_error"] = None
+            self._prewrite_next(changes, step.index + 1)
         elif d is not Decision.RETRY:
             changes["last_error"] = f"step {step.index} ({step.title}): {verdict.reason}; " \
                                     f"last attempt: {attempt.exit}"
@@ -228,6 +238,32 @@ class Runner:
         plan = self._write(changes)
         if plan.status is not before:
             self._status_event(before, plan.status)
+
+    def _in_flight(self, index: int, attempt_no: int, at: datetime) -> dict:
+        return {"index": index, "attempt": attempt_no, "token": self.token, "started_at": at}
+
+    def _prewrite_next(self, changes: dict, index: int) -> None:
+        """Record the next step as in flight in the same write that ends this one.
+
+        One durable write a step instead of two. Only when the next step will start
+        right away: the plan runs on, no stop is asked, the budget has room, and the
+        step may re-run after a crash (a crash between this write and its start
+        makes it look interrupted, which must not pause a rerun_after_crash: false
+        step that never ran). If the plan stops first, _drop_unstarted clears it.
+        """
+        plan = self.plan
+        if index >= plan.total or self.stop.requested or plan.status is not PlanStatus.EXECUTING \
+                or not plan.sub_objectives[index].rerun_after_crash \
+                or any(used > limit for _, used, limit in self._spent(changes["reflection_log"])):
+            return
+        changes["in_flight"] = self._in_flight(index, 1, self.clock())
+        self._prewritten = (index, 1)
+
+    def _drop_unstarted(self) -> None:
+        """Clear an in_flight record written ahead for a step that never started."""
+        if self._prewritten is not None:
+            self._prewritten = None
+            self._write({"in_flight": None})
 
     def _entry(self, step: SubObjective, attempt_no: int, attempt: Attempt,
                verdict: reflect.Verdict | None) -> dict:
@@ -305,16 +341,18 @@ class Runner:
         usage.append(self.usage_path, records)
         self.totals = self.totals.add(records)
 
-    def _over_budget(self) -> bool:
+    def _spent(self, reflection_log: list[dict]) -> list[tuple[str, float, float]]:
+        """(budget, used, limit) for each budget the plan sets."""
         b = self.plan.budget
         # Running time is the time its attempts took: hours spent paused do not count.
-        running = sum(float(e.get("duration_s") or 0) for e in self.plan.reflection_log)
+        running = sum(float(e.get("duration_s") or 0) for e in reflection_log)
         spent = [("tokens", self.totals.tokens, b.tokens),
                  ("cost_usd", self.totals.cost_usd, b.cost_usd),
                  ("wall_clock", running, b.wall_clock)]
-        for name, used, limit in spent:
-            if not limit:
-                continue
+        return [(name, used, limit) for name, used, limit in spent if limit]
+
+    def _over_budget(self) -> bool:
+        for name, used, limit in self._spent(self.plan.reflection_log):
             if used > limit:
                 reason = f"budget {name} exhausted: {used:g} of {limit:g}"
                 self._pause({}, tickets.Severity.CRITICAL, reason,

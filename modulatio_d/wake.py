@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import logging
 import os
-import selectors
+import math
+import select
 import warnings
 from pathlib import Path
 
@@ -31,11 +32,10 @@ class Waker:
 
     def wait(self, timeout: float, fds: tuple[int, ...] = ()) -> bool:
         """Block up to `timeout` s; True when woken by the pipe or an fd."""
-        with selectors.DefaultSelector() as sel:
-            sel.register(self.r, selectors.EVENT_READ)
-            for fd in fds:
-                sel.register(fd, selectors.EVENT_READ)
-            ready = sel.select(max(0.0, timeout))
+        poller = select.poll()  # no descriptor of its own, unlike epoll: cheap per wait
+        for fd in (self.r, *fds):
+            poller.register(fd, select.POLLIN)
+        ready = poller.poll(max(0, math.ceil(timeout * 1000)))
         self.drain()
         return bool(ready)
 
