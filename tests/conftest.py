@@ -4,11 +4,11 @@ and waiting for a condition with a deadline (never a fixed sleep)."""
 from __future__ import annotations
 
 import io
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from waiting import wait_for
 
 from modulatio_d import cli
 from modulatio_d import vault as vault_mod
@@ -39,18 +39,6 @@ def run_cli(tmp_path: Path):
 
     return run
 
-
-
-def wait_for(condition, timeout: float = 10.0, interval: float = 0.005, what: str = ""):
-    """Poll `condition()` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what or condition}")
-        time.sleep(interval)
 
 
 @pytest.fixture(name="wait_for")

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from waiting import wait_for  # noqa: F401 (re-exported to the daemon tests)
 
 from modulatio_d import cli as cli_mod
 from modulatio_d import events as events_mod
@@ -284,18 +285,6 @@ def settled(dv: DVault, plan_id: str, *statuses: str) -> Callable[[], Plan | Non
     return check
 
 
-def wait_for(condition: Callable[[], object], timeout: float = 10.0, what: str = "",
-             interval: float = 0.02, diag: Callable[[], str] | None = None):
-    """Poll `condition()` until truthy and return its value; fail after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            extra = ("\n" + diag()) if diag else ""
-            pytest.fail(f"timed out after {timeout}s waiting for {what or condition}{extra}")
-        time.sleep(interval)
 
 
 def pid_gone(pid: int) -> bool:

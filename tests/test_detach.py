@@ -11,7 +11,8 @@ import subprocess
 import sys
 
 import pytest
-from test_status import clean_env, modulatio, plan, wait_until, write
+from test_status import clean_env, modulatio, plan, write
+from waiting import wait_for
 
 from modulatio_d import detach
 from modulatio_d.vault import Vault, init
@@ -76,14 +77,14 @@ def test_detach_second_start_ps_and_stop(vault):
         rows = ps(vault)
         return rows[0] if rows and rows[0]["active_plan"] == "W-P-001" else None
 
-    row = wait_until(running_w, what="ps to show the detached daemon running W-P-001")
+    row = wait_for(running_w, what="ps to show the detached daemon running W-P-001")
     assert (row["pid"], row["detached"], row["step"]) == (pid, True, 0)
     assert row["uptime_s"] >= 0 and row["age_s"] < 30 and row["last_tick"]
     table = modulatio("ps", "--vault", vault.root).stdout
     assert str(pid) in table and "detached" in table and "W-P-001" in table
 
     release(vault)
-    wait_until(lambda: plan_status(vault, "W-P-001") == "completed", what="W-P-001 to complete")
+    wait_for(lambda: plan_status(vault, "W-P-001") == "completed", what="W-P-001 to complete")
 
     stopped = modulatio("stop", "--vault", vault.root)
     assert stopped.returncode == 0, stopped.stderr
@@ -105,8 +106,8 @@ def test_stop_kills_a_daemon_that_does_not_stop_in_time(vault):
     first = modulatio("daemon", "--detach", "--vault", vault.root, "--tick-seconds", "0.3")
     assert first.returncode == 0, first.stderr
     pid = detach.running(vault).pid
-    wait_until(lambda: plan_status(vault, "W-P-001") == "executing", what="the claim")
-    wait_until(lambda: (vault.plans_dir("W") / "W-P-001.runs").is_dir(), what="the step")
+    wait_for(lambda: plan_status(vault, "W-P-001") == "executing", what="the claim")
+    wait_for(lambda: (vault.plans_dir("W") / "W-P-001.runs").is_dir(), what="the step")
 
     stopped = modulatio("stop", "--timeout", "0.3", "--vault", vault.root)
     assert stopped.returncode == 0, stopped.stderr
@@ -121,7 +122,7 @@ def test_stop_leaves_a_foreground_daemon_alone_unless_all(vault):
                            "--tick-seconds", "0.3"], stdout=subprocess.DEVNULL,
                           stderr=subprocess.DEVNULL, env=clean_env())
     try:
-        rows = wait_until(lambda: [r for r in ps(vault) if r["active_plan"] == "W-P-001"],
+        rows = wait_for(lambda: [r for r in ps(vault) if r["active_plan"] == "W-P-001"],
                           what="the foreground daemon in ps")
         assert [(r["pid"], r["detached"]) for r in rows] == [(fg.pid, False)]
 
@@ -191,5 +192,5 @@ def test_detach_with_once_finishes_the_work_in_the_background(vault):
                                                     "  - title: Quick\n    run: \"true\"\n"))
     result = modulatio("daemon", "--detach", "--once", "--vault", vault.root)
     assert result.returncode == 0, result.stderr
-    wait_until(lambda: not detach.locked(vault), what="the --once daemon to exit")
+    wait_for(lambda: not detach.locked(vault), what="the --once daemon to exit")
     assert plan_status(vault, "W-P-002") == "completed"

@@ -12,7 +12,8 @@ import sys
 import time
 
 import pytest
-from test_status import clean_env, plan, wait_until, write
+from test_status import clean_env, plan, write
+from waiting import wait_for
 
 from modulatio_d.vault import init
 
@@ -60,15 +61,15 @@ def test_daemon_sends_ready_watchdog_status_and_stopping(tmp_path, receiver):
                                "--tick-seconds", "0.2"], env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE)
     try:
-        wait_until(lambda: recv.has("READY=1"), what="READY=1")
-        wait_until(lambda: recv.has("STATUS=N/N-P-001 step 1/1: Long step"), what="STATUS of the step")
+        wait_for(lambda: recv.has("READY=1"), what="READY=1")
+        wait_for(lambda: recv.has("STATUS=N/N-P-001 step 1/1: Long step"), what="STATUS of the step")
         # While the step runs, the watchdog keeps being fed from the step loop.
         seen = len(recv.drain())
-        wait_until(lambda: recv.drain()[seen:].count("WATCHDOG=1") >= 3,
+        wait_for(lambda: recv.drain()[seen:].count("WATCHDOG=1") >= 3,
                    what="three WATCHDOG=1 during the step")
         assert daemon.poll() is None
         (vault.project_dir("N") / "release").touch()
-        wait_until(lambda: "STATUS=idle" in recv.drain()[seen:], what="idle again")
+        wait_for(lambda: "STATUS=idle" in recv.drain()[seen:], what="idle again")
         daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(timeout=20) == 0
     finally:

@@ -35,6 +35,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from waiting import wait_for
 
 from modulatio_d import cli, status
 from modulatio_d.document import format_time
@@ -44,15 +45,6 @@ PY = sys.executable
 HOST = socket.gethostname()
 
 
-def wait_until(condition, timeout: float = 20.0, what: str = ""):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what or condition}")
-        time.sleep(0.01)
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -186,8 +178,8 @@ def build_every_state(root: Path) -> EveryState:
         return any(e.get("event") == "step_started" and e.get("plan") == "OPS-P-001"
                    for e in status.read_events(vault.events_path, ("step_started",)))
 
-    wait_until(step_running, what="OPS-P-001's first step to start")
-    wait_until(lambda: any(d["active_plan"] == "OPS-P-001" and d["pid"] == daemon.pid
+    wait_for(step_running, what="OPS-P-001's first step to start")
+    wait_for(lambda: any(d["active_plan"] == "OPS-P-001" and d["pid"] == daemon.pid
                            for d in status.daemons(vault, datetime.now(UTC))),
                what="the OPS daemon's heartbeat naming OPS-P-001")
 
