@@ -67,7 +67,7 @@ def fsync_floor(n: int) -> float:
         use = Path(tmp) / "u.jsonl"
         t = time.perf_counter()
         for i in range(n):
-            atomic.rewrite(plan, lambda raw: document.set_keys(
+            atomic.rewrite(plan, lambda raw, i=i: document.set_keys(
                 raw.decode(), {"current_index": i}).encode())
             atomic.replace(record, b'{"rev": 1}')
             usage.append(use, [{"input_tokens": 0}])

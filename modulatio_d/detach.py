@@ -34,8 +34,8 @@ Only the pid file's lock says whether the detached daemon runs; a pid is
 signalled only while that lock is held (so a stale file naming a reused pid is
 never acted on), only on the host written in the file (a vault may be shared
 between hosts), and only when its command line is a modulatio daemon's (the
-pid file is as writable as the rest of the vault). `stop` stops the detached daemon; with `all_here`,
-also every other daemon of the vault on this host that a live heartbeat names
+pid file is as writable as the rest of the vault). `stop` stops the detached daemon;
+with `all_here`, also every other daemon of the vault on this host that a live heartbeat names
 and whose command line is a modulatio daemon's (a daemon started in a
 terminal, say). Daemons run by systemd belong to systemd: stop them with
 systemctl, or the unit's Restart= and the operator's picture disagree.

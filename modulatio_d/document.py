@@ -20,7 +20,7 @@ import io
 import json
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import frontmatter
@@ -64,7 +64,8 @@ def _block_list_indent(span: list[str]) -> str | None:
 _FENCE = re.compile(r"-{3}[ \t]*(\r?\n|$)")
 _CLOSE = re.compile(r"(?m)^(?:-{3}|\.{3})[ \t]*(?:\r?\n|$)")
 _KEY = re.compile(
-    r"""(?P<key>[A-Za-z_][A-Za-z0-9_.\-]*|"(?:[^"\\\n]|\\.)*"|'(?:[^'\n]|'')*')[ \t]*:(?=[ \t\r\n]|$)"""
+    r"""(?P<key>[A-Za-z_][A-Za-z0-9_.\-]*|"(?:[^"\\\n]|\\.)*"|'(?:[^'\n]|'')*')"""
+    r"""[ \t]*:(?=[ \t\r\n]|$)"""
 )
 _PLAIN_SAFE = re.compile(r"[A-Za-z_][A-Za-z0-9_./+\-]*(?: [A-Za-z0-9_./+\-]+)*")
 _RESERVED = {"null", "true", "false", "yes", "no", "on", "off", "y", "n", "~"}
@@ -357,7 +358,8 @@ def _render_key(key: str, value: object, nl: str) -> list[str]:
 
 def _flow(value: object) -> str:
     if isinstance(value, dict):
-        return "{" + ", ".join(f"{_render_scalar(str(k))}: {_flow(v)}" for k, v in value.items()) + "}"
+        pairs = (f"{_render_scalar(str(k))}: {_flow(v)}" for k, v in value.items())
+        return "{" + ", ".join(pairs) + "}"
     if isinstance(value, list):
         return "[" + ", ".join(_flow(v) for v in value) + "]"
     if isinstance(value, datetime):
@@ -409,17 +411,17 @@ def plain(value: object) -> object:
 
 def format_time(value: datetime) -> str:
     """UTC, to the second, ISO 8601 with Z: how the daemon writes every time."""
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse_time(value: object) -> datetime | None:
     """A time written by the daemon or a person (YAML timestamp or ISO string)."""
     if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
     if isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
             return None
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
     return None

@@ -12,7 +12,7 @@ import logging
 import os
 import socket
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from modulatio_d.document import format_time
@@ -21,7 +21,7 @@ log = logging.getLogger("modulatio.events")
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class EventLog:

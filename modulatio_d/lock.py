@@ -56,7 +56,7 @@ class FileLock:
             fd, self.fd = self.fd, None
             os.close(fd)  # closing our last descriptor drops the flock
 
-    def __enter__(self) -> "FileLock":
+    def __enter__(self) -> FileLock:
         return self
 
     def __exit__(self, *exc: object) -> None:

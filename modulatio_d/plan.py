@@ -141,7 +141,7 @@ class Plan:
         """The daemon-owned keys with their values in this plan."""
         return {k: getattr(self, k) for k in DAEMON_KEYS}
 
-    def with_keys(self, changes: dict[str, Any]) -> "Plan":
+    def with_keys(self, changes: dict[str, Any]) -> Plan:
         """This plan after `changes` (daemon keys and status) were written."""
         fields = {k: v for k, v in changes.items() if k in DAEMON_KEYS}
         if "status" in changes:
@@ -250,9 +250,11 @@ def _parse_budget(c: _Checker, raw: object) -> Budget:
         c.fail(f"budget has unknown keys {sorted(unknown)}", "budget",
                hint="use tokens, cost_usd, wall_clock")
     tokens, cost = raw.get("tokens"), raw.get("cost_usd")
-    if tokens is not None and (isinstance(tokens, bool) or not isinstance(tokens, int) or tokens <= 0):
+    if tokens is not None and (isinstance(tokens, bool) or not isinstance(tokens, int)
+                               or tokens <= 0):
         c.fail(f"budget tokens {tokens!r} is not a positive integer", "budget")
-    if cost is not None and (isinstance(cost, bool) or not isinstance(cost, (int, float)) or cost <= 0):
+    if cost is not None and (isinstance(cost, bool) or not isinstance(cost, (int, float))
+                             or cost <= 0):
         c.fail(f"budget cost_usd {cost!r} is not a positive number", "budget")
     wall = None
     if raw.get("wall_clock") is not None:
@@ -277,7 +279,8 @@ def _parse_step(c: _Checker, doc: Document, steps: list, i: int) -> SubObjective
         c.fail(f"{where} must be a text or a mapping, not {type(raw).__name__}", line=line)
     executors = [k for k in ("objective", "run", "call") if k in raw]
     if len(executors) != 1:
-        c.fail(f"{where} has {'no executor' if not executors else 'two executors ' + ' and '.join(executors)}",
+        which = "no executor" if not executors else "two executors " + " and ".join(executors)
+        c.fail(f"{where} has {which}",
                line=line, hint="give exactly one of objective (with optional agent), run, call")
     if "agent" in raw and "objective" not in raw:
         c.fail(f"{where}: agent needs an objective to hand to it", line=line)

@@ -123,7 +123,8 @@ class HeldPlan:
 
 
 def write_as_person(vault: Vault, path: Path,
-                    changes: dict[str, Any] | Callable[[Plan], dict[str, Any]]) -> tuple[Plan, Plan]:
+                    changes: dict[str, Any] | Callable[[Plan], dict[str, Any]],
+                    ) -> tuple[Plan, Plan]:
     """Change a plan whose lock another process holds, the way an editor would.
 
     `changes` may be a function of the plan as it is on disk at the moment of the

@@ -418,8 +418,8 @@ class Runner:
                     if failing_since is None:
                         failing_since = time.monotonic()
                         log.error("cannot write %s, trying again: %s", self.plan_path, e)
-                    if self.stop.requested or \
-                            time.monotonic() - failing_since > WRITE_RETRY_TICKS * self.tick_seconds:
+                    patience = WRITE_RETRY_TICKS * self.tick_seconds
+                    if self.stop.requested or time.monotonic() - failing_since > patience:
                         raise
                 self.periodic(self.plan, None)
                 self.waker.wait(self._beat_interval())

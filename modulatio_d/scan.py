@@ -21,7 +21,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from modulatio_d import document
@@ -125,7 +125,7 @@ class Scanner:
         self.refused.pop(path, None)
         if plan.status not in CLAIMABLE:
             return _Seen(sig, None)
-        when = plan.approved_at or datetime.fromtimestamp(mtime, timezone.utc)
+        when = plan.approved_at or datetime.fromtimestamp(mtime, UTC)
         key = (-plan.priority, when.timestamp(), plan.id)
         return _Seen(sig, Candidate(key, Path(path), project, plan.status))
 

@@ -32,7 +32,7 @@ class Totals:
     def tokens(self) -> int:
         return self.input_tokens + self.output_tokens
 
-    def add(self, records: list[dict]) -> "Totals":
+    def add(self, records: list[dict]) -> Totals:
         return Totals(
             self.calls + len(records),
             self.input_tokens + sum(int(r.get("input_tokens") or 0) for r in records),

@@ -131,7 +131,8 @@ def find_vault(explicit: str | None, environ: Mapping[str, str], cwd: Path) -> V
     if chosen:
         path = Path(chosen).expanduser()
         if not path.is_dir():
-            raise UsageError(f"vault {path} is not a folder: create it with `modulatio init {path}`")
+            raise UsageError(
+                f"vault {path} is not a folder: create it with `modulatio init {path}`")
         return Vault(path)
     for folder in [cwd, *cwd.parents]:
         if (folder / META).is_dir():
@@ -152,7 +153,8 @@ def init(path: Path, example: bool = False) -> Vault:
     """A new vault at `path` (made if missing); refuses to touch an existing vault."""
     path = path.expanduser()
     if (path / META).exists():
-        raise UsageError(f"{path} is already a vault (it has {META}/); use it or pick another folder")
+        raise UsageError(
+            f"{path} is already a vault (it has {META}/); use it or pick another folder")
     if example:
         if path.exists() and any(path.iterdir()):
             raise UsageError(f"{path} is not empty: give a new or empty folder for the example")

@@ -11,8 +11,8 @@ stays the truth, and `Watcher.ensure()` restarts a dead observer.
 from __future__ import annotations
 
 import logging
-import os
 import math
+import os
 import select
 import warnings
 from pathlib import Path
@@ -60,8 +60,14 @@ class Watcher:
         self.observer = None
 
     def start(self) -> None:
-        from watchdog.events import (FileClosedEvent, FileCreatedEvent, FileDeletedEvent,
-                                     FileModifiedEvent, FileMovedEvent, FileSystemEventHandler)
+        from watchdog.events import (
+            FileClosedEvent,
+            FileCreatedEvent,
+            FileDeletedEvent,
+            FileModifiedEvent,
+            FileMovedEvent,
+            FileSystemEventHandler,
+        )
         from watchdog.observers import Observer
 
         # watchdog 7 warns when a folder made under a recursive watch (our own

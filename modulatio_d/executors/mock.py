@@ -13,7 +13,7 @@ import json
 import os
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 
 def main() -> int:
@@ -24,7 +24,7 @@ def main() -> int:
         time.sleep(float(options["sleep"]))
     seed = int(hashlib.sha256(objective.encode()).hexdigest()[:6], 16)
     record = {
-        "timestamp": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "model": options.get("model", "mock-1"),
         "input_tokens": 200 + len(objective) * 4,
         "output_tokens": 100 + seed % 400,
