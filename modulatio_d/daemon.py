@@ -150,6 +150,7 @@ class Daemon:
         self._guarded("cron", self._fire_cron, now)
         self._guarded("tickets", self._apply_tickets, now)
         candidates = self.scanner.scan(now)
+        log.debug("tick: %d claimable", len(candidates))
         self._beat(now, None, None)
         return candidates
 
