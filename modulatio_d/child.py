@@ -29,7 +29,9 @@ except (OSError, AttributeError):  # not Linux: the child outlives a killed daem
 
 
 def _die_with_parent(parent: int) -> None:
-    # Runs in the child between fork and exec: only a syscall, no locks taken.
+    # Runs in the child between fork and exec. The daemon has one other thread (the
+    # file watcher, blocked in inotify): this touches none of its locks, only the
+    # GIL, which subprocess re-creates in the child. So preexec_fn is safe here.
     if _prctl is not None:
         _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent:  # the daemon died before prctl took effect
