@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import socket
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -46,16 +47,28 @@ class EventLog:
             log.warning("could not append to %s (%s): %s", self.path, e.strerror, line)
 
 
-def read(path: Path) -> list[dict]:
-    """Every well-formed line of the log (a torn last line is skipped)."""
+def read(path: Path, names: tuple[str, ...] = ()) -> list[dict]:
+    """The log's well-formed lines, oldest first; with `names`, only those events.
+
+    The log only grows (rotate it by renaming: every writer opens it with
+    O_APPEND per line), so it is read whole; with `names`, a regex on the raw
+    line skips other events before any JSON is decoded. A torn last line (a
+    daemon writing it now) is skipped.
+    """
+    wanted = re.compile(rb'"event"\s*:\s*"(?:' + b"|".join(re.escape(n.encode()) for n in names)
+                        + rb')"') if names else None
     out = []
     try:
-        with open(path, encoding="utf-8", errors="replace") as f:
+        with open(path, "rb") as f:
             for line in f:
+                if wanted is not None and wanted.search(line) is None:
+                    continue
                 try:
-                    out.append(json.loads(line))
+                    event = json.loads(line)
                 except ValueError:
                     continue
+                if isinstance(event, dict) and (not names or event.get("event") in names):
+                    out.append(event)
     except FileNotFoundError:
         pass
     return out

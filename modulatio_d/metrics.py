@@ -36,7 +36,8 @@ from datetime import datetime
 
 from modulatio_d import __version__, usage
 from modulatio_d.document import parse_time
-from modulatio_d.status import INVALID, STATUSES, read_events, survey
+from modulatio_d.events import read as read_events
+from modulatio_d.status import INVALID, STATUSES, survey
 from modulatio_d.vault import Vault
 
 FAILED_OUTCOMES = ("failed", "timeout", "error")

@@ -27,20 +27,20 @@ dead daemon, the same probe the scan makes.
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import socket
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from modulatio_d import document, heartbeat
 from modulatio_d.errors import BadFile
+from modulatio_d.events import read as read_events
 from modulatio_d.lock import holder, is_held, lock_path
+from modulatio_d.plan import PlanStatus
 from modulatio_d.vault import Vault
 
-STATUSES = ("draft", "approved", "executing", "paused", "completed", "failed", "aborted")
+STATUSES = tuple(s.value for s in PlanStatus)
 INVALID = "invalid"
 """The bucket of a plan file whose status cannot be read: unparseable, or an unknown value."""
 
@@ -342,32 +342,6 @@ def _cron(vault: Vault, projects: list[str], now: datetime, environ: dict, s: Su
 
 # --- the daemons' refusals ---------------------------------------------------------------
 
-def read_events(path: Path, names: tuple[str, ...]) -> list[dict]:
-    """The events.jsonl lines whose event is one of `names`, oldest first.
-
-    The log only grows (rotate it by renaming: every writer opens it with
-    O_APPEND per line), so it is read whole; a regex on the raw line skips the
-    lines of other events before any JSON is decoded.
-    """
-    wanted = re.compile(rb'"event"\s*:\s*"(?:' + b"|".join(re.escape(n.encode()) for n in names)
-                        + rb')"')
-    out = []
-    try:
-        with open(path, "rb") as f:
-            for line in f:
-                if wanted.search(line) is None:
-                    continue
-                try:
-                    event = json.loads(line)
-                except ValueError:
-                    continue  # a torn last line while a daemon writes
-                if isinstance(event, dict) and event.get("event") in names:
-                    out.append(event)
-    except FileNotFoundError:
-        pass
-    return out
-
-
 def _daemon_refusals(vault: Vault, refused: dict, events: list[dict] | None = None) -> None:
     """Add the daemons' refusals that still stand: the file is there, unchanged since."""
     if events is None:
@@ -395,10 +369,6 @@ def _daemon_refusals(vault: Vault, refused: dict, events: list[dict] | None = No
         refused[path] = {"path": os.path.relpath(path, vault.root), "project": e.get("project"),
                          "kind": kind, "line": e.get("line"), "reason": e.get("reason"),
                          "source": "daemon", "refused_at": e.get("ts")}
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 # --- text for people ----------------------------------------------------------------------

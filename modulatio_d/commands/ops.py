@@ -53,7 +53,8 @@ def _isatty(stream) -> bool:
 
 
 def run_status(args, ctx) -> int:
-    from modulatio_d.status import render, survey, utcnow
+    from modulatio_d.events import utcnow
+    from modulatio_d.status import render, survey
 
     s = survey(ctx.vault(args), utcnow(), ctx.environ)
     if args.json:
@@ -64,8 +65,8 @@ def run_status(args, ctx) -> int:
 
 
 def run_metrics(args, ctx) -> int:
+    from modulatio_d.events import utcnow
     from modulatio_d.metrics import text
-    from modulatio_d.status import utcnow
 
     data = text(ctx.vault(args), utcnow(), ctx.environ)
     if args.output:
@@ -84,9 +85,10 @@ def run_metrics(args, ctx) -> int:
 
 def run_ps(args, ctx) -> int:
     from modulatio_d import detach, status
+    from modulatio_d.events import utcnow
 
     vault = ctx.vault(args)
-    rows = detach.ps(vault, status.daemons(vault, status.utcnow()))
+    rows = detach.ps(vault, status.daemons(vault, utcnow()))
     if args.json:
         ctx.print(json.dumps(rows, indent=2))
         return 0
