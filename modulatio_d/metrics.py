@@ -37,10 +37,10 @@ from datetime import datetime
 from modulatio_d import __version__, usage
 from modulatio_d.document import parse_time
 from modulatio_d.events import read as read_events
+from modulatio_d.reflect import FAILURES
 from modulatio_d.status import INVALID, STATUSES, survey
 from modulatio_d.vault import Vault
 
-FAILED_OUTCOMES = ("failed", "timeout", "error")
 _EVENTS = ("step_ended", "cron_fired", "cron_missed", "cron_skipped", "file_refused")
 
 
@@ -137,7 +137,7 @@ def collect(vault: Vault, now: datetime, environ: dict[str, str] | None = None) 
         kind, project = e.get("event"), str(e.get("project") or "")
         if kind == "step_ended":
             run[project] += 1
-            failed[project] += e.get("outcome") in FAILED_OUTCOMES
+            failed[project] += e.get("outcome") in FAILURES
         elif kind in ("cron_fired", "cron_missed", "cron_skipped"):
             key = (project, str(e.get("cron") or ""))
             count = e.get("count", 1)

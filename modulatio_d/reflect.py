@@ -43,6 +43,10 @@ class Outcome(StrEnum):
     """The daemon stopped or died mid-attempt; found in flight on resume."""
 
 
+FAILURES = frozenset({Outcome.FAILED, Outcome.TIMEOUT, Outcome.ERROR})
+"""The outcomes that count against a step's `retries` (and as failed steps in metrics)."""
+
+
 class Decision(StrEnum):
     CONTINUE = "continue"
     RETRY = "retry"

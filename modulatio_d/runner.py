@@ -43,7 +43,6 @@ budget_log = logging.getLogger("modulatio.context_budget")
 KILL_GRACE_S = 5.0
 WRITE_RETRY_TICKS = 4  # a plan write failing this long (disk full): let the plan go
 SUMMARY_CHARS = 200
-_FAILURES = (Outcome.FAILED, Outcome.TIMEOUT, Outcome.ERROR)
 
 
 @dataclass
@@ -134,7 +133,8 @@ class Runner:
             return
         self._fold_usage(step, attempt_no, attempt)
         failures = sum(1 for e in tail if e.get("token") == self.token
-                       and e.get("outcome") in _FAILURES) + (attempt.outcome in _FAILURES)
+                       and e.get("outcome") in reflect.FAILURES) \
+            + (attempt.outcome in reflect.FAILURES)
         if attempt.outcome is Outcome.ABORTED:
             verdict = reflect.Verdict(Decision.ABORT, "aborted by a person")
         else:
