@@ -48,7 +48,7 @@ from modulatio_d.document import Document
 from modulatio_d.errors import BadFile, FileChanged, UsageError
 from modulatio_d.lock import FileLock, lock_path
 from modulatio_d.plan import FINAL
-from modulatio_d.vault import Vault
+from modulatio_d.vault import SETTLE_S, Vault
 
 log = logging.getLogger("modulatio.cron")
 
@@ -57,7 +57,6 @@ KEYS = ("id", "objective", "schedule", "timezone", "steps", "template", "enabled
 """Every key an entry may have (besides people's own, which start with `x-` or `x_`)."""
 
 DAEMON_KEYS = ("last_fired_for",)
-SETTLE_S = 2.0
 """A file changed less than this long ago that does not parse is not judged yet:
 an editor may be half way through writing it."""
 

@@ -35,7 +35,7 @@ from modulatio_d.lock import FileLock
 from modulatio_d.plan import Plan, PlanStatus, SubObjective
 from modulatio_d.planfile import HeldPlan
 from modulatio_d.reflect import Decision, Outcome
-from modulatio_d.scan import SETTLE_S
+from modulatio_d.vault import SETTLE_S
 from modulatio_d.wake import Waker
 
 log = logging.getLogger("modulatio.runner")

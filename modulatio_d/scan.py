@@ -29,10 +29,9 @@ from modulatio_d.atomic import signature
 from modulatio_d.errors import BadFile
 from modulatio_d.lock import is_held, lock_path
 from modulatio_d.plan import CLAIMABLE, PlanStatus, parse_plan
-from modulatio_d.vault import Vault
+from modulatio_d.vault import SETTLE_S, Vault
 
 log = logging.getLogger("modulatio.scan")
-SETTLE_S = 2.0
 _STATUSES = {s.value for s in PlanStatus}
 
 

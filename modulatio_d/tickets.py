@@ -26,8 +26,7 @@ from modulatio_d.actions import change_status
 from modulatio_d.errors import BadFile, ModulatioError, TransitionRefused
 from modulatio_d.events import EventLog
 from modulatio_d.lock import FileLock, lock_path
-from modulatio_d.scan import SETTLE_S
-from modulatio_d.vault import Vault
+from modulatio_d.vault import SETTLE_S, Vault
 
 logger = logging.getLogger("modulatio.tickets")
 

@@ -25,6 +25,9 @@ from modulatio_d import names
 from modulatio_d.errors import BadFile, NotFound, UsageError, VaultNotFound
 
 META = ".modulatio"
+SETTLE_S = 2.0
+"""A file changed less than this ago that does not parse is not judged yet: an
+editor may be half way through writing it (VS Code truncates, then writes)."""
 _KINDS = ("plans", "cron", "tickets")
 
 if TYPE_CHECKING:
