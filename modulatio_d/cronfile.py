@@ -48,6 +48,7 @@ from modulatio_d.document import Document
 from modulatio_d.errors import BadFile, FileChanged, UsageError
 from modulatio_d.lock import FileLock, lock_path
 from modulatio_d.plan import FINAL
+from modulatio_d.refusals import Refusals
 from modulatio_d.vault import SETTLE_S, Vault
 
 log = logging.getLogger("modulatio.cron")
@@ -330,10 +331,8 @@ class CronFirer:
         self.log = log
         self.host_zone = host_zone if host_zone is not None else cron.host_zone()
         self.settle_s = settle_s
-        self.refused: dict[str, str] = {}
-        """path -> message of every bad file seen, for status and validate."""
+        self.refusals = Refusals(vault, log, "cron")
         self._known: dict[str, _Known] = {}
-        self._reported: dict[str, tuple] = {}  # path -> signature last reported
         self._config: tuple[tuple | None, str | None, BadFile | None] | None = None
         self._statuses: dict[str, tuple[tuple, str | None]] = {}
 
@@ -350,8 +349,7 @@ class CronFirer:
         prefix = str(self.vault.cron_dir(project)) + os.sep
         for gone in [p for p in self._known if p.startswith(prefix) and p not in alive]:
             del self._known[gone]
-            self._reported.pop(gone, None)
-            self.refused.pop(gone, None)
+            self.refusals.clear(gone)
         return created
 
     # -- per entry
@@ -404,7 +402,7 @@ class CronFirer:
                 self._judge(project, path, e, key=(snap.signature, self._template_sig(entry)))
                 return []
             if str(path) in self.refused:
-                self._forget(path)  # its template was fixed
+                self.refusals.clear(path)  # its template was fixed
             for t in d.fire:
                 kickoff = self._fire_one(project, entry, zone, t, shape, now)
                 if kickoff:
@@ -511,7 +509,7 @@ class CronFirer:
                 return None
             known = _Known(sig, None, e, None)
         else:
-            self._forget(path)
+            self.refusals.clear(path)
             known = _Known(snap.signature, entry, None, snap)
         self._known[str(path)] = known
         return known
@@ -525,20 +523,13 @@ class CronFirer:
             return False
         if time.time() - st.st_mtime < self.settle_s:
             return False  # maybe half-written by an editor: look again next tick
-        version = key or stat_sig or atomic.signature(st)
-        if self._reported.get(str(path)) == version:
-            return True
-        self._reported[str(path)] = version
-        self.refused[str(path)] = str(error)
-        log.error("refused %s", error)
-        self.log("file_refused", project=project, kind="cron",
-                 path=os.path.relpath(error.path, self.vault.root), line=error.line,
-                 reason=error.reason)
+        self.refusals.tell(path, project, error, key or stat_sig or atomic.signature(st))
         return True
 
-    def _forget(self, path: Path) -> None:
-        self._reported.pop(str(path), None)
-        self.refused.pop(str(path), None)
+    @property
+    def refused(self) -> dict[str, str]:
+        """path -> message of every bad file seen, for status and validate."""
+        return self.refusals.current
 
     def _zone(self, project: str, entry: Entry) -> tzinfo | None:
         """The entry's zone; None (and reported once) when the vault config is bad."""
@@ -555,12 +546,8 @@ class CronFirer:
                 self._config = (sig, None, e)
         _, name, error = self._config
         if error is not None:
-            if self._reported.get(str(self.vault.config_path)) != sig:
-                self._reported[str(self.vault.config_path)] = sig
-                log.error("refused %s; cron entries without their own timezone wait", error)
-                self.log("file_refused", project=project, kind="config",
-                         path=os.path.relpath(error.path, self.vault.root), line=error.line,
-                         reason=error.reason)
+            # Entries without a timezone of their own wait until the config is fixed.
+            self.refusals.tell(self.vault.config_path, project, error, sig, kind="config")
             return None
         return cron.parse_zone(name) if name else self.host_zone
 

@@ -34,6 +34,7 @@ from modulatio_d.heartbeat import Heartbeat, prune_dead
 from modulatio_d.lock import FileLock, lock_path
 from modulatio_d.plan import CLAIMABLE, Plan, PlanStatus, SubObjective
 from modulatio_d.planfile import HeldPlan
+from modulatio_d.refusals import Refusals
 from modulatio_d.runner import Runner, Stop
 from modulatio_d.scan import Candidate, Scanner
 from modulatio_d.sdnotify import NOTIFY_ENV_VARS, Notifier
@@ -83,7 +84,8 @@ class Daemon:
         self._beat_on: tuple[str | None, int | None] = (None, None)  # what the last beat said
         self._last_cron = 0.0
         self._config_sig: tuple | None = None
-        self.bad_tickets: dict[str, str] = {}  # path -> problem reported, so it is told once
+        self.bad_tickets = Refusals(vault, self.events, "ticket")
+        self.bad_config = Refusals(vault, self.events, "config")
         self.lost_race = False  # in this pass a plan's lock was busy
         self.config = config.Config()
 
@@ -165,10 +167,8 @@ class Daemon:
         self._config_sig = sig
         try:
             self.config = config.load(self.vault.config_path)
-        except BadFile as e:
-            log.error("config refused, keeping the previous one: %s", e)
-            self.events("file_refused", path=str(self.vault.config_path), line=e.line,
-                        reason=e.reason)
+        except BadFile as e:  # the previous config stays in force
+            self.bad_config.tell(self.vault.config_path, None, e, sig)
 
     def _guarded(self, what: str, phase: Callable[[datetime], None], now: datetime) -> None:
         """Run a phase of the tick that writes; a write that fails (disk full) skips it

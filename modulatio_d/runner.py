@@ -35,6 +35,7 @@ from modulatio_d.lock import FileLock
 from modulatio_d.plan import Plan, PlanStatus, SubObjective
 from modulatio_d.planfile import HeldPlan
 from modulatio_d.reflect import Decision, Outcome
+from modulatio_d.refusals import Refusals, settled
 from modulatio_d.vault import SETTLE_S
 from modulatio_d.wake import Waker
 
@@ -84,6 +85,7 @@ class Runner:
         self.runs_dir = held.path.with_suffix(".runs")
         self.totals = usage.totals(self.usage_path)
         self.warned: set[str] = set()
+        self.refusals = Refusals(held.vault, events, "plan")
         self._prewritten: tuple[int, int] | None = None  # (index, attempt) written ahead
 
     @property
@@ -432,18 +434,13 @@ class Runner:
                 self.waker.wait(self._beat_interval())
 
     def _report_bad(self, error: Exception) -> None:
-        key = str(error)
-        if key != getattr(self, "_last_bad", None):
-            try:
-                age = self.clock().timestamp() - self.plan_path.stat().st_mtime
-            except OSError:
-                age = SETTLE_S  # gone: no editor is half way through writing it
-            if age < SETTLE_S:
+        """Tell once per problem that the plan cannot be written back (it waits for a fix)."""
+        if isinstance(error, BadFile):
+            if not settled(self.plan_path, self.clock().timestamp()):
                 return  # maybe an editor half way through its save: judge it once settled
-            self._last_bad = key
-            log.error("plan file unusable, waiting for a fix before writing: %s", error)
-            self.events("file_refused", project=self.held.project,
-                        path=str(self.plan_path), reason=str(error))
+        else:
+            error = BadFile(self.plan_path, "is gone: deleted or moved away while it ran")
+        self.refusals.tell(self.plan_path, self.held.project, error, str(error))
 
 
 def _summary(log_path: Path) -> str:

@@ -18,7 +18,6 @@ judged yet: an editor may be half way through writing it.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,6 +28,7 @@ from modulatio_d.atomic import signature
 from modulatio_d.errors import BadFile
 from modulatio_d.lock import is_held, lock_path
 from modulatio_d.plan import CLAIMABLE, PlanStatus, parse_plan
+from modulatio_d.refusals import Refusals
 from modulatio_d.vault import SETTLE_S, Vault
 
 log = logging.getLogger("modulatio.scan")
@@ -53,9 +53,8 @@ class Scanner:
     def __init__(self, vault: Vault, projects: list[str] | None, events):
         self.vault = vault
         self.projects = projects
-        self.events = events
         self._seen: dict[str, _Seen] = {}
-        self.refused: dict[str, str] = {}  # path -> message, for status and validate
+        self.refusals = Refusals(vault, events, "plan")
         self._held_off: dict[Path, float] = {}  # path -> monotonic time to try again
 
     def hold_off(self, path: Path, seconds: float) -> None:
@@ -71,8 +70,8 @@ class Scanner:
         for project in self.served():
             try:
                 self.vault.check_inside(self.vault.plans_dir(project))
-            except BadFile as e:
-                self._refuse(str(self.vault.plans_dir(project)), project, e)
+            except BadFile as e:  # looked at every tick: told once per message
+                self.refusals.tell(self.vault.plans_dir(project), project, e, str(e))
                 continue
             for entry in self.vault.files(project, "plans"):
                 path = entry.path
@@ -99,7 +98,7 @@ class Scanner:
                 found.append(c)
         for gone in self._seen.keys() - alive:
             del self._seen[gone]
-            self.refused.pop(gone, None)
+            self.refusals.clear(gone)
         return sorted(found)
 
     def _look(self, path: str, inside: bool, project: str, sig: tuple, mtime: float,
@@ -110,7 +109,7 @@ class Scanner:
             if status is not None and status not in _STATUSES:
                 parse_plan(document.load(Path(path), text), Path(path).stem)  # raises
             if status not in ("approved", "executing"):
-                self.refused.pop(path, None)
+                self.refusals.clear(path)
                 return _Seen(sig, None)
             plan = parse_plan(document.load(Path(path), text), Path(path).stem)
         except FileNotFoundError:
@@ -118,20 +117,11 @@ class Scanner:
         except BadFile as e:
             if now.timestamp() - mtime < SETTLE_S:
                 return None  # maybe half-written: look again next time, judge nothing yet
-            self.refused.pop(path, None)  # a new version: told again, even if the same
-            self._refuse(path, project, e)
+            self.refusals.tell(path, project, e, sig)
             return _Seen(sig, None)
-        self.refused.pop(path, None)
+        self.refusals.clear(path)
         if plan.status not in CLAIMABLE:
             return _Seen(sig, None)
         when = plan.approved_at or datetime.fromtimestamp(mtime, UTC)
         key = (-plan.priority, when.timestamp(), plan.id)
         return _Seen(sig, Candidate(key, Path(path), project, plan.status))
-
-    def _refuse(self, path: str, project: str, error: BadFile) -> None:
-        if self.refused.get(path) == str(error):
-            return  # already told (a folder is looked at every tick)
-        log.error("refused %s", error)
-        self.refused[path] = str(error)
-        self.events("file_refused", project=project, path=os.path.relpath(path, self.vault.root),
-                    line=error.line, reason=error.reason)

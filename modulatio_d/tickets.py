@@ -13,8 +13,6 @@ rewritten; the body is the person's to annotate.
 
 from __future__ import annotations
 
-import logging
-import os
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,9 +24,8 @@ from modulatio_d.actions import change_status
 from modulatio_d.errors import BadFile, ModulatioError, TransitionRefused
 from modulatio_d.events import EventLog
 from modulatio_d.lock import FileLock, lock_path
-from modulatio_d.vault import SETTLE_S, Vault
-
-logger = logging.getLogger("modulatio.tickets")
+from modulatio_d.refusals import Refusals, settled
+from modulatio_d.vault import Vault
 
 
 class Severity(StrEnum):
@@ -131,20 +128,12 @@ def decided(text: str) -> bool:
         document.peek(text, "status") in (None, "open")
 
 
-def _settled(entry: os.DirEntry, now: datetime) -> bool:
-    """Saved long enough ago not to be an editor half way through writing it."""
-    try:
-        return now.timestamp() - entry.stat().st_mtime >= SETTLE_S
-    except OSError:
-        return False
-
-
 def apply_decisions(vault: Vault, project: str, log: EventLog, now: datetime,
-                    refused: dict[str, str] | None = None) -> list[str]:
+                    refusals: Refusals | None = None) -> list[str]:
     """Apply every open ticket of `project` whose decision was taken; their ids.
 
     A decided ticket that does not parse is skipped and, when the caller keeps
-    `refused` (path -> message reported) across ticks, reported once per problem.
+    `refusals` across ticks (the daemon does), told once per problem.
     """
     applied = []
     for entry in sorted(vault.files(project, "tickets"), key=lambda e: e.name):
@@ -154,12 +143,8 @@ def apply_decisions(vault: Vault, project: str, log: EventLog, now: datetime,
                 continue
             ticket = read_ticket(vault, path)
         except BadFile as e:  # a ticket never stops a tick; say why its decision waits
-            if refused is not None and refused.get(entry.path) != str(e) \
-                    and _settled(entry, now):
-                refused[entry.path] = str(e)
-                logger.error("ticket refused, its decision is not applied: %s", e)
-                log("file_refused", project=project, path=os.path.relpath(path, vault.root),
-                    line=e.line, reason=e.reason)
+            if refusals is not None and settled(path, now.timestamp()):
+                refusals.tell(path, project, e, str(e))
             continue
         except OSError:
             continue

@@ -143,7 +143,7 @@ def test_broken_decided_ticket_is_reported_once_and_left_alone(dvault, daemons):
     refused = events(dvault, "file_refused")
     assert len(refused) == 1 and refused[0]["path"] == "P/tickets/P-P-001-T-01.md"
     assert refused[0]["line"] is not None and "invalid YAML" in refused[0]["reason"]
-    assert d.log().count("ticket refused") == 1
+    assert d.log().count("ERROR modulatio.refused: refused") == 1
     assert ticket.read_text() == BROKEN_TICKET
     assert plan(dvault, "P-P-001").status.value == "paused"
     save_like_vim(ticket, good)  # fixed: the decision is applied
