@@ -54,8 +54,3 @@ class Refusals:
         """The file is fine again, or gone: a later problem is news."""
         self._told.pop(str(path), None)
         self.current.pop(str(path), None)
-
-    def keep_only(self, alive: set[str], under: str = "") -> None:
-        """Forget the files under `under` that no longer exist."""
-        for gone in [p for p in self._told if p.startswith(under) and p not in alive]:
-            self.clear(gone)
