@@ -21,6 +21,7 @@ from pathlib import Path
 from modulatio_d import document, names
 from modulatio_d.errors import BadFile
 from modulatio_d.plan import parse_duration
+from modulatio_d.vault import decode
 
 DEFAULT_TIMEOUT = 3600.0
 
@@ -47,7 +48,7 @@ def load(path: Path) -> Config:
         raw = path.read_bytes()
     except FileNotFoundError:
         return Config()
-    text = document.decode(path, raw)
+    text = decode(path, raw)
     if not text.strip():
         return Config()
     data = document.load_mapping(path, text)

@@ -49,7 +49,7 @@ from modulatio_d.errors import BadFile, FileChanged, UsageError
 from modulatio_d.lock import FileLock, lock_path
 from modulatio_d.plan import FINAL
 from modulatio_d.refusals import Refusals
-from modulatio_d.vault import SETTLE_S, Vault
+from modulatio_d.vault import SETTLE_S, Vault, decode
 
 log = logging.getLogger("modulatio.cron")
 
@@ -447,7 +447,7 @@ class CronFirer:
         """Write last_fired_for, that line only, over whatever a person saved meanwhile."""
 
         def apply(raw: bytes) -> bytes:
-            text = document.decode(path, raw)
+            text = decode(path, raw)
             if raw != snap.raw:  # never splice into a file that does not parse
                 parse_entry(document.load(path, text), self.vault.project_of(path))
             return document.set_keys(text, {"last_fired_for": value}, path).encode()
@@ -718,7 +718,7 @@ def set_enabled(vault: Vault, entry_id: str, enabled: bool) -> tuple[Entry, bool
         return entry, False
 
     def apply(raw: bytes) -> bytes:
-        current = document.decode(path, raw)
+        current = decode(path, raw)
         parse_entry(document.load(path, current), vault.project_of(path))
         return document.set_keys(current, {"enabled": enabled}, path).encode()
 

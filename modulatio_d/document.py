@@ -30,7 +30,6 @@ from ruamel.yaml.events import AliasEvent, NodeEvent
 
 from modulatio_d.errors import BadFile
 
-MAX_BYTES = 1024 * 1024
 DELETE = object()  # a value for set_keys that removes the key
 
 
@@ -142,18 +141,6 @@ def split(path: Path, text: str) -> tuple[str, str, str, str]:
         raise BadFile(path, "the frontmatter is not closed", 1,
                       "add a line '---' after the YAML keys")
     return text[:opening_end], text[opening_end:c.start()], c.group(0), text[c.end():]
-
-
-def decode(path: Path | str, raw: bytes) -> str:
-    if len(raw) > MAX_BYTES:
-        raise BadFile(path, f"file is {len(raw)} bytes, more than the {MAX_BYTES} allowed",
-                      None, "move long text out of the plan")
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        raise BadFile(path, f"not UTF-8: byte {raw[e.start]:#04x} at offset {e.start}", line,
-                      "save the file as UTF-8") from None
 
 
 def load(path: Path, text: str) -> Document:

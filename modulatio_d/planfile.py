@@ -26,7 +26,7 @@ from typing import Any
 from modulatio_d import atomic, document, record
 from modulatio_d.document import DELETE
 from modulatio_d.plan import Plan, PlanStatus, parse_plan
-from modulatio_d.vault import Vault
+from modulatio_d.vault import Vault, decode
 
 Notify = Callable[..., None]
 _PERSON_STOPS = (PlanStatus.PAUSED, PlanStatus.ABORTED)
@@ -90,7 +90,7 @@ class HeldPlan:
         outcome: dict[str, Plan] = {}
 
         def apply(raw: bytes) -> bytes:
-            text = document.decode(self.path, raw)
+            text = decode(self.path, raw)
             mine = dict(changes)
             if raw == self.snapshot.raw:
                 plan = self.plan
@@ -134,7 +134,7 @@ def write_as_person(vault: Vault, path: Path,
     outcome: dict[str, Plan] = {}
 
     def apply(raw: bytes) -> bytes:
-        text = document.decode(path, raw)
+        text = decode(path, raw)
         plan = parse_plan(document.load(path, text), expected_id=path.stem)
         mine = changes(plan) if callable(changes) else changes
         outcome.update(before=plan, after=plan.with_keys(mine))

@@ -52,5 +52,7 @@ class Refusals:
 
     def clear(self, path: Path | str) -> None:
         """The file is fine again, or gone: a later problem is news."""
-        self._told.pop(str(path), None)
-        self.current.pop(str(path), None)
+        key = str(path)
+        if key in self._told:  # the common case, a good file, costs one lookup
+            del self._told[key]
+            self.current.pop(key, None)

@@ -25,7 +25,7 @@ from modulatio_d.errors import BadFile, ModulatioError, TransitionRefused
 from modulatio_d.events import EventLog
 from modulatio_d.lock import FileLock, lock_path
 from modulatio_d.refusals import Refusals, settled
-from modulatio_d.vault import Vault
+from modulatio_d.vault import Vault, decode
 
 
 class Severity(StrEnum):
@@ -119,7 +119,7 @@ def set_decision(vault: Vault, ticket_id: str, decision: TicketDecision) -> Tick
 
 def _rewrite(path: Path, changes: dict) -> None:
     atomic.rewrite(path, lambda raw: document.set_keys(
-        document.decode(path, raw), changes, path).encode())
+        decode(path, raw), changes, path).encode())
 
 
 def decided(text: str) -> bool:

@@ -9,7 +9,7 @@
     <vault>/<PROJECT>/tickets/<id>.md
 
 A project is any folder with a valid name holding plans/, cron/ or tickets/.
-Files are read through `read_text`, which refuses links out of the vault,
+Files are read through `Vault.read` (and `decode`), which refuse links out of the vault,
 files over 1 MiB and bytes that are not UTF-8.
 """
 
@@ -19,9 +19,9 @@ import os
 import shutil
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from modulatio_d import names
+from modulatio_d import atomic, names
+from modulatio_d.atomic import Snapshot
 from modulatio_d.errors import BadFile, NotFound, UsageError, VaultNotFound
 
 META = ".modulatio"
@@ -30,8 +30,7 @@ SETTLE_S = 2.0
 editor may be half way through writing it (VS Code truncates, then writes)."""
 _KINDS = ("plans", "cron", "tickets")
 
-if TYPE_CHECKING:
-    from modulatio_d.atomic import Snapshot
+MAX_BYTES = 1024 * 1024
 
 
 class Vault:
@@ -120,12 +119,7 @@ class Vault:
         """
         if not inside:
             self.check_inside(path)
-        # Imported here: `heartbeat` and `status` probes find the vault without
-        # paying for ruamel (about 40 ms) when they never read a plan.
-        from modulatio_d.atomic import read
-        from modulatio_d.document import decode
-
-        snap = read(path)
+        snap = atomic.read(path)
         return snap, decode(path, snap.raw)
 
     def check_inside(self, path: Path | str) -> None:
@@ -133,6 +127,18 @@ class Vault:
         if real != str(self.root) and not real.startswith(str(self.root) + os.sep):
             raise BadFile(path, f"is a link that leads out of the vault (to {real})", None,
                           "copy the file into the vault instead of linking it")
+
+
+def decode(path: Path | str, raw: bytes) -> str:
+    if len(raw) > MAX_BYTES:
+        raise BadFile(path, f"file is {len(raw)} bytes, more than the {MAX_BYTES} allowed",
+                      None, "move long text out of the plan")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise BadFile(path, f"not UTF-8: byte {raw[e.start]:#04x} at offset {e.start}", line,
+                      "save the file as UTF-8") from None
 
 
 def find_vault(explicit: str | None, environ: Mapping[str, str], cwd: Path) -> Vault:

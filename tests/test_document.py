@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from modulatio_d import document
+from modulatio_d import vault as vault_mod
 from modulatio_d.document import DELETE
 from modulatio_d.errors import BadFile
 
@@ -426,10 +427,10 @@ def test_refused_text(text, message):
 def test_decode_refuses_big_and_non_utf8():
     with pytest.raises(BadFile, match=r"^plan.md: file is 1048577 bytes, more than the "
                                       r"1048576 allowed"):
-        document.decode(P, b"x" * (document.MAX_BYTES + 1))
-    assert document.decode(P, b"x" * document.MAX_BYTES)
+        vault_mod.decode(P, b"x" * (vault_mod.MAX_BYTES + 1))
+    assert vault_mod.decode(P, b"x" * vault_mod.MAX_BYTES)
     with pytest.raises(BadFile, match=r"^plan.md:3: not UTF-8: byte 0xff at offset 10"):
-        document.decode(P, b"---\nid: X\n\xff\n---\n")
+        vault_mod.decode(P, b"---\nid: X\n\xff\n---\n")
 
 
 def test_peek_status():
