@@ -183,7 +183,7 @@ class Daemon:
             tickets.apply_decisions(self.vault, project, self.events, now, self.bad_tickets)
 
     def _fire_cron(self, now: datetime) -> None:
-        from modulatio_d.cronfile import CronFirer
+        from modulatio_d.cronfire import CronFirer
 
         if self.cron is None:
             self.cron = CronFirer(self.vault, self.events)

@@ -13,8 +13,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from modulatio_d import cronfile, events
-from modulatio_d.cronfile import CronFirer, Overlap, add_entry, read_entry
+from modulatio_d import cronfile, cronfire, events
+from modulatio_d.cronfile import Overlap, add_entry, read_entry
+from modulatio_d.cronfire import CronFirer
 from modulatio_d.errors import BadFile, UsageError
 from modulatio_d.events import EventLog
 from modulatio_d.plan import PlanStatus, StepKind
@@ -499,7 +500,7 @@ def test_the_advance_keeps_a_persons_save_and_never_writes_a_malformed_one(vault
 def test_kickoff_text_is_a_plan_file_like_plan_new_writes(vault):
     path = write_entry(vault, body="\nBody line.\n")
     entry = read_entry(vault, path)
-    text = cronfile.kickoff_text(entry, "SALES-C-001-20250101T0100Z",
+    text = cronfire.kickoff_text(entry, "SALES-C-001-20250101T0100Z",
                                  "2025-01-01T01:00:00+00:00",
                                  {"sub_objectives": ["Send the follow-up"]}, at(1, 0, 5))
     assert text == """\

@@ -21,7 +21,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from modulatio_d import atomic, cronfile, document
+from modulatio_d import atomic, cronfire, document
 from modulatio_d.events import EventLog
 from modulatio_d.lock import FileLock
 from modulatio_d.vault import Vault
@@ -35,7 +35,7 @@ def die() -> None:
 
 def inject(fault: str) -> None:
     if fault == "die-before-advance":
-        cronfile.CronFirer._advance = lambda self, *a, **k: die()
+        cronfire.CronFirer._advance = lambda self, *a, **k: die()
     elif fault.startswith("die-after-kickoff:"):
         limit, count = int(fault.split(":")[1]), [0]
         real = atomic.write_new
@@ -83,7 +83,7 @@ def main() -> None:
             if time.monotonic() > deadline:
                 sys.exit("barrier never opened")
             time.sleep(0.001)
-    firer = cronfile.CronFirer(vault, EventLog(vault.events_path), settle_s=0)
+    firer = cronfire.CronFirer(vault, EventLog(vault.events_path), settle_s=0)
     created: list[str] = []
     while True:
         created += firer.fire_due(args.project, now)
