@@ -275,3 +275,17 @@ def test_validate_reports_a_project_folder_whose_name_is_no_code(vault, run_cli)
         f"{vault.root / 'my project'}: folder name is not a valid project code, so its plans "
         f"never run (rename it to letters, digits, '_', '-' and '.')")
     assert ".hidden" not in result.out
+
+
+def test_validate_json_lists_each_problem_for_scripts(vault, run_cli):
+    import json
+
+    good = run_cli("validate", "--vault", vault.root, "--json")
+    assert (good.code, json.loads(good.out)) == (0, [])
+    path = place(vault, "P-P-001.md", fm("id: P-P-001\nstatus: runing\nsub_objectives: [a]\n"))
+    bad = run_cli("validate", "--vault", vault.root, "--json")
+    assert bad.code == 1
+    (problem,) = json.loads(bad.out)
+    assert problem["path"] == str(path) and problem["line"] == 3
+    assert problem["reason"] == "unknown status 'runing'"
+    assert problem["hint"].startswith("use one of draft, approved")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 
@@ -15,6 +16,8 @@ def register(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -
 
     p = sub.add_parser("validate", parents=[parent],
                        help="check every plan, cron entry, ticket and the config")
+    p.add_argument("--json", action="store_true",
+                   help="a JSON list of problems (path, line, reason, hint), for scripts")
     p.set_defaults(run=run_validate)
 
 
@@ -31,6 +34,10 @@ def run_validate(args: argparse.Namespace, ctx) -> int:
 
     vault = ctx.vault(args)
     problems = validate(vault)
+    if args.json:
+        ctx.print(json.dumps([{"path": str(p.path), "line": p.line, "reason": p.reason,
+                               "hint": p.hint} for p in problems], indent=2))
+        return 1 if problems else 0
     for problem in problems:
         ctx.print(problem)
     if problems:
