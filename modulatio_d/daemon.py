@@ -105,8 +105,7 @@ class Daemon:
         self._install_signals()
         for stale in prune_dead(self.vault.daemons_dir):
             log.info("removed the heartbeat of a daemon that died: %s", stale)
-        watcher = Watcher(self._watched(), self.waker)
-        watcher.start()
+        watcher = Watcher(self.waker)
         self.events("daemon_started", projects=self.projects or "all",
                     tick_seconds=self.tick_seconds, version=__version__)
         log.info("daemon %s.%d started on %s (projects: %s, tick %gs)", self.host, os.getpid(),
@@ -115,7 +114,7 @@ class Daemon:
         lost_in_a_row = 0
         try:
             while not self.stop.requested:
-                watcher.ensure()
+                watcher.watch(self._watched())
                 candidates = self._tick()
                 if not ready:
                     self.notifier.ready()
@@ -132,7 +131,8 @@ class Daemon:
                 if 0 < lost_in_a_row <= len(LOST_RACE_RETRY_S):
                     wait = min(wait, LOST_RACE_RETRY_S[lost_in_a_row - 1])
                 log.debug("nothing claimable: sleeping up to %gs", wait)
-                self.waker.wait(wait)
+                if self._sleep(wait):
+                    lost_in_a_row = 0
         finally:
             self.notifier.stopping()
             watcher.stop()
@@ -142,11 +142,39 @@ class Daemon:
         return 0
 
     def _watched(self) -> list[Path]:
-        if not self.projects:
-            return [self.vault.root]
-        return [self.vault.meta] + [self.vault.project_dir(p) for p in self.projects]
+        """The folders people write in: the root and each served project with its
+        plans/, cron/ and tickets/ (not the .runs/ folders beside the plans)."""
+        folders = [self.vault.root, self.vault.meta]
+        for project in self.scanner.served():
+            top = self.vault.project_dir(project)
+            folders += [top, top / "plans", top / "cron", top / "tickets"]
+        return folders
+
+    def _sleep(self, seconds: float) -> bool:
+        """Sleep until the next tick is due, waking for what changed meanwhile.
+
+        Changed plan files are looked at on their own (an idle daemon tried every
+        other plan at its last scan), so a person's approval is picked up without
+        a scan of the whole vault; a changed plan that cannot be claimed (our own
+        writes, a draft being edited) does not cost a scan either. Anything else
+        (a ticket, a cron entry, the config, a new folder, a signal) ends the
+        sleep and the caller ticks. True when a plan was claimed and ran.
+        """
+        deadline = time.monotonic() + seconds
+        while not self.stop.requested:
+            if not self.waker.wait(deadline - time.monotonic()):
+                return False  # the tick is due
+            changed = self.waker.take_changed()
+            plans = {p for p in changed if os.path.basename(os.path.dirname(p)) == "plans"}
+            if not changed or changed - plans:
+                return False
+            if self._claim_and_run(self.scanner.look_at(plans, self.clock())):
+                return True
+        return False
 
     def _tick(self) -> list[Candidate]:
+        self.waker.drain()  # what woke us so far, the whole scan below covers
+        self.waker.take_changed()
         now = self.clock()
         self._load_config()
         self._guarded("cron", self._fire_cron, now)

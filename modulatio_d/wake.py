@@ -5,7 +5,7 @@
 signals reach it through signal.set_wakeup_fd. `wait(timeout, fds)` blocks
 until the pipe or one of `fds` (a child's pidfd) is readable or the time is up.
 inotify can drop events under load and the observer thread can die: the tick
-stays the truth, and `Watcher.ensure()` restarts a dead observer.
+stays the truth, and `Watcher.watch()` restarts a dead observer.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from __future__ import annotations
 import logging
 import math
 import os
+import queue
 import select
-import warnings
 from pathlib import Path
 
 log = logging.getLogger("modulatio.wake")
@@ -23,12 +23,25 @@ log = logging.getLogger("modulatio.wake")
 class Waker:
     def __init__(self) -> None:
         self.r, self.w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._changed: queue.SimpleQueue[str] = queue.SimpleQueue()
 
-    def poke(self) -> None:
+    def poke(self, path: str | None = None) -> None:
+        """Wake the daemon; `path`, if given, is a file that changed (thread-safe)."""
+        if path is not None:
+            self._changed.put(path)
         try:
             os.write(self.w, b"x")
         except BlockingIOError:
             pass  # the pipe is full: a wake-up is pending already
+
+    def take_changed(self) -> set[str]:
+        """The files reported changed since the last call."""
+        out = set()
+        while True:
+            try:
+                out.add(self._changed.get_nowait())
+            except queue.Empty:
+                return out
 
     def wait(self, timeout: float, fds: tuple[int, ...] = ()) -> bool:
         """Block up to `timeout` s; True when woken by the pipe or an fd."""
@@ -52,15 +65,26 @@ class Waker:
 
 
 class Watcher:
-    """watchdog (inotify) on the served folders; wakes the daemon on `.md` changes."""
+    """watchdog (inotify) on the folders people write in; wakes the daemon on changes.
 
-    def __init__(self, folders: list[Path], waker: Waker):
-        self.folders = folders
+    Each folder is watched on its own, not recursively: a vault holds a
+    `<plan>.runs/` folder per plan that ever ran, and a recursive watch would
+    spend one inotify watch on each (the kernel's per-user limit is finite) and
+    wake the daemon on every line a step logs. `watch(folders)` is called each
+    tick and adds the folders that appeared (a new project). A watcher that
+    cannot start (the watch limit reached) is logged once: the tick still scans.
+    """
+
+    def __init__(self, waker: Waker):
         self.waker = waker
         self.observer = None
+        self.watched: dict[Path, object] = {}
+        self.broken = False
 
-    def start(self) -> None:
+    def _start(self) -> None:
         from watchdog.events import (
+            DirCreatedEvent,
+            DirMovedEvent,
             FileClosedEvent,
             FileCreatedEvent,
             FileDeletedEvent,
@@ -70,9 +94,6 @@ class Watcher:
         )
         from watchdog.observers import Observer
 
-        # watchdog 7 warns when a folder made under a recursive watch (our own
-        # .modulatio/state/<P>, say) is added twice; the watch is right either way.
-        warnings.filterwarnings("ignore", message="Callback with id", category=RuntimeWarning)
         waker = self.waker
 
         class Handler(FileSystemEventHandler):
@@ -82,27 +103,43 @@ class Watcher:
                     for p in (event.src_path, getattr(event, "dest_path", "")):
                         if isinstance(p, bytes):
                             p = os.fsdecode(p)
-                        if p.endswith(".md") or p.endswith("config.yaml"):
-                            waker.poke()
+                        if p.endswith(".md"):
+                            waker.poke(p)  # a plan, cron entry or ticket
+                            return
+                        if p.endswith("config.yaml") or (
+                                event.is_directory and not p.endswith(".runs")):
+                            waker.poke()  # the config, or a new folder
                             return
                 except Exception:
                     pass
 
+        self.handler = Handler()
+        # Asked of the kernel, not filtered here: without it every read of a plan
+        # (ours included: a cold scan reads them all) is an event for this thread.
+        self.wanted = [FileCreatedEvent, FileDeletedEvent, FileModifiedEvent, FileMovedEvent,
+                       FileClosedEvent, DirCreatedEvent, DirMovedEvent]
         self.observer = Observer()
-        handler = Handler()
-        wanted = [FileCreatedEvent, FileDeletedEvent, FileModifiedEvent, FileMovedEvent,
-                  FileClosedEvent]
-        for folder in self.folders:
-            if folder.is_dir():
-                self.observer.schedule(handler, str(folder), recursive=True, event_filter=wanted)
         self.observer.daemon = True
         self.observer.start()
+        self.watched = {}
 
-    def ensure(self) -> None:
-        """Restart the observer if its thread died (an exception kills it silently)."""
+    def watch(self, folders: list[Path]) -> None:
+        """Watch each of `folders` that exists; restart a dead observer thread."""
         if self.observer is not None and not self.observer.is_alive():
             log.warning("file watcher stopped; restarting it (the tick scan covers the gap)")
-            self.start()
+            self.observer = None
+        try:
+            if self.observer is None:
+                self._start()
+            for folder in folders:
+                if folder not in self.watched and folder.is_dir():
+                    self.watched[folder] = self.observer.schedule(
+                        self.handler, str(folder), recursive=False, event_filter=self.wanted)
+        except OSError as e:  # ENOSPC from inotify: the per-user watch limit
+            if not self.broken:
+                log.warning("file watcher unavailable (%s); changes are seen at the next tick",
+                            e)
+            self.broken = True
 
     def stop(self) -> None:
         if self.observer is not None:
