@@ -84,7 +84,7 @@ class Daemon:
         self._beat_on: tuple[str | None, int | None] = (None, None)  # what the last beat said
         self._last_cron = 0.0
         self._config_sig: tuple | None = None
-        self.bad_tickets = Refusals(vault, self.events, "ticket")
+        self.ticket_memory = tickets.Memory(vault, self.events)
         self.bad_config = Refusals(vault, self.events, "config")
         self.lost_race = False  # in this pass a plan's lock was busy
         self.config = config.Config()
@@ -208,7 +208,8 @@ class Daemon:
 
     def _apply_tickets(self, now: datetime) -> None:
         for project in self.scanner.served():
-            tickets.apply_decisions(self.vault, project, self.events, now, self.bad_tickets)
+            tickets.apply_decisions(self.vault, project, self.events, now,
+                                    self.ticket_memory)
 
     def _fire_cron(self, now: datetime) -> None:
         from modulatio_d.cronfire import CronFirer

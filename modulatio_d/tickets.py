@@ -128,23 +128,38 @@ def decided(text: str) -> bool:
         document.peek(text, "status") in (None, "open")
 
 
+class Memory:
+    """What a daemon keeps between ticks about the tickets: which files it found
+    with nothing to apply (by stat signature, so an idle tick reads none of them)
+    and which bad ones it already told about."""
+
+    def __init__(self, vault: Vault, log: EventLog):
+        self.quiet: dict[str, tuple] = {}
+        self.refusals = Refusals(vault, log, "ticket")
+
+
 def apply_decisions(vault: Vault, project: str, log: EventLog, now: datetime,
-                    refusals: Refusals | None = None) -> list[str]:
+                    memory: Memory | None = None) -> list[str]:
     """Apply every open ticket of `project` whose decision was taken; their ids.
 
-    A decided ticket that does not parse is skipped and, when the caller keeps
-    `refusals` across ticks (the daemon does), told once per problem.
+    A decided ticket that does not parse is skipped and, when the caller keeps a
+    `memory` across ticks (the daemon does), told once per problem.
     """
     applied = []
     for entry in sorted(vault.files(project, "tickets"), key=lambda e: e.name):
         path = Path(entry.path)
         try:
+            sig = atomic.signature(entry.stat())
+            if memory is not None and memory.quiet.get(entry.path) == sig:
+                continue  # unchanged since it had nothing to apply
             if not decided(vault.read(path)[1]):
+                if memory is not None:
+                    memory.quiet[entry.path] = sig
                 continue
             ticket = read_ticket(vault, path)
         except BadFile as e:  # a ticket never stops a tick; say why its decision waits
-            if refusals is not None and settled(path, now.timestamp()):
-                refusals.tell(path, project, e, str(e))
+            if memory is not None and settled(path, now.timestamp()):
+                memory.refusals.tell(path, project, e, str(e))
             continue
         except OSError:
             continue
