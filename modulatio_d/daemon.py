@@ -114,7 +114,7 @@ class Daemon:
         lost_in_a_row = 0
         try:
             while not self.stop.requested:
-                watcher.watch(self._watched())
+                new_folders = watcher.watch(self._watched())
                 candidates = self._tick()
                 if not ready:
                     self.notifier.ready()
@@ -126,6 +126,8 @@ class Daemon:
                 if self.once:
                     log.info("nothing claimable: exiting (--once)")
                     break
+                if new_folders:
+                    continue  # list and scan again: a folder made meanwhile had no watch
                 lost_in_a_row = lost_in_a_row + 1 if self.lost_race else 0
                 wait = self.tick_seconds
                 if 0 < lost_in_a_row <= len(LOST_RACE_RETRY_S):
@@ -145,7 +147,9 @@ class Daemon:
         """The folders people write in: the root and each served project with its
         plans/, cron/ and tickets/ (not the .runs/ folders beside the plans)."""
         folders = [self.vault.root, self.vault.meta]
-        for project in self.scanner.served():
+        # Not only the projects: a folder made a moment ago becomes one when its
+        # plans/ appears, an event only a watch on the folder itself will see.
+        for project in self.projects or self.vault.folders():
             top = self.vault.project_dir(project)
             folders += [top, top / "plans", top / "cron", top / "tickets"]
         return folders
@@ -158,7 +162,9 @@ class Daemon:
         a scan of the whole vault; a changed plan that cannot be claimed (our own
         writes, a draft being edited) does not cost a scan either. Anything else
         (a ticket, a cron entry, the config, a new folder, a signal) ends the
-        sleep and the caller ticks. True when a plan was claimed and ran.
+        sleep and the caller ticks, and so does a claim lost to a busy lock (a
+        `plan approve` still writing): the caller retries it shortly, since no
+        file event will follow the lock's release. True when a plan ran.
         """
         deadline = time.monotonic() + seconds
         while not self.stop.requested:
@@ -168,8 +174,11 @@ class Daemon:
             plans = {p for p in changed if os.path.basename(os.path.dirname(p)) == "plans"}
             if not changed or changed - plans:
                 return False
+            self.lost_race = False
             if self._claim_and_run(self.scanner.look_at(plans, self.clock())):
                 return True
+            if self.lost_race:
+                return False
         return False
 
     def _tick(self) -> list[Candidate]:

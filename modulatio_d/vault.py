@@ -74,6 +74,15 @@ class Vault:
     def projects(self) -> list[str]:
         return [name for name in self._project_like() if names.is_valid(name)]
 
+    def folders(self) -> list[str]:
+        """Every top-level folder with a valid name: the projects, and those that
+        may become one (a person making NEW/ before NEW/plans/)."""
+        try:
+            return sorted(e.name for e in os.scandir(self.root)
+                          if e.is_dir() and names.is_valid(e.name))
+        except FileNotFoundError:
+            return []
+
     def misnamed_projects(self) -> list[str]:
         """Folders laid out like a project whose name is not a valid code: never served."""
         return [name for name in self._project_like()

@@ -123,23 +123,35 @@ class Watcher:
         self.observer.start()
         self.watched = {}
 
-    def watch(self, folders: list[Path]) -> None:
-        """Watch each of `folders` that exists; restart a dead observer thread."""
+    def watch(self, folders: list[Path]) -> int:
+        """Watch each of `folders` that exists; restart a dead observer thread.
+
+        Returns how many folders it started watching: a caller that listed the
+        folders, then watched, then scanned should list again when this is not 0
+        (a subfolder made in between was seen by no watch)."""
+        added = 0
         if self.observer is not None and not self.observer.is_alive():
             log.warning("file watcher stopped; restarting it (the tick scan covers the gap)")
             self.observer = None
         try:
             if self.observer is None:
                 self._start()
+            wanted = set(folders)
+            for gone in [f for f in self.watched if f not in wanted or not f.is_dir()]:
+                # deleted (its inotify watch died with it) or no longer served: a folder
+                # made again under the same name must get a new watch
+                self.observer.unschedule(self.watched.pop(gone))
             for folder in folders:
                 if folder not in self.watched and folder.is_dir():
                     self.watched[folder] = self.observer.schedule(
                         self.handler, str(folder), recursive=False, event_filter=self.wanted)
+                    added += 1
         except OSError as e:  # ENOSPC from inotify: the per-user watch limit
             if not self.broken:
                 log.warning("file watcher unavailable (%s); changes are seen at the next tick",
                             e)
             self.broken = True
+        return added
 
     def stop(self) -> None:
         if self.observer is not None:

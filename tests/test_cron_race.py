@@ -93,8 +93,12 @@ def test_three_racing_firers_create_each_kickoff_exactly_once(vault, tmp_path, w
     log = events.read(vault.events_path)
     overlap = [e["scheduled_for"][11:13] for e in log
                if e["event"] == "cron_skipped" and e["cron"] == "SALES-C-003"]
-    if fault == "no-lock":  # without the lock, racers may each log the same skip
-        overlap = set(overlap)
+    if fault == "no-lock":
+        # Without the lock (a test-only fault; the daemons always lock), racers may
+        # each log the same skip, and one may log 01:00 as skipped for overlap with
+        # the 01:00 kickoff another racer has just created: only the kickoffs
+        # themselves are exactly-once then, which is what the asserts above check.
+        overlap = set(overlap) - {"01"}
     assert sorted(overlap) == [f"{h:02d}" for h in range(2, 11)]
 
 
