@@ -8,7 +8,6 @@ honours it: pause lets the running step finish, abort kills it.
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from pathlib import Path
 
@@ -18,9 +17,7 @@ from modulatio_d.events import EventLog
 from modulatio_d.lock import FileLock, holder, lock_path
 from modulatio_d.plan import Plan, PlanStatus, transition
 from modulatio_d.planfile import HeldPlan, write_as_person
-from modulatio_d.vault import Vault
-
-_NUMBERED = re.compile(r"-P-(\d+)$")
+from modulatio_d.vault import Vault, next_number
 
 
 def next_plan_number(vault: Vault, project: str) -> int:
@@ -29,13 +26,8 @@ def next_plan_number(vault: Vault, project: str) -> int:
     The daemon's records count too, so a deleted plan's id is never reused
     with its old record.
     """
-    prefix = f"{project}-P-"
-    seen = [e.name[:-3] for e in vault.files(project, "plans")]
-    state = vault.record_path(project, "x").parent
-    if state.is_dir():
-        seen += [p.stem for p in state.glob(f"{prefix}*.json")]
-    numbers = [int(m.group(1)) for s in seen if s.startswith(prefix) and (m := _NUMBERED.search(s))]
-    return max(numbers, default=0) + 1
+    return next_number(f"{project}-P-",
+                       (vault.plans_dir(project), vault.records_dir(project)))
 
 
 def new_plan(vault: Vault, project: str, title: str, steps: list[tuple[str, str]],

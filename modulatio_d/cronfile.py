@@ -13,8 +13,6 @@ from __future__ import annotations
 import difflib
 import enum
 import logging
-import os
-import re
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
@@ -26,7 +24,7 @@ from modulatio_d.cron import CatchUp
 from modulatio_d.document import Document
 from modulatio_d.errors import BadFile, UsageError
 from modulatio_d.lock import FileLock, lock_path
-from modulatio_d.vault import Vault, decode
+from modulatio_d.vault import Vault, decode, next_number
 
 log = logging.getLogger("modulatio.cron")
 
@@ -328,17 +326,8 @@ def next_cron_number(vault: Vault, project: str) -> int:
     Lock files stay after `cron remove` and kickoff plans outlive their entry,
     so a removed entry's id, and with it its kickoff ids, is never reused.
     """
-    numbered = re.compile(re.escape(f"{project}-C-") + r"(\d+)(?=[.-]|$)")
-    folders = (vault.cron_dir(project), vault.plans_dir(project),
-               vault.record_path(project, "x").parent)
-    numbers: list[int] = []
-    for folder in folders:
-        try:
-            listing = os.listdir(folder)
-        except FileNotFoundError:
-            continue
-        numbers += [int(m.group(1)) for n in listing if (m := numbered.match(n))]
-    return max(numbers, default=0) + 1
+    return next_number(f"{project}-C-", (vault.cron_dir(project), vault.plans_dir(project),
+                                         vault.records_dir(project)))
 
 
 def add_entry(vault: Vault, project: str, objective: str, schedule: str, now: datetime,

@@ -13,7 +13,6 @@ rewritten; the body is the person's to annotate.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -25,7 +24,7 @@ from modulatio_d.errors import BadFile, ModulatioError, TransitionRefused
 from modulatio_d.events import EventLog
 from modulatio_d.lock import FileLock, lock_path
 from modulatio_d.refusals import Refusals, settled
-from modulatio_d.vault import Vault, decode
+from modulatio_d.vault import Vault, decode, next_number
 
 
 class Severity(StrEnum):
@@ -84,9 +83,7 @@ def open_ticket(vault: Vault, project: str, plan_id: str, severity: Severity, re
                 details: str, checkpoint: dict, now: datetime) -> str:
     folder = vault.tickets_dir(project)
     folder.mkdir(parents=True, exist_ok=True)
-    taken = [int(e.name[len(plan_id) + 3:-3]) for e in vault.files(project, "tickets")
-             if re.fullmatch(re.escape(plan_id) + r"-T-\d+\.md", e.name)]
-    number = max(taken, default=0) + 1
+    number = next_number(f"{plan_id}-T-", (folder,))
     while True:
         ticket_id = f"{plan_id}-T-{number:02d}"
         keys = {"id": ticket_id, "plan": plan_id, "severity": severity.value, "reason": reason,

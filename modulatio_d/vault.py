@@ -16,8 +16,9 @@ files over 1 MiB and bytes that are not UTF-8.
 from __future__ import annotations
 
 import os
+import re
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 from modulatio_d import atomic, names
@@ -68,8 +69,11 @@ class Vault:
     def plan_path(self, project: str, plan_id: str) -> Path:
         return self.plans_dir(project) / f"{names.check('plan id', plan_id)}.md"
 
+    def records_dir(self, project: str) -> Path:
+        return self.meta / "state" / names.check("project code", project)
+
     def record_path(self, project: str, plan_id: str) -> Path:
-        return self.meta / "state" / names.check("project code", project) / f"{plan_id}.json"
+        return self.records_dir(project) / f"{plan_id}.json"
 
     def projects(self) -> list[str]:
         return [name for name in self._project_like() if names.is_valid(name)]
@@ -148,6 +152,22 @@ def decode(path: Path | str, raw: bytes) -> str:
         line = raw[: e.start].count(b"\n") + 1
         raise BadFile(path, f"not UTF-8: byte {raw[e.start]:#04x} at offset {e.start}", line,
                       "save the file as UTF-8") from None
+
+
+def next_number(prefix: str, folders: Iterable[Path]) -> int:
+    """One more than the highest N of any `<prefix>N` name (N followed by `.`, `-`
+    or the end) in `folders`: how plan, cron and ticket ids are numbered. Callers
+    name every folder where an id leaves a trace (lock files, the daemon's
+    records, kickoffs), so an id once used is never given out again."""
+    numbered = re.compile(re.escape(prefix) + r"(\d+)(?=[.-]|$)")
+    numbers = [0]
+    for folder in folders:
+        try:
+            names_here = os.listdir(folder)
+        except FileNotFoundError:
+            continue
+        numbers += [int(m.group(1)) for n in names_here if (m := numbered.match(n))]
+    return max(numbers) + 1
 
 
 def find_vault(explicit: str | None, environ: Mapping[str, str], cwd: Path) -> Vault:
