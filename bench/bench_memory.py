@@ -1,7 +1,7 @@
 """Resident memory of an idle daemon on a 10,000-plan vault.
 
 Baseline in the same run: a Python process that imported the same modules
-(modulatio_d.daemon and watchdog's observer) and did nothing else, so the
+(modulatio_d.daemon.loop and watchdog's observer) and did nothing else, so the
 difference is what the daemon keeps about the vault. Target (issue 3): < 60 MB.
 """
 
@@ -32,7 +32,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = make_vault(Path(tmp) / "vault", PLANS)
         base = subprocess.Popen([sys.executable, "-c",
-                                 "import modulatio_d.daemon, watchdog.observers, sys; "
+                                 "import modulatio_d.daemon.loop, watchdog.observers, sys; "
                                  "print('ready', flush=True); sys.stdin.read()"],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         daemon = subprocess.Popen([sys.executable, "-m", "modulatio_d", "daemon", "--vault",

@@ -18,8 +18,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from vaultgen import make_vault  # noqa: E402
 
-from modulatio_d.scan import Scanner  # noqa: E402
-from modulatio_d.vault import Vault  # noqa: E402
+from modulatio_d.daemon.scan import Scanner  # noqa: E402
+from modulatio_d.store.vault import Vault  # noqa: E402
 
 PLANS = int(os.environ.get("BENCH_PLANS", "10000"))
 ROUNDS = 7

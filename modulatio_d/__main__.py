@@ -1,3 +1,3 @@
-from modulatio_d.cli import main
+from modulatio_d.cli.main import main
 
 raise SystemExit(main())

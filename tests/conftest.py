@@ -11,12 +11,12 @@ import pytest
 from waiting import wait_for
 
 from modulatio_d import cli
-from modulatio_d import vault as vault_mod
+from modulatio_d.store import vault as vault_mod
 
 
 @pytest.fixture
 def vault(tmp_path: Path) -> vault_mod.Vault:
-    """A new, empty vault made by `modulatio_d.vault.init` in a real folder."""
+    """A new, empty vault made by `modulatio_d.store.vault.init` in a real folder."""
     return vault_mod.init(tmp_path / "vault")
 
 
@@ -44,3 +44,10 @@ def run_cli(tmp_path: Path):
 @pytest.fixture(name="wait_for")
 def wait_for_fixture():
     return wait_for
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test under tests/e2e/ is marked e2e: `pytest -m "not e2e"` is the fast lane."""
+    for item in items:
+        if "e2e" in item.path.parts:
+            item.add_marker(pytest.mark.e2e)

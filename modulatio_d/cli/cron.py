@@ -1,0 +1,165 @@
+"""`modulatio cron add|list|remove|enable|disable|next`: cron entries in the vault."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
+    group = sub.add_parser("cron", help="add, list, remove, enable, disable and preview "
+                                        "cron entries")
+    csub = group.add_subparsers(dest="cron_command", metavar="ACTION", required=True)
+
+    p = csub.add_parser("add", parents=[parent], help="add a cron entry; prints its id",
+                        description="Add a cron entry: a kickoff plan is created for each "
+                                    "scheduled time. Example: modulatio cron add SALES "
+                                    '"Send weekly follow-up" --schedule "0 6 * * 1"')
+    p.add_argument("project", help="project code, e.g. SALES")
+    p.add_argument("objective", help="what each kickoff is for; its title")
+    p.add_argument("--schedule", required=True, metavar="EXPR",
+                   help='5 cron fields ("0 6 * * *") or @hourly @daily @weekly @monthly @yearly')
+    p.add_argument("--timezone", metavar="TZ",
+                   help="IANA zone, e.g. Europe/Berlin (default: the vault config's, "
+                        "else this host's, written into the entry)")
+    p.add_argument("--step", metavar="CMD", action="append", dest="steps", default=[],
+                   help="a shell command for each kickoff (repeatable, in order)")
+    p.add_argument("--template", metavar="PLAN_ID",
+                   help="copy the sub-objectives of this plan of the project into each kickoff")
+    p.add_argument("--catch-up", choices=("latest", "all", "skip"), default="latest",
+                   help="after downtime: fire the latest missed time (default), all of them "
+                        "(at most 100), or none")
+    p.add_argument("--overlap", choices=("skip", "allow"), default=None,
+                   help="while an earlier kickoff is not final: skip the time (default) "
+                        "or fire anyway")
+    p.add_argument("--draft", action="store_true",
+                   help="create kickoffs as drafts that a person approves")
+    p.set_defaults(run=run_add)
+
+    p = csub.add_parser("list", parents=[parent], help="list cron entries with their next fire")
+    p.add_argument("--project", metavar="P")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=run_list)
+
+    p = csub.add_parser("remove", parents=[parent],
+                        help="delete a cron entry (its kickoff plans stay)")
+    p.add_argument("id")
+    p.set_defaults(run=run_remove)
+
+    for action in ("enable", "disable"):
+        p = csub.add_parser(action, parents=[parent], help=f"{action} a cron entry")
+        p.add_argument("id")
+        p.set_defaults(run=run_enable, enabled=action == "enable")
+
+    p = csub.add_parser("next", parents=[parent],
+                        help="preview the next fire times, in the entry's zone and in UTC")
+    p.add_argument("id")
+    p.add_argument("-n", type=int, default=5, metavar="N", help="how many (default 5)")
+    p.add_argument("--after", metavar="TIME",
+                   help="start after this ISO time instead of now, e.g. 2025-03-29T12:00+01:00")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=run_next)
+
+
+def run_add(args, ctx) -> int:
+    from modulatio_d.core import cron
+    from modulatio_d.store import cron_entries
+    from modulatio_d.store.events import EventLog, utcnow
+
+    vault = ctx.vault(args)
+    overlap = args.overlap or "skip"
+    entry = cron_entries.add_entry(
+        vault, args.project, args.objective, args.schedule, utcnow(), timezone=args.timezone,
+        steps=args.steps, template=args.template, catch_up=args.catch_up, overlap=overlap,
+        approve=not args.draft, host_zone=cron.host_zone(ctx.environ))
+    EventLog(vault.events_path)("cron_added", project=entry.project, cron=entry.id,
+                                schedule=entry.schedule, timezone=entry.timezone)
+    if args.catch_up == "all" and args.overlap is None:
+        ctx.err.write("modulatio: note: with overlap skip (the default) a catch-up fires one "
+                      "kickoff and skips the rest while it runs; add --overlap allow to fire "
+                      "them all\n")
+    ctx.print(entry.id)
+    return 0
+
+
+def run_list(args, ctx) -> int:
+    from modulatio_d.core import cron
+    from modulatio_d.store import cron_entries
+    from modulatio_d.store.events import utcnow
+
+    rows = cron_entries.entry_rows(ctx.vault(args), utcnow(), cron.host_zone(ctx.environ),
+                               args.project)
+    if args.json:
+        ctx.print(json.dumps(rows, indent=2))
+        return 0
+    for r in rows:
+        if not r["valid"]:
+            ctx.print(f"{r['id']:<16} INVALID  {r['error']}")
+            continue
+        state = "enabled" if r["enabled"] else "disabled"
+        ctx.print(f"{r['id']:<16} {r['schedule']:<16} {r['timezone']:<18} {state:<8} "
+                  f"last {r['last_fired_for'] or '-':<25} next {r['next_fire'] or '-':<25} "
+                  f"{r['objective']}")
+    return 0
+
+
+def run_remove(args, ctx) -> int:
+    from modulatio_d.store import cron_entries
+    from modulatio_d.store.events import EventLog
+
+    vault = ctx.vault(args)
+    path = cron_entries.remove_entry(vault, args.id)
+    EventLog(vault.events_path)("cron_removed", project=vault.project_of(path), cron=args.id)
+    ctx.print(f"removed {args.id} (its kickoff plans stay)")
+    return 0
+
+
+def run_enable(args, ctx) -> int:
+    from modulatio_d.store import cron_entries
+    from modulatio_d.store.events import EventLog
+
+    vault = ctx.vault(args)
+    entry, changed = cron_entries.set_enabled(vault, args.id, args.enabled)
+    state = "enabled" if entry.enabled else "disabled"
+    if changed:
+        EventLog(vault.events_path)(f"cron_{state}", project=entry.project, cron=entry.id)
+    ctx.print(f"{entry.id}: {state}" + ("" if changed else " (already)"))
+    return 0
+
+
+def run_next(args, ctx) -> int:
+    from datetime import UTC
+
+    from modulatio_d.core import cron, markdown
+    from modulatio_d.core.errors import UsageError
+    from modulatio_d.store import cron_entries
+    from modulatio_d.store.events import utcnow
+
+    vault = ctx.vault(args)
+    if args.n < 1:
+        raise UsageError(f"-n {args.n}: give at least 1")
+    after = utcnow()
+    if args.after:
+        after = markdown.parse_time(args.after)
+        if after is None:
+            raise UsageError(f"--after {args.after!r} is not an ISO time such as "
+                             f"2025-03-29T12:00:00+01:00")
+    _, path = vault.find("cron", args.id)
+    entry = cron_entries.read_entry(vault, path)
+    zone = cron_entries.zone_of(entry, None if entry.timezone else cron_entries.vault_zone(vault),
+                            cron.host_zone(ctx.environ))
+    times = cron.next_fires(entry.expr, zone, after, args.n)
+    rows = [{"local": t.isoformat(), "utc": markdown.format_time(t),
+             "kickoff": cron.kickoff_id(entry.id, t)} for t in times]
+    if args.json:
+        ctx.print(json.dumps({"id": entry.id, "timezone": str(getattr(zone, "key", zone)),
+                              "enabled": entry.enabled, "fires": rows}, indent=2))
+        return 0
+    if not entry.enabled:
+        ctx.err.write(f"modulatio: note: {entry.id} is disabled: it fires nothing until "
+                      "enabled\n")
+    for r, t in zip(rows, times, strict=True):
+        ctx.print(f"{t.strftime('%a')} {r['local']}  {t.astimezone(UTC).strftime('%a')} "
+                  f"{r['utc']}")
+    return 0
+

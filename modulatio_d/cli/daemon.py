@@ -1,0 +1,129 @@
+"""`modulatio daemon` and `modulatio heartbeat`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+
+
+class _JsonFormatter(logging.Formatter):
+    """One JSON object a line; extra fields (modulatio_event, plan_id, ...) included."""
+
+    _PLAIN = set(vars(logging.makeLogRecord({})))
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = {"ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"), "level": record.levelname,
+                "logger": record.name, "message": record.getMessage()}
+        line.update({k: v for k, v in vars(record).items() if k not in self._PLAIN})
+        return json.dumps(line, default=str)
+
+
+def setup_logging(level: str, fmt: str, stream=None) -> None:
+    handler = logging.StreamHandler(stream or sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+def register(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("daemon", parents=[parent], help="run approved plans (the daemon)")
+    p.add_argument("--tick-seconds", type=float, default=30.0, metavar="N",
+                   help="seconds between scans when nothing wakes it (default 30)")
+    p.add_argument("--project", action="append", default=[], metavar="CODE",
+                   help="serve only this project (repeatable; default: all)")
+    p.add_argument("--once", action="store_true",
+                   help="run until nothing is claimable, then exit 0")
+    p.add_argument("--log-level", default="info",
+                   choices=["debug", "info", "warning", "error"])
+    p.add_argument("--log-format", default="text", choices=["text", "json"])
+    p.add_argument("--detach", action="store_true",
+                   help="run in the background without systemd: pid file "
+                        ".modulatio/daemon.pid, log .modulatio/daemon.log; reports the pid "
+                        "of one already running (stop it with `modulatio stop`)")
+    p.set_defaults(run=run_daemon)
+
+    p = sub.add_parser("heartbeat", parents=[parent],
+                       help="print the freshest live daemon's last tick (a monitoring probe)")
+    p.add_argument("--max-age", type=float, metavar="S",
+                   help="exit 1 when no live daemon ticked within S seconds")
+    p.add_argument("--all", action="store_true", help="list every daemon's heartbeat")
+    p.set_defaults(run=run_heartbeat)
+
+
+def _stop_before_start(signum, frame) -> None:
+    # A stop asked for while the daemon is still importing: nothing is claimed yet.
+    raise SystemExit(0)
+
+
+def run_daemon(args, ctx) -> int:
+    if not args.detach:
+        signal.signal(signal.SIGTERM, _stop_before_start)  # Daemon.run installs its own
+    from modulatio_d.core import names
+    from modulatio_d.daemon.loop import Daemon
+    from modulatio_d.store.events import utcnow
+
+    if args.tick_seconds <= 0:
+        from modulatio_d.core.errors import UsageError
+        raise UsageError("--tick-seconds must be more than 0")
+    vault = ctx.vault(args)
+    projects = [names.check("project code", p) for p in args.project]
+    if args.detach:
+        return _detach(args, ctx, vault, projects)
+    setup_logging(args.log_level, args.log_format, ctx.err)
+    return Daemon(vault, projects, args.tick_seconds, args.once, utcnow, ctx.environ).run()
+
+
+def _detach(args, ctx, vault, projects) -> int:
+    from modulatio_d.ops import detach
+
+    argv = ["--tick-seconds", repr(args.tick_seconds), "--log-level", args.log_level,
+            "--log-format", args.log_format]
+    for p in projects:
+        argv += ["--project", p]
+    if args.once:
+        argv.append("--once")
+    started = detach.start(vault, argv, ctx.environ)
+    log = detach.log_path(vault)
+    if started.already:
+        ctx.print(f"a detached daemon already runs on this vault: pid {started.pid} "
+                  f"(log {log})")
+        return 0
+    if started.exit_code == 0:
+        ctx.print(f"the detached daemon (pid {started.pid}) already finished (log {log})")
+        return 0
+    if started.exit_code is not None:
+        print(f"modulatio: the detached daemon (pid {started.pid}) exited with "
+              f"{started.exit_code} while starting; from {log}:\n{started.log_tail}",
+              file=ctx.err, end="")
+        return 1
+    ctx.print(f"daemon started in the background: pid {started.pid} (log {log})"
+              + ("" if started.ready else "; its first scan is not done yet"))
+    return 0
+
+
+def run_heartbeat(args, ctx) -> int:
+    from modulatio_d.store.heartbeat import freshest, read_all
+
+    vault = ctx.vault(args)
+    if args.all:
+        beats = read_all(vault.daemons_dir)
+        ctx.print(json.dumps(beats, indent=2))
+        fresh = [b for b in beats if b["live"]]
+    else:
+        best = freshest(vault.daemons_dir)
+        ctx.print(json.dumps({"last_tick": best["last_tick"] if best else None,
+                              "active_plan": best["active_plan"] if best else None,
+                              "age_s": best["age_s"] if best else None,
+                              "daemon": f"{best['host']}.{best['pid']}" if best else None}))
+        fresh = [best] if best else []
+    if args.max_age is not None and not any(b["age_s"] <= args.max_age for b in fresh):
+        print(f"modulatio: no live daemon ticked within {args.max_age:g}s", file=ctx.err)
+        return 1
+    return 0

@@ -1,0 +1,164 @@
+"""`modulatio status|metrics|ps|stop|systemd-unit`: what operators run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("status", parents=[parent],
+                       help="daemons, plans by status with progress, open tickets, next cron "
+                            "fires, refused files")
+    p.add_argument("--json", action="store_true", help="one JSON object, for scripts")
+    p.set_defaults(run=run_status)
+
+    p = sub.add_parser("metrics", parents=[parent],
+                       help="the vault's state in Prometheus text format")
+    p.add_argument("--output", metavar="FILE",
+                   help="write FILE atomically (for node_exporter's textfile collector: "
+                        "name it *.prom) instead of printing")
+    p.set_defaults(run=run_metrics)
+
+    p = sub.add_parser("ps", parents=[parent],
+                       help="the running daemons of the vault: pid, uptime, active plan, "
+                            "last tick")
+    p.add_argument("--json", action="store_true", help="a JSON list, for scripts")
+    p.set_defaults(run=run_ps)
+
+    p = sub.add_parser("stop", parents=[parent],
+                       help="stop the daemon started with `daemon --detach`: SIGTERM, wait, "
+                            "then SIGKILL")
+    p.add_argument("--timeout", type=float, default=30.0, metavar="S",
+                   help="seconds to wait after SIGTERM before SIGKILL (default 30)")
+    p.add_argument("--all", action="store_true",
+                   help="also every other daemon of the vault on this host with a live "
+                        "heartbeat (not for daemons run by systemd: use systemctl)")
+    p.set_defaults(run=run_stop)
+
+    p = sub.add_parser("systemd-unit", parents=[parent],
+                       help="print a systemd unit running this install's modulatio on the vault")
+    p.add_argument("--user", action="store_true",
+                   help="for a user manager (systemctl --user): without what it refuses")
+    p.add_argument("--instances", action="store_true",
+                   help="the template modulatio-daemon@.service, for N daemons")
+    p.set_defaults(run=run_systemd_unit)
+
+
+def _isatty(stream) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+def run_status(args, ctx) -> int:
+    from modulatio_d.ops.survey import render, survey
+    from modulatio_d.store.events import utcnow
+
+    s = survey(ctx.vault(args), utcnow(), ctx.environ)
+    if args.json:
+        ctx.print(json.dumps(s.as_dict(), indent=2, default=str))
+    else:
+        ctx.print(render(s, tty=_isatty(ctx.out)))
+    return 0
+
+
+def run_metrics(args, ctx) -> int:
+    from modulatio_d.ops.metrics import text
+    from modulatio_d.store.events import utcnow
+
+    data = text(ctx.vault(args), utcnow(), ctx.environ)
+    if args.output:
+        from pathlib import Path
+
+        from modulatio_d.store import atomic
+
+        path = Path(args.output)
+        if not path.is_absolute():
+            path = ctx.cwd / path
+        atomic.replace(path, data.encode())
+    else:
+        ctx.out.write(data)
+    return 0
+
+
+def run_ps(args, ctx) -> int:
+    from modulatio_d.ops import detach, survey
+    from modulatio_d.store.events import utcnow
+
+    vault = ctx.vault(args)
+    rows = detach.ps(vault, survey.daemons(vault, utcnow()))
+    if args.json:
+        ctx.print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        ctx.print("no daemon runs on this vault")
+        return 0
+    ctx.print(f"{'PID':<8} {'HOST':<16} {'UPTIME':<8} {'LAST TICK':<10} {'MODE':<9} "
+              f"{'ACTIVE PLAN':<24} STEP")
+    for r in rows:
+        last = "starting" if r.get("starting") else f"{survey.duration(r['age_s'])} ago"
+        ctx.print(f"{r['pid']:<8} {r['host']:<16} {survey.duration(r['uptime_s']):<8} "
+                  f"{last:<10} {'detached' if r['detached'] else '':<9} "
+                  f"{r['active_plan'] or '-':<24} {'-' if r['step'] is None else r['step']}")
+    return 0
+
+
+def run_stop(args, ctx) -> int:
+    import socket
+
+    from modulatio_d.ops import detach
+
+    if args.timeout < 0:
+        from modulatio_d.core.errors import UsageError
+        raise UsageError("--timeout must be 0 or more")
+    vault = ctx.vault(args)
+    targets, left = detach.stop(vault, args.timeout, all_here=args.all)
+    if not targets:
+        ctx.print("no detached daemon runs on this vault" if not args.all else
+                  "no daemon of this vault runs on this host")
+    for t in targets:
+        what = "detached daemon" if t.how == "detached" else "daemon"
+        ctx.print({"stopped": f"{what} {t.pid} stopped",
+                   "gone": f"{what} {t.pid} was already gone",
+                   "killed": f"{what} {t.pid} did not stop within {args.timeout:g}s: killed "
+                             f"(SIGKILL); its plan stays executing and the next daemon "
+                             f"resumes it",
+                   "running": f"{what} {t.pid} is still running after SIGKILL"}[t.result])
+    here = socket.gethostname()
+    for b in left:
+        if b.get("not_daemon"):
+            note = (f"{detach.pid_path(vault)} is locked but names pid {b['pid']}, which is "
+                    f"not a modulatio daemon: not signalled")
+        elif b.get("host") != here:
+            note = f"daemon {b['pid']} on {b.get('host')} still runs on this vault"
+        elif args.all:
+            note = (f"daemon {b['pid']} left alone: its command line is not a modulatio "
+                    f"daemon's (a reused pid?)")
+        else:
+            note = (f"daemon {b['pid']} still runs on this vault (not started with --detach): "
+                    f"`modulatio stop --all` stops it; use systemctl if systemd runs it")
+        print(f"modulatio: note: {note}", file=ctx.err)
+    stuck = any(t.result == "running" for t in targets) or any(b.get("not_daemon") for b in left)
+    return 1 if stuck else 0
+
+
+def run_systemd_unit(args, ctx) -> int:
+    import os
+    import sys
+    from pathlib import Path
+
+    from modulatio_d.ops.units import render_unit, unit_text
+
+    if args.vault:
+        vault = os.path.abspath(os.path.join(ctx.cwd, os.path.expanduser(args.vault)))
+        if not Path(vault, ".modulatio").is_dir():
+            print(f"modulatio: note: {vault} is not a vault yet; create it with "
+                  f"`modulatio init {vault}` before starting the unit", file=ctx.err)
+    else:
+        vault = str(ctx.vault(args).root)
+    python = os.path.abspath(sys.executable)
+    ctx.out.write(render_unit(unit_text(args.instances), python_exe=python, vault=vault,
+                              user=args.user))
+    return 0

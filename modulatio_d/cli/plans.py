@@ -1,0 +1,112 @@
+"""`modulatio plan ...` and `modulatio project resume`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+ACTIONS = ("approve", "pause", "resume", "abort", "retry")
+
+
+class _Step(argparse.Action):
+    """--step and --objective share one ordered list of (kind, value)."""
+
+    def __call__(self, parser, namespace, value, option_string=None):
+        kind = "run" if option_string == "--step" else "objective"
+        namespace.steps = [*(namespace.steps or []), (kind, value)]
+
+
+def register(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
+    plan = sub.add_parser("plan", help="create, list, show and change plans")
+    psub = plan.add_subparsers(dest="plan_command", metavar="ACTION", required=True)
+
+    p = psub.add_parser("new", parents=[parent], help="create a plan; prints its id")
+    p.add_argument("project", help="project code, e.g. SALES")
+    p.add_argument("title")
+    p.add_argument("--step", metavar="CMD", action=_Step, dest="steps", default=[],
+                   help="a shell step (repeatable; kept in order with --objective)")
+    p.add_argument("--objective", metavar="TEXT", action=_Step, dest="steps",
+                   help="a text-only sub-objective for the default agent (repeatable)")
+    p.add_argument("--approve", action="store_true", help="create it approved, ready to run")
+    p.set_defaults(run=run_new)
+
+    p = psub.add_parser("list", parents=[parent], help="list plans")
+    p.add_argument("--project", metavar="P")
+    p.add_argument("--status", metavar="S")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=run_list)
+
+    p = psub.add_parser("show", parents=[parent], help="one plan: status, progress, log, usage")
+    p.add_argument("id")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=run_show)
+
+    for action in ACTIONS:
+        p = psub.add_parser(action, parents=[parent], help=f"{action} a plan")
+        p.add_argument("id")
+        p.set_defaults(run=run_action, action=action)
+
+    project = sub.add_parser("project", help="recover the plans of a project")
+    prsub = project.add_subparsers(dest="project_command", metavar="ACTION", required=True)
+    p = prsub.add_parser("resume", parents=[parent],
+                         help="set a plan left executing by a dead daemon back to approved")
+    p.add_argument("id", help="the plan id")
+    p.set_defaults(run=run_action, action="recover")
+
+
+def run_new(args, ctx) -> int:
+    from modulatio_d.ops.plans import new_plan
+    from modulatio_d.store.events import EventLog, utcnow
+
+    vault = ctx.vault(args)
+    plan_id, path = new_plan(vault, args.project, args.title, args.steps, args.approve, utcnow())
+    EventLog(vault.events_path)("plan_created", project=args.project, plan=plan_id,
+                                status="approved" if args.approve else "draft")
+    ctx.print(plan_id)
+    return 0
+
+
+def run_action(args, ctx) -> int:
+    from modulatio_d.ops.plans import change_status
+    from modulatio_d.store.events import EventLog, utcnow
+
+    vault = ctx.vault(args)
+    plan = change_status(vault, args.id, args.action, utcnow(), EventLog(vault.events_path))
+    ctx.print(f"{plan.id}: {plan.status.value} at step {plan.done}/{plan.total}")
+    return 0
+
+
+def run_list(args, ctx) -> int:
+    from modulatio_d.ops.render import list_plans
+
+    rows = list_plans(ctx.vault(args), project=args.project, status=args.status)
+    if args.json:
+        ctx.print(json.dumps(rows, indent=2))
+        return 0
+    for r in rows:
+        ctx.print(f"{r['id']:<24} {r['status']:<10} {r['done']}/{r['total']:<4} "
+                  f"p{r['priority']:<4} {r['title']}")
+    return 0
+
+
+def run_show(args, ctx) -> int:
+    from modulatio_d.ops.render import show_plan
+
+    info = show_plan(ctx.vault(args), args.id)
+    if args.json:
+        ctx.print(json.dumps(info, indent=2))
+        return 0
+    ctx.print(f"{info['id']}  {info['title']}")
+    ctx.print(f"status:   {info['status']}   progress: {info['done']}/{info['total']}")
+    if info.get("last_error"):
+        ctx.print(f"error:    {info['last_error']}")
+    u = info["usage"]
+    ctx.print(f"usage:    {u['calls']} calls, {u['input_tokens'] + u['output_tokens']} tokens, "
+              f"${u['cost_usd']:.4f}")
+    for i, step in enumerate(info["sub_objectives"]):
+        mark = "x" if i < info["done"] else ">" if i == info["done"] else " "
+        ctx.print(f"  [{mark}] {i}: {step}")
+    for e in info["reflection_log"]:
+        ctx.print(f"  log: step {e.get('index')} attempt {e.get('attempt')} {e.get('outcome')} "
+                  f"-> {e.get('decision')} ({e.get('duration_s')}s) {e.get('summary', '')}")
+    return 0

@@ -1,0 +1,64 @@
+"""`modulatio ticket list|approve|decline`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
+    t = sub.add_parser("ticket", help="decisions a person must take about paused plans")
+    tsub = t.add_subparsers(dest="ticket_command", metavar="ACTION", required=True)
+    p = tsub.add_parser("list", parents=[parent], help="list tickets (open ones by default)")
+    p.add_argument("--all", action="store_true", help="closed ones too")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=run_list)
+    for decision in ("approve", "decline"):
+        p = tsub.add_parser(decision, parents=[parent],
+                            help="approve: the plan resumes where it paused" if decision ==
+                            "approve" else "decline: the plan is aborted")
+        p.add_argument("id", help="the ticket id")
+        p.set_defaults(run=run_decide, decision=decision)
+
+
+def run_list(args, ctx) -> int:
+    from modulatio_d.core.errors import BadFile
+    from modulatio_d.store.tickets import read_ticket
+
+    vault = ctx.vault(args)
+    rows = []
+    for project in vault.projects():
+        for entry in sorted(vault.files(project, "tickets"), key=lambda e: e.name):
+            try:
+                t = read_ticket(vault, Path(entry.path))
+            except BadFile as e:
+                rows.append({"id": entry.name[:-3], "project": project, "error": str(e)})
+                continue
+            if t.open or args.all:
+                rows.append({"id": t.id, "project": project, "plan": t.plan,
+                             "severity": t.severity.value, "decision": t.decision.value,
+                             "open": t.open, "reason": t.reason,
+                             "created_at": t.created_at.isoformat() if t.created_at else None})
+    if args.json:
+        ctx.print(json.dumps(rows, indent=2))
+    for r in [] if args.json else rows:
+        if "error" in r:
+            ctx.print(f"{r['id']:<28} INVALID  {r['error']}")
+        else:
+            ctx.print(f"{r['id']:<28} {r['severity']:<8} {r['decision']:<8} {r['plan']:<20} "
+                      f"{r['reason']}")
+    return 0
+
+
+def run_decide(args, ctx) -> int:
+    from modulatio_d.store.events import EventLog, utcnow
+    from modulatio_d.store.tickets import TicketDecision, apply_decisions, set_decision
+
+    vault = ctx.vault(args)
+    ticket = set_decision(vault, args.id, TicketDecision(args.decision))
+    project = vault.project_of(ticket.path)
+    apply_decisions(vault, project, EventLog(vault.events_path), utcnow())
+    ctx.print(f"{ticket.id}: {args.decision}d; plan {ticket.plan} "
+              f"{'resumes' if args.decision == 'approve' else 'is aborted'}")
+    return 0

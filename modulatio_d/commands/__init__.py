@@ -1,1 +1,0 @@
-"""One module per group of subcommands; see cli.py for the contract."""

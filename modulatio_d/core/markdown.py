@@ -1,0 +1,414 @@
+"""A Markdown file with YAML frontmatter, read fully and changed surgically.
+
+The file is split exactly: `opening` (the first `---` line), `head` (the YAML),
+`closing` (the `---` or `...` line) and `body`; joined they are the file, byte
+for byte. The head is parsed with ruamel.yaml in round-trip mode (for line
+numbers and people's types) and wrapped in a python-frontmatter Post.
+
+Writes never re-serialize what people wrote. `set_keys` rewrites only the
+lines of the top-level keys it is given: a one-line scalar keeps its quoting
+and its trailing comment; any other value is replaced whole, in a format this
+module owns (flow maps, one list item per line). Keys are found by a line
+scanner (a top-level key starts at column 0); `load` refuses a head whose keys
+the scanner and ruamel do not agree on, so every loaded file can be spliced.
+Comment lines at column 0 belong to the key below them and are kept.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import frontmatter
+from ruamel.yaml import YAML
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.events import AliasEvent, NodeEvent
+
+from modulatio_d.core.errors import BadFile
+
+DELETE = object()  # a value for set_keys that removes the key
+
+
+class Append(list):
+    """A value for set_keys: the whole new list, of which the file holds `value[:start]`.
+
+    Only for a list the writer knows is exactly what the file holds (the daemon's
+    own reflection_log, when the file is the one it last wrote): when the file
+    writes it as a block list, the existing lines stay untouched and only the
+    new items are added, so a step costs one new line, not a re-render. Any
+    other form (a flow list, items behind a comment) is rendered whole.
+    """
+
+    def __init__(self, items: list, start: int):
+        super().__init__(items)
+        self.start = start
+
+
+_ITEM = re.compile(r"([ \t]*)-(?:[ \t]|\r?\n|$)")
+
+
+def _block_list_indent(span: list[str]) -> str | None:
+    """The indent of the items when `span` is `key:` and a block list, else None."""
+    m = _KEY.match(span[0])
+    if not m or span[0][m.end():].strip().split("#")[0].strip():
+        return None  # the key's line holds a value: a flow list or a scalar
+    first = next((line for line in span[1:] if line.strip()), "")
+    item = _ITEM.match(first)
+    return item.group(1) if item else None  # a comment first: its indent says nothing
+
+_FENCE = re.compile(r"-{3}[ \t]*(\r?\n|$)")
+_CLOSE = re.compile(r"(?m)^(?:-{3}|\.{3})[ \t]*(?:\r?\n|$)")
+_KEY = re.compile(
+    r"""(?P<key>[A-Za-z_][A-Za-z0-9_.\-]*|"(?:[^"\\\n]|\\.)*"|'(?:[^'\n]|'')*')"""
+    r"""[ \t]*:(?=[ \t\r\n]|$)"""
+)
+_PLAIN_SAFE = re.compile(r"[A-Za-z_][A-Za-z0-9_./+\-]*(?: [A-Za-z0-9_./+\-]+)*")
+_RESERVED = {"null", "true", "false", "yes", "no", "on", "off", "y", "n", "~"}
+_SEQ_ITEM = re.compile(r"-(?:[ \t]|\r?\n|$)")  # `- item` at column 0: an indentless list
+
+
+class _RoundTripHandler(frontmatter.default_handlers.BaseHandler):
+    """python-frontmatter's handler shell around our exact split and ruamel load.
+
+    format() returns the document's own text: nothing is stripped or re-dumped.
+    """
+
+    FM_BOUNDARY = _CLOSE
+
+    def format(self, post: frontmatter.Post, **kwargs: object) -> str:
+        return post.document.text  # type: ignore[attr-defined]
+
+
+HANDLER = _RoundTripHandler()
+
+
+def _yaml() -> YAML:
+    y = YAML(typ="rt")
+    y.preserve_quotes = True
+    y.width = 1 << 20
+    return y
+
+
+@dataclass(frozen=True)
+class Document:
+    path: Path
+    opening: str
+    head: str
+    closing: str
+    body: str
+    data: dict  # ruamel CommentedMap
+
+    @property
+    def text(self) -> str:
+        return self.opening + self.head + self.closing + self.body
+
+    @property
+    def head_line(self) -> int:
+        """1-based file line of the head's first line."""
+        return self.opening.count("\n") + 1
+
+    def line_of(self, key: str) -> int | None:
+        return line_of(self.data, key, self.head_line)
+
+    def line_of_item(self, seq: object, index: int) -> int | None:
+        try:
+            return seq.lc.item(index)[0] + self.head_line  # type: ignore[attr-defined]
+        except (AttributeError, KeyError, TypeError, IndexError):
+            return None
+
+    @property
+    def post(self) -> frontmatter.Post:
+        post = frontmatter.Post(self.body, handler=HANDLER)
+        post.metadata = self.data  # keep ruamel's map: comments, order, line numbers
+        post.document = self  # type: ignore[attr-defined]
+        return post
+
+
+def split(path: Path, text: str) -> tuple[str, str, str, str]:
+    """(opening, head, closing, body); raises BadFile when there is no frontmatter."""
+    start = 1 if text.startswith("\ufeff") else 0
+    m = _FENCE.match(text, start)
+    if not m:
+        raise BadFile(path, "no frontmatter: the file must start with a line '---'", 1,
+                      "add a '---' line, the YAML keys, and a closing '---' line")
+    opening_end = m.end()
+    c = _CLOSE.search(text, opening_end)
+    if not c:
+        raise BadFile(path, "the frontmatter is not closed", 1,
+                      "add a line '---' after the YAML keys")
+    return text[:opening_end], text[opening_end:c.start()], c.group(0), text[c.end():]
+
+
+def load(path: Path, text: str) -> Document:
+    opening, head, closing, body = split(path, text)
+    first = opening.count("\n") + 1
+    data = load_mapping(path, head, first)
+    scanned = [k for k, _, _ in _key_spans(head.splitlines(keepends=True))]
+    if scanned != [str(k) for k in data]:
+        raise BadFile(path, "the frontmatter must be a block mapping with one plain key "
+                      "per line starting at column 0", first)
+    return Document(path, opening, head, closing, body, data)
+
+
+def load_mapping(path: Path, yaml_text: str, first: int = 1) -> dict:
+    """A YAML mapping (ruamel round-trip) whose first line is line `first` of `path`."""
+    _refuse_aliases(path, yaml_text, first)
+    try:
+        data = _yaml().load(yaml_text)
+    except MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        line = mark.line + first if mark else None
+        problem = (e.problem or e.context or "invalid YAML").strip()
+        raise BadFile(path, f"invalid YAML: {problem}", line) from None
+    except YAMLError as e:
+        raise BadFile(path, f"invalid YAML: {str(e).splitlines()[0]}", None) from None
+    except (ValueError, OverflowError) as e:  # ruamel builds 2025-13-01 and fails on it
+        raise BadFile(path, f"invalid YAML: {e}", _bad_date_line(yaml_text, first),
+                      "check the dates and times: YYYY-MM-DD[THH:MM:SS+HH:MM]") from None
+    if not isinstance(data, dict):
+        kind = ("empty" if data is None else "a list" if isinstance(data, list)
+                else "a single value")  # not ruamel's class name (CommentedSeq)
+        raise BadFile(path, f"the YAML is {kind}, not a mapping of keys", first,
+                      "write 'key: value' lines")
+    return data
+
+
+def _bad_date_line(yaml_text: str, first: int) -> int | None:
+    for number, line in enumerate(yaml_text.splitlines()):
+        for m in re.finditer(r"(?<![\d.])(\d{4})-(\d\d?)-(\d\d?)(?!\d)", line):
+            try:
+                datetime(*map(int, m.groups()))
+            except ValueError:
+                return number + first
+    return None
+
+
+def line_of(data: dict, key: str, first: int = 1) -> int | None:
+    try:
+        return data.lc.key(key)[0] + first  # type: ignore[attr-defined]
+    except (AttributeError, KeyError, TypeError):
+        return None
+
+
+def _refuse_aliases(path: Path, head: str, first: int) -> None:
+    # A few hundred bytes of nested aliases expand to millions of nodes; only
+    # files with '&' or '*' in them pay for the event pass.
+    if "&" not in head and "*" not in head:
+        return
+    try:
+        for event in _yaml().parse(io.StringIO(head)):
+            if isinstance(event, AliasEvent) or (
+                isinstance(event, NodeEvent) and event.anchor is not None
+            ):
+                line = event.start_mark.line + first if event.start_mark else None
+                raise BadFile(path, "YAML anchors and aliases are not allowed", line,
+                              "write the value out in full")
+    except YAMLError:
+        return  # the full load reports the syntax error with its line
+
+
+_PEEKS: dict[str, re.Pattern] = {}
+
+
+def peek(text: str, key: str) -> str | None:
+    """A top-level key's one-word value, by a regex on the frontmatter, without parsing
+    (1-2 us a file): the cheap look that decides whether a full parse is needed."""
+    pattern = _PEEKS.get(key)
+    if pattern is None:
+        pattern = _PEEKS[key] = re.compile(rf"(?m)^{re.escape(key)}[ \t]*:[ \t]*[\"']?(\w+)")
+    end = text.find("\n---", 3)
+    m = pattern.search(text, 0, end if end >= 0 else len(text))
+    return m.group(1) if m else None
+
+
+def peek_status(text: str) -> str | None:
+    return peek(text, "status")
+
+
+# --- splicing -----------------------------------------------------------------
+
+def _unquote_key(token: str) -> str:
+    if token[0] == '"':
+        return json.loads(token)
+    if token[0] == "'":
+        return token[1:-1].replace("''", "'")
+    return token
+
+
+def _key_spans(lines: list[str]) -> list[tuple[str, int, int]]:
+    """(key, first line, end line exclusive) of every top-level key.
+
+    Column-0 comments and blank lines at the end of a span belong to the next key.
+    """
+    starts: list[tuple[str, int]] = []
+    for i, line in enumerate(lines):
+        if not line.strip() or line[0] in " \t#" or _SEQ_ITEM.match(line):
+            continue  # a value's line: indented, a comment, or an item of `key:\n- a\n- b`
+        m = _KEY.match(line)
+        starts.append((_unquote_key(m.group("key")) if m else "\0", i))
+    spans = []
+    for n, (key, first) in enumerate(starts):
+        end = starts[n + 1][1] if n + 1 < len(starts) else len(lines)
+        while end > first + 1 and (not lines[end - 1].strip() or lines[end - 1][0] == "#"):
+            end -= 1
+        spans.append((key, first, end))
+    return spans
+
+
+def set_keys(doc_text: str, changes: dict[str, object], path: Path | None = None) -> str:
+    """The same text with only the lines of `changes`' top-level keys rewritten."""
+    opening, head, closing, body = split(path or Path("<text>"), doc_text)
+    nl = "\r\n" if opening.endswith("\r\n") else "\n"
+    lines = head.splitlines(keepends=True)
+    spans = {k: (a, b) for k, a, b in _key_spans(lines)}
+    present = sorted((k for k in changes if k in spans), key=lambda k: -spans[k][0])
+    for key in present:  # bottom up, so the spans above stay where they were found
+        a, b = spans[key]
+        value = changes[key]
+        if value is DELETE:
+            lines[a:b] = []
+        elif isinstance(value, Append) and (indent := _block_list_indent(lines[a:b])) \
+                is not None:
+            if not lines[b - 1].endswith("\n"):
+                lines[b - 1] += nl
+            lines[b:b] = [f"{indent}- {_flow(item)}{nl}" for item in value[value.start:]]
+        else:
+            lines[a:b] = _replace(lines[a:b], key,
+                                  list(value) if isinstance(value, Append) else value, nl)
+    for key, value in changes.items():
+        if key not in spans and value is not DELETE:
+            if lines and not lines[-1].endswith("\n"):
+                lines[-1] += nl
+            lines.extend(_render_key(key, value, nl))
+    return opening + "".join(lines) + closing + body
+
+
+def _replace(old: list[str], key: str, value: object, nl: str) -> list[str]:
+    line = old[0]
+    m = _KEY.match(line)
+    assert m, line
+    if len(old) == 1 and not isinstance(value, (dict, list)):
+        rest = line[m.end():]
+        stripped = rest.lstrip(" \t")
+        lead = rest[: len(rest) - len(stripped)] or " "
+        token_end = _scalar_end(stripped)
+        if token_end is not None:
+            tail = stripped[token_end:]
+            if not tail.endswith("\n"):
+                tail = tail.rstrip("\r") + (nl if line.endswith("\n") else "")
+            old_token = stripped[:token_end]
+            return [m.group(0) + lead + _render_scalar(value, quote=old_token[:1]) + tail]
+    rendered = _render_key(key, value, nl)
+    rendered[0] = m.group("key") + rendered[0][len(key):]  # keep the key as it was written
+    return rendered
+
+
+def _scalar_end(value: str) -> int | None:
+    """End of a one-line scalar token at the start of `value`, or None if it is not one."""
+    if not value.strip() or value[0] in "[{|>&*!%@`":
+        return None
+    if value[0] == '"':
+        i = 1
+        while i < len(value):
+            if value[i] == "\\":
+                i += 2
+                continue
+            if value[i] == '"':
+                return i + 1
+            i += 1
+        return None
+    if value[0] == "'":
+        i = 1
+        while i < len(value):
+            if value[i] == "'":
+                if value[i + 1: i + 2] == "'":
+                    i += 2
+                    continue
+                return i + 1
+            i += 1
+        return None
+    m = re.search(r"[ \t]+#|[ \t]*\r?\n|[ \t]+$|$", value)
+    return m.start()
+
+
+def _render_key(key: str, value: object, nl: str) -> list[str]:
+    if isinstance(value, list) and value:
+        return [f"{key}:{nl}"] + [f"  - {_flow(item)}{nl}" for item in value]
+    if isinstance(value, (dict, list)):
+        return [f"{key}: {_flow(value)}{nl}"]
+    return [f"{key}: {_render_scalar(value)}{nl}"]
+
+
+def _flow(value: object) -> str:
+    if isinstance(value, dict):
+        pairs = (f"{_render_scalar(str(k))}: {_flow(v)}" for k, v in value.items())
+        return "{" + ", ".join(pairs) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_flow(v) for v in value) + "]"
+    if isinstance(value, datetime):
+        return json.dumps(format_time(value))
+    return _render_scalar(value)
+
+
+def _render_scalar(value: object, quote: str = "") -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, datetime):
+        return format_time(value)
+    text = str(value)
+    if quote == "'" and "'" not in text and text.isprintable():
+        return f"'{text}'"
+    if quote != '"' and _PLAIN_SAFE.fullmatch(text) and text.lower() not in _RESERVED:
+        return text
+    return _double_quoted(text)
+
+
+def _double_quoted(text: str) -> str:
+    out = json.dumps(text, ensure_ascii=False)
+    # JSON leaves some line and paragraph separators raw; YAML would break on them.
+    # Past U+FFFF (emoji tag characters, say) YAML's escape is \U and 8 digits.
+    return "".join(c if c.isprintable() or c in "\"\\" else
+                   f"\\u{ord(c):04x}" if ord(c) <= 0xFFFF else f"\\U{ord(c):08x}" for c in out)
+
+
+def plain(value: object) -> object:
+    """ruamel's commented containers and scalars as plain Python values (times aware)."""
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, datetime):
+        return parse_time(value)
+    return str(value)
+
+
+def format_time(value: datetime) -> str:
+    """UTC, to the second, ISO 8601 with Z: how the daemon writes every time."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(value: object) -> datetime | None:
+    """A time written by the daemon or a person (YAML timestamp or ISO string)."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return None

@@ -1,0 +1,345 @@
+"""Plans, sub-objectives and statuses: parsed from a loaded Document, no I/O.
+
+Every problem is a BadFile naming the file and the line of the key at fault.
+The transition table is the one place that says which status change is
+allowed from where; the CLI and the daemon both ask it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from modulatio_d.core import names
+from modulatio_d.core.errors import BadFile, TransitionRefused
+from modulatio_d.core.markdown import Document, parse_time, plain
+
+
+class PlanStatus(StrEnum):
+    DRAFT = "draft"
+    """Being written; no daemon touches it."""
+    APPROVED = "approved"
+    """Ready: the next free daemon claims it and runs from current_index."""
+    EXECUTING = "executing"
+    """A daemon holds its lock and runs it; with no lock holder, an orphan of a
+    dead daemon that the next daemon claims and resumes at current_index."""
+    PAUSED = "paused"
+    """Stopped between steps by a person, a failure or the budget; resumes
+    where it stopped when approved again."""
+    COMPLETED = "completed"
+    """Final: every sub-objective ran."""
+    FAILED = "failed"
+    """Final until `plan retry`: a step failed and its on_failure said abort."""
+    ABORTED = "aborted"
+    """Final until `plan retry`: a person aborted it or declined its ticket."""
+
+
+FINAL = frozenset({PlanStatus.COMPLETED, PlanStatus.FAILED, PlanStatus.ABORTED})
+PERSON_SETS = frozenset({PlanStatus.DRAFT, PlanStatus.APPROVED, PlanStatus.PAUSED,
+                         PlanStatus.ABORTED})
+CLAIMABLE = frozenset({PlanStatus.APPROVED, PlanStatus.EXECUTING})
+
+_NOT_FINAL = [s for s in PlanStatus if s not in FINAL]
+
+# action -> (statuses it may start from, status it leads to)
+TRANSITIONS: dict[str, tuple[tuple[PlanStatus, ...], PlanStatus]] = {
+    "approve": ((PlanStatus.DRAFT, PlanStatus.PAUSED), PlanStatus.APPROVED),
+    "resume": ((PlanStatus.PAUSED,), PlanStatus.APPROVED),
+    "pause": ((PlanStatus.APPROVED, PlanStatus.EXECUTING), PlanStatus.PAUSED),
+    "abort": (tuple(_NOT_FINAL), PlanStatus.ABORTED),
+    "retry": ((PlanStatus.FAILED, PlanStatus.ABORTED), PlanStatus.APPROVED),
+    # `project resume`: an executing plan whose daemon died (its lock is free)
+    "recover": ((PlanStatus.EXECUTING,), PlanStatus.APPROVED),
+}
+
+
+def transition(plan_id: str, current: PlanStatus, action: str) -> PlanStatus:
+    froms, to = TRANSITIONS[action]
+    if current not in froms:
+        raise TransitionRefused(plan_id, current.value, action, [s.value for s in froms])
+    return to
+
+
+class OnFailure(StrEnum):
+    PAUSE = "pause"
+    ABORT = "abort"
+    CONTINUE = "continue"
+
+
+class StepKind(StrEnum):
+    AGENT = "agent"
+    RUN = "run"
+    CALL = "call"
+
+
+DAEMON_KEYS = ("current_index", "execution_started_at", "completed_at", "claim", "in_flight",
+               "reflection_log", "last_error", "rev")
+_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)d)?(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?"
+                       r"(?:(\d+(?:\.\d+)?)s)?")
+_CALL = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
+
+
+@dataclass(frozen=True)
+class SubObjective:
+    index: int
+    title: str
+    kind: StepKind
+    objective: str = ""
+    agent: str = ""
+    run: str | tuple[str, ...] = ""
+    call: str = ""
+    timeout: float | None = None
+    retries: int = 0
+    on_failure: OnFailure = OnFailure.PAUSE
+    rerun_after_crash: bool = True
+    cwd: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Budget:
+    tokens: int | None = None
+    cost_usd: float | None = None
+    wall_clock: float | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    path: Path
+    id: str
+    title: str
+    status: PlanStatus
+    priority: int
+    sub_objectives: tuple[SubObjective, ...]
+    current_index: int
+    budget: Budget
+    rev: int
+    approved_at: datetime | None
+    execution_started_at: datetime | None
+    completed_at: datetime | None
+    last_error: str | None
+    claim: dict[str, Any] | None
+    in_flight: dict[str, Any] | None
+    reflection_log: list[dict[str, Any]]
+    cwd: str | None
+    reflector: str | None
+    data: dict  # the whole frontmatter, as ruamel loaded it
+
+    @property
+    def done(self) -> int:
+        return min(self.current_index, len(self.sub_objectives))
+
+    @property
+    def total(self) -> int:
+        return len(self.sub_objectives)
+
+    def own_keys(self) -> dict[str, Any]:
+        """The daemon-owned keys with their values in this plan."""
+        return {k: getattr(self, k) for k in DAEMON_KEYS}
+
+    def with_keys(self, changes: dict[str, Any]) -> Plan:
+        """This plan after `changes` (daemon keys and status) were written."""
+        fields = {k: v for k, v in changes.items() if k in DAEMON_KEYS}
+        if "status" in changes:
+            fields["status"] = PlanStatus(changes["status"])
+        for key in ("execution_started_at", "completed_at"):
+            if key in fields:
+                fields[key] = parse_time(fields[key])
+        return replace(self, **fields)
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from a number or a string like `90`, `90s`, `10m`, `2h`, `1d`, `1h30m`."""
+    if isinstance(value, bool):
+        raise ValueError("a duration is a number of seconds or a string like 10m, 2h")
+    if isinstance(value, (int, float)):
+        if value <= 0:
+            raise ValueError("a duration must be more than zero")
+        return float(value)
+    if isinstance(value, str):
+        text = value.strip().replace(" ", "")
+        if re.fullmatch(r"\d+(?:\.\d+)?", text):
+            return parse_duration(float(text))
+        m = _DURATION.fullmatch(text)
+        if m and any(m.groups()):
+            d, h, mi, s = (float(g) if g else 0.0 for g in m.groups())
+            return parse_duration(d * 86400 + h * 3600 + mi * 60 + s)
+    raise ValueError(f"{value!r} is not a duration: write seconds or a string like 90s, 10m, 2h")
+
+
+class _Checker:
+    """Builds BadFile errors that point at the line of the key at fault."""
+
+    def __init__(self, doc: Document):
+        self.doc = doc
+
+    def fail(self, reason: str, key: str | None = None, line: int | None = None, hint: str = ""):
+        raise BadFile(self.doc.path, reason, line or (self.doc.line_of(key) if key else None) or
+                      self.doc.head_line, hint)
+
+
+def parse_plan(doc: Document, expected_id: str | None = None) -> Plan:
+    """A Plan from a loaded document; `expected_id` is the file name's stem."""
+    data, c = doc.data, _Checker(doc)
+    plan_id = data.get("id", expected_id)
+    if not isinstance(plan_id, str) or not names.is_valid(plan_id):
+        c.fail(f"id {plan_id!r} is not a valid name", "id",
+               hint="use letters, digits, '_', '-' and '.', starting with a letter, digit or '_'")
+    if expected_id is not None and plan_id != expected_id:
+        c.fail(f"id {plan_id!r} differs from the file name {expected_id!r}", "id",
+               hint=f"set id: {expected_id} or rename the file to {plan_id}.md")
+    raw_status = data.get("status", "draft")
+    try:
+        status = PlanStatus(str(raw_status))
+    except ValueError:
+        c.fail(f"unknown status {raw_status!r}", "status",
+               hint="use one of " + ", ".join(s.value for s in PlanStatus))
+    steps = data.get("sub_objectives")
+    if not isinstance(steps, list) or not steps:
+        what = "missing" if steps is None else "empty" if steps == [] else "not a list"
+        c.fail(f"sub_objectives is {what}", "sub_objectives" if "sub_objectives" in data else None,
+               hint="list the steps under sub_objectives:, one '- ' line each")
+    subs = tuple(_parse_step(c, doc, steps, i) for i in range(len(steps)))
+    index = data.get("current_index", 0)
+    if isinstance(index, bool) or not isinstance(index, int):
+        c.fail(f"current_index {index!r} is not an integer", "current_index")
+    if not 0 <= index <= len(subs):
+        c.fail(f"current_index {index} is outside 0..{len(subs)} (there are {len(subs)} "
+               f"sub-objectives)", "current_index")
+    priority = data.get("priority", 0)
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        c.fail(f"priority {priority!r} is not an integer", "priority")
+    rev = data.get("rev", 0)
+    if isinstance(rev, bool) or not isinstance(rev, int) or rev < 0:
+        c.fail(f"rev {rev!r} is not a count (the daemon writes it; remove the line)", "rev")
+    log = data.get("reflection_log") or []
+    if not isinstance(log, list):
+        c.fail("reflection_log is not a list (the daemon writes it)", "reflection_log")
+    for key in ("claim", "in_flight"):
+        if data.get(key) is not None and not isinstance(data.get(key), dict):
+            c.fail(f"{key} is not a mapping (the daemon writes it; remove the line)", key)
+    for key in ("cwd", "reflector", "title"):
+        if data.get(key) is not None and not isinstance(data.get(key), str):
+            c.fail(f"{key} must be a string", key)
+    return Plan(
+        path=doc.path, id=plan_id, title=str(data.get("title") or plan_id), status=status,
+        priority=priority, sub_objectives=subs, current_index=index,
+        budget=_parse_budget(c, data.get("budget")), rev=rev,
+        approved_at=parse_time(data.get("approved_at")),
+        execution_started_at=parse_time(data.get("execution_started_at")),
+        completed_at=parse_time(data.get("completed_at")),
+        last_error=None if data.get("last_error") is None else str(data.get("last_error")),
+        claim=plain(data.get("claim")), in_flight=plain(data.get("in_flight")),
+        reflection_log=plain(log), cwd=data.get("cwd"), reflector=data.get("reflector"),
+        data=data,
+    )
+
+
+def _parse_budget(c: _Checker, raw: object) -> Budget:
+    if raw is None:
+        return Budget()
+    if not isinstance(raw, dict):
+        c.fail("budget must be a mapping like {tokens: 500000, cost_usd: 5.0, wall_clock: 2h}",
+               "budget")
+    unknown = set(map(str, raw)) - {"tokens", "cost_usd", "wall_clock"}
+    if unknown:
+        c.fail(f"budget has unknown keys {sorted(unknown)}", "budget",
+               hint="use tokens, cost_usd, wall_clock")
+    tokens, cost = raw.get("tokens"), raw.get("cost_usd")
+    if tokens is not None and (isinstance(tokens, bool) or not isinstance(tokens, int)
+                               or tokens <= 0):
+        c.fail(f"budget tokens {tokens!r} is not a positive integer", "budget")
+    if cost is not None and (isinstance(cost, bool) or not isinstance(cost, (int, float))
+                             or cost <= 0):
+        c.fail(f"budget cost_usd {cost!r} is not a positive number", "budget")
+    wall = None
+    if raw.get("wall_clock") is not None:
+        try:
+            wall = parse_duration(raw["wall_clock"])
+        except ValueError as e:
+            c.fail(f"budget wall_clock: {e}", "budget")
+    return Budget(tokens=tokens, cost_usd=float(cost) if cost is not None else None,
+                  wall_clock=wall)
+
+
+def _parse_step(c: _Checker, doc: Document, steps: list, i: int) -> SubObjective:
+    raw = steps[i]
+    line = doc.line_of_item(steps, i)
+    where = f"sub-objective {i + 1}"
+    if isinstance(raw, str):
+        if not raw.strip():
+            c.fail(f"{where} is empty", line=line)
+        return SubObjective(index=i, title=raw.strip(), kind=StepKind.AGENT, objective=raw.strip(),
+                            agent="default")
+    if not isinstance(raw, dict):
+        c.fail(f"{where} must be a text or a mapping, not {type(raw).__name__}", line=line)
+    executors = [k for k in ("objective", "run", "call") if k in raw]
+    if len(executors) != 1:
+        which = "no executor" if not executors else "two executors " + " and ".join(executors)
+        c.fail(f"{where} has {which}",
+               line=line, hint="give exactly one of objective (with optional agent), run, call")
+    if "agent" in raw and "objective" not in raw:
+        c.fail(f"{where}: agent needs an objective to hand to it", line=line)
+    kind = {"objective": StepKind.AGENT, "run": StepKind.RUN, "call": StepKind.CALL}[executors[0]]
+    fields: dict[str, Any] = {"index": i, "kind": kind}
+    if kind is StepKind.AGENT:
+        objective, agent = raw["objective"], raw.get("agent", "default")
+        if not isinstance(objective, str) or not objective.strip():
+            c.fail(f"{where}: objective must be a non-empty text", line=line)
+        if not isinstance(agent, str) or not names.is_valid(agent):
+            c.fail(f"{where}: agent {agent!r} is not a valid name", line=line)
+        fields.update(objective=objective.strip(), agent=agent)
+        default_title = objective.strip()
+    elif kind is StepKind.RUN:
+        run = raw["run"]
+        if isinstance(run, str) and run.strip():
+            fields["run"] = run
+        elif isinstance(run, list) and run and all(isinstance(a, (str, int, float)) and not
+                                                  isinstance(a, bool) for a in run):
+            fields["run"] = tuple(str(a) for a in run)
+        else:
+            c.fail(f"{where}: run must be a command string or a non-empty list of arguments",
+                   line=line)
+        default_title = run if isinstance(run, str) else " ".join(map(str, run))
+    else:
+        call = raw["call"]
+        if not isinstance(call, str) or not _CALL.fullmatch(call):
+            c.fail(f"{where}: call {call!r} must be 'module.path:function'", line=line)
+        fields["call"] = call
+        default_title = call
+    title = raw.get("title", default_title)
+    if not isinstance(title, str):
+        c.fail(f"{where}: title must be a text", line=line)
+    fields["title"] = title.strip() or default_title
+    if raw.get("timeout") is not None:
+        try:
+            fields["timeout"] = parse_duration(raw["timeout"])
+        except ValueError as e:
+            c.fail(f"{where}: timeout: {e}", line=line)
+    retries = raw.get("retries", 0)
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        c.fail(f"{where}: retries {retries!r} is not a whole number >= 0", line=line)
+    fields["retries"] = retries
+    try:
+        fields["on_failure"] = OnFailure(str(raw.get("on_failure", "pause")))
+    except ValueError:
+        c.fail(f"{where}: on_failure {raw.get('on_failure')!r} is unknown", line=line,
+               hint="use pause, abort or continue")
+    rerun = raw.get("rerun_after_crash", True)
+    if not isinstance(rerun, bool):
+        c.fail(f"{where}: rerun_after_crash must be true or false", line=line)
+    fields["rerun_after_crash"] = rerun
+    if raw.get("cwd") is not None:
+        if not isinstance(raw["cwd"], str):
+            c.fail(f"{where}: cwd must be a path", line=line)
+        fields["cwd"] = raw["cwd"]
+    env = raw.get("env") or {}
+    if not isinstance(env, dict):
+        c.fail(f"{where}: env must be a mapping of names to values", line=line)
+    fields["env"] = {str(k): str(v) for k, v in env.items()}
+    return SubObjective(**fields)
+

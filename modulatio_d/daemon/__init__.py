@@ -1,0 +1,1 @@
+"""The daemon process: loop, claim, scan, runner, step processes, executors."""

@@ -1,0 +1,79 @@
+"""How a sub-objective becomes a child process: one module per executor.
+
+Every executor turns a step into a `Launch` (argv, environment, folder); the
+runner starts and watches them all the same way (child.py). The environment
+is the daemon's plus the MODULATIO_* variables of DESIGN.md and the step's
+own `env`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from modulatio_d.core.errors import ModulatioError
+from modulatio_d.core.plan import Plan, StepKind, SubObjective
+from modulatio_d.daemon.child import Launch
+from modulatio_d.store.config import Config
+
+
+class StepError(ModulatioError):
+    """A step that cannot be started (an unknown agent, a missing folder)."""
+
+
+@dataclass(frozen=True)
+class StepContext:
+    vault: Path
+    project: str
+    plan: Plan
+    step: SubObjective
+    attempt: int
+    token: int
+    usage_file: Path
+    config: Config
+    base_env: dict[str, str]
+
+    def cwd(self) -> Path:
+        project_dir = self.vault / self.project
+        chosen = self.step.cwd or self.plan.cwd
+        folder = (project_dir / chosen) if chosen else project_dir
+        if not folder.is_dir():
+            raise StepError(f"{self.plan.path}: folder {folder} for step {self.step.index} "
+                            f"does not exist; fix cwd or create it")
+        return folder
+
+    def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        env = dict(self.base_env)
+        env.update({
+            "MODULATIO_VAULT": str(self.vault),
+            "MODULATIO_PROJECT": self.project,
+            "MODULATIO_PLAN_ID": self.plan.id,
+            "MODULATIO_PLAN_FILE": str(self.plan.path),
+            "MODULATIO_STEP_INDEX": str(self.step.index),
+            "MODULATIO_ATTEMPT": str(self.attempt),
+            "MODULATIO_OBJECTIVE": self.step.objective or self.step.title,
+            "MODULATIO_USAGE_FILE": str(self.usage_file),
+            "MODULATIO_FENCING_TOKEN": f"{self.plan.id}:{self.token}",
+        })
+        env.update(extra or {})
+        env.update(self.step.env)
+        return env
+
+    def python_env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        """env() plus a PYTHONPATH that finds modules in the step's folder and the vault."""
+        env = self.env(extra)
+        paths = [str(self.cwd()), str(self.vault), env.get("PYTHONPATH", "")]
+        env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
+        return env
+
+
+def launch(ctx: StepContext) -> Launch:
+    from modulatio_d.daemon.executors import agent, call, shell
+
+    kind = ctx.step.kind
+    if kind is StepKind.RUN:
+        return shell.launch(ctx)
+    if kind is StepKind.CALL:
+        return call.launch(ctx, ctx.step.call)
+    return agent.launch(ctx)

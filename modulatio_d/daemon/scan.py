@@ -1,0 +1,157 @@
+"""The scan: which plans can be claimed now, in the order to try them.
+
+What was learned about each plan file is kept keyed by its stat signature
+(inode, size, mtime, ctime), so an idle tick costs one stat per file. A file
+seen for the first time or changed is read and its status found with a regex;
+only `approved` and `executing` plans are parsed fully (milliseconds each).
+An `executing` plan is claimable only when nobody holds its lock: an orphan
+of a dead daemon.
+
+Order: priority (higher first), then approved_at (a plan approved by hand
+without one sorts by its file's mtime), then id.
+
+A bad file is refused once per version: logged, recorded in events.jsonl,
+left as written. A file changed in the last 2 s that does not parse is not
+judged yet: an editor may be half way through writing it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from modulatio_d.core import markdown
+from modulatio_d.core.errors import BadFile
+from modulatio_d.core.plan import CLAIMABLE, PlanStatus, parse_plan
+from modulatio_d.store.atomic import signature
+from modulatio_d.store.lock import is_held, lock_path
+from modulatio_d.store.refusals import Refusals
+from modulatio_d.store.vault import SETTLE_S, Vault
+
+log = logging.getLogger("modulatio.scan")
+_STATUSES = {s.value for s in PlanStatus}
+
+
+@dataclass(frozen=True, order=True)
+class Candidate:
+    sort_key: tuple
+    path: Path
+    project: str
+    status: PlanStatus
+
+
+@dataclass(frozen=True)
+class _Seen:
+    signature: tuple
+    candidate: Candidate | None
+
+
+class Scanner:
+    def __init__(self, vault: Vault, projects: list[str] | None, events):
+        self.vault = vault
+        self.projects = projects
+        self._seen: dict[str, _Seen] = {}
+        self.refusals = Refusals(vault, events, "plan")
+        self._held_off: dict[Path, float] = {}  # path -> monotonic time to try again
+
+    def hold_off(self, path: Path, seconds: float) -> None:
+        """Do not offer `path` for `seconds` (its file could not be written)."""
+        self._held_off[path] = time.monotonic() + seconds
+
+    def served(self) -> list[str]:
+        return self.projects if self.projects else self.vault.projects()
+
+    def scan(self, now: datetime) -> list[Candidate]:
+        found: list[Candidate] = []
+        alive: set[str] = set()
+        for project in self.served():
+            try:
+                self.vault.check_inside(self.vault.plans_dir(project))
+            except BadFile as e:  # looked at every tick: told once per message
+                self.refusals.tell(self.vault.plans_dir(project), project, e, str(e))
+                continue
+            for entry in self.vault.files(project, "plans"):
+                alive.add(entry.path)
+                try:
+                    st = entry.stat()
+                except FileNotFoundError:
+                    continue  # renamed away between listing and stat (an editor's save)
+                c = self._candidate(entry.path, not entry.is_symlink(), project, st, now)
+                if c is not None:
+                    found.append(c)
+        for gone in self._seen.keys() - alive:
+            del self._seen[gone]
+            self.refusals.clear(gone)
+        return sorted(found)
+
+    def look_at(self, paths: set[str], now: datetime) -> list[Candidate]:
+        """The claimable plans among `paths` (files inotify saw change), in order.
+
+        An idle daemon has already tried every other plan at its last scan, so a
+        plan a person just approved can be claimed from this look alone, without
+        stat()ing the whole vault first: pickup stays fast however big the vault.
+        """
+        served = set(self.served())
+        found = []
+        for path in paths:
+            p = Path(path)
+            if p.suffix != ".md" or p.parent.name != "plans" or \
+                    p.parent.parent.name not in served or \
+                    p.parent.parent.parent != self.vault.root:
+                continue
+            try:
+                st = os.stat(path)
+            except FileNotFoundError:
+                continue
+            c = self._candidate(path, not p.is_symlink(), p.parent.parent.name, st, now)
+            if c is not None:
+                found.append(c)
+        return sorted(found)
+
+    def _candidate(self, path: str, inside: bool, project: str, st: os.stat_result,
+                   now: datetime) -> Candidate | None:
+        """The plan at `path` if it can be claimed now; what was learned is kept."""
+        sig = signature(st)
+        seen = self._seen.get(path)
+        if seen is None or seen.signature != sig:
+            seen = self._look(path, inside, project, sig, st.st_mtime, now)
+            if seen is None:
+                return None
+            self._seen[path] = seen
+        c = seen.candidate
+        if c is None:
+            return None
+        if c.status is PlanStatus.EXECUTING and is_held(lock_path(c.path)):
+            return None  # its daemon is alive and running it
+        if self._held_off and self._held_off.get(c.path, 0) > time.monotonic():
+            return None
+        return c
+
+    def _look(self, path: str, inside: bool, project: str, sig: tuple, mtime: float,
+              now: datetime) -> _Seen | None:
+        try:
+            _, text = self.vault.read(path, inside=inside)
+            status = markdown.peek_status(text)
+            if status is not None and status not in _STATUSES:
+                parse_plan(markdown.load(Path(path), text), Path(path).stem)  # raises
+            if status not in ("approved", "executing"):
+                self.refusals.clear(path)
+                return _Seen(sig, None)
+            plan = parse_plan(markdown.load(Path(path), text), Path(path).stem)
+        except FileNotFoundError:
+            return None
+        except BadFile as e:
+            if now.timestamp() - mtime < SETTLE_S:
+                return None  # maybe half-written: look again next time, judge nothing yet
+            self.refusals.tell(path, project, e, sig)
+            return _Seen(sig, None)
+        self.refusals.clear(path)
+        if plan.status not in CLAIMABLE:
+            return _Seen(sig, None)
+        when = plan.approved_at or datetime.fromtimestamp(mtime, UTC)
+        key = (-plan.priority, when.timestamp(), plan.id)
+        return _Seen(sig, Candidate(key, Path(path), project, plan.status))

@@ -1,0 +1,1 @@
+"""Use-cases and read models behind the commands, without argparse."""

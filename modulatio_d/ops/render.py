@@ -1,0 +1,54 @@
+"""Plans as rows and details for people and scripts (`plan list`, `plan show`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from modulatio_d.core.errors import BadFile
+from modulatio_d.core.markdown import peek_status
+from modulatio_d.core.plan import Plan
+from modulatio_d.store import usage
+from modulatio_d.store.plan_file import read_plan
+from modulatio_d.store.vault import Vault
+
+
+def plan_row(plan: Plan, project: str) -> dict:
+    return {"id": plan.id, "project": project, "title": plan.title, "status": plan.status.value,
+            "priority": plan.priority, "done": plan.done, "total": plan.total,
+            "path": str(plan.path)}
+
+
+def list_plans(vault: Vault, project: str | None = None, status: str | None = None) -> list[dict]:
+    rows = []
+    for p in [project] if project else vault.projects():
+        for entry in sorted(vault.files(p, "plans"), key=lambda e: e.name):
+            path = Path(entry.path)
+            if status and status != "invalid":  # a broken file's status line may read fine
+                try:
+                    if peek_status(vault.read(path)[1]) not in (status, None):
+                        continue
+                except (BadFile, OSError):
+                    pass
+            try:
+                row = plan_row(read_plan(vault, path).plan, p)
+            except BadFile as e:
+                row = {"id": path.stem, "project": p, "title": "", "status": "invalid",
+                       "priority": 0, "done": 0, "total": 0, "path": str(path),
+                       "error": str(e)}
+            if status is None or row["status"] == status:
+                rows.append(row)
+    return rows
+
+
+def show_plan(vault: Vault, plan_id: str) -> dict:
+    project, path = vault.find("plans", plan_id)
+    plan = read_plan(vault, path).plan
+    info = plan_row(plan, project)
+    info.update(
+        sub_objectives=[s.title for s in plan.sub_objectives],
+        reflection_log=plan.reflection_log,
+        claim=plan.claim,
+        last_error=plan.last_error,
+        usage=usage.totals(usage.usage_path(path)).as_dict(),
+    )
+    return info

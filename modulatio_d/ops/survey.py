@@ -1,0 +1,492 @@
+"""The vault at one moment, for people (`modulatio status`) and monitors (`metrics`).
+
+What is read, and what it costs (a 10,000-plan vault must answer in well under
+a second):
+- plans: every `<PROJECT>/plans/*.md` is read and its status found with
+  markdown.peek_status, a regex on the frontmatter (1-2 us), the cheap look
+  the daemon's scan takes. Only `executing` plans (one per daemon, plus
+  orphans) and the PAUSED_DETAIL most recently changed `paused` plans are
+  parsed fully (about 5 ms each), for their progress, and the rare file whose
+  status line is missing or unknown, to say why. Approved and final plans are
+  never parsed here.
+- refused files: what this pass found unreadable itself, plus the daemons'
+  `file_refused` lines in events.jsonl (the daemons parse every approved plan
+  and cron entry) whose file still exists unchanged since the refusal. An
+  approved plan no daemon has looked at yet is not judged: `modulatio
+  validate` parses everything.
+- daemons: the heartbeat files. A daemon is `live` while its process exists
+  (on this host; elsewhere only the age can tell) and it ticked within
+  stale_after(tick_seconds); otherwise `stale`, with the reason.
+- tickets: each ticket's status line by regex; open ones are parsed.
+- cron: every entry is parsed (entries are few) for its next fire.
+
+Nothing is written and no lock is kept: an `executing` plan's lock is probed
+(flock LOCK_NB, released at once) to tell a running plan from an orphan of a
+dead daemon, the same probe the scan makes.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from modulatio_d.core import markdown
+from modulatio_d.core.errors import BadFile
+from modulatio_d.core.plan import PlanStatus
+from modulatio_d.store import heartbeat
+from modulatio_d.store.events import read as read_events
+from modulatio_d.store.lock import holder, is_held, lock_path
+from modulatio_d.store.vault import Vault
+
+STATUSES = tuple(s.value for s in PlanStatus)
+INVALID = "invalid"
+"""The bucket of a plan file whose status cannot be read: unparseable, or an unknown value."""
+
+PAUSED_DETAIL = 10
+"""Paused plans parsed for their progress, the most recently changed first: a
+vault can hold thousands of forgotten paused plans, and a full parse costs
+about 5 ms each. The others are listed by id (and with their open tickets);
+`modulatio plan list --status paused` shows them all."""
+
+
+
+def stale_after(tick_seconds: float | None) -> float:
+    """Seconds without a heartbeat after which a daemon counts as stale.
+
+    A daemon beats every tick and, during a step, every min(15 s, tick / 2);
+    three ticks (at least a minute) forgives a slow scan or a busy disk.
+    """
+    try:
+        tick = float(tick_seconds or 30.0)
+    except (TypeError, ValueError):
+        tick = 30.0
+    return max(60.0, 3 * tick)
+
+
+def iso(t: datetime | None) -> str | None:
+    return markdown.format_time(t) if t is not None else None
+
+
+@dataclass
+class Survey:
+    vault: str
+    now: datetime
+    daemons: list[dict] = field(default_factory=list)
+    plans: list[dict] = field(default_factory=list)
+    """Every plan file: id, project, status (the status line; `invalid` when unreadable)."""
+    projects: list[str] = field(default_factory=list)
+    executing: list[dict] = field(default_factory=list)
+    paused: list[dict] = field(default_factory=list)
+    tickets: list[dict] = field(default_factory=list)
+    """Open tickets."""
+    cron: list[dict] = field(default_factory=list)
+    refused: list[dict] = field(default_factory=list)
+
+    def counts(self) -> dict:
+        by_status = {s: 0 for s in (*STATUSES, INVALID)}
+        by_project: dict[str, dict[str, int]] = {}
+        for row in self.plans:
+            by_status[row["status"]] += 1
+            project = by_project.setdefault(row["project"], {})
+            project[row["status"]] = project.get(row["status"], 0) + 1
+        return {"total": len(self.plans), "by_status": by_status, "by_project": by_project}
+
+    def as_dict(self) -> dict:
+        return {
+            "vault": self.vault, "now": iso(self.now), "daemons": self.daemons,
+            "counts": self.counts(), "plans": self.plans, "executing": self.executing,
+            "paused": self.paused, "tickets": self.tickets,
+            "cron": self.cron, "refused": self.refused,
+        }
+
+
+def survey(vault: Vault, now: datetime, environ: dict[str, str] | None = None,
+           cron: bool = True, events: list[dict] | None = None) -> Survey:
+    """Everything `status` shows; `now` is aware UTC.
+
+    `events`: the `file_refused` lines of events.jsonl when the caller has read
+    them already; else they are read here.
+    """
+    s = Survey(vault=str(vault.root), now=now)
+    s.daemons = daemons(vault, now)
+    s.projects = vault.projects()
+    refused: dict[str, dict] = {}
+    for project in s.projects:
+        _plans(vault, project, now, s, refused)
+        _tickets(vault, project, s, refused)
+    _paused_details(vault, s, refused)
+    if cron:
+        _cron(vault, s.projects, now, environ or {}, s, refused)
+    _daemon_refusals(vault, refused, events)
+    s.refused = sorted(refused.values(), key=lambda r: r["path"])
+    tickets_by_plan: dict[str, list[str]] = {}
+    for t in s.tickets:
+        tickets_by_plan.setdefault(t["plan"], []).append(t["id"])
+    for p in s.paused:
+        p["tickets"] = tickets_by_plan.get(p["id"], [])
+    return s
+
+
+# --- daemons ------------------------------------------------------------------------
+
+def daemons(vault: Vault, now: datetime) -> list[dict]:
+    """Every heartbeat with `state` (live | stale), `reason`, `uptime_s`; freshest first."""
+    this_host = socket.gethostname()
+    out = []
+    for beat in heartbeat.read_all(vault.daemons_dir, now):
+        limit = stale_after(beat.get("tick_seconds"))
+        started = markdown.parse_time(beat.get("started_at"))
+        row = {k: beat.get(k) for k in ("host", "pid", "started_at", "last_tick", "age_s",
+                                        "active_plan", "step", "tick_seconds", "version")}
+        row["local"] = beat.get("host") == this_host
+        row["uptime_s"] = round((now - started).total_seconds(), 3) if started else None
+        row["file"] = beat.get("file")
+        if not beat["live"]:
+            row["state"], row["reason"] = "stale", "process gone: the daemon died"
+        elif beat["age_s"] > limit:
+            row["state"] = "stale"
+            row["reason"] = (f"no heartbeat for {beat['age_s']:.0f}s (more than {limit:.0f}s): "
+                             "hung, or its host is down" if row["local"] else
+                             f"no heartbeat for {beat['age_s']:.0f}s (more than {limit:.0f}s)")
+        else:
+            row["state"], row["reason"] = "live", None
+        out.append(row)
+    return out
+
+
+# --- plans ----------------------------------------------------------------------------
+
+def _refuse(refused: dict, vault: Vault, path: str, project: str | None, kind: str,
+            error: BadFile | str, source: str = "status") -> None:
+    if isinstance(error, BadFile):
+        reason, line = error.reason + (f" ({error.hint})" if error.hint else ""), error.line
+    else:
+        reason, line = str(error), None
+    refused[path] = {"path": os.path.relpath(path, vault.root), "project": project,
+                     "kind": kind, "line": line, "reason": reason, "source": source}
+
+
+def _plans(vault: Vault, project: str, now: datetime, s: Survey, refused: dict) -> None:
+    folder = vault.plans_dir(project)
+    try:
+        vault.check_inside(folder)
+    except BadFile as e:
+        _refuse(refused, vault, str(folder), project, "folder", e)
+        return
+    for entry in sorted(vault.files(project, "plans"), key=lambda e: e.name):
+        path = entry.path
+        plan_id = entry.name[:-3]
+        try:
+            _, text = vault.read(path, inside=not entry.is_symlink())
+        except FileNotFoundError:
+            continue  # renamed away by an editor's save between listing and reading
+        except BadFile as e:
+            _refuse(refused, vault, path, project, "plan", e)
+            s.plans.append({"id": plan_id, "project": project, "status": INVALID})
+            continue
+        status = markdown.peek_status(text)
+        if status == "paused":
+            try:
+                mtime = entry.stat().st_mtime
+            except FileNotFoundError:
+                mtime = 0.0
+            s.paused.append({"id": plan_id, "project": project, "detail": False,
+                             "path": path, "_mtime": mtime})
+        elif status is None or status not in STATUSES or status == "executing":
+            plan = _parse(vault, path, plan_id, project, text, refused)
+            if plan is None:
+                status = status if status in STATUSES else INVALID
+            else:
+                status = plan.status.value
+                if status == "executing":
+                    s.executing.append(_executing(plan, project, now))
+        s.plans.append({"id": plan_id, "project": project, "status": status})
+
+
+def _parse(vault: Vault, path: str, plan_id: str, project: str, text: str, refused: dict):
+    from modulatio_d.core.plan import parse_plan
+
+    try:
+        return parse_plan(markdown.load(Path(path), text), plan_id)
+    except BadFile as e:
+        _refuse(refused, vault, path, project, "plan", e)
+        return None
+
+
+def _paused_details(vault: Vault, s: Survey, refused: dict) -> None:
+    """Parse the PAUSED_DETAIL most recently changed paused plans, for their progress."""
+    s.paused.sort(key=lambda p: -p["_mtime"])
+    for row in s.paused:
+        del row["_mtime"]
+    for row in s.paused[:PAUSED_DETAIL]:
+        try:
+            _, text = vault.read(row["path"])
+        except (FileNotFoundError, BadFile):
+            continue
+        plan = _parse(vault, row["path"], row["id"], row["project"], text, refused)
+        if plan is not None:
+            row.update(_paused(plan, row["project"]), detail=True)
+    s.paused.sort(key=lambda p: (p["project"], p["id"]))
+
+
+def _progress(plan, project: str) -> dict:
+    index = plan.current_index
+    step = plan.sub_objectives[index] if index < plan.total else None
+    return {"id": plan.id, "project": project, "title": plan.title, "done": plan.done,
+            "total": plan.total, "step_index": index if step else None,
+            "step_title": step.title if step else None, "path": str(plan.path)}
+
+
+def _executing(plan, project: str, now: datetime) -> dict:
+    row = _progress(plan, project)
+    started = plan.execution_started_at
+    flight = plan.in_flight or {}
+    step_started = markdown.parse_time(flight.get("started_at"))
+    lock = lock_path(plan.path)
+    held = is_held(lock)
+    claim = plan.claim or {}
+    row.update(
+        started_at=iso(started),
+        running_s=round((now - started).total_seconds(), 1) if started else None,
+        attempt=flight.get("attempt"),
+        step_started_at=iso(step_started),
+        step_running_s=round((now - step_started).total_seconds(), 1) if step_started else None,
+        claim={"host": claim.get("host"), "pid": claim.get("pid"), "token": claim.get("token")},
+        held=held, orphan=not held,
+        holder=holder(lock) if held else None,
+    )
+    return row
+
+
+def _paused(plan, project: str) -> dict:
+    row = _progress(plan, project)
+    row["last_error"] = plan.last_error
+    return row
+
+
+# --- tickets ----------------------------------------------------------------------------
+
+def _tickets(vault: Vault, project: str, s: Survey, refused: dict) -> None:
+    from modulatio_d.store.tickets import read_ticket
+
+    for entry in sorted(vault.files(project, "tickets"), key=lambda e: e.name):
+        try:
+            _, text = vault.read(entry.path)
+            if markdown.peek(text, "status") == "closed":
+                continue
+            t = read_ticket(vault, Path(entry.path))
+        except FileNotFoundError:
+            continue
+        except BadFile as e:
+            _refuse(refused, vault, entry.path, project, "ticket", e)
+            continue
+        if t.open:
+            s.tickets.append({"id": t.id, "project": project, "plan": t.plan,
+                              "severity": t.severity.value, "decision": t.decision.value,
+                              "reason": t.reason, "created_at": iso(t.created_at),
+                              "path": str(t.path)})
+
+
+# --- cron -------------------------------------------------------------------------------
+
+def _cron(vault: Vault, projects: list[str], now: datetime, environ: dict, s: Survey,
+          refused: dict) -> None:
+    files = [(p, e.path) for p in projects for e in sorted(vault.files(p, "cron"),
+                                                             key=lambda e: e.name)]
+    if not files:
+        return
+    from modulatio_d.core import cron
+    from modulatio_d.store import atomic, cron_entries
+
+    host = cron.host_zone(environ)
+    try:
+        config_zone, config_error = cron_entries.vault_zone(vault), None
+    except BadFile as e:
+        config_zone, config_error = None, e
+        _refuse(refused, vault, str(vault.config_path), None, "config", e)
+    for project, path in files:
+        try:
+            entry = cron_entries.read_entry(vault, Path(path))
+            snap = atomic.read(Path(path))
+        except FileNotFoundError:
+            continue
+        except BadFile as e:
+            _refuse(refused, vault, path, project, "cron", e)
+            continue
+        row = {"id": entry.id, "project": project, "schedule": entry.schedule,
+               "enabled": entry.enabled, "objective": entry.objective,
+               "timezone": None, "next_fire": None, "due_since": None,
+               "last_fired_for": None, "path": path}
+        if entry.timezone is None and config_error is not None:
+            row["error"] = "the vault config is refused: no time zone to fire in"
+            s.cron.append(row)
+            continue
+        zone = cron_entries.zone_of(entry, config_zone, host)
+        row["timezone"] = str(getattr(zone, "key", zone))
+        if entry.last_fired_for is not None:
+            row["last_fired_for"] = cron_entries.render_time(entry.last_fired_for, zone)
+        start = cron_entries.start_of(entry, snap)
+        if entry.enabled:
+            first = cron.next_fires(entry.expr, zone, start, 1)
+            if first and first[0] <= now:
+                row["due_since"] = cron_entries.render_time(first[0], zone)
+            nxt = cron.next_fires(entry.expr, zone, max(now, start), 1)
+            if nxt:
+                row["next_fire"] = cron_entries.render_time(nxt[0], zone)
+                row["next_fire_ts"] = nxt[0].timestamp()
+        s.cron.append(row)
+    s.cron.sort(key=lambda r: (r.get("next_fire_ts") is None, r.get("next_fire_ts") or 0,
+                               r["id"]))
+
+
+# --- the daemons' refusals ---------------------------------------------------------------
+
+def _daemon_refusals(vault: Vault, refused: dict, events: list[dict] | None = None) -> None:
+    """Add the daemons' refusals that still stand: the file is there, unchanged since."""
+    if events is None:
+        events = read_events(vault.events_path, ("file_refused",))
+    latest: dict[str, dict] = {}
+    for e in events:
+        rel = e.get("path")
+        if not isinstance(rel, str):
+            continue
+        latest[os.path.join(vault.root, rel)] = e  # an absolute path stays as it is
+    for path, e in latest.items():
+        path = os.path.normpath(path)
+        if path in refused:
+            continue  # judged by this pass itself, which is fresher
+        ts = markdown.parse_time(e.get("ts"))
+        try:
+            mtime = os.stat(path).st_mtime
+        except OSError:
+            continue  # deleted or renamed since: nothing to report
+        # The event's time is cut to the second; the scan judges a file only 2 s
+        # after its last change, so an unchanged file is older than the event.
+        if ts is None or mtime >= ts.timestamp() + 1:
+            continue  # changed since the refusal: the next scan judges it again
+        kind = e.get("kind") or ("plan" if f"{os.sep}plans{os.sep}" in path else "file")
+        refused[path] = {"path": os.path.relpath(path, vault.root), "project": e.get("project"),
+                         "kind": kind, "line": e.get("line"), "reason": e.get("reason"),
+                         "source": "daemon", "refused_at": e.get("ts")}
+
+
+# --- text for people ----------------------------------------------------------------------
+
+def duration(seconds: float | None) -> str:
+    """`45s`, `12m05s`, `3h04m`, `2d03h`."""
+    if seconds is None:
+        return "?"
+    s = int(max(seconds, 0))
+    if s < 60:
+        return f"{seconds:.1f}s" if seconds < 10 else f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
+def bar(done: int, total: int, tty: bool, width: int = 20) -> str:
+    """A progress bar on a terminal; plain `done/total (NN%)` for pipes and files."""
+    pct = 100 * done // total if total else 100
+    if not tty:
+        return f"{done}/{total} ({pct}%)"
+    filled = width * done // total if total else width
+    return f"[{'█' * filled}{'░' * (width - filled)}] {done}/{total}"
+
+
+def render(s: Survey, tty: bool = False) -> str:
+    out: list[str] = [f"vault {s.vault}   at {iso(s.now)}", ""]
+
+    live = [d for d in s.daemons if d["state"] == "live"]
+    stale = [d for d in s.daemons if d["state"] == "stale"]
+    out.append(f"daemons: {len(live)} live, {len(stale)} stale"
+               + ("   (none live: approved plans wait; start one with `modulatio daemon`)"
+                  if not live else ""))
+    for d in s.daemons:
+        doing = (f"running {d['active_plan']} step {d['step']}" if d.get("active_plan")
+                 else "idle")
+        name = f"{d['host']}.{d['pid']}"
+        if d["state"] == "stale":
+            doing = f"{d['reason']}; was {doing}"
+        out.append(f"  {name:<20} {d['state']:<6} up {duration(d['uptime_s']):<7} "
+                   f"last tick {duration(d['age_s'])} ago   {doing}")
+
+    c = s.counts()
+    out.append("")
+    out.append(f"plans: {c['total']}   " + "  ".join(
+        f"{k} {v}" for k, v in c["by_status"].items() if v or k != INVALID))
+    for project, counts in sorted(c["by_project"].items()):
+        out.append(f"  {project:<16} " + ", ".join(
+            f"{k} {counts[k]}" for k in (*STATUSES, INVALID) if counts.get(k)))
+
+    if s.executing:
+        out.append("")
+        out.append(f"executing: {len(s.executing)}")
+        for p in s.executing:
+            step = (f"step {p['step_index']}: {p['step_title']}" if p["step_title"] is not None
+                    else "finishing")
+            timing = f"plan running {duration(p['running_s'])}"
+            if p["step_running_s"] is not None:
+                timing = (f"step running {duration(p['step_running_s'])} "
+                          f"(attempt {p['attempt']}), {timing}")
+            out.append(f"  {p['id']:<20} {bar(p['done'], p['total'], tty)}  {step}")
+            who = (f"held by {p['holder'].get('host')}.{p['holder'].get('pid')}"
+                   if p["holder"] else "held")
+            out.append(f"  {'':<20} {timing}; {who}" if p["held"] else
+                       f"  {'':<20} ORPHAN: no daemon holds its lock (its daemon died); the "
+                       f"next daemon resumes it at step {p['step_index']}")
+
+    if s.paused:
+        out.append("")
+        out.append(f"paused: {len(s.paused)}")
+        brief = [p for p in s.paused if not p["detail"]]
+        for p in s.paused:
+            if not p["detail"]:
+                continue
+            tickets = ", ".join(p.get("tickets") or []) or "no open ticket"
+            out.append(f"  {p['id']:<20} {p['done']}/{p['total']}  {tickets}")
+            if p["last_error"]:
+                out.append(f"  {'':<20} {p['last_error']}")
+        if brief:
+            shown = ", ".join(p["id"] for p in brief[:10])
+            more = f" and {len(brief) - 10} more" if len(brief) > 10 else ""
+            out.append(f"  also paused (not parsed here: `modulatio plan list --status paused`): "
+                       f"{shown}{more}")
+
+    out.append("")
+    out.append(f"open tickets: {len(s.tickets)}")
+    for t in s.tickets:
+        decided = "" if t["decision"] == "pending" else f" (decided: {t['decision']})"
+        out.append(f"  {t['id']:<24} {t['severity']:<8} plan {t['plan']}{decided}  "
+                   f"{t['reason']}")
+
+    if s.cron:
+        out.append("")
+        out.append(f"cron entries: {len(s.cron)}")
+        for e in s.cron:
+            if "error" in e:
+                when = e["error"]
+            elif not e["enabled"]:
+                when = "disabled"
+            else:
+                when = f"next {e['next_fire'] or 'never'}"
+                if e.get("next_fire_ts") is not None:
+                    when += f" (in {duration(e['next_fire_ts'] - s.now.timestamp())})"
+                if e["due_since"]:
+                    when += f"; due since {e['due_since']}, not fired yet"
+            out.append(f"  {e['id']:<20} {e['schedule']:<14} {e['timezone'] or '-':<16} {when}")
+
+    out.append("")
+    out.append(f"refused files: {len(s.refused)}")
+    for r in s.refused:
+        where = f"{r['path']}:{r['line']}" if r.get("line") else r["path"]
+        by = " (refused by a daemon)" if r["source"] == "daemon" else ""
+        out.append(f"  {where}: {r['reason']}{by}")
+    if s.counts()["by_status"]["approved"]:
+        out.append("  (approved plans are checked by the daemons when they claim; "
+                   "`modulatio validate` checks every file)")
+    return "\n".join(out)

@@ -1,0 +1,1 @@
+"""The vault on disk: one reader/writer per kind of file."""

@@ -1,0 +1,445 @@
+"""Cron entries in the vault: reading, checking and changing the entry files.
+
+Files:
+    <PROJECT>/cron/<cron-id>.md     the entry: people's keys, plus last_fired_for (the daemon's)
+    <PROJECT>/cron/<cron-id>.lock   its lock (flock), never deleted, not even by `cron remove`
+    <PROJECT>/plans/<cron-id>-<YYYYMMDDTHHMMZ>.md   a kickoff: one per scheduled instant
+
+The daemons' side, firing due entries, is cronfire.py.
+"""
+
+from __future__ import annotations
+
+import difflib
+import enum
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, tzinfo
+from pathlib import Path
+
+from modulatio_d.core import cron, markdown, names
+from modulatio_d.core.cron import CatchUp
+from modulatio_d.core.errors import BadFile, UsageError
+from modulatio_d.core.markdown import Document
+from modulatio_d.store import atomic, config
+from modulatio_d.store.atomic import Snapshot
+from modulatio_d.store.lock import FileLock, lock_path
+from modulatio_d.store.vault import Vault, decode, next_number
+
+log = logging.getLogger("modulatio.cron")
+
+KEYS = ("id", "objective", "schedule", "timezone", "steps", "template", "enabled",
+        "catch_up", "overlap", "approve", "created_at", "last_fired_for")
+"""Every key an entry may have (besides people's own, which start with `x-` or `x_`)."""
+
+DAEMON_KEYS = ("last_fired_for",)
+"""A file changed less than this long ago that does not parse is not judged yet:
+an editor may be half way through writing it."""
+
+_STAMP_LEN = len("-YYYYMMDDTHHMMSSZ")
+MAX_ID_LEN = 200 - _STAMP_LEN
+"""So that every kickoff id is still a valid plan name (at most 200 characters)."""
+_TEMPLATE_KEYS = ("budget", "priority", "cwd", "reflector")
+"""Copied from a template plan into each kickoff, besides its sub_objectives."""
+
+
+class Overlap(enum.StrEnum):
+    """What a due time does while an earlier kickoff of the same entry is not final."""
+
+    SKIP = "skip"
+    """Do not fire; log the time as skipped (reason overlap) and move past it."""
+    ALLOW = "allow"
+    """Fire anyway: kickoffs of one entry may run side by side."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    path: Path
+    project: str
+    id: str
+    objective: str
+    schedule: str
+    """As written (`@daily`, `0 6 * * 1-5`)."""
+    expr: str
+    """The schedule as 5 fields, from cron.parse_schedule."""
+    timezone: str | None
+    """The entry's own zone; None means the vault config's, else the host's."""
+    steps: tuple[str | tuple[str, ...], ...]
+    template: str | None
+    enabled: bool
+    catch_up: CatchUp
+    overlap: Overlap
+    approve: bool
+    created_at: datetime | None
+    last_fired_for: datetime | None
+    body: str
+
+
+# --- reading ------------------------------------------------------------------
+
+def read_entry(vault: Vault, path: Path) -> Entry:
+    """The entry at `path`, checked completely (its template plan too); raises BadFile."""
+    _, entry = read_snapshot(vault, path)
+    if entry.template is not None:
+        template_steps(vault, entry)
+    return entry
+
+
+def read_snapshot(vault: Vault, path: Path) -> tuple[Snapshot, Entry]:
+    snap, text = vault.read(path)
+    return snap, parse_entry(markdown.load(path, text), vault.project_of(path))
+
+
+def parse_entry(doc: Document, project: str) -> Entry:
+    """An Entry from a loaded document; every problem names the line of its key."""
+    data = doc.data
+
+    def fail(reason: str, key: str | None = None, hint: str = "", line: int | None = None):
+        raise BadFile(doc.path, reason, line or (doc.line_of(key) if key else None)
+                      or doc.head_line, hint)
+
+    for key in map(str, data):
+        if key not in KEYS and not key.startswith(("x-", "x_")):
+            close = difflib.get_close_matches(key, KEYS, n=1)
+            fail(f"unknown key {key!r}", key,
+                 f"did you mean {close[0]}?" if close else
+                 "use " + ", ".join(KEYS) + "; keys of your own start with x-")
+    stem = doc.path.stem
+    entry_id = data.get("id", stem)
+    if not isinstance(entry_id, str) or not names.is_valid(entry_id) \
+            or entry_id.startswith("-") or len(entry_id) > MAX_ID_LEN:
+        fail(f"id {entry_id!r} is not a valid cron id", "id",
+             f"use letters, digits, '_', '-' and '.', starting with a letter, digit or '_', "
+             f"at most {MAX_ID_LEN} characters")
+    if entry_id != stem:
+        fail(f"id {entry_id!r} differs from the file name {stem!r}", "id",
+             f"set id: {stem} or rename the file to {entry_id}.md")
+    objective = data.get("objective")
+    if not isinstance(objective, str) or not objective.strip():
+        fail("objective is missing" if objective is None else "objective must be a non-empty text",
+             "objective" if "objective" in data else None,
+             "write what each kickoff is for, e.g. objective: Send the weekly report")
+    schedule = data.get("schedule")
+    if not isinstance(schedule, str):
+        fail("schedule is missing" if schedule is None else
+             f"schedule {schedule!r} must be a text of 5 fields such as \"0 6 * * *\"",
+             "schedule" if "schedule" in data else None,
+             'quote it: schedule: "0 6 * * *"')
+    try:
+        expr = cron.parse_schedule(schedule)
+    except ValueError as e:
+        fail(str(e), "schedule")
+    zone_name = data.get("timezone")
+    if zone_name is not None:
+        if not isinstance(zone_name, str):
+            fail(f"timezone {zone_name!r} must be an IANA name such as Europe/Berlin", "timezone")
+        try:
+            cron.parse_zone(zone_name)
+        except ValueError as e:
+            fail(f"timezone: {e}", "timezone")
+    steps = _parse_steps(doc, data.get("steps"), fail)
+    template = data.get("template")
+    if template is not None and (not isinstance(template, str) or not names.is_valid(template)):
+        fail(f"template {template!r} is not a plan id", "template",
+             "name a plan of this project, e.g. template: SALES-P-001")
+    if steps and template is not None:
+        fail("steps and template are both given", "template",
+             "keep one: the kickoff takes its sub-objectives from either")
+    created_at = _time(data, "created_at", fail)
+    last = _time(data, "last_fired_for", fail, "the daemon writes it; delete the line to "
+                 "count from created_at")
+    return Entry(
+        path=doc.path, project=project, id=entry_id, objective=objective.strip(),
+        schedule=schedule, expr=expr, timezone=zone_name, steps=steps, template=template,
+        enabled=_bool(data, "enabled", fail), approve=_bool(data, "approve", fail),
+        catch_up=_choice(data, "catch_up", CatchUp, CatchUp.LATEST, fail),
+        overlap=_choice(data, "overlap", Overlap, Overlap.SKIP, fail),
+        created_at=created_at, last_fired_for=last, body=doc.body,
+    )
+
+
+def _parse_steps(doc: Document, raw: object, fail) -> tuple[str | tuple[str, ...], ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not raw:
+        fail("steps must be a list of commands, one '- ' line each", "steps",
+             "e.g. steps: [\"make report\"]; leave steps out to run the objective")
+    steps: list[str | tuple[str, ...]] = []
+    for i, item in enumerate(raw):
+        line = doc.line_of_item(raw, i)
+        if isinstance(item, str) and item.strip():
+            steps.append(str(item))
+        elif isinstance(item, list) and item and all(
+                isinstance(a, (str, int, float)) and not isinstance(a, bool) for a in item):
+            steps.append(tuple(str(a) for a in item))
+        else:
+            fail(f"step {i + 1} must be a command: a text (run by sh -c) or a list of "
+                 f"arguments, not {_kind(item)}", "steps", line=line,
+                 hint="a step with its own title, timeout or agent belongs in a template plan")
+    return tuple(steps)
+
+
+def _kind(value: object) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "an empty list" if not value else "a list holding more than texts"
+    if isinstance(value, str):
+        return "an empty text"
+    if value is None:
+        return "nothing"
+    return f"{value!r}"
+
+
+def _bool(data: dict, key: str, fail) -> bool:
+    value = data.get(key, True)
+    if not isinstance(value, bool):
+        fail(f"{key} {value!r} must be true or false", key,
+             "yes, no, on and off are text in YAML 1.2")
+    return value
+
+
+def _choice(data: dict, key: str, kind: type[enum.StrEnum], default, fail):
+    value = data.get(key, default.value)
+    try:
+        return kind(str(value)) if value is not None else default
+    except ValueError:
+        fail(f"{key} {value!r} is not one of {', '.join(kind)}", key)
+
+
+def _time(data: dict, key: str, fail, hint: str = "") -> datetime | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    parsed = markdown.parse_time(value)
+    if parsed is None:
+        fail(f"{key} {str(value)!r} is not a time", key,
+             hint or "write an ISO time such as 2025-01-06T06:00:00+01:00")
+    return parsed
+
+
+def template_steps(vault: Vault, entry: Entry) -> dict[str, object]:
+    """Keys a kickoff copies from the entry's template plan; raises BadFile naming the entry."""
+    from modulatio_d.store.plan_file import read_plan
+
+    assert entry.template is not None
+    where = markdown.line_of(_entry_data(vault, entry), "template", 1)
+    path = vault.plan_path(entry.project, entry.template)
+    try:
+        plan = read_plan(vault, path).plan
+    except FileNotFoundError:
+        raise BadFile(entry.path, f"template {entry.template!r}: there is no plan "
+                      f"{entry.project}/plans/{entry.template}.md", where,
+                      "create the template plan (as a draft) or fix the id") from None
+    except BadFile as e:
+        raise BadFile(entry.path, f"template {entry.template!r} is not a valid plan: {e}",
+                      where) from None
+    keys: dict[str, object] = {"sub_objectives": markdown.plain(plan.data["sub_objectives"])}
+    for key in _TEMPLATE_KEYS:
+        if plan.data.get(key) is not None:
+            keys[key] = markdown.plain(plan.data[key])
+    return keys
+
+
+def _entry_data(vault: Vault, entry: Entry) -> dict:
+    try:
+        return markdown.load(entry.path, vault.read(entry.path)[1]).data
+    except (BadFile, OSError):
+        return {}
+
+
+# --- time zones -----------------------------------------------------------------
+
+def zone_of(entry: Entry, vault_zone: str | None, host: tzinfo) -> tzinfo:
+    """The entry's zone, else the vault config's, else the host's."""
+    name = entry.timezone or vault_zone
+    return cron.parse_zone(name) if name else host
+
+
+def vault_zone(vault: Vault) -> str | None:
+    """The vault config's `timezone`, checked; raises BadFile naming the config."""
+    cfg = config.load(vault.config_path)
+    if cfg.timezone is not None:
+        try:
+            cron.parse_zone(cfg.timezone)
+        except ValueError as e:
+            raise BadFile(vault.config_path, f"timezone: {e}") from None
+    return cfg.timezone
+
+
+def start_of(entry: Entry, snap: Snapshot) -> datetime:
+    """Due times are those after this: last_fired_for, else created_at, else the file's mtime."""
+    if entry.last_fired_for is not None:
+        return entry.last_fired_for
+    if entry.created_at is not None:
+        return entry.created_at
+    return datetime.fromtimestamp(snap.signature[2] / 1e9, UTC)
+
+
+def render_time(value: datetime, zone: tzinfo) -> str:
+    """An instant as ISO 8601 on the entry's wall clock, with its offset."""
+    return value.astimezone(zone).isoformat()
+
+
+# --- what the commands do -----------------------------------------------------------
+
+def entry_rows(vault: Vault, now: datetime, host: tzinfo,
+               project: str | None = None) -> list[dict]:
+    """Every entry (of one project, or all) as a plain row for `cron list` and `status`.
+
+    A malformed entry is a row with `valid: false` and the `error`.
+    """
+    rows = []
+    for p in [project] if project else vault.projects():
+        for item in sorted(vault.files(p, "cron"), key=lambda e: e.name):
+            path = Path(item.path)
+            try:
+                snap, entry = read_snapshot(vault, path)
+                if entry.template is not None:
+                    template_steps(vault, entry)
+                zone = zone_of(entry, None if entry.timezone else vault_zone(vault), host)
+                nxt = cron.next_fires(entry.expr, zone, max(now, start_of(entry, snap)), 1)
+            except BadFile as e:
+                rows.append({"id": path.stem, "project": p, "valid": False, "error": str(e),
+                             "path": str(path)})
+                continue
+            except FileNotFoundError:
+                continue
+            source = "entry" if entry.timezone else "vault" if zone is not host else "host"
+            rows.append({
+                "id": entry.id, "project": p, "valid": True, "schedule": entry.schedule,
+                "timezone": str(getattr(zone, "key", zone)), "timezone_from": source,
+                "enabled": entry.enabled, "catch_up": entry.catch_up.value,
+                "overlap": entry.overlap.value, "approve": entry.approve,
+                "objective": entry.objective,
+                "last_fired_for": (render_time(entry.last_fired_for, zone)
+                                   if entry.last_fired_for else None),
+                "next_fire": render_time(nxt[0], zone) if nxt and entry.enabled else None,
+                "path": str(path),
+            })
+    return rows
+
+
+def next_cron_number(vault: Vault, project: str) -> int:
+    """One more than the highest number any entry of the project ever had.
+
+    Lock files stay after `cron remove` and kickoff plans outlive their entry,
+    so a removed entry's id, and with it its kickoff ids, is never reused.
+    """
+    return next_number(f"{project}-C-", (vault.cron_dir(project), vault.plans_dir(project),
+                                         vault.records_dir(project)))
+
+
+def add_entry(vault: Vault, project: str, objective: str, schedule: str, now: datetime,
+              timezone: str | None = None, steps: list[str] | None = None,
+              template: str | None = None, catch_up: str = "latest", overlap: str = "skip",
+              approve: bool = True, host_zone: tzinfo | None = None) -> Entry:
+    """Create `<PROJECT>/cron/<PROJECT>-C-<NNN>.md`; every argument is checked first.
+
+    Without `timezone` the entry is given the zone in effect now (the vault
+    config's, else the host's), so that it keeps firing at the same wall-clock
+    time when the vault is opened on a host in another zone.
+    """
+    names.check("project code", project)
+    if not objective.strip():
+        raise UsageError("the objective is empty: say what each kickoff is for")
+    try:
+        cron.parse_schedule(schedule)
+    except ValueError as e:
+        raise UsageError(f"--schedule: {e}") from None
+    if timezone is not None:
+        try:
+            cron.parse_zone(timezone)
+        except ValueError as e:
+            raise UsageError(f"--timezone: {e}") from None
+    else:
+        timezone = vault_zone(vault) or getattr(host_zone or cron.host_zone(), "key", None)
+        if timezone is not None and not _is_zone_name(timezone):
+            timezone = None  # a tzfile path: leave it to the host at fire time
+    if steps and template:
+        raise UsageError("give --step or --template, not both")
+    if any(not s.strip() for s in steps or []):
+        raise UsageError("--step: a command is empty")
+    try:
+        CatchUp(catch_up)
+    except ValueError:
+        raise UsageError(f"--catch-up: {catch_up!r} is not one of "
+                         f"{', '.join(CatchUp)}") from None
+    try:
+        Overlap(overlap)
+    except ValueError:
+        raise UsageError(f"--overlap: {overlap!r} is not one of {', '.join(Overlap)}") from None
+    if template is not None:
+        names.check("plan id", template)
+        if not vault.plan_path(project, template).exists():
+            raise UsageError(f"--template: there is no plan {project}/plans/{template}.md")
+        from modulatio_d.store.plan_file import read_plan
+        read_plan(vault, vault.plan_path(project, template))  # a bad template: BadFile, exit 1
+    folder = vault.cron_dir(project)
+    folder.mkdir(parents=True, exist_ok=True)
+    number = next_cron_number(vault, project)
+    while True:
+        entry_id = f"{project}-C-{number:03d}"
+        if len(entry_id) > MAX_ID_LEN:
+            raise UsageError(f"project code {project!r} is too long for cron ids")
+        keys: dict[str, object] = {"id": entry_id, "objective": objective.strip(),
+                                   "schedule": schedule.strip()}
+        if timezone is not None:
+            keys["timezone"] = timezone
+        if steps:
+            keys["steps"] = list(steps)
+        if template is not None:
+            keys["template"] = template
+        keys.update({"enabled": True, "catch_up": catch_up, "overlap": overlap,
+                     "approve": approve, "created_at": now})
+        text = markdown.set_keys("---\n---\n", keys)
+        text = text.replace("\n---\n", "\n# written by the daemons: the latest scheduled time "
+                            "fired or passed over\nlast_fired_for: null\n---\n", 1)
+        path = folder / f"{entry_id}.md"
+        try:
+            atomic.write_new(path, text.encode())
+        except FileExistsError:
+            number += 1
+            continue
+        return read_entry(vault, path)
+
+
+def _is_zone_name(name: str) -> bool:
+    try:
+        cron.parse_zone(name)
+    except ValueError:
+        return False
+    return True
+
+
+def set_enabled(vault: Vault, entry_id: str, enabled: bool) -> tuple[Entry, bool]:
+    """Rewrite only the `enabled` line; (entry, whether the file changed)."""
+    _, path = vault.find("cron", entry_id)
+    snap, text = vault.read(path)
+    entry = parse_entry(markdown.load(path, text), vault.project_of(path))
+    if entry.enabled is enabled:
+        return entry, False
+
+    def apply(raw: bytes) -> bytes:
+        current = decode(path, raw)
+        parse_entry(markdown.load(path, current), vault.project_of(path))
+        return markdown.set_keys(current, {"enabled": enabled}, path).encode()
+
+    atomic.rewrite(path, apply, snap)
+    return read_snapshot(vault, path)[1], True
+
+
+def remove_entry(vault: Vault, entry_id: str, wait_s: float = 5.0) -> Path:
+    """Delete the entry file under its lock; the lock file and the kickoff plans stay."""
+    _, path = vault.find("cron", entry_id)
+    lock = FileLock(lock_path(path))
+    deadline = time.monotonic() + wait_s
+    while not lock.try_acquire():  # a daemon fires it: that takes milliseconds
+        if time.monotonic() > deadline:
+            raise UsageError(f"cron entry {entry_id} stays locked by a daemon; try again")
+        time.sleep(0.01)
+    with lock:
+        path.unlink()
+        atomic.fsync_dir(path.parent)
+    return path

@@ -1,0 +1,74 @@
+"""The audit log `.modulatio/events.jsonl`: one JSON line per transition.
+
+Every line is written by one os.write on a descriptor opened with O_APPEND,
+so lines from several daemons never interleave. Fields: `ts` (UTC), `event`,
+`host`, `pid`, then the event's own (plan, project, index, attempt, ...).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import socket
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from modulatio_d.core.markdown import format_time
+
+log = logging.getLogger("modulatio.events")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class EventLog:
+    def __init__(self, path: Path, clock: Callable[[], datetime] = utcnow):
+        self.path = path
+        self.clock = clock
+        self.host = socket.gethostname()
+        self.pid = os.getpid()
+
+    def __call__(self, event: str, **fields: object) -> None:
+        line = {"ts": format_time(self.clock()), "event": event, "host": self.host,
+                "pid": self.pid, **fields}
+        data = (json.dumps(line, default=str, sort_keys=False) + "\n").encode()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try:
+                os.write(fd, data)
+            finally:
+                os.close(fd)
+        except OSError as e:  # disk full, say: the audit line is lost, the work goes on
+            log.warning("could not append to %s (%s): %s", self.path, e.strerror, line)
+
+
+def read(path: Path, names: tuple[str, ...] = ()) -> list[dict]:
+    """The log's well-formed lines, oldest first; with `names`, only those events.
+
+    The log only grows (rotate it by renaming: every writer opens it with
+    O_APPEND per line), so it is read whole; with `names`, a regex on the raw
+    line skips other events before any JSON is decoded. A torn last line (a
+    daemon writing it now) is skipped.
+    """
+    wanted = re.compile(rb'"event"\s*:\s*"(?:' + b"|".join(re.escape(n.encode()) for n in names)
+                        + rb')"') if names else None
+    out = []
+    try:
+        with open(path, "rb") as f:
+            for line in f:
+                if wanted is not None and wanted.search(line) is None:
+                    continue
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(event, dict) and (not names or event.get("event") in names):
+                    out.append(event)
+    except FileNotFoundError:
+        pass
+    return out

@@ -1,0 +1,82 @@
+"""Claiming a plan or cron entry: flock on its sidecar `.lock` file.
+
+The lock file sits beside the file it guards (`<id>.lock` next to `<id>.md`)
+and is never deleted or replaced, so every claimer locks the same inode; the
+guarded file itself is never locked, because a rename (ours or an editor's)
+swaps its inode. flock belongs to the open file description: a second open()
+in the same process contends like another process would. The descriptor is
+close-on-exec; a step's child gets it explicitly (pass_fds) so that the plan
+stays locked until the child's whole tree has exited, even if the daemon died.
+The holder writes who it is into the lock file, for people and `status` only:
+the flock, not the text, is what excludes.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from pathlib import Path
+
+from modulatio_d.core.errors import BadFile
+
+
+def lock_path(path: Path) -> Path:
+    return path.with_suffix(".lock")
+
+
+class FileLock:
+    def __init__(self, path: Path):
+        self.path = path
+        self.fd: int | None = None
+
+    def try_acquire(self) -> bool:
+        """Take the lock without waiting; False when another holder has it."""
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        except OSError as e:
+            raise BadFile(self.path, f"cannot open the lock file: {e.strerror}", None,
+                          "it must be a plain file (not a link) the daemon can write") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self.fd = fd
+        return True
+
+    def note_holder(self, **holder: object) -> None:
+        assert self.fd is not None
+        data = (json.dumps(holder, sort_keys=True) + "\n").encode()
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, data, 0)
+
+    def release(self) -> None:
+        if self.fd is not None:
+            fd, self.fd = self.fd, None
+            os.close(fd)  # closing our last descriptor drops the flock
+
+    def __enter__(self) -> FileLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def is_held(path: Path) -> bool:
+    """Whether someone (another process, or another descriptor here) holds the lock."""
+    if not path.exists():
+        return False
+    probe = FileLock(path)
+    if probe.try_acquire():
+        probe.release()
+        return False
+    return True
+
+
+def holder(path: Path) -> dict:
+    """What the last holder wrote about itself ({} when nothing readable)."""
+    try:
+        return json.loads(path.read_text() or "{}")
+    except (OSError, ValueError):
+        return {}

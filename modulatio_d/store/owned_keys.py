@@ -1,0 +1,95 @@
+"""The daemon's own record of the keys it owns in a plan, and stale-save repair.
+
+`.modulatio/state/<PROJECT>/<plan-id>.json` holds the `rev` of the daemon's
+last write, the values it wrote for its own keys and status, and the status it
+wrote at each rev. Only the holder of the plan's lock writes it, always after
+the plan file, so a crash between the two leaves the file ahead (trusted).
+
+An editor that saves an old buffer puts back an old `rev`. Reading a plan:
+- file rev >= record rev: the file is current; a person's edits are honoured.
+- file rev <  record rev: a stale save. The daemon's keys come back from the
+  record; the person's keys stay as saved. The status stays as saved only if
+  it is one a person may set and differs from what the daemon wrote at that
+  rev (the person changed it in the old buffer); otherwise it comes back too.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from modulatio_d.core.markdown import format_time, parse_time
+from modulatio_d.core.plan import DAEMON_KEYS, PERSON_SETS, Plan
+from modulatio_d.store import atomic
+
+_HISTORY = 64  # status changes remembered: an editor buffer older than that is rare
+
+
+@dataclass
+class Record:
+    rev: int
+    status: str
+    keys: dict[str, Any]
+    status_by_rev: list[tuple[int, str]] = field(default_factory=list)
+
+    def status_at(self, rev: int) -> str | None:
+        found = None
+        for at, status in self.status_by_rev:
+            if at <= rev:
+                found = status
+        return found
+
+
+def load(path: Path) -> Record | None:
+    try:
+        data = json.loads(path.read_text())
+        return Record(rev=int(data["rev"]), status=str(data["status"]), keys=dict(data["keys"]),
+                      status_by_rev=[(int(r), str(s)) for r, s in data.get("status_by_rev", [])])
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # unreadable: the file is trusted as it stands, and the next write mends it
+
+
+def save(path: Path, plan: Plan, previous: Record | None,
+         before: tuple[int, str] | None = None) -> Record:
+    """Record `plan` as written; `before` is (rev, status) of the file it was written over."""
+    history = list(previous.status_by_rev) if previous else []
+    # The status a person's old buffer may still hold: without it, the status of
+    # a file from before the first write would look like the person's own edit.
+    # A stale file (behind the record) says nothing new about its rev: skip it.
+    if before is not None and (previous is None or before[0] >= previous.rev) \
+            and (not history or history[-1][1] != before[1]):
+        history.append(before)
+    if not history or history[-1][1] != plan.status.value:
+        history.append((plan.rev, plan.status.value))
+    record = Record(plan.rev, plan.status.value, plan.own_keys(), history[-_HISTORY:])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Key order kept: a repair rewrites dicts as the daemon wrote them. Times are
+    # turned to text by json's default hook, not by walking the (long) log.
+    atomic.replace(path, json.dumps({
+        "rev": record.rev, "status": record.status, "keys": record.keys,
+        "status_by_rev": record.status_by_rev}, default=_time_text).encode())
+    return record
+
+
+def repairs(plan: Plan, record: Record | None) -> dict[str, Any]:
+    """The keys to write back when `plan` as read is a stale save; {} when it is current."""
+    if record is None or plan.rev >= record.rev:
+        return {}
+    changes = {k: record.keys.get(k) for k in DAEMON_KEYS if k != "rev"}
+    for key in ("execution_started_at", "completed_at"):  # JSON holds them as text
+        changes[key] = parse_time(changes[key])
+    person_changed = plan.status.value != record.status_at(plan.rev)
+    if not (person_changed and plan.status in PERSON_SETS):
+        changes["status"] = record.status
+    changes["rev"] = record.rev
+    return changes
+
+
+def _time_text(value: Any) -> str:
+    if hasattr(value, "isoformat"):
+        return format_time(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")

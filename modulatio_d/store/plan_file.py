@@ -1,0 +1,145 @@
+"""Reading a plan, and writing it back as its lock holder or as a person would.
+
+`read_plan` parses a plan file fully; it is what a scan calls for a plan that
+can be claimed and what validate calls for every plan.
+
+`HeldPlan` is the plan as its lock holder (a daemon, or a command that took
+the lock) sees it. Every write goes through `update`: it splices only the
+changed keys into the bytes last seen on disk, stamps the next `rev`, writes
+atomically, then saves the record. When the file on disk is not what it last
+saw (a person saved), it parses the person's file, repairs a stale save from
+the record and re-applies its own keys to the person's text; a person's
+`paused` or `aborted` beats the holder's status change. When nothing changed,
+no YAML is parsed at all: the in-memory Plan is advanced with the same changes.
+
+`write_as_person` is for a command that finds the lock held: it changes the
+file the way an editor would (no rev, no record) and the holder honours it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from modulatio_d.core import markdown
+from modulatio_d.core.markdown import DELETE
+from modulatio_d.core.plan import Plan, PlanStatus, parse_plan
+from modulatio_d.store import atomic, owned_keys
+from modulatio_d.store.vault import Vault, decode
+
+Notify = Callable[..., None]
+_PERSON_STOPS = (PlanStatus.PAUSED, PlanStatus.ABORTED)
+
+
+@dataclass(frozen=True)
+class ReadPlan:
+    snapshot: atomic.Snapshot
+    plan: Plan
+
+
+def read_plan(vault: Vault, path: Path) -> ReadPlan:
+    snap, text = vault.read(path)
+    return ReadPlan(snap, parse_plan(markdown.load(path, text), expected_id=path.stem))
+
+
+def _as_yaml_values(changes: dict[str, Any]) -> dict[str, Any]:
+    # A daemon key set to None leaves the file rather than being written as null.
+    return {k: (DELETE if v is None else v) for k, v in changes.items()}
+
+
+class HeldPlan:
+    def __init__(self, vault: Vault, path: Path, notify: Notify | None = None):
+        self.vault = vault
+        self.path = path
+        self.project = vault.project_of(path)
+        self.record_path = vault.record_path(self.project, path.stem)
+        self.notify = notify or (lambda *a, **k: None)
+        read = read_plan(vault, path)
+        self.snapshot, self.plan = read.snapshot, read.plan
+        self.record = owned_keys.load(self.record_path)
+        self._repair()
+
+    def _repair(self) -> None:
+        fix = owned_keys.repairs(self.plan, self.record)
+        if fix:
+            self.notify("stale_save_repaired", plan=self.plan.id, file_rev=self.plan.rev,
+                        record_rev=self.record.rev)  # type: ignore[union-attr]
+            self.update(fix)  # the file is unchanged since read: update() would not repair it
+
+    def refresh(self) -> bool:
+        """Re-read the plan if its file changed on disk; True when its content did."""
+        try:
+            if atomic.signature(self.path.stat()) == self.snapshot.signature:
+                return False
+            snap, text = self.vault.read(self.path)
+        except FileNotFoundError:
+            return False  # an editor between rename and write: look again later
+        if snap.raw == self.snapshot.raw:
+            self.snapshot = snap
+            return False
+        # Parse before taking the snapshot: update() splices into the snapshot's bytes
+        # unparsed, so a broken save must never become it (update then waits for a fix).
+        self.plan = parse_plan(markdown.load(self.path, text), expected_id=self.path.stem)
+        self.snapshot = snap
+        self._repair()
+        return True
+
+    def update(self, changes: dict[str, Any]) -> Plan:
+        """Write the holder's `changes` (daemon keys, status) and return the plan after it."""
+        outcome: dict[str, Plan] = {}
+
+        def apply(raw: bytes) -> bytes:
+            text = decode(self.path, raw)
+            mine = dict(changes)
+            if raw == self.snapshot.raw:
+                plan = self.plan
+                new_log, old = mine.get("reflection_log"), plan.reflection_log
+                if isinstance(new_log, list) and old and new_log[:len(old)] == old:
+                    # The file holds exactly our log: add only the new entries' lines.
+                    outcome["append"] = markdown.Append(new_log, start=len(old))
+            else:  # a person saved since we last looked
+                plan = parse_plan(markdown.load(self.path, text), expected_id=self.path.stem)
+                fix = owned_keys.repairs(plan, self.record)
+                if plan.status is not self.plan.status and plan.status in _PERSON_STOPS \
+                        and "status" not in fix:
+                    mine.pop("status", None)
+                mine = {**fix, **mine}
+            rev = max(plan.rev, self.record.rev if self.record else 0) + 1
+            final = {**mine, "rev": rev}
+            outcome["plan"] = plan.with_keys(final)
+            outcome["before"] = plan
+            values = _as_yaml_values(final)
+            if "append" in outcome:
+                values["reflection_log"] = outcome.pop("append")
+            return markdown.set_keys(text, values, self.path).encode()
+
+        self.snapshot = atomic.rewrite(self.path, apply, self.snapshot)
+        self.plan = outcome["plan"]
+        before = outcome["before"]
+        self.record = owned_keys.save(self.record_path, self.plan, self.record,
+                                  before=(before.rev, before.status.value))
+        return self.plan
+
+
+def write_as_person(vault: Vault, path: Path,
+                    changes: dict[str, Any] | Callable[[Plan], dict[str, Any]],
+                    ) -> tuple[Plan, Plan]:
+    """Change a plan whose lock another process holds, the way an editor would.
+
+    `changes` may be a function of the plan as it is on disk at the moment of the
+    write (a status transition must be judged on that, not on an earlier read).
+    Returns the plan before and after.
+    """
+    outcome: dict[str, Plan] = {}
+
+    def apply(raw: bytes) -> bytes:
+        text = decode(path, raw)
+        plan = parse_plan(markdown.load(path, text), expected_id=path.stem)
+        mine = changes(plan) if callable(changes) else changes
+        outcome.update(before=plan, after=plan.with_keys(mine))
+        return markdown.set_keys(text, _as_yaml_values(mine), path).encode()
+
+    atomic.rewrite(path, apply, vault.read(path)[0])
+    return outcome["before"], outcome["after"]

@@ -1,0 +1,222 @@
+"""The one module that knows the vault's folder layout.
+
+    <vault>/.modulatio/config.yaml                 agents, defaults, timezone
+    <vault>/.modulatio/events.jsonl                audit log
+    <vault>/.modulatio/daemons/<host>.<pid>.json   heartbeats
+    <vault>/.modulatio/state/<PROJECT>/<id>.json   the daemon's record of its keys
+    <vault>/<PROJECT>/plans/<id>.md|.lock|.usage.jsonl|.runs/
+    <vault>/<PROJECT>/cron/<id>.md|.lock
+    <vault>/<PROJECT>/tickets/<id>.md
+
+A project is any folder with a valid name holding plans/, cron/ or tickets/.
+Files are read through `Vault.read` (and `decode`), which refuse links out of the vault,
+files over 1 MiB and bytes that are not UTF-8.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+
+from modulatio_d.core import names
+from modulatio_d.core.errors import BadFile, NotFound, UsageError, VaultNotFound
+from modulatio_d.store import atomic
+from modulatio_d.store.atomic import Snapshot
+
+META = ".modulatio"
+SETTLE_S = 2.0
+"""A file changed less than this ago that does not parse is not judged yet: an
+editor may be half way through writing it (VS Code truncates, then writes)."""
+_KINDS = ("plans", "cron", "tickets")
+
+MAX_BYTES = 1024 * 1024
+
+
+class Vault:
+    def __init__(self, root: Path | str):
+        self.root = Path(os.path.realpath(root))
+        self.meta = self.root / META
+
+    def __repr__(self) -> str:
+        return f"Vault({str(self.root)!r})"
+
+    @property
+    def config_path(self) -> Path:
+        return self.meta / "config.yaml"
+
+    @property
+    def events_path(self) -> Path:
+        return self.meta / "events.jsonl"
+
+    @property
+    def daemons_dir(self) -> Path:
+        return self.meta / "daemons"
+
+    def project_dir(self, project: str) -> Path:
+        return self.root / names.check("project code", project)
+
+    def plans_dir(self, project: str) -> Path:
+        return self.project_dir(project) / "plans"
+
+    def cron_dir(self, project: str) -> Path:
+        return self.project_dir(project) / "cron"
+
+    def tickets_dir(self, project: str) -> Path:
+        return self.project_dir(project) / "tickets"
+
+    def plan_path(self, project: str, plan_id: str) -> Path:
+        return self.plans_dir(project) / f"{names.check('plan id', plan_id)}.md"
+
+    def records_dir(self, project: str) -> Path:
+        return self.meta / "state" / names.check("project code", project)
+
+    def record_path(self, project: str, plan_id: str) -> Path:
+        return self.records_dir(project) / f"{plan_id}.json"
+
+    def projects(self) -> list[str]:
+        return [name for name in self._project_like() if names.is_valid(name)]
+
+    def folders(self) -> list[str]:
+        """Every top-level folder with a valid name: the projects, and those that
+        may become one (a person making NEW/ before NEW/plans/)."""
+        try:
+            return sorted(e.name for e in os.scandir(self.root)
+                          if e.is_dir() and names.is_valid(e.name))
+        except FileNotFoundError:
+            return []
+
+    def misnamed_projects(self) -> list[str]:
+        """Folders laid out like a project whose name is not a valid code: never served."""
+        return [name for name in self._project_like()
+                if not names.is_valid(name) and not name.startswith(".")]
+
+    def _project_like(self) -> list[str]:
+        try:
+            entries = sorted(os.scandir(self.root), key=lambda e: e.name)
+        except FileNotFoundError:
+            return []
+        return [e.name for e in entries
+                if e.is_dir() and any(os.path.isdir(os.path.join(e.path, k)) for k in _KINDS)]
+
+    def files(self, project: str, kind: str) -> Iterator[os.DirEntry]:
+        """The `*.md` entries of a project's plans/, cron/ or tickets/ folder."""
+        try:
+            with os.scandir(self.project_dir(project) / kind) as it:
+                for e in it:
+                    if e.name.endswith(".md") and not e.name.startswith("."):
+                        yield e
+        except FileNotFoundError:
+            return
+
+    def find(self, kind: str, item_id: str, project: str | None = None) -> tuple[str, Path]:
+        """(project, path) of a plan, cron entry or ticket by id."""
+        singular = {"plans": "plan", "cron": "cron entry", "tickets": "ticket"}[kind]
+        names.check(f"{singular} id", item_id)
+        for p in [project] if project else self.projects():
+            path = self.project_dir(p) / kind / f"{item_id}.md"
+            if path.exists():
+                return p, path
+        raise NotFound(singular, item_id, f"no {kind}/{item_id}.md in {self.root}")
+
+    def project_of(self, path: Path) -> str:
+        """The project code of a file at <vault>/<PROJECT>/<kind>/<file>."""
+        return Path(os.path.realpath(path)).parent.parent.name
+
+    def read(self, path: Path | str, inside: bool = False) -> tuple[Snapshot, str]:
+        """A vault file's snapshot and text, refusing what must not be read.
+
+        `inside`: the caller already knows the path is no link and its folder is
+        in the vault (the scan checks each folder once), so no realpath is needed.
+        """
+        if not inside:
+            self.check_inside(path)
+        snap = atomic.read(path)
+        return snap, decode(path, snap.raw)
+
+    def check_inside(self, path: Path | str) -> None:
+        real = os.path.realpath(path)
+        if real != str(self.root) and not real.startswith(str(self.root) + os.sep):
+            raise BadFile(path, f"is a link that leads out of the vault (to {real})", None,
+                          "copy the file into the vault instead of linking it")
+
+
+def decode(path: Path | str, raw: bytes) -> str:
+    if len(raw) > MAX_BYTES:
+        raise BadFile(path, f"file is {len(raw)} bytes, more than the {MAX_BYTES} allowed",
+                      None, "move long text out of the plan")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise BadFile(path, f"not UTF-8: byte {raw[e.start]:#04x} at offset {e.start}", line,
+                      "save the file as UTF-8") from None
+
+
+def next_number(prefix: str, folders: Iterable[Path]) -> int:
+    """One more than the highest N of any `<prefix>N` name (N followed by `.`, `-`
+    or the end) in `folders`: how plan, cron and ticket ids are numbered. Callers
+    name every folder where an id leaves a trace (lock files, the daemon's
+    records, kickoffs), so an id once used is never given out again."""
+    numbered = re.compile(re.escape(prefix) + r"(\d+)(?=[.-]|$)")
+    numbers = [0]
+    for folder in folders:
+        try:
+            names_here = os.listdir(folder)
+        except FileNotFoundError:
+            continue
+        numbers += [int(m.group(1)) for n in names_here if (m := numbered.match(n))]
+    return max(numbers) + 1
+
+
+def find_vault(explicit: str | None, environ: Mapping[str, str], cwd: Path) -> Vault:
+    """--vault, else $MODULATIO_VAULT, else the nearest folder holding .modulatio/."""
+    chosen = explicit or environ.get("MODULATIO_VAULT")
+    if chosen:
+        path = Path(chosen).expanduser()
+        if not path.is_dir():
+            raise UsageError(
+                f"vault {path} is not a folder: create it with `modulatio init {path}`")
+        return Vault(path)
+    for folder in [cwd, *cwd.parents]:
+        if (folder / META).is_dir():
+            return Vault(folder)
+    raise VaultNotFound(cwd)
+
+
+def example_source() -> Path:
+    """The example vault shipped in the package, or the checkout's vault-example/."""
+    here = Path(__file__).resolve().parent.parent
+    for candidate in (here / "example", here.parent / "vault-example"):
+        if (candidate / META).is_dir():
+            return candidate
+    raise UsageError("this install has no example vault; reinstall the package")
+
+
+def init(path: Path, example: bool = False) -> Vault:
+    """A new vault at `path` (made if missing); refuses to touch an existing vault."""
+    path = path.expanduser()
+    if (path / META).exists():
+        raise UsageError(
+            f"{path} is already a vault (it has {META}/); use it or pick another folder")
+    if example:
+        if path.exists() and any(path.iterdir()):
+            raise UsageError(f"{path} is not empty: give a new or empty folder for the example")
+        shutil.copytree(example_source(), path, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("*.lock", "*.usage.jsonl", "*.runs",
+                                                      "events.jsonl", "daemons", "state",
+                                                      "__pycache__"))
+    else:
+        (path / META).mkdir(parents=True, exist_ok=True)
+        (path / META / "config.yaml").write_text(_DEFAULT_CONFIG)
+    return Vault(path)
+
+
+_DEFAULT_CONFIG = """\
+# modulatio vault configuration (see docs/config.md)
+# timezone: Europe/Berlin          # for cron entries without their own
+agents:
+  default: {use: mock}             # text-only sub-objectives go to this agent
+"""

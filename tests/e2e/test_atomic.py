@@ -1,0 +1,251 @@
+"""atomic.rewrite against a real second process that saves the file mid-write.
+
+The races are arranged, not hoped for: the `apply` callback (or the exchange
+itself) runs an editor process that saves the file the way vim does (rename the
+original away, write a new file), the way most editors do (write a new file and
+rename it over), or the way VS Code does (truncate and write in place), and
+waits for it to exit. The person's text must survive with our change on top.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from modulatio_d.core import markdown
+from modulatio_d.core.errors import FileChanged
+from modulatio_d.store import atomic
+
+PLAN = """\
+---
+id: P-P-001   # the id
+title: 'Digest'
+status: approved
+sub_objectives: [a, b]
+---
+Body.
+"""
+
+EDITOR = r"""
+import os, sys
+path, style, text = sys.argv[1], sys.argv[2], sys.argv[3].encode()
+real = os.path.realpath(path)       # editors save through a link to its target
+mode = os.stat(real).st_mode & 0o7777
+def fresh(name):
+    fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    os.write(fd, text)
+    os.fsync(fd)
+    os.close(fd)
+if style == "vim":                  # backup by rename, then a new file at the name
+    os.rename(real, real + "~")
+    fresh(real)
+    os.unlink(real + "~")
+elif style == "rename":             # a new file renamed over the old one
+    fresh(real + ".editor-tmp")
+    os.rename(real + ".editor-tmp", real)
+elif style == "vscode":             # truncate and write in place: same inode
+    with open(real, "r+b") as f:
+        f.truncate(0)
+        f.write(text)
+else:
+    raise SystemExit("unknown style " + style)
+"""
+
+STYLES = ["vim", "rename", "vscode"]
+
+
+def editor_save(path: Path, style: str, text: str) -> None:
+    """Save `text` to `path` from another process, as an editor would; wait for it."""
+    subprocess.run([sys.executable, "-c", EDITOR, str(path), style, text], check=True,
+                   timeout=30)
+
+
+def set_status(status: str):
+    def apply(raw: bytes) -> bytes:
+        return markdown.set_keys(raw.decode(), {"status": status}).encode()
+    return apply
+
+
+def person_edit(text: str, n: int = 1) -> str:
+    return text.replace("title: 'Digest'", f"title: 'Digest, edited {n}'") + f"Person line {n}.\n"
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp")
+                  or p.name.endswith("~") or "editor-tmp" in p.name)
+
+
+@pytest.fixture
+def plan(tmp_path: Path) -> Path:
+    path = tmp_path / "plans" / "P-P-001.md"
+    path.parent.mkdir()
+    path.write_text(PLAN)
+    return path
+
+
+def test_plain_rewrite_changes_only_our_key_and_keeps_the_mode(plan):
+    plan.chmod(0o640)
+    inode = plan.stat().st_ino
+    snap = atomic.rewrite(plan, set_status("executing"))
+    assert plan.read_text() == PLAN.replace("status: approved", "status: executing")
+    assert snap.raw == plan.read_bytes() and snap.signature == atomic.signature(plan.stat())
+    assert stat.S_IMODE(plan.stat().st_mode) == 0o640
+    assert plan.stat().st_ino != inode  # a new file renamed in, never written in place
+    assert leftovers(plan.parent) == []
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_a_save_between_read_and_rename_is_kept(plan, style):
+    plan.chmod(0o600)
+    base = atomic.read(plan)
+    person = person_edit(PLAN)
+    seen: list[bytes] = []
+
+    def apply(raw: bytes) -> bytes:
+        seen.append(raw)
+        if len(seen) == 1:  # the person saves while we compute our change
+            editor_save(plan, style, person)
+        return set_status("executing")(raw)
+
+    atomic.rewrite(plan, apply, base)
+
+    assert seen == [PLAN.encode(), person.encode()]  # re-applied to the person's text
+    assert plan.read_text() == person.replace("status: approved", "status: executing")
+    assert stat.S_IMODE(plan.stat().st_mode) == 0o600
+    assert leftovers(plan.parent) == []
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_a_save_landing_inside_the_swap_is_put_back_and_reapplied(plan, style, monkeypatch):
+    if atomic._renameat2 is None:
+        pytest.skip("this kernel or file system has no renameat2(RENAME_EXCHANGE)")
+    real_exchange = atomic._exchange
+    person = person_edit(PLAN)
+    calls = []
+
+    def exchange(a: Path, b: Path) -> bool:
+        calls.append(b)
+        if len(calls) == 1:  # after our check, before our swap
+            editor_save(b, style, person)
+        return real_exchange(a, b)
+
+    monkeypatch.setattr(atomic, "_exchange", exchange)
+    plan.chmod(0o600)
+    atomic.rewrite(plan, set_status("executing"))
+
+    assert len(calls) == 3  # swap, swap back, swap again onto the person's text
+    assert plan.read_text() == person.replace("status: approved", "status: executing")
+    assert stat.S_IMODE(plan.stat().st_mode) == 0o600
+    assert leftovers(plan.parent) == []
+
+
+def test_a_second_save_inside_the_swap_back_wins(plan, monkeypatch):
+    if atomic._renameat2 is None:
+        pytest.skip("this kernel or file system has no renameat2(RENAME_EXCHANGE)")
+    real_exchange = atomic._exchange
+    first, second = person_edit(PLAN, 1), person_edit(PLAN, 2)
+    calls = []
+
+    def exchange(a: Path, b: Path) -> bool:
+        calls.append(b)
+        if len(calls) in (1, 2):
+            editor_save(b, "rename", first if len(calls) == 1 else second)
+        return real_exchange(a, b)
+
+    monkeypatch.setattr(atomic, "_exchange", exchange)
+    atomic.rewrite(plan, set_status("executing"))
+    assert plan.read_text() == second.replace("status: approved", "status: executing")
+    assert leftovers(plan.parent) == []
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_without_renameat2_the_check_before_rename_still_works(plan, style, monkeypatch):
+    monkeypatch.setattr(atomic, "_renameat2", None)
+    person = person_edit(PLAN)
+    calls = []
+
+    def apply(raw: bytes) -> bytes:
+        calls.append(raw)
+        if len(calls) == 1:
+            editor_save(plan, style, person)
+        return set_status("paused")(raw)
+
+    atomic.rewrite(plan, apply)
+    assert plan.read_text() == person.replace("status: approved", "status: paused")
+    assert leftovers(plan.parent) == []
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_a_link_stays_a_link_and_its_target_is_rewritten(tmp_path, style):
+    real = tmp_path / "elsewhere" / "P-P-001.md"
+    real.parent.mkdir()
+    real.write_text(PLAN)
+    real.chmod(0o600)
+    link = tmp_path / "plans" / "P-P-001.md"
+    link.parent.mkdir()
+    link.symlink_to(real)
+    person = person_edit(PLAN)
+    calls = []
+
+    def apply(raw: bytes) -> bytes:
+        calls.append(raw)
+        if len(calls) == 1:
+            editor_save(link, style, person)
+        return set_status("executing")(raw)
+
+    atomic.rewrite(link, apply)
+
+    assert link.is_symlink() and os.readlink(link) == str(real)
+    assert real.read_text() == person.replace("status: approved", "status: executing")
+    assert stat.S_IMODE(real.stat().st_mode) == 0o600
+    assert leftovers(link.parent) == [] and leftovers(real.parent) == []
+
+
+def test_a_file_that_keeps_changing_gives_up_with_the_person_text_in_place(plan):
+    n = 0
+
+    def apply(raw: bytes) -> bytes:
+        nonlocal n
+        n += 1
+        editor_save(plan, "rename", person_edit(PLAN, n))
+        return set_status("executing")(raw)
+
+    with pytest.raises(FileChanged, match=r"changed on disk while it was being written"):
+        atomic.rewrite(plan, apply)
+    assert plan.read_text() == person_edit(PLAN, n)
+    assert leftovers(plan.parent) == []
+
+
+def test_an_error_in_apply_leaves_the_file_alone(plan):
+    before = plan.stat()
+
+    def apply(raw: bytes) -> bytes:
+        raise ValueError("no")
+
+    with pytest.raises(ValueError):
+        atomic.rewrite(plan, apply)
+    assert plan.read_text() == PLAN and plan.stat().st_ino == before.st_ino
+    assert leftovers(plan.parent) == []
+
+
+def test_write_new_never_replaces(tmp_path):
+    path = tmp_path / "X-P-001.md"
+    atomic.write_new(path, b"first", mode=0o640)
+    with pytest.raises(FileExistsError):
+        atomic.write_new(path, b"second")
+    assert path.read_bytes() == b"first"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    assert leftovers(tmp_path) == []
+
+
+def test_replace_writes_a_file_only_we_own(tmp_path):
+    path = tmp_path / "state.json"
+    atomic.replace(path, b"1")
+    atomic.replace(path, b"2", mode=0o600)
+    assert path.read_bytes() == b"2" and stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert leftovers(tmp_path) == []

@@ -1,0 +1,196 @@
+"""`daemon --detach`, `ps` and `stop`, end to end: real `modulatio` processes on a
+real vault, real signals, waits on conditions with deadlines."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+
+import pytest
+from test_status import clean_env, modulatio, plan, write
+from waiting import wait_for
+
+from modulatio_d.ops import detach
+from modulatio_d.store.vault import Vault, init
+
+PY = sys.executable
+WAIT_STEP = "  - title: Wait for release\n    run: [\"sh\", \"-c\", \"{trap}until [ -e release ]; " \
+            "do sleep 0.02; done\"]\n  - title: Then this\n    run: \"true\"\n"
+
+
+def waiting_plan(vault: Vault, plan_id: str = "W-P-001", ignore_term: bool = False) -> None:
+    steps = WAIT_STEP.format(trap="trap '' TERM; " if ignore_term else "")
+    write(vault.plans_dir("W") / f"{plan_id}.md", plan(plan_id, "approved", steps))
+
+
+def release(vault: Vault) -> None:
+    if vault.project_dir("W").is_dir():
+        (vault.project_dir("W") / "release").touch()
+
+
+def plan_status(vault: Vault, plan_id: str) -> str | None:
+    text = (vault.plans_dir("W") / f"{plan_id}.md").read_text()
+    return next((line.split(":", 1)[1].split("#")[0].strip() for line in text.splitlines()
+                 if line.startswith("status:")), None)
+
+
+def ps(vault: Vault) -> list[dict]:
+    result = modulatio("ps", "--json", "--vault", vault.root)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+@pytest.fixture
+def vault(tmp_path):
+    v = init(tmp_path / "vault")
+    yield v
+    # Whatever a failed test left running: kill it, and its steps with it.
+    release(v)
+    for beat in v.daemons_dir.glob("*.json"):
+        pid = int(beat.stem.rsplit(".", 1)[1])
+        if detach.is_modulatio_daemon(pid):
+            os.kill(pid, signal.SIGKILL)
+    info = detach.running(v, 0)
+    if info and detach.is_modulatio_daemon(info.pid):
+        os.kill(info.pid, signal.SIGKILL)
+
+
+def test_detach_second_start_ps_and_stop(vault):
+    waiting_plan(vault)
+    first = modulatio("daemon", "--detach", "--vault", vault.root, "--tick-seconds", "0.3")
+    assert first.returncode == 0, first.stderr
+    assert "started in the background: pid" in first.stdout
+    pid = int(first.stdout.split("pid ")[1].split()[0])
+    assert detach.locked(vault) and detach.running(vault).pid == pid
+    assert (vault.meta / "daemon.pid").read_text() == f"{pid}\n{socket.gethostname()}\n"
+    assert detach.is_modulatio_daemon(pid)
+
+    second = modulatio("daemon", "--detach", "--vault", vault.root)
+    assert second.returncode == 0, second.stderr
+    assert f"already runs on this vault: pid {pid}" in second.stdout
+
+    def running_w() -> dict | None:
+        rows = ps(vault)
+        return rows[0] if rows and rows[0]["active_plan"] == "W-P-001" else None
+
+    row = wait_for(running_w, what="ps to show the detached daemon running W-P-001")
+    assert (row["pid"], row["detached"], row["step"]) == (pid, True, 0)
+    assert row["uptime_s"] >= 0 and row["age_s"] < 30 and row["last_tick"]
+    table = modulatio("ps", "--vault", vault.root).stdout
+    assert str(pid) in table and "detached" in table and "W-P-001" in table
+
+    release(vault)
+    wait_for(lambda: plan_status(vault, "W-P-001") == "completed", what="W-P-001 to complete")
+
+    stopped = modulatio("stop", "--vault", vault.root)
+    assert stopped.returncode == 0, stopped.stderr
+    assert f"detached daemon {pid} stopped" in stopped.stdout
+    assert detach.process_gone(pid) and not detach.locked(vault)
+    assert list(vault.daemons_dir.glob("*.json")) == []  # a clean stop removes its heartbeat
+    log = (vault.meta / "daemon.log").read_text()
+    assert f"daemon {socket.gethostname()}.{pid} started" in log and "daemon stopped" in log
+    assert ps(vault) == []
+
+    again = modulatio("stop", "--vault", vault.root)
+    assert again.returncode == 0 and "no detached daemon runs" in again.stdout
+
+
+def test_stop_kills_a_daemon_that_does_not_stop_in_time(vault):
+    # The step ignores SIGTERM, so the daemon waits its 5 s grace for it: longer
+    # than --timeout. The plan stays executing; the next daemon resumes it.
+    waiting_plan(vault, ignore_term=True)
+    first = modulatio("daemon", "--detach", "--vault", vault.root, "--tick-seconds", "0.3")
+    assert first.returncode == 0, first.stderr
+    pid = detach.running(vault).pid
+    wait_for(lambda: plan_status(vault, "W-P-001") == "executing", what="the claim")
+    wait_for(lambda: (vault.plans_dir("W") / "W-P-001.runs").is_dir(), what="the step")
+
+    stopped = modulatio("stop", "--timeout", "0.3", "--vault", vault.root)
+    assert stopped.returncode == 0, stopped.stderr
+    assert f"detached daemon {pid} did not stop within 0.3s: killed" in stopped.stdout
+    assert detach.process_gone(pid) and not detach.locked(vault)
+    assert plan_status(vault, "W-P-001") == "executing"
+
+
+def test_stop_leaves_a_foreground_daemon_alone_unless_all(vault):
+    waiting_plan(vault)
+    fg = subprocess.Popen([PY, "-m", "modulatio_d", "daemon", "--vault", str(vault.root),
+                           "--tick-seconds", "0.3"], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL, env=clean_env())
+    try:
+        rows = wait_for(lambda: [r for r in ps(vault) if r["active_plan"] == "W-P-001"],
+                          what="the foreground daemon in ps")
+        assert [(r["pid"], r["detached"]) for r in rows] == [(fg.pid, False)]
+
+        alone = modulatio("stop", "--vault", vault.root)
+        assert alone.returncode == 0 and "no detached daemon runs" in alone.stdout
+        assert f"daemon {fg.pid} still runs on this vault" in alone.stderr
+        assert fg.poll() is None
+
+        stopped = modulatio("stop", "--all", "--vault", vault.root)
+        assert stopped.returncode == 0, stopped.stderr
+        assert f"daemon {fg.pid} stopped" in stopped.stdout
+        assert fg.wait(timeout=10) == 0  # SIGTERM: a clean stop
+        assert plan_status(vault, "W-P-001") == "executing"  # left for the next daemon
+    finally:
+        if fg.poll() is None:
+            fg.kill()
+            fg.wait()
+
+
+def test_a_pid_file_nobody_locks_is_never_acted_on(vault):
+    bystander = subprocess.Popen([PY, "-c", "import sys; sys.stdin.read()"],
+                                 stdin=subprocess.PIPE)
+    try:
+        write(vault.meta / "daemon.pid", f"{bystander.pid}\n{socket.gethostname()}\n")
+        result = modulatio("stop", "--vault", vault.root)
+        assert result.returncode == 0 and "no detached daemon runs" in result.stdout
+        assert bystander.poll() is None
+        assert modulatio("ps", "--vault", vault.root).stdout.strip() == \
+            "no daemon runs on this vault"
+    finally:
+        bystander.stdin.close()
+        bystander.wait(timeout=10)
+
+
+def test_a_locked_pid_file_naming_another_program_is_not_acted_on(vault):
+    # Whoever writes the vault can write the pid file and hold its lock: `stop`
+    # still signals only a process whose command line is a modulatio daemon's.
+    holder = subprocess.Popen(
+        [PY, "-c", ("import fcntl, os, sys; f = open(sys.argv[1], 'w'); "
+                    "fcntl.flock(f, fcntl.LOCK_EX); f.write(f'{os.getpid()}\\n'); f.flush(); "
+                    "print('locked', flush=True); sys.stdin.read()"),
+         str(vault.meta / "daemon.pid")], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        text=True)
+    try:
+        assert holder.stdout.readline() == "locked\n"
+        result = modulatio("stop", "--vault", vault.root)
+        assert result.returncode == 1
+        assert f"names pid {holder.pid}, which is not a modulatio daemon" in result.stderr
+        assert holder.poll() is None
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=10)
+        holder.stdout.close()
+
+
+def test_a_daemon_that_dies_while_starting_is_reported_with_its_log(vault):
+    (vault.meta / "daemons").touch()  # a file where its heartbeat folder must be
+    result = modulatio("daemon", "--detach", "--vault", vault.root)
+    assert result.returncode == 1
+    assert "exited with 3 while starting" in result.stderr
+    assert ".modulatio/daemons" in result.stderr and "Not a directory" in result.stderr
+    assert not detach.locked(vault)
+
+
+def test_detach_with_once_finishes_the_work_in_the_background(vault):
+    write(vault.plans_dir("W") / "W-P-002.md", plan("W-P-002", "approved",
+                                                    "  - title: Quick\n    run: \"true\"\n"))
+    result = modulatio("daemon", "--detach", "--once", "--vault", vault.root)
+    assert result.returncode == 0, result.stderr
+    wait_for(lambda: not detach.locked(vault), what="the --once daemon to exit")
+    assert plan_status(vault, "W-P-002") == "completed"

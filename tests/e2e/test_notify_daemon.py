@@ -1,0 +1,150 @@
+"""A real `modulatio daemon` under a real notify socket, as systemd runs it with
+Type=notify and WatchdogSec=: an AF_UNIX datagram socket in tmp_path named by
+NOTIFY_SOCKET, WATCHDOG_USEC in the daemon's environment, SIGTERM to stop it.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+from test_status import clean_env, plan, write
+from waiting import wait_for
+
+from modulatio_d.store.vault import init
+
+PY = sys.executable
+
+
+class Receiver:
+    def __init__(self, path: str):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(path)
+        self.sock.setblocking(False)
+        self.messages: list[str] = []
+
+    def drain(self) -> list[str]:
+        while True:
+            try:
+                self.messages.append(self.sock.recv(4096).decode())
+            except BlockingIOError:
+                return self.messages
+
+    def has(self, message: str) -> bool:
+        return message in self.drain()
+
+
+@pytest.fixture
+def receiver(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("n")  # short: a socket path holds at most 107 bytes
+    path = str(folder / "notify")
+    assert len(path) < 100, path
+    r = Receiver(path)
+    yield r, path
+    r.sock.close()
+
+
+def test_daemon_sends_ready_watchdog_status_and_stopping(tmp_path, receiver):
+    recv, path = receiver
+    vault = init(tmp_path / "vault")
+    # A step that runs until released: the watchdog must keep being fed while it runs.
+    write(vault.plans_dir("N") / "N-P-001.md", plan(
+        "N-P-001", "approved",
+        "  - title: Long step\n"
+        "    run: [\"sh\", \"-c\", \"until [ -e release ]; do sleep 0.02; done\"]\n"))
+    env = clean_env(NOTIFY_SOCKET=path, WATCHDOG_USEC="600000")  # ping at least every 0.3 s
+    daemon = subprocess.Popen([PY, "-m", "modulatio_d", "daemon", "--vault", str(vault.root),
+                               "--tick-seconds", "0.2"], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: recv.has("READY=1"), what="READY=1")
+        wait_for(lambda: recv.has("STATUS=N/N-P-001 step 1/1: Long step"), what="STATUS of the step")
+        # While the step runs, the watchdog keeps being fed from the step loop.
+        seen = len(recv.drain())
+        wait_for(lambda: recv.drain()[seen:].count("WATCHDOG=1") >= 3,
+                   what="three WATCHDOG=1 during the step")
+        assert daemon.poll() is None
+        (vault.project_dir("N") / "release").touch()
+        wait_for(lambda: "STATUS=idle" in recv.drain()[seen:], what="idle again")
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=20) == 0
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait()
+        err = daemon.stderr.read().decode()
+        daemon.stderr.close()
+    msgs = recv.drain()
+    assert msgs[-1] == "STOPPING=1", (msgs[-5:], err)
+    assert msgs.count("READY=1") == 1 and msgs.count("STOPPING=1") == 1
+    ready = msgs.index("READY=1")
+    assert "WATCHDOG=1" in msgs[:ready]  # the first tick pings before it says ready
+    assert ready < msgs.index("STATUS=N/N-P-001 step 1/1: Long step")
+    assert all(m.split("=", 1)[0] in ("READY", "STATUS", "WATCHDOG", "STOPPING") for m in msgs)
+    assert "cannot notify systemd" not in err
+
+
+def test_no_notify_socket_means_no_messages_and_a_normal_run(tmp_path, receiver):
+    recv, _ = receiver
+    vault = init(tmp_path / "vault")
+    write(vault.plans_dir("N") / "N-P-001.md",
+          plan("N-P-001", "approved", "  - title: Quick\n    run: \"true\"\n"))
+    t0 = time.monotonic()
+    done = subprocess.run([PY, "-m", "modulatio_d", "daemon", "--vault", str(vault.root),
+                           "--once"], env=clean_env(WATCHDOG_USEC="600000"),
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert time.monotonic() - t0 < 30
+    assert recv.drain() == []
+
+
+# --- `modulatio systemd-unit`: the unit that runs this daemon ---------------------------------
+
+def systemd_unit(*argv: str, cwd, env=None) -> tuple[int, str, str]:
+    import io
+
+    from modulatio_d import cli
+
+    out, err = io.StringIO(), io.StringIO()
+    code = cli.main(["systemd-unit", *argv], cli.Context(environ=env or {}, cwd=cwd, out=out,
+                                                         err=err))
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_systemd_unit_fills_in_this_python_and_the_vault(tmp_path):
+    import os
+
+    vault = init(tmp_path / "my vault")
+    code, text, err = systemd_unit("--vault", "my vault", cwd=tmp_path)
+    assert code == 0 and err == ""
+    lines = text.splitlines()
+    python = os.path.abspath(sys.executable)
+    assert (f"ExecStart={python} -m modulatio_d daemon --vault ${{MODULATIO_VAULT}} "
+            f"$MODULATIO_DAEMON_ARGS") in lines
+    assert f'Environment="MODULATIO_VAULT={vault.root}"' in lines
+    assert f'ReadWritePaths="{vault.root}"' in lines
+    assert "Type=notify" in lines and "User=modulatio" in lines
+
+
+def test_systemd_unit_user_and_instances_and_the_vault_found_from_here(tmp_path):
+    vault = init(tmp_path / "v")
+    code, text, _ = systemd_unit("--user", "--instances", cwd=vault.root / ".modulatio")
+    assert code == 0
+    assert text.startswith("# Rendered for a user manager")
+    assert "modulatio daemon %i" in text
+    assert not any(line.startswith("User=") for line in text.splitlines())
+    assert f"Environment=MODULATIO_VAULT={vault.root}" in text.splitlines()
+    code, text, _ = systemd_unit(cwd=tmp_path, env={"MODULATIO_VAULT": str(vault.root)})
+    assert code == 0 and f"ReadWritePaths={vault.root}" in text.splitlines()
+
+
+def test_systemd_unit_without_a_vault(tmp_path):
+    code, _, err = systemd_unit(cwd=tmp_path)
+    assert code == 1 and "no vault found" in err
+    code, text, err = systemd_unit("--vault", str(tmp_path / "later"), cwd=tmp_path)
+    assert code == 0 and "is not a vault yet" in err
+    assert f"Environment=MODULATIO_VAULT={tmp_path}/later" in text.splitlines()

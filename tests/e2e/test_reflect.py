@@ -1,0 +1,110 @@
+"""The decision after each attempt: the default reflector over every outcome, `retries`
+and `on_failure`; command reflectors (and their failures); a plan's reflector with a real
+daemon."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import pytest
+from daemon_helpers import plan, write_plan
+
+from modulatio_d.core.plan import OnFailure, StepKind, SubObjective
+from modulatio_d.daemon.reflect import Decision, Outcome, decide, default
+
+pytest_plugins = ("daemon_helpers",)  # the dvault and daemons fixtures
+pytestmark = pytest.mark.timeout(30)
+
+FAILING = [Outcome.FAILED, Outcome.TIMEOUT, Outcome.ERROR]
+AFTER_RETRIES = {OnFailure.PAUSE: Decision.PAUSE, OnFailure.ABORT: Decision.ABORT,
+                 OnFailure.CONTINUE: Decision.CONTINUE}
+
+
+def step(retries: int = 0, on_failure: OnFailure = OnFailure.PAUSE) -> SubObjective:
+    return SubObjective(index=2, title="t", kind=StepKind.RUN, run="x", retries=retries,
+                        on_failure=on_failure)
+
+
+@pytest.mark.parametrize("outcome, retries, on_failure",
+                         list(itertools.product(list(Outcome), [0, 1, 3], list(OnFailure))))
+def test_default_for_every_outcome_retries_and_on_failure(outcome, retries, on_failure):
+    s = step(retries, on_failure)
+    if outcome is Outcome.OK:
+        for failures in range(retries + 3):  # earlier failures do not matter once it works
+            assert default(s, outcome, failures).decision is Decision.CONTINUE
+        return
+    # Any other outcome is a failed attempt: retried while retries remain...
+    # (aborted and interrupted never reach a reflector: the runner decides those itself)
+    decisions = [default(s, outcome, n).decision for n in range(1, retries + 3)]
+    assert decisions[:retries] == [Decision.RETRY] * retries
+    # ... then on_failure decides, for that attempt and any later one.
+    assert decisions[retries:] == [AFTER_RETRIES[on_failure]] * 2
+    verdict = default(s, outcome, retries + 1)
+    assert f"{outcome} after {retries + 1} attempt(s); on_failure: {on_failure}" == verdict.reason
+
+
+def test_retry_reason_counts_the_retries():
+    assert default(step(2), Outcome.TIMEOUT, 1).reason == "attempt failed (timeout); retry 1 of 2"
+
+
+ATTEMPT = {"index": 2, "title": "t", "attempt": 1, "outcome": "failed", "exit": "exit 1"}
+
+
+def ask(reflector: str, outcome: Outcome = Outcome.FAILED, retries: int = 0, tmp_path=None):
+    return decide(reflector, step(retries), outcome, 1, dict(ATTEMPT), str(tmp_path or "/"),
+                  {"PATH": "/usr/bin:/bin"})
+
+
+def test_command_reflector_decides_and_sees_the_attempt(tmp_path):
+    seen = tmp_path / "seen.json"
+    v = ask(f"cat > {seen}; echo noise; "
+            "echo '{\"decision\": \"revise-major\", \"reason\": \"rethink it\"}'",
+            retries=1, tmp_path=tmp_path)
+    assert (v.decision, v.reason) == (Decision.REVISE_MAJOR, "rethink it")
+    sent = json.loads(seen.read_text())
+    assert sent == {**ATTEMPT, "default_decision": "retry"}
+
+
+@pytest.mark.parametrize("reflector", [
+    "exit 3",                                         # fails
+    "echo not json",                                  # nonsense
+    "echo '{\"reason\": \"no decision\"}'",            # no decision
+    "echo '{\"decision\": \"explode\"}'",              # unknown decision
+    "echo '[\"continue\"]'",                           # not an object
+    "true",                                           # prints nothing
+    "plugin:no-such-reflector",                       # plugin not installed
+])
+def test_broken_reflector_falls_back_to_the_default(reflector, caplog):
+    v = ask(reflector, retries=1)
+    assert v.decision is Decision.RETRY
+    assert any("the default decides" in r.getMessage() for r in caplog.records)
+
+
+def test_no_reflector_is_the_default():
+    assert ask("", Outcome.OK).decision is Decision.CONTINUE
+    assert ask(None, Outcome.FAILED).decision is Decision.PAUSE
+
+
+def test_plan_reflector_with_a_daemon(dvault, daemons):
+    """A plan's reflector answers revise-major for a failed step: paused, critical ticket."""
+    script = dvault.root / "tools" / "reflect.sh"
+    script.write_text('read -r attempt\n'
+                      'case "$attempt" in\n'
+                      '  *\'"outcome": "ok"\'*) d=continue;;\n'
+                      '  *) d=revise-major;;\n'
+                      'esac\n'
+                      'echo "{\\"decision\\": \\"$d\\", \\"reason\\": \\"said the script\\"}"\n')
+    write_plan(dvault, "P-P-001", [{"title": "fine", "run": "true"},
+                                   {"title": "bad", "run": "exit 1", "retries": 3},
+                                   {"title": "never", "run": "touch never"}],
+               extra=f'reflector: "sh {script}"')
+    d = daemons("--once")
+    assert d.wait(15) == 0, d.log()
+    p = plan(dvault, "P-P-001")
+    assert p.status.value == "paused" and p.current_index == 1
+    assert [(e["outcome"], e["decision"]) for e in p.reflection_log] == [
+        ("ok", "continue"), ("failed", "revise-major")]  # no retries: the reflector said so
+    assert "said the script" in p.last_error
+    text = next((dvault.root / "P" / "tickets").glob("*.md")).read_text()
+    assert "severity: critical" in text
