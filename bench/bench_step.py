@@ -23,8 +23,8 @@ import time
 from pathlib import Path
 
 from modulatio_d.daemon.child import Child, Launch
+from modulatio_d.ops.init import init
 from modulatio_d.store import atomic, usage
-from modulatio_d.store.vault import init
 
 STEPS = int(os.environ.get("BENCH_STEPS", "200"))
 ENTRY_BYTES = 230            # one reflection_log line as the daemon writes it (measured)

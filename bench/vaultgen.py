@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from modulatio_d.store.vault import init
+from modulatio_d.ops.init import init
 
 _PLAN = """---
 id: {id}

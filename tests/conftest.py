@@ -11,13 +11,14 @@ import pytest
 from waiting import wait_for
 
 from modulatio_d import cli
+from modulatio_d.ops.init import init
 from modulatio_d.store import vault as vault_mod
 
 
 @pytest.fixture
 def vault(tmp_path: Path) -> vault_mod.Vault:
-    """A new, empty vault made by `modulatio_d.store.vault.init` in a real folder."""
-    return vault_mod.init(tmp_path / "vault")
+    """A new, empty vault made by `modulatio_d.ops.init.init` in a real folder."""
+    return init(tmp_path / "vault")
 
 
 @dataclass

@@ -62,16 +62,17 @@ def register(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -
 
 
 def run_add(args, ctx) -> int:
-    from modulatio_d.core import cron
-    from modulatio_d.store import cron_entries
-    from modulatio_d.store.events import EventLog, utcnow
+    from modulatio_d.core.times import utcnow
+    from modulatio_d.ops import cron
+    from modulatio_d.store.events import EventLog
+    from modulatio_d.store.zones import host_zone
 
     vault = ctx.vault(args)
     overlap = args.overlap or "skip"
-    entry = cron_entries.add_entry(
+    entry = cron.add_entry(
         vault, args.project, args.objective, args.schedule, utcnow(), timezone=args.timezone,
         steps=args.steps, template=args.template, catch_up=args.catch_up, overlap=overlap,
-        approve=not args.draft, host_zone=cron.host_zone(ctx.environ))
+        approve=not args.draft, host_zone=host_zone(ctx.environ))
     EventLog(vault.events_path)("cron_added", project=entry.project, cron=entry.id,
                                 schedule=entry.schedule, timezone=entry.timezone)
     if args.catch_up == "all" and args.overlap is None:
@@ -83,12 +84,11 @@ def run_add(args, ctx) -> int:
 
 
 def run_list(args, ctx) -> int:
-    from modulatio_d.core import cron
-    from modulatio_d.store import cron_entries
-    from modulatio_d.store.events import utcnow
+    from modulatio_d.core.times import utcnow
+    from modulatio_d.ops import cron
+    from modulatio_d.store.zones import host_zone
 
-    rows = cron_entries.entry_rows(ctx.vault(args), utcnow(), cron.host_zone(ctx.environ),
-                               args.project)
+    rows = cron.entry_rows(ctx.vault(args), utcnow(), host_zone(ctx.environ), args.project)
     if args.json:
         ctx.print(json.dumps(rows, indent=2))
         return 0
@@ -104,22 +104,22 @@ def run_list(args, ctx) -> int:
 
 
 def run_remove(args, ctx) -> int:
-    from modulatio_d.store import cron_entries
+    from modulatio_d.ops import cron
     from modulatio_d.store.events import EventLog
 
     vault = ctx.vault(args)
-    path = cron_entries.remove_entry(vault, args.id)
+    path = cron.remove_entry(vault, args.id)
     EventLog(vault.events_path)("cron_removed", project=vault.project_of(path), cron=args.id)
     ctx.print(f"removed {args.id} (its kickoff plans stay)")
     return 0
 
 
 def run_enable(args, ctx) -> int:
-    from modulatio_d.store import cron_entries
+    from modulatio_d.ops import cron
     from modulatio_d.store.events import EventLog
 
     vault = ctx.vault(args)
-    entry, changed = cron_entries.set_enabled(vault, args.id, args.enabled)
+    entry, changed = cron.set_enabled(vault, args.id, args.enabled)
     state = "enabled" if entry.enabled else "disabled"
     if changed:
         EventLog(vault.events_path)(f"cron_{state}", project=entry.project, cron=entry.id)
@@ -130,36 +130,30 @@ def run_enable(args, ctx) -> int:
 def run_next(args, ctx) -> int:
     from datetime import UTC
 
-    from modulatio_d.core import cron, markdown
     from modulatio_d.core.errors import UsageError
-    from modulatio_d.store import cron_entries
-    from modulatio_d.store.events import utcnow
+    from modulatio_d.core.times import parse_time, utcnow
+    from modulatio_d.ops import cron
+    from modulatio_d.store.zones import host_zone
 
     vault = ctx.vault(args)
     if args.n < 1:
         raise UsageError(f"-n {args.n}: give at least 1")
     after = utcnow()
     if args.after:
-        after = markdown.parse_time(args.after)
+        after = parse_time(args.after)
         if after is None:
             raise UsageError(f"--after {args.after!r} is not an ISO time such as "
                              f"2025-03-29T12:00:00+01:00")
-    _, path = vault.find("cron", args.id)
-    entry = cron_entries.read_entry(vault, path)
-    zone = cron_entries.zone_of(entry, None if entry.timezone else cron_entries.vault_zone(vault),
-                            cron.host_zone(ctx.environ))
-    times = cron.next_fires(entry.expr, zone, after, args.n)
-    rows = [{"local": t.isoformat(), "utc": markdown.format_time(t),
-             "kickoff": cron.kickoff_id(entry.id, t)} for t in times]
+    p = cron.preview(vault, args.id, after, args.n, host_zone(ctx.environ))
+    rows = p.fires()
     if args.json:
-        ctx.print(json.dumps({"id": entry.id, "timezone": str(getattr(zone, "key", zone)),
-                              "enabled": entry.enabled, "fires": rows}, indent=2))
+        ctx.print(json.dumps({"id": p.entry.id, "timezone": str(getattr(p.zone, "key", p.zone)),
+                              "enabled": p.entry.enabled, "fires": rows}, indent=2))
         return 0
-    if not entry.enabled:
-        ctx.err.write(f"modulatio: note: {entry.id} is disabled: it fires nothing until "
+    if not p.entry.enabled:
+        ctx.err.write(f"modulatio: note: {p.entry.id} is disabled: it fires nothing until "
                       "enabled\n")
-    for r, t in zip(rows, times, strict=True):
+    for r, t in zip(rows, p.times, strict=True):
         ctx.print(f"{t.strftime('%a')} {r['local']}  {t.astimezone(UTC).strftime('%a')} "
                   f"{r['utc']}")
     return 0
-

@@ -66,8 +66,8 @@ def run_daemon(args, ctx) -> int:
     if not args.detach:
         signal.signal(signal.SIGTERM, _stop_before_start)  # Daemon.run installs its own
     from modulatio_d.core import names
+    from modulatio_d.core.times import utcnow
     from modulatio_d.daemon.loop import Daemon
-    from modulatio_d.store.events import utcnow
 
     if args.tick_seconds <= 0:
         from modulatio_d.core.errors import UsageError

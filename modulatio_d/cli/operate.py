@@ -53,8 +53,9 @@ def _isatty(stream) -> bool:
 
 
 def run_status(args, ctx) -> int:
-    from modulatio_d.ops.survey import render, survey
-    from modulatio_d.store.events import utcnow
+    from modulatio_d.core.times import utcnow
+    from modulatio_d.ops.status_text import render
+    from modulatio_d.ops.survey import survey
 
     s = survey(ctx.vault(args), utcnow(), ctx.environ)
     if args.json:
@@ -65,8 +66,8 @@ def run_status(args, ctx) -> int:
 
 
 def run_metrics(args, ctx) -> int:
+    from modulatio_d.core.times import utcnow
     from modulatio_d.ops.metrics import text
-    from modulatio_d.store.events import utcnow
 
     data = text(ctx.vault(args), utcnow(), ctx.environ)
     if args.output:
@@ -84,8 +85,9 @@ def run_metrics(args, ctx) -> int:
 
 
 def run_ps(args, ctx) -> int:
+    from modulatio_d.core.times import utcnow
     from modulatio_d.ops import detach, survey
-    from modulatio_d.store.events import utcnow
+    from modulatio_d.ops.status_text import duration
 
     vault = ctx.vault(args)
     rows = detach.ps(vault, survey.daemons(vault, utcnow()))
@@ -98,8 +100,8 @@ def run_ps(args, ctx) -> int:
     ctx.print(f"{'PID':<8} {'HOST':<16} {'UPTIME':<8} {'LAST TICK':<10} {'MODE':<9} "
               f"{'ACTIVE PLAN':<24} STEP")
     for r in rows:
-        last = "starting" if r.get("starting") else f"{survey.duration(r['age_s'])} ago"
-        ctx.print(f"{r['pid']:<8} {r['host']:<16} {survey.duration(r['uptime_s']):<8} "
+        last = "starting" if r.get("starting") else f"{duration(r['age_s'])} ago"
+        ctx.print(f"{r['pid']:<8} {r['host']:<16} {duration(r['uptime_s']):<8} "
                   f"{last:<10} {'detached' if r['detached'] else '':<9} "
                   f"{r['active_plan'] or '-':<24} {'-' if r['step'] is None else r['step']}")
     return 0

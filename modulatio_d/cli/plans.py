@@ -55,8 +55,9 @@ def register(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -
 
 
 def run_new(args, ctx) -> int:
+    from modulatio_d.core.times import utcnow
     from modulatio_d.ops.plans import new_plan
-    from modulatio_d.store.events import EventLog, utcnow
+    from modulatio_d.store.events import EventLog
 
     vault = ctx.vault(args)
     plan_id, path = new_plan(vault, args.project, args.title, args.steps, args.approve, utcnow())
@@ -67,8 +68,9 @@ def run_new(args, ctx) -> int:
 
 
 def run_action(args, ctx) -> int:
-    from modulatio_d.ops.plans import change_status
-    from modulatio_d.store.events import EventLog, utcnow
+    from modulatio_d.core.times import utcnow
+    from modulatio_d.store.events import EventLog
+    from modulatio_d.store.plan_file import change_status
 
     vault = ctx.vault(args)
     plan = change_status(vault, args.id, args.action, utcnow(), EventLog(vault.events_path))

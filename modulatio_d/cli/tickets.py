@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
@@ -23,23 +22,9 @@ def register(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -
 
 
 def run_list(args, ctx) -> int:
-    from modulatio_d.core.errors import BadFile
-    from modulatio_d.store.tickets import read_ticket
+    from modulatio_d.ops.tickets import ticket_rows
 
-    vault = ctx.vault(args)
-    rows = []
-    for project in vault.projects():
-        for entry in sorted(vault.files(project, "tickets"), key=lambda e: e.name):
-            try:
-                t = read_ticket(vault, Path(entry.path))
-            except BadFile as e:
-                rows.append({"id": entry.name[:-3], "project": project, "error": str(e)})
-                continue
-            if t.open or args.all:
-                rows.append({"id": t.id, "project": project, "plan": t.plan,
-                             "severity": t.severity.value, "decision": t.decision.value,
-                             "open": t.open, "reason": t.reason,
-                             "created_at": t.created_at.isoformat() if t.created_at else None})
+    rows = ticket_rows(ctx.vault(args), closed_too=args.all)
     if args.json:
         ctx.print(json.dumps(rows, indent=2))
     for r in [] if args.json else rows:
@@ -52,13 +37,14 @@ def run_list(args, ctx) -> int:
 
 
 def run_decide(args, ctx) -> int:
-    from modulatio_d.store.events import EventLog, utcnow
-    from modulatio_d.store.tickets import TicketDecision, apply_decisions, set_decision
+    from modulatio_d.core.times import utcnow
+    from modulatio_d.ops.tickets import decide
+    from modulatio_d.store.events import EventLog
+    from modulatio_d.store.tickets import TicketDecision
 
     vault = ctx.vault(args)
-    ticket = set_decision(vault, args.id, TicketDecision(args.decision))
-    project = vault.project_of(ticket.path)
-    apply_decisions(vault, project, EventLog(vault.events_path), utcnow())
+    ticket = decide(vault, args.id, TicketDecision(args.decision), utcnow(),
+                    EventLog(vault.events_path))
     ctx.print(f"{ticket.id}: {args.decision}d; plan {ticket.plan} "
               f"{'resumes' if args.decision == 'approve' else 'is aborted'}")
     return 0

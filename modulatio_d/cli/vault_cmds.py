@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -
 
 
 def run_init(args: argparse.Namespace, ctx) -> int:
-    from modulatio_d.store.vault import init
+    from modulatio_d.ops.init import init
 
     vault = init(args.path, example=args.example)
     ctx.print(f"vault ready at {vault.root}")

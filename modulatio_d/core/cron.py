@@ -23,6 +23,8 @@ Rules:
   second call with it never fires the same time again.
 - Exactly-once across daemons is the caller's part: kickoff_id() gives each
   scheduled instant its own plan id, created with O_EXCL.
+- Which zone an entry fires in (its own, the vault config's, the host's) is
+  decided by store/zones.py, which reads the config and the host.
 Instants are compared in UTC: Python compares two datetimes that share a
 tzinfo by wall clock alone, ignoring fold.
 """
@@ -32,9 +34,8 @@ from __future__ import annotations
 import difflib
 import enum
 import itertools
-import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
@@ -168,7 +169,7 @@ def _problem(fields: list[str]) -> str | None:
 
 def parse_zone(name: str) -> ZoneInfo:
     """Return the IANA time zone `name` (e.g. Europe/Berlin, UTC), or raise ValueError."""
-    zone = _zone(name)
+    zone = find_zone(name)
     if zone is None:
         close = difflib.get_close_matches(name, available_timezones() - {"localtime"}, n=1)
         hint = f'did you mean "{close[0]}"? ' if close else ""
@@ -178,33 +179,9 @@ def parse_zone(name: str) -> ZoneInfo:
     return zone
 
 
-def host_zone(
-    environ: Mapping[str, str] | None = None, localtime: str = "/etc/localtime"
-) -> tzinfo:
-    """The host's zone: $TZ if it names a zone or a tzfile, else /etc/localtime, else UTC.
-
-    A TZ holding a POSIX rule ("CET-1CEST,M3.5.0,M10.5.0/3") is not understood and
-    is passed over. A tzfile is named by the zone its path (after symlinks) ends in.
-    """
-    tz = (os.environ if environ is None else environ).get("TZ", "").removeprefix(":")
-    for candidate in ([tz] if tz else []) + [localtime]:
-        if not candidate.startswith("/"):
-            zone = _zone(candidate)
-        else:
-            zone = _zone(os.path.realpath(candidate).partition("/zoneinfo/")[2])
-            if zone is None:
-                try:
-                    with open(candidate, "rb") as f:
-                        zone = ZoneInfo.from_file(f, key=candidate)
-                except (OSError, ValueError):
-                    pass
-        if zone is not None:
-            return zone
-    return UTC
-
-
-def _zone(name: str) -> ZoneInfo | None:
-    # "localtime" and "posixrules" load on Debian but name whatever the host has.
+def find_zone(name: str) -> ZoneInfo | None:
+    """The IANA zone `name`, or None; never "localtime" or "posixrules", which load on
+    Debian but name whatever the host has."""
     if name in ("localtime", "posixrules"):
         return None
     try:

@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from modulatio_d.core import names
-from modulatio_d.core.errors import BadFile, TransitionRefused
-from modulatio_d.core.markdown import Document, parse_time, plain
+from modulatio_d.core.errors import TransitionRefused
+from modulatio_d.core.markdown import Document, FileFault, plain
+from modulatio_d.core.times import parse_time
 
 
 class PlanStatus(StrEnum):
@@ -171,64 +172,53 @@ def parse_duration(value: object) -> float:
     raise ValueError(f"{value!r} is not a duration: write seconds or a string like 90s, 10m, 2h")
 
 
-class _Checker:
-    """Builds BadFile errors that point at the line of the key at fault."""
-
-    def __init__(self, doc: Document):
-        self.doc = doc
-
-    def fail(self, reason: str, key: str | None = None, line: int | None = None, hint: str = ""):
-        raise BadFile(self.doc.path, reason, line or (self.doc.line_of(key) if key else None) or
-                      self.doc.head_line, hint)
-
-
 def parse_plan(doc: Document, expected_id: str | None = None) -> Plan:
     """A Plan from a loaded document; `expected_id` is the file name's stem."""
-    data, c = doc.data, _Checker(doc)
+    data, fail = doc.data, doc.fault()
     plan_id = data.get("id", expected_id)
     if not isinstance(plan_id, str) or not names.is_valid(plan_id):
-        c.fail(f"id {plan_id!r} is not a valid name", "id",
-               hint="use letters, digits, '_', '-' and '.', starting with a letter, digit or '_'")
+        fail(f"id {plan_id!r} is not a valid name", "id",
+             hint="use letters, digits, '_', '-' and '.', starting with a letter, digit or '_'")
     if expected_id is not None and plan_id != expected_id:
-        c.fail(f"id {plan_id!r} differs from the file name {expected_id!r}", "id",
-               hint=f"set id: {expected_id} or rename the file to {plan_id}.md")
+        fail(f"id {plan_id!r} differs from the file name {expected_id!r}", "id",
+             hint=f"set id: {expected_id} or rename the file to {plan_id}.md")
     raw_status = data.get("status", "draft")
     try:
         status = PlanStatus(str(raw_status))
     except ValueError:
-        c.fail(f"unknown status {raw_status!r}", "status",
-               hint="use one of " + ", ".join(s.value for s in PlanStatus))
+        fail(f"unknown status {raw_status!r}", "status",
+             hint="use one of " + ", ".join(s.value for s in PlanStatus))
     steps = data.get("sub_objectives")
     if not isinstance(steps, list) or not steps:
         what = "missing" if steps is None else "empty" if steps == [] else "not a list"
-        c.fail(f"sub_objectives is {what}", "sub_objectives" if "sub_objectives" in data else None,
-               hint="list the steps under sub_objectives:, one '- ' line each")
-    subs = tuple(_parse_step(c, doc, steps, i) for i in range(len(steps)))
+        fail(f"sub_objectives is {what}", "sub_objectives" if "sub_objectives" in data else None,
+             hint="list the steps under sub_objectives:, one '- ' line each")
+    subs = tuple(_parse_step(fail, doc, steps, i) for i in range(len(steps)))
     index = data.get("current_index", 0)
     if isinstance(index, bool) or not isinstance(index, int):
-        c.fail(f"current_index {index!r} is not an integer", "current_index")
+        fail(f"current_index {index!r} is not an integer", "current_index")
     if not 0 <= index <= len(subs):
-        c.fail(f"current_index {index} is outside 0..{len(subs)} (there are {len(subs)} "
-               f"sub-objectives)", "current_index")
+        fail(f"current_index {index} is outside 0..{len(subs)} (there are {len(subs)} "
+             f"sub-objectives)", "current_index")
     priority = data.get("priority", 0)
     if isinstance(priority, bool) or not isinstance(priority, int):
-        c.fail(f"priority {priority!r} is not an integer", "priority")
+        fail(f"priority {priority!r} is not an integer", "priority")
     rev = data.get("rev", 0)
     if isinstance(rev, bool) or not isinstance(rev, int) or rev < 0:
-        c.fail(f"rev {rev!r} is not a count (the daemon writes it; remove the line)", "rev")
+        fail(f"rev {rev!r} is not a count (the daemon writes it; remove the line)", "rev")
     log = data.get("reflection_log") or []
     if not isinstance(log, list):
-        c.fail("reflection_log is not a list (the daemon writes it)", "reflection_log")
+        fail("reflection_log is not a list (the daemon writes it)", "reflection_log")
     for key in ("claim", "in_flight"):
         if data.get(key) is not None and not isinstance(data.get(key), dict):
-            c.fail(f"{key} is not a mapping (the daemon writes it; remove the line)", key)
+            fail(f"{key} is not a mapping (the daemon writes it; remove the line)", key)
     for key in ("cwd", "reflector", "title"):
         if data.get(key) is not None and not isinstance(data.get(key), str):
-            c.fail(f"{key} must be a string", key)
+            fail(f"{key} must be a string", key)
     return Plan(
         path=doc.path, id=plan_id, title=str(data.get("title") or plan_id), status=status,
         priority=priority, sub_objectives=subs, current_index=index,
-        budget=_parse_budget(c, data.get("budget")), rev=rev,
+        budget=_parse_budget(fail, data.get("budget")), rev=rev,
         approved_at=parse_time(data.get("approved_at")),
         execution_started_at=parse_time(data.get("execution_started_at")),
         completed_at=parse_time(data.get("completed_at")),
@@ -239,59 +229,59 @@ def parse_plan(doc: Document, expected_id: str | None = None) -> Plan:
     )
 
 
-def _parse_budget(c: _Checker, raw: object) -> Budget:
+def _parse_budget(fail: FileFault, raw: object) -> Budget:
     if raw is None:
         return Budget()
     if not isinstance(raw, dict):
-        c.fail("budget must be a mapping like {tokens: 500000, cost_usd: 5.0, wall_clock: 2h}",
-               "budget")
+        fail("budget must be a mapping like {tokens: 500000, cost_usd: 5.0, wall_clock: 2h}",
+             "budget")
     unknown = set(map(str, raw)) - {"tokens", "cost_usd", "wall_clock"}
     if unknown:
-        c.fail(f"budget has unknown keys {sorted(unknown)}", "budget",
-               hint="use tokens, cost_usd, wall_clock")
+        fail(f"budget has unknown keys {sorted(unknown)}", "budget",
+             hint="use tokens, cost_usd, wall_clock")
     tokens, cost = raw.get("tokens"), raw.get("cost_usd")
     if tokens is not None and (isinstance(tokens, bool) or not isinstance(tokens, int)
                                or tokens <= 0):
-        c.fail(f"budget tokens {tokens!r} is not a positive integer", "budget")
+        fail(f"budget tokens {tokens!r} is not a positive integer", "budget")
     if cost is not None and (isinstance(cost, bool) or not isinstance(cost, (int, float))
                              or cost <= 0):
-        c.fail(f"budget cost_usd {cost!r} is not a positive number", "budget")
+        fail(f"budget cost_usd {cost!r} is not a positive number", "budget")
     wall = None
     if raw.get("wall_clock") is not None:
         try:
             wall = parse_duration(raw["wall_clock"])
         except ValueError as e:
-            c.fail(f"budget wall_clock: {e}", "budget")
+            fail(f"budget wall_clock: {e}", "budget")
     return Budget(tokens=tokens, cost_usd=float(cost) if cost is not None else None,
                   wall_clock=wall)
 
 
-def _parse_step(c: _Checker, doc: Document, steps: list, i: int) -> SubObjective:
+def _parse_step(fail: FileFault, doc: Document, steps: list, i: int) -> SubObjective:
     raw = steps[i]
     line = doc.line_of_item(steps, i)
     where = f"sub-objective {i + 1}"
     if isinstance(raw, str):
         if not raw.strip():
-            c.fail(f"{where} is empty", line=line)
+            fail(f"{where} is empty", line=line)
         return SubObjective(index=i, title=raw.strip(), kind=StepKind.AGENT, objective=raw.strip(),
                             agent="default")
     if not isinstance(raw, dict):
-        c.fail(f"{where} must be a text or a mapping, not {type(raw).__name__}", line=line)
+        fail(f"{where} must be a text or a mapping, not {type(raw).__name__}", line=line)
     executors = [k for k in ("objective", "run", "call") if k in raw]
     if len(executors) != 1:
         which = "no executor" if not executors else "two executors " + " and ".join(executors)
-        c.fail(f"{where} has {which}",
-               line=line, hint="give exactly one of objective (with optional agent), run, call")
+        fail(f"{where} has {which}",
+             line=line, hint="give exactly one of objective (with optional agent), run, call")
     if "agent" in raw and "objective" not in raw:
-        c.fail(f"{where}: agent needs an objective to hand to it", line=line)
+        fail(f"{where}: agent needs an objective to hand to it", line=line)
     kind = {"objective": StepKind.AGENT, "run": StepKind.RUN, "call": StepKind.CALL}[executors[0]]
     fields: dict[str, Any] = {"index": i, "kind": kind}
     if kind is StepKind.AGENT:
         objective, agent = raw["objective"], raw.get("agent", "default")
         if not isinstance(objective, str) or not objective.strip():
-            c.fail(f"{where}: objective must be a non-empty text", line=line)
+            fail(f"{where}: objective must be a non-empty text", line=line)
         if not isinstance(agent, str) or not names.is_valid(agent):
-            c.fail(f"{where}: agent {agent!r} is not a valid name", line=line)
+            fail(f"{where}: agent {agent!r} is not a valid name", line=line)
         fields.update(objective=objective.strip(), agent=agent)
         default_title = objective.strip()
     elif kind is StepKind.RUN:
@@ -302,44 +292,44 @@ def _parse_step(c: _Checker, doc: Document, steps: list, i: int) -> SubObjective
                                                   isinstance(a, bool) for a in run):
             fields["run"] = tuple(str(a) for a in run)
         else:
-            c.fail(f"{where}: run must be a command string or a non-empty list of arguments",
-                   line=line)
+            fail(f"{where}: run must be a command string or a non-empty list of arguments",
+                 line=line)
         default_title = run if isinstance(run, str) else " ".join(map(str, run))
     else:
         call = raw["call"]
         if not isinstance(call, str) or not _CALL.fullmatch(call):
-            c.fail(f"{where}: call {call!r} must be 'module.path:function'", line=line)
+            fail(f"{where}: call {call!r} must be 'module.path:function'", line=line)
         fields["call"] = call
         default_title = call
     title = raw.get("title", default_title)
     if not isinstance(title, str):
-        c.fail(f"{where}: title must be a text", line=line)
+        fail(f"{where}: title must be a text", line=line)
     fields["title"] = title.strip() or default_title
     if raw.get("timeout") is not None:
         try:
             fields["timeout"] = parse_duration(raw["timeout"])
         except ValueError as e:
-            c.fail(f"{where}: timeout: {e}", line=line)
+            fail(f"{where}: timeout: {e}", line=line)
     retries = raw.get("retries", 0)
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-        c.fail(f"{where}: retries {retries!r} is not a whole number >= 0", line=line)
+        fail(f"{where}: retries {retries!r} is not a whole number >= 0", line=line)
     fields["retries"] = retries
     try:
         fields["on_failure"] = OnFailure(str(raw.get("on_failure", "pause")))
     except ValueError:
-        c.fail(f"{where}: on_failure {raw.get('on_failure')!r} is unknown", line=line,
-               hint="use pause, abort or continue")
+        fail(f"{where}: on_failure {raw.get('on_failure')!r} is unknown", line=line,
+             hint="use pause, abort or continue")
     rerun = raw.get("rerun_after_crash", True)
     if not isinstance(rerun, bool):
-        c.fail(f"{where}: rerun_after_crash must be true or false", line=line)
+        fail(f"{where}: rerun_after_crash must be true or false", line=line)
     fields["rerun_after_crash"] = rerun
     if raw.get("cwd") is not None:
         if not isinstance(raw["cwd"], str):
-            c.fail(f"{where}: cwd must be a path", line=line)
+            fail(f"{where}: cwd must be a path", line=line)
         fields["cwd"] = raw["cwd"]
     env = raw.get("env") or {}
     if not isinstance(env, dict):
-        c.fail(f"{where}: env must be a mapping of names to values", line=line)
+        fail(f"{where}: env must be a mapping of names to values", line=line)
     fields["env"] = {str(k): str(v) for k, v in env.items()}
     return SubObjective(**fields)
 

@@ -37,7 +37,7 @@ from pathlib import Path
 from modulatio_d.core import cron, markdown
 from modulatio_d.core.errors import BadFile, FileChanged
 from modulatio_d.core.plan import FINAL
-from modulatio_d.store import atomic
+from modulatio_d.store import atomic, zones
 from modulatio_d.store.atomic import Snapshot
 from modulatio_d.store.cron_entries import (
     Entry,
@@ -47,11 +47,11 @@ from modulatio_d.store.cron_entries import (
     render_time,
     start_of,
     template_steps,
-    vault_zone,
 )
 from modulatio_d.store.lock import FileLock, lock_path
 from modulatio_d.store.refusals import Refusals
 from modulatio_d.store.vault import SETTLE_S, Vault, decode
+from modulatio_d.store.zones import Zones
 
 log = logging.getLogger("modulatio.cron")
 _FINAL = {s.value for s in FINAL}
@@ -77,11 +77,11 @@ class CronFirer:
                  settle_s: float = SETTLE_S):
         self.vault = vault
         self.log = log
-        self.host_zone = host_zone if host_zone is not None else cron.host_zone()
+        self.host_zone = host_zone if host_zone is not None else zones.host_zone()
         self.settle_s = settle_s
         self.refusals = Refusals(vault, log, "cron")
         self._known: dict[str, _Known] = {}
-        self._config: tuple[tuple | None, str | None, BadFile | None] | None = None
+        self._config: tuple[tuple | None, Zones] | None = None
         self._statuses: dict[str, tuple[tuple, str | None]] = {}
 
     def fire_due(self, project: str, now: datetime) -> list[str]:
@@ -281,23 +281,20 @@ class CronFirer:
 
     def _zone(self, project: str, entry: Entry) -> tzinfo | None:
         """The entry's zone; None (and reported once) when the vault config is bad."""
-        if entry.timezone is not None:
-            return cron.parse_zone(entry.timezone)
+        if entry.timezone is not None:  # the config is not even looked at
+            return Zones(self.host_zone).resolve(entry.timezone)
         try:
             sig: tuple | None = atomic.signature(self.vault.config_path.stat())
         except FileNotFoundError:
             sig = None
         if self._config is None or self._config[0] != sig:
-            try:
-                self._config = (sig, vault_zone(self.vault), None)
-            except BadFile as e:
-                self._config = (sig, None, e)
-        _, name, error = self._config
-        if error is not None:
+            self._config = (sig, Zones.read(self.vault, self.host_zone))
+        try:
+            return self._config[1].resolve(None)
+        except BadFile as e:
             # Entries without a timezone of their own wait until the config is fixed.
-            self.refusals.tell(self.vault.config_path, project, error, sig, kind="config")
+            self.refusals.tell(self.vault.config_path, project, e, sig, kind="config")
             return None
-        return cron.parse_zone(name) if name else self.host_zone
 
 
 def kickoff_text(entry: Entry, kickoff: str, scheduled_for: str, shape: dict[str, object],

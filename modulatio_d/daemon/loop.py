@@ -30,11 +30,12 @@ from pathlib import Path
 from modulatio_d import __version__
 from modulatio_d.core.errors import BadFile, FileChanged
 from modulatio_d.core.plan import CLAIMABLE, Plan, PlanStatus, SubObjective
+from modulatio_d.daemon import tickets
 from modulatio_d.daemon.runner import Runner, Stop
 from modulatio_d.daemon.scan import Candidate, Scanner
 from modulatio_d.daemon.sdnotify import NOTIFY_ENV_VARS, Notifier
 from modulatio_d.daemon.wake import Waker, Watcher
-from modulatio_d.store import config, tickets
+from modulatio_d.store import config
 from modulatio_d.store.events import EventLog
 from modulatio_d.store.heartbeat import Heartbeat, prune_dead
 from modulatio_d.store.lock import FileLock, lock_path

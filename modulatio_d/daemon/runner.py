@@ -26,8 +26,8 @@ from datetime import datetime
 from pathlib import Path
 
 from modulatio_d.core.errors import BadFile, FileChanged
-from modulatio_d.core.markdown import format_time, parse_time
 from modulatio_d.core.plan import Plan, PlanStatus, SubObjective
+from modulatio_d.core.times import format_time, parse_time
 from modulatio_d.daemon import reflect
 from modulatio_d.daemon.child import Child, describe_status
 from modulatio_d.daemon.executors import StepContext, StepError, launch
@@ -326,7 +326,7 @@ class Runner:
     def _fold_usage(self, step: SubObjective, attempt_no: int, attempt: Attempt) -> None:
         scratch = self.runs_dir / f"{step.index}-{attempt_no}.usage.jsonl"
         try:
-            records = usage.read_records(scratch, warn=True)
+            records = usage.read_lines(scratch, warn=True)
         except OSError as e:  # the runs folder is unusable (the step could not start)
             log.warning("usage of plan %s step %d not read: %s", self.plan.id, step.index, e)
             records = []

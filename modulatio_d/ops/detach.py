@@ -54,6 +54,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from modulatio_d.store import processes
 from modulatio_d.store.vault import Vault
 
 PID_FILE = "daemon.pid"
@@ -225,22 +226,6 @@ def is_modulatio_daemon(pid: int) -> bool:
     return b"modulatio" in joined and b"daemon" in argv
 
 
-def process_gone(pid: int) -> bool:
-    """True when `pid` no longer runs (a zombie waiting for its parent counts as gone)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            # The state follows the command name, which is in parentheses.
-            return f.read().rsplit(b")", 1)[1].split()[0] in (b"Z", b"X")
-    except (OSError, IndexError):
-        return False
-
-
 @dataclass
 class Target:
     pid: int
@@ -273,7 +258,7 @@ def stop(vault: Vault, timeout: float, all_here: bool = False) -> tuple[list[Tar
         pid = b.get("pid")
         if all_here and b.get("host") == here and isinstance(pid, int) \
                 and is_modulatio_daemon(pid):
-            targets.append(Target(pid, "heartbeat", lambda pid=pid: process_gone(pid)))
+            targets.append(Target(pid, "heartbeat", lambda pid=pid: processes.gone(pid)))
         else:
             left.append(b)
     if info is not None and info.host not in ("", here):
@@ -329,7 +314,7 @@ def ps(vault: Vault, daemons: list[dict]) -> list[dict]:
                                       and info.host in ("", d["host"])),
                      "local": d["host"] == here})
     if info is not None and not any(r["detached"] for r in rows) \
-            and info.host in ("", here) and not process_gone(info.pid):
+            and info.host in ("", here) and not processes.gone(info.pid):
         rows.append({"pid": info.pid, "host": info.host or here, "started_at": None,
                      "uptime_s": None, "last_tick": None, "age_s": None,
                      "active_plan": None, "step": None, "tick_seconds": None,

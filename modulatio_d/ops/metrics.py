@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from modulatio_d import __version__
-from modulatio_d.core.markdown import parse_time
+from modulatio_d.core.times import parse_time
 from modulatio_d.daemon.reflect import FAILURES
 from modulatio_d.ops.survey import INVALID, STATUSES, survey
 from modulatio_d.store import usage
@@ -253,7 +253,7 @@ def _usage(vault: Vault, projects: list[str]) -> dict[str, usage.Totals]:
             continue
         total = usage.Totals()
         for path in files:
-            total = total.add(usage.read_records(path))
+            total = total.add(usage.read_lines(path))
         out[project] = total
     return out
 

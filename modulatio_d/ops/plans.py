@@ -1,9 +1,7 @@
-"""What the plan commands do, as plain functions of a vault and a time.
+"""What `plan new` does, as a plain function of a vault and a time.
 
-A status change takes the plan's lock when it is free and writes as the lock
-holder (rev stamp and record, stale saves repaired). When a daemon holds the
-lock, it writes the file the way a person's editor would, and the daemon
-honours it: pause lets the running step finish, abort kills it.
+The status commands (`plan approve|pause|resume|abort|retry`, `project resume`)
+are store.plan_file.change_status: a ticket's decision applies the same change.
 """
 
 from __future__ import annotations
@@ -12,13 +10,8 @@ from datetime import datetime
 from pathlib import Path
 
 from modulatio_d.core import markdown, names
-from modulatio_d.core.errors import LockBusy, UsageError
-from modulatio_d.core.plan import Plan, PlanStatus, transition
-from modulatio_d.store import atomic
-from modulatio_d.store.events import EventLog
-from modulatio_d.store.lock import FileLock, holder, lock_path
-from modulatio_d.store.plan_file import HeldPlan, write_as_person
-from modulatio_d.store.vault import Vault, next_number
+from modulatio_d.core.errors import UsageError
+from modulatio_d.store.vault import Vault, create_numbered, next_number
 
 
 def next_plan_number(vault: Vault, project: str) -> int:
@@ -42,56 +35,15 @@ def new_plan(vault: Vault, project: str, title: str, steps: list[tuple[str, str]
     if not title.strip():
         raise UsageError("the plan needs a title")
     subs = [{"run": v} if kind == "run" else v for kind, v in steps] or [title.strip()]
-    folder = vault.plans_dir(project)
-    folder.mkdir(parents=True, exist_ok=True)
-    number = next_plan_number(vault, project)
-    while True:
-        plan_id = f"{project}-P-{number:03d}"
+
+    def text_for(plan_id: str) -> str:
         keys: dict[str, object] = {"id": plan_id, "title": title.strip(),
                                    "status": "approved" if approve else "draft",
                                    "priority": 50, "created_at": now}
         if approve:
             keys["approved_at"] = now
         keys.update({"sub_objectives": subs, "current_index": 0, "reflection_log": []})
-        text = markdown.set_keys("---\n---\n", keys) + "\n"
-        path = folder / f"{plan_id}.md"
-        try:
-            atomic.write_new(path, text.encode())
-            return plan_id, path
-        except FileExistsError:
-            number += 1
+        return markdown.set_keys("---\n---\n", keys) + "\n"
 
-
-def change_status(vault: Vault, plan_id: str, action: str, now: datetime,
-                  log: EventLog) -> Plan:
-    """Apply `action` (a key of plan.TRANSITIONS) to a plan."""
-    project, path = vault.find("plans", plan_id)
-    lock = FileLock(lock_path(path))
-    if lock.try_acquire():
-        with lock:
-            held = HeldPlan(vault, path, log)
-            before = held.plan.status
-            changes = _changes(held.plan, action, now)
-            plan = held.update(changes)
-    else:
-        if action == "recover":
-            raise LockBusy(lock_path(path), _describe(holder(lock_path(path))))
-        was, plan = write_as_person(vault, path, lambda p: _changes(p, action, now))
-        before = was.status
-    log("status_changed", project=project, plan=plan_id, by="command", action=action,
-        previous=before.value, status=plan.status.value)
-    return plan
-
-
-def _changes(plan: Plan, action: str, now: datetime) -> dict[str, object]:
-    status = transition(plan.id, plan.status, action)
-    changes: dict[str, object] = {"status": status.value}
-    if action == "approve" and plan.status is PlanStatus.DRAFT:
-        changes["approved_at"] = now
-    return changes
-
-
-def _describe(info: dict) -> str:
-    if not info:
-        return ""
-    return f"pid {info.get('pid')} on {info.get('host')}, since {info.get('claimed_at')}"
+    return create_numbered(vault.plans_dir(project), f"{project}-P-", 3,
+                           next_plan_number(vault, project), text_for)

@@ -18,11 +18,13 @@ a second):
   (on this host; elsewhere only the age can tell) and it ticked within
   stale_after(tick_seconds); otherwise `stale`, with the reason.
 - tickets: each ticket's status line by regex; open ones are parsed.
-- cron: every entry is parsed (entries are few) for its next fire.
+- cron: every entry is parsed (entries are few) for its next fire: the rows of
+  `cron list` (ops/cron.entry_rows).
 
 Nothing is written and no lock is kept: an `executing` plan's lock is probed
 (flock LOCK_NB, released at once) to tell a running plan from an orphan of a
-dead daemon, the same probe the scan makes.
+dead daemon, the same probe the scan makes. The text for people is
+status_text.py.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from pathlib import Path
 from modulatio_d.core import markdown
 from modulatio_d.core.errors import BadFile
 from modulatio_d.core.plan import PlanStatus
+from modulatio_d.core.times import format_time, parse_time
 from modulatio_d.store import heartbeat
 from modulatio_d.store.events import read as read_events
 from modulatio_d.store.lock import holder, is_held, lock_path
@@ -52,7 +55,6 @@ about 5 ms each. The others are listed by id (and with their open tickets);
 `modulatio plan list --status paused` shows them all."""
 
 
-
 def stale_after(tick_seconds: float | None) -> float:
     """Seconds without a heartbeat after which a daemon counts as stale.
 
@@ -67,7 +69,7 @@ def stale_after(tick_seconds: float | None) -> float:
 
 
 def iso(t: datetime | None) -> str | None:
-    return markdown.format_time(t) if t is not None else None
+    return format_time(t) if t is not None else None
 
 
 @dataclass
@@ -138,7 +140,7 @@ def daemons(vault: Vault, now: datetime) -> list[dict]:
     out = []
     for beat in heartbeat.read_all(vault.daemons_dir, now):
         limit = stale_after(beat.get("tick_seconds"))
-        started = markdown.parse_time(beat.get("started_at"))
+        started = parse_time(beat.get("started_at"))
         row = {k: beat.get(k) for k in ("host", "pid", "started_at", "last_tick", "age_s",
                                         "active_plan", "step", "tick_seconds", "version")}
         row["local"] = beat.get("host") == this_host
@@ -244,7 +246,7 @@ def _executing(plan, project: str, now: datetime) -> dict:
     row = _progress(plan, project)
     started = plan.execution_started_at
     flight = plan.in_flight or {}
-    step_started = markdown.parse_time(flight.get("started_at"))
+    step_started = parse_time(flight.get("started_at"))
     lock = lock_path(plan.path)
     held = is_held(lock)
     claim = plan.claim or {}
@@ -294,52 +296,17 @@ def _tickets(vault: Vault, project: str, s: Survey, refused: dict) -> None:
 
 def _cron(vault: Vault, projects: list[str], now: datetime, environ: dict, s: Survey,
           refused: dict) -> None:
-    files = [(p, e.path) for p in projects for e in sorted(vault.files(p, "cron"),
-                                                             key=lambda e: e.name)]
-    if not files:
-        return
-    from modulatio_d.core import cron
-    from modulatio_d.store import atomic, cron_entries
+    """The rows of `cron list`, soonest next fire first; bad entries go to refused."""
+    if not any(next(vault.files(p, "cron"), None) for p in projects):
+        return  # no cron: no schedule math to import
+    from modulatio_d.ops.cron import entry_rows
+    from modulatio_d.store.zones import host_zone
 
-    host = cron.host_zone(environ)
-    try:
-        config_zone, config_error = cron_entries.vault_zone(vault), None
-    except BadFile as e:
-        config_zone, config_error = None, e
-        _refuse(refused, vault, str(vault.config_path), None, "config", e)
-    for project, path in files:
-        try:
-            entry = cron_entries.read_entry(vault, Path(path))
-            snap = atomic.read(Path(path))
-        except FileNotFoundError:
-            continue
-        except BadFile as e:
-            _refuse(refused, vault, path, project, "cron", e)
-            continue
-        row = {"id": entry.id, "project": project, "schedule": entry.schedule,
-               "enabled": entry.enabled, "objective": entry.objective,
-               "timezone": None, "next_fire": None, "due_since": None,
-               "last_fired_for": None, "path": path}
-        if entry.timezone is None and config_error is not None:
-            row["error"] = "the vault config is refused: no time zone to fire in"
-            s.cron.append(row)
-            continue
-        zone = cron_entries.zone_of(entry, config_zone, host)
-        row["timezone"] = str(getattr(zone, "key", zone))
-        if entry.last_fired_for is not None:
-            row["last_fired_for"] = cron_entries.render_time(entry.last_fired_for, zone)
-        start = cron_entries.start_of(entry, snap)
-        if entry.enabled:
-            first = cron.next_fires(entry.expr, zone, start, 1)
-            if first and first[0] <= now:
-                row["due_since"] = cron_entries.render_time(first[0], zone)
-            nxt = cron.next_fires(entry.expr, zone, max(now, start), 1)
-            if nxt:
-                row["next_fire"] = cron_entries.render_time(nxt[0], zone)
-                row["next_fire_ts"] = nxt[0].timestamp()
-        s.cron.append(row)
-    s.cron.sort(key=lambda r: (r.get("next_fire_ts") is None, r.get("next_fire_ts") or 0,
-                               r["id"]))
+    def refuse(path: str, project: str | None, kind: str, error: BadFile) -> None:
+        _refuse(refused, vault, path, project, kind, error)
+
+    s.cron = entry_rows(vault, now, host_zone(environ), refused=refuse)
+    s.cron.sort(key=lambda r: (r["next_fire_ts"] is None, r["next_fire_ts"] or 0, r["id"]))
 
 
 # --- the daemons' refusals ---------------------------------------------------------------
@@ -358,7 +325,7 @@ def _daemon_refusals(vault: Vault, refused: dict, events: list[dict] | None = No
         path = os.path.normpath(path)
         if path in refused:
             continue  # judged by this pass itself, which is fresher
-        ts = markdown.parse_time(e.get("ts"))
+        ts = parse_time(e.get("ts"))
         try:
             mtime = os.stat(path).st_mtime
         except OSError:
@@ -371,122 +338,3 @@ def _daemon_refusals(vault: Vault, refused: dict, events: list[dict] | None = No
         refused[path] = {"path": os.path.relpath(path, vault.root), "project": e.get("project"),
                          "kind": kind, "line": e.get("line"), "reason": e.get("reason"),
                          "source": "daemon", "refused_at": e.get("ts")}
-
-
-# --- text for people ----------------------------------------------------------------------
-
-def duration(seconds: float | None) -> str:
-    """`45s`, `12m05s`, `3h04m`, `2d03h`."""
-    if seconds is None:
-        return "?"
-    s = int(max(seconds, 0))
-    if s < 60:
-        return f"{seconds:.1f}s" if seconds < 10 else f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    if s < 86400:
-        return f"{s // 3600}h{s % 3600 // 60:02d}m"
-    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
-
-
-def bar(done: int, total: int, tty: bool, width: int = 20) -> str:
-    """A progress bar on a terminal; plain `done/total (NN%)` for pipes and files."""
-    pct = 100 * done // total if total else 100
-    if not tty:
-        return f"{done}/{total} ({pct}%)"
-    filled = width * done // total if total else width
-    return f"[{'█' * filled}{'░' * (width - filled)}] {done}/{total}"
-
-
-def render(s: Survey, tty: bool = False) -> str:
-    out: list[str] = [f"vault {s.vault}   at {iso(s.now)}", ""]
-
-    live = [d for d in s.daemons if d["state"] == "live"]
-    stale = [d for d in s.daemons if d["state"] == "stale"]
-    out.append(f"daemons: {len(live)} live, {len(stale)} stale"
-               + ("   (none live: approved plans wait; start one with `modulatio daemon`)"
-                  if not live else ""))
-    for d in s.daemons:
-        doing = (f"running {d['active_plan']} step {d['step']}" if d.get("active_plan")
-                 else "idle")
-        name = f"{d['host']}.{d['pid']}"
-        if d["state"] == "stale":
-            doing = f"{d['reason']}; was {doing}"
-        out.append(f"  {name:<20} {d['state']:<6} up {duration(d['uptime_s']):<7} "
-                   f"last tick {duration(d['age_s'])} ago   {doing}")
-
-    c = s.counts()
-    out.append("")
-    out.append(f"plans: {c['total']}   " + "  ".join(
-        f"{k} {v}" for k, v in c["by_status"].items() if v or k != INVALID))
-    for project, counts in sorted(c["by_project"].items()):
-        out.append(f"  {project:<16} " + ", ".join(
-            f"{k} {counts[k]}" for k in (*STATUSES, INVALID) if counts.get(k)))
-
-    if s.executing:
-        out.append("")
-        out.append(f"executing: {len(s.executing)}")
-        for p in s.executing:
-            step = (f"step {p['step_index']}: {p['step_title']}" if p["step_title"] is not None
-                    else "finishing")
-            timing = f"plan running {duration(p['running_s'])}"
-            if p["step_running_s"] is not None:
-                timing = (f"step running {duration(p['step_running_s'])} "
-                          f"(attempt {p['attempt']}), {timing}")
-            out.append(f"  {p['id']:<20} {bar(p['done'], p['total'], tty)}  {step}")
-            who = (f"held by {p['holder'].get('host')}.{p['holder'].get('pid')}"
-                   if p["holder"] else "held")
-            out.append(f"  {'':<20} {timing}; {who}" if p["held"] else
-                       f"  {'':<20} ORPHAN: no daemon holds its lock (its daemon died); the "
-                       f"next daemon resumes it at step {p['step_index']}")
-
-    if s.paused:
-        out.append("")
-        out.append(f"paused: {len(s.paused)}")
-        brief = [p for p in s.paused if not p["detail"]]
-        for p in s.paused:
-            if not p["detail"]:
-                continue
-            tickets = ", ".join(p.get("tickets") or []) or "no open ticket"
-            out.append(f"  {p['id']:<20} {p['done']}/{p['total']}  {tickets}")
-            if p["last_error"]:
-                out.append(f"  {'':<20} {p['last_error']}")
-        if brief:
-            shown = ", ".join(p["id"] for p in brief[:10])
-            more = f" and {len(brief) - 10} more" if len(brief) > 10 else ""
-            out.append(f"  also paused (not parsed here: `modulatio plan list --status paused`): "
-                       f"{shown}{more}")
-
-    out.append("")
-    out.append(f"open tickets: {len(s.tickets)}")
-    for t in s.tickets:
-        decided = "" if t["decision"] == "pending" else f" (decided: {t['decision']})"
-        out.append(f"  {t['id']:<24} {t['severity']:<8} plan {t['plan']}{decided}  "
-                   f"{t['reason']}")
-
-    if s.cron:
-        out.append("")
-        out.append(f"cron entries: {len(s.cron)}")
-        for e in s.cron:
-            if "error" in e:
-                when = e["error"]
-            elif not e["enabled"]:
-                when = "disabled"
-            else:
-                when = f"next {e['next_fire'] or 'never'}"
-                if e.get("next_fire_ts") is not None:
-                    when += f" (in {duration(e['next_fire_ts'] - s.now.timestamp())})"
-                if e["due_since"]:
-                    when += f"; due since {e['due_since']}, not fired yet"
-            out.append(f"  {e['id']:<20} {e['schedule']:<14} {e['timezone'] or '-':<16} {when}")
-
-    out.append("")
-    out.append(f"refused files: {len(s.refused)}")
-    for r in s.refused:
-        where = f"{r['path']}:{r['line']}" if r.get("line") else r["path"]
-        by = " (refused by a daemon)" if r["source"] == "daemon" else ""
-        out.append(f"  {where}: {r['reason']}{by}")
-    if s.counts()["by_status"]["approved"]:
-        out.append("  (approved plans are checked by the daemons when they claim; "
-                   "`modulatio validate` checks every file)")
-    return "\n".join(out)

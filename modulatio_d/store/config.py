@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from modulatio_d.core import markdown, names
-from modulatio_d.core.errors import BadFile
 from modulatio_d.core.plan import parse_duration
 from modulatio_d.store.vault import decode
 
@@ -52,9 +51,7 @@ def load(path: Path) -> Config:
     if not text.strip():
         return Config()
     data = markdown.load_mapping(path, text)
-
-    def fail(reason: str, key: str | None = None, hint: str = "") -> None:
-        raise BadFile(path, reason, markdown.line_of(data, key) if key else None, hint)
+    fail = markdown.FileFault(path, data)
 
     unknown = set(map(str, data)) - {"timezone", "defaults", "reflector", "agents"}
     if unknown:

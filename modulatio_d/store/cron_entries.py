@@ -1,41 +1,36 @@
-"""Cron entries in the vault: reading, checking and changing the entry files.
+"""Cron entry files: reading and checking them, and writing a new one.
 
 Files:
     <PROJECT>/cron/<cron-id>.md     the entry: people's keys, plus last_fired_for (the daemon's)
     <PROJECT>/cron/<cron-id>.lock   its lock (flock), never deleted, not even by `cron remove`
     <PROJECT>/plans/<cron-id>-<YYYYMMDDTHHMMZ>.md   a kickoff: one per scheduled instant
 
-The daemons' side, firing due entries, is cronfire.py.
+The daemons' side, firing due entries, is daemon/cron_firing.py; what the
+`cron` commands do is ops/cron.py; the zone an entry fires in, store/zones.py.
 """
 
 from __future__ import annotations
 
 import difflib
 import enum
-import logging
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 
 from modulatio_d.core import cron, markdown, names
 from modulatio_d.core.cron import CatchUp
-from modulatio_d.core.errors import BadFile, UsageError
-from modulatio_d.core.markdown import Document
-from modulatio_d.store import atomic, config
+from modulatio_d.core.errors import BadFile
+from modulatio_d.core.markdown import Document, FileFault
+from modulatio_d.core.times import parse_time
 from modulatio_d.store.atomic import Snapshot
-from modulatio_d.store.lock import FileLock, lock_path
-from modulatio_d.store.vault import Vault, decode, next_number
-
-log = logging.getLogger("modulatio.cron")
+from modulatio_d.store.vault import Vault
 
 KEYS = ("id", "objective", "schedule", "timezone", "steps", "template", "enabled",
         "catch_up", "overlap", "approve", "created_at", "last_fired_for")
 """Every key an entry may have (besides people's own, which start with `x-` or `x_`)."""
 
 DAEMON_KEYS = ("last_fired_for",)
-"""A file changed less than this long ago that does not parse is not judged yet:
-an editor may be half way through writing it."""
+"""The keys the daemons write; every other key is people's."""
 
 _STAMP_LEN = len("-YYYYMMDDTHHMMSSZ")
 MAX_ID_LEN = 200 - _STAMP_LEN
@@ -93,12 +88,7 @@ def read_snapshot(vault: Vault, path: Path) -> tuple[Snapshot, Entry]:
 
 def parse_entry(doc: Document, project: str) -> Entry:
     """An Entry from a loaded document; every problem names the line of its key."""
-    data = doc.data
-
-    def fail(reason: str, key: str | None = None, hint: str = "", line: int | None = None):
-        raise BadFile(doc.path, reason, line or (doc.line_of(key) if key else None)
-                      or doc.head_line, hint)
-
+    data, fail = doc.data, doc.fault()
     for key in map(str, data):
         if key not in KEYS and not key.startswith(("x-", "x_")):
             close = difflib.get_close_matches(key, KEYS, n=1)
@@ -159,7 +149,7 @@ def parse_entry(doc: Document, project: str) -> Entry:
     )
 
 
-def _parse_steps(doc: Document, raw: object, fail) -> tuple[str | tuple[str, ...], ...]:
+def _parse_steps(doc: Document, raw: object, fail: FileFault) -> tuple[str | tuple[str, ...], ...]:
     if raw is None:
         return ()
     if not isinstance(raw, list) or not raw:
@@ -192,7 +182,7 @@ def _kind(value: object) -> str:
     return f"{value!r}"
 
 
-def _bool(data: dict, key: str, fail) -> bool:
+def _bool(data: dict, key: str, fail: FileFault) -> bool:
     value = data.get(key, True)
     if not isinstance(value, bool):
         fail(f"{key} {value!r} must be true or false", key,
@@ -200,7 +190,7 @@ def _bool(data: dict, key: str, fail) -> bool:
     return value
 
 
-def _choice(data: dict, key: str, kind: type[enum.StrEnum], default, fail):
+def _choice(data: dict, key: str, kind: type[enum.StrEnum], default, fail: FileFault):
     value = data.get(key, default.value)
     try:
         return kind(str(value)) if value is not None else default
@@ -208,11 +198,11 @@ def _choice(data: dict, key: str, kind: type[enum.StrEnum], default, fail):
         fail(f"{key} {value!r} is not one of {', '.join(kind)}", key)
 
 
-def _time(data: dict, key: str, fail, hint: str = "") -> datetime | None:
+def _time(data: dict, key: str, fail: FileFault, hint: str = "") -> datetime | None:
     value = data.get(key)
     if value is None:
         return None
-    parsed = markdown.parse_time(value)
+    parsed = parse_time(value)
     if parsed is None:
         fail(f"{key} {str(value)!r} is not a time", key,
              hint or "write an ISO time such as 2025-01-06T06:00:00+01:00")
@@ -249,24 +239,14 @@ def _entry_data(vault: Vault, entry: Entry) -> dict:
         return {}
 
 
-# --- time zones -----------------------------------------------------------------
+def entry_text(keys: dict[str, object]) -> str:
+    """A new entry file holding `keys` (people's), then the daemons' last_fired_for."""
+    text = markdown.set_keys("---\n---\n", keys)
+    return text.replace("\n---\n", "\n# written by the daemons: the latest scheduled time "
+                        "fired or passed over\nlast_fired_for: null\n---\n", 1)
 
-def zone_of(entry: Entry, vault_zone: str | None, host: tzinfo) -> tzinfo:
-    """The entry's zone, else the vault config's, else the host's."""
-    name = entry.timezone or vault_zone
-    return cron.parse_zone(name) if name else host
 
-
-def vault_zone(vault: Vault) -> str | None:
-    """The vault config's `timezone`, checked; raises BadFile naming the config."""
-    cfg = config.load(vault.config_path)
-    if cfg.timezone is not None:
-        try:
-            cron.parse_zone(cfg.timezone)
-        except ValueError as e:
-            raise BadFile(vault.config_path, f"timezone: {e}") from None
-    return cfg.timezone
-
+# --- times ---------------------------------------------------------------------
 
 def start_of(entry: Entry, snap: Snapshot) -> datetime:
     """Due times are those after this: last_fired_for, else created_at, else the file's mtime."""
@@ -280,166 +260,3 @@ def start_of(entry: Entry, snap: Snapshot) -> datetime:
 def render_time(value: datetime, zone: tzinfo) -> str:
     """An instant as ISO 8601 on the entry's wall clock, with its offset."""
     return value.astimezone(zone).isoformat()
-
-
-# --- what the commands do -----------------------------------------------------------
-
-def entry_rows(vault: Vault, now: datetime, host: tzinfo,
-               project: str | None = None) -> list[dict]:
-    """Every entry (of one project, or all) as a plain row for `cron list` and `status`.
-
-    A malformed entry is a row with `valid: false` and the `error`.
-    """
-    rows = []
-    for p in [project] if project else vault.projects():
-        for item in sorted(vault.files(p, "cron"), key=lambda e: e.name):
-            path = Path(item.path)
-            try:
-                snap, entry = read_snapshot(vault, path)
-                if entry.template is not None:
-                    template_steps(vault, entry)
-                zone = zone_of(entry, None if entry.timezone else vault_zone(vault), host)
-                nxt = cron.next_fires(entry.expr, zone, max(now, start_of(entry, snap)), 1)
-            except BadFile as e:
-                rows.append({"id": path.stem, "project": p, "valid": False, "error": str(e),
-                             "path": str(path)})
-                continue
-            except FileNotFoundError:
-                continue
-            source = "entry" if entry.timezone else "vault" if zone is not host else "host"
-            rows.append({
-                "id": entry.id, "project": p, "valid": True, "schedule": entry.schedule,
-                "timezone": str(getattr(zone, "key", zone)), "timezone_from": source,
-                "enabled": entry.enabled, "catch_up": entry.catch_up.value,
-                "overlap": entry.overlap.value, "approve": entry.approve,
-                "objective": entry.objective,
-                "last_fired_for": (render_time(entry.last_fired_for, zone)
-                                   if entry.last_fired_for else None),
-                "next_fire": render_time(nxt[0], zone) if nxt and entry.enabled else None,
-                "path": str(path),
-            })
-    return rows
-
-
-def next_cron_number(vault: Vault, project: str) -> int:
-    """One more than the highest number any entry of the project ever had.
-
-    Lock files stay after `cron remove` and kickoff plans outlive their entry,
-    so a removed entry's id, and with it its kickoff ids, is never reused.
-    """
-    return next_number(f"{project}-C-", (vault.cron_dir(project), vault.plans_dir(project),
-                                         vault.records_dir(project)))
-
-
-def add_entry(vault: Vault, project: str, objective: str, schedule: str, now: datetime,
-              timezone: str | None = None, steps: list[str] | None = None,
-              template: str | None = None, catch_up: str = "latest", overlap: str = "skip",
-              approve: bool = True, host_zone: tzinfo | None = None) -> Entry:
-    """Create `<PROJECT>/cron/<PROJECT>-C-<NNN>.md`; every argument is checked first.
-
-    Without `timezone` the entry is given the zone in effect now (the vault
-    config's, else the host's), so that it keeps firing at the same wall-clock
-    time when the vault is opened on a host in another zone.
-    """
-    names.check("project code", project)
-    if not objective.strip():
-        raise UsageError("the objective is empty: say what each kickoff is for")
-    try:
-        cron.parse_schedule(schedule)
-    except ValueError as e:
-        raise UsageError(f"--schedule: {e}") from None
-    if timezone is not None:
-        try:
-            cron.parse_zone(timezone)
-        except ValueError as e:
-            raise UsageError(f"--timezone: {e}") from None
-    else:
-        timezone = vault_zone(vault) or getattr(host_zone or cron.host_zone(), "key", None)
-        if timezone is not None and not _is_zone_name(timezone):
-            timezone = None  # a tzfile path: leave it to the host at fire time
-    if steps and template:
-        raise UsageError("give --step or --template, not both")
-    if any(not s.strip() for s in steps or []):
-        raise UsageError("--step: a command is empty")
-    try:
-        CatchUp(catch_up)
-    except ValueError:
-        raise UsageError(f"--catch-up: {catch_up!r} is not one of "
-                         f"{', '.join(CatchUp)}") from None
-    try:
-        Overlap(overlap)
-    except ValueError:
-        raise UsageError(f"--overlap: {overlap!r} is not one of {', '.join(Overlap)}") from None
-    if template is not None:
-        names.check("plan id", template)
-        if not vault.plan_path(project, template).exists():
-            raise UsageError(f"--template: there is no plan {project}/plans/{template}.md")
-        from modulatio_d.store.plan_file import read_plan
-        read_plan(vault, vault.plan_path(project, template))  # a bad template: BadFile, exit 1
-    folder = vault.cron_dir(project)
-    folder.mkdir(parents=True, exist_ok=True)
-    number = next_cron_number(vault, project)
-    while True:
-        entry_id = f"{project}-C-{number:03d}"
-        if len(entry_id) > MAX_ID_LEN:
-            raise UsageError(f"project code {project!r} is too long for cron ids")
-        keys: dict[str, object] = {"id": entry_id, "objective": objective.strip(),
-                                   "schedule": schedule.strip()}
-        if timezone is not None:
-            keys["timezone"] = timezone
-        if steps:
-            keys["steps"] = list(steps)
-        if template is not None:
-            keys["template"] = template
-        keys.update({"enabled": True, "catch_up": catch_up, "overlap": overlap,
-                     "approve": approve, "created_at": now})
-        text = markdown.set_keys("---\n---\n", keys)
-        text = text.replace("\n---\n", "\n# written by the daemons: the latest scheduled time "
-                            "fired or passed over\nlast_fired_for: null\n---\n", 1)
-        path = folder / f"{entry_id}.md"
-        try:
-            atomic.write_new(path, text.encode())
-        except FileExistsError:
-            number += 1
-            continue
-        return read_entry(vault, path)
-
-
-def _is_zone_name(name: str) -> bool:
-    try:
-        cron.parse_zone(name)
-    except ValueError:
-        return False
-    return True
-
-
-def set_enabled(vault: Vault, entry_id: str, enabled: bool) -> tuple[Entry, bool]:
-    """Rewrite only the `enabled` line; (entry, whether the file changed)."""
-    _, path = vault.find("cron", entry_id)
-    snap, text = vault.read(path)
-    entry = parse_entry(markdown.load(path, text), vault.project_of(path))
-    if entry.enabled is enabled:
-        return entry, False
-
-    def apply(raw: bytes) -> bytes:
-        current = decode(path, raw)
-        parse_entry(markdown.load(path, current), vault.project_of(path))
-        return markdown.set_keys(current, {"enabled": enabled}, path).encode()
-
-    atomic.rewrite(path, apply, snap)
-    return read_snapshot(vault, path)[1], True
-
-
-def remove_entry(vault: Vault, entry_id: str, wait_s: float = 5.0) -> Path:
-    """Delete the entry file under its lock; the lock file and the kickoff plans stay."""
-    _, path = vault.find("cron", entry_id)
-    lock = FileLock(lock_path(path))
-    deadline = time.monotonic() + wait_s
-    while not lock.try_acquire():  # a daemon fires it: that takes milliseconds
-        if time.monotonic() > deadline:
-            raise UsageError(f"cron entry {entry_id} stays locked by a daemon; try again")
-        time.sleep(0.01)
-    with lock:
-        path.unlink()
-        atomic.fsync_dir(path.parent)
-    return path

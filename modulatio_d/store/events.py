@@ -13,16 +13,12 @@ import os
 import re
 import socket
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
-from modulatio_d.core.markdown import format_time
+from modulatio_d.core.times import format_time, utcnow
 
 log = logging.getLogger("modulatio.events")
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class EventLog:

@@ -14,16 +14,11 @@ import json
 import logging
 import os
 import socket
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _stamp(t: datetime) -> str:
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+from modulatio_d.core.times import format_time, parse_time, utcnow
+from modulatio_d.store import processes
 
 
 class Heartbeat:
@@ -32,13 +27,14 @@ class Heartbeat:
         self.host = socket.gethostname()
         self.pid = os.getpid()
         self.path = daemons_dir / f"{self.host}.{self.pid}.json"
-        self.fields = {"pid": self.pid, "host": self.host, "started_at": _stamp(started_at),
+        self.fields = {"pid": self.pid, "host": self.host,
+                       "started_at": format_time(started_at, micro=True),
                        "tick_seconds": tick_seconds, "version": version}
 
     def beat(self, now: datetime, active_plan: str | None = None, step: object = None) -> None:
         # Rename without fsync: a heartbeat lost in a power cut is rewritten within a tick.
-        data = json.dumps({**self.fields, "last_tick": _stamp(now), "active_plan": active_plan,
-                           "step": step}).encode()
+        data = json.dumps({**self.fields, "last_tick": format_time(now, micro=True),
+                           "active_plan": active_plan, "step": step}).encode()
         tmp = self.path.with_name(f".{self.path.name}.tmp")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -59,17 +55,15 @@ def _alive(info: dict) -> bool:
     if info.get("host") != socket.gethostname():
         return True  # cannot tell from here: its age decides
     try:
-        os.kill(int(info["pid"]), 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, KeyError, ValueError, TypeError):
+        pid = int(info["pid"])
+    except (KeyError, ValueError, TypeError):
         return True
-    return True
+    return not processes.gone(pid)
 
 
 def read_all(daemons_dir: Path, now: datetime | None = None) -> list[dict]:
     """Every heartbeat, with `age_s` (since last_tick) and `live` added; freshest first."""
-    now = now or _now()
+    now = now or utcnow()
     out = []
     try:
         files = list(os.scandir(daemons_dir))
@@ -81,8 +75,10 @@ def read_all(daemons_dir: Path, now: datetime | None = None) -> list[dict]:
         try:
             with open(entry.path, encoding="utf-8") as f:
                 info = json.load(f)
-            last = datetime.fromisoformat(info["last_tick"].replace("Z", "+00:00"))
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            last = parse_time(info["last_tick"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if last is None:
             continue
         info["age_s"] = round((now - last).total_seconds(), 3)
         info["live"] = _alive(info)

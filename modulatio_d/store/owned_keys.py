@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from modulatio_d.core.markdown import format_time, parse_time
 from modulatio_d.core.plan import DAEMON_KEYS, PERSON_SETS, Plan
+from modulatio_d.core.times import format_time, parse_time
 from modulatio_d.store import atomic
 
 _HISTORY = 64  # status changes remembered: an editor buffer older than that is rare

@@ -14,19 +14,28 @@ no YAML is parsed at all: the in-memory Plan is advanced with the same changes.
 
 `write_as_person` is for a command that finds the lock held: it changes the
 file the way an editor would (no rev, no record) and the holder honours it.
+
+`change_status` is a status change by a command (`plan approve`, a ticket's
+decision): it takes the plan's lock when it is free and writes as the lock
+holder (rev stamp and record, stale saves repaired); when a daemon holds the
+lock it writes as a person, and the daemon honours it: pause lets the running
+step finish, abort kills it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from modulatio_d.core import markdown
+from modulatio_d.core.errors import LockBusy
 from modulatio_d.core.markdown import DELETE
-from modulatio_d.core.plan import Plan, PlanStatus, parse_plan
+from modulatio_d.core.plan import Plan, PlanStatus, parse_plan, transition
 from modulatio_d.store import atomic, owned_keys
+from modulatio_d.store.lock import FileLock, holder, lock_path
 from modulatio_d.store.vault import Vault, decode
 
 Notify = Callable[..., None]
@@ -143,3 +152,38 @@ def write_as_person(vault: Vault, path: Path,
 
     atomic.rewrite(path, apply, vault.read(path)[0])
     return outcome["before"], outcome["after"]
+
+
+def change_status(vault: Vault, plan_id: str, action: str, now: datetime,
+                  events: Notify) -> Plan:
+    """Apply `action` (a key of plan.TRANSITIONS) to a plan, as its lock holder when the
+    lock is free, else as a person; logs `status_changed` (by: command)."""
+    project, path = vault.find("plans", plan_id)
+    lock = FileLock(lock_path(path))
+    if lock.try_acquire():
+        with lock:
+            held = HeldPlan(vault, path, events)
+            before = held.plan.status
+            plan = held.update(_changes(held.plan, action, now))
+    else:
+        if action == "recover":
+            raise LockBusy(lock_path(path), _describe(holder(lock_path(path))))
+        was, plan = write_as_person(vault, path, lambda p: _changes(p, action, now))
+        before = was.status
+    events("status_changed", project=project, plan=plan_id, by="command", action=action,
+           previous=before.value, status=plan.status.value)
+    return plan
+
+
+def _changes(plan: Plan, action: str, now: datetime) -> dict[str, object]:
+    status = transition(plan.id, plan.status, action)
+    changes: dict[str, object] = {"status": status.value}
+    if action == "approve" and plan.status is PlanStatus.DRAFT:
+        changes["approved_at"] = now
+    return changes
+
+
+def _describe(info: dict) -> str:
+    if not info:
+        return ""
+    return f"pid {info.get('pid')} on {info.get('host')}, since {info.get('claimed_at')}"

@@ -1,7 +1,7 @@
 """Bad files, told once per version: the one way a daemon reports what it refused.
 
 A plan, cron entry, ticket or config that cannot be used is logged at ERROR,
-recorded as `file_refused` in events.jsonl (path relative to the vault, line,
+written to events.jsonl as `file_refused` (path relative to the vault, line,
 reason, kind) and kept in `current` (path -> message); it is told again only
 when its version changes (the caller says what a version is: a stat signature,
 or the message itself for a folder looked at every tick). Nothing is written

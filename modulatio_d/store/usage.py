@@ -32,12 +32,12 @@ class Totals:
     def tokens(self) -> int:
         return self.input_tokens + self.output_tokens
 
-    def add(self, records: list[dict]) -> Totals:
+    def add(self, lines: list[dict]) -> Totals:
         return Totals(
-            self.calls + len(records),
-            self.input_tokens + sum(int(r.get("input_tokens") or 0) for r in records),
-            self.output_tokens + sum(int(r.get("output_tokens") or 0) for r in records),
-            self.cost_usd + sum(float(r.get("cost_usd") or 0) for r in records))
+            self.calls + len(lines),
+            self.input_tokens + sum(int(u.get("input_tokens") or 0) for u in lines),
+            self.output_tokens + sum(int(u.get("output_tokens") or 0) for u in lines),
+            self.cost_usd + sum(float(u.get("cost_usd") or 0) for u in lines))
 
     def as_dict(self) -> dict:
         return {"calls": self.calls, "input_tokens": self.input_tokens,
@@ -48,51 +48,51 @@ def usage_path(plan_path: Path) -> Path:
     return plan_path.with_suffix(".usage.jsonl")
 
 
-def check(record: object) -> str | None:
-    """Why a usage record is malformed, or None when it is fine."""
-    if not isinstance(record, dict):
+def check(usage: object) -> str | None:
+    """Why a usage line (decoded) is malformed, or None when it is fine."""
+    if not isinstance(usage, dict):
         return "not a JSON object"
     for key in ("input_tokens", "output_tokens"):
-        v = record.get(key, 0)
+        v = usage.get(key, 0)
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:
             return f"{key} must be a whole number >= 0"
-    v = record.get("cost_usd", 0)
+    v = usage.get("cost_usd", 0)
     if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
         return "cost_usd must be a number >= 0"
     return None
 
 
-def read_records(path: Path, warn: bool = False) -> list[dict]:
-    """The well-formed records of a usage file; with `warn`, log each bad line."""
+def read_lines(path: Path, warn: bool = False) -> list[dict]:
+    """The well-formed lines of a usage file, decoded; with `warn`, log each bad one."""
     out = []
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
+            for n, text in enumerate(f, 1):
+                if not text.strip():
                     continue
                 try:
-                    record = json.loads(line)
-                    problem = check(record)
+                    usage = json.loads(text)
+                    problem = check(usage)
                 except ValueError as e:
                     problem = f"not JSON ({e.msg})"
                 if problem:
                     if warn:
                         log.warning("%s:%d: usage line skipped: %s", path, n, problem)
                     continue
-                out.append(record)
+                out.append(usage)
     except FileNotFoundError:
         pass
     return out
 
 
 def totals(path: Path) -> Totals:
-    return Totals().add(read_records(path))
+    return Totals().add(read_lines(path))
 
 
-def append(path: Path, records: list[dict]) -> None:
-    if not records:
+def append(path: Path, lines: list[dict]) -> None:
+    if not lines:
         return
-    data = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records).encode()
+    data = "".join(json.dumps(u, sort_keys=True) + "\n" for u in lines).encode()
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
         os.write(fd, data)

@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
 from modulatio_d.core import names
@@ -171,6 +170,27 @@ def next_number(prefix: str, folders: Iterable[Path]) -> int:
     return max(numbers) + 1
 
 
+def create_numbered(folder: Path, prefix: str, digits: int, first: int,
+                    text_for: Callable[[str], str]) -> tuple[str, Path]:
+    """Create `<folder>/<prefix><N>.md` (N zero-padded to `digits`) from N = `first` up;
+    (id, path) of the file made.
+
+    Each try is an O_EXCL create of a complete file (atomic.write_new), so two
+    processes counting the same `first` (next_number) never share a number: the
+    loser of a race finds the name taken and takes the next one.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    number = first
+    while True:
+        item_id = f"{prefix}{number:0{digits}d}"
+        path = folder / f"{item_id}.md"
+        try:
+            atomic.write_new(path, text_for(item_id).encode())
+            return item_id, path
+        except FileExistsError:
+            number += 1
+
+
 def find_vault(explicit: str | None, environ: Mapping[str, str], cwd: Path) -> Vault:
     """--vault, else $MODULATIO_VAULT, else the nearest folder holding .modulatio/."""
     chosen = explicit or environ.get("MODULATIO_VAULT")
@@ -194,29 +214,3 @@ def example_source() -> Path:
             return candidate
     raise UsageError("this install has no example vault; reinstall the package")
 
-
-def init(path: Path, example: bool = False) -> Vault:
-    """A new vault at `path` (made if missing); refuses to touch an existing vault."""
-    path = path.expanduser()
-    if (path / META).exists():
-        raise UsageError(
-            f"{path} is already a vault (it has {META}/); use it or pick another folder")
-    if example:
-        if path.exists() and any(path.iterdir()):
-            raise UsageError(f"{path} is not empty: give a new or empty folder for the example")
-        shutil.copytree(example_source(), path, dirs_exist_ok=True,
-                        ignore=shutil.ignore_patterns("*.lock", "*.usage.jsonl", "*.runs",
-                                                      "events.jsonl", "daemons", "state",
-                                                      "__pycache__"))
-    else:
-        (path / META).mkdir(parents=True, exist_ok=True)
-        (path / META / "config.yaml").write_text(_DEFAULT_CONFIG)
-    return Vault(path)
-
-
-_DEFAULT_CONFIG = """\
-# modulatio vault configuration (see docs/config.md)
-# timezone: Europe/Berlin          # for cron entries without their own
-agents:
-  default: {use: mock}             # text-only sub-objectives go to this agent
-"""

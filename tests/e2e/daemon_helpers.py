@@ -31,9 +31,10 @@ from waiting import wait_for  # noqa: F401 (re-exported to the daemon tests)
 
 from modulatio_d import cli as cli_mod
 from modulatio_d.core.plan import Plan
+from modulatio_d.ops.init import init
 from modulatio_d.store import events as events_mod
 from modulatio_d.store.plan_file import read_plan
-from modulatio_d.store.vault import Vault, init
+from modulatio_d.store.vault import Vault
 
 PY = sys.executable
 PROJECT = "P"

@@ -14,8 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+from modulatio_d.ops.init import init
 from modulatio_d.store.plan_file import read_plan
-from modulatio_d.store.vault import init
 
 mount, log_file = Path(sys.argv[1]), Path(sys.argv[2])
 subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mount)], check=True)

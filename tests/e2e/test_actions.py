@@ -14,10 +14,10 @@ from modulatio_d.core import markdown
 from modulatio_d.core.errors import LockBusy, NotFound, TransitionRefused, UsageError
 from modulatio_d.core.plan import PlanStatus
 from modulatio_d.ops import plans
-from modulatio_d.ops.plans import change_status, new_plan, next_plan_number
+from modulatio_d.ops.plans import new_plan, next_plan_number
 from modulatio_d.store import events
 from modulatio_d.store.lock import FileLock, lock_path
-from modulatio_d.store.plan_file import read_plan
+from modulatio_d.store.plan_file import change_status, read_plan
 
 NOW = datetime(2025, 11, 4, 10, 0, tzinfo=UTC)
 

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from modulatio_d.core import markdown
+from modulatio_d.core import times
 from modulatio_d.store.lock import lock_path
 from modulatio_d.store.plan_file import read_plan
 
@@ -76,7 +76,7 @@ def test_approve_a_draft_changes_only_status_and_adds_rev_and_approved_at(vault,
         "aborted")]
     assert len(diff) == 4
     assert diff[2].startswith("+approved_at: ") and diff[3] == "+rev: 1"
-    assert markdown.parse_time(diff[2].split(": ", 1)[1]) is not None
+    assert times.parse_time(diff[2].split(": ", 1)[1]) is not None
     assert after.endswith(before.split("---\n", 2)[2])  # the body, byte for byte
 
 

@@ -8,7 +8,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from modulatio_d.core import markdown
+from modulatio_d.core import times
 from modulatio_d.core.plan import PlanStatus
 from modulatio_d.store import cron_entries, events
 from modulatio_d.store.plan_file import read_plan
@@ -37,7 +37,7 @@ def due_entry(vault, *extra) -> tuple[str, Path]:
     path = vault.cron_dir("SALES") / f"{cron_id}.md"
     text = path.read_text()
     start = text.index("created_at: ")
-    earlier = markdown.format_time(now - timedelta(minutes=5))
+    earlier = times.format_time(now - timedelta(minutes=5))
     path.write_text(text[:start] + f"created_at: {earlier}" + text[text.index("\n", start):])
     return cron_id, path
 
@@ -56,7 +56,7 @@ def test_a_due_kickoff_runs_to_completed_in_the_same_once_call(vault):
     assert plan.data["cron"] == cron_id and plan.current_index == 1
     assert (vault.root / "SALES" / "ran.txt").exists()
     entry = cron_entries.read_entry(vault, path)
-    assert entry.last_fired_for == markdown.parse_time(plan.data["scheduled_for"])
+    assert entry.last_fired_for == times.parse_time(plan.data["scheduled_for"])
     log = [e["event"] for e in events.read(vault.events_path) if e.get("plan") == plan.id]
     assert log.index("cron_fired") < log.index("status_changed")
 

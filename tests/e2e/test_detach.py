@@ -15,7 +15,9 @@ from test_status import clean_env, modulatio, plan, write
 from waiting import wait_for
 
 from modulatio_d.ops import detach
-from modulatio_d.store.vault import Vault, init
+from modulatio_d.ops.init import init
+from modulatio_d.store import processes
+from modulatio_d.store.vault import Vault
 
 PY = sys.executable
 WAIT_STEP = "  - title: Wait for release\n    run: [\"sh\", \"-c\", \"{trap}until [ -e release ]; " \
@@ -89,7 +91,7 @@ def test_detach_second_start_ps_and_stop(vault):
     stopped = modulatio("stop", "--vault", vault.root)
     assert stopped.returncode == 0, stopped.stderr
     assert f"detached daemon {pid} stopped" in stopped.stdout
-    assert detach.process_gone(pid) and not detach.locked(vault)
+    assert processes.gone(pid) and not detach.locked(vault)
     assert list(vault.daemons_dir.glob("*.json")) == []  # a clean stop removes its heartbeat
     log = (vault.meta / "daemon.log").read_text()
     assert f"daemon {socket.gethostname()}.{pid} started" in log and "daemon stopped" in log
@@ -112,7 +114,7 @@ def test_stop_kills_a_daemon_that_does_not_stop_in_time(vault):
     stopped = modulatio("stop", "--timeout", "0.3", "--vault", vault.root)
     assert stopped.returncode == 0, stopped.stderr
     assert f"detached daemon {pid} did not stop within 0.3s: killed" in stopped.stdout
-    assert detach.process_gone(pid) and not detach.locked(vault)
+    assert processes.gone(pid) and not detach.locked(vault)
     assert plan_status(vault, "W-P-001") == "executing"
 
 

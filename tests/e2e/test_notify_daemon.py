@@ -15,7 +15,7 @@ import pytest
 from test_status import clean_env, plan, write
 from waiting import wait_for
 
-from modulatio_d.store.vault import init
+from modulatio_d.ops.init import init
 
 PY = sys.executable
 

@@ -38,9 +38,10 @@ import pytest
 from waiting import wait_for
 
 from modulatio_d import cli
-from modulatio_d.core.markdown import format_time
-from modulatio_d.ops import survey
-from modulatio_d.store.vault import Vault, init
+from modulatio_d.core.times import format_time
+from modulatio_d.ops import status_text, survey
+from modulatio_d.ops.init import init
+from modulatio_d.store.vault import Vault
 
 PY = sys.executable
 HOST = socket.gethostname()
@@ -411,7 +412,7 @@ def test_empty_vault(tmp_path):
     vault = init(tmp_path / "v")
     s = survey.survey(vault, datetime.now(UTC))
     assert s.counts()["total"] == 0 and s.daemons == [] and s.refused == [] and s.cron == []
-    text = survey.render(s)
+    text = status_text.render(s)
     assert "daemons: 0 live, 0 stale" in text and "plans: 0" in text
 
 
@@ -419,4 +420,4 @@ def test_empty_vault(tmp_path):
                                                (11040, "3h04m"), (183600, "2d03h"),
                                                (None, "?")])
 def test_durations_for_people(seconds, text):
-    assert survey.duration(seconds) == text
+    assert status_text.duration(seconds) == text

@@ -1,4 +1,4 @@
-"""Usage records and budgets: usage.check/read_records on their own, then real daemons
+"""Usage lines and budgets: usage.check/read_lines on their own, then real daemons
 folding steps' lines into `<plan-id>.usage.jsonl`, warning at 80% of a budget and pausing
 with a critical ticket past 100%."""
 
@@ -41,7 +41,7 @@ def test_check(record, problem):
     assert usage.check(record) == problem
 
 
-def test_read_records_skips_bad_lines_and_warns_with_file_and_line(tmp_path, caplog):
+def test_read_lines_skips_bad_lines_and_warns_with_file_and_line(tmp_path, caplog):
     path = tmp_path / "u.jsonl"
     path.write_bytes(b'{"input_tokens": 5, "output_tokens": 1, "cost_usd": 0.1}\n'
                      b"\n"
@@ -52,15 +52,15 @@ def test_read_records_skips_bad_lines_and_warns_with_file_and_line(tmp_path, cap
                      b'\xff\xfe{"broken utf8"\n'
                      b'{"input_tokens": 2, "output_tokens": 2}')  # no final newline
     with caplog.at_level(logging.WARNING, logger="modulatio.usage"):
-        got = usage.read_records(path, warn=True)
+        got = usage.read_lines(path, warn=True)
     assert [r.get("input_tokens", 0) + r.get("output_tokens", 0) for r in got] == [6, 4, 4]
     warned = [r.getMessage() for r in caplog.records if r.name == "modulatio.usage"]
     assert [w.split(": usage line skipped: ")[0] for w in warned] == [
         f"{path}:3", f"{path}:4", f"{path}:5", f"{path}:7"]
     assert "not JSON" in warned[0] and "input_tokens" in warned[1]
     caplog.clear()
-    assert usage.read_records(path) == got and not caplog.records  # quiet without warn
-    assert usage.read_records(tmp_path / "missing.jsonl", warn=True) == []
+    assert usage.read_lines(path) == got and not caplog.records  # quiet without warn
+    assert usage.read_lines(tmp_path / "missing.jsonl", warn=True) == []
     t = usage.totals(path)
     assert (t.calls, t.input_tokens, t.output_tokens, t.tokens) == (3, 7, 7, 14)
     assert t.cost_usd == pytest.approx(0.1)

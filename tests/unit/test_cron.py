@@ -19,13 +19,13 @@ from modulatio_d.core.cron import (
     CatchUp,
     Decision,
     decide,
-    host_zone,
     kickoff_id,
     next_fires,
     parse_schedule,
     parse_zone,
     scheduled_times,
 )
+from modulatio_d.store.zones import host_zone
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NEW_YORK = ZoneInfo("America/New_York")

@@ -17,9 +17,10 @@ from modulatio_d.core.errors import BadFile, UsageError
 from modulatio_d.core.plan import PlanStatus, StepKind
 from modulatio_d.daemon import cron_firing
 from modulatio_d.daemon.cron_firing import CronFirer
+from modulatio_d.ops.cron import add_entry, remove_entry, set_enabled
 from modulatio_d.ops.validate import validate
-from modulatio_d.store import cron_entries, events
-from modulatio_d.store.cron_entries import Overlap, add_entry, read_entry
+from modulatio_d.store import events
+from modulatio_d.store.cron_entries import Overlap, read_entry
 from modulatio_d.store.events import EventLog
 from modulatio_d.store.plan_file import read_plan
 
@@ -532,7 +533,7 @@ def test_add_numbers_entries_and_never_reuses_a_removed_ones_id(vault):
     ids = [add_entry(vault, "SALES", f"job {n}", "@daily", now, timezone="UTC").id
            for n in range(2)]
     assert ids == ["SALES-C-001", "SALES-C-002"]
-    cron_entries.remove_entry(vault, "SALES-C-002")
+    remove_entry(vault, "SALES-C-002")
     assert vault.cron_dir("SALES").joinpath("SALES-C-002.lock").exists()  # the tombstone
     assert add_entry(vault, "SALES", "job", "@daily", now, timezone="UTC").id == "SALES-C-003"
     # A kickoff plan whose entry is gone (lock and all) still holds its number.
@@ -597,17 +598,17 @@ def test_add_refuses_bad_arguments_and_writes_nothing(vault, kwargs, message):
 def test_set_enabled_rewrites_only_the_enabled_line(vault):
     path = write_entry(vault, extra="# on or off\nenabled: true   # people flip this\n")
     before = path.read_text()
-    entry, changed = cron_entries.set_enabled(vault, "SALES-C-001", False)
+    entry, changed = set_enabled(vault, "SALES-C-001", False)
     assert changed and entry.enabled is False
     assert path.read_text() == before.replace("enabled: true", "enabled: false")
-    assert cron_entries.set_enabled(vault, "SALES-C-001", False)[1] is False
+    assert set_enabled(vault, "SALES-C-001", False)[1] is False
 
 
 def test_set_enabled_refuses_a_malformed_entry(vault):
     path = write_entry(vault, extra="overlap: never\n")
     before = path.read_bytes()
     with pytest.raises(BadFile, match="overlap 'never'"):
-        cron_entries.set_enabled(vault, "SALES-C-001", False)
+        set_enabled(vault, "SALES-C-001", False)
     assert path.read_bytes() == before
 
 
@@ -617,9 +618,9 @@ def test_remove_waits_for_the_lock_and_leaves_the_lock_file(vault):
     fcntl.flock(fd, fcntl.LOCK_EX)
     try:
         with pytest.raises(UsageError, match="stays locked by a daemon"):
-            cron_entries.remove_entry(vault, "SALES-C-001", wait_s=0.05)
+            remove_entry(vault, "SALES-C-001", wait_s=0.05)
         assert path.exists()
     finally:
         os.close(fd)
-    cron_entries.remove_entry(vault, "SALES-C-001")
+    remove_entry(vault, "SALES-C-001")
     assert not path.exists() and path.with_suffix(".lock").exists()

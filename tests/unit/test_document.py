@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from modulatio_d.core import markdown
+from modulatio_d.core import markdown, times
 from modulatio_d.core.errors import BadFile
 from modulatio_d.core.markdown import DELETE
 from modulatio_d.store import vault as vault_mod
@@ -440,10 +440,10 @@ def test_peek_status():
 
 
 def test_times():
-    assert markdown.parse_time("2025-11-04T10:00:00Z") == datetime(2025, 11, 4, 10,
+    assert times.parse_time("2025-11-04T10:00:00Z") == datetime(2025, 11, 4, 10,
                                                                    tzinfo=UTC)
-    assert markdown.parse_time(datetime(2025, 1, 1)).tzinfo is UTC
-    assert markdown.parse_time("soon") is None and markdown.parse_time(5) is None
+    assert times.parse_time(datetime(2025, 1, 1)).tzinfo is UTC
+    assert times.parse_time("soon") is None and times.parse_time(5) is None
 
 
 @pytest.mark.parametrize(("written", "expected"), [

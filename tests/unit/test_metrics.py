@@ -16,7 +16,7 @@ import pytest
 from test_status import LATER_USAGE, modulatio, shared_every_state
 
 from modulatio_d.ops import metrics
-from modulatio_d.store.vault import init
+from modulatio_d.ops.init import init
 
 NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")

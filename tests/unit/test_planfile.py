@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from modulatio_d.core import markdown
+from modulatio_d.core import times
 from modulatio_d.core.errors import BadFile
 from modulatio_d.core.plan import PlanStatus
 from modulatio_d.store import owned_keys, plan_file
@@ -71,7 +71,7 @@ def run_two_steps(vault, path) -> tuple[HeldPlan, dict[int, str]]:
 
 def normal(value):
     """Values as JSON would hold them: times as the daemon writes them."""
-    return json.loads(json.dumps(value, default=markdown.format_time))
+    return json.loads(json.dumps(value, default=times.format_time))
 
 
 def editor_writes(path: Path, text: str) -> None:
@@ -311,7 +311,7 @@ def test_write_as_person_judges_the_change_on_the_file_as_it_is_when_written(vau
     """The daemon finished the plan between the command's look and its write: a pause
     computed from the earlier look must not land on a completed plan."""
     from modulatio_d.core.errors import TransitionRefused
-    from modulatio_d.ops.plans import _changes
+    from modulatio_d.store.plan_file import _changes
 
     seen = []
 

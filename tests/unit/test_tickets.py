@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from modulatio_d.daemon.tickets import Memory, apply_decisions
 from modulatio_d.store import tickets
 from modulatio_d.store.events import EventLog
-from modulatio_d.store.tickets import Memory, Severity, apply_decisions, open_ticket, read_ticket
+from modulatio_d.store.tickets import Severity, open_ticket, read_ticket
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 

@@ -9,9 +9,10 @@ import pytest
 
 from modulatio_d.core import names
 from modulatio_d.core.errors import InvalidName, NotFound, UsageError, VaultNotFound
+from modulatio_d.ops.init import init
 from modulatio_d.store import config
 from modulatio_d.store import vault as vault_mod
-from modulatio_d.store.vault import META, Vault, find_vault, init
+from modulatio_d.store.vault import META, Vault, find_vault
 
 # --- finding it (pure path logic: a fake file system is enough) ---------------
 

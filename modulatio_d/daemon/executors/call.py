@@ -2,7 +2,7 @@
 
 The child (call_child.py) imports the module with the step's folder and the
 vault on sys.path, calls the function with a StepInfo, prints the summary it
-returns, and appends any usage records it returns to $MODULATIO_USAGE_FILE.
+returns, and appends any usage lines it returns to $MODULATIO_USAGE_FILE.
 """
 
 from __future__ import annotations

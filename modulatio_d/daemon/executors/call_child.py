@@ -1,7 +1,7 @@
 """The child side of `call:` steps and plugin agents (run as `python -m`).
 
 The function gets one argument, a StepInfo, and may return None, a summary
-string, or a dict {"summary": str, "usage": [records]}. An exception is the
+string, or a dict {"summary": str, "usage": [usage lines as dicts]}. An exception is the
 step's failure: its traceback goes to the step's log and the exit code is 1.
 """
 
@@ -41,12 +41,12 @@ def main(target: str) -> int:
     module_name, _, attr = target.partition(":")
     fn = getattr(importlib.import_module(module_name), attr)
     result = fn(_info())
-    summary, records = (result.get("summary"), result.get("usage") or []) \
+    summary, lines = (result.get("summary"), result.get("usage") or []) \
         if isinstance(result, dict) else (result, [])
-    if records:
+    if lines:
         with open(os.environ["MODULATIO_USAGE_FILE"], "a", encoding="utf-8") as f:
-            for record in records:
-                f.write(json.dumps(record) + "\n")
+            for line in lines:
+                f.write(json.dumps(line) + "\n")
     if summary:
         print(str(summary), flush=True)
     return 0

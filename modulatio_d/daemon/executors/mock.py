@@ -1,7 +1,7 @@
 """The built-in offline `mock` agent (run as `python -m`), for demos and tests.
 
 It prints a short made-up result for $MODULATIO_OBJECTIVE and appends one
-usage record with made-up but deterministic token counts. Options (from the
+usage line with made-up but deterministic token counts. Options (from the
 agent's config entry): `sleep` seconds to take, `fail: true` to exit 1,
 `model` to report.
 """
@@ -13,7 +13,8 @@ import json
 import os
 import sys
 import time
-from datetime import UTC, datetime
+
+from modulatio_d.core.times import format_time, utcnow
 
 
 def main() -> int:
@@ -23,8 +24,8 @@ def main() -> int:
     if options.get("sleep"):
         time.sleep(float(options["sleep"]))
     seed = int(hashlib.sha256(objective.encode()).hexdigest()[:6], 16)
-    record = {
-        "timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    line = {
+        "timestamp": format_time(utcnow()),
         "model": options.get("model", "mock-1"),
         "input_tokens": 200 + len(objective) * 4,
         "output_tokens": 100 + seed % 400,
@@ -35,7 +36,7 @@ def main() -> int:
         "duration_s": round(time.monotonic() - started, 3),
     }
     with open(os.environ["MODULATIO_USAGE_FILE"], "a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
+        f.write(json.dumps(line) + "\n")
     if options.get("fail"):
         print(f"mock agent: failing on purpose: {objective}", flush=True)
         return 1

@@ -21,7 +21,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from modulatio_d.core import markdown
+from modulatio_d.core import markdown, times
 from modulatio_d.daemon import cron_firing
 from modulatio_d.store import atomic
 from modulatio_d.store.events import EventLog
@@ -63,7 +63,7 @@ def inject(fault: str) -> None:
 def last_fired(vault: Vault, project: str, cron_id: str) -> datetime | None:
     path = vault.cron_dir(project) / f"{cron_id}.md"
     data = markdown.load(path, path.read_text()).data
-    return markdown.parse_time(data.get("last_fired_for"))
+    return times.parse_time(data.get("last_fired_for"))
 
 
 def main() -> None:

@@ -1,0 +1,230 @@
+"""What the `cron` commands do (add, list, remove, enable, disable, next), without argparse.
+
+Every entry is read and checked by store/cron_entries.py and fires in the zone
+store/zones.py resolves. `entry_rows` is the one view of entries as rows, for
+`cron list` and for `status`. `cron remove` deletes an entry under its lock, so
+never while a daemon fires it; the lock file stays (it is never deleted: the
+next claimer must lock the same inode) and so do the kickoff plans.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, tzinfo
+from pathlib import Path
+
+from modulatio_d.core import cron, markdown, names
+from modulatio_d.core.cron import CatchUp
+from modulatio_d.core.errors import BadFile, UsageError
+from modulatio_d.core.times import format_time
+from modulatio_d.store import atomic, cron_entries, zones
+from modulatio_d.store.cron_entries import MAX_ID_LEN, Entry, Overlap, render_time, start_of
+from modulatio_d.store.lock import FileLock, lock_path
+from modulatio_d.store.plan_file import read_plan
+from modulatio_d.store.vault import Vault, create_numbered, decode, next_number
+from modulatio_d.store.zones import Zones, vault_zone
+
+Refused = Callable[[str, str | None, str, BadFile], None]
+"""Told about a file that cannot be used: (path, project, kind, error)."""
+
+
+# --- rows -------------------------------------------------------------------------
+
+def entry_rows(vault: Vault, now: datetime, host: tzinfo, project: str | None = None,
+               refused: Refused | None = None) -> list[dict]:
+    """Every entry (of one project, or all) as a plain row, for `cron list` and `status`.
+
+    An entry that does not parse is a row with `valid: false` and its `error`, or,
+    given `refused`, told to it instead (so is a refused vault config). An entry
+    without a zone of its own while the vault config is refused is a row with
+    `valid: false` and the reason. Times are on the entry's wall clock.
+    """
+    rows = []
+    resolver: Zones | None = None
+    for p in [project] if project else vault.projects():
+        for item in sorted(vault.files(p, "cron"), key=lambda e: e.name):
+            if resolver is None:  # the config read once, and only for a vault with entries
+                resolver = Zones.read(vault, host)
+                if resolver.error is not None and refused is not None:
+                    refused(str(vault.config_path), None, "config", resolver.error)
+            row = _row(vault, p, Path(item.path), now, resolver, refused)
+            if row is not None:
+                rows.append(row)
+    return rows
+
+
+def _row(vault: Vault, project: str, path: Path, now: datetime, resolver: Zones,
+         refused: Refused | None) -> dict | None:
+    try:
+        snap, entry = cron_entries.read_snapshot(vault, path)
+        if entry.template is not None:
+            cron_entries.template_steps(vault, entry)
+    except FileNotFoundError:
+        return None  # removed between listing and reading
+    except BadFile as e:
+        if refused is not None:
+            refused(str(path), project, "cron", e)
+            return None
+        return {"id": path.stem, "project": project, "valid": False, "error": str(e),
+                "path": str(path)}
+    row = {"id": entry.id, "project": project, "valid": True, "schedule": entry.schedule,
+           "timezone": None, "timezone_from": None, "enabled": entry.enabled,
+           "catch_up": entry.catch_up.value, "overlap": entry.overlap.value,
+           "approve": entry.approve, "objective": entry.objective, "last_fired_for": None,
+           "next_fire": None, "next_fire_ts": None, "due_since": None, "path": str(path)}
+    try:
+        zone = resolver.resolve(entry.timezone)
+    except BadFile as e:
+        row.update(valid=False, error=f"the vault config is refused, so there is no time "
+                                      f"zone to fire in: {e}")
+        return row
+    row.update(timezone=str(getattr(zone, "key", zone)),
+               timezone_from=resolver.source(entry.timezone))
+    if entry.last_fired_for is not None:
+        row["last_fired_for"] = render_time(entry.last_fired_for, zone)
+    if entry.enabled:
+        start = start_of(entry, snap)
+        first = cron.next_fires(entry.expr, zone, start, 1)
+        if first and first[0] <= now:
+            row["due_since"] = render_time(first[0], zone)
+        nxt = cron.next_fires(entry.expr, zone, max(now, start), 1)
+        if nxt:
+            row.update(next_fire=render_time(nxt[0], zone), next_fire_ts=nxt[0].timestamp())
+    return row
+
+
+# --- next -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Preview:
+    entry: Entry
+    zone: tzinfo
+    times: list[datetime]
+
+    def fires(self) -> list[dict]:
+        return [{"local": t.isoformat(), "utc": format_time(t),
+                 "kickoff": cron.kickoff_id(self.entry.id, t)} for t in self.times]
+
+
+def preview(vault: Vault, entry_id: str, after: datetime, n: int, host: tzinfo) -> Preview:
+    """The next `n` fire times of an entry after `after`, in its zone."""
+    _, path = vault.find("cron", entry_id)
+    entry = cron_entries.read_entry(vault, path)
+    zone = Zones.read(vault, host).resolve(entry.timezone)
+    return Preview(entry, zone, cron.next_fires(entry.expr, zone, after, n))
+
+
+# --- add, enable, remove -------------------------------------------------------------
+
+def next_cron_number(vault: Vault, project: str) -> int:
+    """One more than the highest number any entry of the project ever had.
+
+    Lock files stay after `cron remove` and kickoff plans outlive their entry,
+    so a removed entry's id, and with it its kickoff ids, is never reused.
+    """
+    return next_number(f"{project}-C-", (vault.cron_dir(project), vault.plans_dir(project),
+                                         vault.records_dir(project)))
+
+
+def add_entry(vault: Vault, project: str, objective: str, schedule: str, now: datetime,
+              timezone: str | None = None, steps: list[str] | None = None,
+              template: str | None = None, catch_up: str = "latest", overlap: str = "skip",
+              approve: bool = True, host_zone: tzinfo | None = None) -> Entry:
+    """Create `<PROJECT>/cron/<PROJECT>-C-<NNN>.md`; every argument is checked first.
+
+    Without `timezone` the entry is given the zone in effect now (the vault
+    config's, else the host's), so that it keeps firing at the same wall-clock
+    time when the vault is opened on a host in another zone.
+    """
+    names.check("project code", project)
+    if not objective.strip():
+        raise UsageError("the objective is empty: say what each kickoff is for")
+    try:
+        cron.parse_schedule(schedule)
+    except ValueError as e:
+        raise UsageError(f"--schedule: {e}") from None
+    if timezone is not None:
+        try:
+            cron.parse_zone(timezone)
+        except ValueError as e:
+            raise UsageError(f"--timezone: {e}") from None
+    else:
+        host = host_zone if host_zone is not None else zones.host_zone()
+        timezone = getattr(Zones(host, vault_zone(vault)).resolve(None), "key", None)
+        if timezone is not None and cron.find_zone(timezone) is None:
+            timezone = None  # a tzfile path: leave it to the host at fire time
+    _check_options(vault, project, steps, template, catch_up, overlap)
+    keys: dict[str, object] = {"objective": objective.strip(), "schedule": schedule.strip()}
+    if timezone is not None:
+        keys["timezone"] = timezone
+    if steps:
+        keys["steps"] = list(steps)
+    if template is not None:
+        keys["template"] = template
+    keys.update({"enabled": True, "catch_up": catch_up, "overlap": overlap,
+                 "approve": approve, "created_at": now})
+
+    def text_for(entry_id: str) -> str:
+        if len(entry_id) > MAX_ID_LEN:
+            raise UsageError(f"project code {project!r} is too long for cron ids")
+        return cron_entries.entry_text({"id": entry_id, **keys})
+
+    _, path = create_numbered(vault.cron_dir(project), f"{project}-C-", 3,
+                              next_cron_number(vault, project), text_for)
+    return cron_entries.read_entry(vault, path)
+
+
+def _check_options(vault: Vault, project: str, steps: list[str] | None, template: str | None,
+                   catch_up: str, overlap: str) -> None:
+    if steps and template:
+        raise UsageError("give --step or --template, not both")
+    if any(not s.strip() for s in steps or []):
+        raise UsageError("--step: a command is empty")
+    try:
+        CatchUp(catch_up)
+    except ValueError:
+        raise UsageError(f"--catch-up: {catch_up!r} is not one of "
+                         f"{', '.join(CatchUp)}") from None
+    try:
+        Overlap(overlap)
+    except ValueError:
+        raise UsageError(f"--overlap: {overlap!r} is not one of {', '.join(Overlap)}") from None
+    if template is not None:
+        names.check("plan id", template)
+        if not vault.plan_path(project, template).exists():
+            raise UsageError(f"--template: there is no plan {project}/plans/{template}.md")
+        read_plan(vault, vault.plan_path(project, template))  # a bad template: BadFile, exit 1
+
+
+def set_enabled(vault: Vault, entry_id: str, enabled: bool) -> tuple[Entry, bool]:
+    """Rewrite only the `enabled` line; (entry, whether the file changed)."""
+    _, path = vault.find("cron", entry_id)
+    snap, text = vault.read(path)
+    entry = cron_entries.parse_entry(markdown.load(path, text), vault.project_of(path))
+    if entry.enabled is enabled:
+        return entry, False
+
+    def apply(raw: bytes) -> bytes:
+        current = decode(path, raw)
+        cron_entries.parse_entry(markdown.load(path, current), vault.project_of(path))
+        return markdown.set_keys(current, {"enabled": enabled}, path).encode()
+
+    atomic.rewrite(path, apply, snap)
+    return cron_entries.read_snapshot(vault, path)[1], True
+
+
+def remove_entry(vault: Vault, entry_id: str, wait_s: float = 5.0) -> Path:
+    """Delete the entry file under its lock; the lock file and the kickoff plans stay."""
+    _, path = vault.find("cron", entry_id)
+    lock = FileLock(lock_path(path))
+    deadline = time.monotonic() + wait_s
+    while not lock.try_acquire():  # a daemon fires it: that takes milliseconds
+        if time.monotonic() > deadline:
+            raise UsageError(f"cron entry {entry_id} stays locked by a daemon; try again")
+        time.sleep(0.01)
+    with lock:
+        path.unlink()
+        atomic.fsync_dir(path.parent)
+    return path
