@@ -6,7 +6,9 @@ cli.py catches ModulatioError, prints str(error) to stderr and exits with
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
@@ -44,6 +46,26 @@ class BadFile(ModulatioError):
         self.hint = hint
         where = f"{path}:{line}" if line else f"{path}"
         super().__init__(f"{where}: {reason}" + (f" ({hint})" if hint else ""))
+
+
+class FileFault:
+    """`fail(reason, key, hint)`: raises the BadFile of one file at the line of `key`.
+
+    Every reader of a person's file (plan, cron entry, ticket, config) checks its
+    keys through one of these (markdown.Document.fault for frontmatter); `line=`
+    points at an item inside a key's value instead. Without a line, `fallback`.
+    """
+
+    def __init__(self, path: Path, line_of: Callable[[str], int | None],
+                 fallback: int | None = None):
+        self.path = path
+        self.line_of = line_of
+        self.fallback = fallback
+
+    def __call__(self, reason: str, key: str | None = None, hint: str = "",
+                 line: int | None = None) -> NoReturn:
+        raise BadFile(self.path, reason, line or (self.line_of(key) if key else None)
+                      or self.fallback, hint)
 
 
 class NotFound(ModulatioError):

@@ -22,14 +22,13 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import NoReturn
 
 import frontmatter
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.events import AliasEvent, NodeEvent
 
-from modulatio_d.core.errors import BadFile
+from modulatio_d.core.errors import BadFile, FileFault
 from modulatio_d.core.times import format_time, parse_time
 
 DELETE = object()  # a value for set_keys that removes the key
@@ -118,7 +117,7 @@ class Document:
 
     def fault(self) -> FileFault:
         """`fail(reason, key, hint)` for this file; without a key's line, the head's first."""
-        return FileFault(self.path, self.data, self.head_line, fallback=self.head_line)
+        return FileFault(self.path, self.line_of, fallback=self.head_line)
 
     def line_of_item(self, seq: object, index: int) -> int | None:
         try:
@@ -132,26 +131,6 @@ class Document:
         post.metadata = self.data  # keep ruamel's map: comments, order, line numbers
         post.document = self  # type: ignore[attr-defined]
         return post
-
-
-class FileFault:
-    """Raises the BadFile of one loaded file, at the line of the key at fault.
-
-    Every reader of a person's file (plan, cron entry, ticket, config) checks its
-    keys through one of these: `fail(reason, key, hint)`, or `line=` when the
-    fault is an item inside a key's value. Without a line, `fallback`.
-    """
-
-    def __init__(self, path: Path, data: dict, first: int = 1, fallback: int | None = None):
-        self.path = path
-        self.data = data
-        self.first = first
-        self.fallback = fallback
-
-    def __call__(self, reason: str, key: str | None = None, hint: str = "",
-                 line: int | None = None) -> NoReturn:
-        at = line or (line_of(self.data, key, self.first) if key else None) or self.fallback
-        raise BadFile(self.path, reason, at, hint)
 
 
 def split(path: Path, text: str) -> tuple[str, str, str, str]:

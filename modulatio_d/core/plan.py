@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from modulatio_d.core import names
-from modulatio_d.core.errors import TransitionRefused
-from modulatio_d.core.markdown import Document, FileFault, plain
+from modulatio_d.core.errors import FileFault, TransitionRefused
+from modulatio_d.core.markdown import Document, plain
 from modulatio_d.core.times import parse_time
 
 

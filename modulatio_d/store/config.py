@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from modulatio_d.core import markdown, names
+from modulatio_d.core.errors import FileFault
 from modulatio_d.core.plan import parse_duration
 from modulatio_d.store.vault import decode
 
@@ -51,7 +52,7 @@ def load(path: Path) -> Config:
     if not text.strip():
         return Config()
     data = markdown.load_mapping(path, text)
-    fail = markdown.FileFault(path, data)
+    fail = FileFault(path, lambda key: markdown.line_of(data, key))
 
     unknown = set(map(str, data)) - {"timezone", "defaults", "reflector", "agents"}
     if unknown:

@@ -19,8 +19,8 @@ from pathlib import Path
 
 from modulatio_d.core import cron, markdown, names
 from modulatio_d.core.cron import CatchUp
-from modulatio_d.core.errors import BadFile
-from modulatio_d.core.markdown import Document, FileFault
+from modulatio_d.core.errors import BadFile, FileFault
+from modulatio_d.core.markdown import Document
 from modulatio_d.core.times import parse_time
 from modulatio_d.store.atomic import Snapshot
 from modulatio_d.store.vault import Vault

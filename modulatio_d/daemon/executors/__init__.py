@@ -2,8 +2,8 @@
 
 Every executor turns a step into a `Launch` (argv, environment, folder); the
 runner starts and watches them all the same way (child.py). The environment
-is the daemon's plus the MODULATIO_* variables of DESIGN.md and the step's
-own `env`.
+is the daemon's plus the MODULATIO_* variables (docs/daemon.md, "Running a
+sub-objective") and the step's own `env`.
 """
 
 from __future__ import annotations
