@@ -300,7 +300,7 @@ def _wait(targets: list[Target], timeout: float, done: str = "stopped") -> None:
 
 def ps(vault: Vault, daemons: list[dict]) -> list[dict]:
     """The running daemons of the vault: live heartbeats, and the detached daemon
-    while it starts (before its first heartbeat). `daemons` is status.daemons()."""
+    while it starts (before its first heartbeat). `daemons` is survey.daemons()."""
     info = running(vault, 0.2)
     here = socket.gethostname()
     rows = []
