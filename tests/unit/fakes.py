@@ -55,6 +55,9 @@ class FakeWaker:
 class Events(list):
     """An event sink that keeps (kind, fields)."""
 
+    def __bool__(self) -> bool:
+        return True  # empty, it is still a sink: callers write `events or a_default`
+
     def __call__(self, event: str, /, **fields: object) -> None:
         self.append((event, fields))
 
