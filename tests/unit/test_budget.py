@@ -27,7 +27,8 @@ def test_usage_lines_are_completed_and_appended_and_an_empty_report_is_one_line(
     plan = read_plan(vault, path).plan
     budget = Budget(path)
     scratch = tmp_path / "0-1.usage.jsonl"
-    scratch.write_text(json.dumps({"input_tokens": 10, "output_tokens": 5, "model": "m"}) + "\n")
+    scratch.write_text(json.dumps({"input_tokens": 10, "output_tokens": 5, "cost_usd": 0.5,
+                                   "model": "m"}) + "\n")
     budget.fold(plan, plan.sub_objectives[0], 1, attempt(clock), scratch)
     budget.fold(plan, plan.sub_objectives[1], 1, attempt(clock), tmp_path / "none.jsonl")
     lines = [json.loads(ln) for ln in budget.usage_path.read_text().splitlines()]
