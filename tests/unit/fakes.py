@@ -74,6 +74,23 @@ def services(clock: FakeClock, tick_seconds: float = 2.0, **kw) -> Services:
     return Services(**fields)
 
 
+def failing_updates(monkeypatch, target: object, errors: list[Exception | None]) -> list[dict]:
+    """Make `target.update` (the HeldPlan class, or one HeldPlan) raise the next of `errors`
+    at each call (None: that call writes) and write once they are used up; returns the
+    changes it was asked to write."""
+    real, calls = target.update, []
+
+    def update(*args):  # (self, changes) on the class, (changes) on one plan
+        calls.append(args[-1])
+        if errors:
+            error = errors.pop(0)
+            if error is not None:
+                raise error
+        return real(*args)
+    monkeypatch.setattr(target, "update", update)
+    return calls
+
+
 def plan_text(steps: list[str], status: str = "approved", extra: str = "") -> str:
     lines = ["id: P-P-001", "title: A plan", f"status: {status}", "priority: 50",
              "sub_objectives:", *[f"  - {s}" for s in steps], *extra.splitlines(),

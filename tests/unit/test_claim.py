@@ -10,7 +10,7 @@ import json
 import os
 
 import pytest
-from fakes import WALL0, Events, FakeClock, write_plan
+from fakes import WALL0, Events, FakeClock, failing_updates, write_plan
 
 from modulatio_d.core.plan import PlanStatus
 from modulatio_d.daemon.claim import LOST_RACE_RETRY_S, Claimed, Claimer, Missed, RaceRetries
@@ -138,9 +138,7 @@ def test_a_claim_that_cannot_be_written_is_unwritable(vault, claimer, monkeypatc
     path = write_plan(vault, ["one"])
     before = path.read_bytes()
 
-    def full(self, changes):
-        raise OSError(errno.ENOSPC, "No space left on device")
-    monkeypatch.setattr(HeldPlan, "update", full)
+    failing_updates(monkeypatch, HeldPlan, [OSError(errno.ENOSPC, "No space left on device")])
     assert claimer.claim(candidate(path)) is Missed.UNWRITABLE
     assert not is_held(lock_path(path)) and path.read_bytes() == before
     assert claimer.events == []

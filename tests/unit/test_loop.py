@@ -7,7 +7,7 @@ from __future__ import annotations
 import errno
 
 import pytest
-from fakes import FakeClock, FakeWaker, write_plan
+from fakes import FakeClock, FakeWaker, failing_updates, write_plan
 
 from modulatio_d.daemon.loop import BACKOFF_TICKS, Daemon
 from modulatio_d.daemon.writeback import WRITE_RETRY_TICKS
@@ -16,6 +16,7 @@ from modulatio_d.store.lock import is_held, lock_path
 from modulatio_d.store.plan_file import HeldPlan, read_plan
 
 TICK = 1.0
+FULL = OSError(errno.ENOSPC, "No space left on device")
 
 
 @pytest.fixture
@@ -31,25 +32,13 @@ def daemon(vault, clock):
     real.close()
 
 
-def fail_writes(monkeypatch, after: int = 0) -> None:
-    """HeldPlan.update works `after` times, then the disk is full."""
-    real, calls = HeldPlan.update, []
-
-    def update(self, changes):
-        calls.append(changes)
-        if len(calls) > after:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return real(self, changes)
-    monkeypatch.setattr(HeldPlan, "update", update)
-
-
 def offered(daemon, clock) -> list:
     return [c.path for c in daemon.scanner.scan(clock.wall())]
 
 
 def test_a_claim_that_cannot_be_written_holds_the_plan_off(vault, daemon, clock, monkeypatch):
     path = write_plan(vault, ["one"])
-    fail_writes(monkeypatch)
+    failing_updates(monkeypatch, HeldPlan, [FULL])
     assert daemon._claim_and_run(daemon.scanner.scan(clock.wall())) is False
     assert not is_held(lock_path(path))
     clock.advance(BACKOFF_TICKS * TICK - 0.5)
@@ -61,7 +50,8 @@ def test_a_claim_that_cannot_be_written_holds_the_plan_off(vault, daemon, clock,
 def test_a_run_whose_writes_keep_failing_is_let_go_and_held_off(vault, daemon, clock,
                                                                  monkeypatch):
     path = write_plan(vault, ["{run: 'true'}"])
-    fail_writes(monkeypatch, after=1)  # the claim lands, the in_flight write does not
+    # The claim lands, the in_flight write does not, ever.
+    failing_updates(monkeypatch, HeldPlan, [None, *[FULL] * 1000])
     start = clock.monotonic()
     assert daemon._claim_and_run(daemon.scanner.scan(clock.wall())) is True
     patience = WRITE_RETRY_TICKS * TICK

@@ -7,7 +7,7 @@ import errno
 import os
 
 import pytest
-from fakes import FakeClock, services, write_plan
+from fakes import FakeClock, failing_updates, services, write_plan
 
 from modulatio_d.core.errors import BadFile, FileChanged
 from modulatio_d.daemon.services import Stop
@@ -79,26 +79,12 @@ def held(vault) -> HeldPlan:
     return HeldPlan(vault, write_plan(vault, ["one", "two"]))
 
 
-def failing(monkeypatch, held: HeldPlan, errors: list[Exception]) -> list[str]:
-    """held.update raises `errors` in turn, then writes; returns the calls made."""
-    calls: list[str] = []
-    real = held.update
-
-    def update(changes):
-        calls.append("update")
-        if errors:
-            raise errors.pop(0)
-        return real(changes)
-    monkeypatch.setattr(held, "update", update)
-    return calls
-
-
 def test_a_write_that_fails_for_a_while_lands_and_the_heartbeat_goes_on(held, monkeypatch,
                                                                          caplog):
     clock = FakeClock()
     beats = []
     svc = services(clock, tick_seconds=2.0, periodic=lambda plan, step: beats.append(step))
-    failing(monkeypatch, held, [FULL] * 5)
+    failing_updates(monkeypatch, held, [FULL] * 5)
     plan = PlanWriter(held, svc).write({"current_index": 1})
     assert plan.current_index == 1 and "current_index: 1" in held.path.read_text()
     assert svc.waker.waits == [svc.beat_interval()] * 5 == [1.0] * 5
@@ -110,7 +96,7 @@ def test_a_write_that_fails_for_a_while_lands_and_the_heartbeat_goes_on(held, mo
 def test_a_write_failing_past_its_patience_goes_up(held, monkeypatch):
     clock = FakeClock()
     svc = services(clock, tick_seconds=2.0)
-    calls = failing(monkeypatch, held, [FULL] * 1000)
+    calls = failing_updates(monkeypatch, held, [FULL] * 1000)
     start = clock.monotonic()
     with pytest.raises(OSError) as e:
         PlanWriter(held, svc).write({"current_index": 1})
@@ -123,7 +109,7 @@ def test_a_write_failing_past_its_patience_goes_up(held, monkeypatch):
 def test_a_stop_request_gives_up_a_failing_write_at_once(held, monkeypatch):
     clock = FakeClock()
     svc = services(clock, stop=Stop(requested=1))
-    failing(monkeypatch, held, [FULL])
+    failing_updates(monkeypatch, held, [FULL])
     with pytest.raises(OSError):
         PlanWriter(held, svc).write({"current_index": 1})
     assert svc.waker.waits == []
@@ -132,7 +118,7 @@ def test_a_stop_request_gives_up_a_failing_write_at_once(held, monkeypatch):
 def test_a_plan_deleted_mid_run_is_told_once_and_let_go_after_settle_s(held, monkeypatch):
     clock = FakeClock()
     svc = services(clock, tick_seconds=60.0)  # a beat: 15 s, longer than SETTLE_S
-    failing(monkeypatch, held, [gone()] * 10)
+    failing_updates(monkeypatch, held, [gone()] * 10)
     with pytest.raises(FileNotFoundError):
         PlanWriter(held, svc).write({"current_index": 1})
     assert svc.waker.waits == [15.0]
@@ -149,7 +135,7 @@ def test_a_fresh_broken_save_is_judged_only_once_it_settles(held, monkeypatch, f
     mtime = clock.wall().timestamp()
     os.utime(held.path, (mtime, mtime))  # saved "now" on the fake clock
     broken = BadFile(held.path, "mapping values are not allowed here", 3)
-    failing(monkeypatch, held, [broken] * failures)
+    failing_updates(monkeypatch, held, [broken] * failures)
     PlanWriter(held, svc).write({"current_index": 1})
     refused = [f for k, f in svc.events if k == "file_refused"]
     assert len(refused) == told and all(f["line"] == 3 for f in refused)
