@@ -1,7 +1,7 @@
 """The claim compare-and-swap (daemon/claim.py), one step of its protocol per test, with
 real locks on real files: flock is per open file description, so a second FileLock in
-this process contends exactly like another daemon would (tests/e2e/test_claim.py uses a
-second process where that matters). And the short retries after a lost race."""
+this process contends exactly like another daemon would (tests/e2e/test_claim_processes.py
+uses real second processes). And the short retries after a lost race."""
 
 from __future__ import annotations
 
