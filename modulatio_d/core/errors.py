@@ -96,6 +96,10 @@ class LockBusy(ModulatioError):
         )
 
 
+class StepError(ModulatioError):
+    """A step that cannot be started (an unknown agent, a missing folder)."""
+
+
 class FileChanged(ModulatioError):
     """The file on disk is no longer the one that was read; re-read and re-apply."""
 

@@ -48,9 +48,11 @@ class Launch:
 
 
 class Child:
-    def __init__(self, launch: Launch, log_path: Path, keep_fds: tuple[int, ...] = ()):
+    def __init__(self, launch: Launch, log_path: Path, keep_fds: tuple[int, ...] = (),
+                 monotonic: Callable[[], float] = time.monotonic):
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self.log_path = log_path
+        self.monotonic = monotonic
         parent = os.getpid()
         with open(log_path, "ab") as log:
             self.proc = subprocess.Popen(
@@ -78,10 +80,10 @@ class Child:
     def stop(self, grace: float, hurry: Callable[[], bool] = lambda: False) -> int:
         """TERM the process group, KILL it after `grace` s (or once `hurry()`); the exit status."""
         self.kill_group(signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        while self.proc.poll() is None and time.monotonic() < deadline and not hurry():
+        deadline = self.monotonic() + grace
+        while self.proc.poll() is None and self.monotonic() < deadline and not hurry():
             try:
-                self.proc.wait(timeout=min(0.05, max(0.0, deadline - time.monotonic())))
+                self.proc.wait(timeout=min(0.05, max(0.0, deadline - self.monotonic())))
             except subprocess.TimeoutExpired:
                 pass
         self.kill_group(signal.SIGKILL)  # also whatever the child left in its group

@@ -28,7 +28,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
@@ -48,6 +47,7 @@ from modulatio_d.store.cron_entries import (
     start_of,
     template_steps,
 )
+from modulatio_d.store.events import utcnow
 from modulatio_d.store.lock import FileLock, lock_path
 from modulatio_d.store.refusals import Refusals
 from modulatio_d.store.vault import SETTLE_S, Vault, decode
@@ -73,13 +73,15 @@ class CronFirer:
     `fire_due(project, now)` every tick. Holds what it learned about each file,
     keyed by stat signature, and which bad files it already reported."""
 
-    def __init__(self, vault: Vault, log: Callable[..., None], host_zone: tzinfo | None = None,
-                 settle_s: float = SETTLE_S):
+    def __init__(self, vault: Vault, events: Callable[..., None],
+                 host_zone: tzinfo | None = None, settle_s: float = SETTLE_S,
+                 clock: Callable[[], datetime] = utcnow):
         self.vault = vault
-        self.log = log
+        self.events = events
         self.host_zone = host_zone if host_zone is not None else zones.host_zone()
         self.settle_s = settle_s
-        self.refusals = Refusals(vault, log, "cron")
+        self.clock = clock  # only for the age of a bad file: due times use `now`
+        self.refusals = Refusals(vault, events, "cron")
         self._known: dict[str, _Known] = {}
         self._config: tuple[tuple | None, Zones] | None = None
         self._statuses: dict[str, tuple[tuple, str | None]] = {}
@@ -140,7 +142,7 @@ class CronFirer:
         fields = {"project": project, "cron": entry.id}
         created: list[str] = []
         if not entry.enabled:
-            self.log("cron_skipped", **fields, reason="disabled",
+            self.events("cron_skipped", **fields, reason="disabled",
                      count=len(d.fire) + len(d.skipped) + d.truncated,
                      scheduled_for=render_time(d.new_last_fired_for, zone))
         else:
@@ -156,7 +158,7 @@ class CronFirer:
                 if kickoff:
                     created.append(kickoff)
             if d.skipped or d.truncated:
-                self.log("cron_missed", **fields, catch_up=entry.catch_up.value,
+                self.events("cron_missed", **fields, catch_up=entry.catch_up.value,
                          count=len(d.skipped) + d.truncated,
                          listed=[render_time(t, zone) for t in d.skipped],
                          unlisted=d.truncated)
@@ -178,7 +180,7 @@ class CronFirer:
         if entry.overlap is Overlap.SKIP:
             busy = self._running_kickoff(project, entry.id)
             if busy is not None:
-                self.log("cron_skipped", **fields, reason="overlap", blocked_by=busy[0],
+                self.events("cron_skipped", **fields, reason="overlap", blocked_by=busy[0],
                          blocked_status=busy[1])
                 return None
         text = kickoff_text(entry, kickoff, render_time(t, zone), shape, now)
@@ -187,7 +189,7 @@ class CronFirer:
             atomic.write_new(path, text.encode())
         except FileExistsError:
             return None
-        self.log("cron_fired", **fields, plan=kickoff)
+        self.events("cron_fired", **fields, plan=kickoff)
         log.info("cron %s fired %s for %s", entry.id, kickoff, fields["scheduled_for"])
         return kickoff
 
@@ -269,7 +271,7 @@ class CronFirer:
             st = path.stat()
         except FileNotFoundError:
             return False
-        if time.time() - st.st_mtime < self.settle_s:
+        if self.clock().timestamp() - st.st_mtime < self.settle_s:
             return False  # maybe half-written by an editor: look again next tick
         self.refusals.tell(path, project, error, key or stat_sig or atomic.signature(st))
         return True

@@ -1,14 +1,13 @@
 """The tick loop of one daemon process: scan, claim, run, sleep.
 
 Each tick: fire the cron entries that are due, apply decided tickets, scan the
-served projects, and try the claimable plans in order. The claim is a
-compare-and-swap: flock(LOCK_EX | LOCK_NB) on `<plan-id>.lock` (busy: another
-daemon won; try the next), re-read the plan under the lock, give up if it is
-no longer claimable, else write `status: executing`, the claim with a fencing
-token one higher than the last, and `execution_started_at` (kept if set). The
-lock is held until the plan stops running. After a plan ends the daemon scans
-again at once; it sleeps only when nothing is claimable, until the next tick
-or until a vault file changes (inotify).
+served projects, and try the claimable plans in order: the first one claimed
+(claim.py, a compare-and-swap under the plan's lock) is run (runner.py) with
+its lock held, then released. After a plan ends the daemon scans again at
+once; it sleeps only when nothing is claimable, until the next tick or until
+a vault file changes (inotify), sooner after a claim lost to a busy lock.
+A plan whose file cannot be written (disk full) is left alone BACKOFF_TICKS
+ticks. Time comes from the clocks passed in (wall and monotonic).
 
 Signal handlers only count: the first SIGTERM/SIGINT asks the running step to
 stop (TERM, then KILL after a grace) and the loop to exit 0, leaving the plan
@@ -29,54 +28,41 @@ from pathlib import Path
 
 from modulatio_d import __version__
 from modulatio_d.core.errors import BadFile, FileChanged
-from modulatio_d.core.plan import CLAIMABLE, Plan, PlanStatus, SubObjective
+from modulatio_d.core.plan import Plan, SubObjective
 from modulatio_d.daemon import tickets
-from modulatio_d.daemon.runner import Runner, Stop
+from modulatio_d.daemon.claim import Claimed, Claimer, Missed, RaceRetries
+from modulatio_d.daemon.runner import Runner
 from modulatio_d.daemon.scan import Candidate, Scanner
 from modulatio_d.daemon.sdnotify import NOTIFY_ENV_VARS, Notifier
+from modulatio_d.daemon.services import Clocks, Services, Stop
 from modulatio_d.daemon.wake import Waker, Watcher
 from modulatio_d.store import config
 from modulatio_d.store.events import EventLog
 from modulatio_d.store.heartbeat import Heartbeat, prune_dead
-from modulatio_d.store.lock import FileLock, lock_path
-from modulatio_d.store.plan_file import HeldPlan
 from modulatio_d.store.refusals import Refusals
 from modulatio_d.store.vault import Vault
 
 log = logging.getLogger("modulatio.daemon")
-# A claim lost to a lock held for a moment (a `modulatio plan approve` still writing the
-# plan it just woke us for, another daemon mid-claim) is tried again after these waits,
-# before falling back to the tick: no file event follows the release of a lock.
-LOST_RACE_RETRY_S = (0.05, 0.2, 1.0)
 # A plan whose file cannot be written (disk full, permissions) is left alone this
 # many ticks before it is tried again, so a daemon neither dies nor spins on it.
 BACKOFF_TICKS = 10
 
 
-def _nudge(path: Path) -> None:
-    """Touch a plan left `executing` with a free lock (we were stopped mid-step).
-
-    Releasing a lock makes no file event; a changed mtime does, so idle daemons
-    wake and take the orphan over now rather than at their next tick."""
-    try:
-        os.utime(path)
-    except OSError:
-        pass
-
-
 class Daemon:
     def __init__(self, vault: Vault, projects: list[str], tick_seconds: float, once: bool,
-                 clock: Callable[[], datetime], environ: dict[str, str]):
+                 clock: Callable[[], datetime], environ: dict[str, str],
+                 monotonic: Callable[[], float] = time.monotonic):
         self.vault = vault
         self.projects = projects
         self.tick_seconds = tick_seconds
         self.once = once
         self.clock = clock
+        self.monotonic = monotonic
         self.events = EventLog(vault.events_path, clock)
         self.stop = Stop()
         self.waker = Waker()
-        self.scanner = Scanner(vault, projects or None, self.events)
-        self.notifier = Notifier(environ)
+        self.scanner = Scanner(vault, projects or None, self.events, monotonic=monotonic)
+        self.notifier = Notifier(environ, clock=monotonic)
         # Steps must not talk to systemd as if they were the daemon.
         self.base_env = {k: v for k, v in environ.items() if k not in NOTIFY_ENV_VARS}
         self.heartbeat = Heartbeat(vault.daemons_dir, tick_seconds, __version__, clock())
@@ -88,7 +74,8 @@ class Daemon:
         self._config_sig: tuple | None = None
         self.ticket_memory = tickets.Memory(vault, self.events)
         self.bad_config = Refusals(vault, self.events, "config")
-        self.lost_race = False  # in this pass a plan's lock was busy
+        self.claimer = Claimer(vault, self.events, clock, self.host, os.getpid())
+        self.races = RaceRetries()
         self.config = config.Config()
 
     # --- signals ------------------------------------------------------------------
@@ -113,7 +100,6 @@ class Daemon:
         log.info("daemon %s.%d started on %s (projects: %s, tick %gs)", self.host, os.getpid(),
                  self.vault.root, ",".join(self.projects) or "all", self.tick_seconds)
         ready = False
-        lost_in_a_row = 0
         try:
             while not self.stop.requested:
                 new_folders = watcher.watch(self._watched())
@@ -121,22 +107,19 @@ class Daemon:
                 if not ready:
                     self.notifier.ready()
                     ready = True
-                self.lost_race = False
+                self.races.start_pass()
                 if self._claim_and_run(candidates):
-                    lost_in_a_row = 0
+                    self.races.ran()
                     continue  # a plan ended: scan again at once
                 if self.once:
                     log.info("nothing claimable: exiting (--once)")
                     break
                 if new_folders:
                     continue  # list and scan again: a folder made meanwhile had no watch
-                lost_in_a_row = lost_in_a_row + 1 if self.lost_race else 0
-                wait = self.tick_seconds
-                if 0 < lost_in_a_row <= len(LOST_RACE_RETRY_S):
-                    wait = min(wait, LOST_RACE_RETRY_S[lost_in_a_row - 1])
+                wait = self.races.next_wait(self.tick_seconds)
                 log.debug("nothing claimable: sleeping up to %gs", wait)
                 if self._sleep(wait):
-                    lost_in_a_row = 0
+                    self.races.ran()
         finally:
             self.notifier.stopping()
             watcher.stop()
@@ -168,18 +151,18 @@ class Daemon:
         `plan approve` still writing): the caller retries it shortly, since no
         file event will follow the lock's release. True when a plan ran.
         """
-        deadline = time.monotonic() + seconds
+        deadline = self.monotonic() + seconds
         while not self.stop.requested:
-            if not self.waker.wait(deadline - time.monotonic()):
+            if not self.waker.wait(deadline - self.monotonic()):
                 return False  # the tick is due
             changed = self.waker.take_changed()
             plans = {p for p in changed if os.path.basename(os.path.dirname(p)) == "plans"}
             if not changed or changed - plans:
                 return False
-            self.lost_race = False
+            self.races.start_pass()
             if self._claim_and_run(self.scanner.look_at(plans, self.clock())):
                 return True
-            if self.lost_race:
+            if self.races.lost:
                 return False
         return False
 
@@ -226,14 +209,14 @@ class Daemon:
         from modulatio_d.daemon.cron_firing import CronFirer
 
         if self.cron is None:
-            self.cron = CronFirer(self.vault, self.events)
-        self._last_cron = time.monotonic()
+            self.cron = CronFirer(self.vault, self.events, clock=self.clock)
+        self._last_cron = self.monotonic()
         for project in self.scanner.served():
             for plan_id in self.cron.fire_due(project, now):
                 log.info("cron kickoff %s created", plan_id)
 
     def _beat(self, now: datetime, plan: Plan | None, step: SubObjective | None) -> None:
-        self._last_beat = time.monotonic()
+        self._last_beat = self.monotonic()
         self._beat_on = (plan.id if plan else None, step.index if step else None)
         self.heartbeat.beat(now, plan.id if plan else None, step.index if step else None)
         self.notifier.watchdog()
@@ -246,7 +229,7 @@ class Daemon:
 
     def _periodic(self, plan: Plan | None, step: SubObjective | None) -> None:
         """Called by the runner as a step starts and while it runs: heartbeat, watchdog, cron."""
-        mono = time.monotonic()
+        mono = self.monotonic()
         moved = self._beat_on != (plan.id if plan else None, step.index if step else None)
         since = mono - self._last_beat
         # A new step is told at once unless steps go by faster than a beat a second.
@@ -255,80 +238,38 @@ class Daemon:
         if mono - self._last_cron >= self.tick_seconds:
             self._guarded("cron", self._fire_cron, self.clock())
 
-    # --- claim --------------------------------------------------------------------
+    # --- claim and run --------------------------------------------------------------
 
     def _claim_and_run(self, candidates: list[Candidate]) -> bool:
+        """Claim the first plan that can be and run it; True when one ran."""
         for c in candidates:
             if self.stop.requested:
                 return False
-            claimed = self._claim(c)
-            if claimed is None:
+            claimed = self.claimer.claim(c)
+            if claimed is Missed.LOST:
+                self.races.lost = True
+            elif claimed is Missed.UNWRITABLE:
+                self.scanner.hold_off(c.path, self.tick_seconds * BACKOFF_TICKS)
+            if not isinstance(claimed, Claimed):
                 continue
-            held, lock, token = claimed
             try:
-                plan = held.plan
-                self._beat(self.clock(), plan, plan.sub_objectives[plan.current_index]
-                           if plan.current_index < plan.total else None)
-                runner = Runner(held, lock, token, self.config, self.events, self.waker,
-                                self.stop, self.clock, self._periodic, self.base_env,
-                                self.tick_seconds)
-                try:
-                    runner.run()
-                except (BadFile, FileChanged, OSError) as e:  # cannot write: not a death
-                    log.error("plan %s left as it is for now: %s", held.plan.id, e)
-                    self.events("plan_left", project=c.project, plan=held.plan.id,
-                                reason=str(e), retry_in_s=self.tick_seconds * BACKOFF_TICKS)
-                    self.scanner.hold_off(c.path, self.tick_seconds * BACKOFF_TICKS)
+                self._run(c, claimed)
             finally:
-                lock.release()
-                log.info("released %s", held.plan.id)
-                if held.plan.status is PlanStatus.EXECUTING:
-                    _nudge(c.path)
+                claimed.release()
             return True
         return False
 
-    def _claim(self, c: Candidate) -> tuple[HeldPlan, FileLock, int] | None:
-        lock = FileLock(lock_path(c.path))
+    def _run(self, c: Candidate, claimed: Claimed) -> None:
+        plan = claimed.held.plan
+        self._beat(self.clock(), plan, plan.sub_objectives[plan.current_index]
+                   if plan.current_index < plan.total else None)
+        svc = Services(self.config, self.events, self.waker, self.stop,
+                       Clocks(self.clock, self.monotonic), self._periodic, self.base_env,
+                       self.tick_seconds)
         try:
-            if not lock.try_acquire():
-                self.lost_race = True
-                log.info("claim %s: lost the race (locked by another daemon)", c.path.stem)
-                self.events("claim_lost", project=c.project, plan=c.path.stem)
-                return None
-        except BadFile as e:
-            log.error("claim %s: %s", c.path.stem, e)
-            return None
-        try:
-            held = HeldPlan(self.vault, c.path, self.events)
-            plan = held.plan
-            if plan.status not in CLAIMABLE:
-                log.info("claim %s: now %s, not claimable", plan.id, plan.status.value)
-                lock.release()
-                return None
-            token = int((plan.claim or {}).get("token") or 0) + 1
-            now = self.clock()
-            claim = {"host": self.host, "pid": os.getpid(), "token": token, "claimed_at": now}
-            held.update({"status": PlanStatus.EXECUTING.value, "claim": claim,
-                         "execution_started_at": plan.execution_started_at or now})
-            lock.note_holder(**{**claim, "claimed_at": claim["claimed_at"].isoformat(),
-                                "plan": plan.id})
-        except (BadFile, ValueError, TypeError) as e:
-            log.error("claim %s: %s", c.path.stem, e)
-            lock.release()
-            return None
-        except (OSError, FileChanged) as e:  # gone, or cannot be written (disk full)
-            log.error("claim %s: %s", c.path.stem, e)
-            lock.release()
-            if not isinstance(e, FileNotFoundError):
-                self.scanner.hold_off(c.path, self.tick_seconds * BACKOFF_TICKS)
-            return None
-        orphan = plan.status is PlanStatus.EXECUTING
-        self.events("orphan_recovered" if orphan else "claimed", project=c.project,
-                    plan=plan.id, token=token, index=plan.current_index,
-                    previous_claim=plan.claim if orphan else None)
-        if not orphan:
-            self.events("status_changed", project=c.project, plan=plan.id,
-                        previous=plan.status.value, status="executing", by="daemon")
-        log.info("claimed %s (token %d%s) at step %d/%d", plan.id, token,
-                 ", orphan of a dead daemon" if orphan else "", plan.current_index, plan.total)
-        return held, lock, token
+            Runner(claimed.held, claimed.lock, claimed.token, svc).run()
+        except (BadFile, FileChanged, OSError) as e:  # cannot write: not a death
+            log.error("plan %s left as it is for now: %s", claimed.held.plan.id, e)
+            self.events("plan_left", project=c.project, plan=claimed.held.plan.id,
+                        reason=str(e), retry_in_s=self.tick_seconds * BACKOFF_TICKS)
+            self.scanner.hold_off(c.path, self.tick_seconds * BACKOFF_TICKS)

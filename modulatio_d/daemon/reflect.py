@@ -1,11 +1,9 @@
-"""The decision after each attempt of a sub-objective.
+"""The decision after each attempt of a sub-objective: asking a reflector.
 
-The default reflector follows the step's `retries` and `on_failure`: success
-continues; a failure retries while attempts remain, then pauses (opening a
-ticket), aborts (the plan fails) or continues, as `on_failure` says.
-
-A plan's `reflector:` (else the config's) replaces it: a command, run in
-`sh -c` with the attempt as JSON on stdin, that prints one JSON object
+Without one, the default verdict decides (core/verdict.py: the step's
+`retries` and `on_failure`). A plan's `reflector:` (else the config's)
+replaces it: a command, run in `sh -c` with the attempt as JSON on stdin,
+that prints one JSON object
 `{"decision": "continue|retry|pause|revise-major|abort", "reason": "..."}`;
 or `plugin:NAME`, a function from the entry-point group
 `modulatio_d.reflectors` that takes the same dict and returns that object.
@@ -17,63 +15,14 @@ from __future__ import annotations
 import json
 import logging
 import subprocess
-from dataclasses import dataclass
-from enum import StrEnum
 from importlib.metadata import entry_points
 
-from modulatio_d.core.plan import OnFailure, SubObjective
+from modulatio_d.core.plan import SubObjective
+from modulatio_d.core.verdict import Decision, Outcome, Verdict, default
 
 log = logging.getLogger("modulatio.reflect")
 GROUP = "modulatio_d.reflectors"
 TIMEOUT_S = 60
-
-
-class Outcome(StrEnum):
-    OK = "ok"
-    """The step's process exited 0."""
-    FAILED = "failed"
-    """It exited non-zero or died of a signal."""
-    TIMEOUT = "timeout"
-    """It ran past its timeout and its process group was killed."""
-    ERROR = "error"
-    """It could not be started (unknown agent, missing folder)."""
-    ABORTED = "aborted"
-    """A person aborted the plan and the step's process group was killed."""
-    INTERRUPTED = "interrupted"
-    """The daemon stopped or died mid-attempt; found in flight on resume."""
-
-
-FAILURES = frozenset({Outcome.FAILED, Outcome.TIMEOUT, Outcome.ERROR})
-"""The outcomes that count against a step's `retries` (and as failed steps in metrics)."""
-
-
-class Decision(StrEnum):
-    CONTINUE = "continue"
-    RETRY = "retry"
-    PAUSE = "pause"
-    REVISE_MAJOR = "revise-major"
-    ABORT = "abort"
-
-
-@dataclass(frozen=True)
-class Verdict:
-    decision: Decision
-    reason: str
-
-
-def default(step: SubObjective, outcome: Outcome, failures: int) -> Verdict:
-    """`failures`: failed attempts of this step so far, this one included."""
-    if outcome is Outcome.OK:
-        return Verdict(Decision.CONTINUE, "the step succeeded")
-    if failures <= step.retries:
-        return Verdict(Decision.RETRY, f"attempt failed ({outcome}); retry "
-                       f"{failures} of {step.retries}")
-    spent = f"{outcome} after {failures} attempt(s)"
-    return {
-        OnFailure.PAUSE: Verdict(Decision.PAUSE, f"{spent}; on_failure: pause"),
-        OnFailure.ABORT: Verdict(Decision.ABORT, f"{spent}; on_failure: abort"),
-        OnFailure.CONTINUE: Verdict(Decision.CONTINUE, f"{spent}; on_failure: continue"),
-    }[step.on_failure]
 
 
 def decide(reflector: str | None, step: SubObjective, outcome: Outcome, failures: int,

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,16 +52,18 @@ class _Seen:
 
 
 class Scanner:
-    def __init__(self, vault: Vault, projects: list[str] | None, events):
+    def __init__(self, vault: Vault, projects: list[str] | None, events: Callable[..., None],
+                 monotonic: Callable[[], float] = time.monotonic):
         self.vault = vault
         self.projects = projects
+        self.monotonic = monotonic
         self._seen: dict[str, _Seen] = {}
         self.refusals = Refusals(vault, events, "plan")
         self._held_off: dict[Path, float] = {}  # path -> monotonic time to try again
 
     def hold_off(self, path: Path, seconds: float) -> None:
         """Do not offer `path` for `seconds` (its file could not be written)."""
-        self._held_off[path] = time.monotonic() + seconds
+        self._held_off[path] = self.monotonic() + seconds
 
     def served(self) -> list[str]:
         return self.projects if self.projects else self.vault.projects()
@@ -127,7 +130,7 @@ class Scanner:
             return None
         if c.status is PlanStatus.EXECUTING and is_held(lock_path(c.path)):
             return None  # its daemon is alive and running it
-        if self._held_off and self._held_off.get(c.path, 0) > time.monotonic():
+        if self._held_off and self._held_off.get(c.path, 0) > self.monotonic():
             return None
         return c
 

@@ -219,11 +219,8 @@ def remove_entry(vault: Vault, entry_id: str, wait_s: float = 5.0) -> Path:
     """Delete the entry file under its lock; the lock file and the kickoff plans stay."""
     _, path = vault.find("cron", entry_id)
     lock = FileLock(lock_path(path))
-    deadline = time.monotonic() + wait_s
-    while not lock.try_acquire():  # a daemon fires it: that takes milliseconds
-        if time.monotonic() > deadline:
-            raise UsageError(f"cron entry {entry_id} stays locked by a daemon; try again")
-        time.sleep(0.01)
+    if not lock.acquire(time.monotonic() + wait_s):  # a daemon firing it takes milliseconds
+        raise UsageError(f"cron entry {entry_id} stays locked by a daemon; try again")
     with lock:
         path.unlink()
         atomic.fsync_dir(path.parent)

@@ -55,6 +55,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from modulatio_d.store import processes
+from modulatio_d.store.lock import flock_until
 from modulatio_d.store.vault import Vault
 
 PID_FILE = "daemon.pid"
@@ -138,18 +139,6 @@ def running(vault: Vault, wait_s: float = 2.0) -> Detached | None:
         os.close(fd)
 
 
-def _lock_exclusive(fd: int) -> bool:
-    deadline = time.monotonic() + LOCK_RETRY_S
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return True
-        except BlockingIOError:
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(POLL_S)
-
-
 def start(vault: Vault, daemon_args: list[str], environ: dict[str, str],
           python: str = sys.executable, wait_s: float = 30.0) -> Started:
     """Start `modulatio daemon --vault V <daemon_args>` in the background (see the protocol)."""
@@ -158,7 +147,7 @@ def start(vault: Vault, daemon_args: list[str], environ: dict[str, str],
     vault.meta.mkdir(parents=True, exist_ok=True)
     fd = os.open(pid_path(vault), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
-        if not _lock_exclusive(fd):
+        if not flock_until(fd, time.monotonic() + LOCK_RETRY_S, poll_s=POLL_S):
             info = running(vault)
             return Started(info.pid if info else 0, already=True, ready=True)
         os.ftruncate(fd, 0)

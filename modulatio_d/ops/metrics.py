@@ -36,7 +36,7 @@ from datetime import datetime
 
 from modulatio_d import __version__
 from modulatio_d.core.times import parse_time
-from modulatio_d.daemon.reflect import FAILURES
+from modulatio_d.core.verdict import FAILURES
 from modulatio_d.ops.survey import INVALID, STATUSES, survey
 from modulatio_d.store import usage
 from modulatio_d.store.events import read as read_events

@@ -8,7 +8,9 @@ in the same process contends like another process would. The descriptor is
 close-on-exec; a step's child gets it explicitly (pass_fds) so that the plan
 stays locked until the child's whole tree has exited, even if the daemon died.
 The holder writes who it is into the lock file, for people and `status` only:
-the flock, not the text, is what excludes.
+the flock, not the text, is what excludes. Waiting for a lock is always a
+non-blocking flock tried again until a deadline (`flock_until`): a blocking
+flock could not be interrupted by the caller's clock or a stop request.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from modulatio_d.core.errors import BadFile
@@ -25,6 +29,20 @@ def lock_path(path: Path) -> Path:
     return path.with_suffix(".lock")
 
 
+def flock_until(fd: int, deadline: float, *, clock: Callable[[], float] = time.monotonic,
+                sleep: Callable[[float], None] = time.sleep, poll_s: float = 0.01) -> bool:
+    """flock(LOCK_EX) `fd`, trying again every `poll_s` until `clock()` passes `deadline`;
+    False when another holder still has it then. Tried once at least."""
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if clock() > deadline:
+                return False
+            sleep(poll_s)
+
+
 class FileLock:
     def __init__(self, path: Path):
         self.path = path
@@ -32,14 +50,17 @@ class FileLock:
 
     def try_acquire(self) -> bool:
         """Take the lock without waiting; False when another holder has it."""
+        return self.acquire(float("-inf"))
+
+    def acquire(self, deadline: float, clock: Callable[[], float] = time.monotonic,
+                sleep: Callable[[float], None] = time.sleep) -> bool:
+        """Take the lock, waiting until `deadline` (on `clock`); False when still busy."""
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
         except OSError as e:
             raise BadFile(self.path, f"cannot open the lock file: {e.strerror}", None,
                           "it must be a plain file (not a link) the daemon can write") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not flock_until(fd, deadline, clock=clock, sleep=sleep):
             os.close(fd)
             return False
         self.fd = fd

@@ -446,6 +446,19 @@ def test_a_freshly_saved_bad_file_is_not_judged_until_it_settles(vault):
     assert len(log_of(vault, "file_refused")) == 1
 
 
+def test_the_settle_time_of_a_bad_file_is_measured_on_the_injected_clock(vault):
+    path = write_entry(vault, extra="catch_up: newest\n")
+    saved = at(1).timestamp()
+    os.utime(path, (saved, saved))
+    wall = [at(1, 0, 1)]  # the default settle time: SETTLE_S, 2 s
+    f = CronFirer(vault, EventLog(vault.events_path), clock=lambda: wall[0])
+    assert f.fire_due("SALES", at(1)) == []
+    assert log_of(vault, "file_refused") == []  # saved 1 s ago: maybe half written
+    wall[0] = at(1, 0, 2)
+    assert f.fire_due("SALES", at(1)) == []
+    assert len(log_of(vault, "file_refused")) == 1
+
+
 def test_a_missing_template_holds_the_entry_until_it_exists(vault):
     path = write_entry(vault, extra="template: SALES-P-001\n")
     f = firer(vault)

@@ -12,14 +12,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from modulatio_d.core.errors import ModulatioError
+from modulatio_d.core.errors import StepError
 from modulatio_d.core.plan import Plan, StepKind, SubObjective
 from modulatio_d.daemon.child import Launch
 from modulatio_d.store.config import Config
-
-
-class StepError(ModulatioError):
-    """A step that cannot be started (an unknown agent, a missing folder)."""
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,9 @@ import json
 import sys
 from importlib.metadata import entry_points
 
+from modulatio_d.core.errors import StepError
 from modulatio_d.daemon.child import Launch
-from modulatio_d.daemon.executors import StepError, call
+from modulatio_d.daemon.executors import call
 
 GROUP = "modulatio_d.agents"
 BUILTINS = {"mock": "modulatio_d.daemon.executors.mock"}

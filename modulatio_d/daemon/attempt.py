@@ -1,0 +1,148 @@
+"""One attempt of a step: start its child, wait on it, say how it ended.
+
+`run` starts the step's child (child.py) with the plan's lock descriptor
+passed on, then `watch` waits on three things at once: the child's exit (its
+pidfd), the wake-up pipe (signals, file events) and the clock, waking at
+least once per beat interval. What it decides, in this order:
+1. the step's timeout passed (monotonic, counted from before the launch):
+   TERM the process group, KILL it after a grace: `timeout`;
+2. the child exited on its own: its exit status says `ok` or `failed`;
+3. a stop was asked (SIGTERM): the child is stopped the same way and the
+   attempt is `interrupted` (the plan stays `executing` with `in_flight`);
+4. otherwise `between()` runs (heartbeat, re-read of the plan) and says
+   whether a person aborted the plan: the child is stopped, `aborted`. A
+   person's pause is not looked at here: the step finishes first.
+Whatever the step left running in its process group is killed when it ends.
+A step that cannot start (unknown agent, missing folder) is an `error`.
+
+`reflection_entry` builds a reflection_log entry, for every attempt alike
+(one that ended here, one found interrupted on resume).
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+from modulatio_d.core.errors import StepError
+from modulatio_d.core.plan import SubObjective
+from modulatio_d.core.times import format_time
+from modulatio_d.core.verdict import Decision, Outcome
+from modulatio_d.daemon.child import Child, describe_status
+from modulatio_d.daemon.executors import StepContext, launch
+from modulatio_d.daemon.services import Services
+
+KILL_GRACE_S = 5.0
+SUMMARY_CHARS = 200
+
+
+@dataclass(frozen=True)
+class Attempt:
+    outcome: Outcome
+    exit: str
+    started: datetime
+    ended: datetime
+    log_path: Path
+    summary: str
+
+    @property
+    def duration_s(self) -> float:
+        return round((self.ended - self.started).total_seconds(), 3)
+
+
+def step_files(runs_dir: Path, index: int, number: int) -> tuple[Path, Path]:
+    """(output log, usage scratch file) of attempt `number` of step `index`."""
+    return runs_dir / f"{index}-{number}.log", runs_dir / f"{index}-{number}.usage.jsonl"
+
+
+def reflection_entry(step: SubObjective, number: int, attempt: Attempt,
+                     decision: Decision | None, token: object, plan_dir: Path) -> dict:
+    """The attempt's reflection_log entry (`decision` None: not decided yet, for a reflector)."""
+    return {"index": step.index, "title": step.title, "attempt": number,
+            "outcome": attempt.outcome.value, "exit": attempt.exit,
+            "started_at": format_time(attempt.started), "ended_at": format_time(attempt.ended),
+            "duration_s": attempt.duration_s,
+            "decision": decision.value if decision else None,
+            "summary": attempt.summary,
+            "log": str(attempt.log_path.relative_to(plan_dir)),
+            "token": token}
+
+
+def run(ctx: StepContext, log_path: Path, keep_fds: tuple[int, ...], started: datetime,
+        svc: Services, between: Callable[[], bool]) -> Attempt:
+    """Run attempt `ctx.attempt` of `ctx.step` to its end (see the protocol above)."""
+    clock = svc.clocks.wall
+    t0 = svc.clocks.monotonic()
+    try:
+        log_path.parent.mkdir(exist_ok=True)
+        # An earlier run of this step (before a person rewound current_index) may
+        # have left usage here: it was counted then, it must not count again.
+        ctx.usage_file.unlink(missing_ok=True)
+        child = Child(launch(ctx), log_path, keep_fds=keep_fds,
+                      monotonic=svc.clocks.monotonic)
+    except (StepError, OSError) as e:
+        try:
+            with open(log_path, "a") as f:
+                f.write(f"modulatio: could not start the step: {e}\n")
+        except OSError:
+            pass  # no log to write to: the reflection_log entry carries the reason
+        return Attempt(Outcome.ERROR, "not started", started, clock(), log_path, str(e))
+    timeout = ctx.step.timeout or ctx.config.default_timeout
+    try:
+        outcome = watch(child, t0 + timeout, svc, between)
+        code = child.proc.wait()
+        child.kill_group(signal.SIGKILL)  # what the step left running in its group goes with it
+    finally:
+        child.close()
+    if outcome is None:
+        outcome = Outcome.OK if code == 0 else Outcome.FAILED
+    exit_text = describe_status(code)
+    if outcome is Outcome.TIMEOUT:
+        exit_text = f"timed out after {timeout:g}s ({exit_text})"
+    return Attempt(outcome, exit_text, started, clock(), log_path, _summary(log_path))
+
+
+class Watched(Protocol):
+    """What `watch` needs of a Child."""
+
+    def poll(self) -> int | None: ...
+    def wait_fd(self) -> int | None: ...
+    def stop(self, grace: float, hurry: Callable[[], bool]) -> int: ...
+
+
+def watch(child: Watched, deadline: float, svc: Services,
+          between: Callable[[], bool]) -> Outcome | None:
+    """Wait until the child exits (None) or is stopped (why); `deadline` is monotonic."""
+    while child.poll() is None:
+        left = deadline - svc.clocks.monotonic()
+        if left <= 0:
+            child.stop(KILL_GRACE_S, svc.hurry)
+            return Outcome.TIMEOUT
+        fd = child.wait_fd()
+        svc.waker.wait(min(left, svc.beat_interval()), (fd,) if fd is not None else ())
+        if child.poll() is not None:
+            break
+        if svc.stop.requested:
+            child.stop(KILL_GRACE_S, svc.hurry)
+            return Outcome.INTERRUPTED
+        if between():
+            child.stop(KILL_GRACE_S, svc.hurry)
+            return Outcome.ABORTED
+    return None
+
+
+def _summary(log_path: Path) -> str:
+    """The last non-empty line of a step's output, shortened."""
+    try:
+        with open(log_path, "rb") as f:
+            f.seek(0, 2)
+            f.seek(max(0, f.tell() - 4096))
+            lines = [ln.strip() for ln in f.read().decode("utf-8", "replace").splitlines()]
+    except OSError:
+        return ""
+    last = next((ln for ln in reversed(lines) if ln), "")
+    return last if len(last) <= SUMMARY_CHARS else last[: SUMMARY_CHARS - 1] + "…"

@@ -1,0 +1,83 @@
+"""Usage and budget of one running plan: what its attempts cost, and whether it may go on.
+
+After each attempt the executor's usage lines (its scratch file
+`<plan-id>.runs/<index>-<attempt>.usage.jsonl`, or one line of zeros when it
+reported nothing: one line per call) get the plan, step, attempt and duration
+and are appended to `<plan-id>.usage.jsonl`; the totals are kept in memory.
+Before each attempt the plan's `budget` is checked: tokens, cost_usd and
+wall_clock, the last counted as the time its attempts took (hours spent paused
+do not count). At 80% a warning is logged once per budget; past 100% the plan
+must pause (the runner opens a critical ticket).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from modulatio_d.core.plan import Plan, SubObjective
+from modulatio_d.core.times import format_time
+from modulatio_d.daemon.attempt import Attempt
+from modulatio_d.store import usage
+
+log = logging.getLogger("modulatio.runner")
+budget_log = logging.getLogger("modulatio.context_budget")
+SOFT_LIMIT = 0.8
+
+
+class Budget:
+    def __init__(self, plan_path: Path):
+        self.usage_path = usage.usage_path(plan_path)
+        self.totals = usage.totals(self.usage_path)
+        self.warned: set[str] = set()
+
+    def fold(self, plan: Plan, step: SubObjective, number: int, attempt: Attempt,
+             scratch: Path) -> None:
+        """Add the usage of attempt `number` (its executor wrote `scratch`)."""
+        try:
+            lines = usage.read_lines(scratch, warn=True)
+        except OSError as e:  # the runs folder is unusable (the step could not start)
+            log.warning("usage of plan %s step %d not read: %s", plan.id, step.index, e)
+            lines = []
+        if not lines:  # one line per executor call, even when it reported nothing
+            lines = [{"timestamp": format_time(attempt.ended), "model": None,
+                        "input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0,
+                        "call_id": f"{plan.id}-{step.index}-{number}",
+                        "agent_id": step.agent or step.kind.value}]
+        for r in lines:
+            for key in usage.FIELDS:
+                r.setdefault(key, None)
+            r.update(plan_id=plan.id, step_index=step.index, attempt=number)
+            r.setdefault("duration_s", attempt.duration_s)
+        usage.append(self.usage_path, lines)
+        self.totals = self.totals.add(lines)
+
+    def spent(self, plan: Plan, reflection_log: list[dict]) -> list[tuple[str, float, float]]:
+        """(budget, used, limit) for each budget the plan sets."""
+        b = plan.budget
+        # Running time is the time its attempts took: hours spent paused do not count.
+        running = sum(float(e.get("duration_s") or 0) for e in reflection_log)
+        spent = [("tokens", self.totals.tokens, b.tokens),
+                 ("cost_usd", self.totals.cost_usd, b.cost_usd),
+                 ("wall_clock", running, b.wall_clock)]
+        return [(name, used, limit) for name, used, limit in spent if limit]
+
+    def room_after(self, plan: Plan, reflection_log: list[dict]) -> bool:
+        """Whether no budget is past its limit once `reflection_log` is written."""
+        return not any(used > limit for _, used, limit in self.spent(plan, reflection_log))
+
+    def exhausted(self, plan: Plan) -> tuple[str, str] | None:
+        """(reason, details for the ticket) when a budget is spent; warns once at 80%."""
+        for name, used, limit in self.spent(plan, plan.reflection_log):
+            if used > limit:
+                return (f"budget {name} exhausted: {used:g} of {limit:g}",
+                        f"The plan used {used:g} of its {name} budget of {limit:g}. "
+                        f"Raise `budget` in the plan before approving, or decline.")
+            if used >= SOFT_LIMIT * limit and name not in self.warned:
+                self.warned.add(name)
+                budget_log.warning("plan %s used %.0f%% of its %s budget (%g of %g)",
+                                   plan.id, 100 * used / limit, name, used, limit,
+                                   extra={"modulatio_event": "context_budget_soft_warn",
+                                          "plan_id": plan.id, "budget": name,
+                                          "used": used, "limit": limit})
+        return None

@@ -1,0 +1,159 @@
+"""Claiming a plan: the compare-and-swap at the heart of the protocol.
+
+Protocol of `Claimer.claim(candidate)`, for a plan the scan found claimable:
+1. flock(LOCK_EX | LOCK_NB) on `<plan-id>.lock` (store/lock.py). Busy means
+   another daemon claims or runs it, or a command is writing it: the claim
+   is lost (`claim_lost`) and the caller tries the next plan.
+2. Re-read the plan under the lock (HeldPlan). A person's stale save, one
+   that brings back daemon keys older than the daemon's own record, is
+   repaired from the record first (`stale_save_repaired`).
+3. No longer `approved` or `executing` (claimed and finished meanwhile, or a
+   person changed it): release and give up.
+4. One write: `status: executing`, `claim` {host, pid, token, claimed_at}
+   with a fencing token one higher than the last claim's, and
+   `execution_started_at` (kept if set). Then the holder is noted in the
+   lock file, for people and `status` only: the flock is what excludes.
+5. A plan found `executing` under a free lock is an orphan of a daemon that
+   stopped or died: `orphan_recovered`, with the claim it had; any other is
+   `claimed`, with its `status_changed`.
+6. The lock is held until the run ends (`Claimed.release`). A plan released
+   while still `executing` (stopped mid-step) is touched: releasing a lock
+   makes no file event, a changed mtime does, so idle daemons take the
+   orphan over now rather than at their next tick.
+A daemon that dies after 4 leaves the plan `executing` with its lock free:
+step 5 of the next claimer, with a higher token. A bad plan or lock file is
+logged and passed over; a plan deleted meanwhile too; a plan that cannot be
+written (disk full, permissions) is passed over and `hold_off`, so that a
+daemon neither dies nor spins on it.
+
+Lost races (`RaceRetries`): a lock held for a moment (a `plan approve` still
+writing the plan it just woke us for, another daemon mid-claim) makes no
+file event when it is released. So after passes that lost a claim and ran
+nothing, the next pass comes after LOST_RACE_RETRY_S, then at the tick.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from modulatio_d.core.errors import BadFile, FileChanged
+from modulatio_d.core.plan import CLAIMABLE, PlanStatus
+from modulatio_d.daemon.scan import Candidate
+from modulatio_d.store.lock import FileLock, lock_path
+from modulatio_d.store.plan_file import HeldPlan
+from modulatio_d.store.vault import Vault
+
+log = logging.getLogger("modulatio.daemon")
+LOST_RACE_RETRY_S = (0.05, 0.2, 1.0)
+
+
+class Missed(StrEnum):
+    """Why a claim did not happen."""
+
+    LOST = "lost"
+    """The lock was busy: another daemon (or a command) has the plan."""
+    NOT_CLAIMABLE = "not-claimable"
+    """Under the lock the plan was no longer approved or executing."""
+    REFUSED = "refused"
+    """The plan or its lock file is bad (logged)."""
+    GONE = "gone"
+    """The plan file was deleted or moved away meanwhile."""
+    UNWRITABLE = "unwritable"
+    """The claim could not be written (disk full, permissions): hold off from the plan."""
+
+
+@dataclass(frozen=True)
+class Claimed:
+    held: HeldPlan
+    lock: FileLock
+    token: int
+
+    def release(self) -> None:
+        """Drop the lock; touch a plan left `executing` (step 6 of the protocol)."""
+        self.lock.release()
+        log.info("released %s", self.held.plan.id)
+        if self.held.plan.status is PlanStatus.EXECUTING:
+            try:
+                os.utime(self.held.path)
+            except OSError:
+                pass
+
+
+class Claimer:
+    def __init__(self, vault: Vault, events: Callable[..., None],
+                 clock: Callable[[], datetime], host: str, pid: int):
+        self.vault = vault
+        self.events = events
+        self.clock = clock
+        self.host = host
+        self.pid = pid
+
+    def claim(self, c: Candidate) -> Claimed | Missed:
+        lock = FileLock(lock_path(c.path))
+        try:
+            if not lock.try_acquire():
+                log.info("claim %s: lost the race (locked by another daemon)", c.path.stem)
+                self.events("claim_lost", project=c.project, plan=c.path.stem)
+                return Missed.LOST
+        except BadFile as e:
+            log.error("claim %s: %s", c.path.stem, e)
+            return Missed.REFUSED
+        try:
+            held = HeldPlan(self.vault, c.path, self.events)
+            plan = held.plan
+            if plan.status not in CLAIMABLE:
+                log.info("claim %s: now %s, not claimable", plan.id, plan.status.value)
+                lock.release()
+                return Missed.NOT_CLAIMABLE
+            token = int((plan.claim or {}).get("token") or 0) + 1
+            now = self.clock()
+            claim = {"host": self.host, "pid": self.pid, "token": token, "claimed_at": now}
+            held.update({"status": PlanStatus.EXECUTING.value, "claim": claim,
+                         "execution_started_at": plan.execution_started_at or now})
+            lock.note_holder(**{**claim, "claimed_at": now.isoformat(), "plan": plan.id})
+        except (BadFile, ValueError, TypeError) as e:
+            log.error("claim %s: %s", c.path.stem, e)
+            lock.release()
+            return Missed.REFUSED
+        except (OSError, FileChanged) as e:  # gone, or cannot be written (disk full)
+            log.error("claim %s: %s", c.path.stem, e)
+            lock.release()
+            return Missed.GONE if isinstance(e, FileNotFoundError) else Missed.UNWRITABLE
+        orphan = plan.status is PlanStatus.EXECUTING
+        self.events("orphan_recovered" if orphan else "claimed", project=c.project,
+                    plan=plan.id, token=token, index=plan.current_index,
+                    previous_claim=plan.claim if orphan else None)
+        if not orphan:
+            self.events("status_changed", project=c.project, plan=plan.id,
+                        previous=plan.status.value, status="executing", by="daemon")
+        log.info("claimed %s (token %d%s) at step %d/%d", plan.id, token,
+                 ", orphan of a dead daemon" if orphan else "", plan.current_index, plan.total)
+        return Claimed(held, lock, token)
+
+
+class RaceRetries:
+    """How soon the next pass comes after passes that lost a claim to a busy lock."""
+
+    def __init__(self, waits: tuple[float, ...] = LOST_RACE_RETRY_S):
+        self.waits = waits
+        self.lost = False  # in this pass a plan's lock was busy
+        self.in_a_row = 0  # passes in a row that lost one and ran nothing
+
+    def start_pass(self) -> None:
+        self.lost = False
+
+    def ran(self) -> None:
+        """A plan ran: whatever was lost before is not worth hurrying for any more."""
+        self.in_a_row = 0
+
+    def next_wait(self, tick_seconds: float) -> float:
+        """After a pass that ran nothing: how long to sleep before the next one."""
+        self.in_a_row = self.in_a_row + 1 if self.lost else 0
+        if 0 < self.in_a_row <= len(self.waits):
+            return min(tick_seconds, self.waits[self.in_a_row - 1])
+        return tick_seconds

@@ -1,0 +1,60 @@
+"""What the daemon lends each run of a plan (runner.py and its parts).
+
+One object instead of a dozen arguments. The clocks are injected (the wall
+clock for what is written, the monotonic one for timeouts, hold-offs and
+patience), so tests drive time instead of waiting for it. The config is the
+one in force when the plan was claimed; a run does not see a later change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from modulatio_d.core.plan import Plan, SubObjective
+from modulatio_d.store.config import Config
+
+
+@dataclass
+class Stop:
+    """Set by the daemon's signal handlers: 1 = stop the step and exit, 2 = at once."""
+
+    requested: int = 0
+
+
+@dataclass(frozen=True)
+class Clocks:
+    wall: Callable[[], datetime]
+    """Now, for what is written (timestamps, ages of files)."""
+    monotonic: Callable[[], float]
+    """Seconds that never jump, for timeouts, hold-offs and patience."""
+
+
+class Wait(Protocol):
+    """daemon/wake.py's Waker as a run uses it."""
+
+    def wait(self, timeout: float, fds: tuple[int, ...] = ()) -> bool: ...
+
+
+@dataclass(frozen=True)
+class Services:
+    config: Config
+    events: Callable[..., None]
+    """The event sink (store/events.py EventLog): events(kind, **fields)."""
+    waker: Wait
+    stop: Stop
+    clocks: Clocks
+    periodic: Callable[[Plan | None, SubObjective | None], None]
+    """Called as a step starts and while it runs or a write waits: heartbeat, cron."""
+    base_env: dict[str, str]
+    """What a step's environment starts from (the daemon's, minus sd_notify's)."""
+    tick_seconds: float
+
+    def beat_interval(self) -> float:
+        """The longest a run waits without calling `periodic`."""
+        return max(0.5, min(15.0, self.tick_seconds / 2))
+
+    def hurry(self) -> bool:
+        return self.stop.requested > 1  # a second signal: no more grace for the step

@@ -1,0 +1,71 @@
+"""Waiting for a lock on a fake clock (store/lock.py flock_until, FileLock.acquire): real
+flocks on real files (two open()s in one process contend like two processes), no
+real waiting."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from fakes import FakeClock
+
+from modulatio_d.core.errors import BadFile
+from modulatio_d.store.lock import FileLock, flock_until
+
+
+@pytest.fixture
+def held(tmp_path):
+    other = FileLock(tmp_path / "x.lock")
+    assert other.try_acquire()
+    yield other
+    other.release()
+
+
+def test_a_busy_lock_is_tried_until_the_deadline_then_given_up(tmp_path, held):
+    clock = FakeClock()
+    lock = FileLock(tmp_path / "x.lock")
+    assert lock.acquire(clock.monotonic() + 0.5, clock=clock.monotonic,
+                        sleep=clock.sleep) is False
+    assert 0.5 < clock.monotonic() - 1000.0 <= 0.51  # a try every 10 ms, one past the end
+    assert lock.fd is None
+
+
+def test_a_lock_released_while_waiting_is_taken(tmp_path, held):
+    clock = FakeClock()
+    lock = FileLock(tmp_path / "x.lock")
+    sleeps = []
+
+    def sleep(seconds):
+        sleeps.append(seconds)
+        clock.sleep(seconds)
+        if len(sleeps) == 20:
+            held.release()  # the holder finishes
+    assert lock.acquire(clock.monotonic() + 5, clock=clock.monotonic, sleep=sleep)
+    assert sleeps == [0.01] * 20
+    assert not FileLock(tmp_path / "x.lock").try_acquire()
+    lock.release()
+
+
+def test_try_acquire_never_waits(tmp_path, held):
+    lock = FileLock(tmp_path / "x.lock")
+    assert lock.try_acquire() is False
+    held.release()
+    assert lock.try_acquire() is True
+    lock.release()
+
+
+def test_a_free_lock_is_taken_at_once_even_past_the_deadline(tmp_path):
+    clock = FakeClock()
+    fd = os.open(tmp_path / "pid", os.O_RDWR | os.O_CREAT)
+    try:
+        assert flock_until(fd, clock.monotonic() - 1, clock=clock.monotonic,
+                           sleep=clock.sleep)
+        assert clock.monotonic() == 1000.0
+    finally:
+        os.close(fd)
+
+
+def test_a_lock_file_that_is_a_link_is_a_bad_file(tmp_path):
+    (tmp_path / "x.lock").symlink_to(tmp_path / "target")
+    with pytest.raises(BadFile, match="cannot open the lock file"):
+        FileLock(tmp_path / "x.lock").acquire(0.0)

@@ -1,0 +1,67 @@
+"""The daemon's loop on a fake clock: a plan whose writes fail (disk full) is let go and
+held off BACKOFF_TICKS ticks, whether the claim or a later write failed, without the
+daemon dying or waiting for real."""
+
+from __future__ import annotations
+
+import errno
+
+import pytest
+from fakes import FakeClock, FakeWaker, failing_updates, write_plan
+
+from modulatio_d.daemon.loop import BACKOFF_TICKS, Daemon
+from modulatio_d.daemon.writeback import WRITE_RETRY_TICKS
+from modulatio_d.store.events import read
+from modulatio_d.store.lock import is_held, lock_path
+from modulatio_d.store.plan_file import HeldPlan, read_plan
+
+TICK = 1.0
+FULL = OSError(errno.ENOSPC, "No space left on device")
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def daemon(vault, clock):
+    d = Daemon(vault, [], TICK, True, clock.wall, {}, monotonic=clock.monotonic)
+    real, d.waker = d.waker, FakeWaker(clock)  # the runner's waits take no time
+    yield d
+    real.close()
+
+
+def offered(daemon, clock) -> list:
+    return [c.path for c in daemon.scanner.scan(clock.wall())]
+
+
+def test_a_claim_that_cannot_be_written_holds_the_plan_off(vault, daemon, clock, monkeypatch):
+    path = write_plan(vault, ["one"])
+    failing_updates(monkeypatch, HeldPlan, [FULL])
+    assert daemon._claim_and_run(daemon.scanner.scan(clock.wall())) is False
+    assert not is_held(lock_path(path))
+    clock.advance(BACKOFF_TICKS * TICK - 0.5)
+    assert offered(daemon, clock) == []
+    clock.advance(0.5)
+    assert offered(daemon, clock) == [path]
+
+
+def test_a_run_whose_writes_keep_failing_is_let_go_and_held_off(vault, daemon, clock,
+                                                                 monkeypatch):
+    path = write_plan(vault, ["{run: 'true'}"])
+    # The claim lands, the in_flight write does not, ever.
+    failing_updates(monkeypatch, HeldPlan, [None, *[FULL] * 1000])
+    start = clock.monotonic()
+    assert daemon._claim_and_run(daemon.scanner.scan(clock.wall())) is True
+    patience = WRITE_RETRY_TICKS * TICK
+    assert patience < clock.monotonic() - start <= patience + 0.5  # tried a beat at a time
+    assert not is_held(lock_path(path))
+    assert read_plan(vault, path).plan.status.value == "executing"  # for a later claim
+    (left,) = [e for e in read(vault.events_path) if e["event"] == "plan_left"]
+    assert left["retry_in_s"] == BACKOFF_TICKS * TICK
+    assert "No space left on device" in left["reason"]
+    clock.advance(BACKOFF_TICKS * TICK - 0.5)
+    assert offered(daemon, clock) == []  # an orphan with a free lock, yet held off
+    clock.advance(0.5)
+    assert offered(daemon, clock) == [path]
