@@ -250,19 +250,18 @@ def test_render_refuses_text_that_is_not_a_modulatio_template():
                     vault="/v", user=False)
 
 
-def test_unit_text_reads_the_checkout_copy():
+def test_unit_text_reads_the_package_data_that_the_checkout_links_to():
+    package_units = ROOT / "modulatio_d" / "units"
+    assert SHIPPED.is_symlink() and SHIPPED.resolve() == package_units.resolve()
     for instances in (False, True):
-        assert unit_text(instances) == (SHIPPED / UNIT_NAMES[instances]).read_text()
+        assert unit_text(instances) == (package_units / UNIT_NAMES[instances]).read_text()
 
 
-def test_unit_text_prefers_the_copy_inside_the_package(tmp_path):
-    package_units, checkout = tmp_path / "units", tmp_path / "packaging"
-    write_unit(package_units, False, "# built copy\n")
-    write_unit(checkout, False, "# checkout\n")
-    assert unit_text(False, dirs=[package_units, checkout]) == "# built copy\n"
-    assert unit_text(False, dirs=[tmp_path / "none", checkout]) == "# checkout\n"
+def test_unit_text_reads_the_given_folder_and_names_a_missing_unit(tmp_path):
+    write_unit(tmp_path / "units", False, "# a unit\n")
+    assert unit_text(False, folder=tmp_path / "units") == "# a unit\n"
     with pytest.raises(NotFound, match="modulatio-daemon@.service"):
-        unit_text(True, dirs=[package_units, checkout])
+        unit_text(True, folder=tmp_path / "units")
 
 
 def test_single_unit_and_template_differ_only_where_they_must():
