@@ -6,18 +6,9 @@ from __future__ import annotations
 import time
 
 import pytest
-from daemon_helpers import (
-    plan,
-    save_like_vim,
-    settled,
-    wait_for,
-    wait_started,
-    wait_ticket,
-    wait_ticks,
-    write_plan,
-)
+from helpers import plan, save_like_vim, settled, wait_started, wait_ticket, wait_ticks, write_plan
+from waiting import wait_for
 
-pytest_plugins = ("daemon_helpers",)  # the dvault and daemons fixtures
 pytestmark = pytest.mark.timeout(30)
 
 
