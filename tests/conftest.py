@@ -2,10 +2,10 @@
 and waiting for a condition with a deadline (never a fixed sleep).
 
 Two lanes: tests/unit/ (pure, fake clocks, in-process; `pytest -m "not e2e"`, seconds)
-and tests/e2e/ (real processes, marked e2e here). Hypothesis profiles: "dev" (the
-default: fresh random examples each run) and "ci" (HYPOTHESIS_PROFILE=ci, as .ci/run
-sets it: derandomized, so every CI run checks the same examples and a failure there
-is a fact about the commit, not about a seed).
+and tests/e2e/ (real processes, marked e2e here). Hypothesis draws fresh random
+examples each run, except under HYPOTHESIS_PROFILE=ci (set by .ci/run): derandomized,
+so every CI run checks the same examples and a failure there is a fact about the
+commit, not about a seed.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from waiting import wait_for
 
 from modulatio_d.store import vault as vault_mod
 
-settings.register_profile("dev")
 settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+if os.environ.get("HYPOTHESIS_PROFILE"):
+    settings.load_profile(os.environ["HYPOTHESIS_PROFILE"])
 
 
 @pytest.fixture
