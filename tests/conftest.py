@@ -47,7 +47,11 @@ def wait_for_fixture():
 
 
 def pytest_collection_modifyitems(config, items):
-    """Every test under tests/e2e/ is marked e2e: `pytest -m "not e2e"` is the fast lane."""
+    """Every test under tests/e2e/ is marked e2e: `pytest -m "not e2e"` is the fast lane.
+    Tests under tests/multihost/ (the GlusterFS test bed) are marked multihost and e2e."""
     for item in items:
         if "e2e" in item.path.parts:
+            item.add_marker(pytest.mark.e2e)
+        if "multihost" in item.path.parts:
+            item.add_marker(pytest.mark.multihost)
             item.add_marker(pytest.mark.e2e)
