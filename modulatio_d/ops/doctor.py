@@ -62,6 +62,8 @@ class Row:
     verdict: Verdict
     detail: str
     hint: str = ""
+    data: dict[str, object] = field(default_factory=dict)
+    """What was measured, for scripts (`--json`): times in ms, sizes in bytes."""
 
 
 @dataclass
@@ -104,7 +106,7 @@ class Report:
         return {"vault": str(self.vault), "host": self.host, "verdict": self.verdict.word,
                 "exit_code": self.exit_code,
                 "checks": [{"check": r.check, "verdict": r.verdict.word, "detail": r.detail,
-                            "hint": r.hint} for r in self.rows]}
+                            "hint": r.hint, "data": r.data} for r in self.rows]}
 
 
 # --- running ---------------------------------------------------------------------------
@@ -376,7 +378,8 @@ def _exclusion(probe: Probe, kind: str) -> Row:
                  or probe.fs.tier is Tier.LOCAL else
                  "between two processes of this host (across hosts: `--peer`)")
         return Row(name, Verdict.OK, f"{what} excludes {scope}; free again "
-                   f"{took * 1000:.0f} ms after its holder ended")
+                   f"{took * 1000:.0f} ms after its holder ended",
+                   data={"takeover_ms": round(took * 1000, 1)})
     finally:
         if child.poll() is None:
             child.kill()
@@ -405,13 +408,15 @@ def check_inotify(probe: Probe) -> list[Row]:
         return [Row("inotify", Verdict.CAVEAT, "inotify reported no event for a file written "
                     "here within 2 s", "daemons find new work only at each tick")]
     local = f"inotify saw a file written here after {seen * 1000:.1f} ms"
+    data: dict[str, object] = {"latency_ms": round(seen * 1000, 1)}
     if probe.fs is not None and not probe.fs.other_hosts_invisible_to_inotify:
-        return [Row("inotify", Verdict.OK, f"{local}; one host, so that is every change")]
+        return [Row("inotify", Verdict.OK, f"{local}; one host, so that is every change",
+                    data=data)]
     return [Row("inotify", Verdict.CAVEAT,
                 f"{local}, but it never reports changes made on other hosts: a daemon here "
                 "sees a plan approved on another host only at its next tick (--tick-seconds)",
                 "keep --tick-seconds short on every host (polling pickup: not yet, "
-                "see docs/multi-host.md)")]
+                "see docs/multi-host.md)", data)]
 
 
 def check_staleness(probe: Probe) -> list[Row]:
@@ -433,15 +438,16 @@ def check_staleness(probe: Probe) -> list[Row]:
                     "its old version through a new open() 5 s later",
                     "the daemons would act on old state; use another filesystem")]
     here = f"a file replaced here read fresh through a new open() after {lag * 1000:.1f} ms"
+    data: dict[str, object] = {"reread_ms": round(lag * 1000, 1)}
     if probe.fs is not None and probe.fs.tier is Tier.LOCAL:
-        return [Row("cache staleness", Verdict.OK, here)]
+        return [Row("cache staleness", Verdict.OK, here, data=data)]
     hint = "measure it with `modulatio doctor --peer` on two hosts"
     if probe.mount is not None and probe.mount.fstype == "fuse.glusterfs":
         hint = ("set the volume's performance.stat-prefetch and performance.open-behind off "
                 "(on the test bed: up to 1 s stale before, under 0.05 s after); " + hint)
     return [Row("cache staleness", Verdict.CAVEAT,
                 f"{here}; another host may read it up to about 1 s late from its client "
-                "caches (not measured from one host)", hint)]
+                "caches (not measured from one host)", hint, data)]
 
 
 def check_clock(probe: Probe) -> list[Row]:
@@ -452,15 +458,17 @@ def check_clock(probe: Probe) -> list[Row]:
     write_atomic(path, b"t")
     after = time.time()
     mtime = os.stat(path).st_mtime
-    offset = mtime - (before + after) / 2
+    offset = round(mtime - (before + after) / 2, 3) + 0.0  # + 0.0: no "-0.000"
     where = ("the file server's clock" if probe.fs is not None and probe.fs.tier is not
              Tier.LOCAL else "file times")
     text = f"{where} and this host's differ by {offset:+.3f} s (a file's mtime just written)"
+    data: dict[str, object] = {"offset_s": offset}
     if abs(offset) <= CLOCK_S:
-        return [Row("clock offset", Verdict.OK, text)]
+        return [Row("clock offset", Verdict.OK, text, data=data)]
     return [Row("clock offset", Verdict.CAVEAT, text + ": cron fires, heartbeat ages and "
                 "durations read from files will be off by that much",
-                "run NTP (chrony, systemd-timesyncd) on every host and on the file server")]
+                "run NTP (chrony, systemd-timesyncd) on every host and on the file server",
+                data)]
 
 
 def check_permissions(probe: Probe) -> list[Row]:
@@ -535,8 +543,11 @@ def check_space(probe: Probe) -> list[Row]:
     space = judge_space(st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize)
     inodes = judge_inodes(st.f_favail, st.f_files)
     hint = "free some space, or move the vault"
-    return [Row("free space", space[0], space[1], hint if space[0] else ""),
-            Row("inodes", inodes[0], inodes[1], hint if inodes[0] else "")]
+    return [Row("free space", space[0], space[1], hint if space[0] else "",
+                {"avail_bytes": st.f_bavail * st.f_frsize,
+                 "total_bytes": st.f_blocks * st.f_frsize}),
+            Row("inodes", inodes[0], inodes[1], hint if inodes[0] else "",
+                {"free": st.f_favail, "total": st.f_files})]
 
 
 CHECKS: list[Check] = [check_filesystem, check_mount_options, check_locks, check_inotify,
@@ -578,8 +589,9 @@ def read_retrying(path: Path, counts: dict[str, int] | None = None) -> bytes | N
     return None
 
 
-_IN_MASK = 0x00000002 | 0x00000008 | 0x00000080 | 0x00000100 | 0x00000200  # modify,
-# close_write, moved_to, create, delete
+_IN_MASK = 0x00000080 | 0x00000100
+"""IN_MOVED_TO and IN_CREATE: what the writer of a file does (a temp file renamed into
+place) and a reader of it never causes, so events for the peer's files are the peer's."""
 
 
 class Inotify:

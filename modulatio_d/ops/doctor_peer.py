@@ -213,22 +213,25 @@ def _peer_protocol(pr: PeerRun, peer_wait: float) -> list[Row]:
 
 def _cross_lock_row(pr: PeerRun, kind: str, mine: object, theirs: object,
                     took: object) -> Row:
-    what = "flock" if kind == "flock" else "POSIX locks (lockf)"
-    name = "flock across hosts" if kind == "flock" else "posix across hosts"
+    flock = kind == "flock"
+    what, verb, neg = ("flock", "excludes", "does") if flock else (
+        "POSIX locks (lockf)", "exclude", "do")
+    name = "flock across hosts" if flock else "posix across hosts"
     me, peer = pr.probe.host, pr.peer_host
     if mine != "blocked" or theirs != "blocked":
-        verdict = Verdict.UNSAFE if kind == "flock" else Verdict.CAVEAT
+        verdict = Verdict.UNSAFE if flock else Verdict.CAVEAT
         return Row(name, verdict,
-                   f"{what} do not exclude across hosts: {me} probing {peer}'s lock: {mine}; "
-                   f"{peer} probing {me}'s: {theirs}",
+                   f"{what} {neg} not exclude across hosts: {me} probing {peer}'s lock: "
+                   f"{mine}; {peer} probing {me}'s: {theirs}",
                    "two hosts would run the same plan: use one host, or a filesystem from "
-                   "docs/multi-host.md" if kind == "flock" else
+                   "docs/multi-host.md" if flock else
                    "the daemons use flock; a step that uses lockf is not protected")
     if not isinstance(took, float):
-        return Row(name, Verdict.CAVEAT, f"{what} exclude across hosts, but {peer}'s lock was "
+        return Row(name, Verdict.CAVEAT, f"{what} {verb} across hosts, but {peer}'s lock was "
                    f"not free here {TAKEOVER_S:g} s after {peer} released it")
-    return Row(name, Verdict.OK, f"{what} exclude both ways between {me} and {peer}; "
-               f"{peer}'s lock was taken here {took * 1000:.0f} ms after its release")
+    return Row(name, Verdict.OK, f"{what} {verb} both ways between {me} and {peer}; "
+               f"{peer}'s lock was taken here {took * 1000:.0f} ms after its release",
+               data={"takeover_ms": round(took * 1000, 1)})
 
 
 def _ping(pr: PeerRun) -> list[float]:
@@ -265,13 +268,16 @@ def _freshness_row(pr: PeerRun, trips: list[float]) -> Row:
     text = (f"a file replaced on one host and read on the other: {len(trips)} round trips "
             f"{here}->{peer}->{here}, median {median * 1000:.0f} ms, "
             f"slowest {worst * 1000:.0f} ms{retried}")
+    data: dict[str, object] = {"round_trips_ms": [round(t * 1000, 1) for t in trips],
+                               "retried": dict(pr.errors)}
     if worst / 2 <= FRESH_S:
-        return Row("freshness across hosts", Verdict.OK, text)
+        return Row("freshness across hosts", Verdict.OK, text, data=data)
     hint = ("set the volume's performance.stat-prefetch and performance.open-behind off"
             if pr.probe.mount is not None and pr.probe.mount.fstype == "fuse.glusterfs"
             else "see the recommended options in docs/multi-host.md")
     return Row("freshness across hosts", Verdict.CAVEAT,
-               f"{text}: {peer} can read state up to about {worst * 1000 / 2:.0f} ms old", hint)
+               f"{text}: {peer} can read state up to about {worst * 1000 / 2:.0f} ms old", hint,
+               data)
 
 
 def _peer_inotify_row(pr: PeerRun) -> Row:
@@ -279,7 +285,8 @@ def _peer_inotify_row(pr: PeerRun) -> Row:
         return Row("inotify across hosts", Verdict.CAVEAT, "no inotify watch here to test with")
     if pr.peer_events:
         return Row("inotify across hosts", Verdict.OK,
-                   f"inotify here reported {pr.peer_events} events for {pr.peer_host}'s files")
+                   f"inotify here reported {pr.peer_events} events for {pr.peer_host}'s files",
+                   data={"events": pr.peer_events})
     return Row("inotify across hosts", Verdict.CAVEAT,
                f"inotify here reported none of {pr.peer_host}'s writes: a daemon here sees "
                f"work approved on {pr.peer_host} only at its next tick",

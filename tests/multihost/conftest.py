@@ -23,6 +23,7 @@ from multihost_bed import Bed, Session, Unavailable
 
 HOSTS = 3
 TIMINGS = pytest.StashKey[dict]()
+SKIPPED = pytest.StashKey[str]()
 
 
 @pytest.fixture(scope="session")
@@ -31,9 +32,13 @@ def testbed(request) -> Bed:
     try:
         bed = session.acquire()
     except Unavailable as e:
-        reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-        if reporter is not None:
-            reporter.write_line(f"\nMULTIHOST TESTS SKIPPED: {e}", red=True, bold=True)
+        request.config.stash[SKIPPED] = str(e)
+        plugins = request.config.pluginmanager
+        reporter, capture = plugins.get_plugin("terminalreporter"), plugins.get_plugin(
+            "capturemanager")
+        if reporter is not None and capture is not None:
+            with capture.global_and_fixture_disabled():  # straight to the terminal, now
+                reporter.write_line(f"\nMULTIHOST TESTS SKIPPED: {e}", red=True, bold=True)
         pytest.skip(f"multihost: no GlusterFS test bed: {e}")
     request.config.stash[TIMINGS] = session.timings
     try:
@@ -43,7 +48,10 @@ def testbed(request) -> Bed:
 
 
 def pytest_terminal_summary(terminalreporter, config):
-    """How long the bed took, for the record (docs/multi-host.md quotes these)."""
+    """How long the bed took (docs/multi-host.md quotes these), or why there was none."""
+    skipped = config.stash.get(SKIPPED, None)
+    if skipped:
+        terminalreporter.write_line(f"MULTIHOST TESTS SKIPPED: {skipped}", red=True, bold=True)
     timings = config.stash.get(TIMINGS, None)
     if timings:
         shown = ", ".join(f"{k} {v:.1f} s" for k, v in timings.items())

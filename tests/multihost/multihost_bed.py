@@ -284,7 +284,11 @@ class Session:
         if reason:
             raise Unavailable(reason)
         start = time.monotonic()
-        installed = script("install", timeout=wait_s, check=False)
+        try:
+            installed = script("install", timeout=wait_s, check=False)
+        except subprocess.TimeoutExpired:
+            raise Unavailable(f"the GlusterFS packages were not installed within {wait_s:g} s: "
+                              f"run `{SCRIPT} install` once, then the tests") from None
         if installed.returncode == 3:
             raise Unavailable("the GlusterFS packages cannot be installed: "
                               + (installed.stdout + installed.stderr).strip()[-500:])
