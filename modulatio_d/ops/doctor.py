@@ -122,11 +122,22 @@ def run(vault: Vault, peer: bool = False, peer_wait: float = 30.0,
     probe.sync = _sync_folder(vault.root)
     rows: list[Row] = []
     try:
-        for check in (*CHECKS, *TRUST_CHECKS):
-            rows += check(probe)
+        checks = [*CHECKS, *TRUST_CHECKS]
         if peer:
             from modulatio_d.ops.doctor_peer import peer_checks  # only --peer needs it
-            rows += peer_checks(probe, peer_wait)
+
+            def check_peer(probe: Probe) -> list[Row]:
+                return peer_checks(probe, peer_wait)
+
+            checks.append(check_peer)
+        for check in checks:
+            try:
+                rows += check(probe)
+            except OSError as e:  # one check that cannot run does not hide the others
+                name = check.__name__.removeprefix("check_").replace("_", " ")
+                where = f"{e.filename}: " if e.filename else ""
+                rows.append(Row(name, Verdict.CAVEAT, f"could not run: {where}"
+                                f"{e.strerror or e}"))
     finally:
         if probe.folder is not None:
             _remove_own(probe)
@@ -137,15 +148,21 @@ def _make_folder(vault: Vault) -> Path | None:
     folder = vault.meta / FOLDER
     try:
         folder.mkdir(exist_ok=True)
-        _remove_leftovers(folder)
-        return folder
     except OSError:
         return None
+    if not os.access(folder, os.W_OK | os.X_OK):  # made by another user, say
+        return None
+    _remove_leftovers(folder)
+    return folder
 
 
 def _remove_leftovers(folder: Path) -> None:
     now = time.time()
-    for entry in os.scandir(folder):
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return
+    for entry in entries:
         try:
             if now - entry.stat(follow_symlinks=False).st_mtime > LEFTOVER_S:
                 os.unlink(entry.path)
@@ -190,8 +207,9 @@ def _sync_folder(root: Path) -> FsClass | None:
 
 
 def no_folder(check: str, probe: Probe) -> list[Row]:
-    return [Row(check, Verdict.CAVEAT, f"not run: {probe.vault.meta / FOLDER} could not be "
-                "made (see permissions)")]
+    folder = probe.vault.meta / FOLDER
+    return [Row(check, Verdict.CAVEAT, f"not run: this user cannot make or write {folder}",
+                f"run doctor as the daemons' user, or remove {folder} if another user made it")]
 
 
 # --- the checks on one host --------------------------------------------------------------
@@ -273,7 +291,7 @@ def _client_argv(m: Mount) -> list[str] | None:
 
 def _nfs_cache_row(m: Mount) -> Row:
     acdirmax = m.option("acdirmax") or m.option("actimeo")
-    if m.option("noac") is not None or (acdirmax is not None and float(acdirmax or 0) <= 1):
+    if m.option("noac") is not None or (acdirmax or "").isdigit() and int(acdirmax) <= 1:
         return Row("mount options", Verdict.OK,
                    "attribute caches of 1 s or less: another host's new plan is listed soon")
     shown = f"acdirmax={acdirmax}" if acdirmax else "acdirmax not set (60 s by default)"

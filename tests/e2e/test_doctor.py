@@ -174,3 +174,24 @@ def test_peer_wait_out_of_range_is_a_usage_error(tmp_path):
                            str(vault.root)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "--peer-wait" in done.stderr
+
+
+def test_trust_checks_run_after_the_others_and_a_failing_check_hides_nothing(
+        tmp_path, monkeypatch):
+    vault = init(tmp_path / "v")
+
+    def check_broken(probe):
+        raise PermissionError(13, "Permission denied", str(probe.vault.meta))
+
+    def check_who_may_write(probe):
+        return [doctor.Row("who may write", doctor.Verdict.OK, f"looked at {probe.vault.root}")]
+
+    monkeypatch.setattr(doctor, "CHECKS", [check_broken, *doctor.CHECKS])
+    monkeypatch.setattr(doctor, "TRUST_CHECKS", [check_who_may_write])
+    report = doctor.run(vault)
+    names = [r.check for r in report.rows]
+    assert names == ["broken", *CHECKS, "who may write"]
+    broken = report.rows[0]
+    assert (broken.verdict, broken.detail) == (
+        doctor.Verdict.CAVEAT, f"could not run: {vault.meta}: Permission denied")
+    assert report.rows[-1].detail == f"looked at {vault.root}"

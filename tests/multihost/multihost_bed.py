@@ -12,7 +12,6 @@ STATE_LOCK (exclusive, only while bringing it up or down) and holds USERS_LOCK s
 for the whole session; the first user (nobody else holds USERS_LOCK) takes down
 whatever a killed session left and brings a clean bed up, later users reuse it, and
 `release` takes it down only when it can turn its shared lock exclusive (the last user).
-PYTEST_DONT_REWRITE
 """
 
 from __future__ import annotations
