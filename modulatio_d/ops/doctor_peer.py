@@ -4,7 +4,8 @@ files in <vault>/.modulatio/doctor/, named `<run>.<what>` as in doctor.py.
 `--peer` (two hosts at once on one vault; each run does the same, in lockstep through
 files, every wait bounded):
   1. write <run>.hello; wait up to `peer_wait` s for another run's hello written within
-     the last `peer_wait` + 60 s (by its mtime): none means "no peer seen".
+     the last `peer_wait` + 60 s (by its mtime; of several, the newest): none means
+     "no peer seen". Run it on two hosts at a time.
   2. take an flock on <run>.flock and a POSIX lock on <run>.posix; write <run>.held.
   3. on the peer's .held: try the peer's two locks without waiting (both must fail:
      that is exclusion across hosts); write <run>.probed with the outcome.
@@ -121,20 +122,25 @@ def peer_checks(probe: Probe, peer_wait: float) -> list[Row]:
 
 
 def _find_peer(pr: PeerRun, peer_wait: float) -> dict | None:
+    """The other run's hello; of several, the newest (an older one may be a run that was
+    killed before it could remove its files)."""
     pr.put("hello", {"run": pr.probe.run, "host": pr.probe.host, "pid": os.getpid()})
     deadline = time.monotonic() + peer_wait
     while time.monotonic() < deadline:
-        for name in sorted(os.listdir(pr.folder)):
+        found = []
+        for name in os.listdir(pr.folder):
             run_id = name.removesuffix(".hello")
             if run_id == name or run_id == pr.probe.run:
                 continue
             try:
-                age = time.time() - os.stat(pr.folder / name).st_mtime
+                mtime = os.stat(pr.folder / name).st_mtime
             except OSError:
                 continue
             hello = pr.get(pr.folder / name)
-            if age < peer_wait + 60 and isinstance(hello, dict):
-                return hello
+            if time.time() - mtime < peer_wait + 60 and isinstance(hello, dict):
+                found.append((mtime, hello))
+        if found:
+            return max(found, key=lambda f: f[0])[1]
         pr.pump(0.05)
     return None
 
