@@ -304,7 +304,12 @@ class Session:
                 script("down", timeout=120)
                 self.timings["down_left"] = time.monotonic() - start
             up_start = time.monotonic()
-            script("up", str(self.n), timeout=wait_s)
+            try:
+                script("up", str(self.n), timeout=wait_s)
+            except BaseException:
+                if first:  # leave nothing half made behind, but the logs the error names
+                    script("down", timeout=120, check=False, env={"TB_KEEP_LOGS": "1"})
+                raise
             self.timings["up"] = time.monotonic() - up_start
             fcntl.flock(self.users_fd, fcntl.LOCK_SH)
         finally:
