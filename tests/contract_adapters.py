@@ -8,9 +8,9 @@ renamed or moved, fix the one line here.
   that reads it (BadFile is its only allowed failure).
 - COMMANDS: the commands people and monitors run, through the CLI entry point.
 - run_daemon_once: a real Daemon (`modulatio daemon --once`) in this process, with
-  every child process it starts replaced by /bin/true, so that steps, agents
-  and reflectors drawn at random are prepared exactly as for real (argv,
-  environment, folder: everything Popen checks) but never run.
+  every child process it starts replaced by a script that sleeps 20 ms, so that
+  steps, agents and reflectors drawn at random are prepared exactly as for real
+  (argv, environment, folder: everything Popen checks) but never run.
 """
 
 from __future__ import annotations
@@ -116,10 +116,15 @@ def read(kind: str, vault: Vault) -> object | None:
         return None
 
 
-def commands(vault: Vault) -> dict[tuple[str, ...], int]:
-    """Run every command of COMMANDS on `vault`: exit 0 or 1, a reason with 1, no exception."""
-    codes = {}
-    for argv in COMMANDS:
+def commands(vault: Vault, extra: tuple[tuple[str, ...], ...] = ()) -> dict[tuple[str, ...],
+                                                                         tuple[int, str]]:
+    """Run every command of COMMANDS (and `extra`) on `vault` in this process.
+
+    Each must exit 0 or 1, say why when 1, and raise nothing. Returns
+    {argv: (exit code, stdout + stderr)}.
+    """
+    results = {}
+    for argv in (*COMMANDS, *extra):
         out, err = io.StringIO(), io.StringIO()
         ctx = cli.Context(environ={}, cwd=vault.root, out=out, err=err)
         with production_stack():
@@ -127,30 +132,43 @@ def commands(vault: Vault) -> dict[tuple[str, ...], int]:
         assert code in (0, 1), f"`modulatio {' '.join(argv)}` exited {code}: {err.getvalue()}"
         if code == 1 and argv[0] != "heartbeat":
             assert err.getvalue().strip() or out.getvalue().strip(), "a failure says why"
-        codes[argv] = code
-    return codes
+        results[argv] = (code, out.getvalue() + err.getvalue())
+    return results
 
 
-class _TruePopen(subprocess.Popen):
-    """Popen that checks and prepares everything as asked, then runs /bin/true."""
+FAKE_STEP = "#!/bin/sh\n# Stands in for every child the daemon starts: alive a moment, then exit 0.\n" \
+    "sleep 0.02\n"
 
-    def __init__(self, args, *a, **kwargs):
-        kwargs["executable"] = "/bin/true"
-        super().__init__(args, *a, **kwargs)
+
+def _fake_popen(program: Path) -> type[subprocess.Popen]:
+    class FakePopen(subprocess.Popen):
+        """Popen that checks and prepares everything as asked (argv, environment, folder,
+        descriptors), then runs `program` instead: a moment alive, so the daemon's wait
+        loop runs as it does for a real step."""
+
+        def __init__(self, args, *a, **kwargs):
+            kwargs["executable"] = str(program)
+            super().__init__(args, *a, **kwargs)
+
+    return FakePopen
 
 
 def run_daemon_once(vault: Vault, tick_seconds: float = 0.2) -> list[dict]:
-    """`modulatio daemon --once` on `vault` in this process, children replaced by /bin/true.
+    """`modulatio daemon --once` on `vault` in this process, children replaced (FAKE_STEP).
 
     Returns the events it logged. Whatever the daemon raises passes through. The
     signal handlers it installs are put back afterwards.
     """
     from modulatio_d.daemon.loop import Daemon
 
+    fake = vault.root.parent / "fake-step"
+    if not fake.exists():
+        fake.write_text(FAKE_STEP)
+        fake.chmod(0o755)
     handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
     wakeup = signal.set_wakeup_fd(-1)
     try:
-        with mock.patch.object(subprocess, "Popen", _TruePopen), production_stack():
+        with mock.patch.object(subprocess, "Popen", _fake_popen(fake)), production_stack():
             Daemon(vault, [], tick_seconds, True, lambda: datetime.now(UTC), {}).run()
     finally:
         for sig, handler in handlers.items():

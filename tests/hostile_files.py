@@ -160,8 +160,9 @@ class Docs:
                      "token"))
         self.plan_keys = {
             "title": TEXT,
-            "status": st.sampled_from(["approved", "executing", "approved", "executing",
-                                       "paused", "draft", "completed", "failed", "aborted"]),
+            "status": st.sampled_from(["approved", "executing", "paused", "approved",
+                                       "executing", "paused", "draft", "completed", "failed",
+                                       "aborted"]),
             "priority": SMALL,
             "sub_objectives": block_list(self.step, min_size=1),
             "current_index": st.sampled_from(["0", "1"]),
