@@ -7,6 +7,10 @@ of MemoryError instead of eating the machine) and PYTHONFAULTHANDLER: a process
 still running at the deadline is sent SIGABRT first, so its stderr shows where it
 hung (the Python stack of every thread), then SIGKILL. Peak memory is the child's
 own ru_maxrss from wait4(), not the whole test run's.
+
+A process blocked in open() of a FIFO (its wchan is the kernel's wait_for_partner)
+for FIFO_STUCK_S is hung for good, since no test ever opens the other end: it is
+stopped then rather than at the deadline, so a hang costs seconds, not the timeout.
 """
 
 from __future__ import annotations
@@ -20,8 +24,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-MEMORY_CEILING = 512 * 1024 * 1024
-"""RLIMIT_AS of each process: far above what a command needs, far below the machine."""
+MEMORY_CEILING = 1024 * 1024 * 1024
+"""RLIMIT_AS of each process: far below the machine. Not much lower: address space is not
+memory, and a daemon reserves some 64 MiB of malloc arena for each watchdog thread (at
+320 MiB it cannot start them)."""
+FIFO_STUCK_S = 2.0
 MAX_RSS_KIB = 96 * 1024
 """Peak resident memory allowed to any command or daemon on a small vault, whatever file
 it holds: here each takes 16-25 MiB, and no file may cost more than a few MiB to refuse."""
@@ -49,6 +56,15 @@ def _limit() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_CEILING, MEMORY_CEILING))
 
 
+def stuck_on_fifo(pid: int) -> bool:
+    """Whether process `pid` is blocked opening a FIFO, waiting for the other end."""
+    try:
+        with open(f"/proc/{pid}/wchan") as f:
+            return f.read().strip() == "wait_for_partner"
+    except OSError:
+        return False
+
+
 def modulatio(*argv: str) -> list[str]:
     return [sys.executable, "-m", "modulatio_d", *argv]
 
@@ -67,6 +83,7 @@ def run_all(jobs: dict[str, list[str]], folder: Path, timeout: float,
                                     preexec_fn=_limit)
         started[name] = (proc, out, err, time.monotonic())
     done: dict[str, tuple[int | None, int, float]] = {}
+    blocked: dict[str, float] = {}  # name -> since when it waits in a FIFO's open()
     deadline = time.monotonic() + timeout
     while len(done) < len(started) and time.monotonic() < deadline:
         for name, (proc, _, _, t0) in started.items():
@@ -76,6 +93,10 @@ def run_all(jobs: dict[str, list[str]], folder: Path, timeout: float,
             if pid:
                 proc.returncode = os.waitstatus_to_exitcode(status)
                 done[name] = (proc.returncode, usage.ru_maxrss, time.monotonic() - t0)
+            elif not stuck_on_fifo(proc.pid):
+                blocked.pop(name, None)
+            elif time.monotonic() - blocked.setdefault(name, time.monotonic()) > FIFO_STUCK_S:
+                done[name] = (None, _stop(proc), time.monotonic() - t0)
         time.sleep(0.02)
     for name, (proc, _, _, t0) in started.items():
         if name not in done:
