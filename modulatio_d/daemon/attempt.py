@@ -9,8 +9,9 @@ least once per beat interval. What it decides, in this order:
 2. the child exited on its own: its exit status says `ok` or `failed`;
 3. a stop was asked (SIGTERM): the child is stopped the same way and the
    attempt is `interrupted` (the plan stays `executing` with `in_flight`);
-4. otherwise `between()` runs (heartbeat, re-read of the plan) and says
-   whether a person aborted the plan: the child is stopped, `aborted`. A
+4. otherwise `between()` runs (heartbeat, lock check, re-read of the plan)
+   and says whether to stop the child now and as what: `aborted` (a person
+   aborted the plan) or `interrupted` (the plan's lock file was lost). A
    person's pause is not looked at here: the step finishes first.
 Whatever the step left running in its process group is killed when it ends.
 A step that cannot start (unknown agent, missing folder) is an `error`.
@@ -72,8 +73,13 @@ def reflection_entry(step: SubObjective, number: int, attempt: Attempt,
             "token": token}
 
 
+Between = Callable[[], "Outcome | bool | None"]
+"""Called at each beat of a running attempt: a truthy answer stops the child (True
+is ABORTED, an Outcome is itself)."""
+
+
 def run(ctx: StepContext, log_path: Path, keep_fds: tuple[int, ...], started: datetime,
-        svc: Services, between: Callable[[], bool]) -> Attempt:
+        svc: Services, between: Between) -> Attempt:
     """Run attempt `ctx.attempt` of `ctx.step` to its end (see the protocol above)."""
     clock = svc.clocks.wall
     t0 = svc.clocks.monotonic()
@@ -115,7 +121,7 @@ class Watched(Protocol):
 
 
 def watch(child: Watched, deadline: float, svc: Services,
-          between: Callable[[], bool]) -> Outcome | None:
+          between: Between) -> Outcome | None:
     """Wait until the child exits (None) or is stopped (why); `deadline` is monotonic."""
     while child.poll() is None:
         left = deadline - svc.clocks.monotonic()
@@ -129,9 +135,10 @@ def watch(child: Watched, deadline: float, svc: Services,
         if svc.stop.requested:
             child.stop(KILL_GRACE_S, svc.hurry)
             return Outcome.INTERRUPTED
-        if between():
+        why = between()
+        if why:
             child.stop(KILL_GRACE_S, svc.hurry)
-            return Outcome.ABORTED
+            return why if isinstance(why, Outcome) else Outcome.ABORTED
     return None
 
 

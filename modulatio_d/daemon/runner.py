@@ -15,6 +15,16 @@ The caller holds the plan's lock for the whole call. For each attempt:
    opens a ticket.
 The run ends when the plan is completed, failed, paused or aborted, or when
 the daemon is asked to stop. Before each attempt the budget is checked.
+
+Lock lost: before each attempt and at every beat while one runs, the holder
+checks that the path of its lock file still names the inode it locked
+(store/lock.py `still_ours`). A lock file deleted or replaced (a person, a
+sync tool) lets another claimer lock a new inode, so the holder stops as on
+SIGTERM: no new attempt; a running one is stopped (TERM, KILL after the grace)
+and left `in_flight` (`interrupted`: the next holder runs it again); nothing
+more is written, since the plan may already be someone else's; `lock_lost` is
+recorded and the lock released. The plan goes to whoever holds the new lock
+(another daemon of this host waits until our heartbeat says we left it).
 """
 
 from __future__ import annotations
@@ -49,6 +59,7 @@ class Runner:
         self.plan_dir = held.path.parent
         self.runs_dir = held.path.with_suffix(".runs")
         self._prewritten: tuple[int, int] | None = None  # (index, attempt) written ahead
+        self._lost: str | None = None  # how our lock file was lost, once it was
 
     @property
     def plan(self) -> Plan:
@@ -60,6 +71,8 @@ class Runner:
         while True:
             if self.svc.stop.requested:
                 self._drop_unstarted()
+                return
+            if self._lock_lost():
                 return
             self.writer.refresh()
             plan = self.plan
@@ -97,8 +110,8 @@ class Runner:
         done = attempt.run(ctx, log_path, (self.lock.fd,), started, self.svc,
                            lambda: self._between(step))
         if done.outcome is Outcome.INTERRUPTED:
-            log.info("plan %s step %d stopped by shutdown; left in flight", self.plan.id,
-                     step.index)
+            log.info("plan %s step %d stopped (%s); left in flight", self.plan.id,
+                     step.index, "lock lost" if self._lost else "shutdown")
             return
         self.budget.fold(self.plan, step, number, done, scratch)
         failures = sum(1 for e in tail if e.get("token") == self.token
@@ -113,11 +126,29 @@ class Runner:
                                      str(self.plan_dir), self.svc.base_env)
         self._record(step, number, done, verdict)
 
-    def _between(self, step: SubObjective) -> bool:
-        """While the step runs: heartbeat, the plan re-read; True when a person aborted it."""
+    def _between(self, step: SubObjective) -> Outcome | None:
+        """While the step runs: heartbeat, lock check, the plan re-read; how to stop it now
+        (INTERRUPTED when the lock was lost, ABORTED when a person aborted the plan)."""
         self.svc.periodic(self.plan, step)
+        if self._lock_lost():
+            return Outcome.INTERRUPTED
         self.writer.refresh()
-        return self.plan.status is PlanStatus.ABORTED
+        return Outcome.ABORTED if self.plan.status is PlanStatus.ABORTED else None
+
+    def _lock_lost(self) -> bool:
+        """Whether our lock file was deleted or replaced (told once: `lock_lost`)."""
+        if self._lost is None:
+            how = self.lock.still_ours()
+            if how is None:
+                return False
+            self._lost = how
+            log.error("plan %s: its lock file %s was %s while we held it; stopping as on "
+                      "SIGTERM and leaving the plan to whoever holds the new lock (never "
+                      "delete a .lock file)", self.plan.id, self.lock.path, how)
+            self.svc.events("lock_lost", project=self.held.project, plan=self.plan.id,
+                            lock=str(self.lock.path), how=how, token=self.token,
+                            index=self.plan.current_index)
+        return True
 
     # --- after an attempt ---------------------------------------------------------
 
@@ -167,7 +198,7 @@ class Runner:
         step that never ran). If the plan stops first, _drop_unstarted clears it.
         """
         plan = self.plan
-        if index >= plan.total or self.svc.stop.requested \
+        if index >= plan.total or self.svc.stop.requested or self._lock_lost() \
                 or plan.status is not PlanStatus.EXECUTING \
                 or not plan.sub_objectives[index].rerun_after_crash \
                 or not self.budget.room_after(plan, changes["reflection_log"]):
