@@ -123,8 +123,16 @@ class Runner:
                                      done.outcome, failures,
                                      reflection_entry(step, number, done, None, self.token,
                                                       self.plan_dir),
-                                     str(self.plan_dir), self.svc.base_env)
+                                     str(self.plan_dir), self.svc.base_env,
+                                     self._reflector_wait(step))
         self._record(step, number, done, verdict)
+
+    def _reflector_wait(self, step: SubObjective) -> reflect.Wait:
+        """Watch a reflector's child like a step: heartbeat, watchdog and cron go on."""
+        def wait(child, timeout: float):
+            return attempt.watch(child, self.svc.clocks.monotonic() + timeout, self.svc,
+                                 lambda: self.svc.periodic(self.plan, step))
+        return wait
 
     def _between(self, step: SubObjective) -> Outcome | None:
         """While the step runs: heartbeat, lock check, the plan re-read; how to stop it now
