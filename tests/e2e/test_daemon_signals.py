@@ -19,7 +19,7 @@ import termios
 from types import SimpleNamespace
 
 import pytest
-from daemon_helpers import (
+from helpers import (
     PY,
     events,
     group_members,
@@ -28,13 +28,12 @@ from daemon_helpers import (
     plan,
     settled,
     starts,
-    wait_for,
     wait_started,
     wait_ticks,
     write_plan,
 )
+from waiting import wait_for
 
-pytest_plugins = ("daemon_helpers",)
 PID = "P-P-001"
 
 

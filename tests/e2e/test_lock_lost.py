@@ -14,17 +14,16 @@ from __future__ import annotations
 import os
 
 import pytest
-from daemon_helpers import (
+from helpers import (
     events,
     marks,
     settled,
     starts,
-    wait_for,
     wait_started,
     write_plan,
 )
+from waiting import wait_for
 
-pytest_plugins = ("daemon_helpers",)
 PID = "P-P-001"
 
 

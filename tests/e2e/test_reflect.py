@@ -115,9 +115,9 @@ def test_a_slow_reflector_keeps_the_watchdog_fed(tmp_path, tmp_path_factory):
     import subprocess
     import sys
 
+    from helpers import clean_env
     from test_notify_daemon import Receiver
-    from test_status import clean_env, write
-    from test_status import plan as plan_text
+    from vault_texts import plan_text, write
     from waiting import wait_for
 
     from modulatio_d.ops.init import init

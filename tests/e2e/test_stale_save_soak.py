@@ -14,9 +14,9 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-from daemon_helpers import PY, events, plan, settled, starts, wait_for, write_plan
+from helpers import PY, events, plan, settled, starts, write_plan
+from waiting import wait_for
 
-pytest_plugins = ("daemon_helpers",)
 PID = "P-P-001"
 STEPS = 40
 
