@@ -14,7 +14,10 @@ least once per beat interval. What it decides, in this order:
    aborted the plan) or `interrupted` (the plan's lock file was lost). A
    person's pause is not looked at here: the step finishes first.
 Whatever the step left running in its process group is killed when it ends.
-A step that cannot start (unknown agent, missing folder) is an `error`.
+A step that cannot start (unknown agent, missing folder) is an `error`. The
+scratch usage file an earlier run of the step may have left is removed first;
+if that fails (EIO), the step runs all the same and only what is appended
+after its current end is counted (`Attempt.usage_from`).
 
 `reflection_entry` builds a reflection_log entry, for every attempt alike
 (one that ended here, one found interrupted on resume).
@@ -22,6 +25,7 @@ A step that cannot start (unknown agent, missing folder) is an `error`.
 
 from __future__ import annotations
 
+import logging
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,6 +41,7 @@ from modulatio_d.daemon.child import Child, describe_status
 from modulatio_d.daemon.executors import StepContext, launch
 from modulatio_d.daemon.services import Services
 
+log = logging.getLogger("modulatio.runner")
 KILL_GRACE_S = 5.0
 SUMMARY_CHARS = 200
 
@@ -49,6 +54,8 @@ class Attempt:
     ended: datetime
     log_path: Path
     summary: str
+    usage_from: int = 0
+    """Where this attempt's lines start in its scratch usage file (see above)."""
 
     @property
     def duration_s(self) -> float:
@@ -85,9 +92,7 @@ def run(ctx: StepContext, log_path: Path, keep_fds: tuple[int, ...], started: da
     t0 = svc.clocks.monotonic()
     try:
         log_path.parent.mkdir(exist_ok=True)
-        # An earlier run of this step (before a person rewound current_index) may
-        # have left usage here: it was counted then, it must not count again.
-        ctx.usage_file.unlink(missing_ok=True)
+        usage_from = _forget_earlier_usage(ctx.usage_file)
         child = Child(launch(ctx), log_path, keep_fds=keep_fds,
                       monotonic=svc.clocks.monotonic)
     except (StepError, OSError) as e:
@@ -109,7 +114,26 @@ def run(ctx: StepContext, log_path: Path, keep_fds: tuple[int, ...], started: da
     exit_text = describe_status(code)
     if outcome is Outcome.TIMEOUT:
         exit_text = f"timed out after {timeout:g}s ({exit_text})"
-    return Attempt(outcome, exit_text, started, clock(), log_path, _summary(log_path))
+    return Attempt(outcome, exit_text, started, clock(), log_path, _summary(log_path),
+                   usage_from)
+
+
+def _forget_earlier_usage(scratch: Path) -> int:
+    """Remove the scratch usage file an earlier run of this step left (before a person
+    rewound current_index: counted then, it must not count again). If it cannot be
+    removed, the offset from which this attempt's lines count: a bookkeeping hiccup
+    is no reason not to run the step."""
+    try:
+        scratch.unlink(missing_ok=True)
+        return 0
+    except OSError as e:
+        try:
+            size = scratch.stat().st_size
+        except OSError:
+            size = 0
+        log.warning("cannot remove %s (%s): the step runs; only lines appended after its "
+                    "first %d bytes count", scratch, e, size)
+        return size
 
 
 class Watched(Protocol):

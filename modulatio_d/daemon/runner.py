@@ -8,7 +8,10 @@ The caller holds the plan's lock for the whole call. For each attempt:
    the wake-up pipe and the clock: a person's abort kills its process group
    now, a pause lets it finish, a timeout kills it, a stop request (SIGTERM)
    kills it and leaves the plan `executing` at the same index with `in_flight`;
-3. fold the attempt's usage into `<plan-id>.usage.jsonl` (budget.py), ask the
+3. fold the attempt's usage into `<plan-id>.usage.jsonl` (budget.py: tried
+   with the patience of a plan write; lines that still cannot be written are
+   kept and tried again at each step boundary and as the run ends, but never
+   hold back the attempt's result), ask the
    reflector (reflect.py), and write one update (writeback.py): the
    reflection_log entry, in_flight cleared (or set for the next step, see
    `_prewrite_next`), and the decision's current_index or status. Pausing
@@ -29,6 +32,7 @@ recorded and the lock released. The plan goes to whoever holds the new lock
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import datetime
 
@@ -66,6 +70,17 @@ class Runner:
         return self.held.plan
 
     def run(self) -> None:
+        try:
+            self._run()
+        finally:
+            self._flush_usage(patient=False)
+            if self.budget.pending:
+                lost = self.budget.pending_lines()
+                log.error("plan %s: %d usage lines could not be written to %s and are lost "
+                          "(append them by hand): %s", self.plan.id, len(lost),
+                          self.budget.usage_path, json.dumps(lost, sort_keys=True))
+
+    def _run(self) -> None:
         if self.plan.in_flight:
             self._resume_interrupted()
         while True:
@@ -74,6 +89,7 @@ class Runner:
                 return
             if self._lock_lost():
                 return
+            self._flush_usage(patient=False)
             self.writer.refresh()
             plan = self.plan
             if plan.status is not PlanStatus.EXECUTING:
@@ -114,6 +130,7 @@ class Runner:
                      step.index, "lock lost" if self._lost else "shutdown")
             return
         self.budget.fold(self.plan, step, number, done, scratch)
+        self._flush_usage(patient=True)
         failures = sum(1 for e in tail if e.get("token") == self.token
                        and e.get("outcome") in FAILURES) + (done.outcome in FAILURES)
         if done.outcome is Outcome.ABORTED:
@@ -192,6 +209,22 @@ class Runner:
         plan = self.writer.write(changes)
         if plan.status is not before:
             self.writer.status_event(before, plan.status)
+
+    def _flush_usage(self, patient: bool) -> None:
+        """Append the pending usage lines; when they cannot be written, they wait."""
+        if not self.budget.pending:
+            return
+        if patient:
+            if self.writer.patiently(self.budget.flush, str(self.budget.usage_path)):
+                return
+        else:
+            try:
+                self.budget.flush()
+                return
+            except OSError as e:
+                log.warning("cannot write %s yet: %s", self.budget.usage_path, e)
+        log.warning("plan %s: %d usage lines kept in memory, to be written later; the run "
+                    "goes on", self.plan.id, len(self.budget.pending_lines()))
 
     def _in_flight(self, index: int, number: int, at: datetime) -> dict:
         return {"index": index, "attempt": number, "token": self.token, "started_at": at}
