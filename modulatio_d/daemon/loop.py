@@ -42,7 +42,7 @@ from modulatio_d.daemon.scan import Candidate, Scanner
 from modulatio_d.daemon.sdnotify import NOTIFY_ENV_VARS, Notifier
 from modulatio_d.daemon.services import Clocks, Services, Stop
 from modulatio_d.daemon.wake import Waker, Watcher
-from modulatio_d.store import config
+from modulatio_d.store import config, tempfiles
 from modulatio_d.store.events import EventLog
 from modulatio_d.store.heartbeat import Heartbeat, prune_dead
 from modulatio_d.store.refusals import Refusals
@@ -77,6 +77,7 @@ class Daemon:
         self._last_beat = 0.0
         self._beat_on: tuple[str | None, int | None] = (None, None)  # what the last beat said
         self._last_cron = 0.0
+        self._last_sweep: float | None = None  # when temp files were last swept (monotonic)
         self._config_sig: tuple | None = None
         self._reload = False  # SIGHUP: read the config again at the next tick
         self.ticket_memory = tickets.Memory(vault, self.events)
@@ -185,6 +186,7 @@ class Daemon:
         self._load_config()
         self._guarded("cron", self._fire_cron, now)
         self._guarded("tickets", self._apply_tickets, now)
+        self._sweep(now)
         candidates = self.scanner.scan(now)
         log.debug("tick: %d claimable", len(candidates))
         self._beat(now, None, None)
@@ -215,6 +217,15 @@ class Daemon:
             phase(now)
         except (OSError, FileChanged) as e:
             log.error("%s skipped this tick: %s", what, e)
+
+    def _sweep(self, now: datetime) -> None:
+        """Remove the temp files kills left behind (store/tempfiles.py), at the first tick
+        and every SWEEP_EVERY_S after."""
+        mono = self.monotonic()
+        if self._last_sweep is not None and mono - self._last_sweep < tempfiles.SWEEP_EVERY_S:
+            return
+        self._last_sweep = mono
+        tempfiles.sweep(self.vault, self.scanner.served(), now.timestamp())
 
     def _apply_tickets(self, now: datetime) -> None:
         for project in self.scanner.served():
