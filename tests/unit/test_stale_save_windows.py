@@ -88,6 +88,7 @@ class Person:
     now_writing: int = 0
     saved: bytes | None = None
     statuses: list[PlanStatus] = field(default_factory=list)
+    revs: list[int] = field(default_factory=list)  # the rev each daemon write stamped
 
     def at(self, point: str, target: Path | None = None) -> None:
         if self.saved is not None or point != self.window or self.now_writing != self.write:
@@ -112,6 +113,7 @@ def run(vault, path: Path, person: Person | None) -> HeldPlan:
         held.update(changes)
         if person:
             person.statuses.append(held.plan.status)
+            person.revs.append(held.plan.rev)
             person.at("between")
         held.refresh()  # as the runner does between writes and while a step runs
     return held
@@ -174,6 +176,7 @@ def test_a_save_in_any_window_loses_nothing(vault, path, versions, monkeypatch, 
     order = [PlanStatus.EXECUTING, PlanStatus.COMPLETED]
     assert person.statuses == sorted(person.statuses, key=order.index), person.statuses
     assert held.plan.status is PlanStatus.COMPLETED
+    assert person.revs == sorted(set(person.revs)), person.revs  # no rev stamped twice
 
     # The next reader (a restarted daemon, the next claimer) repairs what is left.
     monkeypatch.setattr(atomic, "seam", None)
