@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -
                        help="the vault's state in Prometheus text format")
     p.add_argument("--output", metavar="FILE",
                    help="write FILE atomically (for node_exporter's textfile collector: "
-                        "name it *.prom) instead of printing")
+                        "name it *.prom) instead of printing").complete = "file"
     p.set_defaults(run=run_metrics)
 
     p = sub.add_parser("ps", parents=[parent],
@@ -161,6 +161,14 @@ def run_systemd_unit(args, ctx) -> int:
     else:
         vault = str(ctx.vault(args).root)
     python = os.path.abspath(sys.executable)
-    ctx.out.write(render_unit(unit_text(args.instances), python_exe=python, vault=vault,
-                              user=args.user))
+    text = render_unit(unit_text(args.instances), python_exe=python, vault=vault,
+                       user=args.user)
+    real = os.path.realpath(vault)
+    tmp = next((t for t in ("/tmp", "/var/tmp") if real == t or real.startswith(t + "/")), None)
+    if tmp and "PrivateTmp=yes" in text.splitlines():
+        print(f"modulatio: warning: the vault {vault} is under {tmp}, and the unit's "
+              f"PrivateTmp=yes gives the daemon a {tmp} of its own, where this vault is not: "
+              f"move the vault (for instance to /srv/modulatio/vault) or drop PrivateTmp=yes",
+              file=ctx.err)
+    ctx.out.write(text)
     return 0

@@ -1,6 +1,6 @@
 """One base error; each subclass builds its one-line message from fields.
 
-cli.py catches ModulatioError, prints str(error) to stderr and exits with
+cli/main.py catches ModulatioError, prints str(error) to stderr and exits with
 `exit_code`. Anything else is a bug and keeps its traceback.
 """
 
@@ -25,6 +25,11 @@ class UsageError(ModulatioError):
 
 
 class VaultNotFound(ModulatioError):
+    """No vault at or above the folder: the command was pointed at the wrong place,
+    a usage error like a --vault that is not a folder."""
+
+    exit_code = EXIT_USAGE
+
     def __init__(self, start: Path):
         super().__init__(
             f"no vault found at or above {start}: pass --vault PATH, set MODULATIO_VAULT, "
@@ -69,7 +74,13 @@ class FileFault:
 
 
 class NotFound(ModulatioError):
+    """An argument naming a plan, cron entry, ticket or unit that does not exist: usage."""
+
+    exit_code = EXIT_USAGE
+
     def __init__(self, what: str, name: str, hint: str = ""):
+        self.what = what
+        self.name = name
         super().__init__(f"no {what} named {name!r}" + (f": {hint}" if hint else ""))
 
 
