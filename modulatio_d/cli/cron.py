@@ -64,17 +64,17 @@ def register(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -
 
 
 def run_add(args, ctx) -> int:
+    from modulatio_d.cli.lookup import project_code
     from modulatio_d.core.times import utcnow
     from modulatio_d.ops import cron
     from modulatio_d.store.events import EventLog
     from modulatio_d.store.zones import host_zone
 
-    from modulatio_d.cli.lookup import project_code
-
     vault = ctx.vault(args)
     overlap = args.overlap or "skip"
+    project = project_code(vault, args.project, ctx, new_ok=True)
     entry = cron.add_entry(
-        vault, project_code(vault, args.project, ctx, new_ok=True), args.objective, args.schedule, utcnow(), timezone=args.timezone,
+        vault, project, args.objective, args.schedule, utcnow(), timezone=args.timezone,
         steps=args.steps, template=args.template, catch_up=args.catch_up, overlap=overlap,
         approve=not args.draft, host_zone=host_zone(ctx.environ))
     EventLog(vault.events_path)("cron_added", project=entry.project, cron=entry.id,
@@ -88,11 +88,10 @@ def run_add(args, ctx) -> int:
 
 
 def run_list(args, ctx) -> int:
+    from modulatio_d.cli.lookup import project_code
     from modulatio_d.core.times import utcnow
     from modulatio_d.ops import cron
     from modulatio_d.store.zones import host_zone
-
-    from modulatio_d.cli.lookup import project_code
 
     vault = ctx.vault(args)
     project = project_code(vault, args.project, ctx) if args.project else None

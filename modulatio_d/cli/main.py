@@ -36,7 +36,7 @@ from modulatio_d.cli.lookup import close_match
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_SYSTEM = 3
-GROUPS = ("vault_cmds", "plans", "tickets", "daemon", "cron", "operate", "completion")
+GROUPS = ("vault_cmds", "plans", "tickets", "daemon", "cron", "operate", "doctor", "completion")
 GLOBAL_DESTS = ("vault", "json", "log_level")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 

@@ -67,11 +67,10 @@ def register(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -
 
 
 def run_new(args, ctx) -> int:
+    from modulatio_d.cli.lookup import project_code
     from modulatio_d.core.times import utcnow
     from modulatio_d.ops.plans import new_plan
     from modulatio_d.store.events import EventLog
-
-    from modulatio_d.cli.lookup import project_code
 
     vault = ctx.vault(args)
     project = project_code(vault, args.project, ctx, new_ok=True)
