@@ -160,7 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
         for action in leaf._actions:
             if action.dest in GLOBAL_DESTS:
                 action.default = argparse.SUPPRESS
-        leaf.set_defaults(accepts=frozenset(d for d in GLOBAL_DESTS if d in have | {"log_level"}))
+        leaf.set_defaults(accepts=frozenset(d for d in GLOBAL_DESTS if d in have | {"log_level"}),
+                          leaf=leaf)
     return parser
 
 
@@ -195,8 +196,11 @@ def main(argv: list[str] | None = None, ctx: Context | None = None) -> int:
     ctx = ctx or Context(environ=dict(os.environ), cwd=Path.cwd())
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
-        _check_globals(parser, args)
+        args, extra = parser.parse_known_args(argv)
+        if extra:  # said by the command's parser: its usage, its exit code (heartbeat's 3)
+            raise ArgError(getattr(args, "leaf", parser),
+                           f"unrecognized arguments: {' '.join(extra)}")
+        _check_globals(getattr(args, "leaf", parser), args)
     except ArgError as e:
         e.parser.print_usage(ctx.err)
         print(f"{e.parser.prog}: error: {e}", file=ctx.err)

@@ -12,6 +12,7 @@ from typing import NoReturn
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
+EXIT_SYSTEM = 3
 
 
 class ModulatioError(Exception):
@@ -51,6 +52,14 @@ class BadFile(ModulatioError):
         self.hint = hint
         where = f"{path}:{line}" if line else f"{path}"
         super().__init__(f"{where}: {reason}" + (f" ({hint})" if hint else ""))
+
+
+class FileUnusable(BadFile):
+    """A file the system will not let us use (permissions, a read-only or full disk):
+    reported like a BadFile, with a system failure's exit code (3), since the fix is the
+    operator's, not an edit of the file."""
+
+    exit_code = EXIT_SYSTEM
 
 
 class FileFault:
