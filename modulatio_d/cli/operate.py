@@ -153,8 +153,9 @@ def run_systemd_unit(args, ctx) -> int:
 
     from modulatio_d.ops.units import render_unit, unit_text
 
-    if args.vault:
-        vault = os.path.abspath(os.path.join(ctx.cwd, os.path.expanduser(args.vault)))
+    chosen = args.vault or ctx.environ.get("MODULATIO_VAULT")
+    if chosen:  # the unit may be written before the vault is made: a note, not a refusal
+        vault = os.path.abspath(os.path.join(ctx.cwd, os.path.expanduser(chosen)))
         if not Path(vault, ".modulatio").is_dir():
             print(f"modulatio: note: {vault} is not a vault yet; create it with "
                   f"`modulatio init {vault}` before starting the unit", file=ctx.err)
