@@ -166,7 +166,7 @@ def test_systemd_unit_without_a_vault(tmp_path):
     assert code == 2 and "no vault found" in err
     code, text, err = systemd_unit("--vault", str(tmp_path / "later"), cwd=tmp_path)
     assert code == 0 and "is not a vault yet" in err
+    assert f"Environment=MODULATIO_VAULT={tmp_path}/later" in text.splitlines()
     code, text, err = systemd_unit(cwd=tmp_path, env={"MODULATIO_VAULT": str(tmp_path / "l2")})
     assert code == 0 and "is not a vault yet" in err
     assert f"Environment=MODULATIO_VAULT={tmp_path / 'l2'}" in text.splitlines()
-    assert f"Environment=MODULATIO_VAULT={tmp_path}/later" in text.splitlines()
