@@ -220,7 +220,6 @@ def test_a_completed_plan_has_no_claim(dvault, daemons):
     assert "claim" not in p.data, dvault.plan_path(PID).read_text()
 
 
-@defect(9, "`daemon --project NOPE` is accepted silently and serves nothing")
 def test_daemon_refuses_a_project_that_does_not_exist(dvault):
     write_plan(dvault, PID, [{"title": "one", "run": "true"}])
     env = {k: v for k, v in os.environ.items() if not k.startswith("MODULATIO_")}
