@@ -88,7 +88,7 @@ class Claimed:
         """Drop the lock; touch a plan left `executing` (step 6 of the protocol)."""
         self.lock.release()
         log.info("released %s", self.held.plan.id)
-        if self.held.plan.status is PlanStatus.EXECUTING:
+        if self.held.plan.status is PlanStatus.EXECUTING and self.held.fenced_by() is None:
             try:
                 os.utime(self.held.path)
             except OSError:

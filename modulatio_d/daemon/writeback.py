@@ -78,6 +78,8 @@ class PlanWriter:
             self.held.refresh()
         except BadFile as e:
             self.report_bad(e)
+        except OSError as e:  # the mount cut off (ENOTCONN, EIO): look again at the next beat
+            log.warning("cannot read %s now, looking again later: %s", self.held.path, e)
 
     def write(self, changes: dict) -> Plan:
         """held.update, waiting out a person's broken save rather than overwriting it."""
