@@ -92,7 +92,10 @@ class FileLock:
             return "deleted"
         except OSError:
             return None  # cannot tell (EIO, EACCES): not a reason to stop a step
-        mine = os.fstat(self.fd)
+        try:
+            mine = os.fstat(self.fd)
+        except OSError:
+            return None  # a network mount reconnecting (EBADFD, ENOTCONN): cannot tell
         if (there.st_dev, there.st_ino) != (mine.st_dev, mine.st_ino):
             return "replaced"
         return None
