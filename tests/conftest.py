@@ -47,7 +47,13 @@ def wait_for_fixture():
 
 
 def pytest_collection_modifyitems(config, items):
-    """Every test under tests/e2e/ is marked e2e: `pytest -m "not e2e"` is the fast lane."""
+    """Every test under tests/e2e/ is marked e2e: `pytest -m "not e2e"` is the fast lane.
+    Every test under tests/torture/ is marked torture and e2e (real processes, minutes):
+    `pytest -m torture` runs that lane alone."""
     for item in items:
-        if "e2e" in item.path.parts:
+        parts = item.path.parts
+        if "e2e" in parts:
+            item.add_marker(pytest.mark.e2e)
+        if "torture" in parts:
+            item.add_marker(pytest.mark.torture)
             item.add_marker(pytest.mark.e2e)
