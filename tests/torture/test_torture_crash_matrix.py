@@ -122,7 +122,7 @@ def _params():
             reason = XFAIL.get((mode, klass))
             if reason and reason[0].isdigit():
                 reason = f"issue 9 defect {reason}"
-            marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
+            marks = [pytest.mark.xfail(strict=True, raises=AssertionError, reason=reason)] if reason else []
             out.append(pytest.param(mode, klass, id=f"{mode}-{klass}", marks=marks))
     return out
 

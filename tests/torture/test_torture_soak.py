@@ -3,7 +3,7 @@
 Three daemons share a vault of 20 plans of 3 steps each (steps sleep a seeded 20-250
 ms, so kills land inside steps as often as inside the bookkeeping between them).
 For the first KILL_PHASE_S seconds a harness SIGKILLs a random daemon at random
-moments (a seeded 0.1-0.8 s apart) and starts a new one, as a supervisor would;
+moments (a seeded 0.05-0.5 s apart) and starts a new one, as a supervisor would;
 then it lets the daemons finish. Meanwhile a thread parses plan files over and over.
 Checked (torture_helpers.Checker, plus): every read of a plan parsed, no concurrent
 run, every step ran, re-runs <= kills, person-written bytes unchanged, all plans
@@ -120,7 +120,7 @@ def test_random_sigkill_soak(tmp_path):
             live = [start() for _ in range(DAEMONS)]
             while time.monotonic() - t0 < KILL_PHASE_S and not all_completed(tv):
                 # A random moment: the kill schedule itself, not a wait for a condition.
-                time.sleep(rng.uniform(0.1, 0.8))
+                time.sleep(rng.uniform(0.05, 0.5))
                 live = supervise(live)
                 victim = rng.randrange(len(live))
                 live[victim].kill()
