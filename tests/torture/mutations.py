@@ -14,6 +14,7 @@ PYTEST_DONT_REWRITE
 
 from __future__ import annotations
 
+import copy
 import os
 import random
 from collections.abc import Callable
@@ -52,7 +53,7 @@ class Mutant:
     write: Callable[[Path], None]
 
 
-def _text(data: bytes | str) -> Callable[[Path], None]:
+def writes(data: bytes | str) -> Callable[[Path], None]:
     raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
 
     def write(path: Path) -> None:
@@ -140,9 +141,8 @@ def render(fields: dict[str, object], body: str = "The body.\n", front: bool = T
     return f"---\n{text}---\n{body}" if front else text
 
 
-def _set(fields: dict[str, object], path: tuple, value: str) -> dict[str, object]:
+def with_value(fields: dict[str, object], path: tuple, value: str) -> dict[str, object]:
     """A copy of `fields` with the value at `path` (keys and list indexes) replaced."""
-    import copy
     out = copy.deepcopy(fields)
     node = out
     for part in path[:-1]:
@@ -177,7 +177,6 @@ def _with_nested(fields: dict[str, object], path: tuple) -> dict[str, object]:
     other keys that make it reachable (an executing plan for claim and in_flight)."""
     key = path[0]
     if key in DAEMON_NESTED:
-        import copy
         fields = dict(fields)
         fields[key] = copy.deepcopy(DAEMON_NESTED[key])
     if key == "in_flight":
@@ -186,9 +185,9 @@ def _with_nested(fields: dict[str, object], path: tuple) -> dict[str, object]:
 
 
 def plan_value_mutant(stem: str, path: tuple, value: str) -> Mutant:
-    fields = _set(_with_nested(plan_fields(stem), path), path, value)
+    fields = with_value(_with_nested(plan_fields(stem), path), path, value)
     label = value if len(value) < 40 else value[:20] + f"...({len(value)} chars)"
-    return Mutant("plans", stem, f"{'.'.join(map(str, path))}: {label}", _text(render(fields)))
+    return Mutant("plans", stem, f"{'.'.join(map(str, path))}: {label}", writes(render(fields)))
 
 
 # --- generators -------------------------------------------------------------------
@@ -209,7 +208,7 @@ def byte_flips(rng: random.Random, base: str, n: int, prefix: str, folder: str,
             data[i] ^= rng.randint(1, 255)
             where.append(i)
         out.append(Mutant(folder, stem, f"bytes flipped at {sorted(where)}",
-                          _text(bytes(data))))
+                          writes(bytes(data))))
     return out
 
 
@@ -220,7 +219,7 @@ def truncations(rng: random.Random, base: str, n: int, prefix: str, folder: str,
         stem = f"{prefix}-{k:02d}"
         data = rename(base, stem).encode()
         cut = rng.randrange(1, len(data))
-        out.append(Mutant(folder, stem, f"truncated to {cut} bytes", _text(data[:cut])))
+        out.append(Mutant(folder, stem, f"truncated to {cut} bytes", writes(data[:cut])))
     return out
 
 
@@ -231,7 +230,7 @@ def whole_document(fields_of: Callable[[str], dict], folder: str, prefix: str,
     out = []
 
     def add(suffix: str, name: str, text: str) -> None:
-        out.append(Mutant(folder, f"{prefix}-{suffix}", name, _text(text)))
+        out.append(Mutant(folder, f"{prefix}-{suffix}", name, writes(text)))
 
     stem = f"{prefix}-complexkey"
     add("complexkey", "a `? ` complex key that is a block sequence of mappings (TypeError)",
@@ -247,10 +246,10 @@ def whole_document(fields_of: Callable[[str], dict], folder: str, prefix: str,
         render(fields_of(stem), extra="x_n:\n  ? - a: 1\n  : y\n"))
     stem = f"{prefix}-blockscalar"
     add("blockscalar", f"`{one_word_key}: >-` block scalar holding {one_word!r}",
-        render(_set(fields_of(stem), (one_word_key,), f">-\n  {one_word}")))
+        render(with_value(fields_of(stem), (one_word_key,), f">-\n  {one_word}")))
     stem = f"{prefix}-literal"
     add("literal", f"`{one_word_key}: |` literal block holding {one_word!r}",
-        render(_set(fields_of(stem), (one_word_key,), f"|\n  {one_word}")))
+        render(with_value(fields_of(stem), (one_word_key,), f"|\n  {one_word}")))
     stem = f"{prefix}-anchor"
     fields = fields_of(stem)
     fields["x-a"] = "&a [1, 2]"
@@ -267,7 +266,7 @@ def whole_document(fields_of: Callable[[str], dict], folder: str, prefix: str,
     return out
 
 
-def odd_files(folder: str, stem: str, here: Path, outside: Path) -> list[Mutant]:
+def odd_files(folder: str, stem: str, outside: Path) -> list[Mutant]:
     """A FIFO, a directory, symlinks (to /dev/zero, a loop, nowhere, outside the vault,
     a FIFO), a sparse 2 GiB file and a regular file just over 1 MiB, named `stem`-*."""
 
@@ -310,5 +309,4 @@ def odd_files(folder: str, stem: str, here: Path, outside: Path) -> list[Mutant]
              ("tofifo", "a symlink to a FIFO out of the vault", to_fifo),
              ("sparse", "a sparse 2 GiB file", sparse),
              ("big", "a regular file just over 1 MiB", big)]
-    del here
     return [Mutant(folder, f"{stem}-{k}", name, make) for k, name, make in kinds]

@@ -4,11 +4,12 @@ complete the good plans; `validate`, `status`, `plan list` and `metrics` must en
 with an exit code (not hang, not die by a signal) and never print a traceback.
 
 Each case is one family of spoilers from mutations.py (seeded: the seed is printed,
-TORTURE_SEED overrides it). Cases of plans, cron entries and tickets run a supervised
-`daemon --once` (a daemon that dies is reported and started again, at most twice, as
-a supervisor would) beside the four commands; the config case runs one daemon while
-bad configs replace each other under it; the odd-files case runs one long-lived
-daemon and stops it with SIGTERM. Every process has its address space capped
+TORTURE_SEED overrides it). Cases of plans, cron entries, tickets and odd configs run
+`daemon --once` (bounded: a hang is killed and reported) beside the four commands;
+the config case runs one long-lived daemon while bad configs replace each other
+under it; the odd-files case runs one long-lived daemon, the commands meanwhile, and
+stops it with SIGTERM. A long-lived daemon that dies or hangs is reported and started
+again once, as a supervisor (or systemd's watchdog) would. Every process has its address space capped
 (MEMORY_LIMIT), so a reader that reads /dev/zero or a sparse file whole fails with
 MemoryError instead of eating the machine. Besides the invariants of
 torture_helpers.Checker (over the good plans), each case checks:
@@ -58,7 +59,6 @@ COMMAND_TIMEOUT_S = 12.0
 GOOD_WAIT_S = 12.0
 RESTARTS = 1
 COMMANDS = (("validate",), ("status",), ("plan", "list"), ("metrics",))
-_NO_DEFECT = object()
 
 
 def xfail(defect: str):
@@ -85,7 +85,7 @@ def defect1_reflection_log(rng) -> list[mu.Mutant]:
     return [mu.plan_value_mutant("D1-ints", ("reflection_log",), "[1, 2]"),
             mu.plan_value_mutant("D1-null", ("reflection_log",), "[null]"),
             mu.Mutant("plans", "D1-abc", "budget wall_clock with reflection_log "
-                      "[{duration_s: abc}]", mu._text(mu.render(mu._set(
+                      "[{duration_s: abc}]", mu.writes(mu.render(mu.with_value(
                           mu.plan_fields("D1-abc"), ("reflection_log",),
                           "[{duration_s: abc}]"))))]
 
@@ -100,10 +100,10 @@ def defect1_popen(rng) -> list[mu.Mutant]:
 
 def defect1_nan(rng) -> list[mu.Mutant]:
     # The step must outlive the daemon's first look at the clock, or the NaN is never used.
-    fields = mu._set(mu.plan_fields("D1-nan"), ("sub_objectives", 0, "run"), '"sleep 1"')
-    fields = mu._set(fields, ("sub_objectives", 0, "timeout"), ".nan")
+    fields = mu.with_value(mu.plan_fields("D1-nan"), ("sub_objectives", 0, "run"), '"sleep 1"')
+    fields = mu.with_value(fields, ("sub_objectives", 0, "timeout"), ".nan")
     return [mu.Mutant("plans", "D1-nan", "sub_objectives.0.timeout: .nan (a 1 s step)",
-                      mu._text(mu.render(fields)))]
+                      mu.writes(mu.render(fields)))]
 
 
 def defect1_overflow(rng) -> list[mu.Mutant]:
@@ -148,10 +148,10 @@ def _values_mutants(fields_of, paths, folder: str, prefix: str, rng) -> list[mu.
     out = []
     for k, (path, value) in enumerate(pairs):
         stem = f"{prefix}-{k:02d}"
-        fields = mu._set(fields_of(stem), path, value)
+        fields = mu.with_value(fields_of(stem), path, value)
         label = value if len(value) < 40 else value[:20] + f"...({len(value)} chars)"
         out.append(mu.Mutant(folder, stem, f"{'.'.join(map(str, path))}: {label}",
-                             mu._text(mu.render(fields))))
+                             mu.writes(mu.render(fields))))
     return out
 
 
@@ -191,18 +191,18 @@ def typewrong_tickets(rng: random.Random) -> list[mu.Mutant]:
 def odd_files(rng: random.Random, outside: Path) -> list[mu.Mutant]:
     out = []
     for folder, stem in (("plans", "OP"), ("cron", "OC"), ("tickets", "OK")):
-        out += mu.odd_files(folder, stem, Path(), outside / folder)
+        out += mu.odd_files(folder, stem, outside / folder)
     # A FIFO config (its /dev/zero, directory and sparse kinds are cases of their own)
     # and the usage file linked to /dev/zero.
     out.append(mu.Mutant("config", "config", "config.yaml a FIFO", lambda p: os.mkfifo(p)))
     out.append(mu.Mutant("bookkeeping", f"{PROJECT}/plans/U-1.usage.jsonl",
                          "a usage file linked to /dev/zero", lambda p: os.symlink("/dev/zero", p)))
     out.append(mu.Mutant("plans", "U-1", "a good plan whose usage file is /dev/zero",
-                         mu._text(mu.render(mu.plan_fields("U-1")))))
+                         mu.writes(mu.render(mu.plan_fields("U-1")))))
     out.append(mu.Mutant("bookkeeping", f".modulatio/state/{PROJECT}/R-1.json",
                          "a state record that is a FIFO", lambda p: os.mkfifo(p)))
     out.append(mu.Mutant("plans", "R-1", "a plan whose state record is a FIFO",
-                         mu._text(mu.render(mu.plan_fields("R-1")))))
+                         mu.writes(mu.render(mu.plan_fields("R-1")))))
     out.append(mu.Mutant("bookkeeping", ".modulatio/daemons/elsewhere.1.json",
                          "a heartbeat that is a FIFO", lambda p: os.mkfifo(p)))
     return out
@@ -237,20 +237,20 @@ def config_sequence(rng: random.Random) -> list[mu.Mutant]:
         data = bytearray(base.encode())
         for _ in range(rng.randint(1, 3)):
             data[rng.randrange(len(data))] ^= rng.randint(1, 255)
-        out.append(mu.Mutant("config", "config", f"bytes flipped ({k})", mu._text(bytes(data))))
+        out.append(mu.Mutant("config", "config", f"bytes flipped ({k})", mu.writes(bytes(data))))
     for _ in range(2):
         cut = rng.randrange(1, len(base))
-        out.append(mu.Mutant("config", "config", f"truncated to {cut}", mu._text(base[:cut])))
+        out.append(mu.Mutant("config", "config", f"truncated to {cut}", mu.writes(base[:cut])))
     for path in paths:
         value = rng.choice(mu.VALUES)
         label = value if len(value) < 40 else value[:20] + "..."
-        out.append(mu.Mutant("config", "config", f"{'.'.join(path)}: {label}", mu._text(
-            mu.render(mu._set(mu.config_fields(), path, value), front=False))))
+        out.append(mu.Mutant("config", "config", f"{'.'.join(path)}: {label}", mu.writes(
+            mu.render(mu.with_value(mu.config_fields(), path, value), front=False))))
     for name, text in (("a complex key", base + "? - a: 1\n: x\n"),
                        ("deep nesting", base + "x: " + mu.DEEP_LIST + "\n"),
                        ("defaults.timeout .nan", base.replace("timeout: 10m", "timeout: .nan")),
                        ("a list", "- 1\n- 2\n"), ("NUL bytes", "timezone: UTC\0\n")):
-        out.append(mu.Mutant("config", "config", name, mu._text(text)))
+        out.append(mu.Mutant("config", "config", name, mu.writes(text)))
     return out
 
 
@@ -333,7 +333,7 @@ def lay_out(tv: TVault, mutants: list[mu.Mutant]) -> dict[Path, bytes | None]:
         m.write(path)
         if m.folder == "tickets":  # the paused plan the ticket decides about
             plan = tv.plans / f"Q-{m.stem}.md"
-            plan.write_text(mu.render(mu._set(mu.plan_fields(f"Q-{m.stem}"), ("status",),
+            plan.write_text(mu.render(mu.with_value(mu.plan_fields(f"Q-{m.stem}"), ("status",),
                                               "paused")))
             backdate(plan)
         backdate(path)
