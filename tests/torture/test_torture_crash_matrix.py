@@ -38,13 +38,14 @@ pytestmark = pytest.mark.timeout(600)
 SEED = int(os.environ.get("TORTURE_SEED", "9092"))
 FULL = os.environ.get("TORTURE_FULL") == "1"
 BUDGET = {
-    "kill": {"plan": 6, "record": 3, "lock": 2, "events": 2, "heartbeat": 2, "usage": 2,
+    "kill": {"plan": 4, "record": 2, "lock": 1, "events": 2, "heartbeat": 2, "usage": 2,
              "step": 2},
-    "eio": {"plan": 3, "record": 2, "lock": 2, "events": 2, "heartbeat": 2, "usage": 2,
+    "eio": {"plan": 2, "record": 2, "lock": 1, "events": 1, "heartbeat": 2, "usage": 2,
             "step": 2},
-    "enospc": {"plan": 3, "record": 2, "lock": 2, "events": 2, "heartbeat": 2, "usage": 2,
+    "enospc": {"plan": 2, "record": 1, "lock": 1, "events": 1, "heartbeat": 1, "usage": 2,
                "step": 2},
 }
+WORKERS = int(os.environ.get("TORTURE_WORKERS", "3"))
 MUST_INCLUDE = {
     "usage": ("write(<V/P/plans/M-A.usage.jsonl>)", "fsync(<V/P/plans/M-A.usage.jsonl>)"),
     "step": ('unlink("V/P/plans/M-A.runs/0-1.usage.jsonl")', '"V/P/plans/M-A.runs/0-1.log"',
@@ -89,7 +90,7 @@ class Matrix:
         if mode not in self._results:
             chosen = [p for klass in sm.CLASSES for p in self.chosen(mode, klass)]
             done = sm.run_matrix(self.template, self.ref, self.base, self.env, mode, chosen,
-                                 workers=2)
+                                 workers=WORKERS)
             by_class: dict[str, list[sm.Result]] = {k: [] for k in sm.CLASSES}
             for r in done:
                 by_class[r.point.klass].append(r)
