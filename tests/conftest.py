@@ -49,7 +49,9 @@ def wait_for_fixture():
 def pytest_collection_modifyitems(config, items):
     """Every test under tests/e2e/ is marked e2e: `pytest -m "not e2e"` is the fast lane.
     Every test under tests/torture/ is marked torture and e2e (real processes, minutes):
-    `pytest -m torture` runs that lane alone."""
+    `pytest -m torture` runs that lane alone. The torture lane runs last: its minutes
+    between two other tests would age what they share (a vault built once per session
+    and judged by how long ago its daemons ticked)."""
     for item in items:
         parts = item.path.parts
         if "e2e" in parts:
@@ -57,3 +59,4 @@ def pytest_collection_modifyitems(config, items):
         if "torture" in parts:
             item.add_marker(pytest.mark.torture)
             item.add_marker(pytest.mark.e2e)
+    items.sort(key=lambda item: "torture" in item.path.parts)  # stable: order kept within

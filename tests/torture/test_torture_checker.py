@@ -54,7 +54,7 @@ def test_a_vault_that_keeps_every_invariant_passes(tv):
     assert Checker(tv).violations() == []
 
 
-@pytest.mark.parametrize("what, change, expect", [
+BROKEN = [
     ("overlap", lambda v: append(v.marks_path, "overlap C-1 0 1 7\n"),
      "concurrent runs"),
     ("a step that never ended",
@@ -84,7 +84,10 @@ def test_a_vault_that_keeps_every_invariant_passes(tv):
      "C-1.usage.jsonl:2: not JSON"),
     ("a state record", lambda v: (v.root / ".modulatio" / "state" / "P").mkdir(parents=True)
      or (v.root / ".modulatio" / "state" / "P" / "C-1.json").write_text("{"), "not JSON"),
-])
+]
+
+
+@pytest.mark.parametrize("what, change, expect", [pytest.param(*c, id=c[0]) for c in BROKEN])
 def test_each_broken_invariant_is_reported(tv, what, change, expect):
     change(tv)
     found = Checker(tv).violations()
