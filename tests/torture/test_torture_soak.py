@@ -136,6 +136,13 @@ def test_random_sigkill_soak(tmp_path):
             live = supervise(live)
             elapsed = time.monotonic() - t0
             for d in live:
+                # SIGTERM before its handlers are in (a daemon started a moment ago, still
+                # importing) kills it by the default action: wait for its first event.
+                started_at = time.monotonic()
+                while d.alive() and time.monotonic() - started_at < 15 and not any(
+                        e.get("event") == "daemon_started" and e.get("pid") == d.pid
+                        for e in tv.events()):
+                    time.sleep(0.02)
                 code = d.stop(10)
                 if code != 0:
                     problems.append(f"daemon {d.pid} did not stop cleanly on SIGTERM "
