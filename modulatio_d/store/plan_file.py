@@ -195,6 +195,11 @@ def change_status(vault: Vault, plan_id: str, action: str, now: datetime,
             held = HeldPlan(vault, path, events)
             before = held.plan.status
             plan = held.update(_changes(held.plan, action, now))
+            try:  # for the next holder's fresh read (daemon/claim.py, step 2)
+                lock.note_holder(sync=True, plan=plan_id, rev=plan.rev, by="command",
+                                 token=claim_token(plan.claim) or 0, released=True)
+            except OSError:
+                pass  # it then reads the plan as it finds it, as before
     else:
         if action == "recover":
             raise LockBusy(lock_path(path), _describe(holder(lock_path(path))))
