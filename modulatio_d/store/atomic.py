@@ -28,6 +28,7 @@ import ctypes
 import errno
 import os
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,10 +53,33 @@ def signature(st: os.stat_result) -> tuple[int, int, int, int]:
     return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
+# A read racing a rename made by another host fails now and then on a shared filesystem:
+# ESTALE (GlusterFS: 4-6 times in 40-48 thousand reads), or EIO from a FUSE client. Such a
+# read is tried again a few times, briefly; if it still fails, the OSError goes up as an
+# error of the system (looked at again later), never as a bad file.
+TRANSIENT_ERRNOS = (errno.ESTALE, errno.EIO)
+READ_RETRIES = 5
+READ_RETRY_S = 0.02  # times the attempt number: 0.3 s in all
+
+
+def retrying(read: Callable[[], bytes | Snapshot], sleep: Callable[[float], None] = time.sleep):
+    """`read()`, tried again after a transient error (see above)."""
+    for attempt in range(READ_RETRIES + 1):
+        try:
+            return read()
+        except OSError as e:
+            if e.errno not in TRANSIENT_ERRNOS or attempt == READ_RETRIES:
+                raise
+            sleep(READ_RETRY_S * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
 def read(path: Path | str) -> Snapshot:
-    with open(path, "rb") as f:
-        st = os.fstat(f.fileno())
-        return Snapshot(path, f.read(), signature(st))
+    def once() -> Snapshot:
+        with open(path, "rb") as f:
+            st = os.fstat(f.fileno())
+            return Snapshot(path, f.read(), signature(st))
+    return retrying(once)
 
 
 def _load_libc():
@@ -175,7 +199,7 @@ def rewrite(path: Path, apply: Callable[[bytes], bytes], base: Snapshot | None =
         live: Path | None = tmp  # the path of the temp file while it must be removed
         try:
             written = os.fstat(fd)
-            current = target.read_bytes()
+            current = retrying(target.read_bytes)
             if current != expected:
                 expected = current  # a person saved after we read: apply to theirs
                 continue
