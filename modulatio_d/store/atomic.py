@@ -62,7 +62,7 @@ READ_RETRIES = 5
 READ_RETRY_S = 0.02  # times the attempt number: 0.3 s in all
 
 
-def retrying(read: Callable[[], bytes | Snapshot], sleep: Callable[[float], None] = time.sleep):
+def retrying(read: Callable[[], bytes | Snapshot]):
     """`read()`, tried again after a transient error (see above)."""
     for attempt in range(READ_RETRIES + 1):
         try:
@@ -70,7 +70,7 @@ def retrying(read: Callable[[], bytes | Snapshot], sleep: Callable[[float], None
         except OSError as e:
             if e.errno not in TRANSIENT_ERRNOS or attempt == READ_RETRIES:
                 raise
-            sleep(READ_RETRY_S * (attempt + 1))
+            time.sleep(READ_RETRY_S * (attempt + 1))
     raise AssertionError("unreachable")
 
 
