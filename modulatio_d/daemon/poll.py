@@ -16,7 +16,10 @@ daemon looks at that plan alone. Any other folder that moved (a new project
 in the root, a ticket or cron entry saved) is reported as itself: the daemon
 ticks. A save by rename, as
 every writer of the vault makes, moves its folder's mtime; a save in place
-by an editor that does not rename is seen at the tick, as before. A failing
+by an editor that does not rename is seen at the tick, as before. `watch`,
+called by the daemon's loop before each scan, polls once at once: folders new
+to the list get their baseline before the scan, so that a change made after
+the scan is never part of a first look (which only records). A failing
 stat (the mount cut off: ENOTCONN, a folder being deleted) is skipped until
 the next poll: the thread never stops for it. The first poll of a folder only
 records it.
@@ -64,11 +67,13 @@ class Poller:
         self._dirs: dict[Path, tuple[int, int, int]] = {}
         self._files: dict[Path, dict[str, tuple[int, int, int]]] = {}
         self._stop = threading.Event()
+        self._mutex = threading.Lock()  # one pass at a time: the loop's and the thread's
         self._thread: threading.Thread | None = None
 
     def watch(self, root: Path, projects: Iterable[Path]) -> None:
         """Poll `root` and the `plans/`, `cron/`, `tickets/` of these project folders."""
         self._folders = (root, *(p / sub for p in projects for sub in POLLED))
+        self.poll()
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="modulatio-poll",
                                             daemon=True)
@@ -88,6 +93,10 @@ class Poller:
 
     def poll(self) -> list[str]:
         """One pass: the paths reported (for tests; the thread ignores them)."""
+        with self._mutex:
+            return self._poll()
+
+    def _poll(self) -> list[str]:
         changed: list[str] = []
         folders = self._folders
         for gone in set(self._dirs) - set(folders):
