@@ -7,7 +7,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from waiting import wait_for
+
+# The lock lease (5 s), the take-over, the heal and the client's reconnection (a few
+# seconds each) take about a minute; more on a loaded machine.
+pytestmark = pytest.mark.timeout(300)
 
 PING_TIMEOUT_S = "5"  # GlusterFS's default (42 s) would make the test wait that long
 STEP0 = ('if [ "$(hostname)" = h1 ]; then echo "$MODULATIO_FENCING_TOKEN" > h1-started; '
