@@ -240,8 +240,7 @@ class Daemon:
             self.cron = CronFirer(self.vault, self.events, clock=self.clock)
         self._last_cron = self.monotonic()
         for project in self.scanner.served():
-            for plan_id in self.cron.fire_due(project, now):
-                log.info("cron kickoff %s created", plan_id)
+            self.cron.fire_due(project, now)  # each kickoff is logged as its cron_fired event
 
     def _beat(self, now: datetime, plan: Plan | None, step: SubObjective | None) -> None:
         self._last_beat = self.monotonic()
