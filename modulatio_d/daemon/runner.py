@@ -127,12 +127,12 @@ class Runner:
                            lambda: self._between(step))
         if done.outcome is Outcome.INTERRUPTED:
             log.info("plan %s step %d stopped (shutdown); left in flight", self.plan.id,
-                     step.index)
+                     step.index + 1)  # steps counted from 1 in the log, as people count
             return
         if self._lost and not self._token_on_disk():
             log.warning("plan %s step %d ended after its lock file was %s, and the plan no "
                         "longer carries our claim: its result is not written (the step runs "
-                        "again under the new claim)", self.plan.id, step.index, self._lost)
+                        "again under the new claim)", self.plan.id, step.index + 1, self._lost)
             return
         self.budget.fold(self.plan, step, number, done, scratch)
         self._flush_usage(patient=True)

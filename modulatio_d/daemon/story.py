@@ -55,6 +55,8 @@ class Story:
             log.log(level, "%s", text, extra=extras(event, fields))
 
     def __getattr__(self, name: str):  # path, clock, ...: the wrapped EventLog's
+        if name == "sink":  # not set yet (a copy being made): no endless lookup
+            raise AttributeError(name)
         return getattr(self.sink, name)
 
 
