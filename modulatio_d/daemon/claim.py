@@ -110,7 +110,7 @@ class Claimed:
                 log.warning("cannot note the last rev of %s in its lock file: %s",
                             self.held.plan.id, e)
         self.lock.release()
-        log.info("released %s", self.held.plan.id)
+        log.info("released %s (%s)", self.held.plan.id, self.held.plan.status.value)
         if self.held.plan.status is PlanStatus.EXECUTING and self.held.fenced_by() is None:
             try:
                 os.utime(self.held.path)
