@@ -28,6 +28,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.events import AliasEvent, NodeEvent
 
+from modulatio_d.core import limits
 from modulatio_d.core.errors import BadFile, FileFault
 from modulatio_d.core.times import format_time, parse_time
 
@@ -160,7 +161,13 @@ def load(path: Path, text: str) -> Document:
 
 
 def load_mapping(path: Path, yaml_text: str, first: int = 1) -> dict:
-    """A YAML mapping (ruamel round-trip) whose first line is line `first` of `path`."""
+    """A YAML mapping (ruamel round-trip) whose first line is line `first` of `path`.
+
+    Whatever the text, the only error is a BadFile: nesting past limits.MAX_DEPTH is
+    refused before ruamel recurses into it, and anything ruamel raises on a person's
+    text is that text's fault (a complex key that is a mapping, say: TypeError).
+    """
+    limits.check_text(path, yaml_text, first)
     _refuse_aliases(path, yaml_text, first)
     try:
         data = _yaml().load(yaml_text)
@@ -174,12 +181,29 @@ def load_mapping(path: Path, yaml_text: str, first: int = 1) -> dict:
     except (ValueError, OverflowError) as e:  # ruamel builds 2025-13-01 and fails on it
         raise BadFile(path, f"invalid YAML: {e}", _bad_date_line(yaml_text, first),
                       "check the dates and times: YYYY-MM-DD[THH:MM:SS+HH:MM]") from None
+    except TypeError as e:  # `? ` followed by a mapping: a key that cannot be a key
+        raise BadFile(path, f"invalid YAML: a key is a list or a mapping ({e})",
+                      _complex_key_line(yaml_text, first),
+                      "`? ` complex keys are not allowed: use a plain text as the key") from None
+    except RecursionError:  # a belt: limits.check_text refuses such nesting first
+        raise BadFile(path, f"lists and mappings nest deeper than {limits.MAX_DEPTH} levels",
+                      None, "flatten the structure") from None
+    except MemoryError:
+        raise
+    except Exception as e:  # noqa: BLE001 (ruamel on odd text: the text's fault, said so)
+        raise BadFile(path, f"invalid YAML: {type(e).__name__}: {e}", None) from None
     if not isinstance(data, dict):
         kind = ("empty" if data is None else "a list" if isinstance(data, list)
                 else "a single value")  # not ruamel's class name (CommentedSeq)
         raise BadFile(path, f"the YAML is {kind}, not a mapping of keys", first,
                       "write 'key: value' lines")
+    limits.check_loaded(path, data, first)
     return data
+
+
+def _complex_key_line(yaml_text: str, first: int) -> int | None:
+    m = re.search(r"(?m)^[ \t-]*\?(?:[ \t]|$)", yaml_text)
+    return yaml_text.count("\n", 0, m.start()) + first if m else None
 
 
 def _bad_date_line(yaml_text: str, first: int) -> int | None:
@@ -216,18 +240,35 @@ def _refuse_aliases(path: Path, head: str, first: int) -> None:
         return  # the full load reports the syntax error with its line
 
 
-_PEEKS: dict[str, re.Pattern] = {}
+_PEEK_COLON = re.compile(r"[ \t]*:")
+_PEEK_VALUE = re.compile(r"""[ \t]*(?:"(\w+)"|'(\w+)'|(\w+))(?:[ \t]+#.*)?[ \t]*\r?$""", re.M)
 
 
 def peek(text: str, key: str) -> str | None:
-    """A top-level key's one-word value, by a regex on the frontmatter, without parsing
-    (1-2 us a file): the cheap look that decides whether a full parse is needed."""
-    pattern = _PEEKS.get(key)
-    if pattern is None:
-        pattern = _PEEKS[key] = re.compile(rf"(?m)^{re.escape(key)}[ \t]*:[ \t]*[\"']?(\w+)")
+    """A top-level key's one-word value, found without parsing (a few us a file): the
+    cheap look that decides whether a full parse is needed.
+
+    None when it cannot be told cheaply: the key is missing, or its value is not one
+    word on the key's own line (a block scalar `>-`, a value on the next line, a tag),
+    or the key's line is there twice (once inside a text over several lines, say),
+    or the key is quoted. A caller that needs the value parses then.
+    """
     end = text.find("\n---", 3)
-    m = pattern.search(text, 0, end if end >= 0 else len(text))
-    return m.group(1) if m else None
+    end = end if end >= 0 else len(text)
+    found = None
+    needle = "\n" + key
+    i = text.find(needle, 0, end)
+    while i >= 0:
+        colon = _PEEK_COLON.match(text, i + len(needle), end)
+        if colon is not None:
+            if found is not None:
+                return None
+            found = colon.end()
+        i = text.find(needle, i + len(needle), end)
+    if found is None:
+        return None
+    v = _PEEK_VALUE.match(text, found, end)
+    return next(g for g in v.groups() if g is not None) if v else None
 
 
 def peek_status(text: str) -> str | None:

@@ -3,7 +3,9 @@
 What was learned about each plan file is kept keyed by its stat signature
 (inode, size, mtime, ctime), so an idle tick costs one stat per file. A file
 seen for the first time or changed is read and its status found with a regex;
-only `approved` and `executing` plans are parsed fully (milliseconds each).
+only `approved` and `executing` plans are parsed fully (milliseconds each), and
+those whose status the regex cannot tell (`status: >-` on two lines, no status
+line) or does not know.
 An `executing` plan is claimable only when nobody holds its lock: an orphan
 of a dead daemon.
 
@@ -139,11 +141,11 @@ class Scanner:
         try:
             _, text = self.vault.read(path, inside=inside)
             status = markdown.peek_status(text)
-            if status is not None and status not in _STATUSES:
-                parse_plan(markdown.load(Path(path), text), Path(path).stem)  # raises
-            if status not in ("approved", "executing"):
+            if status in _STATUSES and status not in ("approved", "executing"):
                 self.refusals.clear(path)
                 return _Seen(sig, None)
+            # approved or executing; else a status the regex cannot tell (a block
+            # scalar, no status line) or an unknown one: the parse says, or refuses.
             plan = parse_plan(markdown.load(Path(path), text), Path(path).stem)
         except FileNotFoundError:
             return None

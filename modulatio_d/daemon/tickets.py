@@ -61,6 +61,8 @@ def apply_decisions(vault: Vault, project: str, log: EventLog, now: datetime,
         except OSError:
             continue
         if not ticket.open or ticket.decision is TicketDecision.PENDING:
+            if memory is not None:
+                memory.quiet[item.path] = sig
             continue
         if _apply(vault, project, path, log, now):
             applied.append(ticket.id)
