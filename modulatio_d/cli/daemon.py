@@ -74,10 +74,24 @@ def run_daemon(args, ctx) -> int:
         raise UsageError("--tick-seconds must be more than 0")
     vault = ctx.vault(args)
     projects = [names.check("project code", p) for p in args.project]
+    _check_projects(vault, projects)
     if args.detach:
         return _detach(args, ctx, vault, projects)
     setup_logging(args.log_level, args.log_format, ctx.err)
     return Daemon(vault, projects, args.tick_seconds, args.once, utcnow, ctx.environ).run()
+
+
+def _check_projects(vault, projects: list[str]) -> None:
+    """--project names a folder of the vault; one that is not there would serve nothing."""
+    from modulatio_d.core.errors import UsageError
+
+    for p in projects:
+        if not vault.project_dir(p).is_dir():
+            known = vault.projects()
+            raise UsageError(
+                f"no project {p} in {vault.root}: "
+                + (f"the projects are {', '.join(known)}" if known else "it has no projects yet")
+                + f" (to make it: mkdir -p {vault.project_dir(p) / 'plans'})")
 
 
 def _detach(args, ctx, vault, projects) -> int:

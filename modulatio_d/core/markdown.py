@@ -305,6 +305,20 @@ def _key_spans(lines: list[str]) -> list[tuple[str, int, int]]:
     return spans
 
 
+def without_keys(doc_text: str, keys: tuple[str, ...] | frozenset[str]) -> str:
+    """The text less the lines of the top-level `keys` (what a person wrote, when the keys
+    are the daemon's); the whole text when it has no frontmatter. No YAML is parsed."""
+    try:
+        opening, head, closing, body = split(Path("<text>"), doc_text)
+    except BadFile:
+        return doc_text
+    lines = head.splitlines(keepends=True)
+    for key, a, b in reversed(_key_spans(lines)):
+        if key in keys:
+            del lines[a:b]
+    return opening + "".join(lines) + closing + body
+
+
 def set_keys(doc_text: str, changes: dict[str, object], path: Path | None = None) -> str:
     """The same text with only the lines of `changes`' top-level keys rewritten."""
     opening, head, closing, body = split(path or Path("<text>"), doc_text)

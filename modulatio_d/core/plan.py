@@ -150,6 +150,15 @@ class Plan:
     def total(self) -> int:
         return len(self.sub_objectives)
 
+    @property
+    def last_token(self) -> int:
+        """The highest fencing token this plan has seen: its claim's, else (the claim is
+        removed when the plan ends) the highest in_flight or reflection_log holds, so
+        that a retried plan never hands out a token again."""
+        found = [(self.claim or {}).get("token"), (self.in_flight or {}).get("token"),
+                 *(e.get("token") for e in self.reflection_log)]
+        return max((t for t in found if isinstance(t, int)), default=0)
+
     def own_keys(self) -> dict[str, Any]:
         """The daemon-owned keys with their values in this plan."""
         return {k: getattr(self, k) for k in DAEMON_KEYS}
@@ -287,7 +296,7 @@ def parse_plan(doc: Document, expected_id: str | None = None) -> Plan:
     if not isinstance(log, list):
         fail("reflection_log is not a list (the daemon writes it)", "reflection_log")
     for i, entry in enumerate(log):
-        _check_entry(fail, doc, log, i, entry)
+        _check_entry(fail, doc.line_of_item(log, i), i, entry)
     claim, in_flight = data.get("claim"), data.get("in_flight")
     if claim is not None:
         _check_claim(fail, claim)
@@ -313,6 +322,28 @@ def parse_plan(doc: Document, expected_id: str | None = None) -> Plan:
         reflection_log=plain(log), cwd=data.get("cwd"), reflector=data.get("reflector"),
         data=data,
     )
+
+
+def check_own_keys(path: Path, keys: dict) -> None:
+    """Raise BadFile when the daemon's keys in `keys` (its record of them, which a stale
+    save is repaired from) have a shape parse_plan would refuse in a plan."""
+    fail = FileFault(path, lambda key: None)
+    for key in ("current_index", "rev"):
+        if keys.get(key) is not None:
+            _count(fail, keys[key], key, key)
+    for key in ("execution_started_at", "completed_at"):
+        _time(fail, keys, key)
+    if keys.get("claim") is not None:
+        _check_claim(fail, keys["claim"])
+    if keys.get("in_flight") is not None:
+        _check_in_flight(fail, keys["in_flight"])
+    log = keys.get("reflection_log") or []
+    if not isinstance(log, list):
+        fail("reflection_log is not a list", "reflection_log")
+    for i, entry in enumerate(log):
+        _check_entry(fail, None, i, entry)
+    if keys.get("last_error") is not None:
+        _text(fail, keys["last_error"], "last_error", "last_error", to_process=False)
 
 
 def _daemon_map(fail: FileFault, value: object, key: str) -> dict:
@@ -354,10 +385,9 @@ _ENTRY_COUNTS = ("index", "attempt", "token")
 _ENTRY_TEXTS = ("title", "outcome", "exit", "decision", "summary", "log")
 
 
-def _check_entry(fail: FileFault, doc: Document, log: list, i: int, entry: object) -> None:
+def _check_entry(fail: FileFault, line: int | None, i: int, entry: object) -> None:
     """One reflection_log entry: a mapping whose known keys have their types (others
     are kept as written and read by nobody)."""
-    line = doc.line_of_item(log, i)
     where = f"reflection_log entry {i + 1}"
     if not isinstance(entry, dict):
         fail(f"{where} is {_show(entry)}, not a mapping (the daemon writes the log)",

@@ -14,7 +14,9 @@ The caller holds the plan's lock for the whole call. For each attempt:
    `_prewrite_next`), and the decision's current_index or status. Pausing
    opens a ticket.
 The run ends when the plan is completed, failed, paused or aborted, or when
-the daemon is asked to stop. Before each attempt the budget is checked.
+the daemon is asked to stop. A plan that ended (completed, failed, aborted)
+keeps no `claim`: the last write removes it (the next claim after a retry
+takes its token from the log). Before each attempt the budget is checked.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from modulatio_d.core.plan import Plan, PlanStatus, SubObjective
+from modulatio_d.core.plan import FINAL, Plan, PlanStatus, SubObjective
 from modulatio_d.core.times import parse_time
 from modulatio_d.core.verdict import FAILURES, Decision, Outcome, Verdict
 from modulatio_d.daemon import attempt, reflect
@@ -66,11 +68,13 @@ class Runner:
             if plan.status is not PlanStatus.EXECUTING:
                 log.info("plan %s is %s: stopping", plan.id, plan.status.value)
                 self._drop_unstarted()
+                if plan.status in FINAL and plan.claim is not None:
+                    self.writer.write({"claim": None})  # ended (a person aborted it)
                 return
             if plan.current_index >= plan.total:
                 self.writer.write({"status": PlanStatus.COMPLETED.value,
                                    "completed_at": self.svc.clocks.wall(),
-                                   "in_flight": None, "last_error": None})
+                                   "in_flight": None, "last_error": None, "claim": None})
                 self.writer.status_event(PlanStatus.EXECUTING, PlanStatus.COMPLETED)
                 return
             if self._over_budget():
@@ -137,6 +141,7 @@ class Runner:
                                     f"last attempt: {done.exit}"
             if executing and d is Decision.ABORT:
                 changes["status"] = PlanStatus.FAILED.value
+                changes["claim"] = None  # the plan ended: it keeps no claim
         self.svc.events("step_ended", project=self.held.project, plan=self.plan.id,
                         index=step.index, attempt=number, outcome=done.outcome.value,
                         exit=done.exit, decision=d.value, duration_s=entry["duration_s"])

@@ -154,6 +154,14 @@ class Scanner:
                 return None  # maybe half-written: look again next time, judge nothing yet
             self.refusals.tell(path, project, e, sig)
             return _Seen(sig, None)
+        except OSError as e:  # unreadable now (permissions, I/O): told once, tried again
+            self.refusals.tell(path, project, BadFile(path, f"cannot be read: {e}"), str(e))
+            return None
+        except Exception as e:  # noqa: BLE001 (a reader's bug costs this file, not the scan)
+            log.error("reading %s raised %s: %s", path, type(e).__name__, e, exc_info=e)
+            self.refusals.tell(path, project, BadFile(
+                path, f"could not be read ({type(e).__name__}: {e}); please report it"), sig)
+            return _Seen(sig, None)
         self.refusals.clear(path)
         if plan.status not in CLAIMABLE:
             return _Seen(sig, None)
