@@ -15,7 +15,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from modulatio_d.core import names
+from modulatio_d.core import checks, names
+from modulatio_d.core.checks import MAX_COUNT, parse_duration
 from modulatio_d.core.errors import FileFault, TransitionRefused
 from modulatio_d.core.markdown import Document, plain
 from modulatio_d.core.times import parse_time
@@ -80,19 +81,8 @@ class StepKind(StrEnum):
 
 MAX_STEPS = 10_000
 """Sub-objectives a plan may have."""
-MAX_COUNT = 2 ** 63 - 1
-"""The largest rev, fencing token, attempt, index, retries or token budget: what a
-signed 64-bit counter holds (past it, a float would round it)."""
-MAX_TEXT_BYTES = 64 * 1024
-"""The largest text handed to a step's process (the command, one argument, one
-environment variable, the objective): Linux refuses one over 128 KiB."""
-MAX_DURATION_S = 100 * 365 * 86400.0
-"""The longest timeout or wall_clock budget: a century, finite for every clock sum."""
-
 DAEMON_KEYS = ("current_index", "execution_started_at", "completed_at", "claim", "in_flight",
                "reflection_log", "last_error", "rev")
-_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)d)?(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?"
-                       r"(?:(\d+(?:\.\d+)?)s)?")
 _CALL = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
 
 
@@ -174,81 +164,6 @@ class Plan:
         return replace(self, **fields)
 
 
-def parse_duration(value: object) -> float:
-    """Seconds from a number or a string like `90`, `90s`, `10m`, `2h`, `1d`, `1h30m`."""
-    if isinstance(value, bool):
-        raise ValueError("a duration is a number of seconds or a string like 10m, 2h")
-    if isinstance(value, (int, float)):
-        if not math.isfinite(value):  # .nan, .inf, and 1e400 read as inf
-            raise ValueError(f"{value} is not a number of seconds")
-        if value > MAX_DURATION_S:
-            raise ValueError(f"a duration may be a century ({MAX_DURATION_S:.0f} s) at most")
-        if value <= 0:
-            raise ValueError("a duration must be more than zero")
-        return float(value)
-    if isinstance(value, str):
-        text = value.strip().replace(" ", "")
-        if re.fullmatch(r"\d+(?:\.\d+)?", text):
-            return parse_duration(float(text))
-        m = _DURATION.fullmatch(text)
-        if m and any(m.groups()):
-            d, h, mi, s = (float(g) if g else 0.0 for g in m.groups())
-            return parse_duration(d * 86400 + h * 3600 + mi * 60 + s)
-    raise ValueError(f"{_show(value)} is not a duration: write seconds or a string like 90s, "
-                     f"10m, 2h")
-
-
-def _show(value: object) -> str:
-    """A value for a message: repr, shortened (a person's value may be a megabyte)."""
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10 ** 30:
-        return "a number too big"  # repr of a 5,000-digit int raises, besides
-    text = repr(plain(value)) if isinstance(value, (dict, list)) else repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def _count(fail: FileFault, value: object, what: str, key: str | None = None,
-           line: int | None = None, low: int = 0, high: int = MAX_COUNT,
-           hint: str = "") -> int:
-    """A whole number from `low` to `high` (not a bool), else refused."""
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        fail(f"{what} {_show(value)} is not a whole number from {low} to {high}", key,
-             hint=hint, line=line)
-    return value
-
-
-def _text(fail: FileFault, value: object, what: str, key: str | None = None,
-          line: int | None = None, to_process: bool = True) -> str:
-    """A string; with `to_process`, one that can become an argument, a variable or a
-    path of a child process: no NUL, encodable, at most MAX_TEXT_BYTES."""
-    if not isinstance(value, str):
-        fail(f"{what} must be a string", key, line=line)
-    if to_process:
-        if "\0" in value:
-            fail(f"{what} holds a NUL character, which no process argument, variable or "
-                 f"path can hold", key, line=line)
-        try:
-            size = len(value.encode("utf-8", "surrogateescape"))
-        except UnicodeEncodeError:
-            fail(f"{what} holds a lone surrogate (an escape like \\ud800), which cannot be "
-                 f"encoded", key, line=line)
-        if size > MAX_TEXT_BYTES:
-            fail(f"{what} is {size} bytes, more than the {MAX_TEXT_BYTES} a step's "
-                 f"argument or variable may be", key, line=line,
-                 hint="put long text in a file and pass its path")
-    return value
-
-
-def _time(fail: FileFault, data: dict, key: str) -> datetime | None:
-    value = data.get(key)
-    if value is None:
-        return None
-    parsed = parse_time(value)
-    if parsed is None:
-        fail(f"{key} {_show(value)} is not a time that can be turned into UTC", key,
-             hint="write an ISO 8601 time such as 2025-11-04T10:00:00Z")
-    return parsed
-
-
 def parse_plan(doc: Document, expected_id: str | None = None) -> Plan:
     """A Plan from a loaded document; `expected_id` is the file name's stem.
 
@@ -259,7 +174,7 @@ def parse_plan(doc: Document, expected_id: str | None = None) -> Plan:
     data, fail = doc.data, doc.fault()
     plan_id = data.get("id", expected_id)
     if not isinstance(plan_id, str) or not names.is_valid(plan_id):
-        fail(f"id {_show(plan_id)} is not a valid name", "id",
+        fail(f"id {checks.show(plan_id)} is not a valid name", "id",
              hint="use letters, digits, '_', '-' and '.', starting with a letter, digit or '_'")
     if expected_id is not None and plan_id != expected_id:
         fail(f"id {plan_id!r} differs from the file name {expected_id!r}", "id",
@@ -268,7 +183,7 @@ def parse_plan(doc: Document, expected_id: str | None = None) -> Plan:
     try:
         status = PlanStatus(raw_status if isinstance(raw_status, str) else "")
     except ValueError:
-        fail(f"unknown status {_show(raw_status)}", "status",
+        fail(f"unknown status {checks.show(raw_status)}", "status",
              hint="use one of " + ", ".join(s.value for s in PlanStatus))
     steps = data.get("sub_objectives")
     if not isinstance(steps, list) or not steps:
@@ -281,133 +196,48 @@ def parse_plan(doc: Document, expected_id: str | None = None) -> Plan:
     subs = tuple(_parse_step(fail, doc, steps, i) for i in range(len(steps)))
     index = data.get("current_index", 0)
     if isinstance(index, bool) or not isinstance(index, int):
-        fail(f"current_index {_show(index)} is not an integer", "current_index")
+        fail(f"current_index {checks.show(index)} is not an integer", "current_index")
     if not 0 <= index <= len(subs):
-        fail(f"current_index {_show(index)} is outside 0..{len(subs)} (there are {len(subs)} "
-             f"sub-objectives)", "current_index")
+        fail(f"current_index {checks.show(index)} is outside 0..{len(subs)} (there are "
+             f"{len(subs)} sub-objectives)", "current_index")
     priority = data.get("priority", 0)
     if isinstance(priority, bool) or not isinstance(priority, int):
-        fail(f"priority {_show(priority)} is not an integer", "priority")
-    _count(fail, priority, "priority", "priority", low=-MAX_COUNT)
+        fail(f"priority {checks.show(priority)} is not an integer", "priority")
+    checks.count(fail, priority, "priority", "priority", low=-MAX_COUNT)
     rev = data.get("rev", 0)
     if isinstance(rev, bool) or not isinstance(rev, int) or not 0 <= rev <= MAX_COUNT:
-        fail(f"rev {_show(rev)} is not a count (the daemon writes it; remove the line)", "rev")
+        fail(f"rev {checks.show(rev)} is not a count (the daemon writes it; remove the line)",
+             "rev")
     log = data.get("reflection_log") or []
     if not isinstance(log, list):
         fail("reflection_log is not a list (the daemon writes it)", "reflection_log")
     for i, entry in enumerate(log):
-        _check_entry(fail, doc.line_of_item(log, i), i, entry)
+        checks.check_entry(fail, doc.line_of_item(log, i), i, entry)
     claim, in_flight = data.get("claim"), data.get("in_flight")
     if claim is not None:
-        _check_claim(fail, claim)
+        checks.check_claim(fail, claim)
     if in_flight is not None:
-        _check_in_flight(fail, in_flight)
+        checks.check_in_flight(fail, in_flight)
     for key in ("cwd", "reflector"):
         if data.get(key) is not None:
-            _text(fail, data[key], key, key)
+            checks.text(fail, data[key], key, key)
     if data.get("title") is not None:
-        _text(fail, data["title"], "title", "title")
+        checks.text(fail, data["title"], "title", "title")
     last_error = data.get("last_error")
     if last_error is not None:
-        _text(fail, last_error, "last_error", "last_error", to_process=False)
+        checks.text(fail, last_error, "last_error", "last_error", to_process=False)
     return Plan(
         path=doc.path, id=plan_id, title=str(data.get("title") or plan_id), status=status,
         priority=priority, sub_objectives=subs, current_index=index,
         budget=_parse_budget(fail, data.get("budget")), rev=rev,
-        approved_at=_time(fail, data, "approved_at"),
-        execution_started_at=_time(fail, data, "execution_started_at"),
-        completed_at=_time(fail, data, "completed_at"),
+        approved_at=checks.time(fail, data, "approved_at"),
+        execution_started_at=checks.time(fail, data, "execution_started_at"),
+        completed_at=checks.time(fail, data, "completed_at"),
         last_error=last_error,
         claim=plain(claim), in_flight=plain(in_flight),
         reflection_log=plain(log), cwd=data.get("cwd"), reflector=data.get("reflector"),
         data=data,
     )
-
-
-def check_own_keys(path: Path, keys: dict) -> None:
-    """Raise BadFile when the daemon's keys in `keys` (its record of them, which a stale
-    save is repaired from) have a shape parse_plan would refuse in a plan."""
-    fail = FileFault(path, lambda key: None)
-    for key in ("current_index", "rev"):
-        if keys.get(key) is not None:
-            _count(fail, keys[key], key, key)
-    for key in ("execution_started_at", "completed_at"):
-        _time(fail, keys, key)
-    if keys.get("claim") is not None:
-        _check_claim(fail, keys["claim"])
-    if keys.get("in_flight") is not None:
-        _check_in_flight(fail, keys["in_flight"])
-    log = keys.get("reflection_log") or []
-    if not isinstance(log, list):
-        fail("reflection_log is not a list", "reflection_log")
-    for i, entry in enumerate(log):
-        _check_entry(fail, None, i, entry)
-    if keys.get("last_error") is not None:
-        _text(fail, keys["last_error"], "last_error", "last_error", to_process=False)
-
-
-def _daemon_map(fail: FileFault, value: object, key: str) -> dict:
-    if not isinstance(value, dict):
-        fail(f"{key} is not a mapping (the daemon writes it; remove the line)", key)
-    return value
-
-
-def _check_claim(fail: FileFault, claim: object) -> None:
-    """`claim: {host, pid, token, claimed_at}`: each optional, each of its type."""
-    claim = _daemon_map(fail, claim, "claim")
-    hint = "the daemon writes it; remove the line"
-    if claim.get("token") is not None:
-        _count(fail, claim["token"], "claim token", "claim", hint=hint)
-    if claim.get("pid") is not None:
-        _count(fail, claim["pid"], "claim pid", "claim", hint=hint)
-    if claim.get("host") is not None:
-        _text(fail, claim["host"], "claim host", "claim", to_process=False)
-    if claim.get("claimed_at") is not None and parse_time(claim["claimed_at"]) is None:
-        fail(f"claim claimed_at {_show(claim['claimed_at'])} is not a time", "claim", hint=hint)
-
-
-def _check_in_flight(fail: FileFault, flight: object) -> None:
-    """`in_flight: {index, attempt, token, started_at}`: each optional, each of its type."""
-    flight = _daemon_map(fail, flight, "in_flight")
-    hint = "the daemon writes it; remove the line"
-    if flight.get("index") is not None:
-        _count(fail, flight["index"], "in_flight index", "in_flight", hint=hint)
-    if flight.get("attempt") is not None:  # part of a log file's name: a number, no path
-        _count(fail, flight["attempt"], "in_flight attempt", "in_flight", low=1, hint=hint)
-    if flight.get("token") is not None:
-        _count(fail, flight["token"], "in_flight token", "in_flight", hint=hint)
-    if flight.get("started_at") is not None and parse_time(flight["started_at"]) is None:
-        fail(f"in_flight started_at {_show(flight['started_at'])} is not a time", "in_flight",
-             hint=hint)
-
-
-_ENTRY_COUNTS = ("index", "attempt", "token")
-_ENTRY_TEXTS = ("title", "outcome", "exit", "decision", "summary", "log")
-
-
-def _check_entry(fail: FileFault, line: int | None, i: int, entry: object) -> None:
-    """One reflection_log entry: a mapping whose known keys have their types (others
-    are kept as written and read by nobody)."""
-    where = f"reflection_log entry {i + 1}"
-    if not isinstance(entry, dict):
-        fail(f"{where} is {_show(entry)}, not a mapping (the daemon writes the log)",
-             "reflection_log", line=line)
-    for key in _ENTRY_COUNTS:
-        if entry.get(key) is not None:
-            _count(fail, entry[key], f"{where}: {key}", "reflection_log", line=line)
-    for key in _ENTRY_TEXTS:
-        if entry.get(key) is not None:
-            _text(fail, entry[key], f"{where}: {key}", "reflection_log", line=line,
-                  to_process=False)
-    for key in ("started_at", "ended_at"):
-        if entry.get(key) is not None and parse_time(entry[key]) is None:
-            fail(f"{where}: {key} {_show(entry[key])} is not a time", "reflection_log",
-                 line=line)
-    duration = entry.get("duration_s")
-    if duration is not None and (isinstance(duration, bool) or not isinstance(
-            duration, (int, float)) or not 0 <= duration <= MAX_DURATION_S):
-        fail(f"{where}: duration_s {_show(duration)} is not a number of seconds from 0 to "
-             f"{MAX_DURATION_S:.0f}", "reflection_log", line=line)
 
 
 def _parse_budget(fail: FileFault, raw: object) -> Budget:
@@ -423,10 +253,10 @@ def _parse_budget(fail: FileFault, raw: object) -> Budget:
     tokens, cost = raw.get("tokens"), raw.get("cost_usd")
     if tokens is not None and (isinstance(tokens, bool) or not isinstance(tokens, int)
                                or not 0 < tokens <= MAX_COUNT):
-        fail(f"budget tokens {_show(tokens)} is not a positive integer", "budget")
+        fail(f"budget tokens {checks.show(tokens)} is not a positive integer", "budget")
     if cost is not None and (isinstance(cost, bool) or not isinstance(cost, (int, float))
                              or not 0 < cost <= MAX_COUNT):  # refuses .nan and .inf too
-        fail(f"budget cost_usd {_show(cost)} is not a positive number", "budget")
+        fail(f"budget cost_usd {checks.show(cost)} is not a positive number", "budget")
     wall = None
     if raw.get("wall_clock") is not None:
         try:
@@ -437,9 +267,6 @@ def _parse_budget(fail: FileFault, raw: object) -> Budget:
                   wall_clock=wall)
 
 
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-
 def _parse_step(fail: FileFault, doc: Document, steps: list, i: int) -> SubObjective:
     raw = steps[i]
     line = doc.line_of_item(steps, i)
@@ -447,8 +274,8 @@ def _parse_step(fail: FileFault, doc: Document, steps: list, i: int) -> SubObjec
     if isinstance(raw, str):
         if not raw.strip():
             fail(f"{where} is empty", line=line)
-        text = _text(fail, raw.strip(), where, line=line)
-        return SubObjective(index=i, title=text, kind=StepKind.AGENT, objective=text,
+        objective = checks.text(fail, raw.strip(), where, line=line)
+        return SubObjective(index=i, title=objective, kind=StepKind.AGENT, objective=objective,
                             agent="default")
     if not isinstance(raw, dict):
         fail(f"{where} must be a text or a mapping, not {type(raw).__name__}", line=line)
@@ -465,19 +292,19 @@ def _parse_step(fail: FileFault, doc: Document, steps: list, i: int) -> SubObjec
         objective, agent = raw["objective"], raw.get("agent", "default")
         if not isinstance(objective, str) or not objective.strip():
             fail(f"{where}: objective must be a non-empty text", line=line)
-        _text(fail, objective, f"{where}: objective", line=line)
+        checks.text(fail, objective, f"{where}: objective", line=line)
         if not isinstance(agent, str) or not names.is_valid(agent):
-            fail(f"{where}: agent {_show(agent)} is not a valid name", line=line)
+            fail(f"{where}: agent {checks.show(agent)} is not a valid name", line=line)
         fields.update(objective=objective.strip(), agent=agent)
         default_title = objective.strip()
     elif kind is StepKind.RUN:
         run = raw["run"]
         if isinstance(run, str) and run.strip():
-            fields["run"] = _text(fail, run, f"{where}: run", line=line)
+            fields["run"] = checks.text(fail, run, f"{where}: run", line=line)
         elif isinstance(run, list) and run and all(
                 isinstance(a, str) or isinstance(a, (int, float)) and not isinstance(a, bool)
                 and math.isfinite(a) for a in run):
-            fields["run"] = tuple(_text(fail, str(a), f"{where}: run argument {n + 1}",
+            fields["run"] = tuple(checks.text(fail, str(a), f"{where}: run argument {n + 1}",
                                         line=line) for n, a in enumerate(run))
         else:
             fail(f"{where}: run must be a command string or a non-empty list of arguments",
@@ -486,13 +313,14 @@ def _parse_step(fail: FileFault, doc: Document, steps: list, i: int) -> SubObjec
     else:
         call = raw["call"]
         if not isinstance(call, str) or not _CALL.fullmatch(call):
-            fail(f"{where}: call {_show(call)} must be 'module.path:function'", line=line)
+            fail(f"{where}: call {checks.show(call)} must be 'module.path:function'", line=line)
         fields["call"] = call
         default_title = call
     title = raw.get("title", default_title)
     if not isinstance(title, str):
         fail(f"{where}: title must be a text", line=line)
-    fields["title"] = _text(fail, title.strip() or default_title, f"{where}: title", line=line)
+    fields["title"] = checks.text(fail, title.strip() or default_title, f"{where}: title",
+                                  line=line)
     if raw.get("timeout") is not None:
         try:
             fields["timeout"] = parse_duration(raw["timeout"])
@@ -500,13 +328,13 @@ def _parse_step(fail: FileFault, doc: Document, steps: list, i: int) -> SubObjec
             fail(f"{where}: timeout: {e}", line=line)
     retries = raw.get("retries", 0)
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-        fail(f"{where}: retries {_show(retries)} is not a whole number >= 0", line=line)
-    fields["retries"] = _count(fail, retries, f"{where}: retries", line=line)
+        fail(f"{where}: retries {checks.show(retries)} is not a whole number >= 0", line=line)
+    fields["retries"] = checks.count(fail, retries, f"{where}: retries", line=line)
     on_failure = raw.get("on_failure", "pause")
     try:
         fields["on_failure"] = OnFailure(on_failure if isinstance(on_failure, str) else "")
     except ValueError:
-        fail(f"{where}: on_failure {_show(on_failure)} is unknown", line=line,
+        fail(f"{where}: on_failure {checks.show(on_failure)} is unknown", line=line,
              hint="use pause, abort or continue")
     rerun = raw.get("rerun_after_crash", True)
     if not isinstance(rerun, bool):
@@ -515,26 +343,8 @@ def _parse_step(fail: FileFault, doc: Document, steps: list, i: int) -> SubObjec
     if raw.get("cwd") is not None:
         if not isinstance(raw["cwd"], str):
             fail(f"{where}: cwd must be a path", line=line)
-        fields["cwd"] = _text(fail, raw["cwd"], f"{where}: cwd", line=line)
-    fields["env"] = _parse_env(fail, raw.get("env"), where, line)
+        fields["cwd"] = checks.text(fail, raw["cwd"], f"{where}: cwd", line=line)
+    fields["env"] = checks.parse_env(fail, raw.get("env"), where, line)
     return SubObjective(**fields)
 
 
-def _parse_env(fail: FileFault, env: object, where: str, line: int | None) -> dict[str, str]:
-    """A mapping of variable names to texts or numbers, each one a process can be given."""
-    if env is None or env == {}:
-        return {}
-    if not isinstance(env, dict):
-        fail(f"{where}: env must be a mapping of names to values", line=line)
-    out = {}
-    for name, value in env.items():
-        if not isinstance(name, str) or not _ENV_NAME.fullmatch(name):
-            fail(f"{where}: env name {_show(name)} is not a variable name", line=line,
-                 hint="use letters, digits and '_', not starting with a digit")
-        if value is None or isinstance(value, (dict, list)) or (
-                isinstance(value, float) and not math.isfinite(value)):
-            fail(f"{where}: env {name} is {_show(value)}, not a text or a number", line=line)
-        out[name] = _text(fail, str(value), f"{where}: env {name}", line=line)
-        if len(name) + len(out[name]) > MAX_TEXT_BYTES:
-            _text(fail, f"{name}={out[name]}", f"{where}: env {name}", line=line)
-    return out

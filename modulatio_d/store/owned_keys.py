@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from modulatio_d.core.checks import check_own_keys
 from modulatio_d.core.errors import BadFile
-from modulatio_d.core.plan import DAEMON_KEYS, PERSON_SETS, Plan, PlanStatus, check_own_keys
+from modulatio_d.core.plan import DAEMON_KEYS, PERSON_SETS, Plan, PlanStatus
 from modulatio_d.core.times import format_time, parse_time
 from modulatio_d.store import atomic
 
