@@ -20,9 +20,10 @@ that error). So the text is screened first, in one linear pass (`check_text`):
 
 After the load, `check_loaded` walks the result without recursion and refuses
 what the consumers could not use: nesting over MAX_DEPTH (a belt for the
-screen), keys that are lists or mappings (`? ` complex keys, `[a]: b`), and
-times that cannot be turned into UTC (year 1 with a positive offset). Every
-refusal is a BadFile with the line where it is known.
+screen), keys that are lists or mappings (`? ` complex keys, `[a]: b`), times
+that cannot be turned into UTC (year 1 with a positive offset), and texts holding
+a lone surrogate (`"\\ud800"`: printing or encoding it raises). Every refusal is a
+BadFile with the line where it is known.
 """
 
 from __future__ import annotations
@@ -227,7 +228,17 @@ def check_loaded(path: Path, data: object, first: int) -> None:
                     _check_scalar(path, value, _item_line(node, i, first) or here)
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _check_scalar(path: Path, value: object, line: int | None) -> None:
+    if isinstance(value, str):
+        if _SURROGATE.search(value):  # only an escape (`"\ud800"`) can make one
+            raise BadFile(path, "a text holds an escaped lone surrogate (like \\ud800), which "
+                          "no file, terminal or process can take", line,
+                          "write the character itself, or \\U and 8 digits for one past "
+                          "U+FFFF")
+        return
     if isinstance(value, datetime):
         try:
             (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
