@@ -201,7 +201,11 @@ def _event_depth(text: str) -> int | None:
 
 
 def check_loaded(path: Path, data: object, first: int) -> None:
-    """Refuse what a load gave that no consumer can use (see the module docstring)."""
+    """Refuse what a load gave that no consumer can use (see the module docstring).
+
+    A text with `\\ud83d\\ude00` (how JSON writers escape one character past U+FFFF)
+    holds a surrogate pair, which ruamel leaves as two code points: it is put together
+    here, in place, so that printing or encoding it works."""
     stack: list[tuple[object, int, int | None]] = [(data, 1, None)]
     while stack:
         node, depth, line = stack.pop()
@@ -210,41 +214,56 @@ def check_loaded(path: Path, data: object, first: int) -> None:
             raise BadFile(path, f"lists and mappings nest deeper than {MAX_DEPTH} levels",
                           here, "flatten the structure")
         if isinstance(node, dict):
-            for key, value in node.items():
+            for key, value in list(node.items()):
                 at = _key_line(node, key, first) or here
                 if not (key is None or isinstance(key, (str, int, float, date))):
                     raise BadFile(path, "a key is a list or a mapping (`? ` complex keys and "
                                   "`[a]: b` are not allowed)", at, "use a plain text as the key")
-                _check_scalar(path, key, at)
+                if isinstance(key, str) and _SURROGATE.search(key):
+                    raise _lone_surrogate(path, at)
                 if isinstance(value, (dict, list)):
                     stack.append((value, depth + 1, at))
                 else:
-                    _check_scalar(path, value, at)
+                    fixed = _check_scalar(path, value, at)
+                    if fixed is not value:
+                        node[key] = fixed
         elif isinstance(node, list):
             for i, value in enumerate(node):
+                at = _item_line(node, i, first) or here
                 if isinstance(value, (dict, list)):
-                    stack.append((value, depth + 1, _item_line(node, i, first) or here))
+                    stack.append((value, depth + 1, at))
                 else:
-                    _check_scalar(path, value, _item_line(node, i, first) or here)
+                    fixed = _check_scalar(path, value, at)
+                    if fixed is not value:
+                        node[i] = fixed
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def _check_scalar(path: Path, value: object, line: int | None) -> None:
+def _lone_surrogate(path: Path, line: int | None) -> BadFile:
+    return BadFile(path, "a text holds an escaped lone surrogate (like \\ud800), which no "
+                   "file, terminal or process can take", line,
+                   "write the character itself, or \\U and 8 digits for one past U+FFFF")
+
+
+def _check_scalar(path: Path, value: object, line: int | None) -> object:
+    """The value, or its fixed copy (surrogate pairs put together); raises BadFile."""
     if isinstance(value, str):
-        if _SURROGATE.search(value):  # only an escape (`"\ud800"`) can make one
-            raise BadFile(path, "a text holds an escaped lone surrogate (like \\ud800), which "
-                          "no file, terminal or process can take", line,
-                          "write the character itself, or \\U and 8 digits for one past "
-                          "U+FFFF")
-        return
+        if not _SURROGATE.search(value):  # the usual case: one regex search
+            return value
+        try:
+            whole = value.encode("utf-16", "surrogatepass").decode("utf-16")
+        except UnicodeError:
+            raise _lone_surrogate(path, line) from None
+        return type(value)(whole) if type(value) is not str else whole
     if isinstance(value, datetime):
         try:
             (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
         except (OverflowError, ValueError):
             raise BadFile(path, f"the time {value} is out of range once turned into UTC",
                           line, "write a time between the years 1 and 9999") from None
+    return value
 
 
 def _line(node: object, first: int) -> int | None:

@@ -4,8 +4,8 @@ What was learned about each plan file is kept keyed by its stat signature
 (inode, size, mtime, ctime), so an idle tick costs one stat per file. A file
 seen for the first time or changed is read and its status found with a regex;
 only `approved` and `executing` plans are parsed fully (milliseconds each), and
-those whose status the regex cannot tell (`status: >-` on two lines, no status
-line) or does not know.
+those whose status the regex cannot tell (`status: >-` on two lines) or does
+not know.
 An `executing` plan is claimable only when nobody holds its lock: an orphan
 of a dead daemon.
 
@@ -141,11 +141,12 @@ class Scanner:
         try:
             _, text = self.vault.read(path, inside=inside)
             status = markdown.peek_status(text)
-            if status in _STATUSES and status not in ("approved", "executing"):
-                self.refusals.clear(path)
+            if status is None or status in _STATUSES and status not in ("approved",
+                                                                        "executing"):
+                self.refusals.clear(path)  # no status line: a draft
                 return _Seen(sig, None)
             # approved or executing; else a status the regex cannot tell (a block
-            # scalar, no status line) or an unknown one: the parse says, or refuses.
+            # scalar, a quoted key) or an unknown one: the parse says, or refuses.
             plan = parse_plan(markdown.load(Path(path), text), Path(path).stem)
         except FileNotFoundError:
             return None

@@ -6,7 +6,7 @@ from datetime import datetime
 from pathlib import Path
 
 from modulatio_d.core.errors import BadFile
-from modulatio_d.core.markdown import peek_status
+from modulatio_d.core.markdown import CANNOT_TELL, peek_status
 from modulatio_d.core.plan import Plan
 from modulatio_d.core.times import format_time
 from modulatio_d.store import usage
@@ -27,7 +27,7 @@ def list_plans(vault: Vault, project: str | None = None, status: str | None = No
             path = Path(entry.path)
             if status and status != "invalid":  # a broken file's status line may read fine
                 try:
-                    if peek_status(vault.read(path)[1]) not in (status, None):
+                    if peek_status(vault.read(path)[1]) not in (status, None, CANNOT_TELL):
                         continue
                 except (BadFile, OSError):
                     pass
