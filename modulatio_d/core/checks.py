@@ -155,7 +155,7 @@ def check_in_flight(fail: FileFault, flight: object) -> None:
     if flight.get("index") is not None:
         count(fail, flight["index"], "in_flight index", "in_flight", hint=hint)
     if flight.get("attempt") is not None:  # part of a log file's name: a number, no path
-        count(fail, flight["attempt"], "in_flight attempt", "in_flight", low=1, hint=hint)
+        count(fail, flight["attempt"], "in_flight attempt", "in_flight", hint=hint)
     if flight.get("token") is not None:
         count(fail, flight["token"], "in_flight token", "in_flight", hint=hint)
     if flight.get("started_at") is not None and parse_time(flight["started_at"]) is None:

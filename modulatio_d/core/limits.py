@@ -20,17 +20,18 @@ that error). So the text is screened first, in one linear pass (`check_text`):
 
 After the load, `check_loaded` walks the result without recursion and refuses
 what the consumers could not use: nesting over MAX_DEPTH (a belt for the
-screen), keys that are lists or mappings (`? ` complex keys, `[a]: b`), times
-that cannot be turned into UTC (year 1 with a positive offset), and texts holding
-a lone surrogate (`"\\ud800"`: printing or encoding it raises). Every refusal is a
-BadFile with the line where it is known.
+screen), keys that are lists or mappings (`? ` complex keys, `[a]: b`), and texts
+holding a lone surrogate (`"\\ud800"`: printing or encoding it raises). Every
+refusal is a BadFile with the line where it is known. (A time that cannot be
+turned into UTC is refused by the reader of each key that is a time:
+core/times.parse_time says it is no time.)
 """
 
 from __future__ import annotations
 
 import io
 import re
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 from typing import NamedTuple
 
@@ -257,12 +258,6 @@ def _check_scalar(path: Path, value: object, line: int | None) -> object:
         except UnicodeError:
             raise _lone_surrogate(path, line) from None
         return type(value)(whole) if type(value) is not str else whole
-    if isinstance(value, datetime):
-        try:
-            (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
-        except (OverflowError, ValueError):
-            raise BadFile(path, f"the time {value} is out of range once turned into UTC",
-                          line, "write a time between the years 1 and 9999") from None
     return value
 
 

@@ -413,8 +413,17 @@ def _flow(value: object) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(_flow(v) for v in value) + "]"
     if isinstance(value, datetime):
-        return json.dumps(format_time(value))
+        return json.dumps(_time_text(value))
     return _render_scalar(value)
+
+
+def _time_text(value: datetime) -> str:
+    """The daemon's UTC text; a time UTC cannot hold (year 1 at +01:00, a person's
+    value copied into a kickoff) as it was written."""
+    try:
+        return format_time(value)
+    except (OverflowError, ValueError):
+        return value.isoformat()
 
 
 def _render_scalar(value: object, quote: str = "") -> str:
@@ -425,7 +434,7 @@ def _render_scalar(value: object, quote: str = "") -> str:
     if isinstance(value, (int, float)):
         return repr(value)
     if isinstance(value, datetime):
-        return format_time(value)
+        return _time_text(value)
     text = str(value)
     if quote == "'" and "'" not in text and text.isprintable():
         return f"'{text}'"

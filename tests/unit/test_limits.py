@@ -1,8 +1,8 @@
 """What YAML is refused before it is parsed or once loaded (core/limits.py), through the
 one loader every plan, cron entry, ticket and config goes through: nesting past
-MAX_DEPTH (refused before ruamel recurses, and cheaply), complex keys, times that cannot
-be turned into UTC, lone surrogates. The screen's bound is checked against ruamel's own
-event stream on generated texts."""
+MAX_DEPTH (refused before ruamel recurses, and cheaply), complex keys, lone surrogates
+(and times UTC cannot hold, where a time is read). The screen's bound is checked
+against ruamel's own event stream on generated texts."""
 
 from __future__ import annotations
 
@@ -144,10 +144,16 @@ def test_a_complex_key_in_the_config_is_refused_not_raised(tmp_path):
 
 
 @pytest.mark.parametrize("value", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
-def test_a_time_that_cannot_become_utc_is_refused(value):
-    with pytest.raises(BadFile, match="out of range once turned into UTC") as e:
-        load(f"x: {{at: {value}}}\n")
-    assert str(e.value).startswith("X.md:3:")
+def test_a_time_that_cannot_become_utc_is_no_time_where_a_time_is_read(value):
+    from modulatio_d.core.plan import parse_plan
+
+    data = load(f"x_note: {value}\n")  # read by nobody: kept as written
+    assert data["x_note"].year in (1, 9999)
+    with pytest.raises(BadFile, match="is not a time that can be turned into UTC") as e:
+        parse_plan(markdown.load(P, f"---\nid: X\nsub_objectives: [a]\n"
+                                    f"approved_at: {value}\n---\n"), "X")
+    assert str(e.value).startswith("X.md:4:")
+    assert markdown.set_keys("---\n---\n", {"x": data["x_note"]})  # written as it was
 
 
 def test_a_lone_surrogate_is_refused_and_never_written():
