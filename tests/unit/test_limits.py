@@ -48,7 +48,7 @@ ATOMS = st.sampled_from([
     "*a", "\t", "-", "x: |\n  ", "\"a]\"", "'[b'"])
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
 @given(st.lists(ATOMS, max_size=50))
 def test_the_screen_never_says_less_than_ruamel_finds(parts):
     text = "".join(parts)
@@ -64,7 +64,7 @@ def nested(depth: int) -> st.SearchStrategy:
                                           max_size=3), max_leaves=depth)
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=50, deadline=None, suppress_health_check=list(HealthCheck))
 @given(nested(40), st.booleans())
 def test_on_what_ruamel_writes_the_flow_count_is_exact(value, flow):
     y = YAML()
