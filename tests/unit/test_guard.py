@@ -206,3 +206,70 @@ def test_a_plan_that_ended_keeps_no_claim(vault, daemon, clock, how, monkeypatch
     assert plan.status.value == how.split()[0]
     assert plan.claim is None and "claim:" not in path.read_text()
     assert plan.last_token == 1  # the log keeps the token its attempts ran with
+
+
+# --- the same guard for cron entries, tickets and the config ------------------------------
+
+def refusals(vault) -> list[dict]:
+    return [e for e in read(vault.events_path) if e["event"] == "file_refused"]
+
+
+def test_a_cron_entry_that_makes_firing_raise_is_refused_once_and_the_others_fire(
+        vault, daemon, clock, monkeypatch):
+    from modulatio_d.daemon.cron_firing import CronFirer
+
+    folder = vault.cron_dir("P")
+    folder.mkdir(parents=True)
+    for name in ("P-C-001", "P-C-002"):
+        (folder / f"{name}.md").write_text("---\nobjective: o\nschedule: '* * * * *'\n---\n")
+    real, tried = CronFirer._zone, []
+
+    def zone(self, project, entry):
+        tried.append(entry.id)
+        if entry.id == "P-C-001":
+            raise ZeroDivisionError("a bug met by this entry")
+        return real(self, project, entry)
+    monkeypatch.setattr(CronFirer, "_zone", zone)
+    daemon._fire_cron(clock.wall())
+    daemon._fire_cron(clock.wall())
+    assert tried == ["P-C-001", "P-C-002", "P-C-002"]  # refused until the file changes
+    (refused,) = refusals(vault)
+    assert refused["kind"] == "cron" and refused["path"] == "P/cron/P-C-001.md"
+    assert refused["reason"].startswith("firing it raised ZeroDivisionError: a bug met")
+
+
+def test_a_ticket_that_makes_applying_raise_is_refused_in_a_daemon(vault, daemon, clock,
+                                                                    monkeypatch):
+    from modulatio_d.daemon import tickets as daemon_tickets
+
+    tickets.open_ticket(vault, "P", "P-P-001", tickets.Severity.WARNING, "r", "d",
+                        {"current_index": 0, "rev": 1}, clock.wall())
+    path = next(vault.tickets_dir("P").glob("*.md"))
+    path.write_text(path.read_text().replace("decision: pending", "decision: approve"))
+
+    def broken(*a):
+        raise ZeroDivisionError("a bug met by this ticket")
+    monkeypatch.setattr(daemon_tickets, "_apply", broken)
+    daemon._apply_tickets(clock.wall())  # no raise: the daemon goes on
+    daemon._apply_tickets(clock.wall())
+    (refused,) = refusals(vault)
+    assert refused["kind"] == "ticket" and "ZeroDivisionError" in refused["reason"]
+    with pytest.raises(ZeroDivisionError):  # a command (no memory) says so itself
+        daemon_tickets.apply_decisions(vault, "P", daemon.events, clock.wall())
+
+
+def test_a_config_whose_reading_raises_is_refused_and_the_last_one_kept(vault, daemon,
+                                                                         monkeypatch):
+    from modulatio_d.store import config
+
+    daemon._load_config()
+    before = daemon.config
+    vault.config_path.write_text("agents: {}\n")  # changed: read again
+
+    def broken(path):
+        raise ZeroDivisionError("a bug met by this config")
+    monkeypatch.setattr(config, "load", broken)
+    daemon._load_config()
+    assert daemon.config is before
+    (refused,) = refusals(vault)
+    assert refused["kind"] == "config" and "ZeroDivisionError" in refused["reason"]
