@@ -109,5 +109,4 @@ def test_project_option_takes_an_existing_folder_and_refuses_another(dvault, dae
     assert d.wait(20) == 0, d.log()
     r = modulatio("daemon", "--vault", dvault.root, "--project", "NOPE", "--once")
     assert r.returncode == 2
-    assert r.stderr.startswith(f"modulatio: no project NOPE in {dvault.root}: the projects "
-                               f"are {PROJECT}")
+    assert f"no project 'NOPE' in {dvault.root} (projects: {PROJECT})" in r.stderr

@@ -82,7 +82,7 @@ def test_every_way_through_the_cli(vault, run_cli, tmp_path):
         assert r.code == 0 and r.out.startswith("P-P-001 "), (how, r)
 
     r = run_cli("plan", "list", cwd=tmp_path)
-    assert r.code == 1 and r.out == ""
+    assert r.code == 2 and r.out == ""
     assert r.err == (f"modulatio: no vault found at or above {tmp_path}: pass --vault PATH, "
                      f"set MODULATIO_VAULT, or create one with `modulatio init PATH`\n")
     r = run_cli("plan", "list", "--vault", tmp_path / "nope")
@@ -237,5 +237,4 @@ def test_the_daemon_refuses_a_project_that_is_not_there(vault, run_cli, monkeypa
     (vault.root / "SALES" / "plans").mkdir(parents=True)
     r = run_cli("daemon", "--vault", vault.root, "--project", "NOPE", "--once")
     assert r.code == 2
-    assert r.err.strip() == (f"modulatio: no project NOPE in {vault.root}: the projects are "
-                             f"SALES (to make it: mkdir -p {vault.root / 'NOPE' / 'plans'})")
+    assert f"no project 'NOPE' in {vault.root} (projects: SALES)" in r.err
