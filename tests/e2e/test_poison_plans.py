@@ -187,7 +187,9 @@ def test_commands_answer_on_a_block_scalar_status(tmp_path):
 def test_commands_answer_and_validate_refuses_a_poison_entry_ticket_or_config(tmp_path, name):
     rel, text = OTHERS[name]
     vault = Vaults(tmp_path).new({rel: text, "P/plans/P-P-002.md": (
-        "---\nid: P-P-002\nstatus: paused\nsub_objectives: [{title: good, run: 'true'}]\n---\n")})
+        "---\nid: P-P-002\nstatus: paused\nsub_objectives: [{title: good, run: 'true'}]\n---\n"),
+        # COMMANDS show P-P-001: a plan that is not there is a usage error (exit 2)
+        "P/plans/P-P-001.md": "---\nid: P-P-001\nstatus: draft\nsub_objectives: [a]\n---\n"})
     results = commands(vault, EXTRA)
     code, output = results[("validate",)]
     assert code == 1 and rel.rsplit("/", 1)[-1] in output, output
