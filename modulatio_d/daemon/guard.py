@@ -170,6 +170,6 @@ class Guard:
         after = held.update({"status": PlanStatus.PAUSED.value, "last_error": reason})
         self.crash_path(project, plan.id).unlink(missing_ok=True)
         self.events("status_changed", project=project, plan=plan.id, previous=before.value,
-                    status=after.status.value, by="daemon")
+                    status=after.status.value, by="daemon", reason=reason)
         log.error("plan %s paused after %d crashes; ticket %s", plan.id, count, ticket_id)
         return True

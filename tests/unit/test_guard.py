@@ -99,6 +99,9 @@ def test_the_third_crash_on_one_version_pauses_it_with_a_critical_ticket(
     assert "Poison: a value nobody checks" in ticket_path.read_text()  # the body quotes it
     assert not Guard(vault, daemon.events, clock.wall).crash_path("P", "P-P-BAD").exists()
     assert not is_held(lock_path(bad))
+    (paused,) = [e for e in read(vault.events_path) if e["event"] == "status_changed"
+                 and e["status"] == "paused"]
+    assert paused["by"] == "daemon" and paused["reason"] == plan.last_error
     assert tick_past_hold_off(daemon, clock) is False  # paused: nothing runs it any more
     assert len(poisoned_runner) == CRASH_LIMIT
 
