@@ -28,6 +28,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.events import AliasEvent, NodeEvent
 
+from modulatio_d.core import limits
 from modulatio_d.core.errors import BadFile, FileFault
 from modulatio_d.core.times import format_time, parse_time
 
@@ -160,7 +161,13 @@ def load(path: Path, text: str) -> Document:
 
 
 def load_mapping(path: Path, yaml_text: str, first: int = 1) -> dict:
-    """A YAML mapping (ruamel round-trip) whose first line is line `first` of `path`."""
+    """A YAML mapping (ruamel round-trip) whose first line is line `first` of `path`.
+
+    Whatever the text, the only error is a BadFile: nesting past limits.MAX_DEPTH is
+    refused before ruamel recurses into it, and anything ruamel raises on a person's
+    text is that text's fault (a complex key that is a mapping, say: TypeError).
+    """
+    limits.check_text(path, yaml_text, first)
     _refuse_aliases(path, yaml_text, first)
     try:
         data = _yaml().load(yaml_text)
@@ -174,12 +181,29 @@ def load_mapping(path: Path, yaml_text: str, first: int = 1) -> dict:
     except (ValueError, OverflowError) as e:  # ruamel builds 2025-13-01 and fails on it
         raise BadFile(path, f"invalid YAML: {e}", _bad_date_line(yaml_text, first),
                       "check the dates and times: YYYY-MM-DD[THH:MM:SS+HH:MM]") from None
+    except TypeError as e:  # `? ` followed by a mapping: a key that cannot be a key
+        raise BadFile(path, f"invalid YAML: a key is a list or a mapping ({e})",
+                      _complex_key_line(yaml_text, first),
+                      "`? ` complex keys are not allowed: use a plain text as the key") from None
+    except RecursionError:  # a belt: limits.check_text refuses such nesting first
+        raise BadFile(path, f"lists and mappings nest deeper than {limits.MAX_DEPTH} levels",
+                      None, "flatten the structure") from None
+    except MemoryError:
+        raise
+    except Exception as e:  # noqa: BLE001 (ruamel on odd text: the text's fault, said so)
+        raise BadFile(path, f"invalid YAML: {type(e).__name__}: {e}", None) from None
     if not isinstance(data, dict):
         kind = ("empty" if data is None else "a list" if isinstance(data, list)
                 else "a single value")  # not ruamel's class name (CommentedSeq)
         raise BadFile(path, f"the YAML is {kind}, not a mapping of keys", first,
                       "write 'key: value' lines")
+    limits.check_loaded(path, data, first)
     return data
+
+
+def _complex_key_line(yaml_text: str, first: int) -> int | None:
+    m = re.search(r"(?m)^[ \t-]*\?(?:[ \t]|$)", yaml_text)
+    return yaml_text.count("\n", 0, m.start()) + first if m else None
 
 
 def _bad_date_line(yaml_text: str, first: int) -> int | None:
@@ -216,18 +240,38 @@ def _refuse_aliases(path: Path, head: str, first: int) -> None:
         return  # the full load reports the syntax error with its line
 
 
-_PEEKS: dict[str, re.Pattern] = {}
+_PEEK_COLON = re.compile(r"[ \t]*:")
+_PEEK_VALUE = re.compile(r"""[ \t]*(?:"(\w+)"|'(\w+)'|(\w+))(?:[ \t]+#.*)?[ \t]*\r?$""", re.M)
+CANNOT_TELL = "?"
+"""What `peek` says of a key that is there but whose value a regex cannot read."""
 
 
 def peek(text: str, key: str) -> str | None:
-    """A top-level key's one-word value, by a regex on the frontmatter, without parsing
-    (1-2 us a file): the cheap look that decides whether a full parse is needed."""
-    pattern = _PEEKS.get(key)
-    if pattern is None:
-        pattern = _PEEKS[key] = re.compile(rf"(?m)^{re.escape(key)}[ \t]*:[ \t]*[\"']?(\w+)")
+    """A top-level key's one-word value, found without parsing (a few us a file): the
+    cheap look that decides whether a full parse is needed.
+
+    None when the key is not in the frontmatter. CANNOT_TELL when it is but the look
+    cannot read its value: not one word on the key's own line (a block scalar `>-`, a
+    value on the next line, a tag), the key quoted, or its line there twice (once
+    inside a text over several lines, say). A caller that needs the value parses then.
+    """
     end = text.find("\n---", 3)
-    m = pattern.search(text, 0, end if end >= 0 else len(text))
-    return m.group(1) if m else None
+    end = end if end >= 0 else len(text)
+    found = None
+    needle = "\n" + key
+    i = text.find(needle, 0, end)
+    while i >= 0:
+        colon = _PEEK_COLON.match(text, i + len(needle), end)
+        if colon is not None:
+            if found is not None:
+                return CANNOT_TELL
+            found = colon.end()
+        i = text.find(needle, i + len(needle), end)
+    if found is None:
+        quoted = any(text.find(f"\n{q}{key}{q}", 0, end) >= 0 for q in "\"'")
+        return CANNOT_TELL if quoted else None
+    v = _PEEK_VALUE.match(text, found, end)
+    return next(g for g in v.groups() if g is not None) if v else CANNOT_TELL
 
 
 def peek_status(text: str) -> str | None:
@@ -262,6 +306,20 @@ def _key_spans(lines: list[str]) -> list[tuple[str, int, int]]:
             end -= 1
         spans.append((key, first, end))
     return spans
+
+
+def without_keys(doc_text: str, keys: tuple[str, ...] | frozenset[str]) -> str:
+    """The text less the lines of the top-level `keys` (what a person wrote, when the keys
+    are the daemon's); the whole text when it has no frontmatter. No YAML is parsed."""
+    try:
+        opening, head, closing, body = split(Path("<text>"), doc_text)
+    except BadFile:
+        return doc_text
+    lines = head.splitlines(keepends=True)
+    for key, a, b in reversed(_key_spans(lines)):
+        if key in keys:
+            del lines[a:b]
+    return opening + "".join(lines) + closing + body
 
 
 def set_keys(doc_text: str, changes: dict[str, object], path: Path | None = None) -> str:
@@ -355,8 +413,17 @@ def _flow(value: object) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(_flow(v) for v in value) + "]"
     if isinstance(value, datetime):
-        return json.dumps(format_time(value))
+        return json.dumps(_time_text(value))
     return _render_scalar(value)
+
+
+def _time_text(value: datetime) -> str:
+    """The daemon's UTC text; a time UTC cannot hold (year 1 at +01:00, a person's
+    value copied into a kickoff) as it was written."""
+    try:
+        return format_time(value)
+    except (OverflowError, ValueError):
+        return value.isoformat()
 
 
 def _render_scalar(value: object, quote: str = "") -> str:
@@ -367,7 +434,7 @@ def _render_scalar(value: object, quote: str = "") -> str:
     if isinstance(value, (int, float)):
         return repr(value)
     if isinstance(value, datetime):
-        return format_time(value)
+        return _time_text(value)
     text = str(value)
     if quote == "'" and "'" not in text and text.isprintable():
         return f"'{text}'"
@@ -376,8 +443,12 @@ def _render_scalar(value: object, quote: str = "") -> str:
     return _double_quoted(text)
 
 
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
 def _double_quoted(text: str) -> str:
-    out = json.dumps(text, ensure_ascii=False)
+    # A lone surrogate (from a reflector's JSON, say) would be refused on the next read.
+    out = json.dumps(_SURROGATES.sub("\ufffd", text), ensure_ascii=False)
     # JSON leaves some line and paragraph separators raw; YAML would break on them.
     # Past U+FFFF (emoji tag characters, say) YAML's escape is \U and 8 digits.
     return "".join(c if c.isprintable() or c in "\"\\" else

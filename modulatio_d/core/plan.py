@@ -7,6 +7,7 @@ allowed from where; the CLI and the daemon both ask it.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -14,7 +15,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from modulatio_d.core import names
+from modulatio_d.core import checks, names
+from modulatio_d.core.checks import MAX_COUNT, parse_duration
 from modulatio_d.core.errors import FileFault, TransitionRefused
 from modulatio_d.core.markdown import Document, plain
 from modulatio_d.core.times import parse_time
@@ -77,10 +79,10 @@ class StepKind(StrEnum):
     CALL = "call"
 
 
+MAX_STEPS = 10_000
+"""Sub-objectives a plan may have."""
 DAEMON_KEYS = ("current_index", "execution_started_at", "completed_at", "claim", "in_flight",
                "reflection_log", "last_error", "rev")
-_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)d)?(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?"
-                       r"(?:(\d+(?:\.\d+)?)s)?")
 _CALL = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
 
 
@@ -138,6 +140,15 @@ class Plan:
     def total(self) -> int:
         return len(self.sub_objectives)
 
+    @property
+    def last_token(self) -> int:
+        """The highest fencing token this plan has seen: its claim's, else (the claim is
+        removed when the plan ends) the highest in_flight or reflection_log holds, so
+        that a retried plan never hands out a token again."""
+        found = [(self.claim or {}).get("token"), (self.in_flight or {}).get("token"),
+                 *(e.get("token") for e in self.reflection_log)]
+        return max((t for t in found if isinstance(t, int)), default=0)
+
     def own_keys(self) -> dict[str, Any]:
         """The daemon-owned keys with their values in this plan."""
         return {k: getattr(self, k) for k in DAEMON_KEYS}
@@ -153,77 +164,77 @@ class Plan:
         return replace(self, **fields)
 
 
-def parse_duration(value: object) -> float:
-    """Seconds from a number or a string like `90`, `90s`, `10m`, `2h`, `1d`, `1h30m`."""
-    if isinstance(value, bool):
-        raise ValueError("a duration is a number of seconds or a string like 10m, 2h")
-    if isinstance(value, (int, float)):
-        if value <= 0:
-            raise ValueError("a duration must be more than zero")
-        return float(value)
-    if isinstance(value, str):
-        text = value.strip().replace(" ", "")
-        if re.fullmatch(r"\d+(?:\.\d+)?", text):
-            return parse_duration(float(text))
-        m = _DURATION.fullmatch(text)
-        if m and any(m.groups()):
-            d, h, mi, s = (float(g) if g else 0.0 for g in m.groups())
-            return parse_duration(d * 86400 + h * 3600 + mi * 60 + s)
-    raise ValueError(f"{value!r} is not a duration: write seconds or a string like 90s, 10m, 2h")
-
-
 def parse_plan(doc: Document, expected_id: str | None = None) -> Plan:
-    """A Plan from a loaded document; `expected_id` is the file name's stem."""
+    """A Plan from a loaded document; `expected_id` is the file name's stem.
+
+    Every key the daemon or a command reads is checked here, its own keys included,
+    so that what this accepts never makes a consumer raise (docs/plan-file.md, "What
+    is refused").
+    """
     data, fail = doc.data, doc.fault()
     plan_id = data.get("id", expected_id)
     if not isinstance(plan_id, str) or not names.is_valid(plan_id):
-        fail(f"id {plan_id!r} is not a valid name", "id",
+        fail(f"id {checks.show(plan_id)} is not a valid name", "id",
              hint="use letters, digits, '_', '-' and '.', starting with a letter, digit or '_'")
     if expected_id is not None and plan_id != expected_id:
         fail(f"id {plan_id!r} differs from the file name {expected_id!r}", "id",
              hint=f"set id: {expected_id} or rename the file to {plan_id}.md")
     raw_status = data.get("status", "draft")
     try:
-        status = PlanStatus(str(raw_status))
+        status = PlanStatus(raw_status if isinstance(raw_status, str) else "")
     except ValueError:
-        fail(f"unknown status {raw_status!r}", "status",
+        fail(f"unknown status {checks.show(raw_status)}", "status",
              hint="use one of " + ", ".join(s.value for s in PlanStatus))
     steps = data.get("sub_objectives")
     if not isinstance(steps, list) or not steps:
         what = "missing" if steps is None else "empty" if steps == [] else "not a list"
         fail(f"sub_objectives is {what}", "sub_objectives" if "sub_objectives" in data else None,
              hint="list the steps under sub_objectives:, one '- ' line each")
+    if len(steps) > MAX_STEPS:
+        fail(f"sub_objectives has {len(steps)} items, more than the {MAX_STEPS} allowed",
+             "sub_objectives", hint="split the work into several plans")
     subs = tuple(_parse_step(fail, doc, steps, i) for i in range(len(steps)))
     index = data.get("current_index", 0)
     if isinstance(index, bool) or not isinstance(index, int):
-        fail(f"current_index {index!r} is not an integer", "current_index")
+        fail(f"current_index {checks.show(index)} is not an integer", "current_index")
     if not 0 <= index <= len(subs):
-        fail(f"current_index {index} is outside 0..{len(subs)} (there are {len(subs)} "
-             f"sub-objectives)", "current_index")
+        fail(f"current_index {checks.show(index)} is outside 0..{len(subs)} (there are "
+             f"{len(subs)} sub-objectives)", "current_index")
     priority = data.get("priority", 0)
     if isinstance(priority, bool) or not isinstance(priority, int):
-        fail(f"priority {priority!r} is not an integer", "priority")
+        fail(f"priority {checks.show(priority)} is not an integer", "priority")
+    checks.count(fail, priority, "priority", "priority", low=-MAX_COUNT)
     rev = data.get("rev", 0)
-    if isinstance(rev, bool) or not isinstance(rev, int) or rev < 0:
-        fail(f"rev {rev!r} is not a count (the daemon writes it; remove the line)", "rev")
+    if isinstance(rev, bool) or not isinstance(rev, int) or not 0 <= rev <= MAX_COUNT:
+        fail(f"rev {checks.show(rev)} is not a count (the daemon writes it; remove the line)",
+             "rev")
     log = data.get("reflection_log") or []
     if not isinstance(log, list):
         fail("reflection_log is not a list (the daemon writes it)", "reflection_log")
-    for key in ("claim", "in_flight"):
-        if data.get(key) is not None and not isinstance(data.get(key), dict):
-            fail(f"{key} is not a mapping (the daemon writes it; remove the line)", key)
-    for key in ("cwd", "reflector", "title"):
-        if data.get(key) is not None and not isinstance(data.get(key), str):
-            fail(f"{key} must be a string", key)
+    for i, entry in enumerate(log):
+        checks.check_entry(fail, doc.line_of_item(log, i), i, entry)
+    claim, in_flight = data.get("claim"), data.get("in_flight")
+    if claim is not None:
+        checks.check_claim(fail, claim)
+    if in_flight is not None:
+        checks.check_in_flight(fail, in_flight)
+    for key in ("cwd", "reflector"):
+        if data.get(key) is not None:
+            checks.text(fail, data[key], key, key)
+    if data.get("title") is not None:
+        checks.text(fail, data["title"], "title", "title")
+    last_error = data.get("last_error")
+    if last_error is not None:
+        checks.text(fail, last_error, "last_error", "last_error", to_process=False)
     return Plan(
         path=doc.path, id=plan_id, title=str(data.get("title") or plan_id), status=status,
         priority=priority, sub_objectives=subs, current_index=index,
         budget=_parse_budget(fail, data.get("budget")), rev=rev,
-        approved_at=parse_time(data.get("approved_at")),
-        execution_started_at=parse_time(data.get("execution_started_at")),
-        completed_at=parse_time(data.get("completed_at")),
-        last_error=None if data.get("last_error") is None else str(data.get("last_error")),
-        claim=plain(data.get("claim")), in_flight=plain(data.get("in_flight")),
+        approved_at=checks.time(fail, data, "approved_at"),
+        execution_started_at=checks.time(fail, data, "execution_started_at"),
+        completed_at=checks.time(fail, data, "completed_at"),
+        last_error=last_error,
+        claim=plain(claim), in_flight=plain(in_flight),
         reflection_log=plain(log), cwd=data.get("cwd"), reflector=data.get("reflector"),
         data=data,
     )
@@ -241,11 +252,11 @@ def _parse_budget(fail: FileFault, raw: object) -> Budget:
              hint="use tokens, cost_usd, wall_clock")
     tokens, cost = raw.get("tokens"), raw.get("cost_usd")
     if tokens is not None and (isinstance(tokens, bool) or not isinstance(tokens, int)
-                               or tokens <= 0):
-        fail(f"budget tokens {tokens!r} is not a positive integer", "budget")
+                               or not 0 < tokens <= MAX_COUNT):
+        fail(f"budget tokens {checks.show(tokens)} is not a positive integer", "budget")
     if cost is not None and (isinstance(cost, bool) or not isinstance(cost, (int, float))
-                             or cost <= 0):
-        fail(f"budget cost_usd {cost!r} is not a positive number", "budget")
+                             or not 0 < cost <= MAX_COUNT):  # refuses .nan and .inf too
+        fail(f"budget cost_usd {checks.show(cost)} is not a positive number", "budget")
     wall = None
     if raw.get("wall_clock") is not None:
         try:
@@ -263,7 +274,8 @@ def _parse_step(fail: FileFault, doc: Document, steps: list, i: int) -> SubObjec
     if isinstance(raw, str):
         if not raw.strip():
             fail(f"{where} is empty", line=line)
-        return SubObjective(index=i, title=raw.strip(), kind=StepKind.AGENT, objective=raw.strip(),
+        objective = checks.text(fail, raw.strip(), where, line=line)
+        return SubObjective(index=i, title=objective, kind=StepKind.AGENT, objective=objective,
                             agent="default")
     if not isinstance(raw, dict):
         fail(f"{where} must be a text or a mapping, not {type(raw).__name__}", line=line)
@@ -280,31 +292,35 @@ def _parse_step(fail: FileFault, doc: Document, steps: list, i: int) -> SubObjec
         objective, agent = raw["objective"], raw.get("agent", "default")
         if not isinstance(objective, str) or not objective.strip():
             fail(f"{where}: objective must be a non-empty text", line=line)
+        checks.text(fail, objective, f"{where}: objective", line=line)
         if not isinstance(agent, str) or not names.is_valid(agent):
-            fail(f"{where}: agent {agent!r} is not a valid name", line=line)
+            fail(f"{where}: agent {checks.show(agent)} is not a valid name", line=line)
         fields.update(objective=objective.strip(), agent=agent)
         default_title = objective.strip()
     elif kind is StepKind.RUN:
         run = raw["run"]
         if isinstance(run, str) and run.strip():
-            fields["run"] = run
-        elif isinstance(run, list) and run and all(isinstance(a, (str, int, float)) and not
-                                                  isinstance(a, bool) for a in run):
-            fields["run"] = tuple(str(a) for a in run)
+            fields["run"] = checks.text(fail, run, f"{where}: run", line=line)
+        elif isinstance(run, list) and run and all(
+                isinstance(a, str) or isinstance(a, (int, float)) and not isinstance(a, bool)
+                and math.isfinite(a) for a in run):
+            fields["run"] = tuple(checks.text(fail, str(a), f"{where}: run argument {n + 1}",
+                                        line=line) for n, a in enumerate(run))
         else:
             fail(f"{where}: run must be a command string or a non-empty list of arguments",
                  line=line)
-        default_title = run if isinstance(run, str) else " ".join(map(str, run))
+        default_title = run if isinstance(run, str) else " ".join(fields["run"])
     else:
         call = raw["call"]
         if not isinstance(call, str) or not _CALL.fullmatch(call):
-            fail(f"{where}: call {call!r} must be 'module.path:function'", line=line)
+            fail(f"{where}: call {checks.show(call)} must be 'module.path:function'", line=line)
         fields["call"] = call
         default_title = call
     title = raw.get("title", default_title)
     if not isinstance(title, str):
         fail(f"{where}: title must be a text", line=line)
-    fields["title"] = title.strip() or default_title
+    fields["title"] = checks.text(fail, title.strip() or default_title, f"{where}: title",
+                                  line=line)
     if raw.get("timeout") is not None:
         try:
             fields["timeout"] = parse_duration(raw["timeout"])
@@ -312,12 +328,13 @@ def _parse_step(fail: FileFault, doc: Document, steps: list, i: int) -> SubObjec
             fail(f"{where}: timeout: {e}", line=line)
     retries = raw.get("retries", 0)
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-        fail(f"{where}: retries {retries!r} is not a whole number >= 0", line=line)
-    fields["retries"] = retries
+        fail(f"{where}: retries {checks.show(retries)} is not a whole number >= 0", line=line)
+    fields["retries"] = checks.count(fail, retries, f"{where}: retries", line=line)
+    on_failure = raw.get("on_failure", "pause")
     try:
-        fields["on_failure"] = OnFailure(str(raw.get("on_failure", "pause")))
+        fields["on_failure"] = OnFailure(on_failure if isinstance(on_failure, str) else "")
     except ValueError:
-        fail(f"{where}: on_failure {raw.get('on_failure')!r} is unknown", line=line,
+        fail(f"{where}: on_failure {checks.show(on_failure)} is unknown", line=line,
              hint="use pause, abort or continue")
     rerun = raw.get("rerun_after_crash", True)
     if not isinstance(rerun, bool):
@@ -326,10 +343,8 @@ def _parse_step(fail: FileFault, doc: Document, steps: list, i: int) -> SubObjec
     if raw.get("cwd") is not None:
         if not isinstance(raw["cwd"], str):
             fail(f"{where}: cwd must be a path", line=line)
-        fields["cwd"] = raw["cwd"]
-    env = raw.get("env") or {}
-    if not isinstance(env, dict):
-        fail(f"{where}: env must be a mapping of names to values", line=line)
-    fields["env"] = {str(k): str(v) for k, v in env.items()}
+        fields["cwd"] = checks.text(fail, raw["cwd"], f"{where}: cwd", line=line)
+    fields["env"] = checks.parse_env(fail, raw.get("env"), where, line)
     return SubObjective(**fields)
+
 

@@ -17,7 +17,8 @@ Protocol of `Claimer.claim(candidate)`, for a plan the scan found claimable:
 3. No longer `approved` or `executing` (claimed and finished meanwhile, or a
    person changed it): release and give up.
 4. One write: `status: executing`, `claim` {host, pid, token, claimed_at}
-   with a fencing token one higher than the last claim's (or the token the
+   with a fencing token one higher than the last the plan saw (its claim's,
+   else its log's: the claim is removed when a plan ends; or the token the
    lock file notes, if higher), and
    `execution_started_at` (kept if set). Then the holder is noted in the
    lock file, for people and `status` only: the flock is what excludes.
@@ -41,7 +42,8 @@ A daemon that dies after 4 leaves the plan `executing` with its lock free:
 step 5 of the next claimer, with a higher token. A bad plan or lock file is
 logged and passed over; a plan deleted meanwhile too; a plan that cannot be
 written (disk full, permissions) is passed over and `hold_off`, so that a
-daemon neither dies nor spins on it.
+daemon neither dies nor spins on it. Anything else raised is released and
+passed up to the per-plan guard (guard.py).
 
 Lost races (`RaceRetries`): a lock held for a moment (a `plan approve` still
 writing the plan it just woke us for, another daemon mid-claim) makes no
@@ -65,7 +67,7 @@ from modulatio_d.core.times import parse_time
 from modulatio_d.daemon.scan import Candidate
 from modulatio_d.store import heartbeat, processes
 from modulatio_d.store.lock import FileLock, lock_path
-from modulatio_d.store.plan_file import HeldPlan, claim_token, read_plan
+from modulatio_d.store.plan_file import HeldPlan, read_plan
 from modulatio_d.store.vault import Vault
 
 log = logging.getLogger("modulatio.daemon")
@@ -152,13 +154,13 @@ class Claimer:
                 lock.release()
                 self._tell_held(c, plan.id, holder)
                 return Missed.HELD
-            token = max(claim_token(plan.claim) or 0, _int(noted.get("token"))) + 1
+            token = max(plan.last_token, _int(noted.get("token"))) + 1
             now = self.clock()
             claim = {"host": self.host, "pid": self.pid, "token": token, "claimed_at": now}
             held.update({"status": PlanStatus.EXECUTING.value, "claim": claim,
                          "execution_started_at": plan.execution_started_at or now})
             lock.note_holder(**{**claim, "claimed_at": now.isoformat(), "plan": plan.id})
-        except (BadFile, ValueError, TypeError) as e:
+        except BadFile as e:
             log.error("claim %s: %s", c.path.stem, e)
             lock.release()
             return Missed.REFUSED
@@ -166,6 +168,9 @@ class Claimer:
             log.error("claim %s: %s", c.path.stem, e)
             lock.release()
             return Missed.GONE if isinstance(e, FileNotFoundError) else Missed.UNWRITABLE
+        except BaseException:  # not foreseen: the caller's guard counts it, unlocked
+            lock.release()
+            raise
         orphan = plan.status is PlanStatus.EXECUTING
         self.events("orphan_recovered" if orphan else "claimed", project=c.project,
                     plan=plan.id, token=token, index=plan.current_index,

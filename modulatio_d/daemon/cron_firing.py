@@ -96,6 +96,8 @@ class CronFirer:
                 created += self._tick(project, Path(item.path), now)
             except OSError as e:  # the disk, not the entry: try again next tick
                 log.warning("cron entry %s: %s", item.path, e)
+            except Exception as e:  # noqa: BLE001 (an entry nobody foresaw costs itself)
+                self._crashed(project, Path(item.path), e)
         prefix = str(self.vault.cron_dir(project)) + os.sep
         for gone in [p for p in self._known if p.startswith(prefix) and p not in alive]:
             del self._known[gone]
@@ -262,6 +264,19 @@ class CronFirer:
             known = _Known(snap.signature, entry, None, snap)
         self._known[str(path)] = known
         return known
+
+    def _crashed(self, project: str, path: Path, error: Exception) -> None:
+        """An entry whose firing raised what nobody foresaw: refused until it changes."""
+        try:
+            sig: object = atomic.signature(path.stat())
+        except OSError:
+            sig = None
+        if not self.refusals.told(path, sig):
+            log.error("cron entry %s raised %s", path, error, exc_info=error)
+        self._known[str(path)] = _Known(sig, None, None, None)  # type: ignore[arg-type]
+        self.refusals.tell(path, project, BadFile(
+            path, f"firing it raised {type(error).__name__}: {error}; fix the entry or "
+                  f"report the bug"), sig)
 
     def _judge(self, project: str, path: Path, error: BadFile, key: tuple | None = None,
                stat_sig: tuple | None = None) -> bool:

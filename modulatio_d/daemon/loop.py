@@ -37,6 +37,7 @@ from modulatio_d.core.errors import BadFile, FileChanged
 from modulatio_d.core.plan import Plan, SubObjective
 from modulatio_d.daemon import tickets
 from modulatio_d.daemon.claim import Claimed, Claimer, Missed, RaceRetries
+from modulatio_d.daemon.guard import Guard
 from modulatio_d.daemon.poll import Poller, needs_polling
 from modulatio_d.daemon.runner import Runner
 from modulatio_d.daemon.scan import Candidate, Scanner
@@ -81,10 +82,12 @@ class Daemon:
         self._last_cron = 0.0
         self._last_sweep: float | None = None  # when temp files were last swept (monotonic)
         self._config_sig: tuple | None = None
+        self._phase_errors: set[tuple[str, str]] = set()  # tracebacks logged once each
         self._reload = False  # SIGHUP: read the config again at the next tick
         self.ticket_memory = tickets.Memory(vault, self.events)
         self.bad_config = Refusals(vault, self.events, "config")
         self.claimer = Claimer(vault, self.events, clock, self.host, os.getpid())
+        self.guard = Guard(vault, self.events, clock)
         self.races = RaceRetries()
         self.config = config.Config()
 
@@ -222,6 +225,10 @@ class Daemon:
             self.config = config.load(self.vault.config_path)
         except BadFile as e:  # the previous config stays in force
             self.bad_config.tell(self.vault.config_path, None, e, sig)
+        except Exception as e:  # noqa: BLE001 (unreadable, or a reader's bug: refused too)
+            log.error("reading %s raised %s", self.vault.config_path, e, exc_info=e)
+            self.bad_config.tell(self.vault.config_path, None, BadFile(
+                self.vault.config_path, f"could not be read ({type(e).__name__}: {e})"), sig)
 
     def _guarded(self, what: str, phase: Callable[[datetime], None], now: datetime) -> None:
         """Run a phase of the tick that writes; a write that fails (disk full) skips it
@@ -230,6 +237,12 @@ class Daemon:
             phase(now)
         except (OSError, FileChanged) as e:
             log.error("%s skipped this tick: %s", what, e)
+        except Exception as e:  # noqa: BLE001 (each entry and ticket has its own guard;
+            # this is the last one: the phase is skipped, the daemon goes on)
+            told = (what, str(e)) in self._phase_errors
+            self._phase_errors.add((what, str(e)))
+            log.error("%s skipped this tick: %s: %s", what, type(e).__name__, e,
+                      exc_info=None if told else e)
 
     def _sweep(self, now: datetime) -> None:
         """Remove the temp files kills left behind (store/tempfiles.py), at the first tick
@@ -280,11 +293,21 @@ class Daemon:
     # --- claim and run --------------------------------------------------------------
 
     def _claim_and_run(self, candidates: list[Candidate]) -> bool:
-        """Claim the first plan that can be and run it; True when one ran."""
+        """Claim the first plan that can be and run it; True when one ran (or crashed).
+
+        The per-plan guard (guard.py): whatever one plan raises is that plan's
+        crash, counted and held off, never the daemon's end.
+        """
         for c in candidates:
             if self.stop.requested:
                 return False
-            claimed = self.claimer.claim(c)
+            try:
+                claimed = self.claimer.claim(c)
+            except BaseException as e:  # the claim released the lock itself
+                if not isinstance(e, (Exception, SystemExit)):
+                    raise
+                self._crashed(c, e, None)
+                return True
             if claimed is Missed.LOST:
                 self.races.lost = True
             elif claimed is Missed.UNWRITABLE:
@@ -293,10 +316,23 @@ class Daemon:
                 continue
             try:
                 self._run(c, claimed)
+            except BaseException as e:
+                if not isinstance(e, (Exception, SystemExit)):
+                    raise
+                self._crashed(c, e, claimed)
+            else:
+                self.guard.ran(c.project, c.path.stem)
             finally:
                 claimed.release()
             return True
         return False
+
+    def _crashed(self, c: Candidate, error: BaseException, claimed: Claimed | None) -> None:
+        """Count the crash, hold the plan off; a SystemExit still ends the daemon."""
+        self.guard.crashed(c.project, c.path, error, claimed.lock if claimed else None)
+        self.scanner.hold_off(c.path, self.tick_seconds * BACKOFF_TICKS)
+        if not isinstance(error, Exception):
+            raise error
 
     def _run(self, c: Candidate, claimed: Claimed) -> None:
         plan = claimed.held.plan

@@ -17,7 +17,9 @@ The caller holds the plan's lock for the whole call. For each attempt:
    `_prewrite_next`), and the decision's current_index or status. Pausing
    opens a ticket.
 The run ends when the plan is completed, failed, paused or aborted, or when
-the daemon is asked to stop. Before each attempt the budget is checked.
+the daemon is asked to stop. A plan that ended (completed, failed, aborted)
+keeps no `claim`: the last write removes it (the next claim after a retry
+takes its token from the log). Before each attempt the budget is checked.
 
 Lock lost: before each attempt and at every beat while one runs, the holder
 checks that the path of its lock file still names the inode it locked
@@ -49,7 +51,7 @@ import os
 from datetime import datetime
 
 from modulatio_d.core.errors import Fenced
-from modulatio_d.core.plan import Plan, PlanStatus, SubObjective
+from modulatio_d.core.plan import FINAL, Plan, PlanStatus, SubObjective
 from modulatio_d.core.times import parse_time
 from modulatio_d.core.verdict import FAILURES, Decision, Outcome, Verdict
 from modulatio_d.daemon import attempt, reflect
@@ -112,11 +114,13 @@ class Runner:
             if plan.status is not PlanStatus.EXECUTING:
                 log.info("plan %s is %s: stopping", plan.id, plan.status.value)
                 self._drop_unstarted()
+                if plan.status in FINAL and plan.claim is not None:
+                    self.writer.write({"claim": None})  # ended (a person aborted it)
                 return
             if plan.current_index >= plan.total:
                 self.writer.write({"status": PlanStatus.COMPLETED.value,
                                    "completed_at": self.svc.clocks.wall(),
-                                   "in_flight": None, "last_error": None})
+                                   "in_flight": None, "last_error": None, "claim": None})
                 self.writer.status_event(PlanStatus.EXECUTING, PlanStatus.COMPLETED)
                 return
             if self._over_budget():
@@ -236,6 +240,7 @@ class Runner:
                                     f"last attempt: {done.exit}"
             if executing and d is Decision.ABORT:
                 changes["status"] = PlanStatus.FAILED.value
+                changes["claim"] = None  # the plan ended: it keeps no claim
         self.svc.events("step_ended", project=self.held.project, plan=self.plan.id,
                         index=step.index, attempt=number, outcome=done.outcome.value,
                         exit=done.exit, decision=d.value, duration_s=entry["duration_s"],

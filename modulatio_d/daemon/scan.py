@@ -3,7 +3,9 @@
 What was learned about each plan file is kept keyed by its stat signature
 (inode, size, mtime, ctime), so an idle tick costs one stat per file. A file
 seen for the first time or changed is read and its status found with a regex;
-only `approved` and `executing` plans are parsed fully (milliseconds each).
+only `approved` and `executing` plans are parsed fully (milliseconds each), and
+those whose status the regex cannot tell (`status: >-` on two lines) or does
+not know.
 An `executing` plan is claimable only when nobody holds its lock: an orphan
 of a dead daemon.
 
@@ -17,6 +19,7 @@ judged yet: an editor may be half way through writing it.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import time
@@ -139,21 +142,31 @@ class Scanner:
         try:
             _, text = self.vault.read(path, inside=inside)
             status = markdown.peek_status(text)
-            if status is not None and status not in _STATUSES:
-                parse_plan(markdown.load(Path(path), text), Path(path).stem)  # raises
-            if status not in ("approved", "executing"):
-                self.refusals.clear(path)
+            if status is None or status in _STATUSES and status not in ("approved",
+                                                                        "executing"):
+                self.refusals.clear(path)  # no status line: a draft
                 return _Seen(sig, None)
+            # approved or executing; else a status the regex cannot tell (a block
+            # scalar, a quoted key) or an unknown one: the parse says, or refuses.
             plan = parse_plan(markdown.load(Path(path), text), Path(path).stem)
         except FileNotFoundError:
-            return None
-        except OSError as e:  # ESTALE or EIO past the retries (store/atomic.py): not bad
-            log.warning("cannot read %s now, looking again later: %s", path, e)
             return None
         except BadFile as e:
             if now.timestamp() - mtime < SETTLE_S:
                 return None  # maybe half-written: look again next time, judge nothing yet
             self.refusals.tell(path, project, e, sig)
+            return _Seen(sig, None)
+        except OSError as e:
+            if e.errno in (errno.EACCES, errno.EPERM):  # a person's to fix: told once
+                self.refusals.tell(path, project, BadFile(path, f"cannot be read: {e}"),
+                                   str(e))
+            else:  # ESTALE or EIO past the retries (store/atomic.py): never a bad file
+                log.warning("cannot read %s now, looking again later: %s", path, e)
+            return None
+        except Exception as e:  # noqa: BLE001 (a reader's bug costs this file, not the scan)
+            log.error("reading %s raised %s: %s", path, type(e).__name__, e, exc_info=e)
+            self.refusals.tell(path, project, BadFile(
+                path, f"could not be read ({type(e).__name__}: {e}); please report it"), sig)
             return _Seen(sig, None)
         self.refusals.clear(path)
         if plan.status not in CLAIMABLE:

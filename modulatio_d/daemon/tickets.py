@@ -61,9 +61,19 @@ def apply_decisions(vault: Vault, project: str, log: EventLog, now: datetime,
         except OSError:
             continue
         if not ticket.open or ticket.decision is TicketDecision.PENDING:
+            if memory is not None:
+                memory.quiet[item.path] = sig
             continue
-        if _apply(vault, project, path, log, now):
-            applied.append(ticket.id)
+        try:
+            if _apply(vault, project, path, log, now):
+                applied.append(ticket.id)
+        except Exception as e:  # noqa: BLE001 (in a daemon, one ticket costs itself)
+            if memory is None:
+                raise
+            memory.quiet[item.path] = sig  # not tried again until the file changes
+            memory.refusals.tell(path, project, BadFile(
+                path, f"applying it raised {type(e).__name__}: {e}; fix the ticket or report "
+                      f"the bug"), sig)
     return applied
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 from modulatio_d.core.errors import BadFile
-from modulatio_d.core.markdown import peek_status
+from modulatio_d.core.markdown import CANNOT_TELL, peek_status
 from modulatio_d.core.plan import Plan
+from modulatio_d.core.times import format_time
 from modulatio_d.store import usage
 from modulatio_d.store.plan_file import read_plan
 from modulatio_d.store.vault import Vault
@@ -25,7 +27,7 @@ def list_plans(vault: Vault, project: str | None = None, status: str | None = No
             path = Path(entry.path)
             if status and status != "invalid":  # a broken file's status line may read fine
                 try:
-                    if peek_status(vault.read(path)[1]) not in (status, None):
+                    if peek_status(vault.read(path)[1]) not in (status, None, CANNOT_TELL):
                         continue
                 except (BadFile, OSError):
                     pass
@@ -46,9 +48,21 @@ def show_plan(vault: Vault, plan_id: str) -> dict:
     info = plan_row(plan, project)
     info.update(
         sub_objectives=[s.title for s in plan.sub_objectives],
-        reflection_log=plan.reflection_log,
-        claim=plan.claim,
+        reflection_log=_jsonable(plan.reflection_log),
+        claim=_jsonable(plan.claim),
         last_error=plan.last_error,
         usage=usage.totals(usage.usage_path(path)).as_dict(),
     )
     return info
+
+
+def _jsonable(value: object) -> object:
+    """Daemon keys as JSON can hold them: a time a person wrote unquoted (a YAML
+    timestamp) becomes the text the daemon would have written."""
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, datetime):
+        return format_time(value)
+    return value

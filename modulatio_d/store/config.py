@@ -83,6 +83,8 @@ def load(path: Path) -> Config:
     reflector = data.get("reflector")
     if reflector is not None and not isinstance(reflector, str):
         fail("reflector must be a command string", "reflector")
+    if reflector is not None and "\0" in reflector:
+        fail("reflector holds a NUL character, which no command can hold", "reflector")
     agents = {"default": AgentSpec("default", use="mock")}
     raw_agents = data.get("agents") or {}
     if not isinstance(raw_agents, dict):
@@ -94,12 +96,17 @@ def load(path: Path) -> Config:
         if not isinstance(spec, dict) or ("run" in spec) == ("use" in spec):
             fail(f"agent {name!r} needs exactly one of run (a command) or use (another agent)",
                  "agents")
-        run = spec.get("run")
+        run, use = spec.get("run"), spec.get("use")
         if run is not None and not (isinstance(run, str) or (
                 isinstance(run, list) and run and all(isinstance(a, str) for a in run))):
             fail(f"agent {name!r}: run must be a command string or a list of arguments", "agents")
+        if run is not None and any("\0" in a for a in ([run] if isinstance(run, str) else run)):
+            fail(f"agent {name!r}: run holds a NUL character, which no command can hold",
+                 "agents")
+        if use is not None and not names.is_valid(use):
+            fail(f"agent {name!r}: use must name another agent", "agents")
         options = {str(k): v for k, v in spec.items() if k not in ("run", "use")}
         agents[name] = AgentSpec(name, run=tuple(run) if isinstance(run, list) else run,
-                                 use=spec.get("use"), options=options)
+                                 use=use, options=options)
     return Config(timezone=tz, default_timeout=timeout, reflector=reflector, agents=agents,
                   poll_interval=poll)

@@ -20,7 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from modulatio_d.core.plan import DAEMON_KEYS, PERSON_SETS, Plan
+from modulatio_d.core.checks import check_own_keys
+from modulatio_d.core.errors import BadFile
+from modulatio_d.core.plan import DAEMON_KEYS, PERSON_SETS, Plan, PlanStatus
 from modulatio_d.core.times import format_time, parse_time
 from modulatio_d.store import atomic
 
@@ -45,11 +47,17 @@ class Record:
 def load(path: Path) -> Record | None:
     try:
         data = json.loads(path.read_text())
-        return Record(rev=int(data["rev"]), status=str(data["status"]), keys=dict(data["keys"]),
-                      status_by_rev=[(int(r), str(s)) for r, s in data.get("status_by_rev", [])])
+        record = Record(rev=int(data["rev"]), status=PlanStatus(data["status"]).value,
+                        keys=dict(data["keys"]),
+                        status_by_rev=[(int(r), str(s)) for r, s in data.get("status_by_rev",
+                                                                             [])])
+        # A repair writes these keys into the plan: ones the plan's reader would refuse
+        # (a record edited by hand) must not get there.
+        check_own_keys(path, record.keys)
+        return record
     except FileNotFoundError:
         return None
-    except (OSError, ValueError, KeyError, TypeError):
+    except (BadFile, OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
         return None  # unreadable: the file is trusted as it stands, and the next write mends it
 
 

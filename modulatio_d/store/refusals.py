@@ -50,6 +50,10 @@ class Refusals:
                     path=os.path.relpath(key, self.vault.root), line=error.line,
                     reason=error.reason)
 
+    def told(self, path: Path | str, version: object) -> bool:
+        """Whether this version of the file was told already."""
+        return self._told.get(str(path), self) == version
+
     def clear(self, path: Path | str) -> None:
         """The file is fine again, or gone: a later problem is news."""
         key = str(path)

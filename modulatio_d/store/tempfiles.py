@@ -4,7 +4,8 @@ Every file this program writes goes through a temp file beside it, renamed into
 place once complete. A process killed in between leaves the temp file behind:
 - `.<name>.<8 characters>.tmp` (store/atomic.py, through mkstemp): beside plans,
   cron entries and tickets (`<name>` ends in `.md`) in a project's plans/, cron/
-  and tickets/, and beside the records in `.modulatio/state/<PROJECT>/` (`.json`);
+  and tickets/, and beside the records in `.modulatio/state/<PROJECT>/` and the
+  crash counts in its `crashes/` (`.json`);
 - `.<host>.<pid>.json.tmp` (store/heartbeat.py) in `.modulatio/daemons/`.
 `sweep` removes, in those folders only, the files whose name has exactly one of
 these forms for that folder and whose mtime is older than MAX_AGE_S: a live
@@ -42,6 +43,7 @@ def folders(vault: Vault, projects: Iterable[str]) -> list[tuple[Path, tuple[re.
         for kind in ("plans", "cron", "tickets"):
             out.append((vault.project_dir(project) / kind, (_ATOMIC_MD,)))
         out.append((vault.records_dir(project), (_ATOMIC_JSON,)))
+        out.append((vault.records_dir(project) / "crashes", (_ATOMIC_JSON,)))  # daemon/guard
     return out
 
 

@@ -110,6 +110,7 @@ def _rewrite(path: Path, changes: dict) -> None:
 
 
 def decided(text: str) -> bool:
-    """Cheap look: an open ticket with a decision taken (no YAML parse)."""
-    return markdown.peek(text, "decision") in ("approve", "decline") and \
-        markdown.peek(text, "status") in (None, "open")
+    """Cheap look: maybe an open ticket with a decision taken (no YAML parse). A key
+    the look cannot tell (`decision: >-` on two lines) counts as maybe: parse to know."""
+    return markdown.peek(text, "decision") in ("approve", "decline", markdown.CANNOT_TELL) \
+        and markdown.peek(text, "status") in (None, "open", markdown.CANNOT_TELL)

@@ -109,10 +109,6 @@ def daemon_once(vault) -> list[dict]:
 
 # --- the commands ------------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="issue 9 defect 1: reflection_log: [1, 2] makes "
-                   "`plan show` raise AttributeError; found by this suite: a reflection entry "
-                   "with an unquoted time makes `plan show --json` raise TypeError (TimeStamp "
-                   "is not JSON serializable)")
 @CONSUMERS
 @given(GENERAL.plan("P-P-001"))
 @example(plan_example("status: executing", "sub_objectives: [a]", "reflection_log: [1, 2]")
@@ -150,8 +146,6 @@ def test_commands_never_raise_on_the_other_files(tmp_path_factory, files):
 
 # --- the daemon --------------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="issue 9 defect 1: plans the reader accepts crash the "
-                   "daemon (" + "; ".join(DAEMON_KILLERS) + ")")
 @CONSUMERS
 @given(GENERAL.plan("P-P-001"))
 @example(DAEMON_KILLERS["reflection_log items that are no maps"])
@@ -160,20 +154,11 @@ def test_the_daemon_runs_or_refuses_every_plan(tmp_path_factory, text):
     daemon_once(Vaults(tmp_path_factory.mktemp("d")).new({HOSTILE_PLAN: text, GOOD: GOOD_PLAN}))
 
 
-FIXED_KILLERS = {"a claim token of 1e400"}  # issue 13's claim_token reads it as no token
-
-
-@pytest.mark.parametrize("name", [
-    pytest.param(n, marks=() if n in FIXED_KILLERS else pytest.mark.xfail(
-        strict=True, reason="issue 9 defect 1: a plan the reader accepts crashes the daemon"))
-    for n in DAEMON_KILLERS])
+@pytest.mark.parametrize("name", DAEMON_KILLERS)
 def test_the_daemon_survives_each_poison_plan_of_the_issue(tmp_path, name):
     daemon_once(Vaults(tmp_path).new({HOSTILE_PLAN: DAEMON_KILLERS[name], GOOD: GOOD_PLAN}))
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9 defect 1 (as timeout: .nan), found by this "
-                   "suite: a config with defaults: {timeout: .nan} crashes the daemon at the "
-                   "first step")
 @CONSUMERS
 @given(other_files())
 @example({READERS["config"][0]: "defaults: {timeout: .nan}\n"})

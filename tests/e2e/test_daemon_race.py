@@ -62,7 +62,8 @@ def test_racing_daemons_run_every_step_exactly_once(dvault, daemons, n_daemons, 
             tokens[e["plan"]].append(e["token"])
     for plan_id in ids:
         assert tokens[plan_id] == [1], (plan_id, tokens[plan_id])
-        assert plan(dvault, plan_id).claim["token"] == 1
+        done = plan(dvault, plan_id)  # ended: no claim left; its log keeps the token
+        assert done.claim is None and done.last_token == 1
     starts = events(dvault, "step_started")
     assert len(starts) == n_plans * STEPS
     assert len({(e["plan"], e["index"]) for e in starts}) == n_plans * STEPS
@@ -86,7 +87,7 @@ def test_tokens_increase_over_successive_claims(dvault, daemons):
              diag=d.log)
     claims = [e["token"] for e in events(dvault, "claimed", plan="P-P-001")]
     assert claims == [1, 2]
-    assert plan(dvault, "P-P-001").claim["token"] == 2
+    assert plan(dvault, "P-P-001").claim is None  # ended
     assert [e["token"] for e in plan(dvault, "P-P-001").reflection_log] == [1, 2]
 
 
@@ -117,7 +118,8 @@ def test_pickup_by_inotify_long_before_the_tick(dvault, daemons):
         ("status_changed", plan_id, "daemon", "executing"),
         ("status_changed", plan_id, "daemon", "completed"))]
     p = plan(dvault, ids[0])
-    assert p.claim["pid"] == d.pid and p.claim["token"] == 1
+    assert p.claim is None and p.last_token == 1  # ended: the claim goes, the log keeps it
+    assert [e["pid"] for e in events(dvault, "claimed", plan=ids[0])] == [d.pid]
     assert p.approved_at is not None and p.execution_started_at is not None
     assert lock_path(dvault.plan_path(ids[0])).exists()  # lock files are never deleted
 
@@ -157,7 +159,8 @@ def test_execution_started_at_is_kept_across_claims(dvault, daemons):
     wait_for(lambda: plan(dvault, "P-P-001").status.value == "completed", 10, "completed",
              diag=d2.log)
     p = plan(dvault, "P-P-001")
-    assert p.execution_started_at == first and p.claim["token"] == 2
-    assert p.claim["pid"] == d2.pid and p.completed_at >= first
+    assert p.execution_started_at == first and p.last_token == 2 and p.claim is None
+    assert p.completed_at >= first
     recovered = events(dvault, "orphan_recovered", plan="P-P-001")
     assert len(recovered) == 1 and recovered[0]["previous_claim"]["pid"] == d1.pid
+    assert recovered[0]["pid"] == d2.pid and recovered[0]["token"] == 2

@@ -210,7 +210,6 @@ def test_temp_files_left_by_a_killed_writer_are_cleaned(dvault, daemons):
     assert [p.name for p in kept if p.exists()] == [p.name for p in kept]
 
 
-@defect(9, "a completed plan keeps `claim:` (docs/plan-file.md: removed when the plan ends)")
 def test_a_completed_plan_has_no_claim(dvault, daemons):
     write_plan(dvault, PID, [{"title": "one", "run": "true"}])
     d = daemons("--once", tick=0.3, env=ENV)

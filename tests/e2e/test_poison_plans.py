@@ -17,7 +17,7 @@ daemon leaves it (`executing`): never a traceback or "system error", and
 `validate` refuses the file by name (the issue's item 2: every key the daemon
 reads is shape-checked, so the scan refuses instead of the runner crashing).
 
-A shape that fails today is xfail(strict=True, reason="issue 9 defect 1").
+Every shape here failed before issue 9's fix (defect 1).
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ from contract_adapters import Vaults, commands
 from helpers import events, plan, write_plan
 
 pytestmark = pytest.mark.timeout(120)
-DEFECT = pytest.mark.xfail(strict=True, reason="issue 9 defect 1")
 ENV = {"MODULATIO_ALLOW_ROOT": "1"}  # tests run as root in CI
 RUNS = 5  # daemons started one after the other before the poison must be left alone
 
@@ -103,7 +102,7 @@ def named_in_events(dv, file_name: str, plan_id: str | None = None) -> list[dict
             or (plan_id and e["event"] == "plan_crashed" and e.get("plan") == plan_id)]
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=DEFECT) for n in PLANS])
+@pytest.mark.parametrize("name", list(PLANS))
 def test_a_poison_plan_costs_one_plan_never_the_daemon(dvault, daemons, name):
     path = dvault.plan_path("P-P-001")
     path.write_text(plan_text(*PLANS[name]))
@@ -115,7 +114,6 @@ def test_a_poison_plan_costs_one_plan_never_the_daemon(dvault, daemons, name):
         "nothing in events.jsonl says why the poison plan does not run"
 
 
-@DEFECT
 def test_a_block_scalar_status_runs_or_is_refused_never_silently_skipped(dvault, daemons):
     path = dvault.plan_path("P-P-001")
     path.write_text(BLOCK_STATUS)
@@ -148,7 +146,7 @@ OTHERS = {
 }
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=DEFECT) for n in OTHERS])
+@pytest.mark.parametrize("name", list(OTHERS))
 def test_a_poison_cron_entry_ticket_or_config_is_refused_never_fatal(dvault, daemons, name):
     rel, text = OTHERS[name]
     path = dvault.root / rel
@@ -169,7 +167,7 @@ COMMAND_PLANS = PLANS
 
 
 @pytest.mark.parametrize("status", ["approved", "executing"])
-@pytest.mark.parametrize("name", [pytest.param(n, marks=DEFECT) for n in COMMAND_PLANS])
+@pytest.mark.parametrize("name", list(COMMAND_PLANS))
 def test_commands_answer_and_validate_refuses_a_poison_plan(tmp_path, name, status):
     vault = Vaults(tmp_path).new({
         "P/plans/P-P-001.md": plan_text(*COMMAND_PLANS[name], status=status),
@@ -185,11 +183,13 @@ def test_commands_answer_on_a_block_scalar_status(tmp_path):
     commands(vault)
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=DEFECT) for n in OTHERS])
+@pytest.mark.parametrize("name", list(OTHERS))
 def test_commands_answer_and_validate_refuses_a_poison_entry_ticket_or_config(tmp_path, name):
     rel, text = OTHERS[name]
     vault = Vaults(tmp_path).new({rel: text, "P/plans/P-P-002.md": (
-        "---\nid: P-P-002\nstatus: paused\nsub_objectives: [{title: good, run: 'true'}]\n---\n")})
+        "---\nid: P-P-002\nstatus: paused\nsub_objectives: [{title: good, run: 'true'}]\n---\n"),
+        # COMMANDS show P-P-001: a plan that is not there is a usage error (exit 2)
+        "P/plans/P-P-001.md": "---\nid: P-P-001\nstatus: draft\nsub_objectives: [a]\n---\n"})
     results = commands(vault, EXTRA)
     code, output = results[("validate",)]
     assert code == 1 and rel.rsplit("/", 1)[-1] in output, output

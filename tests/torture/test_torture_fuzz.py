@@ -256,27 +256,21 @@ def config_sequence(rng: random.Random) -> list[mu.Mutant]:
 
 CONTENT_CASES = [
     ("plans-garbled", garbled_plans, None),
-    ("plans-d1-reflection-log", defect1_reflection_log,
-     "1: reflection_log [1, 2] / [null] / duration_s abc crash the runner's budget sum"),
-    ("plans-d1-popen", defect1_popen,
-     "1: NUL bytes in run/env and an env name with '=' raise ValueError from Popen"),
-    ("plans-d1-nan-timeout", defect1_nan, "1: timeout .nan raises ValueError in the wait"),
-    ("plans-d1-overflow", defect1_overflow,
-     "1: claim token 1e400 / execution_started_at year 1 overflow in the claim"),
-    ("plans-d1-deep-nesting", defect1_nesting,
-     "1: deep nesting raises RecursionError in ruamel (daemon and commands)"),
-    ("plans-d1-complex-key", defect1_complex_key,
-     "1: a complex key that is a block sequence of maps raises TypeError in load_mapping"),
-    ("plans-d1-block-scalar-status", defect1_block_status,
-     "1: `status: >-` is never seen by the status peek: silently ignored"),
+    ("plans-d1-reflection-log", defect1_reflection_log, None),
+    ("plans-d1-popen", defect1_popen, None),
+    ("plans-d1-nan-timeout", defect1_nan, None),
+    ("plans-d1-overflow", defect1_overflow, None),
+    ("plans-d1-deep-nesting", defect1_nesting, None),
+    ("plans-d1-complex-key", defect1_complex_key, None),
+    ("plans-d1-block-scalar-status", defect1_block_status, None),
     ("plans-type-wrong", typewrong_plans,
-     "1 (generalised): type-wrong values of the keys the daemon reads crash it"),
+     "1 (left over): validate's meaning checks name as an error a plan whose cwd folder "
+     "is missing (cwd: \"A=B\"), which the daemon runs (the step is an `error`, the plan "
+     "pauses with a ticket); this checker takes every file validate names for refused"),
     ("cron-garbled", garbled_cron, None),
-    ("cron-type-wrong", typewrong_cron,
-     "1 (generalised to cron entries): deep nesting, complex keys crash daemon and commands"),
+    ("cron-type-wrong", typewrong_cron, None),
     ("tickets-garbled", garbled_tickets, None),
-    ("tickets-type-wrong", typewrong_tickets,
-     "1 (generalised to tickets): deep nesting crashes; `decision: >-` silently ignored"),
+    ("tickets-type-wrong", typewrong_tickets, None),
     ("config-directory", config_directory,
      "2 (generalised to the config): a directory named config.yaml makes the daemon exit 3"),
     ("config-dev-zero", config_dev_zero,
@@ -485,9 +479,6 @@ def wait_or_die(cond, d: Daemon, timeout: float) -> bool:
     return bool(cond())
 
 
-@xfail("1 (generalised to the config): a complex key (TypeError) and deep nesting "
-       "(RecursionError) in config.yaml kill the daemon at its reload; defaults.timeout .nan "
-       "is accepted, then raises ValueError in a step's wait")
 def test_bad_configs_replace_each_other_under_a_running_daemon(template, tmp_path):
     """Each bad config in turn replaces the one before (atomically, as an editor saves);
     after each the daemon must tick twice (or be reported dead or hung and restarted);

@@ -265,3 +265,18 @@ def test_a_short_tick_is_never_made_longer():
     races.next_wait(0.1)
     races.lost = True
     assert races.next_wait(0.1) == 0.1
+
+
+def test_a_retried_plan_gets_a_token_above_every_one_its_attempts_used(vault, claimer):
+    """An ended plan keeps no claim; its log still says which tokens ran."""
+    path = write_plan(vault, ["one"], status="approved",
+                      extra="reflection_log_placeholder: 0")
+    path.write_text(path.read_text().replace("reflection_log: []\n", "").replace(
+        "reflection_log_placeholder: 0",
+        "reflection_log:\n  - {index: 0, attempt: 1, outcome: failed, token: 7}\n"
+        "in_flight: {index: 0, attempt: 2, token: 8}"))
+    got = claimer.claim(candidate(path))
+    try:
+        assert got.token == 9
+    finally:
+        got.lock.release()

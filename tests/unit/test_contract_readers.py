@@ -42,10 +42,6 @@ CONTRACT = settings(max_examples=30, derandomize=True, database=None, deadline=N
 FEW = settings(CONTRACT, max_examples=10)
 
 
-def defect(n: int | str, what: str):
-    return pytest.mark.xfail(strict=True, reason=f"issue 9 defect {n}: {what}")
-
-
 GENERAL = hf.Docs(hf.value())
 DEEP = hf.Docs(hf.deep_value())
 COMPLEX = hf.Docs(hf.value(complex_keys=True), complex_keys=True)
@@ -98,7 +94,6 @@ DEEP_PLAN = "---\nid: P-P-001\nstatus: approved\nsub_objectives: " + "[" * 320 +
     + "\n---\n"
 
 
-@defect(1, "a value nested hundreds of levels deep: RecursionError in the reader")
 @FEW
 @given(markdown_files(DEEP))
 @example(("plan", DEEP_PLAN))
@@ -107,7 +102,6 @@ def test_markdown_readers_on_deeply_nested_yaml_refuse_or_return(tmp_path_factor
     reads_or_refuses(tmp_path_factory.mktemp("d"), *kind_and_text)
 
 
-@defect(1, "a complex key (? - a: 1) raises TypeError (unhashable CommentedMap)")
 @FEW
 @given(markdown_files(COMPLEX))
 @example(("plan", "---\nid: P-P-001\nstatus: approved\nsub_objectives: [a]\n"
@@ -155,7 +149,6 @@ def test_json_line_readers_on_deeply_nested_lines_refuse_or_return(tmp_path_fact
 
 # --- 2. the scan's cheap look agrees with the parse ------------------------------------------
 
-@defect(1, "a block scalar status (status: >-) is never looked at by the status peek")
 @CONTRACT
 @given(GENERAL.plan("P-P-001"))
 @example("---\nid: P-P-001\nstatus: >-\n  approved\nsub_objectives: [a]\n---\n")

@@ -459,3 +459,16 @@ def test_append_adds_lines_to_a_block_list_and_renders_anything_else(written, ex
     out = markdown.set_keys(f"---\n{written}x: 1\n---\n", {"log": markdown.Append(["a", "b"], 1)})
     assert out == f"---\n{expected}x: 1\n---\n"
     assert markdown.load(P, out).data["log"] == ["a", "b"]
+
+
+def test_peek_says_when_it_cannot_tell():
+    """A status on two lines (`>-`), a quoted key, a key written twice: the regex cannot
+    read them, and says so rather than passing the plan over as a draft."""
+    assert markdown.peek_status("---\nstatus: >-\n  approved\n---\n") == markdown.CANNOT_TELL
+    assert markdown.peek_status("---\nstatus:\n  approved\n---\n") == markdown.CANNOT_TELL
+    assert markdown.peek_status('---\n"status": approved\n---\n') == markdown.CANNOT_TELL
+    assert markdown.peek_status("---\nstatus: draft\nstatus: approved\n---\n") == \
+        markdown.CANNOT_TELL
+    assert markdown.peek_status("---\nstatus: approved x\n---\n") == markdown.CANNOT_TELL
+    assert markdown.peek_status("---\nid: x\n---\n") is None  # no status: a draft
+    assert markdown.peek_status("---\nstatus: \"paused\"  # who\r\n---\r\n") == "paused"

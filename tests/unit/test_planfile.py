@@ -326,3 +326,19 @@ def test_write_as_person_judges_the_change_on_the_file_as_it_is_when_written(vau
         write_as_person(vault, path, pause)
     assert seen == [PlanStatus.APPROVED, PlanStatus.COMPLETED]
     assert read_plan(vault, path).plan.status is PlanStatus.COMPLETED
+
+
+@pytest.mark.parametrize("bad_keys", [
+    {"reflection_log": [1, 2]}, {"claim": {"token": "x"}}, {"in_flight": {"attempt": "../x"}},
+    {"execution_started_at": "0001-01-01T00:00:00+01:00"}, {"current_index": -1}])
+def test_a_record_a_plan_could_not_hold_is_not_trusted(vault, path, bad_keys):
+    """A repair copies the record's keys into the plan: ones the plan's reader refuses
+    (a record edited by hand) would make the daemon's own write unreadable."""
+    held, copies = run_two_steps(vault, path)
+    data = json.loads(held.record_path.read_text())
+    data["keys"].update(bad_keys)
+    held.record_path.write_text(json.dumps(data))
+    assert owned_keys.load(held.record_path) is None
+    editor_writes(path, copies[1])  # a stale save: with a record, it would be repaired
+    held = HeldPlan(vault, path)
+    assert held.plan.rev == 1 and path.read_text() == copies[1]  # trusted as it stands

@@ -41,3 +41,47 @@ def test_a_bad_plan_is_judged_only_once_it_settled(vault):
     assert scanner.scan(clock.wall() + timedelta(seconds=SETTLE_S)) == []
     assert events.kinds() == ["file_refused"]
     assert events[0][1]["path"] == "P/plans/P-P-001.md"
+
+
+def test_a_status_the_cheap_look_cannot_read_is_parsed_not_passed_over(vault):
+    """`status: >-` then `approved` on the next line: the regex cannot tell, the parse can."""
+    clock = FakeClock()
+    path = write_plan(vault, ["one"])
+    path.write_text(path.read_text().replace("status: approved", "status: >-\n  approved"))
+    draft = write_plan(vault, ["one"], plan_id="P-P-002")
+    draft.write_text(draft.read_text().replace("status: approved", "status: |\n  draft"))
+    scanner = Scanner(vault, None, Events(), monotonic=clock.monotonic)
+    assert [c.path for c in scanner.scan(clock.wall())] == [path]
+
+
+def test_a_bad_value_in_a_plan_is_refused_at_the_scan_with_its_line(vault):
+    clock = FakeClock()
+    path = write_plan(vault, ["{run: 'true'}"], extra="reflection_log: [1, 2]")
+    path.write_text(path.read_text().replace("reflection_log: []\n", ""))
+    os.utime(path, (0, 0))
+    events = Events()
+    scanner = Scanner(vault, None, events, monotonic=clock.monotonic)
+    assert scanner.scan(clock.wall()) == []
+    ((kind, fields),) = events
+    assert kind == "file_refused" and fields["line"] == 8
+    assert "reflection_log entry 1 is 1, not a mapping" in fields["reason"]
+
+
+def test_a_reader_that_raises_costs_its_file_not_the_scan(vault, monkeypatch):
+    from modulatio_d.daemon import scan
+
+    clock = FakeClock()
+    bad = write_plan(vault, ["one"])
+    good = write_plan(vault, ["one"], plan_id="P-P-002")
+    real = scan.parse_plan
+
+    def parse(doc, expected):
+        if expected == bad.stem:
+            raise ZeroDivisionError("a reader's bug")
+        return real(doc, expected)
+    monkeypatch.setattr(scan, "parse_plan", parse)
+    events = Events()
+    scanner = Scanner(vault, None, events, monotonic=clock.monotonic)
+    assert [c.path for c in scanner.scan(clock.wall())] == [good]
+    assert [f["reason"] for _, f in events] == [
+        "could not be read (ZeroDivisionError: a reader's bug); please report it"]

@@ -30,6 +30,7 @@ def leftovers(vault):
         made(vault.cron_dir("P") / ".P-C-001.md.abcdefgh.tmp"),
         made(vault.tickets_dir("P") / ".P-P-001-T-01.md.00000000.tmp"),
         made(state / ".P-P-001.json.zzzzzzzz.tmp"),
+        made(state / "crashes" / ".P-P-001.json.a1b2c3d4.tmp"),  # the guard's crash count
         made(daemons / ".host.example.org.4242.json.tmp"),
     ]
 

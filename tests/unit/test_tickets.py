@@ -54,3 +54,12 @@ def test_an_idle_tick_reads_no_ticket_it_already_read(vault, monkeypatch):
     assert apply_decisions(vault, "P", log, NOW, memory) == ["P-P-001-T-02"]
     assert [str(p) for p in reads if str(p) == str(path)]
     assert "status: closed" in path.read_text()
+
+
+def test_a_decision_the_cheap_look_cannot_read_is_read_in_full(vault):
+    _open(vault, 1)
+    path = vault.tickets_dir("P") / "P-P-001-T-01.md"
+    path.write_text(path.read_text().replace("decision: pending", "decision: >-\n  decline"))
+    assert tickets.decided(path.read_text())
+    log = EventLog(vault.events_path)
+    assert apply_decisions(vault, "P", log, NOW, Memory(vault, log)) == ["P-P-001-T-01"]

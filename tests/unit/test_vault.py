@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from modulatio_d.core import names
-from modulatio_d.core.errors import InvalidName, NotFound, UsageError, VaultNotFound
+from modulatio_d.core.errors import BadFile, InvalidName, NotFound, UsageError, VaultNotFound
 from modulatio_d.ops.init import init
 from modulatio_d.store import config
 from modulatio_d.store import vault as vault_mod
@@ -214,3 +214,27 @@ def test_reading_follows_links_inside_the_vault_only(vault, tmp_path):
     assert text == "inside" and snap.raw == b"inside"
     with pytest.raises(Exception, match="leads out of the vault"):
         vault.read(vault.root / "out.md")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("agents:\n  a: {run: \"echo \\0\"}\n", "run holds a NUL character"),
+    ("agents:\n  a: {run: [echo, \"x\\0\"]}\n", "run holds a NUL character"),
+    ("agents:\n  a: {use: [mock]}\n", "use must name another agent"),
+    ("reflector: \"x\\0y\"\n", "reflector holds a NUL character"),
+])
+def test_a_config_value_no_process_takes_is_refused(tmp_path, text, message):
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    with pytest.raises(BadFile, match=message):
+        config.load(path)
+
+
+def test_the_daemon_refuses_a_project_that_is_not_there(vault, run_cli, monkeypatch):
+    """(tests/e2e/test_bad_plans.py starts real daemons on projects that are there.)"""
+    import signal
+
+    monkeypatch.setattr(signal, "signal", lambda *a: None)  # this is the test's process
+    (vault.root / "SALES" / "plans").mkdir(parents=True)
+    r = run_cli("daemon", "--vault", vault.root, "--project", "NOPE", "--once")
+    assert r.code == 2
+    assert f"no project 'NOPE' in {vault.root} (projects: SALES)" in r.err
