@@ -35,6 +35,7 @@ from modulatio_d.core.verdict import Decision, Outcome
 from modulatio_d.daemon.child import Child, describe_status
 from modulatio_d.daemon.executors import StepContext, launch
 from modulatio_d.daemon.services import Services
+from modulatio_d.store import fs
 
 KILL_GRACE_S = 5.0
 SUMMARY_CHARS = 200
@@ -77,17 +78,19 @@ def run(ctx: StepContext, log_path: Path, keep_fds: tuple[int, ...], started: da
     """Run attempt `ctx.attempt` of `ctx.step` to its end (see the protocol above)."""
     clock = svc.clocks.wall
     t0 = svc.clocks.monotonic()
+    # Step output and usage may hold secrets: never more readable than the plan.
+    cap = fs.mode_of(ctx.plan.path)
     try:
-        log_path.parent.mkdir(exist_ok=True)
+        fs.mkdirs(log_path.parent, cap=None if cap is None else fs.folder_cap(cap))
         # An earlier run of this step (before a person rewound current_index) may
         # have left usage here: it was counted then, it must not count again.
-        ctx.usage_file.unlink(missing_ok=True)
+        fs.unlink(ctx.usage_file, missing_ok=True)
         child = Child(launch(ctx), log_path, keep_fds=keep_fds,
-                      monotonic=svc.clocks.monotonic)
+                      monotonic=svc.clocks.monotonic, log_cap=cap)
     except (StepError, OSError) as e:
         try:
-            with open(log_path, "a") as f:
-                f.write(f"modulatio: could not start the step: {e}\n")
+            fs.append(log_path, f"modulatio: could not start the step: {e}\n".encode(),
+                      cap=cap, folders=False)
         except OSError:
             pass  # no log to write to: the reflection_log entry carries the reason
         return Attempt(Outcome.ERROR, "not started", started, clock(), log_path, str(e))
@@ -138,11 +141,9 @@ def watch(child: Watched, deadline: float, svc: Services,
 def _summary(log_path: Path) -> str:
     """The last non-empty line of a step's output, shortened."""
     try:
-        with open(log_path, "rb") as f:
-            f.seek(0, 2)
-            f.seek(max(0, f.tell() - 4096))
-            lines = [ln.strip() for ln in f.read().decode("utf-8", "replace").splitlines()]
+        tail = fs.tail(log_path, 4096)
     except OSError:
         return ""
+    lines = [ln.strip() for ln in tail.decode("utf-8", "replace").splitlines()]
     last = next((ln for ln in reversed(lines) if ln), "")
     return last if len(last) <= SUMMARY_CHARS else last[: SUMMARY_CHARS - 1] + "…"

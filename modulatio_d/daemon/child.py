@@ -4,7 +4,9 @@ The child is started in a new process group (so a timeout or an abort kills
 its whole tree with one killpg), with PR_SET_PDEATHSIG so the kernel kills it
 when the daemon dies, and with the plan's lock descriptor passed on: if the
 daemon dies mid-step, the plan stays locked until the child's tree has exited,
-so no other daemon starts the same step beside it. Output goes to a log file.
+so no other daemon starts the same step beside it. Output goes to a log file,
+opened through store/fs.py (never through a link) and handed to the child as
+its stdout and stderr.
 
 `wait_fd()` is a pidfd: readable when the child exits, so the daemon's loop
 can wait on the child, its wake-up pipe and signals at once.
@@ -20,6 +22,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from modulatio_d.store import fs
 
 _PR_SET_PDEATHSIG = 1
 try:
@@ -49,16 +53,20 @@ class Launch:
 
 class Child:
     def __init__(self, launch: Launch, log_path: Path, keep_fds: tuple[int, ...] = (),
-                 monotonic: Callable[[], float] = time.monotonic):
-        log_path.parent.mkdir(parents=True, exist_ok=True)
+                 monotonic: Callable[[], float] = time.monotonic, log_cap: int | None = None):
+        """`log_cap`: the most open mode the log may be created with (its plan's)."""
         self.log_path = log_path
         self.monotonic = monotonic
         parent = os.getpid()
-        with open(log_path, "ab") as log:
+        log = fs.open_regular(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, cap=log_cap,
+                              folders=True)
+        try:
             self.proc = subprocess.Popen(
                 launch.argv, cwd=launch.cwd, env=launch.env, stdin=subprocess.DEVNULL,
                 stdout=log, stderr=subprocess.STDOUT, process_group=0,
                 pass_fds=keep_fds, preexec_fn=lambda: _die_with_parent(parent))
+        finally:
+            os.close(log)
         self.pid = self.proc.pid
         try:
             self._pidfd: int | None = os.pidfd_open(self.pid)

@@ -35,6 +35,11 @@ def validate(vault: Vault) -> list[BadFile]:
                                 "rename it to letters, digits, '_', '-' and '.'"))
     for project in vault.projects():
         for kind, reader in readers().items():
+            try:
+                vault.check_folder(vault.project_dir(project) / kind)
+            except BadFile as e:  # a linked folder: none of its files is read
+                problems.append(e)
+                continue
             for entry in sorted(vault.files(project, kind), key=lambda e: e.name):
                 try:
                     reader(vault, Path(entry.path))

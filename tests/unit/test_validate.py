@@ -182,7 +182,8 @@ def test_a_link_out_of_the_vault_is_refused(vault, run_cli, tmp_path):
     path = vault.plans_dir("P") / "P-P-001.md"
     path.parent.mkdir(parents=True)
     path.symlink_to(outside)
-    reason = f"is a link that leads out of the vault (to {outside.resolve()}) (copy the file"
+    reason = (f"is a symbolic link (to {str(outside)!r}): links are never followed in the "
+              f"vault (put the file or folder itself there instead of a link)")
 
     with pytest.raises(BadFile) as e:
         read_plan(vault, path)
@@ -199,24 +200,35 @@ def test_a_link_out_of_the_vault_is_refused(vault, run_cli, tmp_path):
     assert path.is_symlink()
 
 
-def test_a_link_inside_the_vault_is_read(vault, run_cli):
+def test_a_link_inside_the_vault_is_refused_too(vault, run_cli):
+    # No link is followed in the vault, even one to another file of it: a plan read
+    # through a link could never be written back without writing through it.
     shared = vault.root / "shared"
     shared.mkdir()
     (shared / "P-P-001.md").write_bytes(fm(GOOD))
     link = vault.plans_dir("P") / "P-P-001.md"
     link.parent.mkdir(parents=True)
     link.symlink_to(shared / "P-P-001.md")
-    assert read_plan(vault, link).plan.id == "P-P-001"
-    assert run_cli("validate", "--vault", vault.root).code == 0
+    with pytest.raises(BadFile, match=r"is a symbolic link .*links are never followed"):
+        read_plan(vault, link)
+    r = run_cli("validate", "--vault", vault.root)
+    assert r.code == 1
+    check_message(r.out.splitlines()[0], link, None, "is a symbolic link")
+    r = run_cli("plan", "approve", "P-P-001", "--vault", vault.root)
+    assert r.code == 1 and "is a symbolic link" in r.err
+    assert (shared / "P-P-001.md").read_bytes() == fm(GOOD) and link.is_symlink()
 
 
 def test_a_link_looping_or_dangling_is_a_problem_not_a_crash(vault, run_cli):
     folder = vault.plans_dir("P")
     folder.mkdir(parents=True)
     (folder / "P-P-001.md").symlink_to(folder / "gone.md")
+    (folder / "P-P-002.md").symlink_to(folder / "P-P-002.md")
     r = run_cli("validate", "--vault", vault.root)
     assert r.code == 1 and "Traceback" not in r.out + r.err
-    assert r.out.startswith(f"{folder / 'P-P-001.md'}: cannot be read: ")
+    lines = r.out.splitlines()
+    check_message(lines[0], folder / "P-P-001.md", None, "is a symbolic link (to ")
+    check_message(lines[1], folder / "P-P-002.md", None, "is a symbolic link (to ")
 
 
 @pytest.mark.parametrize("code", ["../x", "a/b", "..", ".x", ".", "a b", "x$", "", "a\\b",
