@@ -658,16 +658,19 @@ def exchange(a: Path | str, b: Path | str) -> bool:
 
 def publish(src: Path | str, dst: Path | str) -> None:
     """Give the complete file `src` the name `dst`, which must be free (FileExistsError);
-    `src` is gone after. renameat2(RENAME_NOREPLACE), else link + unlink."""
+    `src` is gone after, whatever happened. renameat2(RENAME_NOREPLACE), else link + unlink
+    (where a reader may see two links for a moment)."""
     _same_folder(src, dst)
     with _Folder(dst) as d:
         name = os.path.basename(src)
-        if NOREPLACE and _renameat2(d.fd, name, d.name, _RENAME_NOREPLACE):
-            return
         try:
+            if NOREPLACE and _renameat2(d.fd, name, d.name, _RENAME_NOREPLACE):
+                return
             os.link(name, d.name, src_dir_fd=d.fd, dst_dir_fd=d.fd, follow_symlinks=False)
-        finally:
+        except BaseException:
             os.unlink(name, dir_fd=d.fd)
+            raise
+        os.unlink(name, dir_fd=d.fd)
 
 
 def unlink(path: Path | str, missing_ok: bool = False) -> None:
