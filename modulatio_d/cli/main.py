@@ -24,7 +24,7 @@ from typing import TextIO
 from modulatio_d import __version__
 
 EXIT_SYSTEM = 3
-GROUPS = ("vault_cmds", "plans", "tickets", "daemon", "cron", "operate")
+GROUPS = ("vault_cmds", "plans", "tickets", "daemon", "cron", "operate", "doctor")
 
 
 @dataclass

@@ -11,7 +11,8 @@ import subprocess
 import sys
 
 import pytest
-from test_status import clean_env, modulatio, plan, write
+from helpers import clean_env, modulatio
+from vault_texts import plan_text, write
 from waiting import wait_for
 
 from modulatio_d.ops import detach
@@ -26,7 +27,7 @@ WAIT_STEP = "  - title: Wait for release\n    run: [\"sh\", \"-c\", \"{trap}unti
 
 def waiting_plan(vault: Vault, plan_id: str = "W-P-001", ignore_term: bool = False) -> None:
     steps = WAIT_STEP.format(trap="trap '' TERM; " if ignore_term else "")
-    write(vault.plans_dir("W") / f"{plan_id}.md", plan(plan_id, "approved", steps))
+    write(vault.plans_dir("W") / f"{plan_id}.md", plan_text(plan_id, "approved", steps))
 
 
 def release(vault: Vault) -> None:
@@ -216,7 +217,7 @@ def test_a_file_where_the_heartbeat_folder_belongs_does_not_stop_a_detached_daem
 
 
 def test_detach_with_once_finishes_the_work_in_the_background(vault):
-    write(vault.plans_dir("W") / "W-P-002.md", plan("W-P-002", "approved",
+    write(vault.plans_dir("W") / "W-P-002.md", plan_text("W-P-002", "approved",
                                                     "  - title: Quick\n    run: \"true\"\n"))
     result = modulatio("daemon", "--detach", "--once", "--vault", vault.root)
     assert result.returncode == 0, result.stderr
