@@ -5,7 +5,7 @@ its whole tree with one killpg), with PR_SET_PDEATHSIG so the kernel kills it
 when the daemon dies, and with the plan's lock descriptor passed on: if the
 daemon dies mid-step, the plan stays locked until the child's tree has exited,
 so no other daemon starts the same step beside it. Output goes to a log file,
-opened through store/fs.py (never through a link) and handed to the child as
+opened through store/fs/ (never through a link) and handed to the child as
 its stdout and stderr.
 
 `wait_fd()` is a pidfd: readable when the child exits, so the daemon's loop

@@ -4,7 +4,7 @@ Files, beside the vault's other state:
     .modulatio/daemon.pid   "<pid>\\n<host>\\n", flock'ed (LOCK_EX) for as long as the
                             detached daemon runs; never deleted
     .modulatio/daemon.log   the detached daemon's stderr (its log), appended to
-Both are opened through store/fs.py: never through a link, and refused unless they
+Both are opened through store/fs/: never through a link, and refused unless they
 are regular files with one link (a planted link is never truncated or written).
 
 Protocol of `start`:

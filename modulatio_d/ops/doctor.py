@@ -44,6 +44,7 @@ from modulatio_d.core.filesystems import (
     sync_folder_class,
     sync_marker,
 )
+from modulatio_d.store import fs
 from modulatio_d.store.vault import Vault
 
 FOLDER = "doctor"
@@ -147,7 +148,7 @@ def run(vault: Vault, peer: bool = False, peer_wait: float = 30.0,
 def _make_folder(vault: Vault) -> Path | None:
     folder = vault.meta / FOLDER
     try:
-        folder.mkdir(exist_ok=True)
+        fs.mkdirs(folder)  # never a link: leftovers are removed from it below
     except OSError:
         return None
     if not os.access(folder, os.W_OK | os.X_OK):  # made by another user, say
@@ -159,13 +160,13 @@ def _make_folder(vault: Vault) -> Path | None:
 def _remove_leftovers(folder: Path) -> None:
     now = time.time()
     try:
-        entries = list(os.scandir(folder))
+        entries = fs.entries(folder)
     except OSError:
         return
     for entry in entries:
         try:
-            if now - entry.stat(follow_symlinks=False).st_mtime > LEFTOVER_S:
-                os.unlink(entry.path)
+            if now - entry.stat().st_mtime > LEFTOVER_S:
+                fs.unlink(entry.path)
         except OSError:
             pass
 
@@ -173,14 +174,14 @@ def _remove_leftovers(folder: Path) -> None:
 def _remove_own(probe: Probe) -> None:
     assert probe.folder is not None
     try:
-        names = os.listdir(probe.folder)
+        names = fs.names(probe.folder)
     except OSError:
         return
     for name in names:
         if name.startswith(probe.run + ".") and not (
                 probe.notes.get("keep_done") and name == f"{probe.run}.done"):
             try:
-                os.unlink(probe.folder / name)
+                fs.unlink(probe.folder / name)
             except OSError:
                 pass
 
@@ -308,7 +309,7 @@ def check_locks(probe: Probe) -> list[Row]:
 
 _HOLDER = r"""
 import fcntl, os, sys
-fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o644)
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o666)
 try:
     if sys.argv[2] == "flock":
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -345,7 +346,7 @@ def _unlock(fd: int, kind: str) -> None:
 
 def take_within(path: Path, kind: str, seconds: float) -> float | None:
     """Seconds until the lock on `path` could be taken (then dropped), None if not in time."""
-    fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    fd = fs.open_regular(path, os.O_RDWR)
     try:
         start = time.monotonic()
         while not try_lock(fd, kind):
@@ -475,7 +476,7 @@ def check_clock(probe: Probe) -> list[Row]:
     before = time.time()
     write_atomic(path, b"t")
     after = time.time()
-    mtime = os.stat(path).st_mtime
+    mtime = fs.stat_of(path).st_mtime
     offset = round(mtime - (before + after) / 2, 3) + 0.0  # + 0.0: no "-0.000"
     where = ("the file server's clock" if probe.fs is not None and probe.fs.tier is not
              Tier.LOCAL else "file times")
@@ -580,10 +581,7 @@ and returns rows, run after CHECKS. Empty until those checks are written."""
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f"{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    fs.rename(fs.temp(path, data, sync=False), path)
 
 
 _RETRIED = (errno.ESTALE, errno.EIO)
@@ -594,8 +592,7 @@ def read_retrying(path: Path, counts: dict[str, int] | None = None) -> bytes | N
     rename on another host) are retried, and counted."""
     for _ in range(100):
         try:
-            with open(path, "rb") as f:
-                return f.read()
+            return fs.read(path, "doctor probe").raw
         except FileNotFoundError:
             return None
         except OSError as e:

@@ -11,7 +11,7 @@ The swap is renameat2(RENAME_EXCHANGE) where the kernel and file system have
 it: it hands back what was at the target, so an editor's save that landed
 between the check and the swap is seen; `apply` is then run again on the
 person's text and written over ours. Elsewhere (NFS, old kernels) it is
-os.replace and that last window stays open. Every step goes through store/fs.py:
+os.replace and that last window stays open. Every step goes through store/fs/:
 a link (at the file or on the way) is never written through, and a file that is
 not a regular file with one link is refused.
 """

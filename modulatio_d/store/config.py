@@ -11,7 +11,7 @@
 An agent entry either runs a command (`run`) or names another agent (`use`):
 a built-in (`mock`) or one from the entry-point group `modulatio_d.agents`.
 A missing file is the default config; a malformed one is a BadFile, and so is a link
-(never followed), a file that is not a regular file, or one over 1 MiB (store/fs.py).
+(never followed), a file that is not a regular file, or one over 1 MiB (store/fs/).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Every line is written by one os.write on a descriptor opened with O_APPEND,
 so lines from several daemons never interleave. The file is opened through
-store/fs.py: a link (to a person's ~/.bashrc, say) is refused, never written
+store/fs/: a link (to a person's ~/.bashrc, say) is refused, never written
 through, and so is anything but a regular file with one link. Fields: `ts` (UTC), `event`,
 `host`, `pid`, then the event's own (plan, project, index, attempt, ...).
 """

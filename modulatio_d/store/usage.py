@@ -6,8 +6,8 @@ lines to $MODULATIO_USAGE_FILE (a scratch file per attempt); the daemon checks
 each, skips a malformed one with a warning naming file and line, fills in the
 plan fields, and appends the good ones to the plan's usage file.
 
-Usage files are read line by line (store/fs.py: never whole, a line over
-64 KiB skipped with a warning) and written through store/fs.py: a link, or a
+Usage files are read line by line (store/fs/: never whole, a line over
+64 KiB skipped with a warning) and written through store/fs/: a link, or a
 file that is not a regular file with one link, is refused. A usage file is
 created no more readable than its plan (its mode is capped by the plan's).
 """

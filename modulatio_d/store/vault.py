@@ -9,7 +9,7 @@
     <vault>/<PROJECT>/tickets/<id>.md
 
 A project is any folder with a valid name holding plans/, cron/ or tickets/.
-Every file of the vault is opened through store/fs.py, beneath the root's descriptor,
+Every file of the vault is opened through store/fs/, beneath the root's descriptor,
 never through a link; person files are read through `Vault.read` (and `decode`), which
 also refuse files over their kind's limit and bytes that are not UTF-8.
 """
@@ -42,7 +42,7 @@ class Vault:
     def __init__(self, root: Path | str):
         self.root = Path(os.path.realpath(root))
         self.meta = self.root / META
-        # Every path built from self.root is opened beneath this descriptor (store/fs.py).
+        # Every path built from self.root is opened beneath this descriptor (store/fs/).
         self.fs_root = fs.register(self.root)
 
     def __repr__(self) -> str:

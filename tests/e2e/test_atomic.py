@@ -110,7 +110,7 @@ def test_a_save_between_read_and_rename_is_kept(plan, style):
 
 @pytest.mark.parametrize("style", STYLES)
 def test_a_save_landing_inside_the_swap_is_put_back_and_reapplied(plan, style, monkeypatch):
-    if not fs.EXCHANGE:
+    if not fs.writing.EXCHANGE:
         pytest.skip("this kernel or file system has no renameat2(RENAME_EXCHANGE)")
     real_exchange = atomic._exchange
     person = person_edit(PLAN)
@@ -133,7 +133,7 @@ def test_a_save_landing_inside_the_swap_is_put_back_and_reapplied(plan, style, m
 
 
 def test_a_second_save_inside_the_swap_back_wins(plan, monkeypatch):
-    if not fs.EXCHANGE:
+    if not fs.writing.EXCHANGE:
         pytest.skip("this kernel or file system has no renameat2(RENAME_EXCHANGE)")
     real_exchange = atomic._exchange
     first, second = person_edit(PLAN, 1), person_edit(PLAN, 2)
@@ -153,7 +153,7 @@ def test_a_second_save_inside_the_swap_back_wins(plan, monkeypatch):
 
 @pytest.mark.parametrize("style", STYLES)
 def test_without_renameat2_the_check_before_rename_still_works(plan, style, monkeypatch):
-    monkeypatch.setattr(fs, "EXCHANGE", False)
+    monkeypatch.setattr(fs.writing, "EXCHANGE", False)
     person = person_edit(PLAN)
     calls = []
 

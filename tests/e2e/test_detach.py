@@ -207,8 +207,8 @@ def test_a_daemon_that_dies_while_starting_is_reported_with_its_log(vault, tmp_p
 
 def test_a_file_where_the_heartbeat_folder_belongs_does_not_stop_a_detached_daemon(vault):
     (vault.meta / "daemons").touch()  # heartbeats cannot be written: warned, work goes on
-    write(vault.plans_dir("W") / "W-P-002.md", plan("W-P-002", "approved",
-                                                    "  - run: \"true\"\n"))
+    write(vault.plans_dir("W") / "W-P-002.md", plan_text("W-P-002", "approved",
+                                                         "  - run: \"true\"\n"))
     result = modulatio("daemon", "--detach", "--once", "--vault", vault.root)
     assert result.returncode == 0, result.stderr
     wait_for(lambda: plan_status(vault, "W-P-002") == "completed", 30, "W-P-002 completed")

@@ -1,4 +1,4 @@
-"""store/fs.py on real files: no link followed, regular files only, limits, modes.
+"""store/fs/ on real files: no link followed, regular files only, limits, modes.
 
 Every test that opens a path runs twice: with openat2 (RESOLVE_BENEATH |
 RESOLVE_NO_SYMLINKS) and with the O_NOFOLLOW walk used where the kernel has no
@@ -29,8 +29,8 @@ from modulatio_d.store.vault import Vault
 @pytest.fixture(params=["openat2", "walk"])
 def walk(request, monkeypatch):
     if request.param == "walk":
-        monkeypatch.setattr(fs, "USE_OPENAT2", False)
-    elif not fs.USE_OPENAT2:
+        monkeypatch.setattr(fs.opening, "USE_OPENAT2", False)
+    elif not fs.opening.USE_OPENAT2:
         pytest.skip("this kernel has no openat2")
     return request.param
 
@@ -62,22 +62,23 @@ def tree_digest(folder: Path) -> dict[str, str]:
 
 def test_openat2_is_used_when_the_kernel_has_it():
     # The kernel of CI (Linux >= 5.6) has openat2; the walk is the fallback only.
-    assert fs.USE_OPENAT2 or os.uname().release < "5.6"
+    major, minor = (int(n) for n in os.uname().release.split(".")[:2])
+    assert fs.opening.USE_OPENAT2 or (major, minor) < (5, 6)
 
 
 def test_enosys_from_openat2_switches_to_the_walk_for_good(vault, monkeypatch):
-    monkeypatch.setattr(fs, "USE_OPENAT2", True)
+    monkeypatch.setattr(fs.opening, "USE_OPENAT2", True)
     calls = []
 
     def no_openat2(*args):
         calls.append(args)
         raise OSError(errno.ENOSYS, "Function not implemented")
 
-    monkeypatch.setattr(fs, "_openat2", no_openat2)
+    monkeypatch.setattr(fs.opening, "_openat2", no_openat2)
     path = vault.root / "P" / "plans" / "x.md"
     path.write_text("hello")
     assert fs.read(path, "plan").raw == b"hello"
-    assert fs.USE_OPENAT2 is False and len(calls) == 1
+    assert fs.opening.USE_OPENAT2 is False and len(calls) == 1
     os.symlink(path, vault.root / "P" / "plans" / "l.md")
     with pytest.raises(fs.Refused, match="is a symbolic link"):
         fs.read(vault.root / "P" / "plans" / "l.md", "plan")
@@ -383,8 +384,8 @@ def test_no_path_with_a_link_on_it_is_ever_opened_for_writing(tmp_path_factory, 
     path = root.joinpath(*target)
     folder_linked, self_linked = links_on_the_way(root, target)
     before_out, before_in = tree_digest(outside), tree_digest(root)
-    saved = fs.USE_OPENAT2
-    fs.USE_OPENAT2 = saved and not use_walk
+    saved = fs.opening.USE_OPENAT2
+    fs.opening.USE_OPENAT2 = saved and not use_walk
     try:
         if op == "append":
             fs.append(path, b"ours\n")
@@ -409,7 +410,7 @@ def test_no_path_with_a_link_on_it_is_ever_opened_for_writing(tmp_path_factory, 
     except (OSError, BadFile):
         wrote = False
     finally:
-        fs.USE_OPENAT2 = saved
+        fs.opening.USE_OPENAT2 = saved
     assert tree_digest(outside) == before_out
     # A link among the folders is never entered; a link at the path itself is only ever
     # replaced by a rename (replace), never opened (temp files go beside it).
