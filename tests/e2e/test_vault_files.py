@@ -17,9 +17,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from daemon_helpers import PY, events, plan, settled, wait_for, wait_started, write_plan
+from helpers import PY, events, plan, settled, wait_started, write_plan
+from waiting import wait_for
 
-pytest_plugins = ("daemon_helpers",)  # the dvault and daemons fixtures
 pytestmark = pytest.mark.timeout(90)
 
 SECRET = "api_key: SECRET-VALUE-9f3\npassword: hunter2-SECRET\n"
