@@ -34,6 +34,11 @@ def validate(vault: Vault) -> list[BadFile]:
                                 "so its plans never run", None,
                                 "rename it to letters, digits, '_', '-' and '.'"))
     for project in vault.projects():
+        try:
+            vault.check_folder(vault.project_dir(project))
+        except BadFile as e:  # a project folder linked in: told once, not per kind
+            problems.append(e)
+            continue
         for kind, reader in readers().items():
             try:
                 vault.check_folder(vault.project_dir(project) / kind)

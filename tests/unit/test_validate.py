@@ -231,6 +231,24 @@ def test_a_link_looping_or_dangling_is_a_problem_not_a_crash(vault, run_cli):
     check_message(lines[1], folder / "P-P-002.md", None, "is a symbolic link (to ")
 
 
+def test_a_linked_project_or_plans_folder_is_one_problem_and_nothing_in_it_is_read(
+        vault, run_cli, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "plans").mkdir(parents=True)
+    (elsewhere / "plans" / "L-P-001.md").write_bytes(fm(GOOD.replace("P-P-001", "L-P-001")))
+    (vault.root / "L").symlink_to(elsewhere)
+    (vault.root / "M" / "cron").mkdir(parents=True)
+    (vault.root / "M" / "plans").symlink_to(elsewhere / "plans")
+    r = run_cli("validate", "--vault", vault.root)
+    assert r.code == 1
+    assert r.out.splitlines() == [
+        f"{vault.root / 'L'}: is a symbolic link (to {str(elsewhere)!r}): links are never "
+        f"followed in the vault (put the file or folder itself there instead of a link)",
+        f"{vault.root / 'M' / 'plans'}: is a symbolic link (to {str(elsewhere / 'plans')!r}): "
+        f"links are never followed in the vault (put the file or folder itself there "
+        f"instead of a link)", f"2 problem(s) in {vault.root}"], r.out
+
+
 @pytest.mark.parametrize("code", ["../x", "a/b", "..", ".x", ".", "a b", "x$", "", "a\\b",
                                   "/abs", "é"])
 def test_bad_project_codes_are_refused_by_the_cli(code, vault, run_cli):
