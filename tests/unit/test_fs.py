@@ -148,6 +148,22 @@ def test_rename_over_a_link_replaces_the_link(vault, tmp_path):
     assert (tmp_path / "outside" / "secret").read_text() == "TOP-SECRET\n"
 
 
+def test_a_vault_folder_made_anew_is_opened_anew(tmp_path, walk):
+    import shutil
+
+    root = tmp_path / "v"
+    root.mkdir()
+    (root / "a.md").write_text("old")
+    first = Vault(root)
+    assert fs.read(root / "a.md", "plan").raw == b"old"
+    shutil.rmtree(root)
+    root.mkdir()
+    (root / "a.md").write_text("new")
+    second = Vault(root)
+    assert fs.read(root / "a.md", "plan").raw == b"new"
+    assert first.fs_root is not second.fs_root
+
+
 # --- only regular files, one link, within limits ------------------------------------------
 
 @pytest.mark.timeout(10)

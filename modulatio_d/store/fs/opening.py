@@ -126,6 +126,16 @@ class Root:
             self._fd = os.open(self.path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         return self._fd
 
+    def replaced(self) -> bool:
+        """Whether the folder at the path is no longer the one opened (moved, made anew)."""
+        if self._fd is None:
+            return False
+        try:
+            a, b = os.fstat(self._fd), os.stat(self.path)
+        except OSError:
+            return True
+        return (a.st_dev, a.st_ino) != (b.st_dev, b.st_ino)
+
     def close(self) -> None:
         if self._fd is not None:
             fd, self._fd = self._fd, None
@@ -139,10 +149,13 @@ _roots: weakref.WeakValueDictionary[str, Root] = weakref.WeakValueDictionary()
 
 
 def register(path: Path | str) -> Root:
-    """The Root of a vault folder (a real path, no links in it); the caller keeps it alive."""
+    """The Root of a vault folder (a real path, no links in it); the caller keeps it alive.
+
+    Vaults made for one folder share its Root, opened once; a Vault made after the
+    folder was replaced (removed and made anew) gets a new one."""
     key = os.path.normpath(str(path))
     root = _roots.get(key)
-    if root is None:
+    if root is None or root.replaced():
         root = Root(key)
         _roots[key] = root
     return root
