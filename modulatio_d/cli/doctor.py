@@ -1,4 +1,4 @@
-"""`modulatio doctor`: printing the checks of modulatio_d/ops/doctor.py."""
+"""`modulatio doctor`: printing the checks of modulatio_d/ops/doctor/."""
 
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ import pytest
 
 from modulatio_d.core.filesystems import Tier, classify, mount_for, parse_mountinfo
 from modulatio_d.ops import doctor
-from modulatio_d.store.vault import init
+from modulatio_d.ops.init import init
 
 PY = sys.executable
 CHECKS = ["filesystem", "sync folder", "mount options", "flock", "posix locks", "inotify",

@@ -48,8 +48,6 @@ CORE_MAY_IMPORT = {
 # de-duplication). Remove each entry with its fix: the last test fails until then.
 KNOWN = {
     ("too long", "modulatio_d.core.markdown"),  # to split: loading vs splicing
-    ("too long", "modulatio_d.ops.doctor"),  # to split into ops/doctor/
-    ("import cycle", "modulatio_d.ops.doctor <-> modulatio_d.ops.doctor_peer"),
 }
 
 

@@ -14,7 +14,7 @@ from modulatio_d.core.filesystems import (
     parse_mountinfo,
     sync_marker,
 )
-from modulatio_d.ops.doctor import judge_inodes, judge_space
+from modulatio_d.ops.doctor.space import judge_inodes, judge_space
 
 MOUNTINFO = r"""22 1 252:1 / / rw,relatime shared:1 - ext4 /dev/vda rw,discard,resv_strict
 23 22 0:21 / /proc rw,nosuid,nodev,noexec,relatime shared:12 - proc proc rw

@@ -1,5 +1,5 @@
 """`modulatio doctor --peer`: two hosts check each other's locks and visibility through
-files in <vault>/.modulatio/doctor/, named `<run>.<what>` as in doctor.py.
+files in Vault.doctor_dir, named `<run>.<what>` as every probe file (probe.py).
 
 `--peer` (two hosts at once on one vault; each run does the same, in lockstep through
 files, every wait bounded):
@@ -33,20 +33,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from modulatio_d.core.filesystems import Verdict
-from modulatio_d.ops.doctor import (
-    STEP_S,
-    TAKEOVER_S,
-    Inotify,
-    Probe,
-    Row,
-    no_folder,
-    read_retrying,
-    take_within,
-    try_lock,
-    write_atomic,
-)
+from modulatio_d.ops.doctor.files import Inotify, read_retrying, write_atomic
+from modulatio_d.ops.doctor.locks import take_within, try_lock
+from modulatio_d.ops.doctor.probe import Probe, no_folder
+from modulatio_d.ops.doctor.report import Row
 from modulatio_d.store import fs
 
+STEP_S = 20.0
+"""The longest wait for one step of the peer protocol (a round trip on a slow cache)."""
+TAKEOVER_S = 10.0
 PING_ROUNDS = 5
 FRESH_S = 0.1
 """A file another host replaced and that is read later than this is called stale."""
