@@ -62,9 +62,15 @@ def _stop_before_start(signum, frame) -> None:
     raise SystemExit(0)
 
 
+def _hangup_before_start(signum, frame) -> None:
+    pass  # the config is read at the first tick anyway (a handler, not SIG_IGN: not inherited)
+
+
 def run_daemon(args, ctx) -> int:
-    if not args.detach:
-        signal.signal(signal.SIGTERM, _stop_before_start)  # Daemon.run installs its own
+    if not args.detach:  # Daemon.run installs its own
+        signal.signal(signal.SIGTERM, _stop_before_start)
+        signal.signal(signal.SIGINT, _stop_before_start)
+        signal.signal(signal.SIGHUP, _hangup_before_start)
     from modulatio_d.core import names
     from modulatio_d.core.times import utcnow
     from modulatio_d.daemon.loop import Daemon

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from modulatio_d.store import fs
 
@@ -52,21 +53,30 @@ class Launch:
 
 
 class Child:
-    def __init__(self, launch: Launch, log_path: Path, keep_fds: tuple[int, ...] = (),
-                 monotonic: Callable[[], float] = time.monotonic, log_cap: int | None = None):
-        """`log_cap`: the most open mode the log may be created with (its plan's)."""
+    def __init__(self, launch: Launch, log_path: Path | None, keep_fds: tuple[int, ...] = (),
+                 monotonic: Callable[[], float] = time.monotonic,
+                 stdio: tuple[IO[bytes], IO[bytes], IO[bytes]] | None = None,
+                 log_cap: int | None = None):
+        """`stdio` (stdin, stdout, stderr files) instead of /dev/null and the log file:
+        for a reflector, whose answer is read back (files, not pipes: nothing to drain).
+        `log_cap`: the most open mode the log may be created with (its plan's)."""
         self.log_path = log_path
         self.monotonic = monotonic
         parent = os.getpid()
-        log = fs.open_regular(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, cap=log_cap,
-                              folders=True)
+        log = None
+        if stdio is None:
+            assert log_path is not None
+            log = fs.open_regular(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT,
+                                  cap=log_cap, folders=True)
+            stdio = (subprocess.DEVNULL, log, subprocess.STDOUT)  # type: ignore[assignment]
         try:
             self.proc = subprocess.Popen(
-                launch.argv, cwd=launch.cwd, env=launch.env, stdin=subprocess.DEVNULL,
-                stdout=log, stderr=subprocess.STDOUT, process_group=0,
+                launch.argv, cwd=launch.cwd, env=launch.env, stdin=stdio[0],
+                stdout=stdio[1], stderr=stdio[2], process_group=0,
                 pass_fds=keep_fds, preexec_fn=lambda: _die_with_parent(parent))
         finally:
-            os.close(log)
+            if log is not None:
+                os.close(log)
         self.pid = self.proc.pid
         try:
             self._pidfd: int | None = os.pidfd_open(self.pid)

@@ -202,23 +202,7 @@ def _tail(path: Path, offset: int, limit: int = 4000) -> str:
 
 # --- stopping ---------------------------------------------------------------------------
 
-def is_modulatio_daemon(pid: int) -> bool:
-    """Whether `pid` runs `modulatio daemon` (so a reused pid is never signalled)."""
-    if os.path.isdir("/proc/self"):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
-        except OSError:  # gone, or hidden from us (hidepid): not ours to signal
-            return False
-    else:  # no /proc (macOS, the BSDs): ask ps
-        try:
-            out = subprocess.run(["ps", "-o", "command=", "-p", str(pid)], capture_output=True,
-                                 timeout=5, check=False).stdout
-        except (OSError, subprocess.TimeoutExpired):
-            return False
-        argv = out.split()
-    joined = b" ".join(argv)
-    return b"modulatio" in joined and b"daemon" in argv
+is_modulatio_daemon = processes.is_modulatio_daemon
 
 
 @dataclass

@@ -14,10 +14,18 @@ person's text and written over ours. Elsewhere (NFS, old kernels) it is
 os.replace and that last window stays open. Every step goes through store/fs/:
 a link (at the file or on the way) is never written through, and a file that is
 not a regular file with one link is refused.
+
+What `rewrite` returns is what the writer KNOWS it wrote: its own bytes and the
+signature of its own inode, taken through the temp file's descriptor held open
+across the swap, never a re-read of the path. A save that lands after the swap
+(before the caller could look) is then a different file to the caller's next
+look or write, and is treated as a person's save (repaired, honoured), instead
+of passing for the writer's own text.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -63,13 +71,28 @@ def replace(path: Path, data: bytes, mode: int | None = None) -> None:
     fsync_dir(path.parent)
 
 
+def _ours(path: Path | str, data: bytes, fd: int, written: os.stat_result) -> Snapshot:
+    """The snapshot of what we know we wrote: our bytes and our inode's signature.
+
+    Taken from our own descriptor after the swap, never from a read of the path:
+    a person's save landing after the swap is then a different inode (or, saved
+    in place, a different size or mtime) and shows as a change at the next look.
+    The rename moved our inode's ctime, so ctime is taken after it; size and
+    mtime are those we wrote, so a write into our inode meanwhile still shows.
+    """
+    after = os.fstat(fd)
+    return Snapshot(path, data, (after.st_ino, written.st_size, written.st_mtime_ns,
+                                 after.st_ctime_ns))
+
+
 def rewrite(path: Path, apply: Callable[[bytes], bytes], base: Snapshot | None = None,
             kind: str = "plan") -> Snapshot:
     """Write `apply(base.raw)` over `path` unless a person saved since `base` was read.
 
     A save seen before the swap: `apply` runs again on the new text. A save
     that lands inside the swap comes back from the exchange: it is put back and
-    `apply` runs again on it. Returns the snapshot of what is now on disk.
+    `apply` runs again on it. Returns the snapshot of what WE wrote (see _ours),
+    not a re-read: a save that lands after the swap must not pass for ours.
     Raises FileChanged when the file keeps changing under us; whatever `apply`
     raises passes through with the person's file in place. A link, or a file
     that is not a regular file with one link, is fs.Refused: never written through.
@@ -78,15 +101,20 @@ def rewrite(path: Path, apply: Callable[[bytes], bytes], base: Snapshot | None =
     expected = (base if base is not None else read(target, kind)).raw
     for _ in range(_ATTEMPTS):
         new = apply(expected)
+        _seam("applied", target)
         st = fs.stat_of(target)
         fs.check_regular(target, st)
-        tmp: Path | None = fs.temp(target, new, like=st)
+        fd, tmp = fs.open_temp(target, new, like=st)
+        live: Path | None = tmp  # the path of the temp file while it must be removed
         try:
+            written = os.fstat(fd)
             current = read(target, kind).raw
             if current != expected:
                 expected = current  # a person saved after we read: apply to theirs
                 continue
+            _seam("checked", target)
             if _exchange(tmp, target):
+                _seam("exchanged", target)
                 displaced = read(tmp, kind).raw
                 if displaced != expected:
                     # A save landed between the check and the swap: put it back.
@@ -94,15 +122,32 @@ def rewrite(path: Path, apply: Callable[[bytes], bytes], base: Snapshot | None =
                     ours = read(tmp, kind).raw
                     if ours != new:  # yet another save: it is the newest
                         fs.rename(tmp, target)
-                        tmp, displaced = None, ours
+                        live, displaced = None, ours
                     expected = displaced
                     continue
             else:
                 fs.rename(tmp, target)
-                tmp = None
+                live = None
+            _seam("swapped", target)
+            fsync_dir(target.parent)
+            snap = _ours(target, new, fd, written)
         finally:
-            if tmp is not None:
-                fs.unlink(tmp, missing_ok=True)
-        fsync_dir(target.parent)
-        return read(target, kind)
+            os.close(fd)
+            if live is not None:
+                fs.unlink(live, missing_ok=True)
+        _seam("done", target)
+        return snap
     raise FileChanged(path)
+
+
+Seam = Callable[[str, Path], None]
+seam: Seam | None = None
+"""Tests only: called at each point of `rewrite` where a person's save may land
+("applied": before the temp file; "checked": after the check, before the swap;
+"exchanged": inside the exchange; "swapped": after the swap, before the snapshot;
+"done": after it). None in production."""
+
+
+def _seam(point: str, target: Path) -> None:
+    if seam is not None:
+        seam(point, target)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,14 +74,15 @@ def check(usage: object) -> str | None:
     return None
 
 
-def iter_lines(path: Path | str, warn: bool = False) -> Iterator[dict]:
+def iter_lines(path: Path | str, warn: bool = False, start: int = 0) -> Iterator[dict]:
     """The well-formed lines of a usage file, decoded; with `warn`, log each bad one.
+    `start`: the byte offset to read from (what was there before is not counted).
 
     A missing file has none; a refused one (a link, a FIFO...) has none either,
     with a warning: usage must never stop a plan or a command.
     """
     try:
-        for n, raw in fs.lines(path, "usage line"):
+        for n, raw in fs.lines(path, "usage line", start=start):
             if raw is None:
                 problem = f"longer than {fs.LIMITS['usage line']} bytes"
             elif not raw.strip():
@@ -102,8 +104,8 @@ def iter_lines(path: Path | str, warn: bool = False) -> Iterator[dict]:
         log.warning("usage not read: %s", e)
 
 
-def read_lines(path: Path | str, warn: bool = False) -> list[dict]:
-    return list(iter_lines(path, warn))
+def read_lines(path: Path | str, warn: bool = False, start: int = 0) -> list[dict]:
+    return list(iter_lines(path, warn, start))
 
 
 def totals(path: Path | str) -> Totals:
@@ -123,9 +125,33 @@ def plan_of(path: Path) -> Path:
     return path.with_name(path.name.removesuffix(".usage.jsonl") + ".md")
 
 
-def append(path: Path, lines: list[dict]) -> None:
-    """Append `lines` with one write and fsync; a new file gets at most its plan's mode."""
+def append(path: Path, lines: list[dict], again: bool = False) -> None:
+    """Append `lines` with one write() and fsync them; a new file gets at most its plan's
+    mode (store/fs/: never through a link, only a regular file with one link).
+
+    `again`: an earlier append of the same lines failed. If its write went
+    through and only its fsync failed, the lines are the file's last bytes
+    already (only the plan's holder appends here): they are not written twice.
+    If it wrote half a line, that line is ended first, so it stays one
+    malformed line (skipped with a warning by readers) instead of gluing itself
+    to ours.
+    """
     if not lines:
         return
     data = "".join(json.dumps(u, sort_keys=True) + "\n" for u in lines).encode()
-    fs.append(path, data, cap=fs.mode_of(plan_of(path)), sync=True, folders=False)
+    fd = fs.open_regular(path, os.O_RDWR | os.O_APPEND | os.O_CREAT,
+                         cap=fs.mode_of(plan_of(path)))
+    try:
+        if again:
+            size = os.fstat(fd).st_size
+            if size >= len(data) and os.pread(fd, len(data), size - len(data)) == data:
+                os.fsync(fd)  # a new descriptor: the earlier fsync's error is not ours
+                return
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                data = b"\n" + data
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)

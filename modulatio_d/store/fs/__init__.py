@@ -73,6 +73,7 @@ from modulatio_d.store.fs.writing import (
     mkdirs,
     mode_of,
     open_regular,
+    open_temp,
     publish,
     rename,
     temp,
@@ -82,6 +83,7 @@ from modulatio_d.store.fs.writing import (
 __all__ = [
     "LIMITS", "Entry", "Refused", "Root", "Snapshot", "append", "check_folder", "check_regular",
     "entries", "exchange", "exists", "folder_cap", "fsync_dir", "lines", "mkdirs", "mode_of",
-    "names", "open_folder", "open_regular", "opening", "publish", "read", "reading", "register",
-    "rename", "signature", "stat_of", "tail", "temp", "unlink", "writing",
+    "names", "open_folder", "open_regular", "open_temp", "opening", "publish", "read",
+    "reading", "register", "rename", "signature", "stat_of", "tail", "temp", "unlink",
+    "writing",
 ]

@@ -60,15 +60,18 @@ def read(path: Path | str, kind: str) -> Snapshot:
         os.close(fd)
 
 
-def lines(path: Path | str, kind: str) -> Iterator[tuple[int, bytes | None]]:
-    """(line number, line without its newline) of a log, up to its size when opened;
-    a line over LIMITS[kind] comes as None, unread. FileNotFoundError, Refused."""
+def lines(path: Path | str, kind: str, start: int = 0) -> Iterator[tuple[int, bytes | None]]:
+    """(line number, line without its newline) of a log from byte `start` on (lines
+    counted from there), up to its size when opened; a line over LIMITS[kind] comes as
+    None, unread. FileNotFoundError, Refused."""
     cap = LIMITS[kind]
     fd = open_beneath(path, os.O_RDONLY | os.O_NONBLOCK)
     try:
         st = os.fstat(fd)
         check_regular(path, st)
-        left, n, buf, skipping = st.st_size, 0, b"", False
+        if start:
+            os.lseek(fd, start, os.SEEK_SET)
+        left, n, buf, skipping = st.st_size - start, 0, b"", False
         while left > 0:
             chunk = os.read(fd, min(CHUNK, left))
             if not chunk:

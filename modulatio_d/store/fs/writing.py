@@ -100,6 +100,14 @@ def temp(path: Path | str, data: bytes, *, like: os.stat_result | None = None,
     Its mode: `like`'s (and owner, where allowed) when rewriting a file, else
     0o666 & `cap`, masked by the umask.
     """
+    fd, tmp = open_temp(path, data, like=like, cap=cap, sync=sync)
+    os.close(fd)
+    return tmp
+
+
+def open_temp(path: Path | str, data: bytes, *, like: os.stat_result | None = None,
+              cap: int | None = None, sync: bool = True) -> tuple[int, Path]:
+    """`temp`, with its descriptor still open: (descriptor, path)."""
     with _Folder(path) as d:
         while True:
             name = f".{d.name}.{secrets.token_hex(4)}.tmp"
@@ -126,8 +134,7 @@ def temp(path: Path | str, data: bytes, *, like: os.stat_result | None = None,
             os.close(fd)
             os.unlink(name, dir_fd=d.fd)
             raise
-        os.close(fd)
-    return Path(os.path.dirname(os.path.abspath(os.fspath(path))), name)
+    return fd, Path(os.path.dirname(os.path.abspath(os.fspath(path))), name)
 
 
 def _same_folder(a: Path | str, b: Path | str) -> None:
