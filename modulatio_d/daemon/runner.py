@@ -22,12 +22,13 @@ the daemon is asked to stop. Before each attempt the budget is checked.
 Lock lost: before each attempt and at every beat while one runs, the holder
 checks that the path of its lock file still names the inode it locked
 (store/lock.py `still_ours`). A lock file deleted or replaced (a person, a
-sync tool) lets another claimer lock a new inode, so the holder stops as on
-SIGTERM: no new attempt; a running one is stopped (TERM, KILL after the grace)
-and left `in_flight` (`interrupted`: the next holder runs it again); nothing
-more is written, since the plan may already be someone else's; `lock_lost` is
-recorded and the lock released. The plan goes to whoever holds the new lock
-(another daemon of this host waits until our heartbeat says we left it).
+sync tool) lets another claimer lock a new inode, so the holder starts no new
+attempt; `lock_lost` is recorded. A running attempt is not killed for it (the
+file went, the work did not): it ends as it would, and its result is written
+only if the plan on disk still carries our claim token (another daemon of this
+host waits until our heartbeat says we left the plan; one of another host may
+have claimed it: then nothing is written and the step runs again there). Then
+the lock is released and the plan goes to whoever holds the new lock.
 """
 
 from __future__ import annotations
@@ -126,8 +127,13 @@ class Runner:
         done = attempt.run(ctx, log_path, (self.lock.fd,), started, self.svc,
                            lambda: self._between(step))
         if done.outcome is Outcome.INTERRUPTED:
-            log.info("plan %s step %d stopped (%s); left in flight", self.plan.id,
-                     step.index, "lock lost" if self._lost else "shutdown")
+            log.info("plan %s step %d stopped (shutdown); left in flight", self.plan.id,
+                     step.index)
+            return
+        if self._lost and not self._token_on_disk():
+            log.warning("plan %s step %d ended after its lock file was %s, and the plan no "
+                        "longer carries our claim: its result is not written (the step runs "
+                        "again under the new claim)", self.plan.id, step.index, self._lost)
             return
         self.budget.fold(self.plan, step, number, done, scratch)
         self._flush_usage(patient=True)
@@ -153,12 +159,17 @@ class Runner:
 
     def _between(self, step: SubObjective) -> Outcome | None:
         """While the step runs: heartbeat, lock check, the plan re-read; how to stop it now
-        (INTERRUPTED when the lock was lost, ABORTED when a person aborted the plan)."""
+        (ABORTED when a person aborted the plan; a lost lock file stops nothing running)."""
         self.svc.periodic(self.plan, step)
-        if self._lock_lost():
-            return Outcome.INTERRUPTED
+        self._lock_lost()  # told at once; the attempt ends as it would
         self.writer.refresh()
         return Outcome.ABORTED if self.plan.status is PlanStatus.ABORTED else None
+
+    def _token_on_disk(self) -> bool:
+        """Whether the plan file, read now, still names our claim token."""
+        self.writer.refresh()
+        claim = self.plan.claim or {}
+        return claim.get("token") == self.token and self.plan.status is PlanStatus.EXECUTING
 
     def _lock_lost(self) -> bool:
         """Whether our lock file was deleted or replaced (told once: `lock_lost`)."""
@@ -167,8 +178,8 @@ class Runner:
             if how is None:
                 return False
             self._lost = how
-            log.error("plan %s: its lock file %s was %s while we held it; stopping as on "
-                      "SIGTERM and leaving the plan to whoever holds the new lock (never "
+            log.error("plan %s: its lock file %s was %s while we held it; no new step is "
+                      "started and the plan is left to whoever holds the new lock (never "
                       "delete a .lock file)", self.plan.id, self.lock.path, how)
             self.svc.events("lock_lost", project=self.held.project, plan=self.plan.id,
                             lock=str(self.lock.path), how=how, token=self.token,

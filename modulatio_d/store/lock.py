@@ -20,6 +20,7 @@ flock could not be interrupted by the caller's clock or a stop request.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -27,7 +28,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from modulatio_d.core.errors import BadFile
+from modulatio_d.core.errors import BadFile, FileUnusable
 from modulatio_d.store import fs
 
 
@@ -64,8 +65,12 @@ class FileLock:
         try:
             fd = fs.open_regular(self.path, os.O_RDWR | os.O_CREAT)
         except OSError as e:
-            raise BadFile(self.path, f"cannot open the lock file: {e.strerror}", None,
-                          "it must be a plain file (not a link) the daemon can write") from None
+            # A link or a folder in its place is the vault's fault; anything else
+            # (EACCES, EROFS, ENOSPC) is the system's: exit 3, not 1.
+            kind = BadFile if isinstance(e, fs.Refused) or e.errno in (errno.ELOOP, errno.EISDIR) \
+                else FileUnusable
+            raise kind(self.path, f"cannot open the lock file: {e.strerror}", None,
+                       "it must be a plain file (not a link) the daemon can write") from None
         if not flock_until(fd, deadline, clock=clock, sleep=sleep):
             os.close(fd)
             return False

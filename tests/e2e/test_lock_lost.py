@@ -4,9 +4,10 @@ Daemon A runs step 0 (which holds a sentinel flock of its own: a second copy
 running at the same time notes `overlap`); daemon B idles beside it. The lock
 file goes (a person, a sync tool). B finds the plan `executing` under a free
 lock, but its claim names A, alive on this host: held, not an orphan (told
-once). A notices at its next beat, stops the step as on SIGTERM and lets the
-plan go (`lock_lost`); then one of them takes it over and runs the step again.
-Never two copies of the step at once.
+once). A notices at its next beat (`lock_lost`) but does not kill the running
+step: it ends as it would, its result is written (the plan still carries A's
+token), no new step starts under A, and the plan goes to the new lock's holder
+from step 1. Never two copies of the step at once, and step 0 runs once.
 """
 
 from __future__ import annotations
@@ -49,19 +50,14 @@ def test_a_lost_lock_file_never_lets_a_step_run_twice_at_once(dvault, daemons, t
     lost = wait_for(lambda: events(dvault, "lock_lost", plan=PID), 10, "A seeing its lock lost",
                     diag=a.log)
     assert lost[0]["pid"] == a.pid and lost[0]["how"] in ("deleted", "replaced")
-    wait_for(lambda: len(starts(dvault, 0)) == 2, 20, "step 0 run again by the new holder",
-             diag=lambda: a.log() + b.log())
-    go.touch()
-    done = wait_for(settled(dvault, PID, "completed"), 20, "the plan completed",
+    go.touch()  # step 0, still A's, ends as it would
+    done = wait_for(settled(dvault, PID, "completed"), 30, "the plan completed",
                     diag=lambda: a.log() + b.log())
-
     assert not [m for m in marks(dvault.root / "marks") if m[0] == "overlap"], \
         "two copies of step 0 ran at the same time"
     refused = events(dvault, "claim_refused_live_holder", plan=PID)
     assert len(refused) == 1 and refused[0]["pid"] == b.pid and refused[0]["holder_pid"] == a.pid
-    first, second = starts(dvault, 0)
-    assert first[4] != second[4]
-    assert [(e["index"], e["outcome"], e["token"]) for e in done.reflection_log] == [
-        (0, "interrupted", 1), (0, "ok", 2), (1, "ok", 2)]
-    assert [e["token"] for e in events(dvault, "orphan_recovered", plan=PID)] == [2]
+    assert len(starts(dvault, 0)) == 1, "step 0 ran again although its result was written"
+    log = [(e["index"], e["outcome"], e["token"]) for e in done.reflection_log]
+    assert log[0] == (0, "ok", 1) and log[-1][:2] == (1, "ok") and log[-1][2] > 1, log
     assert a.alive() and b.alive()
