@@ -42,6 +42,21 @@ def read(path: Path | str, kind: str = "plan") -> Snapshot:
     return fs.read(path, kind)
 
 
+_renameat2 = fs.writing._libc_renameat2 if fs.writing.EXCHANGE else None
+"""Not None where renameat2 (RENAME_EXCHANGE) may be tried: for tests that need it."""
+
+
+def _temp_file(path: Path, data: bytes, mode: int | None,
+               st: os.stat_result | None = None) -> Path:
+    """A complete, fsynced temp file beside `path` (store/fs/ temp)."""
+    return fs.temp(path, data, like=st, cap=mode)
+
+
+def _open_temp(path: Path, data: bytes, st: os.stat_result) -> tuple[int, Path]:
+    """`_temp_file` for a rewrite of the file `st` describes, its descriptor kept open."""
+    return fs.open_temp(path, data, like=st)
+
+
 def _exchange(a: Path, b: Path) -> bool:
     """Swap two paths of one folder atomically; False when this system cannot."""
     return fs.exchange(a, b)
@@ -55,14 +70,14 @@ def write_new(path: Path, data: bytes, mode: int | None = None) -> None:
     """Write a file that must not exist yet (FileExistsError); visible only once complete.
 
     Its mode is 0o666 (or `mode`) masked by the umask."""
-    tmp = fs.temp(path, data, cap=mode)
+    tmp = _temp_file(path, data, mode)
     fs.publish(tmp, path)
     fsync_dir(path.parent)
 
 
 def replace(path: Path, data: bytes, mode: int | None = None) -> None:
     """Atomically put `data` at `path` (a file only this program writes)."""
-    tmp = fs.temp(path, data, cap=mode)
+    tmp = _temp_file(path, data, mode)
     try:
         fs.rename(tmp, path)
     except BaseException:
@@ -104,7 +119,7 @@ def rewrite(path: Path, apply: Callable[[bytes], bytes], base: Snapshot | None =
         _seam("applied", target)
         st = fs.stat_of(target)
         fs.check_regular(target, st)
-        fd, tmp = fs.open_temp(target, new, like=st)
+        fd, tmp = _open_temp(target, new, st)
         live: Path | None = tmp  # the path of the temp file while it must be removed
         try:
             written = os.fstat(fd)
