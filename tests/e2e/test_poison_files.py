@@ -80,6 +80,10 @@ def vault_with_good_plans(dv) -> None:
         (dv.root / "P" / folder).mkdir(exist_ok=True)
 
 
+# heartbeat's 2 is its monitoring answer "no live daemon" (CRITICAL), not a failure.
+COMMAND_CODES = {"heartbeat --all": (0, 1, 2)}
+
+
 def commands(root: Path) -> dict[str, list[str]]:
     v = ("--vault", str(root))
     return {name: modulatio(*name.split(), *v) for name in (
@@ -120,7 +124,7 @@ def test_an_odd_file_anywhere(dvault, tmp_path, kind):
     if status != "completed":
         wrong.append(f"the good plan P-P-002 is {status}, not completed")
     ran = run_all(commands(dvault.root), tmp_path, COMMANDS_S)
-    wrong += problems(ran)
+    wrong += problems(ran, COMMAND_CODES)
     validate = ran["validate"]
     for place in NAMED_BY_VALIDATE:
         name = Path(PLACES[place]).name
@@ -162,7 +166,7 @@ def test_a_directory_named_like_a_plan_stops_nothing(dvault, tmp_path):
     wrong = problems(ran, {"daemon --once": (0,)})
     if good_plan_status(dvault) != "completed":
         wrong.append(f"the good plan is {good_plan_status(dvault)}")
-    wrong += problems(run_all(commands(dvault.root), tmp_path, COMMANDS_S))
+    wrong += problems(run_all(commands(dvault.root), tmp_path, COMMANDS_S), COMMAND_CODES)
     assert not wrong, "\n\n".join(wrong)
 
 

@@ -80,7 +80,7 @@ def test_a_fifo_or_folder_named_like_a_plan_stops_and_hangs_nothing(dvault, daem
     assert d.alive()
 
     r = run(dvault, "validate")
-    assert r.returncode == 1 and f"{odd}: is {what}, not a regular file" in r.stdout, r
+    assert r.returncode == 1 and f"{odd}: error: is {what}, not a regular file" in r.stdout, r
     for argv in (["status"], ["status", "--json"], ["plan", "list"], ["metrics"]):
         r = run(dvault, *argv)
         assert r.returncode == 0 and "Traceback" not in r.stderr, (argv, r)
@@ -111,8 +111,8 @@ def test_an_8_gb_sparse_plan_is_refused_from_its_size_with_little_memory(dvault)
         assert "Traceback" not in got["err"], got
         if argv == ["validate"]:
             assert got["code"] == 1
-            assert (f"{big}: file is 8589934592 bytes, more than the 1048576 allowed (move "
-                    f"long text out of the plan)") in got["out"]
+            assert (f"{big}: error: file is 8589934592 bytes, more than the 1048576 allowed "
+                    f"(move long text out of the plan)") in got["out"]
         else:
             assert got["code"] == 0, (argv, got)
 

@@ -72,7 +72,7 @@ def test_the_names_swept_are_the_names_our_writers_make(vault, monkeypatch):
         return fd, name
 
     monkeypatch.setattr(fs.writing, "open_temp", spy)
-    monkeypatch.setattr(os, "rename", lambda *a, **k: None)  # leave them where a kill would
+    monkeypatch.setattr(os, "replace", lambda *a, **k: None)  # leave them where a kill would
     monkeypatch.setattr(os, "unlink", lambda *a, **k: None)
     plan = vault.plan_path("P", "P-P-001")
     plan.parent.mkdir(parents=True)

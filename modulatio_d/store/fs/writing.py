@@ -146,7 +146,7 @@ def rename(src: Path | str, dst: Path | str) -> None:
     """Rename `src` over `dst` (one folder); a link at `dst` is replaced, never followed."""
     _same_folder(src, dst)
     with _Folder(dst) as d:
-        os.rename(os.path.basename(src), d.name, src_dir_fd=d.fd, dst_dir_fd=d.fd)
+        os.replace(os.path.basename(src), d.name, src_dir_fd=d.fd, dst_dir_fd=d.fd)
 
 
 def _renameat2(fd: int, src: str, dst: str, flags: int) -> bool:
