@@ -114,6 +114,8 @@ def _normalise(name: str, args: str, root: str) -> str:
     args = re.sub(r"pipe:\[\d+\]|socket:\[\d+\]|anon_inode:[^>]*", "pipe", args)
     args = re.sub(r"\.[a-z0-9_]{8}\.tmp\b", ".*.tmp", args)
     args = re.sub(r"(daemons/\.?)[^/\">]+\.\d+\.json", r"\1HB.json", args)
+    # The same names given to *at calls relative to the folder's descriptor (store/fs/).
+    args = re.sub(r'(daemons>, "\.?)[^/\">]+\.\d+\.json', r"\1HB.json", args)
     args = re.sub(r"\b\d{4}-\d\d-\d\dT[\d:]+Z?", "T", args)
     return f"{name}({args})"
 

@@ -42,12 +42,21 @@ def folder_cap(file_mode: int) -> int:
 
 def mkdirs(folder: Path | str, cap: int | None = None) -> None:
     """Make `folder` and the missing folders above it beneath its root: 0o777 & `cap`,
-    masked by the umask (a setgid parent gives its group and its setgid bit)."""
+    masked by the umask (a setgid parent gives its group and its setgid bit). Only a
+    folder found missing is made: an existing one costs no mkdir (no write at all)."""
     mode = 0o777 & (0o777 if cap is None else cap)
     root, rel, vault = locate(folder)
     if not vault:
         os.makedirs(folder, mode, exist_ok=True)  # outside every vault: the caller's own
         return
+    try:
+        os.close(open_beneath(folder, os.O_PATH | os.O_DIRECTORY))
+        return  # there already: the common case, one open
+    except Refused:
+        raise  # a link on the way
+    except OSError as e:
+        if e.errno not in (errno.ENOENT, errno.ENOTDIR):
+            raise  # missing, or a file in the way: the walk below makes or names it
     dirfd, opened = root.fd(), []
     shown = root.path
     try:
@@ -55,25 +64,32 @@ def mkdirs(folder: Path | str, cap: int | None = None) -> None:
             if part == ".":
                 continue
             shown = os.path.join(shown, part)
-            try:
-                os.mkdir(part, mode, dir_fd=dirfd)
-            except FileExistsError:
-                pass
-            try:
-                dirfd = os.open(part, os.O_PATH | os.O_DIRECTORY | OPEN, dir_fd=dirfd)
-            except OSError as e:
-                if e.errno in (errno.ENOTDIR, errno.ELOOP):
-                    st = os.stat(part, dir_fd=dirfd, follow_symlinks=False)
-                    if stat.S_ISLNK(st.st_mode):
-                        raise Refused(shown, "is a symbolic link: links are never followed in "
-                                      "the vault", "put the folder itself there",
-                                      errno.ELOOP) from None
-                    raise Refused(shown, "is not a folder", "move the file away") from None
-                raise
+            dirfd = _enter(dirfd, part, mode, shown)
             opened.append(dirfd)
     finally:
         for fd in opened:
             os.close(fd)
+
+
+def _enter(dirfd: int, part: str, mode: int, shown: str) -> int:
+    """The folder `part` of `dirfd`, made first if it is missing; never a link."""
+    for _ in range(2):
+        try:
+            return os.open(part, os.O_PATH | os.O_DIRECTORY | OPEN, dir_fd=dirfd)
+        except FileNotFoundError:
+            try:
+                os.mkdir(part, mode, dir_fd=dirfd)
+            except FileExistsError:
+                pass  # made by another writer meanwhile
+        except OSError as e:
+            if e.errno not in (errno.ENOTDIR, errno.ELOOP):
+                raise
+            st = os.stat(part, dir_fd=dirfd, follow_symlinks=False)
+            if stat.S_ISLNK(st.st_mode):
+                raise Refused(shown, "is a symbolic link: links are never followed in the "
+                              "vault", "put the folder itself there", errno.ELOOP) from None
+            raise Refused(shown, "is not a folder", "move the file away") from None
+    return os.open(part, os.O_PATH | os.O_DIRECTORY | OPEN, dir_fd=dirfd)
 
 
 class _Folder:
