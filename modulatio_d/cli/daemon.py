@@ -5,28 +5,22 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 
 
-class _JsonFormatter(logging.Formatter):
-    """One JSON object a line; extra fields (modulatio_event, plan_id, ...) included."""
+def setup_logging(level: str, fmt: str, stream=None, environ: dict[str, str] | None = None,
+                  ) -> None:
+    """Log to `stream` (stderr) as text or JSON; with syslog priority prefixes and no
+    timestamp of the text's own when the stream is systemd's journal (daemon/logfmt.py)."""
+    from modulatio_d.daemon import logfmt
 
-    _PLAIN = set(vars(logging.makeLogRecord({})))
-
-    def format(self, record: logging.LogRecord) -> str:
-        line = {"ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"), "level": record.levelname,
-                "logger": record.name, "message": record.getMessage()}
-        line.update({k: v for k, v in vars(record).items() if k not in self._PLAIN})
-        return json.dumps(line, default=str)
-
-
-def setup_logging(level: str, fmt: str, stream=None) -> None:
-    handler = logging.StreamHandler(stream or sys.stderr)
-    if fmt == "json":
-        handler.setFormatter(_JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    stream = stream or sys.stderr
+    journal = logfmt.is_journal(stream, os.environ if environ is None else environ)
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logfmt.JsonFormatter(journal) if fmt == "json"
+                         else logfmt.TextFormatter(journal))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
@@ -93,7 +87,7 @@ def run_daemon(args, ctx) -> int:
     args.log_level = args.log_level or "info"
     if args.detach:
         return _detach(args, ctx, vault, projects)
-    setup_logging(args.log_level, args.log_format, ctx.err)
+    setup_logging(args.log_level, args.log_format, ctx.err, ctx.environ)
     return Daemon(vault, projects, args.tick_seconds, args.once, utcnow, ctx.environ).run()
 
 

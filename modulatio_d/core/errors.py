@@ -125,3 +125,13 @@ class FileChanged(ModulatioError):
 
     def __init__(self, path: Path):
         super().__init__(f"{path} changed on disk while it was being written; try again")
+
+
+class Fenced(ModulatioError):
+    """The plan carries a higher claim token than ours: another daemon claimed it after our
+    lock was freed (a host cut off the network), so we no longer hold it."""
+
+    def __init__(self, path: Path, ours: int, theirs: int):
+        self.path, self.ours, self.theirs = path, ours, theirs
+        super().__init__(f"{path} was claimed by another daemon (claim token {theirs}, ours "
+                         f"{ours}): our claim is fenced off, nothing more is written")

@@ -110,6 +110,10 @@ def run(ctx: StepContext, log_path: Path, keep_fds: tuple[int, ...], started: da
         outcome = watch(child, t0 + timeout, svc, between)
         code = child.proc.wait()
         child.kill_group(signal.SIGKILL)  # what the step left running in its group goes with it
+    except BaseException:
+        child.kill_group(signal.SIGKILL)  # never leave a step running unwatched
+        child.proc.wait()
+        raise
     finally:
         child.close()
     if outcome is None:

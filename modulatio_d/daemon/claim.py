@@ -4,13 +4,21 @@ Protocol of `Claimer.claim(candidate)`, for a plan the scan found claimable:
 1. flock(LOCK_EX | LOCK_NB) on `<plan-id>.lock` (store/lock.py). Busy means
    another daemon claims or runs it, or a command is writing it: the claim
    is lost (`claim_lost`) and the caller tries the next plan.
-2. Re-read the plan under the lock (HeldPlan). A person's stale save, one
+2. Read the plan fresh: when the lock file notes the last holder's `rev`
+   (written and fsynced before it released the lock, step 6), the plan is
+   read again (a new open each time) until its rev is at least that, for up
+   to FRESH_WAIT_S: on a shared filesystem this host's client may still serve
+   the version from before the last holder's last write (docs/multi-host.md).
+   Past the wait it goes on with what it reads (`claim_read_behind`: a
+   person's stale save can bring an older rev back; the record repairs it).
+   Then re-read the plan under the lock (HeldPlan). A person's stale save, one
    that brings back daemon keys older than the daemon's own record, is
    repaired from the record first (`stale_save_repaired`).
 3. No longer `approved` or `executing` (claimed and finished meanwhile, or a
    person changed it): release and give up.
 4. One write: `status: executing`, `claim` {host, pid, token, claimed_at}
-   with a fencing token one higher than the last claim's, and
+   with a fencing token one higher than the last claim's (or the token the
+   lock file notes, if higher), and
    `execution_started_at` (kept if set). Then the holder is noted in the
    lock file, for people and `status` only: the flock is what excludes.
 5. A plan found `executing` under a free lock is an orphan of a daemon that
@@ -23,7 +31,9 @@ Protocol of `Claimer.claim(candidate)`, for a plan the scan found claimable:
    orphaned: released untouched, `claim_refused_live_holder` (once per plan and
    holder). The holder notices the loss itself and lets the plan go
    (runner.py, `lock_lost`); its next heartbeat frees the plan for a claimer.
-6. The lock is held until the run ends (`Claimed.release`). A plan released
+6. The lock is held until the run ends (`Claimed.release`), which first notes
+   the plan's last rev and our token in the lock file, fsynced (not when the
+   run was fenced: the plan is not ours then). A plan released
    while still `executing` (stopped mid-step) is touched: releasing a lock
    makes no file event, a changed mtime does, so idle daemons take the
    orphan over now rather than at their next tick.
@@ -43,6 +53,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -54,11 +65,13 @@ from modulatio_d.core.times import parse_time
 from modulatio_d.daemon.scan import Candidate
 from modulatio_d.store import heartbeat, processes
 from modulatio_d.store.lock import FileLock, lock_path
-from modulatio_d.store.plan_file import HeldPlan
+from modulatio_d.store.plan_file import HeldPlan, claim_token, read_plan
 from modulatio_d.store.vault import Vault
 
 log = logging.getLogger("modulatio.daemon")
 LOST_RACE_RETRY_S = (0.05, 0.2, 1.0)
+FRESH_WAIT_S = 3.0  # a shared filesystem's client cache is about 1 s stale at worst
+FRESH_POLL_S = 0.05
 
 
 class Missed(StrEnum):
@@ -85,10 +98,20 @@ class Claimed:
     token: int
 
     def release(self) -> None:
-        """Drop the lock; touch a plan left `executing` (step 6 of the protocol)."""
+        """Note our last rev, drop the lock; touch a plan left `executing` (step 6)."""
+        if self.held.fenced_by() is None:
+            claim = self.held.plan.claim if isinstance(self.held.plan.claim, dict) else {}
+            try:
+                self.lock.note_holder(sync=True, **{**claim, "plan": self.held.plan.id,
+                                                   "token": self.token,
+                                                   "rev": self.held.plan.rev,
+                                                   "released": True})
+            except OSError as e:  # the next holder then reads without waiting: logged
+                log.warning("cannot note the last rev of %s in its lock file: %s",
+                            self.held.plan.id, e)
         self.lock.release()
-        log.info("released %s", self.held.plan.id)
-        if self.held.plan.status is PlanStatus.EXECUTING:
+        log.info("released %s (%s)", self.held.plan.id, self.held.plan.status.value)
+        if self.held.plan.status is PlanStatus.EXECUTING and self.held.fenced_by() is None:
             try:
                 os.utime(self.held.path)
             except OSError:
@@ -116,6 +139,8 @@ class Claimer:
             log.error("claim %s: %s", c.path.stem, e)
             return Missed.REFUSED
         try:
+            noted = lock.noted()
+            self._read_fresh(c, noted)
             held = HeldPlan(self.vault, c.path, self.events)
             plan = held.plan
             if plan.status not in CLAIMABLE:
@@ -127,7 +152,7 @@ class Claimer:
                 lock.release()
                 self._tell_held(c, plan.id, holder)
                 return Missed.HELD
-            token = int((plan.claim or {}).get("token") or 0) + 1
+            token = max(claim_token(plan.claim) or 0, _int(noted.get("token"))) + 1
             now = self.clock()
             claim = {"host": self.host, "pid": self.pid, "token": token, "claimed_at": now}
             held.update({"status": PlanStatus.EXECUTING.value, "claim": claim,
@@ -153,6 +178,27 @@ class Claimer:
                  ", orphan of a dead daemon" if orphan else "", plan.current_index, plan.total)
         return Claimed(held, lock, token)
 
+
+    def _read_fresh(self, c: Candidate, noted: dict) -> None:
+        """Wait (bounded) until the plan read here is at least the rev the lock notes."""
+        want = _int(noted.get("rev"))
+        if not want:
+            return
+        deadline = time.monotonic() + FRESH_WAIT_S
+        while True:
+            try:
+                rev = read_plan(self.vault, c.path).plan.rev
+            except (BadFile, ValueError, TypeError, OSError):
+                return  # judged under the lock as before
+            if rev >= want:
+                return
+            if time.monotonic() >= deadline:
+                log.warning("claim %s: the plan still reads rev %d, the lock notes rev %d; "
+                            "going on with what is read", c.path.stem, rev, want)
+                self.events("claim_read_behind", project=c.project, plan=c.path.stem,
+                            rev=rev, noted_rev=want)
+                return
+            time.sleep(FRESH_POLL_S)
 
     def _live_holder(self, plan) -> int | None:
         """The pid of another live daemon here that the plan's claim names and that may
@@ -184,6 +230,10 @@ class Claimer:
                     plan_id, pid)
         self.events("claim_refused_live_holder", project=c.project, plan=plan_id,
                     holder_pid=pid, holder_host=self.host)
+
+
+def _int(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 class RaceRetries:

@@ -37,10 +37,12 @@ from modulatio_d.core.errors import BadFile, FileChanged
 from modulatio_d.core.plan import Plan, SubObjective
 from modulatio_d.daemon import tickets
 from modulatio_d.daemon.claim import Claimed, Claimer, Missed, RaceRetries
+from modulatio_d.daemon.poll import Poller, needs_polling
 from modulatio_d.daemon.runner import Runner
 from modulatio_d.daemon.scan import Candidate, Scanner
 from modulatio_d.daemon.sdnotify import NOTIFY_ENV_VARS, Notifier
 from modulatio_d.daemon.services import Clocks, Services, Stop
+from modulatio_d.daemon.story import Story
 from modulatio_d.daemon.wake import Waker, Watcher
 from modulatio_d.store import config, fs, tempfiles
 from modulatio_d.store.events import EventLog
@@ -64,7 +66,7 @@ class Daemon:
         self.once = once
         self.clock = clock
         self.monotonic = monotonic
-        self.events = EventLog(vault.events_path, clock)
+        self.events = Story(EventLog(vault.events_path, clock))  # events.jsonl + log lines
         self.stop = Stop()
         self.waker = Waker()
         self.scanner = Scanner(vault, projects or None, self.events, monotonic=monotonic)
@@ -108,14 +110,23 @@ class Daemon:
         for stale in prune_dead(self.vault.daemons_dir):
             log.info("removed the heartbeat of a daemon that died: %s", stale)
         watcher = Watcher(self.waker)
+        network = needs_polling(self.vault.root)
+        poller = Poller(self.waker, lambda: self.config.poll_interval) if network else None
+        if network:
+            log.info("the vault is on %s: inotify cannot see other hosts' changes, so the "
+                     "served folders are also polled (poll_interval)", network)
         self.events("daemon_started", projects=self.projects or "all",
-                    tick_seconds=self.tick_seconds, version=__version__)
+                    tick_seconds=self.tick_seconds, version=__version__,
+                    polling=bool(network))
         log.info("daemon %s.%d started on %s (projects: %s, tick %gs)", self.host, os.getpid(),
                  self.vault.root, ",".join(self.projects) or "all", self.tick_seconds)
         ready = False
         try:
             while not self.stop.requested:
                 new_folders = watcher.watch(self._watched())
+                if poller is not None:
+                    poller.watch(self.vault.root, (self.vault.project_dir(p)
+                                 for p in self.projects or self.vault.folders()))
                 candidates = self._tick()
                 if not ready:
                     self.notifier.ready()
@@ -136,6 +147,8 @@ class Daemon:
         finally:
             self.notifier.stopping()
             watcher.stop()
+            if poller is not None:
+                poller.stop()
             self.heartbeat.remove()
             self.events("daemon_stopped", signals=self.stop.requested)
             log.info("daemon stopped")
@@ -241,8 +254,7 @@ class Daemon:
             self.cron = CronFirer(self.vault, self.events, clock=self.clock)
         self._last_cron = self.monotonic()
         for project in self.scanner.served():
-            for plan_id in self.cron.fire_due(project, now):
-                log.info("cron kickoff %s created", plan_id)
+            self.cron.fire_due(project, now)  # each kickoff is logged as its cron_fired event
 
     def _beat(self, now: datetime, plan: Plan | None, step: SubObjective | None) -> None:
         self._last_beat = self.monotonic()

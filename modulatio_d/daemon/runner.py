@@ -29,14 +29,26 @@ only if the plan on disk still carries our claim token (another daemon of this
 host waits until our heartbeat says we left the plan; one of another host may
 have claimed it: then nothing is written and the step runs again there). Then
 the lock is released and the plan goes to whoever holds the new lock.
+
+Fenced: a host cut off the network keeps running its step while the file
+server frees its lock (after its ping timeout); another daemon then claims
+the plan with a higher token. Whenever the plan is read (at every beat while
+a step runs, between steps) and at every write (HeldPlan.update checks the
+plan as read just before the swap), a higher claim token than ours means the
+plan is lost: the running step is killed, nothing more is written to the
+plan (not even the touch of a release), `claim_lost_to_fence` is recorded and
+the daemon goes back to its loop. A read that fails meanwhile (the mount cut
+off: ENOTCONN, EIO) is logged and looked at again at the next beat.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 from datetime import datetime
 
+from modulatio_d.core.errors import Fenced
 from modulatio_d.core.plan import Plan, PlanStatus, SubObjective
 from modulatio_d.core.times import parse_time
 from modulatio_d.core.verdict import FAILURES, Decision, Outcome, Verdict
@@ -58,6 +70,7 @@ class Runner:
         self.held = held
         self.lock = lock
         self.token = token
+        held.token = token
         self.svc = svc
         self.writer = PlanWriter(held, svc)
         self.budget = Budget(held.path)
@@ -73,6 +86,8 @@ class Runner:
     def run(self) -> None:
         try:
             self._run()
+        except Fenced as e:
+            self._fenced(e.theirs)
         finally:
             self._flush_usage(patient=False)
             if self.budget.pending:
@@ -92,6 +107,7 @@ class Runner:
                 return
             self._flush_usage(patient=False)
             self.writer.refresh()
+            self._check_fence()
             plan = self.plan
             if plan.status is not PlanStatus.EXECUTING:
                 log.info("plan %s is %s: stopping", plan.id, plan.status.value)
@@ -118,22 +134,21 @@ class Runner:
         self._prewritten = None
         self.svc.events("step_started", project=self.held.project, plan=self.plan.id,
                         index=step.index, attempt=number, title=step.title)
-        log.info("plan %s step %d attempt %d: %s", self.plan.id, step.index, number,
-                 step.title)
         self.svc.periodic(self.plan, step)
         log_path, scratch = step_files(self.runs_dir, step.index, number)
         ctx = StepContext(self.held.vault.root, self.held.project, self.plan, step, number,
                           self.token, scratch, self.svc.config, self.svc.base_env)
         done = attempt.run(ctx, log_path, (self.lock.fd,), started, self.svc,
                            lambda: self._between(step))
+        self._check_fence()
         if done.outcome is Outcome.INTERRUPTED:
             log.info("plan %s step %d stopped (shutdown); left in flight", self.plan.id,
-                     step.index)
+                     step.index + 1)  # steps counted from 1 in the log, as people count
             return
         if self._lost and not self._token_on_disk():
             log.warning("plan %s step %d ended after its lock file was %s, and the plan no "
                         "longer carries our claim: its result is not written (the step runs "
-                        "again under the new claim)", self.plan.id, step.index, self._lost)
+                        "again under the new claim)", self.plan.id, step.index + 1, self._lost)
             return
         self.budget.fold(self.plan, step, number, done, scratch)
         self._flush_usage(patient=True)
@@ -163,7 +178,24 @@ class Runner:
         self.svc.periodic(self.plan, step)
         self._lock_lost()  # told at once; the attempt ends as it would
         self.writer.refresh()
+        if self.held.fenced_by() is not None:
+            return Outcome.INTERRUPTED  # not ours any more: stop it now (see above)
         return Outcome.ABORTED if self.plan.status is PlanStatus.ABORTED else None
+
+    def _check_fence(self) -> None:
+        theirs = self.held.fenced_by()
+        if theirs is not None:
+            raise Fenced(self.held.path, self.token, theirs)
+
+    def _fenced(self, theirs: int) -> None:
+        claim = self.plan.claim if isinstance(self.plan.claim, dict) else {}
+        log.error("plan %s was claimed by %s pid %s with token %d over ours (%d): our lock "
+                  "was freed under us (cut off from the file server?); its step is stopped "
+                  "and nothing more is written", self.plan.id, claim.get("host"),
+                  claim.get("pid"), theirs, self.token)
+        self.svc.events("claim_lost_to_fence", project=self.held.project, plan=self.plan.id,
+                        token=self.token, new_token=theirs, new_host=claim.get("host"),
+                        new_pid=claim.get("pid"), index=self.plan.current_index)
 
     def _token_on_disk(self) -> bool:
         """Whether the plan file, read now, still names our claim token."""
@@ -206,7 +238,9 @@ class Runner:
                 changes["status"] = PlanStatus.FAILED.value
         self.svc.events("step_ended", project=self.held.project, plan=self.plan.id,
                         index=step.index, attempt=number, outcome=done.outcome.value,
-                        exit=done.exit, decision=d.value, duration_s=entry["duration_s"])
+                        exit=done.exit, decision=d.value, duration_s=entry["duration_s"],
+                        title=step.title,
+                        log=os.path.relpath(done.log_path, self.held.vault.root))
         if executing and d in (Decision.PAUSE, Decision.REVISE_MAJOR):
             severity = tickets.Severity.CRITICAL if d is Decision.REVISE_MAJOR \
                 else tickets.Severity.WARNING
@@ -219,7 +253,7 @@ class Runner:
         before = self.plan.status
         plan = self.writer.write(changes)
         if plan.status is not before:
-            self.writer.status_event(before, plan.status)
+            self.writer.status_event(before, plan.status, plan.last_error)
 
     def _flush_usage(self, patient: bool) -> None:
         """Append the pending usage lines; when they cannot be written, they wait."""

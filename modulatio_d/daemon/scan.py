@@ -148,6 +148,9 @@ class Scanner:
             plan = parse_plan(markdown.load(Path(path), text), Path(path).stem)
         except FileNotFoundError:
             return None
+        except OSError as e:  # ESTALE or EIO past the retries (store/atomic.py): not bad
+            log.warning("cannot read %s now, looking again later: %s", path, e)
+            return None
         except BadFile as e:
             if now.timestamp() - mtime < SETTLE_S:
                 return None  # maybe half-written: look again next time, judge nothing yet

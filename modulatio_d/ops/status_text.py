@@ -40,7 +40,10 @@ def render(s: Survey, tty: bool = False) -> str:
 
     live = [d for d in s.daemons if d["state"] == "live"]
     stale = [d for d in s.daemons if d["state"] == "stale"]
-    out.append(f"daemons: {len(live)} live, {len(stale)} stale"
+    hosts = sorted({str(d["host"]) for d in live})
+    per_host = ("   (" + ", ".join(f"{h}: {sum(1 for d in live if d['host'] == h)}"
+                                   for h in hosts) + ")") if len(hosts) > 1 else ""
+    out.append(f"daemons: {len(live)} live, {len(stale)} stale" + per_host
                + ("   (none live: approved plans wait; start one with `modulatio daemon`)"
                   if not live else ""))
     for d in s.daemons:

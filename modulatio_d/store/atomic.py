@@ -32,13 +32,17 @@ from pathlib import Path
 from modulatio_d.core.errors import FileChanged
 from modulatio_d.store import fs
 from modulatio_d.store.fs import Snapshot, signature
+from modulatio_d.store.fs.reading import READ_RETRIES, TRANSIENT_ERRNOS, retrying
 
-__all__ = ["Snapshot", "signature", "read", "write_new", "replace", "rewrite", "fsync_dir"]
+__all__ = ["Snapshot", "signature", "read", "write_new", "replace", "rewrite", "fsync_dir",
+           "retrying", "READ_RETRIES", "TRANSIENT_ERRNOS"]
 
 _ATTEMPTS = 5
 
 
 def read(path: Path | str, kind: str = "plan") -> Snapshot:
+    """fs.read: ESTALE and EIO (another host's rename on a shared filesystem) are tried
+    again briefly; past that an OSError, never a bad file."""
     return fs.read(path, kind)
 
 

@@ -4,6 +4,7 @@
     defaults:
       timeout: 1h                      # per attempt, when a step sets none
     reflector: ./reflect.sh            # optional: a command that prints a JSON decision
+    poll_interval: 1s                  # on a network filesystem: see daemon/poll.py
     agents:
       default: {use: mock}             # text-only sub-objectives go here
       writer: {run: "python3 tools/writer.py"}   # a command (string: sh -c; list: argv)
@@ -26,6 +27,7 @@ from modulatio_d.store import fs
 from modulatio_d.store.vault import decode
 
 DEFAULT_TIMEOUT = 3600.0
+DEFAULT_POLL_INTERVAL = 1.0
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,7 @@ class Config:
     reflector: str | None = None
     agents: dict[str, AgentSpec] = field(
         default_factory=lambda: {"default": AgentSpec("default", use="mock")})
+    poll_interval: float = DEFAULT_POLL_INTERVAL
 
 
 def load(path: Path) -> Config:
@@ -56,10 +59,17 @@ def load(path: Path) -> Config:
     data = markdown.load_mapping(path, text)
     fail = FileFault(path, lambda key: markdown.line_of(data, key))
 
-    unknown = set(map(str, data)) - {"timezone", "defaults", "reflector", "agents"}
+    unknown = set(map(str, data)) - {"timezone", "defaults", "reflector", "agents",
+                                 "poll_interval"}
     if unknown:
         fail(f"unknown keys {sorted(unknown)}", sorted(unknown)[0],
-             "use timezone, defaults, reflector, agents")
+             "use timezone, defaults, reflector, agents, poll_interval")
+    poll = DEFAULT_POLL_INTERVAL
+    if data.get("poll_interval") is not None:
+        try:
+            poll = parse_duration(data["poll_interval"])
+        except ValueError as e:
+            fail(f"poll_interval: {e}", "poll_interval")
     tz = data.get("timezone")
     if tz is not None and not isinstance(tz, str):
         fail("timezone must be an IANA name like Europe/Berlin", "timezone")
@@ -93,4 +103,5 @@ def load(path: Path) -> Config:
         options = {str(k): v for k, v in spec.items() if k not in ("run", "use")}
         agents[name] = AgentSpec(name, run=tuple(run) if isinstance(run, list) else run,
                                  use=spec.get("use"), options=options)
-    return Config(timezone=tz, default_timeout=timeout, reflector=reflector, agents=agents)
+    return Config(timezone=tz, default_timeout=timeout, reflector=reflector, agents=agents,
+                  poll_interval=poll)

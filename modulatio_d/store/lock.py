@@ -16,6 +16,14 @@ descriptor against the path's, fstat vs lstat) at every step boundary and beat,
 and lets the plan go when it is not (daemon/runner.py). Waiting for a lock is always a
 non-blocking flock tried again until a deadline (`flock_until`): a blocking
 flock could not be interrupted by the caller's clock or a stop request.
+
+Freshness on a shared filesystem: a host's client may serve a file's older
+version for about a second after another host replaced it, even to the
+process that has just taken the lock. So a holder that wrote the plan notes
+the plan's last `rev` (and its claim `token`) in the lock file, fsynced,
+before it releases the lock; the next holder reads that note through its own
+descriptor with the page cache dropped (`noted`) and reads the plan again
+until its rev is at least that (daemon/claim.py).
 """
 
 from __future__ import annotations
@@ -77,11 +85,27 @@ class FileLock:
         self.fd = fd
         return True
 
-    def note_holder(self, **holder: object) -> None:
+    def note_holder(self, sync: bool = False, **holder: object) -> None:
         assert self.fd is not None
-        data = (json.dumps(holder, sort_keys=True) + "\n").encode()
+        data = (json.dumps(holder, sort_keys=True, default=str) + "\n").encode()
         os.ftruncate(self.fd, 0)
         os.pwrite(self.fd, data, 0)
+        if sync:
+            os.fsync(self.fd)
+
+    def noted(self) -> dict:
+        """What the last holder noted, read through our descriptor past the page cache
+        (dropped first: another host may have written it); {} when unreadable."""
+        assert self.fd is not None
+        try:
+            os.posix_fadvise(self.fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        except OSError:
+            pass  # no cache to drop, or not supported: read what there is
+        try:
+            found = json.loads(os.pread(self.fd, 65536, 0) or b"{}")
+        except (OSError, ValueError):
+            return {}
+        return found if isinstance(found, dict) else {}
 
     def still_ours(self) -> str | None:
         """None while the path still names the file we locked; else what happened to it
@@ -94,7 +118,10 @@ class FileLock:
             return "deleted"
         except OSError:
             return None  # cannot tell (EIO, EACCES): not a reason to stop a step
-        mine = os.fstat(self.fd)
+        try:
+            mine = os.fstat(self.fd)
+        except OSError:
+            return None  # a network mount reconnecting (EBADFD, ENOTCONN): cannot tell
         if (there.st_dev, there.st_ino) != (mine.st_dev, mine.st_ino):
             return "replaced"
         return None

@@ -12,6 +12,13 @@ the record and re-applies its own keys to the person's text; a person's
 `paused` or `aborted` beats the holder's status change. When nothing changed,
 no YAML is parsed at all: the in-memory Plan is advanced with the same changes.
 
+Fencing: once the holder's claim is written, `token` is its claim token. Every
+`update` checks the plan as read at the moment of the write (atomic.rewrite
+re-reads the file by path just before the swap) and raises Fenced, writing
+nothing, when the plan names a higher claim token: another daemon claimed the
+plan after our lock was freed under us (a host cut off the network past its
+lock lease). `fenced_by` says the same of the plan as last read.
+
 `write_as_person` is for a command that finds the lock held: it changes the
 file the way an editor would (no rev, no record) and the holder honours it.
 
@@ -31,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from modulatio_d.core import markdown
-from modulatio_d.core.errors import LockBusy
+from modulatio_d.core.errors import Fenced, LockBusy
 from modulatio_d.core.markdown import DELETE
 from modulatio_d.core.plan import Plan, PlanStatus, parse_plan, transition
 from modulatio_d.store import atomic, fs, owned_keys
@@ -65,6 +72,7 @@ class HeldPlan:
         self.project = vault.project_of(path)
         self.record_path = vault.record_path(self.project, path.stem)
         self.notify = notify or (lambda *a, **k: None)
+        self.token: int | None = None  # our claim token, once our claim is written
         read = read_plan(vault, path)
         self.snapshot, self.plan = read.snapshot, read.plan
         self.record = owned_keys.load(self.record_path)
@@ -95,6 +103,14 @@ class HeldPlan:
         self._repair()
         return True
 
+    def fenced_by(self, plan: Plan | None = None) -> int | None:
+        """The higher claim token `plan` (default: as last read) carries, if another
+        daemon claimed it over ours; None while it is still ours."""
+        if self.token is None:
+            return None
+        theirs = claim_token((plan or self.plan).claim)
+        return theirs if theirs is not None and theirs > self.token else None
+
     def update(self, changes: dict[str, Any]) -> Plan:
         """Write the holder's `changes` (daemon keys, status) and return the plan after it."""
         outcome: dict[str, Plan] = {}
@@ -115,6 +131,10 @@ class HeldPlan:
                         and "status" not in fix:
                     mine.pop("status", None)
                 mine = {**fix, **mine}
+            theirs = self.fenced_by(plan)
+            if theirs is not None:
+                self.plan = plan
+                raise Fenced(self.path, self.token or 0, theirs)
             rev = max(plan.rev, self.record.rev if self.record else 0) + 1
             final = {**mine, "rev": rev}
             outcome["plan"] = plan.with_keys(final)
@@ -130,6 +150,16 @@ class HeldPlan:
         self.record = owned_keys.save(self.record_path, self.plan, self.record,
                                   before=(before.rev, before.status.value))
         return self.plan
+
+
+def claim_token(claim: object) -> int | None:
+    """The fencing token of a plan's `claim` mapping (None: none, or not a number)."""
+    if not isinstance(claim, dict):
+        return None
+    try:
+        return int(claim.get("token"))
+    except (TypeError, ValueError, OverflowError):
+        return None
 
 
 def write_as_person(vault: Vault, path: Path,
@@ -165,6 +195,11 @@ def change_status(vault: Vault, plan_id: str, action: str, now: datetime,
             held = HeldPlan(vault, path, events)
             before = held.plan.status
             plan = held.update(_changes(held.plan, action, now))
+            try:  # for the next holder's fresh read (daemon/claim.py, step 2)
+                lock.note_holder(sync=True, plan=plan_id, rev=plan.rev, by="command",
+                                 token=claim_token(plan.claim) or 0, released=True)
+            except OSError:
+                pass  # it then reads the plan as it finds it, as before
     else:
         if action == "recover":
             raise LockBusy(lock_path(path), _describe(holder(lock_path(path))))

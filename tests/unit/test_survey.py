@@ -70,3 +70,18 @@ def test_empty_vault(tmp_path):
                                                (None, "?")])
 def test_durations_for_people(seconds, text):
     assert status_text.duration(seconds) == text
+
+
+def test_daemons_of_several_hosts_are_counted_per_host(tmp_path):
+    """Another host's daemon has no pid here: its heartbeat's age alone says it is live."""
+    vault = init(tmp_path / "v")
+    now = datetime.now(UTC)
+    vault.daemons_dir.mkdir(parents=True, exist_ok=True)
+    for host, pid in (("h1", 11), ("h2", 12), ("h2", 13)):
+        (vault.daemons_dir / f"{host}.{pid}.json").write_text(json.dumps(
+            {"pid": pid, "host": host, "started_at": format_time(now),
+             "last_tick": format_time(now), "tick_seconds": 30, "active_plan": None}))
+    s = survey.survey(vault, now)
+    assert sorted((d["host"], d["state"]) for d in s.daemons) == [
+        ("h1", "live"), ("h2", "live"), ("h2", "live")]
+    assert "daemons: 3 live, 0 stale   (h1: 1, h2: 2)" in status_text.render(s)

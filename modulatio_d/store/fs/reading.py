@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from modulatio_d.store.fs.opening import (
     LIMITS,
@@ -18,6 +21,7 @@ from modulatio_d.store.fs.opening import (
 )
 
 CHUNK = 64 * 1024
+T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Snapshot:
@@ -43,8 +47,34 @@ def _read_upto(fd: int, n: int) -> bytes:
     return b"".join(chunks)
 
 
+# A read racing a rename made by another host fails now and then on a shared filesystem:
+# ESTALE (GlusterFS: 4-6 times in 40-48 thousand reads), or EIO from a FUSE client. Such a
+# read is tried again a few times, briefly; if it still fails, the OSError goes up as an
+# error of the system (looked at again later), never as a bad file.
+TRANSIENT_ERRNOS = (errno.ESTALE, errno.EIO)
+READ_RETRIES = 5
+READ_RETRY_S = 0.02  # times the attempt number: 0.3 s in all
+
+
+def retrying(read_once: Callable[[], T]) -> T:
+    """`read_once()`, tried again after a transient error (see above)."""
+    for attempt in range(READ_RETRIES + 1):
+        try:
+            return read_once()
+        except OSError as e:
+            if e.errno not in TRANSIENT_ERRNOS or attempt == READ_RETRIES:
+                raise
+            time.sleep(READ_RETRY_S * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
 def read(path: Path | str, kind: str) -> Snapshot:
-    """The whole file (a regular file within LIMITS[kind]); Refused or FileNotFoundError."""
+    """The whole file (a regular file within LIMITS[kind]); Refused or FileNotFoundError.
+    ESTALE and EIO are tried again (`retrying`)."""
+    return retrying(lambda: _read_once(path, kind))
+
+
+def _read_once(path: Path | str, kind: str) -> Snapshot:
     fd = open_beneath(path, os.O_RDONLY | os.O_NONBLOCK)
     try:
         st = os.fstat(fd)

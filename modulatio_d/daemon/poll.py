@@ -1,0 +1,147 @@
+"""Polling for changes inotify cannot see: other hosts' writes to a shared filesystem.
+
+inotify reports only what this host's kernel wrote. On a network filesystem
+(GlusterFS, JuiceFS, CephFS, NFS, SMB: core/filesystems.py, any tier but
+LOCAL) a plan approved on another host raises no event, and an idle daemon
+would see it only at its next tick. So, when the vault is on such a
+filesystem, a thread polls the vault's root folder and the served projects'
+`plans/`, `cron/` and `tickets/` folders every `poll_interval` seconds
+(config.yaml, default 1 s), in addition to inotify, and does what the inotify
+thread does: pokes the daemon's Waker with the path that changed.
+
+The cost of a poll is one stat() per folder. Only a `plans/` folder whose
+signature (inode, mtime, ctime) moved is listed, and only its plan files are
+stat()ed; a plan whose signature moved (or that is new) is reported, and the
+daemon looks at that plan alone. Any other folder that moved (a new project
+in the root, a ticket or cron entry saved) is reported as itself: the daemon
+ticks. A save by rename, as
+every writer of the vault makes, moves its folder's mtime; a save in place
+by an editor that does not rename is seen at the tick, as before. `watch`,
+called by the daemon's loop before each scan, polls once at once: folders new
+to the list get their baseline before the scan, so that a change made after
+the scan is never part of a first look (which only records). A failing
+stat (the mount cut off: ENOTCONN, a folder being deleted) is skipped until
+the next poll: the thread never stops for it. The first poll of a folder only
+records it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from modulatio_d.core import filesystems
+from modulatio_d.daemon.wake import Waker
+
+log = logging.getLogger("modulatio.poll")
+POLLED = ("plans", "cron", "tickets")
+
+
+def needs_polling(path: Path, mountinfo: Path = Path("/proc/self/mountinfo")) -> str | None:
+    """What `path` is on when inotify cannot see other hosts' changes there, else None."""
+    try:
+        mounts = filesystems.parse_mountinfo(mountinfo.read_text())
+    except OSError:
+        return None
+    mount = filesystems.mount_for(mounts, os.path.realpath(path))
+    if mount is None:
+        return None
+    kind = filesystems.classify(mount)
+    return kind.name if kind.other_hosts_invisible_to_inotify else None
+
+
+def _signature(st: os.stat_result) -> tuple[int, int, int]:
+    return st.st_ino, st.st_mtime_ns, st.st_ctime_ns
+
+
+class Poller:
+    """Polls folders on a thread of its own and pokes `waker` with what changed."""
+
+    def __init__(self, waker: Waker, interval: Callable[[], float]):
+        self.waker = waker
+        self.interval = interval
+        self._folders: tuple[Path, ...] = ()
+        self._dirs: dict[Path, tuple[int, int, int]] = {}
+        self._files: dict[Path, dict[str, tuple[int, int, int]]] = {}
+        self._stop = threading.Event()
+        self._mutex = threading.Lock()  # one pass at a time: the loop's and the thread's
+        self._thread: threading.Thread | None = None
+
+    def watch(self, root: Path, projects: Iterable[Path]) -> None:
+        """Poll `root` and the `plans/`, `cron/`, `tickets/` of these project folders."""
+        self._folders = (root, *(p / sub for p in projects for sub in POLLED))
+        self.poll()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="modulatio-poll",
+                                            daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval()):
+            try:
+                self.poll()
+            except Exception:  # noqa: BLE001 - the thread must outlive any surprise
+                log.exception("polling failed; trying again at the next interval")
+
+    def poll(self) -> list[str]:
+        """One pass: the paths reported (for tests; the thread ignores them)."""
+        with self._mutex:
+            return self._poll()
+
+    def _poll(self) -> list[str]:
+        changed: list[str] = []
+        folders = self._folders
+        for gone in set(self._dirs) - set(folders):
+            self._dirs.pop(gone, None)
+            self._files.pop(gone, None)
+        for folder in folders:
+            try:
+                sig = _signature(os.stat(folder))
+            except OSError:
+                continue  # not made yet, or the mount is cut off: next time
+            if self._dirs.get(folder) == sig:
+                continue
+            first = folder not in self._dirs
+            self._dirs[folder] = sig
+            if folder.name != "plans":
+                if not first:
+                    changed.append(str(folder))
+                    self.waker.poke(str(folder))
+                continue
+            files = self._scan(folder)
+            if files is None:
+                self._dirs.pop(folder, None)  # try the whole folder again next time
+                continue
+            old = self._files.get(folder, {})
+            self._files[folder] = files
+            if first:
+                continue
+            for name, s in files.items():
+                if old.get(name) != s:
+                    changed.append(str(folder / name))
+                    self.waker.poke(str(folder / name))
+        return changed
+
+    @staticmethod
+    def _scan(folder: Path) -> dict[str, tuple[int, int, int]] | None:
+        files = {}
+        try:
+            with os.scandir(folder) as it:
+                for entry in it:
+                    if entry.name.startswith(".") or not entry.name.endswith(".md"):
+                        continue  # temp files of a save in progress, locks, .runs/
+                    try:
+                        files[entry.name] = _signature(entry.stat(follow_symlinks=False))
+                    except OSError:
+                        continue  # replaced or removed meanwhile (ESTALE): next time
+        except OSError:
+            return None
+        return files

@@ -1,0 +1,87 @@
+"""A host cut off the network mid-step (issue 13, item 2): the file server frees its lock
+after the ping timeout, a daemon on another host claims the plan with a higher token and
+completes it; when the link comes back the old holder sees the higher token, kills its
+step, writes nothing to the plan and records `claim_lost_to_fence`."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from waiting import wait_for
+
+# The lock lease (5 s), the take-over, the heal and the client's reconnection (a few
+# seconds each) take about a minute; more on a loaded machine.
+pytestmark = pytest.mark.timeout(300)
+
+PING_TIMEOUT_S = "5"  # GlusterFS's default (42 s) would make the test wait that long
+STEP0 = ('if [ "$(hostname)" = h1 ]; then echo "$MODULATIO_FENCING_TOKEN" > h1-started; '
+         'exec sleep 600; else echo "$MODULATIO_FENCING_TOKEN" > "ran-on-$(hostname)"; fi')
+
+
+def events(bed, vault, name: str) -> list[dict]:
+    try:
+        text = bed.path("h2", vault / ".modulatio" / "events.jsonl").read_text()
+    except OSError:
+        return []
+    out = []
+    for line in text.splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if event.get("event") == name:
+            out.append(event)
+    return out
+
+
+def plan_on(bed, vault, host: str) -> dict | None:
+    out = bed.modulatio(host, "plan", "show", "P-P-001", "--json", "--vault", vault)
+    return json.loads(out.stdout) if out.returncode == 0 else None
+
+
+def test_a_cut_off_holder_is_fenced_and_writes_nothing(bed, shared_vault, tmp_path):
+    made = bed.modulatio("h1", "plan", "new", "P", "Fenced", "--step", STEP0,
+                         "--step", "true", "--approve", "--vault", shared_vault)
+    assert made.returncode == 0, made.stderr
+    plan_file = next(bed.path("h2", shared_vault / "P" / "plans").glob("P-P-001.md"))
+    bed.volume_set("network.ping-timeout", PING_TIMEOUT_S)
+    try:
+        a = bed.start_daemon("h1", shared_vault, log=tmp_path / "a.log")
+        wait_for(lambda: bed.path("h1", shared_vault / "P" / "h1-started").exists(), 60,
+                 "h1 to start step 0", diag=a.log)
+        bed.cut("h1")
+        try:
+            b = bed.start_daemon("h2", shared_vault, log=tmp_path / "b.log")
+            wait_for(lambda: (plan_on(bed, shared_vault, "h2") or {}).get("status")
+                     == "completed", 120, "h2 to take the plan over and complete it",
+                     diag=lambda: b.log())
+            theirs = plan_file.read_bytes()
+        finally:
+            bed.heal("h1")
+        fenced = wait_for(lambda: events(bed, shared_vault, "claim_lost_to_fence"), 90,
+                          "h1 to see it was fenced", diag=lambda: a.log() + b.log())
+    finally:
+        bed.volume_reset("network.ping-timeout")
+    assert [(e["host"], e["pid"], e["token"], e["new_token"], e["new_host"])
+            for e in fenced] == [("h1", a.inner_pid, 1, 2, "h2")]
+    # The old holder's step is stopped, its daemon lives on, and it wrote nothing.
+    wait_for(lambda: not [p for p in bed.processes("h1") if _comm(p) == "sleep"], 30,
+             "h1's step to be stopped", diag=a.log)
+    assert a.alive()
+    assert plan_file.read_bytes() == theirs
+    plan = plan_on(bed, shared_vault, "h2")
+    assert plan["status"] == "completed"
+    # h2 found h1's attempt in flight (recorded as interrupted, with h1's token), then ran
+    # both steps under its own claim.
+    assert [(e["index"], e["token"], e["outcome"]) for e in plan["reflection_log"]] == [
+        (0, 1, "interrupted"), (0, 2, "ok"), (1, 2, "ok")]
+    assert bed.path("h2", shared_vault / "P" / "ran-on-h2").read_text() == "P-P-001:2\n"
+
+
+def _comm(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
