@@ -40,6 +40,7 @@ from modulatio_d.core.verdict import Decision, Outcome
 from modulatio_d.daemon.child import Child, describe_status
 from modulatio_d.daemon.executors import StepContext, launch
 from modulatio_d.daemon.services import Services
+from modulatio_d.store import fs
 
 log = logging.getLogger("modulatio.runner")
 KILL_GRACE_S = 5.0
@@ -90,15 +91,17 @@ def run(ctx: StepContext, log_path: Path, keep_fds: tuple[int, ...], started: da
     """Run attempt `ctx.attempt` of `ctx.step` to its end (see the protocol above)."""
     clock = svc.clocks.wall
     t0 = svc.clocks.monotonic()
+    # Step output and usage may hold secrets: never more readable than the plan.
+    cap = fs.mode_of(ctx.plan.path)
     try:
-        log_path.parent.mkdir(exist_ok=True)
+        fs.mkdirs(log_path.parent, cap=None if cap is None else fs.folder_cap(cap))
         usage_from = _forget_earlier_usage(ctx.usage_file)
         child = Child(launch(ctx), log_path, keep_fds=keep_fds,
-                      monotonic=svc.clocks.monotonic)
+                      monotonic=svc.clocks.monotonic, log_cap=cap)
     except (StepError, OSError) as e:
         try:
-            with open(log_path, "a") as f:
-                f.write(f"modulatio: could not start the step: {e}\n")
+            fs.append(log_path, f"modulatio: could not start the step: {e}\n".encode(),
+                      cap=cap, folders=False)
         except OSError:
             pass  # no log to write to: the reflection_log entry carries the reason
         return Attempt(Outcome.ERROR, "not started", started, clock(), log_path, str(e))
@@ -128,11 +131,11 @@ def _forget_earlier_usage(scratch: Path) -> int:
     removed, the offset from which this attempt's lines count: a bookkeeping hiccup
     is no reason not to run the step."""
     try:
-        scratch.unlink(missing_ok=True)
+        fs.unlink(scratch, missing_ok=True)
         return 0
     except OSError as e:
         try:
-            size = scratch.stat().st_size
+            size = fs.stat_of(scratch).st_size
         except OSError:
             size = 0
         log.warning("cannot remove %s (%s): the step runs; only lines appended after its "
@@ -173,11 +176,9 @@ def watch(child: Watched, deadline: float, svc: Services,
 def _summary(log_path: Path) -> str:
     """The last non-empty line of a step's output, shortened."""
     try:
-        with open(log_path, "rb") as f:
-            f.seek(0, 2)
-            f.seek(max(0, f.tell() - 4096))
-            lines = [ln.strip() for ln in f.read().decode("utf-8", "replace").splitlines()]
+        tail = fs.tail(log_path, 4096)
     except OSError:
         return ""
+    lines = [ln.strip() for ln in tail.decode("utf-8", "replace").splitlines()]
     last = next((ln for ln in reversed(lines) if ln), "")
     return last if len(last) <= SUMMARY_CHARS else last[: SUMMARY_CHARS - 1] + "…"

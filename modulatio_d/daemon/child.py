@@ -4,7 +4,9 @@ The child is started in a new process group (so a timeout or an abort kills
 its whole tree with one killpg), with PR_SET_PDEATHSIG so the kernel kills it
 when the daemon dies, and with the plan's lock descriptor passed on: if the
 daemon dies mid-step, the plan stays locked until the child's tree has exited,
-so no other daemon starts the same step beside it. Output goes to a log file.
+so no other daemon starts the same step beside it. Output goes to a log file,
+opened through store/fs/ (never through a link) and handed to the child as
+its stdout and stderr.
 
 `wait_fd()` is a pidfd: readable when the child exits, so the daemon's loop
 can wait on the child, its wake-up pipe and signals at once.
@@ -12,7 +14,6 @@ can wait on the child, its wake-up pipe and signals at once.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import os
 import signal
@@ -22,6 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
+
+from modulatio_d.store import fs
 
 _PR_SET_PDEATHSIG = 1
 try:
@@ -52,22 +55,28 @@ class Launch:
 class Child:
     def __init__(self, launch: Launch, log_path: Path | None, keep_fds: tuple[int, ...] = (),
                  monotonic: Callable[[], float] = time.monotonic,
-                 stdio: tuple[IO[bytes], IO[bytes], IO[bytes]] | None = None):
+                 stdio: tuple[IO[bytes], IO[bytes], IO[bytes]] | None = None,
+                 log_cap: int | None = None):
         """`stdio` (stdin, stdout, stderr files) instead of /dev/null and the log file:
-        for a reflector, whose answer is read back (files, not pipes: nothing to drain)."""
+        for a reflector, whose answer is read back (files, not pipes: nothing to drain).
+        `log_cap`: the most open mode the log may be created with (its plan's)."""
         self.log_path = log_path
         self.monotonic = monotonic
         parent = os.getpid()
-        with contextlib.ExitStack() as stack:
-            if stdio is None:
-                assert log_path is not None
-                log_path.parent.mkdir(parents=True, exist_ok=True)
-                log = stack.enter_context(open(log_path, "ab"))
-                stdio = (subprocess.DEVNULL, log, subprocess.STDOUT)  # type: ignore[assignment]
+        log = None
+        if stdio is None:
+            assert log_path is not None
+            log = fs.open_regular(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT,
+                                  cap=log_cap, folders=True)
+            stdio = (subprocess.DEVNULL, log, subprocess.STDOUT)  # type: ignore[assignment]
+        try:
             self.proc = subprocess.Popen(
                 launch.argv, cwd=launch.cwd, env=launch.env, stdin=stdio[0],
                 stdout=stdio[1], stderr=stdio[2], process_group=0,
                 pass_fds=keep_fds, preexec_fn=lambda: _die_with_parent(parent))
+        finally:
+            if log is not None:
+                os.close(log)
         self.pid = self.proc.pid
         try:
             self._pidfd: int | None = os.pidfd_open(self.pid)

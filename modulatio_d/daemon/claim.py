@@ -163,7 +163,8 @@ class Claimer:
         except BadFile as e:
             log.error("claim %s: %s", c.path.stem, e)
             lock.release()
-            return Missed.REFUSED
+            # A link or odd file where the plan's state goes (fs.Refused) cannot be written.
+            return Missed.UNWRITABLE if isinstance(e, OSError) else Missed.REFUSED
         except (OSError, FileChanged) as e:  # gone, or cannot be written (disk full)
             log.error("claim %s: %s", c.path.stem, e)
             lock.release()

@@ -36,7 +36,7 @@ from pathlib import Path
 from modulatio_d.core import cron, markdown
 from modulatio_d.core.errors import BadFile, FileChanged
 from modulatio_d.core.plan import FINAL
-from modulatio_d.store import atomic, zones
+from modulatio_d.store import atomic, fs, zones
 from modulatio_d.store.atomic import Snapshot
 from modulatio_d.store.cron_entries import (
     Entry,
@@ -176,7 +176,7 @@ class CronFirer:
                   shape: dict[str, object], now: datetime) -> str | None:
         kickoff = cron.kickoff_id(entry.id, t)
         path = self.vault.plan_path(project, kickoff)
-        if path.exists():
+        if fs.exists(path):
             return None  # fired already, by us before a crash or by another daemon
         fields = {"project": project, "cron": entry.id, "scheduled_for": render_time(t, zone)}
         if entry.overlap is Overlap.SKIP:
@@ -186,7 +186,7 @@ class CronFirer:
                          blocked_status=busy[1])
                 return None
         text = kickoff_text(entry, kickoff, render_time(t, zone), shape, now)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        fs.mkdirs(path.parent)
         try:
             atomic.write_new(path, text.encode())
         except FileExistsError:
@@ -203,7 +203,7 @@ class CronFirer:
                 parse_entry(markdown.load(path, text), self.vault.project_of(path))
             return markdown.set_keys(text, {"last_fired_for": value}, path).encode()
 
-        atomic.rewrite(path, apply, snap)
+        atomic.rewrite(path, apply, snap, kind="cron entry")
 
     def _shape(self, entry: Entry) -> dict[str, object]:
         if entry.steps:
@@ -215,7 +215,8 @@ class CronFirer:
 
     def _template_sig(self, entry: Entry) -> tuple | None:
         try:
-            return atomic.signature(self.vault.plan_path(entry.project, entry.template).stat())
+            return atomic.signature(fs.stat_of(self.vault.plan_path(entry.project,
+                                                                    entry.template)))
         except (OSError, TypeError):
             return None
 
@@ -244,7 +245,7 @@ class CronFirer:
 
     def _look(self, path: Path) -> _Known | None:
         try:
-            sig = atomic.signature(path.stat())
+            sig = atomic.signature(fs.stat_of(path))
         except FileNotFoundError:
             return None
         known = self._known.get(str(path))
@@ -282,7 +283,7 @@ class CronFirer:
                stat_sig: tuple | None = None) -> bool:
         """Report a bad file once per version; False when it is too fresh to judge."""
         try:
-            st = path.stat()
+            st = fs.stat_of(path)
         except FileNotFoundError:
             return False
         if self.clock().timestamp() - st.st_mtime < self.settle_s:
@@ -300,7 +301,7 @@ class CronFirer:
         if entry.timezone is not None:  # the config is not even looked at
             return Zones(self.host_zone).resolve(entry.timezone)
         try:
-            sig: tuple | None = atomic.signature(self.vault.config_path.stat())
+            sig: tuple | None = atomic.signature(fs.stat_of(self.vault.config_path))
         except FileNotFoundError:
             sig = None
         if self._config is None or self._config[0] != sig:

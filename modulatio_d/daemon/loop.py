@@ -45,7 +45,7 @@ from modulatio_d.daemon.sdnotify import NOTIFY_ENV_VARS, Notifier
 from modulatio_d.daemon.services import Clocks, Services, Stop
 from modulatio_d.daemon.story import Story
 from modulatio_d.daemon.wake import Waker, Watcher
-from modulatio_d.store import config, tempfiles
+from modulatio_d.store import config, fs, tempfiles
 from modulatio_d.store.events import EventLog
 from modulatio_d.store.heartbeat import Heartbeat, prune_dead
 from modulatio_d.store.refusals import Refusals
@@ -210,10 +210,12 @@ class Daemon:
 
     def _load_config(self) -> None:
         try:
-            st = self.vault.config_path.stat()
-            sig = (st.st_ino, st.st_size, st.st_mtime_ns)
+            st = fs.stat_of(self.vault.config_path)
+            sig: tuple | None = (st.st_ino, st.st_size, st.st_mtime_ns)
         except FileNotFoundError:
             sig = None
+        except OSError as e:  # .modulatio/ is a link, say: load() refuses it below
+            sig = ("unusable", str(e))
         if self._reload:
             self._reload = False
             log.info("SIGHUP: reading the config again (%s)", self.vault.config_path)

@@ -31,6 +31,7 @@ from pathlib import Path
 from modulatio_d.core import markdown
 from modulatio_d.core.errors import BadFile
 from modulatio_d.core.plan import CLAIMABLE, PlanStatus, parse_plan
+from modulatio_d.store import fs
 from modulatio_d.store.atomic import signature
 from modulatio_d.store.lock import is_held, lock_path
 from modulatio_d.store.refusals import Refusals
@@ -76,7 +77,7 @@ class Scanner:
         alive: set[str] = set()
         for project in self.served():
             try:
-                self.vault.check_inside(self.vault.plans_dir(project))
+                self.vault.check_folder(self.vault.plans_dir(project))
             except BadFile as e:  # looked at every tick: told once per message
                 self.refusals.tell(self.vault.plans_dir(project), project, e, str(e))
                 continue
@@ -86,7 +87,7 @@ class Scanner:
                     st = entry.stat()
                 except FileNotFoundError:
                     continue  # renamed away between listing and stat (an editor's save)
-                c = self._candidate(entry.path, not entry.is_symlink(), project, st, now)
+                c = self._candidate(entry.path, project, st, now)
                 if c is not None:
                     found.append(c)
         for gone in self._seen.keys() - alive:
@@ -110,21 +111,21 @@ class Scanner:
                     p.parent.parent.parent != self.vault.root:
                 continue
             try:
-                st = os.stat(path)
-            except FileNotFoundError:
-                continue
-            c = self._candidate(path, not p.is_symlink(), p.parent.parent.name, st, now)
+                st = fs.stat_of(path)
+            except OSError:
+                continue  # gone, or in a linked folder (the scan tells that once)
+            c = self._candidate(path, p.parent.parent.name, st, now)
             if c is not None:
                 found.append(c)
         return sorted(found)
 
-    def _candidate(self, path: str, inside: bool, project: str, st: os.stat_result,
+    def _candidate(self, path: str, project: str, st: os.stat_result,
                    now: datetime) -> Candidate | None:
         """The plan at `path` if it can be claimed now; what was learned is kept."""
         sig = signature(st)
         seen = self._seen.get(path)
         if seen is None or seen.signature != sig:
-            seen = self._look(path, inside, project, sig, st.st_mtime, now)
+            seen = self._look(path, project, sig, st.st_mtime, now)
             if seen is None:
                 return None
             self._seen[path] = seen
@@ -137,10 +138,10 @@ class Scanner:
             return None
         return c
 
-    def _look(self, path: str, inside: bool, project: str, sig: tuple, mtime: float,
+    def _look(self, path: str, project: str, sig: tuple, mtime: float,
               now: datetime) -> _Seen | None:
         try:
-            _, text = self.vault.read(path, inside=inside)
+            _, text = self.vault.read(path)
             status = markdown.peek_status(text)
             if status is None or status in _STATUSES and status not in ("approved",
                                                                         "executing"):

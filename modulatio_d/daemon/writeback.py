@@ -49,7 +49,9 @@ class WriteRetry:
 
     def again(self, error: Exception) -> bool:
         now = self.monotonic()
-        if isinstance(error, BadFile):
+        # A link or an odd file in the way (store/fs/ Refused, an OSError too) is no save
+        # a person is making: it gets the patience of a failing write, not forever.
+        if isinstance(error, BadFile) and not isinstance(error, OSError):
             self.gone_since = None  # it is back, if broken: a person is at it
             return True
         if isinstance(error, FileNotFoundError):

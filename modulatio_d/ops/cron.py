@@ -19,7 +19,7 @@ from modulatio_d.core import cron, markdown, names
 from modulatio_d.core.cron import CatchUp
 from modulatio_d.core.errors import BadFile, UsageError
 from modulatio_d.core.times import format_time
-from modulatio_d.store import atomic, cron_entries, zones
+from modulatio_d.store import atomic, cron_entries, fs, zones
 from modulatio_d.store.cron_entries import MAX_ID_LEN, Entry, Overlap, render_time, start_of
 from modulatio_d.store.lock import FileLock, lock_path
 from modulatio_d.store.plan_file import read_plan
@@ -193,7 +193,7 @@ def _check_options(vault: Vault, project: str, steps: list[str] | None, template
         raise UsageError(f"--overlap: {overlap!r} is not one of {', '.join(Overlap)}") from None
     if template is not None:
         names.check("plan id", template)
-        if not vault.plan_path(project, template).exists():
+        if not fs.exists(vault.plan_path(project, template)):
             raise UsageError(f"--template: there is no plan {project}/plans/{template}.md")
         read_plan(vault, vault.plan_path(project, template))  # a bad template: BadFile, exit 1
 
@@ -211,7 +211,7 @@ def set_enabled(vault: Vault, entry_id: str, enabled: bool) -> tuple[Entry, bool
         cron_entries.parse_entry(markdown.load(path, current), vault.project_of(path))
         return markdown.set_keys(current, {"enabled": enabled}, path).encode()
 
-    atomic.rewrite(path, apply, snap)
+    atomic.rewrite(path, apply, snap, kind="cron entry")
     return cron_entries.read_snapshot(vault, path)[1], True
 
 
@@ -222,6 +222,6 @@ def remove_entry(vault: Vault, entry_id: str, wait_s: float = 5.0) -> Path:
     if not lock.acquire(time.monotonic() + wait_s):  # a daemon firing it takes milliseconds
         raise UsageError(f"cron entry {entry_id} stays locked by a daemon; try again")
     with lock:
-        path.unlink()
+        fs.unlink(path)
         atomic.fsync_dir(path.parent)
     return path

@@ -4,13 +4,16 @@ Files, beside the vault's other state:
     .modulatio/daemon.pid   "<pid>\\n<host>\\n", flock'ed (LOCK_EX) for as long as the
                             detached daemon runs; never deleted
     .modulatio/daemon.log   the detached daemon's stderr (its log), appended to
+Both are opened through store/fs/: never through a link, and refused unless they
+are regular files with one link (a planted link is never truncated or written).
 
 Protocol of `start`:
 1. Open the pid file and take flock(LOCK_EX | LOCK_NB). Busy means a detached
    daemon runs: report the pid written in the file and start nothing. Probes
    (`running`) take LOCK_SH for microseconds, so a busy lock is tried again
    for half a second before it counts as a running daemon.
-2. Empty the file, then start `python -P -m modulatio_d daemon --vault V ...` with
+2. Empty the file (ftruncate, only now that the lock is ours: it is opened
+   without O_TRUNC), then start `python -P -m modulatio_d daemon --vault V ...` with
    subprocess: a new session (setsid: no controlling terminal, not in the
    shell's process group, so ^C and hang-ups of the terminal do not reach it),
    stdin from /dev/null, stdout and stderr appended to the log, the locked pid
@@ -54,7 +57,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from modulatio_d.store import processes
+from modulatio_d.store import fs, processes
 from modulatio_d.store.lock import flock_until
 from modulatio_d.store.vault import Vault
 
@@ -109,9 +112,9 @@ def _held(fd: int) -> bool:
 def locked(vault: Vault) -> bool:
     """Whether the pid file is locked: the detached daemon runs (or is being started)."""
     try:
-        fd = os.open(pid_path(vault), os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return False
+        fd = fs.open_regular(pid_path(vault), os.O_RDONLY)
+    except (FileNotFoundError, fs.Refused):
+        return False  # a link or a FIFO is no pid file a daemon of ours holds
     try:
         return _held(fd)
     finally:
@@ -121,8 +124,8 @@ def locked(vault: Vault) -> bool:
 def running(vault: Vault, wait_s: float = 2.0) -> Detached | None:
     """The detached daemon of this vault while its pid file is locked, else None."""
     try:
-        fd = os.open(pid_path(vault), os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
+        fd = fs.open_regular(pid_path(vault), os.O_RDONLY)
+    except (FileNotFoundError, fs.Refused):
         return None
     try:
         if not _held(fd):
@@ -144,15 +147,13 @@ def start(vault: Vault, daemon_args: list[str], environ: dict[str, str],
     """Start `modulatio daemon --vault V <daemon_args>` in the background (see the protocol)."""
     from modulatio_d.daemon.sdnotify import NOTIFY_ENV_VARS
 
-    vault.meta.mkdir(parents=True, exist_ok=True)
-    fd = os.open(pid_path(vault), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    fd = fs.open_regular(pid_path(vault), os.O_RDWR | os.O_CREAT, folders=True)
     try:
         if not flock_until(fd, time.monotonic() + LOCK_RETRY_S, poll_s=POLL_S):
             info = running(vault)
             return Started(info.pid if info else 0, already=True, ready=True)
         os.ftruncate(fd, 0)
-        log = os.open(log_path(vault), os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
-                      0o644)
+        log = fs.open_regular(log_path(vault), os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         try:
             offset = os.fstat(log).st_size
             os.write(log, f"--- {time.strftime('%Y-%m-%dT%H:%M:%S%z')} modulatio daemon "
@@ -179,17 +180,22 @@ def start(vault: Vault, daemon_args: list[str], environ: dict[str, str],
         if code is not None:
             return Started(proc.pid, already=False, ready=False, exit_code=code,
                            log_tail=_tail(log_path(vault), offset))
-        if beat.exists():
+        if _exists(beat):
             return Started(proc.pid, already=False, ready=True)
         time.sleep(POLL_S)
     return Started(proc.pid, already=False, ready=False)
 
 
+def _exists(path: Path) -> bool:
+    try:
+        return fs.exists(path)
+    except OSError:
+        return False  # its folder is a link: the daemon refuses it and exits
+
+
 def _tail(path: Path, offset: int, limit: int = 4000) -> str:
     try:
-        with open(path, "rb") as f:
-            f.seek(max(offset, os.fstat(f.fileno()).st_size - limit))
-            return f.read().decode("utf-8", "replace")
+        return fs.tail(path, limit, start=offset).decode("utf-8", "replace")
     except OSError:
         return ""
 

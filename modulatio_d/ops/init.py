@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 
 from modulatio_d.core.errors import UsageError
+from modulatio_d.store import atomic, fs
 from modulatio_d.store.vault import META, Vault, example_source
 
 _RUN_STATE = ("*.lock", "*.usage.jsonl", "*.runs", "events.jsonl", "daemons", "state",
@@ -38,6 +39,9 @@ def init(path: Path, example: bool = False) -> Vault:
         shutil.copytree(example_source(), path, dirs_exist_ok=True,
                         ignore=shutil.ignore_patterns(*_RUN_STATE))
     else:
-        (path / META).mkdir(parents=True, exist_ok=True)
-        (path / META / "config.yaml").write_text(_DEFAULT_CONFIG)
+        path.mkdir(parents=True, exist_ok=True)  # the folder asked for, as named
+        vault = Vault(path)
+        fs.mkdirs(vault.meta)  # modes from the umask: 0o777 and 0o666 masked
+        atomic.write_new(vault.config_path, _DEFAULT_CONFIG.encode())
+        return vault
     return Vault(path)

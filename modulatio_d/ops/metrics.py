@@ -27,7 +27,6 @@ counter reset.
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections import defaultdict
 from collections.abc import Iterable
@@ -38,7 +37,7 @@ from modulatio_d import __version__
 from modulatio_d.core.times import parse_time
 from modulatio_d.core.verdict import FAILURES
 from modulatio_d.ops.survey import INVALID, STATUSES, survey
-from modulatio_d.store import usage
+from modulatio_d.store import fs, usage
 from modulatio_d.store.events import read as read_events
 from modulatio_d.store.vault import Vault
 
@@ -246,14 +245,13 @@ def _usage(vault: Vault, projects: list[str]) -> dict[str, usage.Totals]:
     out: dict[str, usage.Totals] = defaultdict(usage.Totals)
     for project in projects:
         try:
-            with os.scandir(vault.plans_dir(project)) as it:
-                files = [e.path for e in it if e.name.endswith(".usage.jsonl")
-                         and not e.name.startswith(".")]
-        except (FileNotFoundError, NotADirectoryError):
+            files = [e.path for e in fs.entries(vault.plans_dir(project), ".usage.jsonl")
+                     if not e.name.startswith(".")]
+        except OSError:  # a linked plans/ folder: refused by status, never read
             continue
         total = usage.Totals()
         for path in files:
-            total = total.add(usage.read_lines(path))
+            total += usage.totals(path)  # line by line: never held whole
         out[project] = total
     return out
 

@@ -39,7 +39,7 @@ from modulatio_d.core import markdown
 from modulatio_d.core.errors import BadFile
 from modulatio_d.core.plan import PlanStatus
 from modulatio_d.core.times import format_time, parse_time
-from modulatio_d.store import heartbeat
+from modulatio_d.store import fs, heartbeat
 from modulatio_d.store.events import read as read_events
 from modulatio_d.store.lock import holder, is_held, lock_path
 from modulatio_d.store.vault import Vault
@@ -174,7 +174,7 @@ def _refuse(refused: dict, vault: Vault, path: str, project: str | None, kind: s
 def _plans(vault: Vault, project: str, now: datetime, s: Survey, refused: dict) -> None:
     folder = vault.plans_dir(project)
     try:
-        vault.check_inside(folder)
+        vault.check_folder(folder)
     except BadFile as e:
         _refuse(refused, vault, str(folder), project, "folder", e)
         return
@@ -182,7 +182,7 @@ def _plans(vault: Vault, project: str, now: datetime, s: Survey, refused: dict) 
         path = entry.path
         plan_id = entry.name[:-3]
         try:
-            _, text = vault.read(path, inside=not entry.is_symlink())
+            _, text = vault.read(path)
         except FileNotFoundError:
             continue  # renamed away by an editor's save between listing and reading
         except BadFile as e:
@@ -191,10 +191,7 @@ def _plans(vault: Vault, project: str, now: datetime, s: Survey, refused: dict) 
             continue
         status = markdown.peek_status(text)
         if status == "paused":
-            try:
-                mtime = entry.stat().st_mtime
-            except FileNotFoundError:
-                mtime = 0.0
+            mtime = entry.stat().st_mtime
             s.paused.append({"id": plan_id, "project": project, "detail": False,
                              "path": path, "_mtime": mtime})
         elif status is None or status not in STATUSES or status == "executing":
@@ -327,7 +324,7 @@ def _daemon_refusals(vault: Vault, refused: dict, events: list[dict] | None = No
             continue  # judged by this pass itself, which is fresher
         ts = parse_time(e.get("ts"))
         try:
-            mtime = os.stat(path).st_mtime
+            mtime = fs.stat_of(path).st_mtime
         except OSError:
             continue  # deleted or renamed since: nothing to report
         # The event's time is cut to the second; the scan judges a file only 2 s

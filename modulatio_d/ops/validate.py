@@ -40,7 +40,7 @@ from pathlib import Path
 from modulatio_d.core.errors import BadFile
 from modulatio_d.core.markdown import line_of
 from modulatio_d.core.plan import FINAL, Plan, StepKind
-from modulatio_d.store import config
+from modulatio_d.store import config, fs
 from modulatio_d.store.plan_file import read_plan
 from modulatio_d.store.vault import Vault
 
@@ -118,7 +118,17 @@ class _Checker:
             self.add(self.vault.root / name, "folder name is not a valid project code, so its "
                      "plans never run", None, "rename it to letters, digits, '_', '-' and '.'")
         for project in self.vault.projects():
+            try:
+                self.vault.check_folder(self.vault.project_dir(project))
+            except BadFile as e:  # a project folder linked in: told once, not per kind
+                self.problems.append(Problem.of(e))
+                continue
             for kind, reader in readers().items():
+                try:
+                    self.vault.check_folder(self.vault.project_dir(project) / kind)
+                except BadFile as e:  # a linked folder: none of its files is read
+                    self.problems.append(Problem.of(e))
+                    continue
                 for entry in sorted(self.vault.files(project, kind), key=lambda e: e.name):
                     path = Path(entry.path)
                     try:
@@ -321,7 +331,7 @@ class _Checker:
 
 def _text(path: Path) -> str:
     try:
-        return path.read_text("utf-8", "replace")
+        return fs.read(path, "config").raw.decode("utf-8", "replace")
     except OSError:
         return ""
 

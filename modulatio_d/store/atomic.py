@@ -11,8 +11,9 @@ The swap is renameat2(RENAME_EXCHANGE) where the kernel and file system have
 it: it hands back what was at the target, so an editor's save that landed
 between the check and the swap is seen; `apply` is then run again on the
 person's text and written over ours. Elsewhere (NFS, old kernels) it is
-os.replace and that last window stays open. Links are resolved first, so the
-link is kept and its target rewritten.
+os.replace and that last window stays open. Every step goes through store/fs/:
+a link (at the file or on the way) is never written through, and a file that is
+not a regular file with one link is refused.
 
 What `rewrite` returns is what the writer KNOWS it wrote: its own bytes and the
 signature of its own inode, taken through the temp file's descriptor held open
@@ -24,146 +25,69 @@ of passing for the writer's own text.
 
 from __future__ import annotations
 
-import ctypes
-import errno
 import os
-import tempfile
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from modulatio_d.core.errors import FileChanged
+from modulatio_d.store import fs
+from modulatio_d.store.fs import Snapshot, signature
+from modulatio_d.store.fs.reading import READ_RETRIES, TRANSIENT_ERRNOS, retrying
 
-_AT_FDCWD = -100
-_RENAME_EXCHANGE = 2
+__all__ = ["Snapshot", "signature", "read", "write_new", "replace", "rewrite", "fsync_dir",
+           "retrying", "READ_RETRIES", "TRANSIENT_ERRNOS"]
+
 _ATTEMPTS = 5
 
 
-@dataclass(frozen=True)
-class Snapshot:
-    """A file's text as read, with what identifies that version on disk."""
-
-    path: Path | str
-    raw: bytes
-    signature: tuple[int, int, int, int]  # inode, size, mtime_ns, ctime_ns
+def read(path: Path | str, kind: str = "plan") -> Snapshot:
+    """fs.read: ESTALE and EIO (another host's rename on a shared filesystem) are tried
+    again briefly; past that an OSError, never a bad file."""
+    return fs.read(path, kind)
 
 
-def signature(st: os.stat_result) -> tuple[int, int, int, int]:
-    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+_renameat2 = fs.writing._libc_renameat2 if fs.writing.EXCHANGE else None
+"""Not None where renameat2 (RENAME_EXCHANGE) may be tried: for tests that need it."""
 
 
-# A read racing a rename made by another host fails now and then on a shared filesystem:
-# ESTALE (GlusterFS: 4-6 times in 40-48 thousand reads), or EIO from a FUSE client. Such a
-# read is tried again a few times, briefly; if it still fails, the OSError goes up as an
-# error of the system (looked at again later), never as a bad file.
-TRANSIENT_ERRNOS = (errno.ESTALE, errno.EIO)
-READ_RETRIES = 5
-READ_RETRY_S = 0.02  # times the attempt number: 0.3 s in all
+def _temp_file(path: Path, data: bytes, mode: int | None,
+               st: os.stat_result | None = None) -> Path:
+    """A complete, fsynced temp file beside `path` (store/fs/ temp)."""
+    return fs.temp(path, data, like=st, cap=mode)
 
 
-def retrying(read: Callable[[], bytes | Snapshot]):
-    """`read()`, tried again after a transient error (see above)."""
-    for attempt in range(READ_RETRIES + 1):
-        try:
-            return read()
-        except OSError as e:
-            if e.errno not in TRANSIENT_ERRNOS or attempt == READ_RETRIES:
-                raise
-            time.sleep(READ_RETRY_S * (attempt + 1))
-    raise AssertionError("unreachable")
-
-
-def read(path: Path | str) -> Snapshot:
-    def once() -> Snapshot:
-        with open(path, "rb") as f:
-            st = os.fstat(f.fileno())
-            return Snapshot(path, f.read(), signature(st))
-    return retrying(once)
-
-
-def _load_libc():
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        fn = libc.renameat2
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-    return fn
-
-
-_renameat2 = _load_libc()
+def _open_temp(path: Path, data: bytes, st: os.stat_result) -> tuple[int, Path]:
+    """`_temp_file` for a rewrite of the file `st` describes, its descriptor kept open."""
+    return fs.open_temp(path, data, like=st)
 
 
 def _exchange(a: Path, b: Path) -> bool:
-    """Swap two paths atomically; False when this system cannot."""
-    global _renameat2
-    if _renameat2 is None:
-        return False
-    if _renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
-        return True
-    err = ctypes.get_errno()
-    if err in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP):
-        _renameat2 = None  # file system or kernel without it: stop asking
-        return False
-    raise OSError(err, os.strerror(err), str(b))
+    """Swap two paths of one folder atomically; False when this system cannot."""
+    return fs.exchange(a, b)
 
 
 def fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fs.fsync_dir(folder)
 
 
-def write_new(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Write a file that must not exist yet (O_EXCL); visible only once complete."""
+def write_new(path: Path, data: bytes, mode: int | None = None) -> None:
+    """Write a file that must not exist yet (FileExistsError); visible only once complete.
+
+    Its mode is 0o666 (or `mode`) masked by the umask."""
     tmp = _temp_file(path, data, mode)
-    try:
-        os.link(tmp, path)  # fails with FileExistsError if another writer won
-    finally:
-        os.unlink(tmp)
+    fs.publish(tmp, path)
     fsync_dir(path.parent)
 
 
-def replace(path: Path, data: bytes, mode: int = 0o644) -> None:
+def replace(path: Path, data: bytes, mode: int | None = None) -> None:
     """Atomically put `data` at `path` (a file only this program writes)."""
     tmp = _temp_file(path, data, mode)
     try:
-        os.replace(tmp, path)
+        fs.rename(tmp, path)
     except BaseException:
-        os.unlink(tmp)
+        fs.unlink(tmp, missing_ok=True)
         raise
     fsync_dir(path.parent)
-
-
-def _temp_file(path: Path, data: bytes, mode: int, st: os.stat_result | None = None) -> Path:
-    fd, name = _open_temp(path, data, mode, st)
-    os.close(fd)
-    return name
-
-
-def _open_temp(path: Path, data: bytes, mode: int,
-               st: os.stat_result | None = None) -> tuple[int, Path]:
-    """A complete, fsynced temp file beside `path`: (its open descriptor, its path)."""
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fchmod(fd, st.st_mode & 0o7777 if st else mode)
-        if st is not None:
-            try:
-                os.fchown(fd, st.st_uid, st.st_gid)
-            except PermissionError:
-                pass  # not ours to give away: the file keeps our owner
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        os.unlink(name)
-        raise
-    return fd, Path(name)
 
 
 def _ours(path: Path | str, data: bytes, fd: int, written: os.stat_result) -> Snapshot:
@@ -180,7 +104,8 @@ def _ours(path: Path | str, data: bytes, fd: int, written: os.stat_result) -> Sn
                                  after.st_ctime_ns))
 
 
-def rewrite(path: Path, apply: Callable[[bytes], bytes], base: Snapshot | None = None) -> Snapshot:
+def rewrite(path: Path, apply: Callable[[bytes], bytes], base: Snapshot | None = None,
+            kind: str = "plan") -> Snapshot:
     """Write `apply(base.raw)` over `path` unless a person saved since `base` was read.
 
     A save seen before the swap: `apply` runs again on the new text. A save
@@ -188,36 +113,39 @@ def rewrite(path: Path, apply: Callable[[bytes], bytes], base: Snapshot | None =
     `apply` runs again on it. Returns the snapshot of what WE wrote (see _ours),
     not a re-read: a save that lands after the swap must not pass for ours.
     Raises FileChanged when the file keeps changing under us; whatever `apply`
-    raises passes through with the person's file in place.
+    raises passes through with the person's file in place. A link, or a file
+    that is not a regular file with one link, is fs.Refused: never written through.
     """
-    target = Path(os.path.realpath(path))
-    expected = (base if base is not None else read(target)).raw
+    target = Path(path)
+    expected = (base if base is not None else read(target, kind)).raw
     for _ in range(_ATTEMPTS):
         new = apply(expected)
         _seam("applied", target)
-        fd, tmp = _open_temp(target, new, 0, os.stat(target))
+        st = fs.stat_of(target)
+        fs.check_regular(target, st)
+        fd, tmp = _open_temp(target, new, st)
         live: Path | None = tmp  # the path of the temp file while it must be removed
         try:
             written = os.fstat(fd)
-            current = retrying(target.read_bytes)
+            current = read(target, kind).raw
             if current != expected:
                 expected = current  # a person saved after we read: apply to theirs
                 continue
             _seam("checked", target)
             if _exchange(tmp, target):
                 _seam("exchanged", target)
-                displaced = tmp.read_bytes()
+                displaced = read(tmp, kind).raw
                 if displaced != expected:
                     # A save landed between the check and the swap: put it back.
                     _exchange(tmp, target)
-                    ours = tmp.read_bytes()
+                    ours = read(tmp, kind).raw
                     if ours != new:  # yet another save: it is the newest
-                        os.replace(tmp, target)
+                        fs.rename(tmp, target)
                         live, displaced = None, ours
                     expected = displaced
                     continue
             else:
-                os.replace(tmp, target)
+                fs.rename(tmp, target)
                 live = None
             _seam("swapped", target)
             fsync_dir(target.parent)
@@ -225,7 +153,7 @@ def rewrite(path: Path, apply: Callable[[bytes], bytes], base: Snapshot | None =
         finally:
             os.close(fd)
             if live is not None:
-                os.unlink(live)
+                fs.unlink(live, missing_ok=True)
         _seam("done", target)
         return snap
     raise FileChanged(path)

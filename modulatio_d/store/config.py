@@ -11,7 +11,8 @@
 
 An agent entry either runs a command (`run`) or names another agent (`use`):
 a built-in (`mock`) or one from the entry-point group `modulatio_d.agents`.
-A missing file is the default config; a malformed one is a BadFile.
+A missing file is the default config; a malformed one is a BadFile, and so is a link
+(never followed), a file that is not a regular file, or one over 1 MiB (store/fs/).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 from modulatio_d.core import markdown, names
 from modulatio_d.core.errors import FileFault
 from modulatio_d.core.plan import parse_duration
+from modulatio_d.store import fs
 from modulatio_d.store.vault import decode
 
 DEFAULT_TIMEOUT = 3600.0
@@ -48,7 +50,7 @@ class Config:
 
 def load(path: Path) -> Config:
     try:
-        raw = path.read_bytes()
+        raw = fs.read(path, "config").raw
     except FileNotFoundError:
         return Config()
     text = decode(path, raw)

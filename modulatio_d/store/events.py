@@ -1,7 +1,9 @@
 """The audit log `.modulatio/events.jsonl`: one JSON line per transition.
 
 Every line is written by one os.write on a descriptor opened with O_APPEND,
-so lines from several daemons never interleave. Fields: `ts` (UTC), `event`,
+so lines from several daemons never interleave. The file is opened through
+store/fs/: a link (to a person's ~/.bashrc, say) is refused, never written
+through, and so is anything but a regular file with one link. Fields: `ts` (UTC), `event`,
 `host`, `pid`, then the event's own (plan, project, index, attempt, ...).
 """
 
@@ -17,6 +19,7 @@ from datetime import datetime
 from pathlib import Path
 
 from modulatio_d.core.times import format_time, utcnow
+from modulatio_d.store import fs
 
 log = logging.getLogger("modulatio.events")
 
@@ -33,12 +36,9 @@ class EventLog:
                 "pid": self.pid, **fields}
         data = (json.dumps(line, default=str, sort_keys=False) + "\n").encode()
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
-            try:
-                os.write(fd, data)
-            finally:
-                os.close(fd)
+            fs.append(self.path, data)
+        except fs.Refused as e:  # a planted link: told, never written through
+            log.warning("event not recorded: %s: %s", e, line)
         except OSError as e:  # disk full, say: the audit line is lost, the work goes on
             log.warning("could not append to %s (%s): %s", self.path, e.strerror, line)
 
@@ -47,24 +47,26 @@ def read(path: Path, names: tuple[str, ...] = ()) -> list[dict]:
     """The log's well-formed lines, oldest first; with `names`, only those events.
 
     The log only grows (rotate it by renaming: every writer opens it with
-    O_APPEND per line), so it is read whole; with `names`, a regex on the raw
-    line skips other events before any JSON is decoded. A torn last line (a
-    daemon writing it now) is skipped.
+    O_APPEND per line); it is read line by line up to its size when opened, a
+    line over 64 KiB skipped unread; with `names`, a regex on the raw line skips
+    other events before any JSON is decoded. A torn last line (a daemon writing
+    it now) is skipped. A log that is a link or not a regular file reads as empty.
     """
     wanted = re.compile(rb'"event"\s*:\s*"(?:' + b"|".join(re.escape(n.encode()) for n in names)
                         + rb')"') if names else None
     out = []
     try:
-        with open(path, "rb") as f:
-            for line in f:
-                if wanted is not None and wanted.search(line) is None:
-                    continue
-                try:
-                    event = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(event, dict) and (not names or event.get("event") in names):
-                    out.append(event)
+        for _, line in fs.lines(path, "event line"):
+            if line is None or (wanted is not None and wanted.search(line) is None):
+                continue
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(event, dict) and (not names or event.get("event") in names):
+                out.append(event)
     except FileNotFoundError:
         pass
+    except fs.Refused as e:
+        log.warning("events not read: %s", e)
     return out

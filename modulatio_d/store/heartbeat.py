@@ -18,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 
 from modulatio_d.core.times import format_time, parse_time, utcnow
-from modulatio_d.store import processes
+from modulatio_d.store import fs, processes
 
 
 class Heartbeat:
@@ -35,20 +35,17 @@ class Heartbeat:
         # Rename without fsync: a heartbeat lost in a power cut is rewritten within a tick.
         data = json.dumps({**self.fields, "last_tick": format_time(now, micro=True),
                            "active_plan": active_plan, "step": step}).encode()
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "wb") as f:
-                f.write(data)
-            os.replace(tmp, self.path)
+            fs.mkdirs(self.path.parent)
+            fs.rename(fs.temp(self.path, data, sync=False), self.path)
         except OSError as e:  # disk full: monitors will see the beat go stale, as they should
             logging.getLogger("modulatio.heartbeat").warning("heartbeat not written: %s", e)
 
     def remove(self) -> None:
         try:
-            os.unlink(self.path)
-        except FileNotFoundError:
-            pass
+            fs.unlink(self.path, missing_ok=True)
+        except OSError as e:  # a linked folder: nothing of ours is there
+            logging.getLogger("modulatio.heartbeat").warning("heartbeat not removed: %s", e)
 
 
 def _alive(info: dict) -> bool:
@@ -66,15 +63,14 @@ def read_all(daemons_dir: Path, now: datetime | None = None) -> list[dict]:
     now = now or utcnow()
     out = []
     try:
-        files = list(os.scandir(daemons_dir))
-    except FileNotFoundError:
+        files = fs.entries(daemons_dir, ".json")
+    except OSError:  # a link or not a folder: no heartbeat is read through it
         return []
     for entry in files:
-        if not entry.name.endswith(".json") or entry.name.startswith("."):
+        if entry.name.startswith("."):
             continue
         try:
-            with open(entry.path, encoding="utf-8") as f:
-                info = json.load(f)
+            info = json.loads(fs.read(entry.path, "heartbeat").raw)
             last = parse_time(info["last_tick"])
         except (OSError, ValueError, KeyError, TypeError):
             continue
@@ -90,8 +86,7 @@ def read_all(daemons_dir: Path, now: datetime | None = None) -> list[dict]:
 def read_one(daemons_dir: Path, host: str, pid: int) -> dict | None:
     """The heartbeat of daemon `pid` on `host`, with `last_tick` parsed; None if unreadable."""
     try:
-        with open(daemons_dir / f"{host}.{pid}.json", encoding="utf-8") as f:
-            info = json.load(f)
+        info = json.loads(fs.read(daemons_dir / f"{host}.{pid}.json", "heartbeat").raw)
         info["last_tick"] = parse_time(info["last_tick"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
@@ -104,10 +99,10 @@ def prune_dead(daemons_dir: Path) -> list[str]:
     for info in read_all(daemons_dir):
         if info.get("host") == socket.gethostname() and not info["live"]:
             try:
-                os.unlink(info["file"])
+                fs.unlink(info["file"])
                 removed.append(info["file"])
-            except FileNotFoundError:
-                pass
+            except OSError:
+                pass  # gone already, or its folder is a link: nothing to remove
     return removed
 
 

@@ -37,6 +37,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from modulatio_d.core.errors import BadFile, FileUnusable
+from modulatio_d.store import fs
 
 
 def lock_path(path: Path) -> Path:
@@ -70,11 +71,12 @@ class FileLock:
                 sleep: Callable[[float], None] = time.sleep) -> bool:
         """Take the lock, waiting until `deadline` (on `clock`); False when still busy."""
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+            fd = fs.open_regular(self.path, os.O_RDWR | os.O_CREAT)
         except OSError as e:
             # A link or a folder in its place is the vault's fault; anything else
             # (EACCES, EROFS, ENOSPC) is the system's: exit 3, not 1.
-            kind = BadFile if e.errno in (errno.ELOOP, errno.EISDIR) else FileUnusable
+            kind = BadFile if isinstance(e, fs.Refused) or e.errno in (errno.ELOOP, errno.EISDIR) \
+                else FileUnusable
             raise kind(self.path, f"cannot open the lock file: {e.strerror}", None,
                        "it must be a plain file (not a link) the daemon can write") from None
         if not flock_until(fd, deadline, clock=clock, sleep=sleep):
@@ -138,7 +140,7 @@ class FileLock:
 
 def is_held(path: Path) -> bool:
     """Whether someone (another process, or another descriptor here) holds the lock."""
-    if not path.exists():
+    if not fs.exists(path):
         return False
     probe = FileLock(path)
     if probe.try_acquire():
@@ -150,6 +152,6 @@ def is_held(path: Path) -> bool:
 def holder(path: Path) -> dict:
     """What the last holder wrote about itself ({} when nothing readable)."""
     try:
-        return json.loads(path.read_text() or "{}")
+        return json.loads(fs.read(path, "lock file").raw or b"{}")
     except (OSError, ValueError):
         return {}

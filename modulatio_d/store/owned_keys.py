@@ -24,7 +24,7 @@ from modulatio_d.core.checks import check_own_keys
 from modulatio_d.core.errors import BadFile
 from modulatio_d.core.plan import DAEMON_KEYS, PERSON_SETS, Plan, PlanStatus
 from modulatio_d.core.times import format_time, parse_time
-from modulatio_d.store import atomic
+from modulatio_d.store import atomic, fs
 
 _HISTORY = 64  # status changes remembered: an editor buffer older than that is rare
 
@@ -46,7 +46,7 @@ class Record:
 
 def load(path: Path) -> Record | None:
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(fs.read(path, "record").raw)
         record = Record(rev=int(data["rev"]), status=PlanStatus(data["status"]).value,
                         keys=dict(data["keys"]),
                         status_by_rev=[(int(r), str(s)) for r, s in data.get("status_by_rev",
@@ -74,7 +74,7 @@ def save(path: Path, plan: Plan, previous: Record | None,
     if not history or history[-1][1] != plan.status.value:
         history.append((plan.rev, plan.status.value))
     record = Record(plan.rev, plan.status.value, plan.own_keys(), history[-_HISTORY:])
-    path.parent.mkdir(parents=True, exist_ok=True)
+    fs.mkdirs(path.parent)
     # Key order kept: a repair rewrites dicts as the daemon wrote them. Times are
     # turned to text by json's default hook, not by walking the (long) log.
     atomic.replace(path, json.dumps({

@@ -41,7 +41,7 @@ from modulatio_d.core import markdown
 from modulatio_d.core.errors import Fenced, LockBusy
 from modulatio_d.core.markdown import DELETE
 from modulatio_d.core.plan import Plan, PlanStatus, parse_plan, transition
-from modulatio_d.store import atomic, owned_keys
+from modulatio_d.store import atomic, fs, owned_keys
 from modulatio_d.store.lock import FileLock, holder, lock_path
 from modulatio_d.store.vault import Vault, decode
 
@@ -88,7 +88,7 @@ class HeldPlan:
     def refresh(self) -> bool:
         """Re-read the plan if its file changed on disk; True when its content did."""
         try:
-            if atomic.signature(self.path.stat()) == self.snapshot.signature:
+            if atomic.signature(fs.stat_of(self.path)) == self.snapshot.signature:
                 return False
             snap, text = self.vault.read(self.path)
         except FileNotFoundError:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from modulatio_d.core.errors import BadFile
+from modulatio_d.store import fs
 from modulatio_d.store.vault import SETTLE_S, Vault
 
 log = logging.getLogger("modulatio.refused")
@@ -25,7 +26,7 @@ log = logging.getLogger("modulatio.refused")
 def settled(path: Path | str, now_ts: float, settle_s: float = SETTLE_S) -> bool:
     """Whether the file last changed long enough ago to be judged (False if it is gone)."""
     try:
-        return now_ts - os.stat(path).st_mtime >= settle_s
+        return now_ts - fs.stat_of(path).st_mtime >= settle_s
     except OSError:
         return False
 

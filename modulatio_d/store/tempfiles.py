@@ -2,11 +2,12 @@
 
 Every file this program writes goes through a temp file beside it, renamed into
 place once complete. A process killed in between leaves the temp file behind:
-- `.<name>.<8 characters>.tmp` (store/atomic.py, through mkstemp): beside plans,
-  cron entries and tickets (`<name>` ends in `.md`) in a project's plans/, cron/
-  and tickets/, and beside the records in `.modulatio/state/<PROJECT>/` and the
-  crash counts in its `crashes/` (`.json`);
-- `.<host>.<pid>.json.tmp` (store/heartbeat.py) in `.modulatio/daemons/`.
+- `.<name>.<8 characters>.tmp` (store/fs/ temp, for store/atomic.py and
+  store/heartbeat.py): beside plans, cron entries and tickets (`<name>` ends in
+  `.md`) in a project's plans/, cron/ and tickets/, beside the records in
+  `.modulatio/state/<PROJECT>/` and the crash counts in its `crashes/`, and the
+  heartbeats in `.modulatio/daemons/` (`.json`);
+- `.<host>.<pid>.json.tmp` in `.modulatio/daemons/`, left by versions before that.
 `sweep` removes, in those folders only, the files whose name has exactly one of
 these forms for that folder and whose mtime is older than MAX_AGE_S: a live
 writer keeps its temp file for milliseconds. Anything else (a person's `.swp`, a
@@ -17,12 +18,12 @@ start and every SWEEP_EVERY_S (daemon/loop.py).
 from __future__ import annotations
 
 import logging
-import os
 import re
 import stat
 from collections.abc import Iterable
 from pathlib import Path
 
+from modulatio_d.store import fs
 from modulatio_d.store.vault import Vault
 
 log = logging.getLogger("modulatio.tempfiles")
@@ -38,7 +39,7 @@ _HEARTBEAT = re.compile(r"\A\.[^/]+\.\d+\.json\.tmp\Z")
 def folders(vault: Vault, projects: Iterable[str]) -> list[tuple[Path, tuple[re.Pattern, ...]]]:
     """The folders written through temp files, each with the temp names it may hold."""
     out: list[tuple[Path, tuple[re.Pattern, ...]]] = [
-        (vault.daemons_dir, (_HEARTBEAT,))]
+        (vault.daemons_dir, (_HEARTBEAT, _ATOMIC_JSON))]
     for project in projects:
         for kind in ("plans", "cron", "tickets"):
             out.append((vault.project_dir(project) / kind, (_ATOMIC_MD,)))
@@ -53,17 +54,17 @@ def sweep(vault: Vault, projects: Iterable[str], now: float,
     removed = []
     for folder, patterns in folders(vault, projects):
         try:
-            entries = list(os.scandir(folder))
-        except OSError:  # missing, or unreadable: nothing of ours to sweep there
+            entries = fs.entries(folder)  # never through a link (store/fs/)
+        except OSError:  # missing, unreadable or a link: nothing of ours to sweep there
             continue
         for e in entries:
             if not e.name.endswith(".tmp") or not any(p.match(e.name) for p in patterns):
                 continue
             try:
-                st = e.stat(follow_symlinks=False)
+                st = e.stat()
                 if not stat.S_ISREG(st.st_mode) or now - st.st_mtime < max_age_s:
                     continue
-                os.unlink(e.path)
+                fs.unlink(e.path)
             except FileNotFoundError:
                 continue  # its writer renamed it, or another daemon swept it
             except OSError as err:

@@ -106,7 +106,7 @@ def close_ticket(path: Path, now: datetime) -> None:
 
 def _rewrite(path: Path, changes: dict) -> None:
     atomic.rewrite(path, lambda raw: markdown.set_keys(
-        decode(path, raw), changes, path).encode())
+        decode(path, raw), changes, path).encode(), kind="ticket")
 
 
 def decided(text: str) -> bool:

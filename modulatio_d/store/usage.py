@@ -5,6 +5,11 @@ agent_id, plan_id, step_index, attempt, duration_s. Steps may append their own
 lines to $MODULATIO_USAGE_FILE (a scratch file per attempt); the daemon checks
 each, skips a malformed one with a warning naming file and line, fills in the
 plan fields, and appends the good ones to the plan's usage file.
+
+Usage files are read line by line (store/fs/: never whole, a line over
+64 KiB skipped with a warning) and written through store/fs/: a link, or a
+file that is not a regular file with one link, is refused. A usage file is
+created no more readable than its plan (its mode is capped by the plan's).
 """
 
 from __future__ import annotations
@@ -12,8 +17,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from modulatio_d.store import fs
 
 log = logging.getLogger("modulatio.usage")
 
@@ -39,6 +47,10 @@ class Totals:
             self.output_tokens + sum(int(u.get("output_tokens") or 0) for u in lines),
             self.cost_usd + sum(float(u.get("cost_usd") or 0) for u in lines))
 
+    def __add__(self, other: Totals) -> Totals:
+        return Totals(self.calls + other.calls, self.input_tokens + other.input_tokens,
+                      self.output_tokens + other.output_tokens, self.cost_usd + other.cost_usd)
+
     def as_dict(self) -> dict:
         return {"calls": self.calls, "input_tokens": self.input_tokens,
                 "output_tokens": self.output_tokens, "cost_usd": round(self.cost_usd, 6)}
@@ -62,38 +74,60 @@ def check(usage: object) -> str | None:
     return None
 
 
-def read_lines(path: Path, warn: bool = False, start: int = 0) -> list[dict]:
+def iter_lines(path: Path | str, warn: bool = False, start: int = 0) -> Iterator[dict]:
     """The well-formed lines of a usage file, decoded; with `warn`, log each bad one.
-    `start`: the byte offset to read from (what was there before is not counted)."""
-    out = []
+    `start`: the byte offset to read from (what was there before is not counted).
+
+    A missing file has none; a refused one (a link, a FIFO...) has none either,
+    with a warning: usage must never stop a plan or a command.
+    """
     try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            if start:
-                f.buffer.seek(start)
-            for n, text in enumerate(f, 1):
-                if not text.strip():
-                    continue
+        for n, raw in fs.lines(path, "usage line", start=start):
+            if raw is None:
+                problem = f"longer than {fs.LIMITS['usage line']} bytes"
+            elif not raw.strip():
+                continue
+            else:
                 try:
-                    usage = json.loads(text)
+                    usage = json.loads(raw.decode("utf-8", "replace"))
                     problem = check(usage)
                 except ValueError as e:
-                    problem = f"not JSON ({e.msg})"
-                if problem:
-                    if warn:
-                        log.warning("%s:%d: usage line skipped: %s", path, n, problem)
-                    continue
-                out.append(usage)
+                    problem = f"not JSON ({getattr(e, 'msg', e)})"
+            if problem:
+                if warn:
+                    log.warning("%s:%d: usage line skipped: %s", path, n, problem)
+                continue
+            yield usage
     except FileNotFoundError:
-        pass
-    return out
+        return
+    except fs.Refused as e:
+        log.warning("usage not read: %s", e)
 
 
-def totals(path: Path) -> Totals:
-    return Totals().add(read_lines(path))
+def read_lines(path: Path | str, warn: bool = False, start: int = 0) -> list[dict]:
+    return list(iter_lines(path, warn, start))
+
+
+def totals(path: Path | str) -> Totals:
+    """The sums of a usage file, read line by line (never held whole)."""
+    calls = inp = out = 0
+    cost = 0.0
+    for u in iter_lines(path):
+        calls += 1
+        inp += int(u.get("input_tokens") or 0)
+        out += int(u.get("output_tokens") or 0)
+        cost += float(u.get("cost_usd") or 0)
+    return Totals(calls, inp, out, cost)
+
+
+def plan_of(path: Path) -> Path:
+    """The plan whose usage file `path` is."""
+    return path.with_name(path.name.removesuffix(".usage.jsonl") + ".md")
 
 
 def append(path: Path, lines: list[dict], again: bool = False) -> None:
-    """Append `lines` with one write() and fsync them.
+    """Append `lines` with one write() and fsync them; a new file gets at most its plan's
+    mode (store/fs/: never through a link, only a regular file with one link).
 
     `again`: an earlier append of the same lines failed. If its write went
     through and only its fsync failed, the lines are the file's last bytes
@@ -105,7 +139,8 @@ def append(path: Path, lines: list[dict], again: bool = False) -> None:
     if not lines:
         return
     data = "".join(json.dumps(u, sort_keys=True) + "\n" for u in lines).encode()
-    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    fd = fs.open_regular(path, os.O_RDWR | os.O_APPEND | os.O_CREAT,
+                         cap=fs.mode_of(plan_of(path)))
     try:
         if again:
             size = os.fstat(fd).st_size

@@ -10,36 +10,41 @@
     <vault>/<PROJECT>/tickets/<id>.md
 
 A project is any folder with a valid name holding plans/, cron/ or tickets/.
-Files are read through `Vault.read` (and `decode`), which refuse links out of the vault,
-files over 1 MiB and bytes that are not UTF-8.
+Every file of the vault is opened through store/fs/, beneath the root's descriptor,
+never through a link; person files are read through `Vault.read` (and `decode`), which
+also refuse files over their kind's limit and bytes that are not UTF-8.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import stat
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from importlib import resources
 from pathlib import Path
 
 from modulatio_d.core import names
 from modulatio_d.core.errors import BadFile, NotFound, UsageError, VaultNotFound
-from modulatio_d.store import atomic
-from modulatio_d.store.atomic import Snapshot
+from modulatio_d.store import atomic, fs
+from modulatio_d.store.fs import Snapshot
 
 META = ".modulatio"
 SETTLE_S = 2.0
 """A file changed less than this ago that does not parse is not judged yet: an
 editor may be half way through writing it (VS Code truncates, then writes)."""
 _KINDS = ("plans", "cron", "tickets")
+_KIND_OF_FOLDER = {"plans": "plan", "cron": "cron entry", "tickets": "ticket"}
 
-MAX_BYTES = 1024 * 1024
+MAX_BYTES = fs.LIMITS["plan"]
 
 
 class Vault:
     def __init__(self, root: Path | str):
         self.root = Path(os.path.realpath(root))
         self.meta = self.root / META
+        # Every path built from self.root is opened beneath this descriptor (store/fs/).
+        self.fs_root = fs.register(self.root)
 
     def __repr__(self) -> str:
         return f"Vault({str(self.root)!r})"
@@ -87,11 +92,8 @@ class Vault:
     def folders(self) -> list[str]:
         """Every top-level folder with a valid name: the projects, and those that
         may become one (a person making NEW/ before NEW/plans/)."""
-        try:
-            return sorted(e.name for e in os.scandir(self.root)
-                          if e.is_dir() and names.is_valid(e.name))
-        except FileNotFoundError:
-            return []
+        return sorted(e.name for e in fs.entries(self.root)
+                      if e.is_dir() and names.is_valid(e.name))
 
     def misnamed_projects(self) -> list[str]:
         """Folders laid out like a project whose name is not a valid code: never served."""
@@ -99,22 +101,27 @@ class Vault:
                 if not names.is_valid(name) and not name.startswith(".")]
 
     def _project_like(self) -> list[str]:
-        try:
-            entries = sorted(os.scandir(self.root), key=lambda e: e.name)
-        except FileNotFoundError:
-            return []
-        return [e.name for e in entries
-                if e.is_dir() and any(os.path.isdir(os.path.join(e.path, k)) for k in _KINDS)]
+        # A folder linked in is listed too (its link is lstat'ed, never opened), so
+        # that the scan, status and validate can say it is refused.
+        out = []
+        for e in sorted(fs.entries(self.root), key=lambda e: e.name):
+            if e.is_dir() and any(_holds(os.path.join(e.path, k)) for k in _KINDS):
+                out.append(e.name)
+            elif e.is_symlink() and names.is_valid(e.name) and any(
+                    os.path.isdir(os.path.join(e.path, k)) for k in _KINDS):
+                out.append(e.name)
+        return out
 
-    def files(self, project: str, kind: str) -> Iterator[os.DirEntry]:
-        """The `*.md` entries of a project's plans/, cron/ or tickets/ folder."""
+    def files(self, project: str, kind: str) -> Iterator[fs.Entry]:
+        """The `*.md` entries of a project's plans/, cron/ or tickets/ folder (none when
+        the folder is missing, a link or not a folder: `check_folder` says why)."""
         try:
-            with os.scandir(self.project_dir(project) / kind) as it:
-                for e in it:
-                    if e.name.endswith(".md") and not e.name.startswith("."):
-                        yield e
-        except FileNotFoundError:
+            found = fs.entries(self.project_dir(project) / kind, ".md")
+        except OSError:
             return
+        for e in found:
+            if not e.name.startswith("."):
+                yield e
 
     def find(self, kind: str, item_id: str, project: str | None = None) -> tuple[str, Path]:
         """(project, path) of a plan, cron entry or ticket by id."""
@@ -122,30 +129,33 @@ class Vault:
         names.check(f"{singular} id", item_id)
         for p in [project] if project else self.projects():
             path = self.project_dir(p) / kind / f"{item_id}.md"
-            if path.exists():
+            if fs.exists(path):
                 return p, path
         raise NotFound(singular, item_id, f"no {kind}/{item_id}.md in {self.root}")
 
     def project_of(self, path: Path) -> str:
         """The project code of a file at <vault>/<PROJECT>/<kind>/<file>."""
-        return Path(os.path.realpath(path)).parent.parent.name
+        return Path(path).parent.parent.name  # no link is followed: the path says it
 
-    def read(self, path: Path | str, inside: bool = False) -> tuple[Snapshot, str]:
-        """A vault file's snapshot and text, refusing what must not be read.
-
-        `inside`: the caller already knows the path is no link and its folder is
-        in the vault (the scan checks each folder once), so no realpath is needed.
-        """
-        if not inside:
-            self.check_inside(path)
-        snap = atomic.read(path)
+    def read(self, path: Path | str, kind: str | None = None) -> tuple[Snapshot, str]:
+        """A person's file (plan, cron entry, ticket: `kind`, else by its folder) and its
+        text; fs.Refused for a link, a non-regular file, one over its limit."""
+        kind = kind or _KIND_OF_FOLDER.get(Path(path).parent.name, "plan")
+        snap = fs.read(path, kind)
         return snap, decode(path, snap.raw)
 
-    def check_inside(self, path: Path | str) -> None:
-        real = os.path.realpath(path)
-        if real != str(self.root) and not real.startswith(str(self.root) + os.sep):
-            raise BadFile(path, f"is a link that leads out of the vault (to {real})", None,
-                          "copy the file into the vault instead of linking it")
+    def check_folder(self, folder: Path | str) -> None:
+        """Refuse a folder that is a link, lies in one, or is not a folder (BadFile)."""
+        fs.check_folder(folder)
+
+
+def _holds(path: str) -> bool:
+    """Whether a folder (or a link, which is then refused where it is read) is at `path`."""
+    try:
+        st = fs.stat_of(path)
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode) or stat.S_ISLNK(st.st_mode)
 
 
 def decode(path: Path | str, raw: bytes) -> str:
@@ -169,9 +179,9 @@ def next_number(prefix: str, folders: Iterable[Path]) -> int:
     numbers = [0]
     for folder in folders:
         try:
-            names_here = os.listdir(folder)
-        except FileNotFoundError:
-            continue
+            names_here = fs.names(folder)
+        except OSError:
+            continue  # a linked folder: refused where it is read
         numbers += [int(m.group(1)) for n in names_here if (m := numbered.match(n))]
     return max(numbers) + 1
 
@@ -185,7 +195,7 @@ def create_numbered(folder: Path, prefix: str, digits: int, first: int,
     processes counting the same `first` (next_number) never share a number: the
     loser of a race finds the name taken and takes the next one.
     """
-    folder.mkdir(parents=True, exist_ok=True)
+    fs.mkdirs(folder)
     number = first
     while True:
         item_id = f"{prefix}{number:0{digits}d}"

@@ -9,7 +9,6 @@ waits for it to exit. The person's text must survive with our change on top.
 
 from __future__ import annotations
 
-import os
 import stat
 import subprocess
 import sys
@@ -19,7 +18,7 @@ import pytest
 
 from modulatio_d.core import markdown
 from modulatio_d.core.errors import FileChanged
-from modulatio_d.store import atomic
+from modulatio_d.store import atomic, fs
 
 PLAN = """\
 ---
@@ -111,7 +110,7 @@ def test_a_save_between_read_and_rename_is_kept(plan, style):
 
 @pytest.mark.parametrize("style", STYLES)
 def test_a_save_landing_inside_the_swap_is_put_back_and_reapplied(plan, style, monkeypatch):
-    if atomic._renameat2 is None:
+    if not fs.writing.EXCHANGE:
         pytest.skip("this kernel or file system has no renameat2(RENAME_EXCHANGE)")
     real_exchange = atomic._exchange
     person = person_edit(PLAN)
@@ -134,7 +133,7 @@ def test_a_save_landing_inside_the_swap_is_put_back_and_reapplied(plan, style, m
 
 
 def test_a_second_save_inside_the_swap_back_wins(plan, monkeypatch):
-    if atomic._renameat2 is None:
+    if not fs.writing.EXCHANGE:
         pytest.skip("this kernel or file system has no renameat2(RENAME_EXCHANGE)")
     real_exchange = atomic._exchange
     first, second = person_edit(PLAN, 1), person_edit(PLAN, 2)
@@ -154,7 +153,7 @@ def test_a_second_save_inside_the_swap_back_wins(plan, monkeypatch):
 
 @pytest.mark.parametrize("style", STYLES)
 def test_without_renameat2_the_check_before_rename_still_works(plan, style, monkeypatch):
-    monkeypatch.setattr(atomic, "_renameat2", None)
+    monkeypatch.setattr(fs.writing, "EXCHANGE", False)
     person = person_edit(PLAN)
     calls = []
 
@@ -169,30 +168,31 @@ def test_without_renameat2_the_check_before_rename_still_works(plan, style, monk
     assert leftovers(plan.parent) == []
 
 
-@pytest.mark.parametrize("style", STYLES)
-def test_a_link_stays_a_link_and_its_target_is_rewritten(tmp_path, style):
+@pytest.mark.parametrize("where", ["file", "folder"])
+def test_a_link_is_never_written_through(tmp_path, where):
+    # The plan itself, or its folder, is a link to a file elsewhere: the rewrite is
+    # refused and the file at the other end keeps its bytes (docs/security.md).
+    from modulatio_d.store.vault import Vault
+
+    vault = Vault(tmp_path / "vault")
+    (tmp_path / "vault").mkdir()
     real = tmp_path / "elsewhere" / "P-P-001.md"
     real.parent.mkdir()
     real.write_text(PLAN)
-    real.chmod(0o600)
-    link = tmp_path / "plans" / "P-P-001.md"
-    link.parent.mkdir()
-    link.symlink_to(real)
-    person = person_edit(PLAN)
-    calls = []
-
-    def apply(raw: bytes) -> bytes:
-        calls.append(raw)
-        if len(calls) == 1:
-            editor_save(link, style, person)
-        return set_status("executing")(raw)
-
-    atomic.rewrite(link, apply)
-
-    assert link.is_symlink() and os.readlink(link) == str(real)
-    assert real.read_text() == person.replace("status: approved", "status: executing")
-    assert stat.S_IMODE(real.stat().st_mode) == 0o600
-    assert leftovers(link.parent) == [] and leftovers(real.parent) == []
+    if where == "file":
+        link = tmp_path / "vault" / "plans" / "P-P-001.md"
+        link.parent.mkdir()
+        link.symlink_to(real)
+    else:
+        (tmp_path / "vault" / "plans").symlink_to(real.parent)
+        link = tmp_path / "vault" / "plans" / "P-P-001.md"
+    with pytest.raises(fs.Refused, match="symbolic link"):
+        atomic.rewrite(link, set_status("executing"))
+    with pytest.raises(fs.Refused, match="symbolic link"):
+        atomic.rewrite(link, set_status("executing"), atomic.Snapshot(link, PLAN.encode(),
+                                                                       (0, 0, 0, 0)))
+    assert real.read_text() == PLAN
+    assert leftovers(real.parent) == [] and vault.root.exists()
 
 
 def test_a_file_that_keeps_changing_gives_up_with_the_person_text_in_place(plan):

@@ -253,6 +253,6 @@ def test_unusable_runs_folder_pauses_that_plan_and_the_others_run(dvault, daemon
     assert d.wait(15) == 0, d.log()
     p = plan(dvault, PID)
     assert p.status.value == "paused" and p.reflection_log[-1]["outcome"] == "error"
-    assert "File exists" in p.reflection_log[-1]["summary"]
+    assert f"{runs}: is not a folder (move the file away)" in p.reflection_log[-1]["summary"]
     assert plan(dvault, "P-P-002").status.value == "completed"
     assert runs.read_text() == "a person's file\n"

@@ -181,13 +181,39 @@ def test_a_locked_pid_file_naming_another_program_is_not_acted_on(vault):
         holder.stdout.close()
 
 
-def test_a_daemon_that_dies_while_starting_is_reported_with_its_log(vault):
-    (vault.meta / "daemons").touch()  # a file where its heartbeat folder must be
-    result = modulatio("daemon", "--detach", "--vault", vault.root)
-    assert result.returncode == 1
-    assert "exited with 3 while starting" in result.stderr
-    assert ".modulatio/daemons" in result.stderr and "Not a directory" in result.stderr
+def test_a_daemon_that_dies_while_starting_is_reported_with_its_log(vault, tmp_path,
+                                                                    monkeypatch):
+    # Nothing in the vault stops a daemon any more (a file where .modulatio/daemons/
+    # belongs only costs its heartbeats), so a stand-in for the daemon's interpreter
+    # fails the start: a real process that writes its error to the log and exits 3.
+    import functools
+    import io
+
+    from modulatio_d import cli
+
+    standin = tmp_path / "python-that-fails"
+    standin.write_text("#!/bin/sh\necho \"boom: cannot start with $*\" >&2\nexit 3\n")
+    standin.chmod(0o755)
+    monkeypatch.setattr(detach, "start", functools.partial(detach.start, python=str(standin)))
+    out, err = io.StringIO(), io.StringIO()
+    code = cli.main(["daemon", "--detach", "--vault", str(vault.root)],
+                    cli.Context(environ={}, cwd=tmp_path, out=out, err=err))
+    assert code == 1
+    assert "exited with 3 while starting" in err.getvalue()
+    assert f"boom: cannot start with -P -m modulatio_d daemon --vault {vault.root}" \
+        in err.getvalue()
     assert not detach.locked(vault)
+
+
+def test_a_file_where_the_heartbeat_folder_belongs_does_not_stop_a_detached_daemon(vault):
+    (vault.meta / "daemons").touch()  # heartbeats cannot be written: warned, work goes on
+    write(vault.plans_dir("W") / "W-P-002.md", plan_text("W-P-002", "approved",
+                                                         "  - run: \"true\"\n"))
+    result = modulatio("daemon", "--detach", "--once", "--vault", vault.root)
+    assert result.returncode == 0, result.stderr
+    wait_for(lambda: plan_status(vault, "W-P-002") == "completed", 30, "W-P-002 completed")
+    wait_for(lambda: not detach.locked(vault), 30, "the detached daemon gone")
+    assert "heartbeat not written" in (vault.meta / "daemon.log").read_text()
 
 
 def test_detach_with_once_finishes_the_work_in_the_background(vault):

@@ -18,7 +18,7 @@ import os, signal, sys
 from pathlib import Path
 from modulatio_d.store import atomic
 target = Path(sys.argv[1])
-def killed(*a):  # the kill lands between the complete temp file and its rename
+def killed(*a, **k):  # the kill lands between the complete temp file and its rename
     os.kill(os.getpid(), signal.SIGKILL)
 os.replace = killed
 atomic.replace(target, b"half done")

@@ -46,12 +46,12 @@ from torture_helpers import CLI, Checker, TVault, run
 
 # The write side of the file system API; `?` makes strace skip a name this
 # architecture lacks (aarch64 has no rename, unlink, mkdir, link, symlink).
-WRITE_SIDE = ("openat", "open", "creat", "write", "pwrite64", "writev", "fsync", "fdatasync",
+WRITE_SIDE = ("openat", "openat2", "open", "creat", "write", "pwrite64", "writev", "fsync", "fdatasync",
               "ftruncate", "truncate", "fchmod", "fchown", "rename", "renameat",
               "renameat2", "unlink", "unlinkat", "mkdir", "mkdirat", "link", "linkat",
               "symlink", "symlinkat", "utimensat")
 # ENOSPC only where a file system really returns it (space or an inode is taken).
-ENOSPC_CALLS = {"openat", "open", "creat", "write", "pwrite64", "writev", "fsync",
+ENOSPC_CALLS = {"openat", "openat2", "open", "creat", "write", "pwrite64", "writev", "fsync",
                 "fdatasync", "ftruncate", "rename", "renameat", "renameat2", "mkdir",
                 "mkdirat", "link", "linkat", "symlink", "symlinkat"}
 MODES = {"kill": "signal=KILL", "eio": "error=EIO", "enospc": "error=ENOSPC"}
@@ -111,9 +111,14 @@ def _normalise(name: str, args: str, root: str) -> str:
         args = args.split(",")[0]  # the descriptor, not the bytes (they hold times, pids)
     args = args.replace(root, "V")
     args = re.sub(r"\b\d+<", "<", args)
+    # A path opened relative to the vault's own descriptor (openat2 of store/fs/) reads
+    # as the path beneath the vault, like the absolute paths of other calls.
+    args = re.sub(r'<V>, "', '"V/', args)
     args = re.sub(r"pipe:\[\d+\]|socket:\[\d+\]|anon_inode:[^>]*", "pipe", args)
     args = re.sub(r"\.[a-z0-9_]{8}\.tmp\b", ".*.tmp", args)
     args = re.sub(r"(daemons/\.?)[^/\">]+\.\d+\.json", r"\1HB.json", args)
+    # The same names given to *at calls relative to the folder's descriptor (store/fs/).
+    args = re.sub(r'(daemons>, "\.?)[^/\">]+\.\d+\.json', r"\1HB.json", args)
     args = re.sub(r"\b\d{4}-\d\d-\d\dT[\d:]+Z?", "T", args)
     return f"{name}({args})"
 
@@ -157,8 +162,9 @@ def parse_calls(trace: str, root: Path) -> tuple[dict[str, list[Call]], str]:
         fd = _FD.match(rest)
         touches = bool(fd and _in_vault(fd.group(2), r)) or any(
             _in_vault(p, r) for p in _QUOTED.findall(rest.split(") = ")[0]))
+        opens = ("openat", "openat2", "open")
         write_side = touches and not (
-            name in ("openat", "open") and not any(f in rest for f in _WRITE_FLAGS)) and \
+            name in opens and not any(f in rest for f in _WRITE_FLAGS)) and \
             not (name in ("write", "pwrite64", "writev") and not fd)
         point = Point(name, what, k, _klass(what)) if write_side else None
         calls.setdefault(name, []).append(Call(name, what, line[:200], point))

@@ -160,16 +160,16 @@ def test_exit_codes_by_class(sales, tmp_path, run_cli, monkeypatch):
     assert not (plain / ".modulatio").exists()
 
     # 3: the system said no (here EACCES on the lock file, as for a non-root user)
-    import modulatio_d.store.lock as lock
+    from modulatio_d.store import fs
 
-    real_open = lock.os.open
+    real_open = fs.writing.open_beneath  # where lock files are opened (store/fs/)
 
     def refuse(path, *args, **kwargs):
         if str(path).endswith(".lock"):
             raise PermissionError(13, "Permission denied", str(path))
         return real_open(path, *args, **kwargs)
 
-    monkeypatch.setattr(lock.os, "open", refuse)
+    monkeypatch.setattr(fs.writing, "open_beneath", refuse)
     r = run_cli("plan", "approve", "SALES-P-001", *v)
     assert (r.code, r.out) == (3, "")
     assert "SALES-P-001.lock: cannot open the lock file: Permission denied" in r.err

@@ -1,21 +1,21 @@
-"""ESTALE and EIO on reads (store/atomic.py): a read racing another host's rename is
+"""ESTALE and EIO on reads (store/fs/ read, under store/atomic.py): a read racing another host's rename is
 tried again briefly, and past that fails as an OSError, never as a bad file."""
 
 from __future__ import annotations
 
-import builtins
 import errno
 
 import pytest
 from fakes import Events, FakeClock, write_plan
 
 from modulatio_d.daemon.scan import Scanner
-from modulatio_d.store import atomic
+from modulatio_d.store import atomic, fs
 from modulatio_d.store.plan_file import read_plan
 
 
 def flaky_open(monkeypatch, path, errors: list[int]) -> list[int]:
-    real, seen = builtins.open, []
+    """Fail the next opens of `path` with `errors`, where store/fs/ opens vault files."""
+    real, seen = fs.reading.open_beneath, []
 
     def fake(file, *a, **k):
         if str(file) == str(path) and errors:
@@ -23,8 +23,8 @@ def flaky_open(monkeypatch, path, errors: list[int]) -> list[int]:
             code = errors.pop(0)
             raise OSError(code, "injected", str(file))
         return real(file, *a, **k)
-    monkeypatch.setattr(builtins, "open", fake)
-    monkeypatch.setattr(atomic.time, "sleep", lambda s: None)
+    monkeypatch.setattr(fs.reading, "open_beneath", fake)
+    monkeypatch.setattr(fs.reading.time, "sleep", lambda s: None)
     return seen
 
 

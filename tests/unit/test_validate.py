@@ -185,7 +185,8 @@ def test_a_link_out_of_the_vault_is_refused(vault, run_cli, tmp_path):
     path = vault.plans_dir("P") / "P-P-001.md"
     path.parent.mkdir(parents=True)
     path.symlink_to(outside)
-    reason = f"is a link that leads out of the vault (to {outside.resolve()}) (copy the file"
+    reason = (f"is a symbolic link (to {str(outside)!r}): links are never followed in the "
+              f"vault (put the file or folder itself there instead of a link)")
 
     with pytest.raises(BadFile) as e:
         read_plan(vault, path)
@@ -202,24 +203,53 @@ def test_a_link_out_of_the_vault_is_refused(vault, run_cli, tmp_path):
     assert path.is_symlink()
 
 
-def test_a_link_inside_the_vault_is_read(vault, run_cli):
+def test_a_link_inside_the_vault_is_refused_too(vault, run_cli):
+    # No link is followed in the vault, even one to another file of it: a plan read
+    # through a link could never be written back without writing through it.
     shared = vault.root / "shared"
     shared.mkdir()
     (shared / "P-P-001.md").write_bytes(fm(GOOD))
     link = vault.plans_dir("P") / "P-P-001.md"
     link.parent.mkdir(parents=True)
     link.symlink_to(shared / "P-P-001.md")
-    assert read_plan(vault, link).plan.id == "P-P-001"
-    assert run_cli("validate", "--vault", vault.root).code == 0
+    with pytest.raises(BadFile, match=r"is a symbolic link .*links are never followed"):
+        read_plan(vault, link)
+    r = run_cli("validate", "--vault", vault.root)
+    assert r.code == 1
+    check_message(r.out.splitlines()[0], link, None, "is a symbolic link", "error")
+    r = run_cli("plan", "approve", "P-P-001", "--vault", vault.root)
+    assert r.code == 1 and "is a symbolic link" in r.err
+    assert (shared / "P-P-001.md").read_bytes() == fm(GOOD) and link.is_symlink()
 
 
 def test_a_link_looping_or_dangling_is_a_problem_not_a_crash(vault, run_cli):
     folder = vault.plans_dir("P")
     folder.mkdir(parents=True)
     (folder / "P-P-001.md").symlink_to(folder / "gone.md")
+    (folder / "P-P-002.md").symlink_to(folder / "P-P-002.md")
     r = run_cli("validate", "--vault", vault.root)
     assert r.code == 1 and "Traceback" not in r.out + r.err
-    assert r.out.startswith(f"{folder / 'P-P-001.md'}: error: cannot be read: ")
+    lines = r.out.splitlines()
+    check_message(lines[0], folder / "P-P-001.md", None, "is a symbolic link (to ", "error")
+    check_message(lines[1], folder / "P-P-002.md", None, "is a symbolic link (to ", "error")
+
+
+def test_a_linked_project_or_plans_folder_is_one_problem_and_nothing_in_it_is_read(
+        vault, run_cli, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "plans").mkdir(parents=True)
+    (elsewhere / "plans" / "L-P-001.md").write_bytes(fm(GOOD.replace("P-P-001", "L-P-001")))
+    (vault.root / "L").symlink_to(elsewhere)
+    (vault.root / "M" / "cron").mkdir(parents=True)
+    (vault.root / "M" / "plans").symlink_to(elsewhere / "plans")
+    r = run_cli("validate", "--vault", vault.root)
+    assert r.code == 1
+    assert r.out.splitlines() == [
+        f"{vault.root / 'L'}: error: is a symbolic link (to {str(elsewhere)!r}): links are never "
+        f"followed in the vault (put the file or folder itself there instead of a link)",
+        f"{vault.root / 'M' / 'plans'}: error: is a symbolic link (to {str(elsewhere / 'plans')!r}): "
+        f"links are never followed in the vault (put the file or folder itself there "
+        f"instead of a link)", f"2 problem(s) in {vault.root}"], r.out
 
 
 @pytest.mark.parametrize("code", ["../x", "a/b", "..", ".x", ".", "a b", "x$", "", "a\\b",

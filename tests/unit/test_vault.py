@@ -205,15 +205,16 @@ def test_invalid_names(name):
         names.check("project code", name)
 
 
-def test_reading_follows_links_inside_the_vault_only(vault, tmp_path):
-    (vault.root / "real.md").write_text("inside")
+def test_reading_follows_no_link_inside_the_vault_or_out(vault, tmp_path):
+    (vault.root / "real.md").write_text("TEXT-INSIDE")
     os.symlink(vault.root / "real.md", vault.root / "link.md")
     os.symlink(tmp_path / "outside.md", vault.root / "out.md")
-    (tmp_path / "outside.md").write_text("outside")
-    snap, text = vault.read(vault.root / "link.md")
-    assert text == "inside" and snap.raw == b"inside"
-    with pytest.raises(Exception, match="leads out of the vault"):
-        vault.read(vault.root / "out.md")
+    (tmp_path / "outside.md").write_text("TEXT-OUTSIDE")
+    assert vault.read(vault.root / "real.md")[1] == "TEXT-INSIDE"
+    for name in ("link.md", "out.md"):
+        with pytest.raises(BadFile, match="is a symbolic link .*links are never followed") as e:
+            vault.read(vault.root / name)
+        assert "TEXT-" not in str(e.value)
 
 
 @pytest.mark.parametrize("text, message", [

@@ -38,6 +38,7 @@ from modulatio_d.ops.doctor.permissions import check_permissions
 from modulatio_d.ops.doctor.probe import Check, Probe
 from modulatio_d.ops.doctor.report import Report, Row
 from modulatio_d.ops.doctor.space import check_space
+from modulatio_d.store import fs
 from modulatio_d.store.vault import Vault
 
 LEFTOVER_S = 3600.0
@@ -83,7 +84,7 @@ def run(vault: Vault, peer: bool = False, peer_wait: float = 30.0,
 def _make_folder(vault: Vault) -> Path | None:
     folder = vault.doctor_dir
     try:
-        folder.mkdir(exist_ok=True)
+        fs.mkdirs(folder)  # never a link: leftovers are removed from it below
     except OSError:
         return None
     if not os.access(folder, os.W_OK | os.X_OK):  # made by another user, say
@@ -95,13 +96,13 @@ def _make_folder(vault: Vault) -> Path | None:
 def _remove_leftovers(folder: Path) -> None:
     now = time.time()
     try:
-        entries = list(os.scandir(folder))
+        entries = fs.entries(folder)
     except OSError:
         return
     for entry in entries:
         try:
-            if now - entry.stat(follow_symlinks=False).st_mtime > LEFTOVER_S:
-                os.unlink(entry.path)
+            if now - entry.stat().st_mtime > LEFTOVER_S:
+                fs.unlink(entry.path)
         except OSError:
             pass
 
@@ -109,13 +110,13 @@ def _remove_leftovers(folder: Path) -> None:
 def _remove_own(probe: Probe) -> None:
     assert probe.folder is not None
     try:
-        names = os.listdir(probe.folder)
+        names = fs.names(probe.folder)
     except OSError:
         return
     for name in names:
         if name.startswith(probe.run + ".") and not (
                 probe.notes.get("keep_done") and name == f"{probe.run}.done"):
             try:
-                os.unlink(probe.folder / name)
+                fs.unlink(probe.folder / name)
             except OSError:
                 pass

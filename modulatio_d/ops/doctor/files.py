@@ -13,12 +13,11 @@ import struct
 import time
 from pathlib import Path
 
+from modulatio_d.store import fs
+
 
 def write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f"{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    fs.rename(fs.temp(path, data, sync=False), path)  # through store/fs/: no link followed
 
 
 _RETRIED = (errno.ESTALE, errno.EIO)
@@ -29,8 +28,7 @@ def read_retrying(path: Path, counts: dict[str, int] | None = None) -> bytes | N
     rename on another host) are retried, and counted."""
     for _ in range(100):
         try:
-            with open(path, "rb") as f:
-                return f.read()
+            return fs.read(path, "doctor probe").raw
         except FileNotFoundError:
             return None
         except OSError as e:

@@ -5,13 +5,13 @@ this host's clock and the file times the filesystem records.
 
 from __future__ import annotations
 
-import os
 import time
 
 from modulatio_d.core.filesystems import Tier, Verdict
 from modulatio_d.ops.doctor.files import Inotify, read_retrying, write_atomic
 from modulatio_d.ops.doctor.probe import Probe, no_folder
 from modulatio_d.ops.doctor.report import Row
+from modulatio_d.store import fs
 
 CLOCK_S = 2.0
 
@@ -84,7 +84,7 @@ def check_clock(probe: Probe) -> list[Row]:
     before = time.time()
     write_atomic(path, b"t")
     after = time.time()
-    mtime = os.stat(path).st_mtime
+    mtime = fs.stat_of(path).st_mtime
     offset = round(mtime - (before + after) / 2, 3) + 0.0  # + 0.0: no "-0.000"
     where = ("the file server's clock" if probe.fs is not None and probe.fs.tier is not
              Tier.LOCAL else "file times")

@@ -18,6 +18,7 @@ from pathlib import Path
 from modulatio_d.core.filesystems import Tier, Verdict
 from modulatio_d.ops.doctor.probe import Probe, no_folder
 from modulatio_d.ops.doctor.report import Row
+from modulatio_d.store import fs
 
 
 def check_locks(probe: Probe) -> list[Row]:
@@ -28,7 +29,7 @@ def check_locks(probe: Probe) -> list[Row]:
 
 _HOLDER = r"""
 import fcntl, os, sys
-fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o644)
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o666)
 try:
     if sys.argv[2] == "flock":
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -65,7 +66,7 @@ def _unlock(fd: int, kind: str) -> None:
 
 def take_within(path: Path, kind: str, seconds: float) -> float | None:
     """Seconds until the lock on `path` could be taken (then dropped), None if not in time."""
-    fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    fd = fs.open_regular(path, os.O_RDWR)
     try:
         start = time.monotonic()
         while not try_lock(fd, kind):

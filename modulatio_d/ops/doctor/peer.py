@@ -37,6 +37,7 @@ from modulatio_d.ops.doctor.files import Inotify, read_retrying, write_atomic
 from modulatio_d.ops.doctor.locks import take_within, try_lock
 from modulatio_d.ops.doctor.probe import Probe, no_folder
 from modulatio_d.ops.doctor.report import Row
+from modulatio_d.store import fs
 
 STEP_S = 20.0
 """The longest wait for one step of the peer protocol (a round trip on a slow cache)."""
@@ -123,12 +124,12 @@ def _find_peer(pr: PeerRun, peer_wait: float) -> dict | None:
     deadline = time.monotonic() + peer_wait
     while time.monotonic() < deadline:
         found = []
-        for name in os.listdir(pr.folder):
+        for name in fs.names(pr.folder):
             run_id = name.removesuffix(".hello")
             if run_id == name or run_id == pr.probe.run:
                 continue
             try:
-                mtime = os.stat(pr.folder / name).st_mtime
+                mtime = fs.stat_of(pr.folder / name).st_mtime
             except OSError:
                 continue
             hello = pr.get(pr.folder / name)
@@ -155,7 +156,7 @@ def _peer_protocol(pr: PeerRun, peer_wait: float) -> list[Row]:
         rows.append(Row("peer", Verdict.OK, f"{pr.peer_host} (run {pr.peer}) seen"))
 
     # 2-5: each holds its own locks while the other probes them, then hands them over.
-    fds = {kind: os.open(me.own(kind), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    fds = {kind: fs.open_regular(me.own(kind), os.O_RDWR | os.O_CREAT)
            for kind in ("flock", "posix")}
     try:
         for fd in fds.values():
@@ -204,7 +205,7 @@ def _peer_protocol(pr: PeerRun, peer_wait: float) -> list[Row]:
     pr.put("done", True)
     pr.await_value("done")
     try:
-        os.unlink(pr.theirs("done"))
+        fs.unlink(pr.theirs("done"))
     except OSError:
         pass
     pr.pump(0.2)  # late inotify events for the peer's last files

@@ -1,0 +1,89 @@
+"""Every file operation on the vault: beneath its root descriptor, never through a link.
+
+Protocol:
+1. A `Vault` registers its root (`register`): the folder is opened once, as an
+   O_PATH descriptor, when first used. Every path the store, the daemon and
+   the commands touch is absolute and built from that root (`vault.root /
+   ...`), so it names its root: `opening.locate` turns it into a path relative to the
+   longest registered root, lexically (no name of the vault may be `..`).
+2. A relative path is opened with openat2(root_fd, rel, RESOLVE_BENEATH |
+   RESOLVE_NO_SYMLINKS): a symbolic link anywhere in it, the last component
+   included, fails with ELOOP in the kernel, and a climb out with EXDEV, so a
+   link planted between a check and a use redirects nothing. Where openat2 is
+   missing (ENOSYS: Linux before 5.6, some seccomp filters) the same is done by
+   a walk: openat(O_PATH | O_DIRECTORY | O_NOFOLLOW) per folder, then the last
+   component with O_NOFOLLOW. openat2 is syscall 437 on every architecture
+   (x86_64, aarch64, arm, i386...: the syscall numbers from 424 up are shared).
+3. What changes a folder (mkdir, rename, the exchange of atomic writes,
+   unlink, the O_EXCL publish of a new file, temp files) is done by name on a
+   descriptor of the folder opened as in 2 (mkdirat, renameat2, unlinkat,
+   linkat): nothing is created, renamed or removed through a linked folder.
+4. Reads open with O_NONBLOCK (a FIFO never blocks, a signal is never kept
+   waiting) and O_NOCTTY, then fstat, and refuse what is not a regular file,
+   a file with more than one hard link (it may be a file outside the vault,
+   linked in), and a file over its kind's limit (LIMITS): the size is checked
+   before reading and at most limit + 1 bytes are read, so a file that grows
+   while read is refused too. Logs (usage, events) are read line by line, up
+   to the size they had when opened, each line capped.
+5. Writes open the same way (appends with O_APPEND, one write() per record)
+   and refuse the same files; `open_regular` hands out such a descriptor (lock
+   files, the pid file, a step's log).
+6. Modes come from the umask: new files ask 0o666 and folders 0o777, the
+   kernel masks them, and a setgid folder gives its group. A caller may cap a
+   file's mode (a step's log and usage are never more readable than the plan).
+A path beneath no registered root (the `metrics --output` file, tests of one
+module) is opened beneath its own parent folder, which is followed as the
+caller named it; its last component never is.
+
+Errors: a link, a non-regular file, a hard-linked file or one over its limit
+is `Refused`, a BadFile and an OSError at once: readers report it as a bad
+file, writers that survive I/O errors (events, heartbeats) survive it too. A
+missing file is FileNotFoundError, as from open().
+"""
+
+from __future__ import annotations
+
+from modulatio_d.store.fs import opening, reading, writing
+from modulatio_d.store.fs.opening import (
+    LIMITS,
+    Refused,
+    Root,
+    check_folder,
+    check_regular,
+    open_folder,
+    register,
+)
+from modulatio_d.store.fs.reading import (
+    Entry,
+    Snapshot,
+    entries,
+    exists,
+    lines,
+    names,
+    read,
+    signature,
+    stat_of,
+    tail,
+)
+from modulatio_d.store.fs.writing import (
+    append,
+    exchange,
+    folder_cap,
+    fsync_dir,
+    mkdirs,
+    mode_of,
+    open_regular,
+    open_temp,
+    publish,
+    rename,
+    temp,
+    unlink,
+)
+
+__all__ = [
+    "LIMITS", "Entry", "Refused", "Root", "Snapshot", "append", "check_folder", "check_regular",
+    "entries", "exchange", "exists", "folder_cap", "fsync_dir", "lines", "mkdirs", "mode_of",
+    "names", "open_folder", "open_regular", "open_temp", "opening", "publish", "read",
+    "reading", "register", "rename", "signature", "stat_of", "tail", "temp", "unlink",
+    "writing",
+]

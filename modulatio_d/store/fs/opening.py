@@ -1,0 +1,304 @@
+"""Opening a path beneath a vault's root descriptor without following links: the
+mechanism of store/fs (its docstring states the protocol)."""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import stat
+import weakref
+from pathlib import Path
+
+from modulatio_d.core.errors import BadFile
+
+KiB = 1024
+MiB = 1024 * KiB
+
+LIMITS: dict[str, int] = {
+    "plan": 1 * MiB,
+    "cron entry": 1 * MiB,
+    "ticket": 1 * MiB,
+    "config": 1 * MiB,
+    "record": 8 * MiB,      # the daemon's keys of a 1 MiB plan, as JSON (\\u escapes)
+    "heartbeat": 64 * KiB,
+    "lock file": 64 * KiB,  # who holds it: a line of JSON
+    "pid file": 4 * KiB,
+    "usage line": 64 * KiB,
+    "event line": 64 * KiB,
+    "doctor probe": 64 * KiB,  # the files `modulatio doctor` writes and reads back
+}
+"""Bytes a file of each kind may have; for `usage line` and `event line`, one line."""
+
+_HINTS = {
+    "plan": "move long text out of the plan",
+    "cron entry": "move long text out of the entry, into a template plan",
+    "ticket": "move long notes out of the ticket",
+    "config": "keep agent options short; point to files for long ones",
+    "record": "delete it: the plan file is then trusted as it stands",
+    "heartbeat": "delete it: its daemon writes a new one",
+}
+
+_SYSOPENAT2 = 437
+_RESOLVE_NO_SYMLINKS = 0x04
+_RESOLVE_BENEATH = 0x08
+OPEN = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64),
+                ("resolve", ctypes.c_uint64)]
+
+
+def libc_fn(name: str):
+    try:
+        return getattr(ctypes.CDLL(None, use_errno=True), name)
+    except (OSError, AttributeError):
+        return None
+
+
+_syscall = libc_fn("syscall")
+if _syscall is not None:
+    _syscall.restype = ctypes.c_long
+
+USE_OPENAT2 = _syscall is not None and os.uname().sysname == "Linux"
+"""False: open by the O_NOFOLLOW walk (set when openat2 says ENOSYS; tests set it)."""
+
+
+# --- errors ---------------------------------------------------------------------------
+
+class Refused(BadFile, OSError):
+    """A vault file that is not opened: a link, not a regular file, hard-linked, too big."""
+
+    def __init__(self, path: Path | str, reason: str, hint: str, err: int = errno.EPERM):
+        BadFile.__init__(self, path, reason, None, hint)
+        self.errno, self.strerror, self.filename = err, reason, str(path)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+_TYPES = ((stat.S_ISDIR, "a folder", "rename or remove the folder"),
+          (stat.S_ISFIFO, "a FIFO (named pipe)", "remove it"),
+          (stat.S_ISSOCK, "a socket", "remove it"),
+          (stat.S_ISCHR, "a character device", "remove it"),
+          (stat.S_ISBLK, "a block device", "remove it"),
+          (stat.S_ISLNK, "a symbolic link", "put the file itself here instead of a link"))
+
+
+def _not_regular(path: Path | str, st: os.stat_result) -> Refused:
+    what, hint = "not a regular file", "remove it"
+    for test, name, fix in _TYPES:
+        if test(st.st_mode):
+            what, hint = name, fix
+    return Refused(path, f"is {what}, not a regular file: only regular files are read or "
+                   "written in the vault", hint)
+
+
+def check_regular(path: Path | str, st: os.stat_result) -> None:
+    """Refuse `st` unless it is a regular file with one link."""
+    if not stat.S_ISREG(st.st_mode):
+        raise _not_regular(path, st)
+    if st.st_nlink > 1:
+        raise Refused(path, f"has {st.st_nlink} hard links: it may be a file outside the "
+                      "vault linked in, so it is neither read nor written",
+                      f"replace it with a copy: cp {path} {path}.copy && mv {path}.copy {path}")
+
+
+def too_big(path: Path | str, kind: str, size: int | None = None) -> Refused:
+    limit = LIMITS[kind]
+    said = (f"file is {size} bytes, more than the {limit} allowed" if size is not None
+            else f"file grew past the {limit} bytes allowed while it was read")
+    return Refused(path, said, _HINTS.get(kind, "make it smaller"), errno.EFBIG)
+
+
+# --- roots ----------------------------------------------------------------------------
+
+class Root:
+    """A folder every path beneath which is opened relative to its descriptor."""
+
+    def __init__(self, path: Path | str):
+        self.path = str(path)
+        self._fd: int | None = None
+
+    def fd(self) -> int:
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        return self._fd
+
+    def replaced(self) -> bool:
+        """Whether the folder at the path is no longer the one opened (moved, made anew)."""
+        if self._fd is None:
+            return False
+        try:
+            a, b = os.fstat(self._fd), os.stat(self.path)
+        except OSError:
+            return True
+        return (a.st_dev, a.st_ino) != (b.st_dev, b.st_ino)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)
+
+    def __del__(self) -> None:
+        self.close()
+
+
+_roots: weakref.WeakValueDictionary[str, Root] = weakref.WeakValueDictionary()
+
+
+def register(path: Path | str) -> Root:
+    """The Root of a vault folder (a real path, no links in it); the caller keeps it alive.
+
+    Vaults made for one folder share its Root, opened once; a Vault made after the
+    folder was replaced (removed and made anew) gets a new one."""
+    key = os.path.normpath(str(path))
+    root = _roots.get(key)
+    if root is None or root.replaced():
+        root = Root(key)
+        _roots[key] = root
+    return root
+
+
+def locate(path: Path | str) -> tuple[Root, str, bool]:
+    """(root, path relative to it, whether the root is a vault's) of an absolute path."""
+    p = os.path.abspath(os.fspath(path))
+    best = None
+    for key in list(_roots.keys()):
+        if (p == key or p.startswith(key.rstrip(os.sep) + os.sep)) and \
+                (best is None or len(key) > len(best)):
+            best = key
+    if best is not None:
+        root = _roots.get(best)
+        if root is not None:
+            return root, os.path.relpath(p, best), True
+    return Root(os.path.dirname(p)), os.path.basename(p), False
+
+
+# --- opening --------------------------------------------------------------------------
+
+def _openat2(dirfd: int, rel: str, flags: int, mode: int) -> int:
+    if flags & os.O_PATH:  # openat2 takes no other flags with O_PATH (EINVAL)
+        flags &= os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    how = _OpenHow(flags, mode if flags & os.O_CREAT else 0,
+                   _RESOLVE_BENEATH | _RESOLVE_NO_SYMLINKS)
+    while True:
+        fd = _syscall(ctypes.c_long(_SYSOPENAT2), ctypes.c_int(dirfd),
+                      ctypes.c_char_p(os.fsencode(rel)), ctypes.byref(how),
+                      ctypes.c_size_t(ctypes.sizeof(how)))
+        if fd >= 0:
+            return fd
+        err = ctypes.get_errno()
+        if err != errno.EINTR:
+            raise OSError(err, os.strerror(err))
+
+
+def _walk(dirfd: int, parts: list[str], flags: int, mode: int) -> int:
+    opened: list[int] = []
+    try:
+        for part in parts[:-1]:
+            dirfd = os.open(part, os.O_PATH | os.O_DIRECTORY | OPEN, dir_fd=dirfd)
+            opened.append(dirfd)
+        return os.open(parts[-1], flags | OPEN, mode, dir_fd=dirfd)
+    finally:
+        for fd in opened:
+            os.close(fd)
+
+
+def parts_of(rel: str, path: Path | str) -> list[str]:
+    parts = [p for p in rel.split(os.sep) if p not in ("", ".")]
+    if ".." in parts or os.path.isabs(rel):
+        raise Refused(path, "leads out of the vault", "name files inside the vault",
+                      errno.EXDEV)
+    return parts or ["."]
+
+
+def _raw_open(root: Root, rel: str, flags: int, mode: int, path: Path | str) -> int:
+    global USE_OPENAT2
+    parts = parts_of(rel, path)
+    if USE_OPENAT2:
+        try:
+            return _openat2(root.fd(), os.sep.join(parts), flags | OPEN, mode)
+        except OSError as e:
+            if e.errno != errno.ENOSYS:
+                raise
+            USE_OPENAT2 = False  # this kernel has none: walk from now on
+    return _walk(root.fd(), parts, flags, mode)
+
+
+def _explain(root: Root, rel: str, path: Path | str, err: OSError) -> OSError:
+    """The Refused that says which component is a link or not a folder, else `err`."""
+    if err.errno not in (errno.ELOOP, errno.ENOTDIR, errno.EXDEV, errno.ENXIO, errno.EISDIR):
+        return err
+    dirfd, shown, opened = root.fd(), root.path, []
+    parts = parts_of(rel, path)
+    try:
+        for i, part in enumerate(parts):
+            try:
+                st = os.stat(part, dir_fd=dirfd, follow_symlinks=False)
+            except OSError:
+                return err
+            shown = os.path.join(shown, part)
+            last = i == len(parts) - 1
+            if stat.S_ISLNK(st.st_mode):
+                try:
+                    to = f" (to {os.readlink(part, dir_fd=dirfd)!r})"
+                except OSError:
+                    to = ""
+                where = (f"is a symbolic link{to}" if last
+                         else f"lies in {shown}, a symbolic link{to}")
+                return Refused(path, f"{where}: links are never followed in the vault",
+                               "put the file or folder itself there instead of a link",
+                               errno.ELOOP)
+            if last:
+                return err if stat.S_ISREG(st.st_mode) else _not_regular(path, st)
+            if not stat.S_ISDIR(st.st_mode):
+                return err
+            try:
+                dirfd = os.open(part, os.O_PATH | os.O_DIRECTORY | OPEN, dir_fd=dirfd)
+            except OSError:
+                return err
+            opened.append(dirfd)
+        return err
+    finally:
+        for fd in opened:
+            os.close(fd)
+
+
+def open_beneath(path: Path | str, flags: int, mode: int = 0o666) -> int:
+    root, rel, _ = locate(path)
+    try:
+        return _raw_open(root, rel, flags, mode, path)
+    except Refused:
+        raise
+    except OSError as e:
+        if e.filename is None:
+            e.filename = str(path)
+        raise _explain(root, rel, path, e) from None
+
+
+def open_folder(folder: Path | str) -> int:
+    """A readable descriptor of a folder beneath its root (FileNotFoundError, Refused).
+
+    A folder outside every vault is the caller's own path: it is followed."""
+    if not locate(folder)[2]:
+        return os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    return open_beneath(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NONBLOCK)
+
+
+def check_folder(folder: Path | str) -> None:
+    """Refuse a folder that is a link, lies in one, is not a folder or cannot be opened;
+    a missing folder is fine."""
+    try:
+        os.close(open_folder(folder))
+    except FileNotFoundError:
+        pass
+    except Refused:
+        raise
+    except OSError as e:
+        if e.errno == errno.ENOTDIR:
+            raise Refused(folder, "is not a folder", "move the file away") from None
+        raise Refused(folder, f"cannot be opened: {e.strerror}",
+                      "give the daemon's user read and search permission on it",
+                      e.errno or errno.EIO) from None

@@ -1,0 +1,268 @@
+"""Changing vault folders and files: mkdir, temp files, rename, exchange, publish,
+unlink and appends, each by name on a folder descriptor opened beneath the root."""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import fcntl
+import os
+import secrets
+import stat
+from pathlib import Path
+
+from modulatio_d.store.fs.opening import (
+    OPEN,
+    Refused,
+    check_regular,
+    libc_fn,
+    locate,
+    open_beneath,
+    open_folder,
+    parts_of,
+)
+from modulatio_d.store.fs.reading import stat_of
+
+_RENAME_NOREPLACE = 1
+_RENAME_EXCHANGE = 2
+_libc_renameat2 = libc_fn("renameat2")
+if _libc_renameat2 is not None:
+    _libc_renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
+                                ctypes.c_uint]
+EXCHANGE = _libc_renameat2 is not None
+"""False once renameat2 was refused (no RENAME_EXCHANGE here: NFS, old kernels)."""
+NOREPLACE = _libc_renameat2 is not None
+"""False once renameat2(RENAME_NOREPLACE) was refused: write_new falls back to link."""
+
+
+def folder_cap(file_mode: int) -> int:
+    """The folder mode no more open than files of `file_mode`: search where read is."""
+    return file_mode | ((file_mode & 0o444) >> 2)
+
+
+def mkdirs(folder: Path | str, cap: int | None = None) -> None:
+    """Make `folder` and the missing folders above it beneath its root: 0o777 & `cap`,
+    masked by the umask (a setgid parent gives its group and its setgid bit). Only a
+    folder found missing is made: an existing one costs no mkdir (no write at all)."""
+    mode = 0o777 & (0o777 if cap is None else cap)
+    root, rel, vault = locate(folder)
+    if not vault:
+        os.makedirs(folder, mode, exist_ok=True)  # outside every vault: the caller's own
+        return
+    try:
+        os.close(open_beneath(folder, os.O_PATH | os.O_DIRECTORY))
+        return  # there already: the common case, one open
+    except Refused:
+        raise  # a link on the way
+    except OSError as e:
+        if e.errno not in (errno.ENOENT, errno.ENOTDIR):
+            raise  # missing, or a file in the way: the walk below makes or names it
+    dirfd, opened = root.fd(), []
+    shown = root.path
+    try:
+        for part in parts_of(rel, folder):
+            if part == ".":
+                continue
+            shown = os.path.join(shown, part)
+            dirfd = _enter(dirfd, part, mode, shown)
+            opened.append(dirfd)
+    finally:
+        for fd in opened:
+            os.close(fd)
+
+
+def _enter(dirfd: int, part: str, mode: int, shown: str) -> int:
+    """The folder `part` of `dirfd`, made first if it is missing; never a link."""
+    for _ in range(2):
+        try:
+            return os.open(part, os.O_PATH | os.O_DIRECTORY | OPEN, dir_fd=dirfd)
+        except FileNotFoundError:
+            try:
+                os.mkdir(part, mode, dir_fd=dirfd)
+            except FileExistsError:
+                pass  # made by another writer meanwhile
+        except OSError as e:
+            if e.errno not in (errno.ENOTDIR, errno.ELOOP):
+                raise
+            st = os.stat(part, dir_fd=dirfd, follow_symlinks=False)
+            if stat.S_ISLNK(st.st_mode):
+                raise Refused(shown, "is a symbolic link: links are never followed in the "
+                              "vault", "put the folder itself there", errno.ELOOP) from None
+            raise Refused(shown, "is not a folder", "move the file away") from None
+    return os.open(part, os.O_PATH | os.O_DIRECTORY | OPEN, dir_fd=dirfd)
+
+
+class _Folder:
+    """The folder of `path`, opened beneath its root, and the name of `path` in it."""
+
+    def __init__(self, path: Path | str, create: bool = False):
+        parent = os.path.dirname(os.path.abspath(os.fspath(path)))
+        if create:
+            mkdirs(parent)
+        self.name = os.path.basename(os.fspath(path))
+        self.fd = open_folder(parent)
+
+    def __enter__(self) -> _Folder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self.fd)
+
+
+def temp(path: Path | str, data: bytes, *, like: os.stat_result | None = None,
+         cap: int | None = None, sync: bool = True) -> Path:
+    """A complete temp file `.<name>.<random>.tmp` beside `path`, fsynced unless not `sync`.
+
+    Its mode: `like`'s (and owner, where allowed) when rewriting a file, else
+    0o666 & `cap`, masked by the umask.
+    """
+    fd, tmp = open_temp(path, data, like=like, cap=cap, sync=sync)
+    os.close(fd)
+    return tmp
+
+
+def open_temp(path: Path | str, data: bytes, *, like: os.stat_result | None = None,
+              cap: int | None = None, sync: bool = True) -> tuple[int, Path]:
+    """`temp`, with its descriptor still open: (descriptor, path)."""
+    with _Folder(path) as d:
+        while True:
+            name = f".{d.name}.{secrets.token_hex(4)}.tmp"
+            try:
+                fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_EXCL | OPEN,
+                             0o600 if like is not None else 0o666 & (0o666 if cap is None else cap),
+                             dir_fd=d.fd)
+                break
+            except FileExistsError:
+                continue
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            if like is not None:
+                os.fchmod(fd, like.st_mode & 0o7777)
+                try:
+                    os.fchown(fd, like.st_uid, like.st_gid)
+                except PermissionError:
+                    pass  # not ours to give away: the file keeps our owner
+            if sync:
+                os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            os.unlink(name, dir_fd=d.fd)
+            raise
+    return fd, Path(os.path.dirname(os.path.abspath(os.fspath(path))), name)
+
+
+def _same_folder(a: Path | str, b: Path | str) -> None:
+    if os.path.dirname(os.path.abspath(a)) != os.path.dirname(os.path.abspath(b)):
+        raise ValueError(f"{a} and {b} are not in one folder")
+
+
+def rename(src: Path | str, dst: Path | str) -> None:
+    """Rename `src` over `dst` (one folder); a link at `dst` is replaced, never followed."""
+    _same_folder(src, dst)
+    with _Folder(dst) as d:
+        os.replace(os.path.basename(src), d.name, src_dir_fd=d.fd, dst_dir_fd=d.fd)
+
+
+def _renameat2(fd: int, src: str, dst: str, flags: int) -> bool:
+    """renameat2 in one folder; False when this system cannot (the flag is then dropped)."""
+    global EXCHANGE, NOREPLACE
+    if _libc_renameat2 is None:
+        return False
+    if _libc_renameat2(fd, os.fsencode(src), fd, os.fsencode(dst), flags) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP):
+        if flags == _RENAME_EXCHANGE:
+            EXCHANGE = False  # file system or kernel without it: stop asking
+        else:
+            NOREPLACE = False
+        return False
+    raise OSError(err, os.strerror(err), dst)
+
+
+def exchange(a: Path | str, b: Path | str) -> bool:
+    """Swap two names of one folder atomically; False when this system cannot."""
+    _same_folder(a, b)
+    if not EXCHANGE:
+        return False
+    with _Folder(b) as d:
+        return _renameat2(d.fd, os.path.basename(a), d.name, _RENAME_EXCHANGE)
+
+
+def publish(src: Path | str, dst: Path | str) -> None:
+    """Give the complete file `src` the name `dst`, which must be free (FileExistsError);
+    `src` is gone after, whatever happened. renameat2(RENAME_NOREPLACE), else link + unlink
+    (where a reader may see two links for a moment)."""
+    _same_folder(src, dst)
+    with _Folder(dst) as d:
+        name = os.path.basename(src)
+        try:
+            if NOREPLACE and _renameat2(d.fd, name, d.name, _RENAME_NOREPLACE):
+                return
+            os.link(name, d.name, src_dir_fd=d.fd, dst_dir_fd=d.fd, follow_symlinks=False)
+        except BaseException:
+            os.unlink(name, dir_fd=d.fd)
+            raise
+        os.unlink(name, dir_fd=d.fd)
+
+
+def unlink(path: Path | str, missing_ok: bool = False) -> None:
+    """Remove the name `path` (a link is removed, not followed)."""
+    try:
+        with _Folder(path) as d:
+            os.unlink(d.name, dir_fd=d.fd)
+    except FileNotFoundError:
+        if not missing_ok:
+            raise
+
+
+def fsync_dir(folder: Path | str) -> None:
+    fd = open_folder(folder)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def open_regular(path: Path | str, flags: int, *, cap: int | None = None,
+                 folders: bool = False) -> int:
+    """A descriptor of the regular file `path` (checked: one link, no link followed).
+
+    `flags` as for os.open (O_CREAT makes it with 0o666 & `cap`, masked by the
+    umask); `folders` makes the missing folders first. Blocking mode restored.
+    """
+    if folders and flags & os.O_CREAT:
+        mkdirs(Path(path).parent)
+    fd = open_beneath(path, flags | os.O_NONBLOCK, 0o666 & (0o666 if cap is None else cap))
+    try:
+        check_regular(path, os.fstat(fd))
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def append(path: Path | str, data: bytes, *, cap: int | None = None, sync: bool = False,
+           folders: bool = True) -> None:
+    """Append `data` with one write() (O_APPEND: records of several writers never mix)."""
+    fd = open_regular(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, cap=cap, folders=folders)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        if sync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def mode_of(path: Path | str) -> int | None:
+    """The permission bits of the regular file at `path` (None when it is not there)."""
+    try:
+        st = stat_of(path)
+    except (FileNotFoundError, Refused):
+        return None
+    return stat.S_IMODE(st.st_mode) if stat.S_ISREG(st.st_mode) else None
