@@ -29,7 +29,7 @@ from pathlib import Path
 from unittest import mock
 
 from modulatio_d import cli
-from modulatio_d.core import markdown
+from modulatio_d.core import markdown, peek
 from modulatio_d.core.errors import BadFile
 from modulatio_d.core.plan import parse_plan
 from modulatio_d.ops.init import init
@@ -57,7 +57,7 @@ JSON_KINDS = ("usage", "events", "heartbeat", "record")
 
 def parse_text(text: str) -> object:
     """The pure readers: the frontmatter split and load, the plan model, the status peek."""
-    markdown.peek_status(text)
+    peek.peek_status(text)
     return parse_plan(markdown.load(Path("P-P-001.md"), text), "P-P-001")
 
 

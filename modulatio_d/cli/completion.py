@@ -215,7 +215,7 @@ def _from_vault(vault, kind: str, cur: str) -> list[tuple[str, str]]:
     found = [i for i in ids(vault, folder) if i.startswith(cur)]
     if folder != "plans" or (not action and len(found) > _DESCRIBED_MAX):
         return [(i, "") for i in found]
-    from modulatio_d.core.markdown import peek_status
+    from modulatio_d.core.peek import peek_status
     from modulatio_d.core.plan import TRANSITIONS
 
     allowed = {s.value for s in TRANSITIONS[action][0]} if action else None

@@ -16,8 +16,8 @@ from datetime import datetime
 from pathlib import Path
 
 from modulatio_d.core.errors import FileFault
-from modulatio_d.core.markdown import plain
 from modulatio_d.core.times import parse_time
+from modulatio_d.core.yaml_text import plain
 
 MAX_COUNT = 2 ** 63 - 1
 """The largest rev, fencing token, attempt, index, retries or token budget: what a

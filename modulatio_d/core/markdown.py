@@ -30,7 +30,7 @@ from ruamel.yaml.events import AliasEvent, NodeEvent
 
 from modulatio_d.core import limits
 from modulatio_d.core.errors import BadFile, FileFault
-from modulatio_d.core.times import format_time, parse_time
+from modulatio_d.core.yaml_text import flow, render_key, render_scalar
 
 DELETE = object()  # a value for set_keys that removes the key
 
@@ -68,8 +68,6 @@ _KEY = re.compile(
     r"""(?P<key>[A-Za-z_][A-Za-z0-9_.\-]*|"(?:[^"\\\n]|\\.)*"|'(?:[^'\n]|'')*')"""
     r"""[ \t]*:(?=[ \t\r\n]|$)"""
 )
-_PLAIN_SAFE = re.compile(r"[A-Za-z_][A-Za-z0-9_./+\-]*(?: [A-Za-z0-9_./+\-]+)*")
-_RESERVED = {"null", "true", "false", "yes", "no", "on", "off", "y", "n", "~"}
 _SEQ_ITEM = re.compile(r"-(?:[ \t]|\r?\n|$)")  # `- item` at column 0: an indentless list
 
 
@@ -240,44 +238,6 @@ def _refuse_aliases(path: Path, head: str, first: int) -> None:
         return  # the full load reports the syntax error with its line
 
 
-_PEEK_COLON = re.compile(r"[ \t]*:")
-_PEEK_VALUE = re.compile(r"""[ \t]*(?:"(\w+)"|'(\w+)'|(\w+))(?:[ \t]+#.*)?[ \t]*\r?$""", re.M)
-CANNOT_TELL = "?"
-"""What `peek` says of a key that is there but whose value a regex cannot read."""
-
-
-def peek(text: str, key: str) -> str | None:
-    """A top-level key's one-word value, found without parsing (a few us a file): the
-    cheap look that decides whether a full parse is needed.
-
-    None when the key is not in the frontmatter. CANNOT_TELL when it is but the look
-    cannot read its value: not one word on the key's own line (a block scalar `>-`, a
-    value on the next line, a tag), the key quoted, or its line there twice (once
-    inside a text over several lines, say). A caller that needs the value parses then.
-    """
-    end = text.find("\n---", 3)
-    end = end if end >= 0 else len(text)
-    found = None
-    needle = "\n" + key
-    i = text.find(needle, 0, end)
-    while i >= 0:
-        colon = _PEEK_COLON.match(text, i + len(needle), end)
-        if colon is not None:
-            if found is not None:
-                return CANNOT_TELL
-            found = colon.end()
-        i = text.find(needle, i + len(needle), end)
-    if found is None:
-        quoted = any(text.find(f"\n{q}{key}{q}", 0, end) >= 0 for q in "\"'")
-        return CANNOT_TELL if quoted else None
-    v = _PEEK_VALUE.match(text, found, end)
-    return next(g for g in v.groups() if g is not None) if v else CANNOT_TELL
-
-
-def peek_status(text: str) -> str | None:
-    return peek(text, "status")
-
-
 # --- splicing -----------------------------------------------------------------
 
 def _unquote_key(token: str) -> str:
@@ -338,7 +298,7 @@ def set_keys(doc_text: str, changes: dict[str, object], path: Path | None = None
                 is not None:
             if not lines[b - 1].endswith("\n"):
                 lines[b - 1] += nl
-            lines[b:b] = [f"{indent}- {_flow(item)}{nl}" for item in value[value.start:]]
+            lines[b:b] = [f"{indent}- {flow(item)}{nl}" for item in value[value.start:]]
         else:
             lines[a:b] = _replace(lines[a:b], key,
                                   list(value) if isinstance(value, Append) else value, nl)
@@ -346,7 +306,7 @@ def set_keys(doc_text: str, changes: dict[str, object], path: Path | None = None
         if key not in spans and value is not DELETE:
             if lines and not lines[-1].endswith("\n"):
                 lines[-1] += nl
-            lines.extend(_render_key(key, value, nl))
+            lines.extend(render_key(key, value, nl))
     return opening + "".join(lines) + closing + body
 
 
@@ -364,8 +324,8 @@ def _replace(old: list[str], key: str, value: object, nl: str) -> list[str]:
             if not tail.endswith("\n"):
                 tail = tail.rstrip("\r") + (nl if line.endswith("\n") else "")
             old_token = stripped[:token_end]
-            return [m.group(0) + lead + _render_scalar(value, quote=old_token[:1]) + tail]
-    rendered = _render_key(key, value, nl)
+            return [m.group(0) + lead + render_scalar(value, quote=old_token[:1]) + tail]
+    rendered = render_key(key, value, nl)
     rendered[0] = m.group("key") + rendered[0][len(key):]  # keep the key as it was written
     return rendered
 
@@ -396,78 +356,3 @@ def _scalar_end(value: str) -> int | None:
         return None
     m = re.search(r"[ \t]+#|[ \t]*\r?\n|[ \t]+$|$", value)
     return m.start()
-
-
-def _render_key(key: str, value: object, nl: str) -> list[str]:
-    if isinstance(value, list) and value:
-        return [f"{key}:{nl}"] + [f"  - {_flow(item)}{nl}" for item in value]
-    if isinstance(value, (dict, list)):
-        return [f"{key}: {_flow(value)}{nl}"]
-    return [f"{key}: {_render_scalar(value)}{nl}"]
-
-
-def _flow(value: object) -> str:
-    if isinstance(value, dict):
-        pairs = (f"{_render_scalar(str(k))}: {_flow(v)}" for k, v in value.items())
-        return "{" + ", ".join(pairs) + "}"
-    if isinstance(value, list):
-        return "[" + ", ".join(_flow(v) for v in value) + "]"
-    if isinstance(value, datetime):
-        return json.dumps(_time_text(value))
-    return _render_scalar(value)
-
-
-def _time_text(value: datetime) -> str:
-    """The daemon's UTC text; a time UTC cannot hold (year 1 at +01:00, a person's
-    value copied into a kickoff) as it was written."""
-    try:
-        return format_time(value)
-    except (OverflowError, ValueError):
-        return value.isoformat()
-
-
-def _render_scalar(value: object, quote: str = "") -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, datetime):
-        return _time_text(value)
-    text = str(value)
-    if quote == "'" and "'" not in text and text.isprintable():
-        return f"'{text}'"
-    if quote != '"' and _PLAIN_SAFE.fullmatch(text) and text.lower() not in _RESERVED:
-        return text
-    return _double_quoted(text)
-
-
-_SURROGATES = re.compile("[\ud800-\udfff]")
-
-
-def _double_quoted(text: str) -> str:
-    # A lone surrogate (from a reflector's JSON, say) would be refused on the next read.
-    out = json.dumps(_SURROGATES.sub("\ufffd", text), ensure_ascii=False)
-    # JSON leaves some line and paragraph separators raw; YAML would break on them.
-    # Past U+FFFF (emoji tag characters, say) YAML's escape is \U and 8 digits.
-    return "".join(c if c.isprintable() or c in "\"\\" else
-                   f"\\u{ord(c):04x}" if ord(c) <= 0xFFFF else f"\\U{ord(c):08x}" for c in out)
-
-
-def plain(value: object) -> object:
-    """ruamel's commented containers and scalars as plain Python values (times aware)."""
-    if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [plain(v) for v in value]
-    if isinstance(value, bool) or value is None:
-        return value
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        return float(value)
-    if isinstance(value, datetime):
-        return parse_time(value)
-    return str(value)
-

@@ -18,8 +18,9 @@ from typing import Any
 from modulatio_d.core import checks, names
 from modulatio_d.core.checks import MAX_COUNT, parse_duration
 from modulatio_d.core.errors import FileFault, TransitionRefused
-from modulatio_d.core.markdown import Document, plain
+from modulatio_d.core.markdown import Document
 from modulatio_d.core.times import parse_time
+from modulatio_d.core.yaml_text import plain
 
 
 class PlanStatus(StrEnum):

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from pathlib import Path
 
-from modulatio_d.core import cron, markdown
+from modulatio_d.core import cron, markdown, peek
 from modulatio_d.core.errors import BadFile, FileChanged
 from modulatio_d.core.plan import FINAL
 from modulatio_d.store import atomic, fs, zones
@@ -232,7 +232,7 @@ class CronFirer:
                 sig = atomic.signature(item.stat())
                 seen = self._statuses.get(item.path)
                 if seen is None or seen[0] != sig:
-                    seen = (sig, markdown.peek_status(self.vault.read(Path(item.path))[1]))
+                    seen = (sig, peek.peek_status(self.vault.read(Path(item.path))[1]))
                     self._statuses[item.path] = seen
                 status = seen[1]
             except (OSError, BadFile):

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from modulatio_d.core import markdown
+from modulatio_d.core import markdown, peek
 from modulatio_d.core.errors import BadFile
 from modulatio_d.core.plan import CLAIMABLE, PlanStatus, parse_plan
 from modulatio_d.store import fs
@@ -142,7 +142,7 @@ class Scanner:
               now: datetime) -> _Seen | None:
         try:
             _, text = self.vault.read(path)
-            status = markdown.peek_status(text)
+            status = peek.peek_status(text)
             if status is None or status in _STATUSES and status not in ("approved",
                                                                         "executing"):
                 self.refusals.clear(path)  # no status line: a draft

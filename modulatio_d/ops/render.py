@@ -6,7 +6,7 @@ from datetime import datetime
 from pathlib import Path
 
 from modulatio_d.core.errors import BadFile
-from modulatio_d.core.markdown import CANNOT_TELL, peek_status
+from modulatio_d.core.peek import CANNOT_TELL, peek_status
 from modulatio_d.core.plan import Plan
 from modulatio_d.core.times import format_time
 from modulatio_d.store import usage

@@ -3,7 +3,7 @@
 What is read, and what it costs (a 10,000-plan vault must answer in well under
 a second):
 - plans: every `<PROJECT>/plans/*.md` is read and its status found with
-  markdown.peek_status, a regex on the frontmatter (1-2 us), the cheap look
+  peek.peek_status, a regex on the frontmatter (1-2 us), the cheap look
   the daemon's scan takes. Only `executing` plans (one per daemon, plus
   orphans) and the PAUSED_DETAIL most recently changed `paused` plans are
   parsed fully (about 5 ms each), for their progress, and the rare file whose
@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from modulatio_d.core import markdown
+from modulatio_d.core import markdown, peek
 from modulatio_d.core.errors import BadFile
 from modulatio_d.core.plan import PlanStatus
 from modulatio_d.core.times import format_time, parse_time
@@ -189,7 +189,7 @@ def _plans(vault: Vault, project: str, now: datetime, s: Survey, refused: dict) 
             _refuse(refused, vault, path, project, "plan", e)
             s.plans.append({"id": plan_id, "project": project, "status": INVALID})
             continue
-        status = markdown.peek_status(text)
+        status = peek.peek_status(text)
         if status == "paused":
             mtime = entry.stat().st_mtime
             s.paused.append({"id": plan_id, "project": project, "detail": False,
@@ -274,7 +274,7 @@ def _tickets(vault: Vault, project: str, s: Survey, refused: dict) -> None:
     for entry in sorted(vault.files(project, "tickets"), key=lambda e: e.name):
         try:
             _, text = vault.read(entry.path)
-            if markdown.peek(text, "status") == "closed":
+            if peek.peek(text, "status") == "closed":
                 continue
             t = read_ticket(vault, Path(entry.path))
         except FileNotFoundError:

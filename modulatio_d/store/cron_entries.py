@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 
-from modulatio_d.core import cron, markdown, names
+from modulatio_d.core import cron, markdown, names, yaml_text
 from modulatio_d.core.cron import CatchUp
 from modulatio_d.core.errors import BadFile, FileFault
 from modulatio_d.core.markdown import Document
@@ -225,10 +225,10 @@ def template_steps(vault: Vault, entry: Entry) -> dict[str, object]:
     except BadFile as e:
         raise BadFile(entry.path, f"template {entry.template!r} is not a valid plan: {e}",
                       where) from None
-    keys: dict[str, object] = {"sub_objectives": markdown.plain(plan.data["sub_objectives"])}
+    keys: dict[str, object] = {"sub_objectives": yaml_text.plain(plan.data["sub_objectives"])}
     for key in _TEMPLATE_KEYS:
         if plan.data.get(key) is not None:
-            keys[key] = markdown.plain(plan.data[key])
+            keys[key] = yaml_text.plain(plan.data[key])
     return keys
 
 

@@ -17,7 +17,7 @@ from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 
-from modulatio_d.core import markdown, names
+from modulatio_d.core import markdown, names, peek
 from modulatio_d.core.times import parse_time
 from modulatio_d.store import atomic
 from modulatio_d.store.vault import Vault, create_numbered, decode, next_number
@@ -112,5 +112,5 @@ def _rewrite(path: Path, changes: dict) -> None:
 def decided(text: str) -> bool:
     """Cheap look: maybe an open ticket with a decision taken (no YAML parse). A key
     the look cannot tell (`decision: >-` on two lines) counts as maybe: parse to know."""
-    return markdown.peek(text, "decision") in ("approve", "decline", markdown.CANNOT_TELL) \
-        and markdown.peek(text, "status") in (None, "open", markdown.CANNOT_TELL)
+    return peek.peek(text, "decision") in ("approve", "decline", peek.CANNOT_TELL) \
+        and peek.peek(text, "status") in (None, "open", peek.CANNOT_TELL)

@@ -30,7 +30,7 @@ from contract_adapters import JSON_KINDS, READERS, Vaults, parse_text, productio
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from modulatio_d.core import markdown
+from modulatio_d.core import peek
 from modulatio_d.core.errors import BadFile
 from modulatio_d.core.plan import PlanStatus
 
@@ -157,7 +157,7 @@ def test_the_status_peek_never_hides_a_plan_the_parse_accepts(text):
         plan = parse_text(text)
     except BadFile:
         return
-    peeked = markdown.peek_status(text)
+    peeked = peek.peek_status(text)
     statuses = {s.value for s in PlanStatus}
     if "status" in plan.data:
         # Right, or a word that is no status at all: the scan then parses the file fully.

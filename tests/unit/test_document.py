@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from modulatio_d.core import markdown, times
+from modulatio_d.core import markdown, peek, times
 from modulatio_d.core.errors import BadFile
 from modulatio_d.core.markdown import DELETE
 from modulatio_d.store import vault as vault_mod
@@ -386,7 +386,7 @@ def test_body_rules_are_not_fences():
     text = "---\nstatus: draft\n---\nintro\n---\nstatus: approved\n---\n"
     doc = markdown.load(P, text)
     assert doc.body == "intro\n---\nstatus: approved\n---\n"
-    assert markdown.peek_status(text) == "draft"
+    assert peek.peek_status(text) == "draft"
     assert markdown.set_keys(text, {"status": "paused"}).endswith(doc.body)
 
 
@@ -436,9 +436,9 @@ def test_decode_refuses_big_and_non_utf8():
 
 
 def test_peek_status():
-    assert markdown.peek_status(PLAN) == "draft"
-    assert markdown.peek_status("---\nid: x\n---\nstatus: approved\n") is None
-    assert markdown.peek_status("---\nstatus: 'paused' # x\n---\n") == "paused"
+    assert peek.peek_status(PLAN) == "draft"
+    assert peek.peek_status("---\nid: x\n---\nstatus: approved\n") is None
+    assert peek.peek_status("---\nstatus: 'paused' # x\n---\n") == "paused"
 
 
 def test_times():
@@ -464,11 +464,11 @@ def test_append_adds_lines_to_a_block_list_and_renders_anything_else(written, ex
 def test_peek_says_when_it_cannot_tell():
     """A status on two lines (`>-`), a quoted key, a key written twice: the regex cannot
     read them, and says so rather than passing the plan over as a draft."""
-    assert markdown.peek_status("---\nstatus: >-\n  approved\n---\n") == markdown.CANNOT_TELL
-    assert markdown.peek_status("---\nstatus:\n  approved\n---\n") == markdown.CANNOT_TELL
-    assert markdown.peek_status('---\n"status": approved\n---\n') == markdown.CANNOT_TELL
-    assert markdown.peek_status("---\nstatus: draft\nstatus: approved\n---\n") == \
-        markdown.CANNOT_TELL
-    assert markdown.peek_status("---\nstatus: approved x\n---\n") == markdown.CANNOT_TELL
-    assert markdown.peek_status("---\nid: x\n---\n") is None  # no status: a draft
-    assert markdown.peek_status("---\nstatus: \"paused\"  # who\r\n---\r\n") == "paused"
+    assert peek.peek_status("---\nstatus: >-\n  approved\n---\n") == peek.CANNOT_TELL
+    assert peek.peek_status("---\nstatus:\n  approved\n---\n") == peek.CANNOT_TELL
+    assert peek.peek_status('---\n"status": approved\n---\n') == peek.CANNOT_TELL
+    assert peek.peek_status("---\nstatus: draft\nstatus: approved\n---\n") == \
+        peek.CANNOT_TELL
+    assert peek.peek_status("---\nstatus: approved x\n---\n") == peek.CANNOT_TELL
+    assert peek.peek_status("---\nid: x\n---\n") is None  # no status: a draft
+    assert peek.peek_status("---\nstatus: \"paused\"  # who\r\n---\r\n") == "paused"
