@@ -8,6 +8,8 @@ import logging
 import signal
 import sys
 
+from modulatio_d.core.controls import neutralise
+
 
 class _JsonFormatter(logging.Formatter):
     """One JSON object a line; extra fields (modulatio_event, plan_id, ...) included."""
@@ -21,12 +23,39 @@ class _JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str)
 
 
+class TextFormatter(logging.Formatter):
+    """`<time> <LEVEL> <logger>: <message>`, one line per record whatever the message holds.
+
+    Messages carry vault text (titles, paths, reasons): its control characters
+    are shown escaped, so a newline in a step title cannot forge a log line and
+    an escape sequence cannot reach the terminal of whoever tails the log. A
+    traceback keeps its lines, each indented, so none of them can pass for a
+    record either.
+    """
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return neutralise(super().formatMessage(record))
+
+    def formatException(self, ei) -> str:
+        return _indented(super().formatException(ei))
+
+    def formatStack(self, stack_info: str) -> str:
+        return _indented(super().formatStack(stack_info))
+
+
+def _indented(text: str) -> str:
+    return "\n".join("    " + neutralise(line) for line in text.split("\n"))
+
+
 def setup_logging(level: str, fmt: str, stream=None) -> None:
     handler = logging.StreamHandler(stream or sys.stderr)
     if fmt == "json":
         handler.setFormatter(_JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TextIO
 
 from modulatio_d import __version__
+from modulatio_d.core.controls import neutralise
 
 EXIT_SYSTEM = 3
 GROUPS = ("vault_cmds", "plans", "tickets", "daemon", "cron", "operate")
@@ -40,6 +41,11 @@ class Context:
 
     def print(self, *parts: object) -> None:
         print(*parts, file=self.out)
+
+    def say(self, line: str) -> None:
+        """One line of text for people: vault text in it is shown with its control
+        characters escaped (core/controls.py). JSON goes through `print`, exact."""
+        print(neutralise(line), file=self.out)
 
 
 def vault_option() -> argparse.ArgumentParser:
@@ -71,7 +77,7 @@ def main(argv: list[str] | None = None, ctx: Context | None = None) -> int:
     try:
         return int(args.run(args, ctx) or 0)
     except ModulatioError as e:
-        print(f"modulatio: {e}", file=ctx.err)
+        print(f"modulatio: {neutralise(str(e))}", file=ctx.err)
         return e.exit_code
     except KeyboardInterrupt:
         return 130

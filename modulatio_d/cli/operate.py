@@ -66,10 +66,26 @@ def run_status(args, ctx) -> int:
 
 
 def run_metrics(args, ctx) -> int:
+    from modulatio_d.core.errors import ModulatioError
     from modulatio_d.core.times import utcnow
-    from modulatio_d.ops.metrics import text
+    from modulatio_d.ops import metrics
 
-    data = text(ctx.vault(args), utcnow(), ctx.environ)
+    vault = ctx.vault(args)
+    now = utcnow()
+    try:
+        _write_metrics(args, ctx, metrics.text(vault, now, ctx.environ))
+    except Exception as e:
+        # Still write a file: a collector must not go on serving the last one as fresh.
+        _write_metrics(args, ctx, metrics.failed(now, e))
+        if not isinstance(e, (ModulatioError, OSError, ValueError)):
+            raise  # a bug: keep its traceback
+        print(f"modulatio: metrics: could not read {vault.root}: {e}", file=ctx.err)
+        return 1
+    return 0
+
+
+def _write_metrics(args, ctx, data: str) -> None:
+    raw = data.encode("utf-8", "backslashreplace")  # never a UnicodeEncodeError
     if args.output:
         from pathlib import Path
 
@@ -78,10 +94,15 @@ def run_metrics(args, ctx) -> int:
         path = Path(args.output)
         if not path.is_absolute():
             path = ctx.cwd / path
-        atomic.replace(path, data.encode())
-    else:
-        ctx.out.write(data)
-    return 0
+        atomic.replace(path, raw)
+        return
+    buffer = getattr(ctx.out, "buffer", None)
+    if buffer is None:  # a text stream with no bytes beneath (a StringIO)
+        ctx.out.write(raw.decode("utf-8"))
+        return
+    ctx.out.flush()
+    buffer.write(raw)
+    buffer.flush()
 
 
 def run_ps(args, ctx) -> int:
@@ -101,7 +122,7 @@ def run_ps(args, ctx) -> int:
               f"{'ACTIVE PLAN':<24} STEP")
     for r in rows:
         last = "starting" if r.get("starting") else f"{duration(r['age_s'])} ago"
-        ctx.print(f"{r['pid']:<8} {r['host']:<16} {duration(r['uptime_s']):<8} "
+        ctx.say(f"{r['pid']:<8} {r['host']:<16} {duration(r['uptime_s']):<8} "
                   f"{last:<10} {'detached' if r['detached'] else '':<9} "
                   f"{r['active_plan'] or '-':<24} {'-' if r['step'] is None else r['step']}")
     return 0

@@ -39,7 +39,7 @@ def run_validate(args: argparse.Namespace, ctx) -> int:
                                "hint": p.hint} for p in problems], indent=2))
         return 1 if problems else 0
     for problem in problems:
-        ctx.print(problem)
+        ctx.say(str(problem))
     if problems:
         ctx.print(f"{len(problems)} problem(s) in {vault.root}")
         return 1

@@ -9,6 +9,7 @@ log or a mail stays readable.
 
 from __future__ import annotations
 
+from modulatio_d.core.controls import neutralise
 from modulatio_d.ops.survey import INVALID, STATUSES, Survey, iso
 
 
@@ -126,4 +127,5 @@ def render(s: Survey, tty: bool = False) -> str:
     if s.counts()["by_status"]["approved"]:
         out.append("  (approved plans are checked by the daemons when they claim; "
                    "`modulatio validate` checks every file)")
-    return "\n".join(out)
+    # Every line holds text from vault files (titles, reasons, names): shown escaped.
+    return "\n".join(neutralise(line) for line in out)

@@ -123,7 +123,7 @@ def test_systemd_unit_fills_in_this_python_and_the_vault(tmp_path):
     assert code == 0 and err == ""
     lines = text.splitlines()
     python = os.path.abspath(sys.executable)
-    assert (f"ExecStart={python} -m modulatio_d daemon --vault ${{MODULATIO_VAULT}} "
+    assert (f"ExecStart={python} -P -m modulatio_d daemon --vault ${{MODULATIO_VAULT}} "
             f"$MODULATIO_DAEMON_ARGS") in lines
     assert f'Environment="MODULATIO_VAULT={vault.root}"' in lines
     assert f'ReadWritePaths="{vault.root}"' in lines

@@ -15,7 +15,7 @@ from importlib.metadata import entry_points
 
 from modulatio_d.core.errors import StepError
 from modulatio_d.daemon.child import Launch
-from modulatio_d.daemon.executors import call
+from modulatio_d.daemon.executors import OUTSIDE, call
 
 GROUP = "modulatio_d.agents"
 BUILTINS = {"mock": "modulatio_d.daemon.executors.mock"}
@@ -38,7 +38,8 @@ def launch(ctx) -> Launch:
         name = spec.use
     extra = _agent_env(name, options)
     if name in BUILTINS:
-        return Launch([sys.executable, "-m", BUILTINS[name]], ctx.env(extra), ctx.cwd())
+        ctx.cwd()  # the step's folder must exist all the same: a typo in cwd is the plan's error
+        return Launch([sys.executable, "-P", "-m", BUILTINS[name]], ctx.env(extra), OUTSIDE)
     found = entry_points(group=GROUP, name=name)
     if found:
         return call.launch(ctx, next(iter(found)).value, extra)
