@@ -131,6 +131,7 @@ def run_ps(args, ctx) -> int:
 def run_stop(args, ctx) -> int:
     import socket
 
+    from modulatio_d.core.controls import neutralise
     from modulatio_d.ops import detach
 
     if args.timeout < 0:
@@ -151,19 +152,19 @@ def run_stop(args, ctx) -> int:
                    "running": f"{what} {t.pid} is still running after SIGKILL"}[t.result])
     here = socket.gethostname()
     for b in left:
-        if b.get("not_daemon"):
+        if b.get("refused") and b.get("detached"):
             note = (f"{detach.pid_path(vault)} is locked but names pid {b['pid']}, which is "
-                    f"not a modulatio daemon: not signalled")
+                    f"{b['refused']}: not signalled")
+        elif b.get("refused"):
+            note = f"daemon {b['pid']} left alone: it is {b['refused']}"
         elif b.get("host") != here:
             note = f"daemon {b['pid']} on {b.get('host')} still runs on this vault"
-        elif args.all:
-            note = (f"daemon {b['pid']} left alone: its command line is not a modulatio "
-                    f"daemon's (a reused pid?)")
         else:
             note = (f"daemon {b['pid']} still runs on this vault (not started with --detach): "
                     f"`modulatio stop --all` stops it; use systemctl if systemd runs it")
-        print(f"modulatio: note: {note}", file=ctx.err)
-    stuck = any(t.result == "running" for t in targets) or any(b.get("not_daemon") for b in left)
+        print(f"modulatio: note: {neutralise(note)}", file=ctx.err)
+    stuck = any(t.result == "running" for t in targets) or \
+        any(b.get("refused") and b.get("detached") for b in left)
     return 1 if stuck else 0
 
 
