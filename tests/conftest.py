@@ -4,6 +4,7 @@ and waiting for a condition with a deadline (never a fixed sleep)."""
 from __future__ import annotations
 
 import io
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +14,12 @@ from waiting import wait_for
 from modulatio_d import cli
 from modulatio_d.ops.init import init
 from modulatio_d.store import vault as vault_mod
+
+# CI runs every test as root, and a daemon refuses to run as root without this
+# opt-in (store/trust.py): every daemon a test starts inherits it from here
+# (tests/e2e/daemon_helpers.py, which starts daemons with a cleaned environment,
+# sets it itself). Tests of the refusal remove it.
+os.environ["MODULATIO_ALLOW_ROOT"] = "1"
 
 
 @pytest.fixture

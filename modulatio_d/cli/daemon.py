@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 
@@ -72,6 +73,9 @@ def register(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -
     p.add_argument("--log-level", default="info",
                    choices=["debug", "info", "warning", "error"])
     p.add_argument("--log-format", default="text", choices=["text", "json"])
+    p.add_argument("--allow-root", action="store_true",
+                   help="run even as root (containers, CI, where root is the only user); "
+                        "also MODULATIO_ALLOW_ROOT=1. Every step then runs as root")
     p.add_argument("--detach", action="store_true",
                    help="run in the background without systemd: pid file "
                         ".modulatio/daemon.pid, log .modulatio/daemon.log; reports the pid "
@@ -95,12 +99,17 @@ def run_daemon(args, ctx) -> int:
     if not args.detach:
         signal.signal(signal.SIGTERM, _stop_before_start)  # Daemon.run installs its own
     from modulatio_d.core import names
+    from modulatio_d.core.errors import ModulatioError
     from modulatio_d.core.times import utcnow
     from modulatio_d.daemon.loop import Daemon
 
     if args.tick_seconds <= 0:
         from modulatio_d.core.errors import UsageError
         raise UsageError("--tick-seconds must be more than 0")
+    from modulatio_d.store import trust
+
+    if os.geteuid() == 0 and not trust.root_allowed(args.allow_root, ctx.environ):
+        raise ModulatioError(trust.ROOT_REFUSED)
     vault = ctx.vault(args)
     projects = [names.check("project code", p) for p in args.project]
     if args.detach:
@@ -118,6 +127,8 @@ def _detach(args, ctx, vault, projects) -> int:
         argv += ["--project", p]
     if args.once:
         argv.append("--once")
+    if args.allow_root:
+        argv.append("--allow-root")
     started = detach.start(vault, argv, ctx.environ)
     log = detach.log_path(vault)
     if started.already:

@@ -34,10 +34,32 @@ class Context:
     cwd: Path
     out: TextIO = field(default=sys.stdout)
     err: TextIO = field(default=sys.stderr)
+    _warned: bool = field(default=False, repr=False)
 
     def vault(self, args: argparse.Namespace):
         from modulatio_d.store.vault import find_vault
-        return find_vault(getattr(args, "vault", None), self.environ, self.cwd)
+        found = find_vault(getattr(args, "vault", None), self.environ, self.cwd)
+        self._warn_root(found.root)
+        return found
+
+    def _warn_root(self, root: Path) -> None:
+        """Root acting in someone else's vault: what it creates belongs to root (the
+        owner's daemon may then be locked out of it), and it acts on files whoever
+        writes the vault chose. Said once, on stderr."""
+        if os.geteuid() != 0 or self._warned:
+            return
+        try:
+            owner = os.stat(root).st_uid
+        except OSError:
+            return
+        if owner == 0:
+            return
+        from modulatio_d.store.trust import user_name
+        self._warned = True
+        name = user_name(owner)
+        print(f"modulatio: warning: running as root in a vault owned by {name} (uid {owner}): "
+              f"what this command creates belongs to root; run it as {name} "
+              f"(`runuser -u {name} -- modulatio ...`)", file=self.err)
 
     def print(self, *parts: object) -> None:
         print(*parts, file=self.out)

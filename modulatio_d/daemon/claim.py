@@ -4,7 +4,8 @@ Protocol of `Claimer.claim(candidate)`, for a plan the scan found claimable:
 1. flock(LOCK_EX | LOCK_NB) on `<plan-id>.lock` (store/lock.py). Busy means
    another daemon claims or runs it, or a command is writing it: the claim
    is lost (`claim_lost`) and the caller tries the next plan.
-2. Re-read the plan under the lock (HeldPlan). A person's stale save, one
+2. Check the file's owner and mode again (store/trust.py: the scan judged
+   the version it saw), then re-read the plan under the lock (HeldPlan). A person's stale save, one
    that brings back daemon keys older than the daemon's own record, is
    repaired from the record first (`stale_save_repaired`).
 3. No longer `approved` or `executing` (claimed and finished meanwhile, or a
@@ -46,6 +47,7 @@ from modulatio_d.core.plan import CLAIMABLE, PlanStatus
 from modulatio_d.daemon.scan import Candidate
 from modulatio_d.store.lock import FileLock, lock_path
 from modulatio_d.store.plan_file import HeldPlan
+from modulatio_d.store.trust import Guard
 from modulatio_d.store.vault import Vault
 
 log = logging.getLogger("modulatio.daemon")
@@ -86,12 +88,14 @@ class Claimed:
 
 class Claimer:
     def __init__(self, vault: Vault, events: Callable[..., None],
-                 clock: Callable[[], datetime], host: str, pid: int):
+                 clock: Callable[[], datetime], host: str, pid: int,
+                 guard: Guard | None = None):
         self.vault = vault
         self.events = events
         self.clock = clock
         self.host = host
         self.pid = pid
+        self.guard = guard
 
     def claim(self, c: Candidate) -> Claimed | Missed:
         lock = FileLock(lock_path(c.path))
@@ -104,6 +108,10 @@ class Claimer:
             log.error("claim %s: %s", c.path.stem, e)
             return Missed.REFUSED
         try:
+            if self.guard is not None:  # the scan judged the file; this may be a newer one
+                untrusted = self.guard.file_problem(c.path, os.stat(c.path))
+                if untrusted is not None:
+                    raise untrusted
             held = HeldPlan(self.vault, c.path, self.events)
             plan = held.plan
             if plan.status not in CLAIMABLE:

@@ -36,7 +36,7 @@ from modulatio_d.daemon.scan import Candidate, Scanner
 from modulatio_d.daemon.sdnotify import NOTIFY_ENV_VARS, Notifier
 from modulatio_d.daemon.services import Clocks, Services, Stop
 from modulatio_d.daemon.wake import Waker, Watcher
-from modulatio_d.store import config
+from modulatio_d.store import config, trust
 from modulatio_d.store.events import EventLog
 from modulatio_d.store.heartbeat import Heartbeat, prune_dead
 from modulatio_d.store.refusals import Refusals
@@ -61,7 +61,9 @@ class Daemon:
         self.events = EventLog(vault.events_path, clock)
         self.stop = Stop()
         self.waker = Waker()
-        self.scanner = Scanner(vault, projects or None, self.events, monotonic=monotonic)
+        self.guard = trust.Guard(vault.root, self.events, vault, monotonic)
+        self.scanner = Scanner(vault, projects or None, self.events, monotonic=monotonic,
+                               guard=self.guard)
         self.notifier = Notifier(environ, clock=monotonic)
         # Steps must not talk to systemd as if they were the daemon.
         self.base_env = {k: v for k, v in environ.items() if k not in NOTIFY_ENV_VARS}
@@ -74,7 +76,7 @@ class Daemon:
         self._config_sig: tuple | None = None
         self.ticket_memory = tickets.Memory(vault, self.events)
         self.bad_config = Refusals(vault, self.events, "config")
-        self.claimer = Claimer(vault, self.events, clock, self.host, os.getpid())
+        self.claimer = Claimer(vault, self.events, clock, self.host, os.getpid(), self.guard)
         self.races = RaceRetries()
         self.config = config.Config()
 
@@ -91,6 +93,14 @@ class Daemon:
     # --- the loop -----------------------------------------------------------------
 
     def run(self) -> int:
+        if os.geteuid() == 0:
+            log.warning("%s", trust.ROOT_WARNING)
+        self._load_config()
+        problems = trust.check_vault(self.vault.root, self.vault.meta, self.guard.policy)
+        if problems:
+            for problem in problems:
+                log.error("refusing to start: %s", problem)
+            return 1
         self._install_signals()
         for stale in prune_dead(self.vault.daemons_dir):
             log.info("removed the heartbeat of a daemon that died: %s", stale)
@@ -171,6 +181,11 @@ class Daemon:
         self.waker.take_changed()
         now = self.clock()
         self._load_config()
+        self.guard.refresh()
+        if not (self.guard.folder_ok(self.vault.root, None, "vault")
+                and self.guard.folder_ok(self.vault.meta, None, "vault")):
+            self._beat(now, None, None)  # alive, but acting on nothing until it is fixed
+            return []
         self._guarded("cron", self._fire_cron, now)
         self._guarded("tickets", self._apply_tickets, now)
         candidates = self.scanner.scan(now)
@@ -179,18 +194,34 @@ class Daemon:
         return candidates
 
     def _load_config(self) -> None:
+        """Read the config when it changed. It names the trusted group, so it is judged
+        by the policy it declares; a config that is bad or not trusted is refused and
+        the one before it (at start: the defaults) stays in force, with its policy."""
+        path = self.vault.config_path
         try:
-            st = self.vault.config_path.stat()
-            sig = (st.st_ino, st.st_size, st.st_mtime_ns)
+            st: os.stat_result | None = path.stat()
+            sig = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_uid,
+                   st.st_gid, st.st_mode)
         except FileNotFoundError:
-            sig = None
-        if sig == self._config_sig:
+            st, sig = None, None
+        if sig == self._config_sig and self.guard.policy is not None:
             return
         self._config_sig = sig
         try:
-            self.config = config.load(self.vault.config_path)
+            loaded = config.load(path)
+            policy = trust.Policy.build(self.vault.root, loaded.trusted_group,
+                                        config_path=path)
+            problem = policy.problem(path, st) if st is not None else None
+            if problem is not None:
+                raise problem
         except BadFile as e:  # the previous config stays in force
-            self.bad_config.tell(self.vault.config_path, None, e, sig)
+            self.bad_config.tell(path, None, e, sig)
+            if self.guard.policy is None:
+                self.guard.use(trust.Policy.build(self.vault.root, None), None)
+            return
+        self.bad_config.clear(path)
+        self.config = loaded
+        self.guard.use(policy, loaded.trusted_group)
 
     def _guarded(self, what: str, phase: Callable[[datetime], None], now: datetime) -> None:
         """Run a phase of the tick that writes; a write that fails (disk full) skips it
@@ -203,13 +234,13 @@ class Daemon:
     def _apply_tickets(self, now: datetime) -> None:
         for project in self.scanner.served():
             tickets.apply_decisions(self.vault, project, self.events, now,
-                                    self.ticket_memory)
+                                    self.ticket_memory, guard=self.guard)
 
     def _fire_cron(self, now: datetime) -> None:
         from modulatio_d.daemon.cron_firing import CronFirer
 
         if self.cron is None:
-            self.cron = CronFirer(self.vault, self.events, clock=self.clock)
+            self.cron = CronFirer(self.vault, self.events, clock=self.clock, guard=self.guard)
         self._last_cron = self.monotonic()
         for project in self.scanner.served():
             for plan_id in self.cron.fire_due(project, now):

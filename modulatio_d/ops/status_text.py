@@ -52,6 +52,9 @@ def render(s: Survey, tty: bool = False) -> str:
             doing = f"{d['reason']}; was {doing}"
         out.append(f"  {name:<20} {d['state']:<6} up {duration(d['uptime_s']):<7} "
                    f"last tick {duration(d['age_s'])} ago   {doing}")
+        if d.get("uid") == 0 and d["state"] == "live":
+            out.append(f"  {'':<20} WARNING: runs as root (--allow-root): every step runs as "
+                       f"root; run the daemon as the vault's user")
 
     c = s.counts()
     out.append("")

@@ -142,7 +142,8 @@ def daemons(vault: Vault, now: datetime) -> list[dict]:
         limit = stale_after(beat.get("tick_seconds"))
         started = parse_time(beat.get("started_at"))
         row = {k: beat.get(k) for k in ("host", "pid", "started_at", "last_tick", "age_s",
-                                        "active_plan", "step", "tick_seconds", "version")}
+                                        "active_plan", "step", "tick_seconds", "version",
+                                        "uid", "user")}
         row["local"] = beat.get("host") == this_host
         row["uptime_s"] = round((now - started).total_seconds(), 3) if started else None
         row["file"] = beat.get("file")

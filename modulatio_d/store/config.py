@@ -4,6 +4,8 @@
     defaults:
       timeout: 1h                      # per attempt, when a step sets none
     reflector: ./reflect.sh            # optional: a command that prints a JSON decision
+    trusted_group: modulatio           # whose files the daemon acts on (store/trust.py);
+                                       # default: the vault folder's group
     agents:
       default: {use: mock}             # text-only sub-objectives go here
       writer: {run: "python3 tools/writer.py"}   # a command (string: sh -c; list: argv)
@@ -39,6 +41,7 @@ class Config:
     timezone: str | None = None
     default_timeout: float = DEFAULT_TIMEOUT
     reflector: str | None = None
+    trusted_group: str | None = None
     agents: dict[str, AgentSpec] = field(
         default_factory=lambda: {"default": AgentSpec("default", use="mock")})
 
@@ -54,10 +57,14 @@ def load(path: Path) -> Config:
     data = markdown.load_mapping(path, text)
     fail = FileFault(path, lambda key: markdown.line_of(data, key))
 
-    unknown = set(map(str, data)) - {"timezone", "defaults", "reflector", "agents"}
+    unknown = set(map(str, data)) - {"timezone", "defaults", "reflector", "agents",
+                                     "trusted_group"}
     if unknown:
         fail(f"unknown keys {sorted(unknown)}", sorted(unknown)[0],
-             "use timezone, defaults, reflector, agents")
+             "use timezone, defaults, reflector, agents, trusted_group")
+    group = data.get("trusted_group")
+    if group is not None and (not isinstance(group, str) or not group.strip()):
+        fail("trusted_group must be the name of a group, like modulatio", "trusted_group")
     tz = data.get("timezone")
     if tz is not None and not isinstance(tz, str):
         fail("timezone must be an IANA name like Europe/Berlin", "timezone")
@@ -91,4 +98,5 @@ def load(path: Path) -> Config:
         options = {str(k): v for k, v in spec.items() if k not in ("run", "use")}
         agents[name] = AgentSpec(name, run=tuple(run) if isinstance(run, list) else run,
                                  use=spec.get("use"), options=options)
-    return Config(timezone=tz, default_timeout=timeout, reflector=reflector, agents=agents)
+    return Config(timezone=tz, default_timeout=timeout, reflector=reflector,
+                  trusted_group=group, agents=agents)
