@@ -65,8 +65,10 @@ class Daemon:
         self.scanner = Scanner(vault, projects or None, self.events, monotonic=monotonic,
                                guard=self.guard)
         self.notifier = Notifier(environ, clock=monotonic)
-        # Steps must not talk to systemd as if they were the daemon.
-        self.base_env = {k: v for k, v in environ.items() if k not in NOTIFY_ENV_VARS}
+        # Steps must not talk to systemd as if they were the daemon, and the opt-in to
+        # run as root was given to this daemon, not to the daemons a step might start.
+        self.base_env = {k: v for k, v in environ.items()
+                         if k not in NOTIFY_ENV_VARS and k != trust.ALLOW_ROOT_ENV}
         self.heartbeat = Heartbeat(vault.daemons_dir, tick_seconds, __version__, clock())
         self.host = socket.gethostname()
         self.cron = None
