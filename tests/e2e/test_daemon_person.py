@@ -78,17 +78,15 @@ def test_pause_mid_step_finishes_the_step_then_stops(dvault, daemons, how):
 @pytest.mark.parametrize("how", ["command", "editor in place"])
 def test_abort_mid_step_kills_the_step_now(dvault, daemons, how):
     three_steps(dvault)
-    d = daemons(tick=5)  # inotify, not the tick, must bring the abort in
+    d = daemons(tick=3600)  # inotify, not the hour-long tick, must bring the abort in
     mark = wait_for(lambda: starts(dvault, 0), 10, "step 0 started", diag=d.log)[0]
     step_pid = mark[4]
-    t0 = time.monotonic()
     if how == "command":
         r = cli(dvault, "plan", "abort", PID)
         assert r.code == 0, r.err
     else:
         set_status_in_place(dvault.plan_path(PID), "aborted")
-    wait_for(lambda: pid_gone(step_pid), 3, "the step killed", diag=d.log)
-    assert time.monotonic() - t0 < 2.0
+    wait_for(lambda: pid_gone(step_pid), 30, "the step killed", diag=d.log)
     assert group_members(step_pid) == []
     wait_for(lambda: not plan(dvault, PID).in_flight, 5, "attempt recorded", diag=d.log)
     p = plan(dvault, PID)

@@ -3,8 +3,6 @@ to a new project, a ticket decided in its file, and an approval, within seconds.
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from daemon_helpers import (
     plan,
@@ -18,38 +16,35 @@ from daemon_helpers import (
 )
 
 pytest_plugins = ("daemon_helpers",)  # the dvault and daemons fixtures
-pytestmark = pytest.mark.timeout(30)
+pytestmark = pytest.mark.timeout(150)
+# The tick is an hour: whatever completes within the tests' waits was woken by a change,
+# not by the tick, with no clock reading to be unlucky about.
+TICK = 3600
 
 
 def test_a_new_project_folder_is_watched_and_its_plan_picked_up(dvault, daemons):
-    d = daemons(tick=30)
+    d = daemons(tick=TICK)
     wait_started(d, dvault)
     wait_ticks(d, dvault, 1)  # its first scan is done: it sleeps until a change wakes it
     folder = dvault.root / "NEW" / "plans"
-    t0 = time.monotonic()
     folder.mkdir(parents=True)
     (folder / "NEW-P-001.md").write_text(
         "---\nid: NEW-P-001\nstatus: approved\nsub_objectives:\n  - {run: 'true'}\n---\n")
-    wait_for(lambda: "status: completed" in (folder / "NEW-P-001.md").read_text(), 10,
+    wait_for(lambda: "status: completed" in (folder / "NEW-P-001.md").read_text(), 60,
              "the new project's plan run", diag=d.log)
-    assert time.monotonic() - t0 < 10  # not the 30 s tick
     # and the new folder is watched from then on: a second plan there is picked up too
-    t1 = time.monotonic()
     save_like_vim(folder / "NEW-P-002.md", "---\nid: NEW-P-002\nstatus: approved\n"
                   "sub_objectives:\n  - {run: 'true'}\n---\n")
-    wait_for(lambda: "status: completed" in (folder / "NEW-P-002.md").read_text(), 10,
+    wait_for(lambda: "status: completed" in (folder / "NEW-P-002.md").read_text(), 60,
              "the second plan run", diag=d.log)
-    assert time.monotonic() - t1 < 10
 
 
 def test_a_ticket_decided_in_its_file_wakes_the_daemon(dvault, daemons):
     write_plan(dvault, "P-P-001", [{"title": "needs a file", "run": "test -e ok"}])
-    d = daemons(tick=30)
+    d = daemons(tick=TICK)
     wait_for(settled(dvault, "P-P-001", "paused"), 10, "paused", diag=d.log)
     ticket = wait_ticket(dvault, "P-P-001")
     (dvault.root / "P" / "ok").touch()
-    t0 = time.monotonic()
     save_like_vim(ticket, ticket.read_text().replace("decision: pending", "decision: approve"))
-    wait_for(lambda: plan(dvault, "P-P-001").status.value == "completed", 10,
+    wait_for(lambda: plan(dvault, "P-P-001").status.value == "completed", 60,
              "resumed and completed", diag=d.log)
-    assert time.monotonic() - t0 < 10  # not the 30 s tick
