@@ -1,57 +1,66 @@
 """Fixtures every test file may use: a real vault in tmp_path, the CLI in-process,
-and waiting for a condition with a deadline (never a fixed sleep)."""
+and waiting for a condition with a deadline (never a fixed sleep).
+
+Two lanes: tests/unit/ (pure, fake clocks, in-process; `pytest -m "not e2e"`, seconds)
+and tests/e2e/ (real processes, marked e2e here). Hypothesis draws fresh random
+examples each run, except under HYPOTHESIS_PROFILE=ci (set by .ci/run): derandomized,
+so every CI run checks the same examples and a failure there is a fact about the
+commit, not about a seed.
+"""
 
 from __future__ import annotations
 
-import io
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
+import cli_runner
 import pytest
+from cli_runner import CliResult
+from hypothesis import settings
 from waiting import wait_for
 
-from modulatio_d import cli
 from modulatio_d.ops.init import init
 from modulatio_d.store import vault as vault_mod
 
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+if os.environ.get("HYPOTHESIS_PROFILE"):
+    settings.load_profile(os.environ["HYPOTHESIS_PROFILE"])
+
 # CI runs every test as root, and a daemon refuses to run as root without this
 # opt-in (store/trust.py): every daemon a test starts inherits it from here
-# (tests/e2e/daemon_helpers.py, which starts daemons with a cleaned environment,
-# sets it itself). Tests of the refusal remove it.
+# (tests/e2e/conftest.py's `daemons`, which starts daemons with a cleaned environment, sets it
+# itself). Tests of the refusal remove it.
 os.environ["MODULATIO_ALLOW_ROOT"] = "1"
 
 
 @pytest.fixture
 def vault(tmp_path: Path) -> vault_mod.Vault:
-    """A new, empty vault made by `modulatio_d.ops.init.init` in a real folder."""
+    """A new, empty vault made by `modulatio_d.store.vault.init` in a real folder."""
     return init(tmp_path / "vault")
-
-
-@dataclass
-class CliResult:
-    code: int
-    out: str
-    err: str
 
 
 @pytest.fixture
 def run_cli(tmp_path: Path):
     """Run `modulatio ARGV...` in this process: run_cli(*argv, env={}, cwd=tmp_path)."""
 
-    def run(*argv: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> CliResult:
-        out, err = io.StringIO(), io.StringIO()
-        ctx = cli.Context(environ=dict(env or {}), cwd=cwd or tmp_path, out=out, err=err)
-        code = cli.main([str(a) for a in argv], ctx)
-        return CliResult(code, out.getvalue(), err.getvalue())
+    def run(*argv: object, env: dict[str, str] | None = None,
+            cwd: Path | None = None) -> CliResult:
+        return cli_runner.run_cli(*argv, env=env, cwd=cwd or tmp_path)
 
     return run
-
 
 
 @pytest.fixture(name="wait_for")
 def wait_for_fixture():
     return wait_for
+
+
+def pytest_ignore_collect(collection_path: Path, config):
+    """The fast lane (`-m "not e2e"`) does not even import tests/e2e/: every test there
+    would be deselected anyway, and importing them costs seconds."""
+    if config.option.markexpr.strip() == "not e2e" and collection_path.name == "e2e":
+        return True
+    return None
 
 
 def pytest_collection_modifyitems(config, items):

@@ -132,13 +132,13 @@ def run_stop(args, ctx) -> int:
     import socket
 
     from modulatio_d.core.controls import neutralise
-    from modulatio_d.ops import detach
+    from modulatio_d.ops import detach, stopping
 
     if args.timeout < 0:
         from modulatio_d.core.errors import UsageError
         raise UsageError("--timeout must be 0 or more")
     vault = ctx.vault(args)
-    targets, left = detach.stop(vault, args.timeout, all_here=args.all)
+    targets, left = stopping.stop(vault, args.timeout, all_here=args.all)
     if not targets:
         ctx.print("no detached daemon runs on this vault" if not args.all else
                   "no daemon of this vault runs on this host")

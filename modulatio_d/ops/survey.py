@@ -76,16 +76,16 @@ def iso(t: datetime | None) -> str | None:
 class Survey:
     vault: str
     now: datetime
-    daemons: list[dict] = field(default_factory=list)
-    plans: list[dict] = field(default_factory=list)
+    daemons: list[dict] = field(default_factory=list, init=False)
+    plans: list[dict] = field(default_factory=list, init=False)
     """Every plan file: id, project, status (the status line; `invalid` when unreadable)."""
-    projects: list[str] = field(default_factory=list)
-    executing: list[dict] = field(default_factory=list)
-    paused: list[dict] = field(default_factory=list)
-    tickets: list[dict] = field(default_factory=list)
+    projects: list[str] = field(default_factory=list, init=False)
+    executing: list[dict] = field(default_factory=list, init=False)
+    paused: list[dict] = field(default_factory=list, init=False)
+    tickets: list[dict] = field(default_factory=list, init=False)
     """Open tickets."""
-    cron: list[dict] = field(default_factory=list)
-    refused: list[dict] = field(default_factory=list)
+    cron: list[dict] = field(default_factory=list, init=False)
+    refused: list[dict] = field(default_factory=list, init=False)
 
     def counts(self) -> dict:
         by_status = {s: 0 for s in (*STATUSES, INVALID)}

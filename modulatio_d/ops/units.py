@@ -1,9 +1,9 @@
 """Fill this install's paths into the systemd units that ship with modulatio.
 
-The canonical units are packaging/systemd/modulatio-daemon.service (one
-daemon) and modulatio-daemon@.service (a template for N daemons). A build
-copies them to modulatio_d/units/; a source checkout reads them from
-packaging/systemd/. Both are working units as they stand: ExecStart runs
+The canonical units are modulatio_d/units/modulatio-daemon.service (one
+daemon) and modulatio-daemon@.service (a template for N daemons): package data,
+read through importlib.resources (packaging/systemd/ at the top of a checkout
+links to that folder). Both are working units as they stand: ExecStart runs
 `/usr/bin/env modulatio` and the vault is /srv/modulatio/vault, named on the
 four lines that need it (Environment=, ReadWritePaths=, RequiresMountsFor=,
 and ExecStart through ${MODULATIO_VAULT}; ReadWritePaths= cannot read a
@@ -18,8 +18,8 @@ USER_IGNORED, and docs/systemd.md.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from pathlib import Path
+from importlib import resources
+from importlib.resources.abc import Traversable
 
 from modulatio_d.core.errors import NotFound, UsageError
 
@@ -54,20 +54,19 @@ USER_HEADER = """\
 """
 
 
-def unit_text(instances: bool, *, dirs: Iterable[Path] | None = None) -> str:
-    """The shipped unit: the template for N daemons when `instances`, else the single one."""
+def unit_text(instances: bool, *, folder: Traversable | None = None) -> str:
+    """The shipped unit: the template for N daemons when `instances`, else the single one.
+
+    `folder` is where to read it (tests); by default the package's units/."""
     name = UNIT_NAMES[instances]
-    if dirs is None:
-        package = Path(__file__).resolve().parent.parent
-        dirs = (package / "units", package.parent / "packaging" / "systemd")
-    dirs = list(dirs)
-    for folder in dirs:
-        path = folder / name
-        if path.is_file():
-            return path.read_text(encoding="utf-8")
-    raise NotFound("systemd unit", name,
-                   "looked in " + ", ".join(str(d) for d in dirs)
-                   + "; this install does not ship its unit files")
+    if folder is None:
+        folder = resources.files("modulatio_d") / "units"
+    unit = folder / name
+    if not unit.is_file():
+        raise NotFound("systemd unit", name,
+                       f"looked in {folder}; this install does not ship its unit files, "
+                       f"reinstall the package")
+    return unit.read_text(encoding="utf-8")
 
 
 def render_unit(template_text: str, *, python_exe: str, vault: str, user: bool) -> str:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from importlib import resources
 from pathlib import Path
 
 from modulatio_d.core import names
@@ -207,10 +208,12 @@ def find_vault(explicit: str | None, environ: Mapping[str, str], cwd: Path) -> V
 
 
 def example_source() -> Path:
-    """The example vault shipped in the package, or the checkout's vault-example/."""
-    here = Path(__file__).resolve().parent.parent
-    for candidate in (here / "example", here.parent / "vault-example"):
-        if (candidate / META).is_dir():
-            return candidate
-    raise UsageError("this install has no example vault; reinstall the package")
+    """The example vault: package data in modulatio_d/example/ (vault-example/ at the top of a
+    checkout links to it), found through importlib.resources."""
+    source = resources.files("modulatio_d") / "example"
+    # Every install pip makes is a folder on disk; a zipped one has nothing to copy from.
+    if not isinstance(source, Path) or not (source / META).is_dir():
+        raise UsageError("this install has no example vault (modulatio_d/example/); "
+                         "reinstall the package")
+    return source
 

@@ -88,17 +88,6 @@ def plan(tmp_path: Path) -> Path:
     return path
 
 
-def test_plain_rewrite_changes_only_our_key_and_keeps_the_mode(plan):
-    plan.chmod(0o640)
-    inode = plan.stat().st_ino
-    snap = atomic.rewrite(plan, set_status("executing"))
-    assert plan.read_text() == PLAN.replace("status: approved", "status: executing")
-    assert snap.raw == plan.read_bytes() and snap.signature == atomic.signature(plan.stat())
-    assert stat.S_IMODE(plan.stat().st_mode) == 0o640
-    assert plan.stat().st_ino != inode  # a new file renamed in, never written in place
-    assert leftovers(plan.parent) == []
-
-
 @pytest.mark.parametrize("style", STYLES)
 def test_a_save_between_read_and_rename_is_kept(plan, style):
     plan.chmod(0o600)
@@ -219,33 +208,3 @@ def test_a_file_that_keeps_changing_gives_up_with_the_person_text_in_place(plan)
         atomic.rewrite(plan, apply)
     assert plan.read_text() == person_edit(PLAN, n)
     assert leftovers(plan.parent) == []
-
-
-def test_an_error_in_apply_leaves_the_file_alone(plan):
-    before = plan.stat()
-
-    def apply(raw: bytes) -> bytes:
-        raise ValueError("no")
-
-    with pytest.raises(ValueError):
-        atomic.rewrite(plan, apply)
-    assert plan.read_text() == PLAN and plan.stat().st_ino == before.st_ino
-    assert leftovers(plan.parent) == []
-
-
-def test_write_new_never_replaces(tmp_path):
-    path = tmp_path / "X-P-001.md"
-    atomic.write_new(path, b"first", mode=0o640)
-    with pytest.raises(FileExistsError):
-        atomic.write_new(path, b"second")
-    assert path.read_bytes() == b"first"
-    assert stat.S_IMODE(path.stat().st_mode) == 0o640
-    assert leftovers(tmp_path) == []
-
-
-def test_replace_writes_a_file_only_we_own(tmp_path):
-    path = tmp_path / "state.json"
-    atomic.replace(path, b"1")
-    atomic.replace(path, b"2", mode=0o600)
-    assert path.read_bytes() == b"2" and stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert leftovers(tmp_path) == []

@@ -11,23 +11,22 @@ import threading
 import time
 
 import pytest
-from daemon_helpers import (
+from helpers import (
     events,
     group_members,
     marks,
     pid_gone,
     plan,
     starts,
-    wait_for,
     wait_started,
     wait_ticket,
     wait_ticks,
     write_plan,
 )
+from waiting import wait_for
 
 from modulatio_d.store.lock import is_held, lock_path
 
-pytest_plugins = ("daemon_helpers",)  # the dvault and daemons fixtures
 pytestmark = pytest.mark.timeout(60)
 PID = "P-P-001"
 

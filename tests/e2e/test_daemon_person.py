@@ -7,7 +7,7 @@ import re
 import time
 
 import pytest
-from daemon_helpers import (
+from helpers import (
     cli,
     events,
     group_members,
@@ -16,14 +16,13 @@ from daemon_helpers import (
     plan,
     save_like_vim,
     starts,
-    wait_for,
     wait_ticks,
     write_plan,
 )
+from waiting import wait_for
 
 from modulatio_d.store.lock import is_held, lock_path
 
-pytest_plugins = ("daemon_helpers",)  # the dvault and daemons fixtures
 pytestmark = pytest.mark.timeout(30)
 PID = "P-P-001"
 

@@ -11,23 +11,12 @@ import sys
 import time
 
 import pytest
-from daemon_helpers import (
-    PY,
-    cli,
-    events,
-    group_members,
-    pid_gone,
-    plan,
-    settled,
-    wait_for,
-    wait_ticks,
-    write_plan,
-)
+from helpers import PY, cli, events, group_members, pid_gone, plan, settled, wait_ticks, write_plan
+from waiting import wait_for
 
 from modulatio_d.store.plan_file import read_plan
 from modulatio_d.store.vault import Vault
 
-pytest_plugins = ("daemon_helpers",)  # the dvault and daemons fixtures
 pytestmark = pytest.mark.timeout(30)
 PID = "P-P-001"
 

@@ -9,20 +9,19 @@ import re
 import time
 
 import pytest
-from daemon_helpers import (
+from helpers import (
     cli,
     events,
     marks,
     plan,
     save_like_vim,
     settled,
-    wait_for,
     wait_ticket,
     wait_ticks,
     write_plan,
 )
+from waiting import wait_for
 
-pytest_plugins = ("daemon_helpers",)  # the dvault and daemons fixtures
 pytestmark = pytest.mark.timeout(30)
 
 

@@ -4,18 +4,9 @@ to a new project, a ticket decided in its file, and an approval, within seconds.
 from __future__ import annotations
 
 import pytest
-from daemon_helpers import (
-    plan,
-    save_like_vim,
-    settled,
-    wait_for,
-    wait_started,
-    wait_ticket,
-    wait_ticks,
-    write_plan,
-)
+from helpers import plan, save_like_vim, settled, wait_started, wait_ticket, wait_ticks, write_plan
+from waiting import wait_for
 
-pytest_plugins = ("daemon_helpers",)  # the dvault and daemons fixtures
 pytestmark = pytest.mark.timeout(150)
 # The tick is an hour: whatever completes within the tests' waits was woken by a change,
 # not by the tick, with no clock reading to be unlucky about.

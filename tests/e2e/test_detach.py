@@ -11,10 +11,11 @@ import subprocess
 import sys
 
 import pytest
-from test_status import clean_env, modulatio, plan, write
+from helpers import clean_env, modulatio
+from vault_texts import plan_text, write
 from waiting import wait_for
 
-from modulatio_d.ops import detach
+from modulatio_d.ops import detach, stopping
 from modulatio_d.ops.init import init
 from modulatio_d.store import processes
 from modulatio_d.store.vault import Vault
@@ -26,7 +27,7 @@ WAIT_STEP = "  - title: Wait for release\n    run: [\"sh\", \"-c\", \"{trap}unti
 
 def waiting_plan(vault: Vault, plan_id: str = "W-P-001", ignore_term: bool = False) -> None:
     steps = WAIT_STEP.format(trap="trap '' TERM; " if ignore_term else "")
-    write(vault.plans_dir("W") / f"{plan_id}.md", plan(plan_id, "approved", steps))
+    write(vault.plans_dir("W") / f"{plan_id}.md", plan_text(plan_id, "approved", steps))
 
 
 def release(vault: Vault) -> None:
@@ -54,10 +55,10 @@ def vault(tmp_path):
     release(v)
     for beat in v.daemons_dir.glob("*.json"):
         pid = int(beat.stem.rsplit(".", 1)[1])
-        if detach.is_modulatio_daemon(pid):
+        if stopping.is_modulatio_daemon(pid):
             os.kill(pid, signal.SIGKILL)
     info = detach.running(v, 0)
-    if info and detach.is_modulatio_daemon(info.pid):
+    if info and stopping.is_modulatio_daemon(info.pid):
         os.kill(info.pid, signal.SIGKILL)
 
 
@@ -69,7 +70,7 @@ def test_detach_second_start_ps_and_stop(vault):
     pid = int(first.stdout.split("pid ")[1].split()[0])
     assert detach.locked(vault) and detach.running(vault).pid == pid
     assert (vault.meta / "daemon.pid").read_text() == f"{pid}\n{socket.gethostname()}\n"
-    assert detach.is_modulatio_daemon(pid)
+    assert stopping.is_modulatio_daemon(pid)
 
     second = modulatio("daemon", "--detach", "--vault", vault.root)
     assert second.returncode == 0, second.stderr
@@ -190,7 +191,7 @@ def test_a_daemon_that_dies_while_starting_is_reported_with_its_log(vault):
 
 
 def test_detach_with_once_finishes_the_work_in_the_background(vault):
-    write(vault.plans_dir("W") / "W-P-002.md", plan("W-P-002", "approved",
+    write(vault.plans_dir("W") / "W-P-002.md", plan_text("W-P-002", "approved",
                                                     "  - title: Quick\n    run: \"true\"\n"))
     result = modulatio("daemon", "--detach", "--once", "--vault", vault.root)
     assert result.returncode == 0, result.stderr
@@ -249,16 +250,16 @@ def test_a_daemon_is_known_by_the_vault_it_serves_and_when_it_started(vault, tmp
         hb = vault.daemons_dir / f"{socket.gethostname()}.{fg.pid}.json"
         wait_for(hb.exists, what="the daemon's heartbeat")
         started_at = _beat(vault, fg.pid)["started_at"]
-        assert detach.served_vault(fg.pid) == (str(vault.root), "")
-        assert detach.not_this_vaults(vault, fg.pid, started_at) is None
+        assert stopping.served_vault(fg.pid) == (str(vault.root), "")
+        assert stopping.not_this_vaults(vault, fg.pid, started_at) is None
         other = init(tmp_path / "other")
-        assert detach.not_this_vaults(other, fg.pid) == \
+        assert stopping.not_this_vaults(other, fg.pid) == \
             f"a modulatio daemon of another vault ({vault.root})"
         # a heartbeat of a daemon that started an hour before this process did:
         # the pid was reused
-        why = detach.not_this_vaults(vault, fg.pid, "2000-01-01T00:00:00Z")
+        why = stopping.not_this_vaults(vault, fg.pid, "2000-01-01T00:00:00Z")
         assert why is not None and why.endswith("a reused pid")
-        assert detach.not_this_vaults(vault, os.getpid()) == "not a modulatio daemon"
+        assert stopping.not_this_vaults(vault, os.getpid()) == "not a modulatio daemon"
     finally:
         fg.kill()
         fg.wait()

@@ -1,22 +1,19 @@
 """Heartbeats with real daemons: fresh during a step longer than the tick, gone (exit 1)
-after a clean stop, stale after SIGKILL; and the reading side on its own."""
+after a clean stop, stale after SIGKILL (the reading side on its own:
+tests/unit/test_heartbeats.py)."""
 
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
 import time
-from datetime import UTC, datetime, timedelta
 
 import pytest
-from daemon_helpers import PY, cli, marks, plan, wait_for, wait_started, wait_ticks, write_plan
+from helpers import PY, cli, marks, plan, wait_started, wait_ticks, write_plan
+from waiting import wait_for
 
-from modulatio_d.store.heartbeat import Heartbeat, freshest, read_all
-
-pytest_plugins = ("daemon_helpers",)  # the dvault and daemons fixtures
 pytestmark = pytest.mark.timeout(30)
 PID = "P-P-001"
 
@@ -70,29 +67,3 @@ def test_stale_after_sigkill(dvault, daemons):
     assert r.code == 1  # fresh enough, but its pid is dead: not live
     everyone = json.loads(cli(dvault, "heartbeat", "--all").out)
     assert [(b["pid"], b["live"]) for b in everyone] == [(d.pid, False)]
-
-
-def test_freshest_live_daemon_wins(tmp_path):
-    now = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
-    older = Heartbeat(tmp_path, 30, "0", now)
-    older.beat(now - timedelta(seconds=20), "A", 1)
-    # Another live process here (this one's parent) with a fresher beat.
-    other = Heartbeat(tmp_path, 30, "0", now)
-    other.pid = os.getppid()
-    other.path = tmp_path / f"{other.host}.{other.pid}.json"
-    other.fields["pid"] = other.pid
-    other.beat(now - timedelta(seconds=2), "B", 0)
-    dead = Heartbeat(tmp_path, 30, "0", now)
-    dead.pid = 2 ** 22 + 12345  # above pid_max: never a live process
-    dead.path = tmp_path / f"{dead.host}.{dead.pid}.json"
-    dead.fields["pid"] = dead.pid
-    dead.beat(now, "C", 0)
-    (tmp_path / "junk.json").write_text("{not json")
-    (tmp_path / ".x.json.tmp").write_text("{}")
-    beats = read_all(tmp_path, now)
-    assert [(b["active_plan"], b["live"], b["age_s"]) for b in beats] == [
-        ("C", False, 0.0), ("B", True, 2.0), ("A", True, 20.0)]
-    assert freshest(tmp_path, now)["active_plan"] == "B"
-    older.remove()
-    older.remove()  # removing twice is fine
-    assert [b["active_plan"] for b in read_all(tmp_path, now)] == ["C", "B"]

@@ -12,7 +12,8 @@ import sys
 import time
 
 import pytest
-from test_status import clean_env, plan, write
+from helpers import clean_env
+from vault_texts import plan_text, write
 from waiting import wait_for
 
 from modulatio_d.ops.init import init
@@ -52,7 +53,7 @@ def test_daemon_sends_ready_watchdog_status_and_stopping(tmp_path, receiver):
     recv, path = receiver
     vault = init(tmp_path / "vault")
     # A step that runs until released: the watchdog must keep being fed while it runs.
-    write(vault.plans_dir("N") / "N-P-001.md", plan(
+    write(vault.plans_dir("N") / "N-P-001.md", plan_text(
         "N-P-001", "approved",
         "  - title: Long step\n"
         "    run: [\"sh\", \"-c\", \"until [ -e release ]; do sleep 0.02; done\"]\n"))
@@ -92,7 +93,7 @@ def test_no_notify_socket_means_no_messages_and_a_normal_run(tmp_path, receiver)
     recv, _ = receiver
     vault = init(tmp_path / "vault")
     write(vault.plans_dir("N") / "N-P-001.md",
-          plan("N-P-001", "approved", "  - title: Quick\n    run: \"true\"\n"))
+          plan_text("N-P-001", "approved", "  - title: Quick\n    run: \"true\"\n"))
     t0 = time.monotonic()
     done = subprocess.run([PY, "-m", "modulatio_d", "daemon", "--vault", str(vault.root),
                            "--once"], env=clean_env(WATCHDOG_USEC="600000"),
@@ -100,51 +101,3 @@ def test_no_notify_socket_means_no_messages_and_a_normal_run(tmp_path, receiver)
     assert done.returncode == 0, done.stderr
     assert time.monotonic() - t0 < 30
     assert recv.drain() == []
-
-
-# --- `modulatio systemd-unit`: the unit that runs this daemon ---------------------------------
-
-def systemd_unit(*argv: str, cwd, env=None) -> tuple[int, str, str]:
-    import io
-
-    from modulatio_d import cli
-
-    out, err = io.StringIO(), io.StringIO()
-    code = cli.main(["systemd-unit", *argv], cli.Context(environ=env or {}, cwd=cwd, out=out,
-                                                         err=err))
-    return code, out.getvalue(), err.getvalue()
-
-
-def test_systemd_unit_fills_in_this_python_and_the_vault(tmp_path):
-    import os
-
-    vault = init(tmp_path / "my vault")
-    code, text, err = systemd_unit("--vault", "my vault", cwd=tmp_path)
-    assert code == 0 and err == ""
-    lines = text.splitlines()
-    python = os.path.abspath(sys.executable)
-    assert (f"ExecStart={python} -P -m modulatio_d daemon --vault ${{MODULATIO_VAULT}} "
-            f"$MODULATIO_DAEMON_ARGS") in lines
-    assert f'Environment="MODULATIO_VAULT={vault.root}"' in lines
-    assert f'ReadWritePaths="{vault.root}"' in lines
-    assert "Type=notify" in lines and "User=modulatio" in lines
-
-
-def test_systemd_unit_user_and_instances_and_the_vault_found_from_here(tmp_path):
-    vault = init(tmp_path / "v")
-    code, text, _ = systemd_unit("--user", "--instances", cwd=vault.root / ".modulatio")
-    assert code == 0
-    assert text.startswith("# Rendered for a user manager")
-    assert "modulatio daemon %i" in text
-    assert not any(line.startswith("User=") for line in text.splitlines())
-    assert f"Environment=MODULATIO_VAULT={vault.root}" in text.splitlines()
-    code, text, _ = systemd_unit(cwd=tmp_path, env={"MODULATIO_VAULT": str(vault.root)})
-    assert code == 0 and f"ReadWritePaths={vault.root}" in text.splitlines()
-
-
-def test_systemd_unit_without_a_vault(tmp_path):
-    code, _, err = systemd_unit(cwd=tmp_path)
-    assert code == 1 and "no vault found" in err
-    code, text, err = systemd_unit("--vault", str(tmp_path / "later"), cwd=tmp_path)
-    assert code == 0 and "is not a vault yet" in err
-    assert f"Environment=MODULATIO_VAULT={tmp_path}/later" in text.splitlines()

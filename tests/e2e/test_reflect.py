@@ -1,20 +1,21 @@
-"""The decision after each attempt: command reflectors (and their failures), falling
-back to the default verdict (tests/unit/test_verdict.py); a plan's reflector with a real
-daemon."""
+"""The decision after each attempt made by a reflector process: command reflectors, and
+a plan's reflector with a real daemon (the default over every outcome, `retries` and
+`on_failure`: tests/unit/test_reflect_rules.py)."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
-from daemon_helpers import plan, write_plan
+from helpers import plan, write_plan
 
 from modulatio_d.core.plan import OnFailure, StepKind, SubObjective
 from modulatio_d.core.verdict import Decision, Outcome
 from modulatio_d.daemon.reflect import decide
 
-pytest_plugins = ("daemon_helpers",)  # the dvault and daemons fixtures
 pytestmark = pytest.mark.timeout(30)
+
+FAILING = [Outcome.FAILED, Outcome.TIMEOUT, Outcome.ERROR]
 
 
 def step(retries: int = 0, on_failure: OnFailure = OnFailure.PAUSE) -> SubObjective:
@@ -53,11 +54,6 @@ def test_broken_reflector_falls_back_to_the_default(reflector, caplog):
     v = ask(reflector, retries=1)
     assert v.decision is Decision.RETRY
     assert any("the default decides" in r.getMessage() for r in caplog.records)
-
-
-def test_no_reflector_is_the_default():
-    assert ask("", Outcome.OK).decision is Decision.CONTINUE
-    assert ask(None, Outcome.FAILED).decision is Decision.PAUSE
 
 
 def test_plan_reflector_with_a_daemon(dvault, daemons):

@@ -20,11 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from modulatio_d.core.errors import NotFound, UsageError
 from modulatio_d.ops.units import (
     UNIT_NAMES,
-    USER_FAILS,
-    USER_IGNORED,
     render_unit,
     unit_text,
 )
@@ -196,83 +193,3 @@ def test_other_scores_quoted_in_docs(tmp_path):
                         threshold=None)
     assert score == 1.6 and "1.6 under `--user`" in docs
     assert "6.4 MEDIUM" in docs
-
-
-def test_render_fills_python_and_vault_and_keeps_the_rest(tmp_path):
-    template = unit_text(False)
-    text = render_unit(template, python_exe="/opt/py/bin/python3", vault="/data/v", user=False)
-    assert ("ExecStart=/opt/py/bin/python3 -P -m modulatio_d daemon --vault ${MODULATIO_VAULT} "
-            "$MODULATIO_DAEMON_ARGS") in text.splitlines()
-    for line in ("Environment=MODULATIO_VAULT=/data/v", "ReadWritePaths=/data/v",
-                 "RequiresMountsFor=/data/v"):
-        assert line in text.splitlines()
-    assert "/srv/modulatio/vault" not in text and "/usr/bin/env" not in text
-    assert len(text.splitlines()) == len(template.splitlines())
-
-
-def test_render_escapes_specifiers_and_variables_in_the_python_path():
-    text = render_unit(unit_text(False), python_exe="/opt/50%$HOME py/python", vault="/v",
-                       user=False)
-    assert 'ExecStart="/opt/50%%$$HOME py/python" -P -m modulatio_d daemon' in text
-
-
-@pytest.mark.parametrize("instances", [False, True], ids=["single", "template"])
-def test_user_render_leaves_out_what_a_user_manager_refuses_or_skips(instances):
-    text = render_unit(unit_text(instances), python_exe="/usr/bin/python3",
-                       vault="/home/a/vault", user=True)
-    keys = {line.split("=", 1)[0] for line in text.splitlines()
-            if "=" in line and not line.startswith("#")}
-    assert not keys & (USER_FAILS | USER_IGNORED)
-    assert "network-online.target" not in text
-    assert "WantedBy=default.target" in text and "multi-user.target" not in text
-    assert "writable home" not in text  # the comment went with StateDirectory=
-    for kept in ("Type=notify", "WatchdogSec=60s", "NoNewPrivileges=yes",
-                 "SystemCallFilter=@system-service", "Environment=MODULATIO_VAULT=/home/a/vault"):
-        assert kept in text.splitlines()
-    assert text.startswith("# Rendered for a user manager")
-
-
-@pytest.mark.parametrize("vault", ["relative/vault", "/v/with\"quote", "/v/with'quote",
-                                   "/v/back\\slash", "/v/new\nline"])
-def test_render_refuses_vault_paths_a_unit_cannot_carry(vault):
-    with pytest.raises(UsageError):
-        render_unit(unit_text(False), python_exe="/usr/bin/python3", vault=vault, user=False)
-
-
-def test_render_refuses_a_relative_python():
-    with pytest.raises(UsageError):
-        render_unit(unit_text(False), python_exe="python3", vault="/v", user=False)
-
-
-def test_render_refuses_text_that_is_not_a_modulatio_template():
-    with pytest.raises(ValueError, match="ReadWritePaths"):
-        render_unit(unit_text(False).replace("ReadWritePaths=", "#"), python_exe="/p",
-                    vault="/v", user=False)
-
-
-def test_unit_text_reads_the_checkout_copy():
-    for instances in (False, True):
-        assert unit_text(instances) == (SHIPPED / UNIT_NAMES[instances]).read_text()
-
-
-def test_unit_text_prefers_the_copy_inside_the_package(tmp_path):
-    package_units, checkout = tmp_path / "units", tmp_path / "packaging"
-    write_unit(package_units, False, "# built copy\n")
-    write_unit(checkout, False, "# checkout\n")
-    assert unit_text(False, dirs=[package_units, checkout]) == "# built copy\n"
-    assert unit_text(False, dirs=[tmp_path / "none", checkout]) == "# checkout\n"
-    with pytest.raises(NotFound, match="modulatio-daemon@.service"):
-        unit_text(True, dirs=[package_units, checkout])
-
-
-def test_single_unit_and_template_differ_only_where_they_must():
-    # Two copies of one unit drift apart; only these lines may differ.
-    def settings(name: str) -> list[str]:
-        lines = (SHIPPED / name).read_text().splitlines()
-        return [line for line in lines if not line.startswith("#")
-                and not line.startswith(("Description=", "SyslogIdentifier="))]
-
-    assert settings(UNIT_NAMES[False]) == settings(UNIT_NAMES[True])
-    template = (SHIPPED / UNIT_NAMES[True]).read_text()
-    assert "SyslogIdentifier=modulatio-daemon@%i" in template
-    assert "Description=modulatio daemon %i:" in template

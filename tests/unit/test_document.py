@@ -216,7 +216,9 @@ def plain(value):
 # --- the property --------------------------------------------------------------
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# 100 examples: about 2 s of the unit lane. The ci profile (tests/conftest.py) makes
+# them the same 100 on every CI run; locally each run draws new ones.
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_one_changed_key_leaves_every_other_byte(data):
     gen = data.draw(plan_file())

@@ -120,15 +120,8 @@ def test_init_refuses_an_existing_vault(vault, run_cli):
     assert r.code == 2
 
 
-def _example() -> Path:
-    try:
-        return vault_mod.example_source()
-    except UsageError as e:
-        pytest.skip(f"no example vault in this checkout yet: {e}")
-
-
 def test_init_example_copies_a_vault_that_validates(tmp_path, run_cli):
-    source = _example()
+    source = vault_mod.example_source()
     tracked = sorted(p.relative_to(source) for p in source.rglob("*"))
     target = tmp_path / "demo"
     r = run_cli("init", "--example", target)

@@ -44,3 +44,13 @@ def test_retry_reason_counts_the_retries():
 
 def test_failures_are_the_failing_outcomes():
     assert FAILURES == set(FAILING)
+
+
+def test_no_reflector_is_the_default():
+    from modulatio_d.daemon.reflect import decide
+    attempt = {"index": 2, "title": "t", "attempt": 1, "outcome": "failed"}
+    for reflector in ("", None):
+        assert decide(reflector, step(), Outcome.OK, 1, dict(attempt), "/",
+                      {"PATH": "/usr/bin:/bin"}).decision is Decision.CONTINUE
+    assert decide(None, step(), Outcome.FAILED, 1, dict(attempt), "/",
+                  {"PATH": "/usr/bin:/bin"}).decision is Decision.PAUSE

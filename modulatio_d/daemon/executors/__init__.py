@@ -25,8 +25,6 @@ from modulatio_d.store.config import Config
 
 CALL_PATH = "MODULATIO_CALL_PATH"
 """The folders call_child puts in front of sys.path and PYTHONPATH (os.pathsep-joined)."""
-OUTSIDE = Path("/")
-"""The working folder of built-in executors that need none: nothing of the vault is there."""
 
 
 @dataclass(frozen=True)

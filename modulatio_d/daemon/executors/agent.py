@@ -12,13 +12,16 @@ from __future__ import annotations
 import json
 import sys
 from importlib.metadata import entry_points
+from pathlib import Path
 
 from modulatio_d.core.errors import StepError
 from modulatio_d.daemon.child import Launch
-from modulatio_d.daemon.executors import OUTSIDE, call
+from modulatio_d.daemon.executors import call
 
 GROUP = "modulatio_d.agents"
 BUILTINS = {"mock": "modulatio_d.daemon.executors.mock"}
+OUTSIDE = Path("/")
+"""The working folder of the built-in agents, which need none: nothing of the vault is there."""
 
 
 def launch(ctx) -> Launch:

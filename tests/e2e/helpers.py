@@ -1,21 +1,20 @@
-"""Shared pieces of the end-to-end daemon tests: real `modulatio daemon` processes
-on a real vault in tmp_path, waits on conditions with deadlines, no fixed sleeps.
+"""Plain helpers of the end-to-end tests (the fixtures are in conftest.py): real
+`modulatio` processes on a real vault in tmp_path, waits on conditions with deadlines,
+no fixed sleeps.
 
-- `dvault`: a vault with project P (plans/ only) and `tools/step.py`, the
-  test step (records start/end with its pid in a marker file, waits for a
-  go-file, fails unless a file exists, notes and shrugs off SIGTERM, writes
-  usage lines).
-- `daemons`: a factory that starts daemons; teardown SIGKILLs each one's
-  process group and then every process still carrying this vault in its
-  MODULATIO_VAULT (step children and grandchildren the tests left behind).
-- `write_plan`, `plan`, `events`, `marks`, `wait_for`, `cli`, `pid_gone`.
-A test module gets the fixtures with `pytest_plugins = ("daemon_helpers",)`.
-PYTEST_DONT_REWRITE (test modules import it before pytest loads it as a plugin)
+- `DVault` (the `dvault` fixture): a vault with project P (plans/ only) and
+  `tools/step.py`, the test step (records start/end with its pid in a marker file,
+  waits for a go-file, fails unless a file exists, notes and shrugs off SIGTERM,
+  writes usage lines).
+- `Daemon` (made by the `daemons` fixture): one `modulatio daemon` process.
+- vault content and probes: `write_plan`, `plan`, `events`, `marks`, `starts`,
+  `settled`, `wait_ticket`, `save_like_vim`, `ticks`, `wait_ticks`, `wait_started`;
+  processes: `pid_gone`, `group_members`, `vault_processes`, `modulatio`, `clean_env`;
+  `cli`: the in-process CLI on a DVault.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import signal
@@ -27,11 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from waiting import wait_for  # noqa: F401 (re-exported to the daemon tests)
+from cli_runner import CliResult, run_cli
+from waiting import wait_for
 
-from modulatio_d import cli as cli_mod
 from modulatio_d.core.plan import Plan
-from modulatio_d.ops.init import init
 from modulatio_d.store import events as events_mod
 from modulatio_d.store.plan_file import read_plan
 from modulatio_d.store.vault import Vault
@@ -40,7 +38,7 @@ PY = sys.executable
 PROJECT = "P"
 
 STEP_TOOL = r'''
-"""Test step: python -S step.py '<json options>' (see daemon_helpers.py)."""
+"""Test step: python -S step.py '<json options>' (see tests/e2e/helpers.py)."""
 import fcntl, json, os, signal, sys, time
 
 opts = json.loads(sys.argv[1])
@@ -99,15 +97,6 @@ class DVault:
         opts["marker"] = str(marker or self.root / "marks")
         opts = {k: str(v) if isinstance(v, Path) else v for k, v in opts.items()}
         return [PY, "-S", str(self.tool), json.dumps(opts)]
-
-
-@pytest.fixture
-def dvault(tmp_path: Path) -> DVault:
-    vault = init(tmp_path / "vault")
-    (vault.root / PROJECT / "plans").mkdir(parents=True)
-    (vault.root / "tools").mkdir()
-    (vault.root / "tools" / "step.py").write_text(STEP_TOOL)
-    return DVault(vault.root, vault)
 
 
 # --- daemons ------------------------------------------------------------------------
@@ -191,33 +180,6 @@ def kill_vault_processes(root: Path) -> list[int]:
     return killed
 
 
-@pytest.fixture
-def daemons(dvault: DVault, tmp_path: Path):
-    """start(*args, tick=0.5): a daemon on dvault; all are killed at teardown."""
-    started: list[Daemon] = []
-
-    def start(*args: str, tick: float = 0.5, env: dict[str, str] | None = None) -> Daemon:
-        log_path = tmp_path / f"daemon-{len(started)}.log"
-        full_env = {k: v for k, v in os.environ.items() if not k.startswith("MODULATIO_")}
-        full_env["MODULATIO_ALLOW_ROOT"] = "1"  # CI runs the tests as root
-        full_env.update(env or {})
-        d = Daemon(dvault.root, ["--tick-seconds", str(tick), *args], log_path, full_env)
-        started.append(d)
-        return d
-
-    try:
-        yield start
-    finally:
-        for d in started:
-            if d.proc.poll() is None:
-                try:
-                    os.killpg(d.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                d.proc.wait()
-        kill_vault_processes(dvault.root)
-
-
 # --- vault content --------------------------------------------------------------------
 
 
@@ -287,8 +249,6 @@ def settled(dv: DVault, plan_id: str, *statuses: str) -> Callable[[], Plan | Non
     return check
 
 
-
-
 def pid_gone(pid: int) -> bool:
     """True when no such process runs (a zombie counts as gone: it holds nothing)."""
     try:
@@ -315,19 +275,23 @@ def group_members(pgid: int) -> list[int]:
     return out
 
 
-@dataclass
-class CliResult:
-    code: int
-    out: str
-    err: str
-
-
-def cli(dv: DVault, *argv: str) -> CliResult:
+def cli(dv: DVault, *argv: object) -> CliResult:
     """`modulatio ARGV... --vault <dv>` in this process."""
-    out, err = io.StringIO(), io.StringIO()
-    ctx = cli_mod.Context(environ={}, cwd=dv.root, out=out, err=err)
-    code = cli_mod.main([*map(str, argv), "--vault", str(dv.root)], ctx)
-    return CliResult(code, out.getvalue(), err.getvalue())
+    return run_cli(*argv, "--vault", dv.root, cwd=dv.root)
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This environment without what would tie a child to systemd or to another vault."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "MODULATIO_VAULT")}
+    env.update(extra)
+    return env
+
+
+def modulatio(*argv: object, timeout: float = 60, **kw) -> subprocess.CompletedProcess:
+    """A real `modulatio` process (python -m modulatio_d, as the console script runs)."""
+    return subprocess.run([PY, "-m", "modulatio_d", *map(str, argv)], capture_output=True,
+                          text=True, timeout=timeout, env=clean_env(), check=False, **kw)
 
 
 def ticks(d: Daemon, dv: DVault) -> Callable[[], str | None]:
