@@ -149,7 +149,9 @@ def run_stop(args, ctx) -> int:
                    "killed": f"{what} {t.pid} did not stop within {args.timeout:g}s: killed "
                              f"(SIGKILL); its plan stays executing and the next daemon "
                              f"resumes it",
-                   "running": f"{what} {t.pid} is still running after SIGKILL"}[t.result])
+                   "running": f"{what} {t.pid} is still running after SIGKILL",
+                   "denied": f"{what} {t.pid} runs as another user: not permitted to signal "
+                             f"it; run stop as the daemon's user (or root)"}[t.result])
     here = socket.gethostname()
     for b in left:
         if b.get("refused") and b.get("detached"):
@@ -163,7 +165,7 @@ def run_stop(args, ctx) -> int:
             note = (f"daemon {b['pid']} still runs on this vault (not started with --detach): "
                     f"`modulatio stop --all` stops it; use systemctl if systemd runs it")
         print(f"modulatio: note: {neutralise(note)}", file=ctx.err)
-    stuck = any(t.result == "running" for t in targets) or \
+    stuck = any(t.result in ("running", "denied") for t in targets) or \
         any(b.get("refused") and b.get("detached") for b in left)
     return 1 if stuck else 0
 

@@ -171,7 +171,7 @@ def _exited(pid: int, fd: int | None) -> bool:
 def stop(vault: Vault, timeout: float, all_here: bool = False) -> tuple[list[Target], list[dict]]:
     """SIGTERM the daemons, wait up to `timeout`, SIGKILL what still runs, wait again.
 
-    Returns the targets, each with `result` (stopped | killed | gone | running),
+    Returns the targets, each with `result` (stopped | killed | gone | running | denied),
     and the live daemons of the vault elsewhere that were left alone (`refused`:
     why a process named by this vault's files was not signalled).
     """
@@ -231,6 +231,8 @@ def _signal(t: Target, sig: int) -> None:
             os.kill(t.pid, sig)
     except ProcessLookupError:
         t.result = "gone"
+    except PermissionError:  # another user's daemon: stop it as that user (or root)
+        t.result = "denied"
 
 
 def _wait(targets: list[Target], timeout: float, done: str = "stopped") -> None:

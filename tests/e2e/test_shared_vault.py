@@ -313,6 +313,22 @@ def test_a_world_writable_modulatio_folder_stops_the_daemon_at_start(site, tmp_p
         os.chmod(meta, 0o2770)
 
 
+def test_stop_as_a_person_leaves_the_service_users_daemon_alone(site, tmp_path):
+    log = tmp_path / "daemon.log"
+    daemon = site.start_daemon(log)
+    beat = site.vault / ".modulatio" / "daemons" / f"{os.uname().nodename}.{daemon.pid}.json"
+    wait_for(beat.exists, 30, "the daemon's heartbeat", diag=log.read_text)
+    denied = site.modulatio(site.ana, "stop", "--all", "--timeout", "1")
+    assert denied.returncode == 1
+    assert f"daemon {daemon.pid} runs as another user: not permitted to signal it" \
+        in denied.stdout, denied.stdout + denied.stderr
+    assert daemon.poll() is None
+    stopped = site.modulatio(site.service, "stop", "--all")
+    assert stopped.returncode == 0 and f"daemon {daemon.pid} stopped" in stopped.stdout, \
+        stopped.stdout + stopped.stderr
+    assert daemon.wait(timeout=30) == 0
+
+
 def test_root_commands_in_another_users_vault_say_so(site):
     done = subprocess.run([site.bin / "modulatio", "status", "--vault", site.vault],
                           env=site.env, capture_output=True, text=True, timeout=60, check=False)
