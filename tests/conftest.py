@@ -64,7 +64,14 @@ def pytest_ignore_collect(collection_path: Path, config):
 
 
 def pytest_collection_modifyitems(config, items):
-    """Every test under tests/e2e/ is marked e2e: `pytest -m "not e2e"` is the fast lane."""
+    """Every test under tests/e2e/ is marked e2e: `pytest -m "not e2e"` is the fast lane.
+    Tests under tests/multihost/ (the GlusterFS test bed) are marked multihost and e2e,
+    and run last: the bed takes a minute, and session fixtures of tests/e2e/ that
+    tests/unit/ reuses (test_status's vault, with its clock running) must not wait for it."""
     for item in items:
         if "e2e" in item.path.parts:
             item.add_marker(pytest.mark.e2e)
+        if "multihost" in item.path.parts:
+            item.add_marker(pytest.mark.multihost)
+            item.add_marker(pytest.mark.e2e)
+    items.sort(key=lambda item: "multihost" in item.path.parts)  # stable: the rest keep order

@@ -25,7 +25,7 @@ from modulatio_d import __version__
 from modulatio_d.core.controls import neutralise
 
 EXIT_SYSTEM = 3
-GROUPS = ("vault_cmds", "plans", "tickets", "daemon", "cron", "operate")
+GROUPS = ("vault_cmds", "plans", "tickets", "daemon", "cron", "operate", "doctor")
 
 
 @dataclass

@@ -4,6 +4,7 @@
     <vault>/.modulatio/events.jsonl                audit log
     <vault>/.modulatio/daemons/<host>.<pid>.json   heartbeats
     <vault>/.modulatio/state/<PROJECT>/<id>.json   the daemon's record of its keys
+    <vault>/.modulatio/doctor/                     probe files of `modulatio doctor`
     <vault>/<PROJECT>/plans/<id>.md|.lock|.usage.jsonl|.runs/
     <vault>/<PROJECT>/cron/<id>.md|.lock
     <vault>/<PROJECT>/tickets/<id>.md
@@ -54,6 +55,10 @@ class Vault:
     @property
     def daemons_dir(self) -> Path:
         return self.meta / "daemons"
+
+    @property
+    def doctor_dir(self) -> Path:
+        return self.meta / "doctor"
 
     def project_dir(self, project: str) -> Path:
         return self.root / names.check("project code", project)

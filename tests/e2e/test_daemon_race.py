@@ -104,8 +104,11 @@ def test_pickup_by_inotify_long_before_the_tick(dvault, daemons):
     for plan_id in ids:
         r = cli(dvault, "plan", "approve", plan_id)
         assert r.code == 0, r.err
-        wait_for(lambda plan_id=plan_id: plan(dvault, plan_id).status.value == "completed", 20,
-                 "run on the wake-up, not the hour tick", diag=d.log)
+        # The completion's event line follows the plan's write: wait for the line.
+        wait_for(lambda plan_id=plan_id: any(
+            e["event"] == "status_changed" and e["plan"] == plan_id
+            and e.get("status") == "completed" for e in events(dvault)), 20,
+            "run on the wake-up, not the hour tick", diag=d.log)
     seen = [(e["event"], e["plan"], e.get("by"), e.get("status")) for e in events(dvault)
             if e["event"] in ("status_changed", "claimed")]
     assert seen == [step for plan_id in ids for step in (
