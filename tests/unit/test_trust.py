@@ -178,3 +178,19 @@ def test_the_scan_refuses_an_untrusted_plan_once_and_takes_it_when_fixed(vault):
     os.chmod(plans, 0o777)  # the folder: nothing inside is offered
     assert scanner.scan(now) == []
     assert told[-1]["kind"] == "folder" and told[-1]["path"] == "P/plans"
+
+
+def test_doctor_says_whether_a_daemon_would_start(tmp_path):
+    from modulatio_d.ops.doctor.probe import Probe
+    from modulatio_d.ops.doctor.trust import check_trust
+
+    vault = init(tmp_path / "v")
+    probe = Probe(vault, "h", "h-1", None, None, None)
+    (row,) = check_trust(probe)
+    assert row.verdict == 0 and row.check == "trust"
+    assert "may be written only by" in row.detail
+    os.chmod(vault.meta, 0o777)
+    (row,) = check_trust(probe)
+    assert row.verdict == 2 and row.detail == f"{vault.meta}: not trusted: writable by " \
+                                              f"everyone (mode 0777)"
+    assert row.hint == f"fix: `chmod o-w {vault.meta}`"
