@@ -100,8 +100,10 @@ class Daemon:
         self._load_config()
         problems = trust.check_vault(self.vault.root, self.vault.meta, self.guard.policy)
         if problems:
-            for problem in problems:
-                log.error("refusing to start: %s", problem)
+            for problem in problems:  # logged, and in events.jsonl for `status`
+                self.guard.refusals.tell(problem.path, None, problem, "start", kind="vault")
+            log.error("refusing to start: %d folder(s) above could be written by someone "
+                      "this daemon does not trust (docs/security.md)", len(problems))
             return 1
         self._install_signals()
         for stale in prune_dead(self.vault.daemons_dir):

@@ -328,13 +328,16 @@ def _daemon_refusals(vault: Vault, refused: dict, events: list[dict] | None = No
             continue  # judged by this pass itself, which is fresher
         ts = parse_time(e.get("ts"))
         try:
-            mtime = os.stat(path).st_mtime
+            st = os.stat(path)
         except OSError:
             continue  # deleted or renamed since: nothing to report
         # The event's time is cut to the second; the scan judges a file only 2 s
         # after its last change, so an unchanged file is older than the event.
-        if ts is None or mtime >= ts.timestamp() + 1:
+        if ts is None or st.st_mtime >= ts.timestamp() + 1:
             continue  # changed since the refusal: the next scan judges it again
+        if "mode" in e and [e.get("uid"), e.get("gid"), e.get("mode")] != \
+                [st.st_uid, st.st_gid, st.st_mode]:
+            continue  # refused by the trust checks, and chmod/chown/chgrp'ed since
         kind = e.get("kind") or ("plan" if f"{os.sep}plans{os.sep}" in path else "file")
         refused[path] = {"path": os.path.relpath(path, vault.root), "project": e.get("project"),
                          "kind": kind, "line": e.get("line"), "reason": e.get("reason"),

@@ -46,9 +46,12 @@ class Refusals:
         self._told[key] = version
         self.current[key] = str(error)
         log.error("refused %s", error)
+        # A trust refusal (store/trust.py) carries the owner and mode it judged, so
+        # that `status` sees a chmod or chown fix it (neither changes the mtime).
+        extra = getattr(error, "event_fields", None) or {}
         self.events("file_refused", project=project, kind=kind or self.kind,
                     path=os.path.relpath(key, self.vault.root), line=error.line,
-                    reason=error.reason)
+                    reason=error.reason, **extra)
 
     def clear(self, path: Path | str) -> None:
         """The file is fine again, or gone: a later problem is news."""

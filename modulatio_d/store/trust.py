@@ -148,8 +148,11 @@ class Policy:
             fixes.append(f"`chgrp {shlex.quote(group)} {quoted}` or `chmod g-w {quoted}`")
         if not reasons:
             return None
-        return BadFile(path, "not trusted: " + "; ".join(reasons), None,
-                       "fix: " + ", and ".join(fixes))
+        problem = BadFile(path, "not trusted: " + "; ".join(reasons), None,
+                          "fix: " + ", and ".join(fixes))
+        # what was judged, for the file_refused event (store/refusals.py)
+        problem.event_fields = {"uid": st.st_uid, "gid": st.st_gid, "mode": st.st_mode}
+        return problem
 
 
 def check_vault(root: Path, meta: Path, policy: Policy) -> list[BadFile]:

@@ -301,12 +301,16 @@ def test_a_world_writable_modulatio_folder_stops_the_daemon_at_start(site, tmp_p
         daemon = site.start_daemon(log)
         assert daemon.wait(timeout=60) == 1
         text = log.read_text()
-        assert f"refusing to start: {meta}: not trusted: writable by everyone (mode 2777)" \
-            in text and f"`chmod o-w {meta}`" in text, text
+        assert f"refused {meta}: not trusted: writable by everyone (mode 2777)" in text \
+            and f"`chmod o-w {meta}`" in text and "refusing to start: 1 folder(s)" in text, text
+        status = site.modulatio(site.ben, "status")
+        assert ".modulatio: not trusted: writable by everyone" in status.stdout, status.stdout
         valid = site.modulatio(site.ana, "validate")
         assert valid.returncode == 1 and f"{meta}: not trusted" in valid.stdout
         _fix(site, site.service, text[text.index("fix: "):])
         assert stat.S_IMODE(os.stat(meta).st_mode) & 0o002 == 0
+        status = site.modulatio(site.ben, "status")  # fixed: no longer listed
+        assert ".modulatio: not trusted" not in status.stdout, status.stdout
         again = site.start_daemon(log, "--once")
         assert again.wait(timeout=60) == 0, log.read_text()
     finally:
