@@ -9,6 +9,12 @@ a vault file changes (inotify), sooner after a claim lost to a busy lock.
 A plan whose file cannot be written (disk full) is left alone BACKOFF_TICKS
 ticks. Time comes from the clocks passed in (wall and monotonic).
 
+Before the first tick the vault, the folders above it and `.modulatio/` must
+pass the trust checks (store/trust.py) or the daemon exits 1; each tick checks
+the vault and `.modulatio/` again (a failure: nothing is acted on, told once),
+and the scan, cron and tickets check their folders and files on the stat they
+have (the Guard the daemon lends them).
+
 Signal handlers only count: the first SIGTERM/SIGINT asks the running step to
 stop (TERM, then KILL after a grace) and the loop to exit 0, leaving the plan
 `executing` at the same index for the next daemon; the second kills the step
