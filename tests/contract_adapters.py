@@ -32,9 +32,10 @@ from modulatio_d import cli
 from modulatio_d.core import markdown
 from modulatio_d.core.errors import BadFile
 from modulatio_d.core.plan import parse_plan
+from modulatio_d.ops.init import init
 from modulatio_d.store import config, cron_entries, events, heartbeat, owned_keys, tickets, usage
 from modulatio_d.store.plan_file import read_plan
-from modulatio_d.store.vault import Vault, init
+from modulatio_d.store.vault import Vault
 
 HB_NAME = f"{socket.gethostname()}.4194000.json"
 READERS: dict[str, tuple[str, Callable[[Vault, Path], object]]] = {
@@ -43,7 +44,7 @@ READERS: dict[str, tuple[str, Callable[[Vault, Path], object]]] = {
     "ticket": ("P/tickets/P-P-001-T-01.md", tickets.read_ticket),
     "config": (".modulatio/config.yaml", lambda v, p: config.load(p)),
     "usage": ("P/plans/P-P-001.usage.jsonl",
-              lambda v, p: (usage.read_records(p, warn=True), usage.totals(p))),
+              lambda v, p: (usage.read_lines(p, warn=True), usage.totals(p))),
     "events": (".modulatio/events.jsonl",
                lambda v, p: (events.read(p), events.read(p, ("file_refused", "step_ended")))),
     "heartbeat": (f".modulatio/daemons/{HB_NAME}",

@@ -25,7 +25,7 @@ import subprocess
 import time
 
 import pytest
-from daemon_helpers import (
+from helpers import (
     PY,
     events,
     group_members,
@@ -41,7 +41,6 @@ from daemon_helpers import (
 
 from modulatio_d.store.lock import is_held, lock_path
 
-pytest_plugins = ("daemon_helpers",)  # the dvault and daemons fixtures
 pytestmark = pytest.mark.timeout(90)
 PID = "P-P-001"
 ENV = {"MODULATIO_ALLOW_ROOT": "1"}  # tests run as root in CI

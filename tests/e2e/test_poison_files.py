@@ -30,10 +30,9 @@ import time
 from pathlib import Path
 
 import pytest
-from daemon_helpers import plan, wait_for, wait_started, write_plan
+from helpers import plan, wait_for, wait_started, write_plan
 from measured import modulatio, problems, run_all, stuck_on_fifo
 
-pytest_plugins = ("daemon_helpers",)  # the dvault and daemons fixtures
 pytestmark = pytest.mark.timeout(150)
 DAEMON_S = 15.0  # a daemon --once on two one-step plans: about 1 s here, alone
 COMMANDS_S = 20.0  # eight commands at once: about 1.5 s here, alone

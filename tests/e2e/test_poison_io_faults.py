@@ -28,9 +28,8 @@ import subprocess
 import sys
 
 import pytest
-from daemon_helpers import plan, starts, write_plan
+from helpers import plan, starts, write_plan
 
-pytest_plugins = ("daemon_helpers",)  # the dvault fixture
 STRACE = shutil.which("strace")
 pytestmark = [pytest.mark.timeout(120), pytest.mark.skipif(
     not STRACE, reason="LOUD SKIP: strace is not installed (apt-get install strace): the "

@@ -27,9 +27,8 @@ import time
 
 import pytest
 from contract_adapters import Vaults, commands
-from daemon_helpers import events, plan, write_plan
+from helpers import events, plan, write_plan
 
-pytest_plugins = ("daemon_helpers",)  # the dvault and daemons fixtures
 pytestmark = pytest.mark.timeout(120)
 DEFECT = pytest.mark.xfail(strict=True, reason="issue 9 defect 1")
 ENV = {"MODULATIO_ALLOW_ROOT": "1"}  # tests run as root in CI

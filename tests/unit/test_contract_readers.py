@@ -130,7 +130,7 @@ def json_files(deep: bool = False) -> st.SearchStrategy[tuple[str, str]]:
 
 
 @pytest.mark.xfail(strict=True, reason="issue 9 item 8, found by this suite: a usage line "
-                   "with a number of more than 4,300 digits makes usage.read_records raise "
+                   "with a number of more than 4,300 digits makes usage.read_lines raise "
                    "AttributeError (ValueError has no .msg); a heartbeat whose pid is a huge "
                    "number makes heartbeat.read_all raise OverflowError (os.kill)")
 @CONTRACT

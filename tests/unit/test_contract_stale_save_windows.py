@@ -34,7 +34,7 @@ from pathlib import Path
 
 import pytest
 
-from modulatio_d.core import markdown
+from modulatio_d.core import times
 from modulatio_d.core.plan import DAEMON_KEYS
 from modulatio_d.store import atomic
 from modulatio_d.store.plan_file import HeldPlan, read_plan
@@ -130,7 +130,7 @@ def comparable(plan) -> dict:
     """The daemon's keys and the status, times as the daemon writes them (rev aside)."""
     keys = {k: v for k, v in plan.own_keys().items() if k != "rev"}
     keys["status"] = plan.status.value
-    return json.loads(json.dumps(keys, default=markdown.format_time))
+    return json.loads(json.dumps(keys, default=times.format_time))
 
 
 def windows() -> list:
