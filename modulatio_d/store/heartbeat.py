@@ -83,7 +83,7 @@ def read_all(daemons_dir: Path, now: datetime | None = None) -> list[dict]:
             with open(entry.path, encoding="utf-8") as f:
                 info = json.load(f)
             last = parse_time(info["last_tick"])
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, RecursionError):
             continue
         if last is None:
             continue

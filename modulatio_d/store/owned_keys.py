@@ -49,7 +49,7 @@ def load(path: Path) -> Record | None:
                       status_by_rev=[(int(r), str(s)) for r, s in data.get("status_by_rev", [])])
     except FileNotFoundError:
         return None
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
         return None  # unreadable: the file is trusted as it stands, and the next write mends it
 
 

@@ -74,7 +74,9 @@ def read_lines(path: Path, warn: bool = False) -> list[dict]:
                     usage = json.loads(text)
                     problem = check(usage)
                 except ValueError as e:
-                    problem = f"not JSON ({e.msg})"
+                    problem = f"not JSON ({getattr(e, 'msg', e)})"
+                except RecursionError:  # [[[[... thousands deep: json gives up this way
+                    problem = "not JSON (nested too deep)"
                 if problem:
                     if warn:
                         log.warning("%s:%d: usage line skipped: %s", path, n, problem)
