@@ -2,7 +2,8 @@
 the message and the fix it gives; the daemon's refusals through it, told once.
 
 Stats are made up (os.stat_result of a tuple) so every owner and mode can be
-judged without other users; tests/e2e/test_shared_vault.py does it with real ones.
+judged without other users; tests/e2e/test_users_sharing_a_vault.py does it
+with real ones.
 """
 
 from __future__ import annotations
@@ -194,3 +195,24 @@ def test_doctor_says_whether_a_daemon_would_start(tmp_path):
     assert row.verdict == 2 and row.detail == f"{vault.meta}: not trusted: writable by " \
                                               f"everyone (mode 0777)"
     assert row.hint == f"fix: `chmod o-w {vault.meta}`"
+
+
+def test_init_group_shares_the_whole_vault_with_the_group(tmp_path):
+    from modulatio_d.core.errors import UsageError
+
+    name = grp.getgrgid(os.getegid()).gr_name
+    vault = init(tmp_path / "v", example=True, group=name)
+    assert config.load(vault.config_path).trusted_group == name
+    for folder, _, files in os.walk(vault.root):
+        for path in [folder, *(os.path.join(folder, f) for f in files)]:
+            st = os.lstat(path)
+            mode = stat.S_IMODE(st.st_mode)
+            assert st.st_gid == os.getegid() and mode & 0o007 == 0, path
+            if stat.S_ISDIR(st.st_mode):
+                assert mode & (stat.S_ISGID | 0o070) == stat.S_ISGID | 0o070, path
+            else:
+                assert mode & 0o060 == 0o060, path
+    assert trust.check_vault(vault.root, vault.meta, trust.Policy.build(vault.root, name)) == []
+    with pytest.raises(UsageError, match="there is no group 'no-such-grp-x'"):
+        init(tmp_path / "w", group="no-such-grp-x")
+    assert not (tmp_path / "w").exists()
