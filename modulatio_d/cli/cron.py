@@ -15,7 +15,8 @@ def register(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -
                         description="Add a cron entry: a kickoff plan is created for each "
                                     "scheduled time. Example: modulatio cron add SALES "
                                     '"Send weekly follow-up" --schedule "0 6 * * 1"')
-    p.add_argument("project", help="project code, e.g. SALES")
+    p.add_argument("project", help="project code, e.g. SALES (an existing folder that "
+                   "differs only in case is used)").complete = "project"
     p.add_argument("objective", help="what each kickoff is for; its title")
     p.add_argument("--schedule", required=True, metavar="EXPR",
                    help='5 cron fields ("0 6 * * *") or @hourly @daily @weekly @monthly @yearly')
@@ -25,7 +26,8 @@ def register(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -
     p.add_argument("--step", metavar="CMD", action="append", dest="steps", default=[],
                    help="a shell command for each kickoff (repeatable, in order)")
     p.add_argument("--template", metavar="PLAN_ID",
-                   help="copy the sub-objectives of this plan of the project into each kickoff")
+                   help="copy the sub-objectives of this plan of the project into each kickoff"
+                   ).complete = "plan"
     p.add_argument("--catch-up", choices=("latest", "all", "skip"), default="latest",
                    help="after downtime: fire the latest missed time (default), all of them "
                         "(at most 100), or none")
@@ -37,31 +39,32 @@ def register(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -
     p.set_defaults(run=run_add)
 
     p = csub.add_parser("list", parents=[parent], help="list cron entries with their next fire")
-    p.add_argument("--project", metavar="P")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--project", metavar="P", help="only this project").complete = "project"
+    p.add_argument("--json", action="store_true", help="a JSON list, for scripts")
     p.set_defaults(run=run_list)
 
     p = csub.add_parser("remove", parents=[parent],
                         help="delete a cron entry (its kickoff plans stay)")
-    p.add_argument("id")
+    p.add_argument("id", help="the cron entry id, e.g. SALES-C-001").complete = "cron"
     p.set_defaults(run=run_remove)
 
     for action in ("enable", "disable"):
         p = csub.add_parser(action, parents=[parent], help=f"{action} a cron entry")
-        p.add_argument("id")
+        p.add_argument("id", help="the cron entry id").complete = "cron"
         p.set_defaults(run=run_enable, enabled=action == "enable")
 
     p = csub.add_parser("next", parents=[parent],
                         help="preview the next fire times, in the entry's zone and in UTC")
-    p.add_argument("id")
+    p.add_argument("id", help="the cron entry id").complete = "cron"
     p.add_argument("-n", type=int, default=5, metavar="N", help="how many (default 5)")
     p.add_argument("--after", metavar="TIME",
                    help="start after this ISO time instead of now, e.g. 2025-03-29T12:00+01:00")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="one JSON object, for scripts")
     p.set_defaults(run=run_next)
 
 
 def run_add(args, ctx) -> int:
+    from modulatio_d.cli.lookup import project_code
     from modulatio_d.core.times import utcnow
     from modulatio_d.ops import cron
     from modulatio_d.store.events import EventLog
@@ -69,8 +72,9 @@ def run_add(args, ctx) -> int:
 
     vault = ctx.vault(args)
     overlap = args.overlap or "skip"
+    project = project_code(vault, args.project, ctx, new_ok=True)
     entry = cron.add_entry(
-        vault, args.project, args.objective, args.schedule, utcnow(), timezone=args.timezone,
+        vault, project, args.objective, args.schedule, utcnow(), timezone=args.timezone,
         steps=args.steps, template=args.template, catch_up=args.catch_up, overlap=overlap,
         approve=not args.draft, host_zone=host_zone(ctx.environ))
     EventLog(vault.events_path)("cron_added", project=entry.project, cron=entry.id,
@@ -84,11 +88,14 @@ def run_add(args, ctx) -> int:
 
 
 def run_list(args, ctx) -> int:
+    from modulatio_d.cli.lookup import project_code
     from modulatio_d.core.times import utcnow
     from modulatio_d.ops import cron
     from modulatio_d.store.zones import host_zone
 
-    rows = cron.entry_rows(ctx.vault(args), utcnow(), host_zone(ctx.environ), args.project)
+    vault = ctx.vault(args)
+    project = project_code(vault, args.project, ctx) if args.project else None
+    rows = cron.entry_rows(vault, utcnow(), host_zone(ctx.environ), project)
     if args.json:
         ctx.print(json.dumps(rows, indent=2))
         return 0

@@ -67,12 +67,14 @@ def register(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -
     p.add_argument("--tick-seconds", type=float, default=30.0, metavar="N",
                    help="seconds between scans when nothing wakes it (default 30)")
     p.add_argument("--project", action="append", default=[], metavar="CODE",
-                   help="serve only this project (repeatable; default: all)")
+                   help="serve only this project (repeatable; default: all); the folder "
+                        "must exist").complete = "project"
     p.add_argument("--once", action="store_true",
                    help="run until nothing is claimable, then exit 0")
-    p.add_argument("--log-level", default="info",
-                   choices=["debug", "info", "warning", "error"])
-    p.add_argument("--log-format", default="text", choices=["text", "json"])
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], metavar="L",
+                   help="debug, info (default), warning or error")
+    p.add_argument("--log-format", default="text", choices=["text", "json"],
+                   help="text (default) or json: one object a line with the event fields")
     p.add_argument("--allow-root", action="store_true",
                    help="run even as root (containers, CI, where root is the only user); "
                         "also MODULATIO_ALLOW_ROOT=1. Every step then runs as root")
@@ -83,11 +85,18 @@ def register(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -
     p.set_defaults(run=run_daemon)
 
     p = sub.add_parser("heartbeat", parents=[parent],
-                       help="print the freshest live daemon's last tick (a monitoring probe)")
+                       help="print the freshest live daemon's last tick (a monitoring probe: "
+                            "exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN)")
+    p.usage_exit = 3  # a probe given bad arguments is UNKNOWN to its monitor, not CRITICAL
     p.add_argument("--max-age", type=float, metavar="S",
-                   help="exit 1 when no live daemon ticked within S seconds")
+                   help="WARNING (exit 1) when no live daemon ticked within S seconds")
+    p.add_argument("--critical-age", type=float, metavar="S",
+                   help="CRITICAL (exit 2) when no live daemon ticked within S seconds "
+                        "(no live daemon at all is always CRITICAL)")
     p.add_argument("--all", action="store_true", help="list every daemon's heartbeat")
-    p.set_defaults(run=run_heartbeat)
+    p.add_argument("--json", action="store_true",
+                   help="accepted for symmetry: the output is JSON anyway")
+    p.set_defaults(run=run_heartbeat, monitoring=True)
 
 
 def _stop_before_start(signum, frame) -> None:
@@ -95,10 +104,15 @@ def _stop_before_start(signum, frame) -> None:
     raise SystemExit(0)
 
 
+def _hangup_before_start(signum, frame) -> None:
+    pass  # the config is read at the first tick anyway (a handler, not SIG_IGN: not inherited)
+
+
 def run_daemon(args, ctx) -> int:
-    if not args.detach:
-        signal.signal(signal.SIGTERM, _stop_before_start)  # Daemon.run installs its own
-    from modulatio_d.core import names
+    if not args.detach:  # Daemon.run installs its own
+        signal.signal(signal.SIGTERM, _stop_before_start)
+        signal.signal(signal.SIGINT, _stop_before_start)
+        signal.signal(signal.SIGHUP, _hangup_before_start)
     from modulatio_d.core.errors import ModulatioError
     from modulatio_d.core.times import utcnow
     from modulatio_d.daemon.loop import Daemon
@@ -110,8 +124,11 @@ def run_daemon(args, ctx) -> int:
 
     if os.geteuid() == 0 and not trust.root_allowed(args.allow_root, ctx.environ):
         raise ModulatioError(trust.ROOT_REFUSED)
+    from modulatio_d.cli.lookup import projects as project_codes
+
     vault = ctx.vault(args)
-    projects = [names.check("project code", p) for p in args.project]
+    projects = project_codes(vault, args.project, ctx)
+    args.log_level = args.log_level or "info"
     if args.detach:
         return _detach(args, ctx, vault, projects)
     setup_logging(args.log_level, args.log_format, ctx.err)
@@ -149,6 +166,9 @@ def _detach(args, ctx, vault, projects) -> int:
 
 
 def run_heartbeat(args, ctx) -> int:
+    """Exit codes as monitoring plugins (Nagios, Icinga, Sensu) read them: 0 OK, 1 WARNING
+    (older than --max-age), 2 CRITICAL (no live daemon, or older than --critical-age),
+    3 UNKNOWN (the probe could not look: main maps every error of this command to 3)."""
     from modulatio_d.store.heartbeat import freshest, read_all
 
     vault = ctx.vault(args)
@@ -163,7 +183,13 @@ def run_heartbeat(args, ctx) -> int:
                               "age_s": best["age_s"] if best else None,
                               "daemon": f"{best['host']}.{best['pid']}" if best else None}))
         fresh = [best] if best else []
-    if args.max_age is not None and not any(b["age_s"] <= args.max_age for b in fresh):
-        print(f"modulatio: no live daemon ticked within {args.max_age:g}s", file=ctx.err)
-        return 1
+    if not fresh:
+        print("modulatio: CRITICAL: no live daemon on this vault", file=ctx.err)
+        return 2
+    age = min(b["age_s"] for b in fresh)
+    for limit, code, level in ((args.critical_age, 2, "CRITICAL"), (args.max_age, 1, "WARNING")):
+        if limit is not None and age > limit:
+            print(f"modulatio: {level}: no live daemon ticked within {limit:g}s (the freshest "
+                  f"{age:.0f}s ago)", file=ctx.err)
+            return code
     return 0

@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -
                        help="the vault's state in Prometheus text format")
     p.add_argument("--output", metavar="FILE",
                    help="write FILE atomically (for node_exporter's textfile collector: "
-                        "name it *.prom) instead of printing")
+                        "name it *.prom) instead of printing").complete = "file"
     p.set_defaults(run=run_metrics)
 
     p = sub.add_parser("ps", parents=[parent],
@@ -177,14 +177,23 @@ def run_systemd_unit(args, ctx) -> int:
 
     from modulatio_d.ops.units import render_unit, unit_text
 
-    if args.vault:
-        vault = os.path.abspath(os.path.join(ctx.cwd, os.path.expanduser(args.vault)))
+    chosen = args.vault or ctx.environ.get("MODULATIO_VAULT")
+    if chosen:  # the unit may be written before the vault is made: a note, not a refusal
+        vault = os.path.abspath(os.path.join(ctx.cwd, os.path.expanduser(chosen)))
         if not Path(vault, ".modulatio").is_dir():
             print(f"modulatio: note: {vault} is not a vault yet; create it with "
                   f"`modulatio init {vault}` before starting the unit", file=ctx.err)
     else:
         vault = str(ctx.vault(args).root)
     python = os.path.abspath(sys.executable)
-    ctx.out.write(render_unit(unit_text(args.instances), python_exe=python, vault=vault,
-                              user=args.user))
+    text = render_unit(unit_text(args.instances), python_exe=python, vault=vault,
+                       user=args.user)
+    real = os.path.realpath(vault)
+    tmp = next((t for t in ("/tmp", "/var/tmp") if real == t or real.startswith(t + "/")), None)
+    if tmp and "PrivateTmp=yes" in text.splitlines():
+        print(f"modulatio: warning: the vault {vault} is under {tmp}, and the unit's "
+              f"PrivateTmp=yes gives the daemon a {tmp} of its own, where this vault is not: "
+              f"move the vault (for instance to /srv/modulatio/vault) or drop PrivateTmp=yes",
+              file=ctx.err)
+    ctx.out.write(text)
     return 0

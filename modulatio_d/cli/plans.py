@@ -6,6 +6,15 @@ import argparse
 import json
 
 ACTIONS = ("approve", "pause", "resume", "abort", "retry")
+ACTION_HELP = {
+    "approve": "a draft or paused plan becomes approved: the next free daemon runs it",
+    "pause": "an approved or executing plan stops at the end of its current step",
+    "resume": "a paused plan becomes approved and resumes where it stopped",
+    "abort": "any plan not final is aborted; a running step is killed",
+    "retry": "a failed or aborted plan becomes approved again, at the step where it stopped",
+}
+STATUSES = ("draft", "approved", "executing", "paused", "completed", "failed", "aborted",
+            "invalid")
 
 
 class _Step(argparse.Action):
@@ -21,8 +30,10 @@ def register(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -
     psub = plan.add_subparsers(dest="plan_command", metavar="ACTION", required=True)
 
     p = psub.add_parser("new", parents=[parent], help="create a plan; prints its id")
-    p.add_argument("project", help="project code, e.g. SALES")
-    p.add_argument("title")
+    p.add_argument("project", help="project code, e.g. SALES (an existing folder that "
+                   "differs only in case is used; a new code makes a new project)"
+                   ).complete = "project"
+    p.add_argument("title", help="the plan's title")
     p.add_argument("--step", metavar="CMD", action=_Step, dest="steps", default=[],
                    help="a shell step (repeatable; kept in order with --objective)")
     p.add_argument("--objective", metavar="TEXT", action=_Step, dest="steps",
@@ -31,37 +42,40 @@ def register(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -
     p.set_defaults(run=run_new)
 
     p = psub.add_parser("list", parents=[parent], help="list plans")
-    p.add_argument("--project", metavar="P")
-    p.add_argument("--status", metavar="S")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--project", metavar="P", help="only this project").complete = "project"
+    p.add_argument("--status", metavar="S", choices=STATUSES,
+                   help="only plans with this status: " + ", ".join(STATUSES))
+    p.add_argument("--json", action="store_true", help="a JSON list, for scripts")
     p.set_defaults(run=run_list)
 
     p = psub.add_parser("show", parents=[parent], help="one plan: status, progress, log, usage")
-    p.add_argument("id")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("id", help="the plan id, e.g. SALES-P-001").complete = "plan"
+    p.add_argument("--json", action="store_true", help="one JSON object, for scripts")
     p.set_defaults(run=run_show)
 
     for action in ACTIONS:
-        p = psub.add_parser(action, parents=[parent], help=f"{action} a plan")
-        p.add_argument("id")
+        p = psub.add_parser(action, parents=[parent], help=ACTION_HELP[action])
+        p.add_argument("id", help="the plan id").complete = f"plan:{action}"
         p.set_defaults(run=run_action, action=action)
 
     project = sub.add_parser("project", help="recover the plans of a project")
     prsub = project.add_subparsers(dest="project_command", metavar="ACTION", required=True)
     p = prsub.add_parser("resume", parents=[parent],
                          help="set a plan left executing by a dead daemon back to approved")
-    p.add_argument("id", help="the plan id")
+    p.add_argument("id", help="the plan id").complete = "plan:recover"
     p.set_defaults(run=run_action, action="recover")
 
 
 def run_new(args, ctx) -> int:
+    from modulatio_d.cli.lookup import project_code
     from modulatio_d.core.times import utcnow
     from modulatio_d.ops.plans import new_plan
     from modulatio_d.store.events import EventLog
 
     vault = ctx.vault(args)
-    plan_id, path = new_plan(vault, args.project, args.title, args.steps, args.approve, utcnow())
-    EventLog(vault.events_path)("plan_created", project=args.project, plan=plan_id,
+    project = project_code(vault, args.project, ctx, new_ok=True)
+    plan_id, path = new_plan(vault, project, args.title, args.steps, args.approve, utcnow())
+    EventLog(vault.events_path)("plan_created", project=project, plan=plan_id,
                                 status="approved" if args.approve else "draft")
     ctx.print(plan_id)
     return 0
@@ -79,9 +93,12 @@ def run_action(args, ctx) -> int:
 
 
 def run_list(args, ctx) -> int:
+    from modulatio_d.cli.lookup import project_code
     from modulatio_d.ops.render import list_plans
 
-    rows = list_plans(ctx.vault(args), project=args.project, status=args.status)
+    vault = ctx.vault(args)
+    project = project_code(vault, args.project, ctx) if args.project else None
+    rows = list_plans(vault, project=project, status=args.status)
     if args.json:
         ctx.print(json.dumps(rows, indent=2))
         return 0

@@ -11,13 +11,13 @@ def register(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -
     tsub = t.add_subparsers(dest="ticket_command", metavar="ACTION", required=True)
     p = tsub.add_parser("list", parents=[parent], help="list tickets (open ones by default)")
     p.add_argument("--all", action="store_true", help="closed ones too")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="a JSON list, for scripts")
     p.set_defaults(run=run_list)
     for decision in ("approve", "decline"):
         p = tsub.add_parser(decision, parents=[parent],
                             help="approve: the plan resumes where it paused" if decision ==
                             "approve" else "decline: the plan is aborted")
-        p.add_argument("id", help="the ticket id")
+        p.add_argument("id", help="the ticket id").complete = "ticket"
         p.set_defaults(run=run_decide, decision=decision)
 
 

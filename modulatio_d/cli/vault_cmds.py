@@ -9,7 +9,7 @@ from pathlib import Path
 
 def register(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
     p = sub.add_parser("init", help="make a new vault")
-    p.add_argument("path", type=Path, help="the folder (made if missing)")
+    p.add_argument("path", type=Path, help="the folder (made if missing)").complete = "dir"
     p.add_argument("--example", action="store_true",
                    help="copy the example vault shipped with the package (offline, runnable)")
     p.add_argument("--group", metavar="NAME",
@@ -18,9 +18,13 @@ def register(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -
     p.set_defaults(run=run_init)
 
     p = sub.add_parser("validate", parents=[parent],
-                       help="check every plan, cron entry, ticket and the config")
+                       help="check every plan, cron entry, ticket and the config: syntax and "
+                            "meaning (zones, agents, reflectors, folders, schedules)")
     p.add_argument("--json", action="store_true",
-                   help="a JSON list of problems (path, line, reason, hint), for scripts")
+                   help="a JSON list of problems (path, line, reason, hint, severity), "
+                        "for scripts")
+    p.add_argument("--strict", action="store_true",
+                   help="warnings fail too (exit 1), not only errors")
     p.set_defaults(run=run_validate)
 
 
@@ -33,18 +37,24 @@ def run_init(args: argparse.Namespace, ctx) -> int:
 
 
 def run_validate(args: argparse.Namespace, ctx) -> int:
-    from modulatio_d.ops.validate import validate
+    from modulatio_d.ops.validate import Severity, validate
 
     vault = ctx.vault(args)
-    problems = validate(vault)
+    problems = validate(vault, ctx.environ)
+    errors = sum(p.severity is Severity.ERROR for p in problems)
+    warnings = len(problems) - errors
+    code = 1 if errors or (warnings and args.strict) else 0
     if args.json:
-        ctx.print(json.dumps([{"path": str(p.path), "line": p.line, "reason": p.reason,
-                               "hint": p.hint} for p in problems], indent=2))
-        return 1 if problems else 0
+        ctx.print(json.dumps([p.as_dict() for p in problems], indent=2))
+        return code
     for problem in problems:
         ctx.say(str(problem))
-    if problems:
-        ctx.print(f"{len(problems)} problem(s) in {vault.root}")
-        return 1
-    ctx.print(f"{vault.root}: every file is valid")
-    return 0
+    also = f" and {warnings} warning(s)" if warnings else ""
+    if errors:
+        ctx.print(f"{errors} problem(s){also} in {vault.root}")
+    elif warnings:
+        ctx.print(f"{vault.root}: every file is valid, with {warnings} warning(s)"
+                  + (" (--strict: they fail)" if args.strict else ""))
+    else:
+        ctx.print(f"{vault.root}: every file is valid")
+    return code

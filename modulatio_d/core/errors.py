@@ -1,6 +1,6 @@
 """One base error; each subclass builds its one-line message from fields.
 
-cli.py catches ModulatioError, prints str(error) to stderr and exits with
+cli/main.py catches ModulatioError, prints str(error) to stderr and exits with
 `exit_code`. Anything else is a bug and keeps its traceback.
 """
 
@@ -12,6 +12,7 @@ from typing import NoReturn
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
+EXIT_SYSTEM = 3
 
 
 class ModulatioError(Exception):
@@ -25,6 +26,11 @@ class UsageError(ModulatioError):
 
 
 class VaultNotFound(ModulatioError):
+    """No vault at or above the folder: the command was pointed at the wrong place,
+    a usage error like a --vault that is not a folder."""
+
+    exit_code = EXIT_USAGE
+
     def __init__(self, start: Path):
         super().__init__(
             f"no vault found at or above {start}: pass --vault PATH, set MODULATIO_VAULT, "
@@ -48,6 +54,14 @@ class BadFile(ModulatioError):
         super().__init__(f"{where}: {reason}" + (f" ({hint})" if hint else ""))
 
 
+class FileUnusable(BadFile):
+    """A file the system will not let us use (permissions, a read-only or full disk):
+    reported like a BadFile, with a system failure's exit code (3), since the fix is the
+    operator's, not an edit of the file."""
+
+    exit_code = EXIT_SYSTEM
+
+
 class FileFault:
     """`fail(reason, key, hint)`: raises the BadFile of one file at the line of `key`.
 
@@ -69,7 +83,13 @@ class FileFault:
 
 
 class NotFound(ModulatioError):
+    """An argument naming a plan, cron entry, ticket or unit that does not exist: usage."""
+
+    exit_code = EXIT_USAGE
+
     def __init__(self, what: str, name: str, hint: str = ""):
+        self.what = what
+        self.name = name
         super().__init__(f"no {what} named {name!r}" + (f": {hint}" if hint else ""))
 
 

@@ -9,11 +9,15 @@ least once per beat interval. What it decides, in this order:
 2. the child exited on its own: its exit status says `ok` or `failed`;
 3. a stop was asked (SIGTERM): the child is stopped the same way and the
    attempt is `interrupted` (the plan stays `executing` with `in_flight`);
-4. otherwise `between()` runs (heartbeat, re-read of the plan) and says
-   whether a person aborted the plan: the child is stopped, `aborted`. A
+4. otherwise `between()` runs (heartbeat, lock check, re-read of the plan)
+   and says whether to stop the child now and as what: `aborted` (a person
+   aborted the plan) or `interrupted` (the plan's lock file was lost). A
    person's pause is not looked at here: the step finishes first.
 Whatever the step left running in its process group is killed when it ends.
-A step that cannot start (unknown agent, missing folder) is an `error`.
+A step that cannot start (unknown agent, missing folder) is an `error`. The
+scratch usage file an earlier run of the step may have left is removed first;
+if that fails (EIO), the step runs all the same and only what is appended
+after its current end is counted (`Attempt.usage_from`).
 
 `reflection_entry` builds a reflection_log entry, for every attempt alike
 (one that ended here, one found interrupted on resume).
@@ -21,6 +25,7 @@ A step that cannot start (unknown agent, missing folder) is an `error`.
 
 from __future__ import annotations
 
+import logging
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,6 +41,7 @@ from modulatio_d.daemon.child import Child, describe_status
 from modulatio_d.daemon.executors import StepContext, launch
 from modulatio_d.daemon.services import Services
 
+log = logging.getLogger("modulatio.runner")
 KILL_GRACE_S = 5.0
 SUMMARY_CHARS = 200
 
@@ -48,6 +54,8 @@ class Attempt:
     ended: datetime
     log_path: Path
     summary: str
+    usage_from: int = 0
+    """Where this attempt's lines start in its scratch usage file (see above)."""
 
     @property
     def duration_s(self) -> float:
@@ -72,16 +80,19 @@ def reflection_entry(step: SubObjective, number: int, attempt: Attempt,
             "token": token}
 
 
+Between = Callable[[], "Outcome | bool | None"]
+"""Called at each beat of a running attempt: a truthy answer stops the child (True
+is ABORTED, an Outcome is itself)."""
+
+
 def run(ctx: StepContext, log_path: Path, keep_fds: tuple[int, ...], started: datetime,
-        svc: Services, between: Callable[[], bool]) -> Attempt:
+        svc: Services, between: Between) -> Attempt:
     """Run attempt `ctx.attempt` of `ctx.step` to its end (see the protocol above)."""
     clock = svc.clocks.wall
     t0 = svc.clocks.monotonic()
     try:
         log_path.parent.mkdir(exist_ok=True)
-        # An earlier run of this step (before a person rewound current_index) may
-        # have left usage here: it was counted then, it must not count again.
-        ctx.usage_file.unlink(missing_ok=True)
+        usage_from = _forget_earlier_usage(ctx.usage_file)
         child = Child(launch(ctx), log_path, keep_fds=keep_fds,
                       monotonic=svc.clocks.monotonic)
     except (StepError, OSError) as e:
@@ -103,7 +114,26 @@ def run(ctx: StepContext, log_path: Path, keep_fds: tuple[int, ...], started: da
     exit_text = describe_status(code)
     if outcome is Outcome.TIMEOUT:
         exit_text = f"timed out after {timeout:g}s ({exit_text})"
-    return Attempt(outcome, exit_text, started, clock(), log_path, _summary(log_path))
+    return Attempt(outcome, exit_text, started, clock(), log_path, _summary(log_path),
+                   usage_from)
+
+
+def _forget_earlier_usage(scratch: Path) -> int:
+    """Remove the scratch usage file an earlier run of this step left (before a person
+    rewound current_index: counted then, it must not count again). If it cannot be
+    removed, the offset from which this attempt's lines count: a bookkeeping hiccup
+    is no reason not to run the step."""
+    try:
+        scratch.unlink(missing_ok=True)
+        return 0
+    except OSError as e:
+        try:
+            size = scratch.stat().st_size
+        except OSError:
+            size = 0
+        log.warning("cannot remove %s (%s): the step runs; only lines appended after its "
+                    "first %d bytes count", scratch, e, size)
+        return size
 
 
 class Watched(Protocol):
@@ -115,7 +145,7 @@ class Watched(Protocol):
 
 
 def watch(child: Watched, deadline: float, svc: Services,
-          between: Callable[[], bool]) -> Outcome | None:
+          between: Between) -> Outcome | None:
     """Wait until the child exits (None) or is stopped (why); `deadline` is monotonic."""
     while child.poll() is None:
         left = deadline - svc.clocks.monotonic()
@@ -129,9 +159,10 @@ def watch(child: Watched, deadline: float, svc: Services,
         if svc.stop.requested:
             child.stop(KILL_GRACE_S, svc.hurry)
             return Outcome.INTERRUPTED
-        if between():
+        why = between()
+        if why:
             child.stop(KILL_GRACE_S, svc.hurry)
-            return Outcome.ABORTED
+            return why if isinstance(why, Outcome) else Outcome.ABORTED
     return None
 
 

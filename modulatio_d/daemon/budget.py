@@ -3,7 +3,13 @@
 After each attempt the executor's usage lines (its scratch file
 `<plan-id>.runs/<index>-<attempt>.usage.jsonl`, or one line of zeros when it
 reported nothing: one line per call) get the plan, step, attempt and duration
-and are appended to `<plan-id>.usage.jsonl`; the totals are kept in memory.
+(`fold`, in memory: the totals count them at once) and are then appended to
+`<plan-id>.usage.jsonl` (`flush`), before the attempt's result is written to
+the plan. A flush that fails (EIO, ENOSPC) keeps the lines pending: the runner
+tries again with the patience of a plan write, then records the attempt's
+result anyway and tries again at each step boundary and as the run ends. An
+attempt that ran is never run again because its bookkeeping hiccuped; a
+retried append never writes its lines twice (store/usage.py `append`).
 Before each attempt the plan's `budget` is checked: tokens, cost_usd and
 wall_clock, the last counted as the time its attempts took (hours spent paused
 do not count). At 80% a warning is logged once per budget; past 100% the plan
@@ -30,12 +36,15 @@ class Budget:
         self.usage_path = usage.usage_path(plan_path)
         self.totals = usage.totals(self.usage_path)
         self.warned: set[str] = set()
+        # Blocks of lines folded, not yet appended, each with whether an append of it
+        # failed already (its retry then checks the file's tail: store/usage.py).
+        self.pending: list[tuple[list[dict], bool]] = []
 
     def fold(self, plan: Plan, step: SubObjective, number: int, attempt: Attempt,
              scratch: Path) -> None:
         """Add the usage of attempt `number` (its executor wrote `scratch`)."""
         try:
-            lines = usage.read_lines(scratch, warn=True)
+            lines = usage.read_lines(scratch, warn=True, start=attempt.usage_from)
         except OSError as e:  # the runs folder is unusable (the step could not start)
             log.warning("usage of plan %s step %d not read: %s", plan.id, step.index, e)
             lines = []
@@ -49,8 +58,23 @@ class Budget:
                 r.setdefault(key, None)
             r.update(plan_id=plan.id, step_index=step.index, attempt=number)
             r.setdefault("duration_s", attempt.duration_s)
-        usage.append(self.usage_path, lines)
         self.totals = self.totals.add(lines)
+        self.pending.append((lines, False))
+
+    def flush(self) -> None:
+        """Append the pending blocks in order; raises OSError when one cannot be (it and
+        those after it stay pending)."""
+        while self.pending:
+            lines, tried = self.pending[0]
+            try:
+                usage.append(self.usage_path, lines, again=tried)
+            except OSError:
+                self.pending[0] = (lines, True)
+                raise
+            self.pending.pop(0)
+
+    def pending_lines(self) -> list[dict]:
+        return [line for lines, _ in self.pending for line in lines]
 
     def spent(self, plan: Plan, reflection_log: list[dict]) -> list[tuple[str, float, float]]:
         """(budget, used, limit) for each budget the plan sets."""

@@ -12,6 +12,7 @@ can wait on the child, its wake-up pipe and signals at once.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -20,6 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 _PR_SET_PDEATHSIG = 1
 try:
@@ -48,16 +50,23 @@ class Launch:
 
 
 class Child:
-    def __init__(self, launch: Launch, log_path: Path, keep_fds: tuple[int, ...] = (),
-                 monotonic: Callable[[], float] = time.monotonic):
-        log_path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, launch: Launch, log_path: Path | None, keep_fds: tuple[int, ...] = (),
+                 monotonic: Callable[[], float] = time.monotonic,
+                 stdio: tuple[IO[bytes], IO[bytes], IO[bytes]] | None = None):
+        """`stdio` (stdin, stdout, stderr files) instead of /dev/null and the log file:
+        for a reflector, whose answer is read back (files, not pipes: nothing to drain)."""
         self.log_path = log_path
         self.monotonic = monotonic
         parent = os.getpid()
-        with open(log_path, "ab") as log:
+        with contextlib.ExitStack() as stack:
+            if stdio is None:
+                assert log_path is not None
+                log_path.parent.mkdir(parents=True, exist_ok=True)
+                log = stack.enter_context(open(log_path, "ab"))
+                stdio = (subprocess.DEVNULL, log, subprocess.STDOUT)  # type: ignore[assignment]
             self.proc = subprocess.Popen(
-                launch.argv, cwd=launch.cwd, env=launch.env, stdin=subprocess.DEVNULL,
-                stdout=log, stderr=subprocess.STDOUT, process_group=0,
+                launch.argv, cwd=launch.cwd, env=launch.env, stdin=stdio[0],
+                stdout=stdio[1], stderr=stdio[2], process_group=0,
                 pass_fds=keep_fds, preexec_fn=lambda: _die_with_parent(parent))
         self.pid = self.proc.pid
         try:

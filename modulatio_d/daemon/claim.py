@@ -16,7 +16,14 @@ Protocol of `Claimer.claim(candidate)`, for a plan the scan found claimable:
    lock file, for people and `status` only: the flock is what excludes.
 5. A plan found `executing` under a free lock is an orphan of a daemon that
    stopped or died: `orphan_recovered`, with the claim it had; any other is
-   `claimed`, with its `status_changed`.
+   `claimed`, with its `status_changed`. Unless its `claim` names another
+   daemon of this host that is alive (its pid runs `modulatio daemon`) and has
+   not said it moved on (a heartbeat written since the claim naming another
+   plan, or none): then its lock file was deleted or replaced under it, and the
+   lock we hold is a new inode that excludes nobody. The plan is held, not
+   orphaned: released untouched, `claim_refused_live_holder` (once per plan and
+   holder). The holder notices the loss itself and lets the plan go
+   (runner.py, `lock_lost`); its next heartbeat frees the plan for a claimer.
 6. The lock is held until the run ends (`Claimed.release`). A plan released
    while still `executing` (stopped mid-step) is touched: releasing a lock
    makes no file event, a changed mtime does, so idle daemons take the
@@ -39,12 +46,14 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from modulatio_d.core.errors import BadFile, FileChanged
 from modulatio_d.core.plan import CLAIMABLE, PlanStatus
+from modulatio_d.core.times import parse_time
 from modulatio_d.daemon.scan import Candidate
+from modulatio_d.store import heartbeat, processes
 from modulatio_d.store.lock import FileLock, lock_path
 from modulatio_d.store.plan_file import HeldPlan
 from modulatio_d.store.trust import Guard
@@ -67,6 +76,8 @@ class Missed(StrEnum):
     """The plan file was deleted or moved away meanwhile."""
     UNWRITABLE = "unwritable"
     """The claim could not be written (disk full, permissions): hold off from the plan."""
+    HELD = "held"
+    """A live daemon of this host still runs it (its lock file was deleted or replaced)."""
 
 
 @dataclass(frozen=True)
@@ -96,6 +107,7 @@ class Claimer:
         self.host = host
         self.pid = pid
         self.guard = guard
+        self._told_held: set[tuple[str, int]] = set()  # (plan, holder pid) reported
 
     def claim(self, c: Candidate) -> Claimed | Missed:
         lock = FileLock(lock_path(c.path))
@@ -118,6 +130,11 @@ class Claimer:
                 log.info("claim %s: now %s, not claimable", plan.id, plan.status.value)
                 lock.release()
                 return Missed.NOT_CLAIMABLE
+            holder = self._live_holder(plan) if plan.status is PlanStatus.EXECUTING else None
+            if holder is not None:
+                lock.release()
+                self._tell_held(c, plan.id, holder)
+                return Missed.HELD
             token = int((plan.claim or {}).get("token") or 0) + 1
             now = self.clock()
             claim = {"host": self.host, "pid": self.pid, "token": token, "claimed_at": now}
@@ -142,6 +159,38 @@ class Claimer:
         log.info("claimed %s (token %d%s) at step %d/%d", plan.id, token,
                  ", orphan of a dead daemon" if orphan else "", plan.current_index, plan.total)
         return Claimed(held, lock, token)
+
+
+    def _live_holder(self, plan) -> int | None:
+        """The pid of another live daemon here that the plan's claim names and that may
+        still run it (see step 5 of the protocol); None when the plan is an orphan."""
+        claim = plan.claim if isinstance(plan.claim, dict) else {}
+        try:
+            pid = int(claim.get("pid"))
+        except (TypeError, ValueError, OverflowError):
+            return None
+        if claim.get("host") != self.host or pid == self.pid or pid <= 0:
+            return None
+        if processes.gone(pid) or not processes.is_modulatio_daemon(pid):
+            return None
+        beat = heartbeat.read_one(self.vault.daemons_dir, self.host, pid)
+        claimed_at = parse_time(claim.get("claimed_at"))
+        # claimed_at is to the second: a beat from the same second may predate the claim.
+        if beat is not None and claimed_at is not None \
+                and beat["last_tick"] >= claimed_at + timedelta(seconds=1) \
+                and beat.get("active_plan") != plan.id:
+            return None  # it told the world it left this plan: an orphan now
+        return pid
+
+    def _tell_held(self, c: Candidate, plan_id: str, pid: int) -> None:
+        if (plan_id, pid) in self._told_held:
+            return
+        self._told_held.add((plan_id, pid))
+        log.warning("claim %s: its lock file was deleted or replaced, but daemon %d of this "
+                    "host still runs it: not taken over (never delete a .lock file)",
+                    plan_id, pid)
+        self.events("claim_refused_live_holder", project=c.project, plan=plan_id,
+                    holder_pid=pid, holder_host=self.host)
 
 
 class RaceRetries:

@@ -15,10 +15,16 @@ the vault and `.modulatio/` again (a failure: nothing is acted on, told once),
 and the scan, cron and tickets check their folders and files on the stat they
 have (the Guard the daemon lends them).
 
-Signal handlers only count: the first SIGTERM/SIGINT asks the running step to
-stop (TERM, then KILL after a grace) and the loop to exit 0, leaving the plan
-`executing` at the same index for the next daemon; the second kills the step
-at once.
+Signal handlers only set flags (the wake-up pipe ends any wait): the first
+SIGTERM/SIGINT asks the running step to stop (TERM, then KILL after a grace)
+and the loop to exit 0, leaving the plan `executing` at the same index for the
+next daemon; the second kills the step at once. SIGHUP (a closed terminal, or
+`kill -HUP` after editing the config) stops nothing: the config is read again
+at the next tick, as nginx and sshd do; a running plan keeps the config it was
+claimed with. SIGPIPE stays ignored (Python's default), so a closed log pipe is
+a failed write, never a death. Any other signal that ends a process (SIGKILL,
+SIGQUIT, SIGUSR1, ...) is a crash like any other: the step dies with the daemon
+(PR_SET_PDEATHSIG) and the next daemon resumes the plan from `in_flight`.
 """
 
 from __future__ import annotations
@@ -42,7 +48,7 @@ from modulatio_d.daemon.scan import Candidate, Scanner
 from modulatio_d.daemon.sdnotify import NOTIFY_ENV_VARS, Notifier
 from modulatio_d.daemon.services import Clocks, Services, Stop
 from modulatio_d.daemon.wake import Waker, Watcher
-from modulatio_d.store import config, trust
+from modulatio_d.store import config, tempfiles, trust
 from modulatio_d.store.events import EventLog
 from modulatio_d.store.heartbeat import Heartbeat, prune_dead
 from modulatio_d.store.refusals import Refusals
@@ -81,7 +87,9 @@ class Daemon:
         self._last_beat = 0.0
         self._beat_on: tuple[str | None, int | None] = (None, None)  # what the last beat said
         self._last_cron = 0.0
+        self._last_sweep: float | None = None  # when temp files were last swept (monotonic)
         self._config_sig: tuple | None = None
+        self._reload = False  # SIGHUP: read the config again at the next tick
         self.ticket_memory = tickets.Memory(vault, self.events)
         self.bad_config = Refusals(vault, self.events, "config")
         self.claimer = Claimer(vault, self.events, clock, self.host, os.getpid(), self.guard)
@@ -93,9 +101,14 @@ class Daemon:
     def _on_signal(self, signum: int, frame: object) -> None:
         self.stop.requested += 1
 
+    def _on_hangup(self, signum: int, frame: object) -> None:
+        self._reload = True
+
     def _install_signals(self) -> None:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
+        signal.signal(signal.SIGHUP, self._on_hangup)
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # Python's default, stated: see above
         signal.set_wakeup_fd(self.waker.w, warn_on_full_buffer=False)
 
     # --- the loop -----------------------------------------------------------------
@@ -198,6 +211,7 @@ class Daemon:
             return []
         self._guarded("cron", self._fire_cron, now)
         self._guarded("tickets", self._apply_tickets, now)
+        self._sweep(now)
         candidates = self.scanner.scan(now)
         log.debug("tick: %d claimable", len(candidates))
         self._beat(now, None, None)
@@ -214,7 +228,11 @@ class Daemon:
                    st.st_gid, st.st_mode)
         except FileNotFoundError:
             st, sig = None, None
-        if sig == self._config_sig and self.guard.policy is not None:
+        if self._reload:
+            self._reload = False
+            log.info("SIGHUP: reading the config again (%s)", self.vault.config_path)
+            self.bad_config.clear(self.vault.config_path)  # tell again what is still wrong
+        elif sig == self._config_sig and self.guard.policy is not None:
             return
         self._config_sig = sig
         try:
@@ -240,6 +258,15 @@ class Daemon:
             phase(now)
         except (OSError, FileChanged) as e:
             log.error("%s skipped this tick: %s", what, e)
+
+    def _sweep(self, now: datetime) -> None:
+        """Remove the temp files kills left behind (store/tempfiles.py), at the first tick
+        and every SWEEP_EVERY_S after."""
+        mono = self.monotonic()
+        if self._last_sweep is not None and mono - self._last_sweep < tempfiles.SWEEP_EVERY_S:
+            return
+        self._last_sweep = mono
+        tempfiles.sweep(self.vault, self.scanner.served(), now.timestamp())
 
     def _apply_tickets(self, now: datetime) -> None:
         for project in self.scanner.served():

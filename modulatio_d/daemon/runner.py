@@ -8,17 +8,32 @@ The caller holds the plan's lock for the whole call. For each attempt:
    the wake-up pipe and the clock: a person's abort kills its process group
    now, a pause lets it finish, a timeout kills it, a stop request (SIGTERM)
    kills it and leaves the plan `executing` at the same index with `in_flight`;
-3. fold the attempt's usage into `<plan-id>.usage.jsonl` (budget.py), ask the
+3. fold the attempt's usage into `<plan-id>.usage.jsonl` (budget.py: tried
+   with the patience of a plan write; lines that still cannot be written are
+   kept and tried again at each step boundary and as the run ends, but never
+   hold back the attempt's result), ask the
    reflector (reflect.py), and write one update (writeback.py): the
    reflection_log entry, in_flight cleared (or set for the next step, see
    `_prewrite_next`), and the decision's current_index or status. Pausing
    opens a ticket.
 The run ends when the plan is completed, failed, paused or aborted, or when
 the daemon is asked to stop. Before each attempt the budget is checked.
+
+Lock lost: before each attempt and at every beat while one runs, the holder
+checks that the path of its lock file still names the inode it locked
+(store/lock.py `still_ours`). A lock file deleted or replaced (a person, a
+sync tool) lets another claimer lock a new inode, so the holder starts no new
+attempt; `lock_lost` is recorded. A running attempt is not killed for it (the
+file went, the work did not): it ends as it would, and its result is written
+only if the plan on disk still carries our claim token (another daemon of this
+host waits until our heartbeat says we left the plan; one of another host may
+have claimed it: then nothing is written and the step runs again there). Then
+the lock is released and the plan goes to whoever holds the new lock.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import datetime
 
@@ -49,18 +64,33 @@ class Runner:
         self.plan_dir = held.path.parent
         self.runs_dir = held.path.with_suffix(".runs")
         self._prewritten: tuple[int, int] | None = None  # (index, attempt) written ahead
+        self._lost: str | None = None  # how our lock file was lost, once it was
 
     @property
     def plan(self) -> Plan:
         return self.held.plan
 
     def run(self) -> None:
+        try:
+            self._run()
+        finally:
+            self._flush_usage(patient=False)
+            if self.budget.pending:
+                lost = self.budget.pending_lines()
+                log.error("plan %s: %d usage lines could not be written to %s and are lost "
+                          "(append them by hand): %s", self.plan.id, len(lost),
+                          self.budget.usage_path, json.dumps(lost, sort_keys=True))
+
+    def _run(self) -> None:
         if self.plan.in_flight:
             self._resume_interrupted()
         while True:
             if self.svc.stop.requested:
                 self._drop_unstarted()
                 return
+            if self._lock_lost():
+                return
+            self._flush_usage(patient=False)
             self.writer.refresh()
             plan = self.plan
             if plan.status is not PlanStatus.EXECUTING:
@@ -97,10 +127,16 @@ class Runner:
         done = attempt.run(ctx, log_path, (self.lock.fd,), started, self.svc,
                            lambda: self._between(step))
         if done.outcome is Outcome.INTERRUPTED:
-            log.info("plan %s step %d stopped by shutdown; left in flight", self.plan.id,
+            log.info("plan %s step %d stopped (shutdown); left in flight", self.plan.id,
                      step.index)
             return
+        if self._lost and not self._token_on_disk():
+            log.warning("plan %s step %d ended after its lock file was %s, and the plan no "
+                        "longer carries our claim: its result is not written (the step runs "
+                        "again under the new claim)", self.plan.id, step.index, self._lost)
+            return
         self.budget.fold(self.plan, step, number, done, scratch)
+        self._flush_usage(patient=True)
         failures = sum(1 for e in tail if e.get("token") == self.token
                        and e.get("outcome") in FAILURES) + (done.outcome in FAILURES)
         if done.outcome is Outcome.ABORTED:
@@ -110,14 +146,45 @@ class Runner:
                                      done.outcome, failures,
                                      reflection_entry(step, number, done, None, self.token,
                                                       self.plan_dir),
-                                     str(self.plan_dir), self.svc.base_env)
+                                     str(self.plan_dir), self.svc.base_env,
+                                     self._reflector_wait(step))
         self._record(step, number, done, verdict)
 
-    def _between(self, step: SubObjective) -> bool:
-        """While the step runs: heartbeat, the plan re-read; True when a person aborted it."""
+    def _reflector_wait(self, step: SubObjective) -> reflect.Wait:
+        """Watch a reflector's child like a step: heartbeat, watchdog and cron go on."""
+        def wait(child, timeout: float):
+            return attempt.watch(child, self.svc.clocks.monotonic() + timeout, self.svc,
+                                 lambda: self.svc.periodic(self.plan, step))
+        return wait
+
+    def _between(self, step: SubObjective) -> Outcome | None:
+        """While the step runs: heartbeat, lock check, the plan re-read; how to stop it now
+        (ABORTED when a person aborted the plan; a lost lock file stops nothing running)."""
         self.svc.periodic(self.plan, step)
+        self._lock_lost()  # told at once; the attempt ends as it would
         self.writer.refresh()
-        return self.plan.status is PlanStatus.ABORTED
+        return Outcome.ABORTED if self.plan.status is PlanStatus.ABORTED else None
+
+    def _token_on_disk(self) -> bool:
+        """Whether the plan file, read now, still names our claim token."""
+        self.writer.refresh()
+        claim = self.plan.claim or {}
+        return claim.get("token") == self.token and self.plan.status is PlanStatus.EXECUTING
+
+    def _lock_lost(self) -> bool:
+        """Whether our lock file was deleted or replaced (told once: `lock_lost`)."""
+        if self._lost is None:
+            how = self.lock.still_ours()
+            if how is None:
+                return False
+            self._lost = how
+            log.error("plan %s: its lock file %s was %s while we held it; no new step is "
+                      "started and the plan is left to whoever holds the new lock (never "
+                      "delete a .lock file)", self.plan.id, self.lock.path, how)
+            self.svc.events("lock_lost", project=self.held.project, plan=self.plan.id,
+                            lock=str(self.lock.path), how=how, token=self.token,
+                            index=self.plan.current_index)
+        return True
 
     # --- after an attempt ---------------------------------------------------------
 
@@ -154,6 +221,22 @@ class Runner:
         if plan.status is not before:
             self.writer.status_event(before, plan.status)
 
+    def _flush_usage(self, patient: bool) -> None:
+        """Append the pending usage lines; when they cannot be written, they wait."""
+        if not self.budget.pending:
+            return
+        if patient:
+            if self.writer.patiently(self.budget.flush, str(self.budget.usage_path)):
+                return
+        else:
+            try:
+                self.budget.flush()
+                return
+            except OSError as e:
+                log.warning("cannot write %s yet: %s", self.budget.usage_path, e)
+        log.warning("plan %s: %d usage lines kept in memory, to be written later; the run "
+                    "goes on", self.plan.id, len(self.budget.pending_lines()))
+
     def _in_flight(self, index: int, number: int, at: datetime) -> dict:
         return {"index": index, "attempt": number, "token": self.token, "started_at": at}
 
@@ -167,7 +250,7 @@ class Runner:
         step that never ran). If the plan stops first, _drop_unstarted clears it.
         """
         plan = self.plan
-        if index >= plan.total or self.svc.stop.requested \
+        if index >= plan.total or self.svc.stop.requested or self._lock_lost() \
                 or plan.status is not PlanStatus.EXECUTING \
                 or not plan.sub_objectives[index].rerun_after_crash \
                 or not self.budget.room_after(plan, changes["reflection_log"]):

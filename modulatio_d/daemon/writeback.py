@@ -95,6 +95,22 @@ class PlanWriter:
                 self.svc.periodic(self.plan, None)
                 self.svc.waker.wait(self.svc.beat_interval())
 
+    def patiently(self, action: Callable[[], None], what: str) -> bool:
+        """Run `action` (a write other than the plan's: the usage append) with the patience
+        of a plan write; False when it still fails then, or when a stop is asked."""
+        retry = WriteRetry(WRITE_RETRY_TICKS * self.svc.tick_seconds, self.svc.clocks.monotonic)
+        while True:
+            try:
+                action()
+                return True
+            except OSError as e:
+                if retry.failing_since is None:
+                    log.error("cannot write %s, trying again: %s", what, e)
+                if self.svc.stop.requested or not retry.again(e):
+                    return False
+                self.svc.periodic(self.plan, None)
+                self.svc.waker.wait(self.svc.beat_interval())
+
     def pause(self, changes: dict, severity: tickets.Severity, reason: str,
               details: str) -> None:
         """Pause with a ticket (the ticket first, see above)."""

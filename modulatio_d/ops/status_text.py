@@ -130,5 +130,28 @@ def render(s: Survey, tty: bool = False) -> str:
     if s.counts()["by_status"]["approved"]:
         out.append("  (approved plans are checked by the daemons when they claim; "
                    "`modulatio validate` checks every file)")
+    steps = next_steps(s)
+    if steps:
+        out.append("")
+        out.extend(steps)
     # Every line holds text from vault files (titles, reasons, names): shown escaped.
     return "\n".join(neutralise(line) for line in out)
+
+
+def next_steps(s: Survey) -> list[str]:
+    """What a person should do next, when something waits for one: the last lines."""
+    out = []
+    pending = [t for t in s.tickets if t["decision"] == "pending"]
+    if pending:
+        t = pending[0]
+        more = (f" ({len(pending) - 1} more open: `modulatio ticket list`)"
+                if len(pending) > 1 else "")
+        out.append(f"next: ticket {t['id']} waits for you about plan {t['plan']}: "
+                   f"`modulatio ticket approve {t['id']}` resumes the plan, "
+                   f"`modulatio ticket decline {t['id']}` aborts it{more}")
+    for p in s.paused:
+        if p["detail"] and not p.get("tickets"):
+            out.append(f"next: {p['id']} is paused with no ticket: `modulatio plan resume "
+                       f"{p['id']}` when it may go on")
+            break
+    return out

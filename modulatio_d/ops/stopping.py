@@ -22,7 +22,6 @@ import os
 import select
 import signal
 import socket
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,24 +33,7 @@ from modulatio_d.ops.detach import POLL_S, locked, running
 from modulatio_d.store import processes
 from modulatio_d.store.vault import Vault
 
-
-def is_modulatio_daemon(pid: int) -> bool:
-    """Whether `pid` runs `modulatio daemon` (so a reused pid is never signalled)."""
-    if os.path.isdir("/proc/self"):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
-        except OSError:  # gone, or hidden from us (hidepid): not ours to signal
-            return False
-    else:  # no /proc (macOS, the BSDs): ask ps
-        try:
-            out = subprocess.run(["ps", "-o", "command=", "-p", str(pid)], capture_output=True,
-                                 timeout=5, check=False).stdout
-        except (OSError, subprocess.TimeoutExpired):
-            return False
-        argv = out.split()
-    joined = b" ".join(argv)
-    return b"modulatio" in joined and b"daemon" in argv
+is_modulatio_daemon = processes.is_modulatio_daemon
 
 
 START_SLACK_S = 2.0

@@ -1,77 +1,366 @@
-"""`modulatio validate`: every plan, cron entry, ticket and the config, checked.
+"""`modulatio validate`: every plan, cron entry, ticket and the config, checked for
+syntax and for meaning.
 
-Each kind of file has one reader that raises BadFile; validate runs them all
-and collects the problems instead of stopping at the first. It also lists
-what the daemons' trust checks would refuse (store/trust.py): the folders
-above the vault, the vault, `.modulatio/`, the config, each project folder
-with its plans/, cron/ and tickets/, and every file in them, judged as for a
-daemon running as the user who owns the vault folder (the user of the
-documented set-ups).
+Syntax: each kind of file has one reader that raises BadFile; validate runs
+them all and collects the problems instead of stopping at the first.
+
+Meaning: what parses may still fail later, so a file that reads well is
+checked against the rest of the vault and this host:
+- the config's time zone exists (entries' own zones are checked when read);
+- every agent a step names, and every agent a config agent `use:`s, resolves
+  (the config's agents, the built-ins, the `modulatio_d.agents` plugins), with
+  no loop;
+- every reflector exists: `plugin:NAME` among the `modulatio_d.reflectors`
+  plugins, a path as a file (a relative one from the plan's folder, where the
+  daemon runs it), a bare command on PATH;
+- the `cwd` folders of the steps still to run exist;
+- each cron entry's schedule fires again, and its template is a valid plan.
+A problem is an error (the daemon will refuse or fail it) or a warning (it may
+work: a command missing from this shell's PATH may be on the daemon's, a
+folder an earlier step may make, a schedule whose next fire is over a year
+away). Final plans (completed, failed, aborted) are not checked for meaning:
+nothing of them runs unless a person retries them.
+
+Trust: what the daemons' trust checks (store/trust.py) would refuse, judged as
+for a daemon run by the owner of the vault folder: the folders above the vault,
+the vault, `.modulatio/`, the config, each project folder with its plans/,
+cron/ and tickets/, and every file in them (errors).
+
+Each file is read and parsed once: meaning checks use the parsed plan, entry
+and config, and find line numbers in the bytes already read.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+import re
+import shlex
+import shutil
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
 from pathlib import Path
 
 from modulatio_d.core.errors import BadFile
-from modulatio_d.store import config, trust
+from modulatio_d.core.markdown import line_of
+from modulatio_d.core.plan import FINAL, Plan, StepKind
+from modulatio_d.store import config
 from modulatio_d.store.plan_file import read_plan
 from modulatio_d.store.vault import Vault
 
 Reader = Callable[[Vault, Path], object]
+FAR = timedelta(days=366)
+_PLAN_HEAD = 2
+"""The file line of a plan's first frontmatter line: the opening `---` is always one line."""
+_SHELL_WORDS = frozenset({"exec", "cd", ".", "eval", "set", "export", "if", "for", "while",
+                          "case", "{", "(", "!", "command", "env"})
+"""First words that are the shell's own: nothing on PATH to look for."""
+
+
+class Severity(StrEnum):
+    ERROR = "error"
+    """The daemons refuse the file, or what it names fails when it runs."""
+    WARNING = "warning"
+    """It may work: validate cannot see what the daemon will see. `--strict` fails on it."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: Path
+    reason: str
+    line: int | None = None
+    hint: str = ""
+    severity: Severity = Severity.ERROR
+
+    @classmethod
+    def of(cls, error: BadFile) -> Problem:
+        return cls(error.path, error.reason, error.line, error.hint)
+
+    def __str__(self) -> str:
+        where = f"{self.path}:{self.line}" if self.line else f"{self.path}"
+        return f"{where}: {self.severity}: {self.reason}" + (f" ({self.hint})" if self.hint
+                                                               else "")
+
+    def as_dict(self) -> dict:
+        return {"path": str(self.path), "line": self.line, "reason": self.reason,
+                "hint": self.hint, "severity": self.severity.value}
 
 
 def readers() -> dict[str, Reader]:
-    """The reader of each kind of vault file, by folder name."""
+    """The reader of each kind of vault file, by folder name (plans first: cron entries'
+    templates are looked up among the plans already read)."""
     from modulatio_d.store import cron_entries, tickets
-    return {"plans": read_plan, "tickets": tickets.read_ticket, "cron": cron_entries.read_entry}
+    return {"plans": read_plan, "cron": cron_entries.read_snapshot,
+            "tickets": tickets.read_ticket}
 
 
-def _policy(vault: Vault, group: str | None, problems: list[BadFile]) -> trust.Policy:
-    owner = os.stat(vault.root).st_uid
+def validate(vault: Vault, environ: Mapping[str, str] | None = None,
+             now: datetime | None = None) -> list[Problem]:
+    from modulatio_d.core.times import utcnow
+
+    check = _Checker(vault, dict(os.environ if environ is None else environ), now or utcnow())
+    return check.run()
+
+
+class _Checker:
+    def __init__(self, vault: Vault, environ: dict[str, str], now: datetime):
+        self.vault, self.environ, self.now = vault, environ, now
+        self.problems: list[Problem] = []
+        self.cfg: config.Config | None = None
+        self.zone_ok = True
+        self.plans: dict[tuple[str, str], bool] = {}
+        """(project, plan id) -> whether it parsed: what cron templates are checked against."""
+        self._plugins: dict[str, set[str]] = {}
+
+    def add(self, path: Path, reason: str, line: int | None = None, hint: str = "",
+            severity: Severity = Severity.ERROR) -> None:
+        self.problems.append(Problem(path, reason, line, hint, severity))
+
+    def run(self) -> list[Problem]:
+        from modulatio_d.store import trust
+
+        self.check_config()
+        # What the daemons' trust checks would refuse (docs/security.md).
+        self.problems += [Problem.of(p) for p in trust.vault_problems(self.vault)]
+        for name in self.vault.misnamed_projects():
+            self.add(self.vault.root / name, "folder name is not a valid project code, so its "
+                     "plans never run", None, "rename it to letters, digits, '_', '-' and '.'")
+        for project in self.vault.projects():
+            for kind, reader in readers().items():
+                for entry in sorted(self.vault.files(project, kind), key=lambda e: e.name):
+                    path = Path(entry.path)
+                    try:
+                        read = reader(self.vault, path)
+                    except BadFile as e:
+                        self.problems.append(Problem.of(e))
+                        self.plans[(project, path.stem)] = False
+                        continue
+                    except OSError as e:
+                        self.add(path, f"cannot be read: {e.strerror}")
+                        continue
+                    if kind == "plans":
+                        self.plans[(project, path.stem)] = True
+                        self.check_plan(read.plan)
+                    elif kind == "cron":
+                        self.check_entry(*read)
+        return self.problems
+
+    # --- the config -------------------------------------------------------------------
+
+    def check_config(self) -> None:
+        path = self.vault.config_path
+        try:
+            self.cfg = config.load(path)
+        except BadFile as e:
+            self.problems.append(Problem.of(e))
+            self.zone_ok = False
+            return
+        except OSError as e:
+            self.add(path, f"cannot be read: {e.strerror}")
+            self.zone_ok = False
+            return
+        text = _text(path)
+        if self.cfg.timezone is not None:
+            from modulatio_d.core import cron
+            try:
+                cron.parse_zone(self.cfg.timezone)
+            except ValueError as e:
+                self.zone_ok = False
+                self.add(path, f"timezone: {e}", _key_line(text, "timezone"),
+                         "cron entries without a timezone of their own do not fire until it "
+                         "is fixed")
+        for name, spec in self.cfg.agents.items():
+            if spec.use is not None:
+                problem = self.agent_problem(name)
+                if problem:
+                    self.add(path, f"agent {name!r}: {problem}", _agent_line(text, name),
+                             "name an agent of this file, mock, or an installed plugin")
+            elif spec.run is not None:
+                self.check_command(path, _agent_line(text, name), f"agent {name!r}: run",
+                                   spec.run, folder=None)
+        if self.cfg.reflector:
+            line = _key_line(text, "reflector")
+            if _is_plain(self.cfg.reflector):
+                self.check_command(path, line, "reflector", self.cfg.reflector, None)
+                return
+            # A relative path runs from each plan's folder: it must be in every project's.
+            for project in self.vault.projects():
+                folder = self.vault.plans_dir(project)
+                if folder.is_dir() and self.check_command(path, line, "reflector",
+                                                          self.cfg.reflector, folder):
+                    break  # once is enough to say it
+
+    # --- agents, commands ---------------------------------------------------------------
+
+    def plugins(self, group: str) -> set[str]:
+        if group not in self._plugins:
+            from importlib.metadata import entry_points
+            self._plugins[group] = {e.name for e in entry_points(group=group)}
+        return self._plugins[group]
+
+    def agent_known(self, name: str) -> bool:
+        from modulatio_d.daemon.executors.agent import BUILTINS, GROUP
+        return (self.cfg is not None and name in self.cfg.agents) or name in BUILTINS \
+            or name in self.plugins(GROUP)
+
+    def agent_problem(self, name: str) -> str | None:
+        """Why the agent `name` of the config does not resolve, or None."""
+        from modulatio_d.daemon.executors.agent import BUILTINS, GROUP
+        seen: list[str] = []
+        while True:
+            seen.append(name)
+            spec = self.cfg.agents.get(name) if self.cfg else None
+            if spec is None or spec.run is not None:
+                break
+            if spec.use in seen:
+                return "uses itself in a loop: " + " -> ".join([*seen, spec.use])
+            name = spec.use
+        if spec is not None or name in BUILTINS or name in self.plugins(GROUP):
+            return None
+        return (f"uses {name!r}, which is neither an agent of this file, built in (mock), nor "
+                f"an installed plugin ({GROUP})")
+
+    def check_command(self, path: Path, line: int | None, what: str,
+                      command: str | tuple[str, ...], folder: Path | None) -> bool:
+        """A problem when `command`'s program cannot be found; True when one was added."""
+        from modulatio_d.daemon.reflect import GROUP
+
+        if isinstance(command, str) and command.startswith("plugin:"):
+            name = command.removeprefix("plugin:")
+            if name in self.plugins(GROUP):
+                return False
+            self.add(path, f"{what} {command!r}: no plugin {name!r} is installed in the "
+                     f"entry-point group {GROUP}", line,
+                     "install the package that provides it, or fix the name")
+            return True
+        try:
+            words = shlex.split(command) if isinstance(command, str) else list(command)
+        except ValueError as e:
+            self.add(path, f"{what} {command!r} cannot be split into words: {e}", line)
+            return True
+        while words and re.fullmatch(r"[A-Za-z_]\w*=.*", words[0]):
+            words.pop(0)  # VAR=value before the program
+        if not words or words[0] in _SHELL_WORDS:
+            return False
+        program = words[0]
+        if "/" in program:
+            where = Path(program) if os.path.isabs(program) or folder is None \
+                else folder / program
+            if folder is None and not os.path.isabs(program):
+                return False  # relative to the step's folder: each step may differ
+            if not where.is_file():
+                self.add(path, f"{what}: {where} does not exist", line,
+                         "create it, or fix the path (a relative one is taken from the "
+                         "plan's folder)")
+                return True
+            if not os.access(where, os.X_OK):
+                self.add(path, f"{what}: {where} is not executable", line,
+                         f"chmod +x {where}")
+                return True
+            return False
+        if shutil.which(program, path=self.environ.get("PATH", os.defpath)) is None:
+            self.add(path, f"{what}: {program!r} is not on PATH here", line,
+                     "install it, or give its full path; the daemon's PATH may differ from "
+                     "this shell's", Severity.WARNING)
+            return True
+        return False
+
+    # --- plans --------------------------------------------------------------------------
+
+    def check_plan(self, plan: Plan) -> None:
+        if plan.status in FINAL:
+            return
+        data = plan.data
+        head = _PLAN_HEAD
+        if plan.reflector:
+            self.check_command(plan.path, line_of(data, "reflector", head), "reflector",
+                               plan.reflector, plan.path.parent)
+        project_dir = plan.path.parent.parent
+        steps = data.get("sub_objectives")
+        plan_cwd_missing = bool(plan.cwd) and not (project_dir / plan.cwd).is_dir()
+        if plan_cwd_missing:
+            self.add(plan.path, f"cwd: the folder {project_dir / plan.cwd} does not exist",
+                     line_of(data, "cwd", head),
+                     "create it, or fix cwd (relative to the project folder)")
+        for step in plan.sub_objectives[plan.current_index:]:
+            line = _item_line(steps, step.index, head)
+            where = f"sub-objective {step.index + 1}"
+            if step.kind is StepKind.AGENT and not self.agent_known(step.agent):
+                from modulatio_d.daemon.executors.agent import GROUP
+                self.add(plan.path, f"{where}: agent {step.agent!r} is neither in "
+                         f".modulatio/config.yaml agents, built in (mock), nor an installed "
+                         f"plugin ({GROUP})", line, "add it to the config's agents")
+            if step.cwd and not (project_dir / step.cwd).is_dir():
+                first = step.index == plan.current_index
+                self.add(plan.path, f"{where}: cwd: the folder {project_dir / step.cwd} "
+                         "does not exist", line,
+                         "create it, or fix cwd (relative to the project folder)" if first
+                         else "fine if an earlier step makes it; else create it or fix cwd",
+                         Severity.ERROR if first else Severity.WARNING)
+
+    # --- cron entries -------------------------------------------------------------------
+
+    def check_entry(self, snapshot, entry) -> None:
+        from modulatio_d.core import cron
+        from modulatio_d.store.zones import host_zone
+
+        text = snapshot.raw.decode("utf-8", "replace")
+        if entry.template is not None and not self.plans.get((entry.project, entry.template)):
+            missing = (entry.project, entry.template) not in self.plans
+            self.add(entry.path, f"template {entry.template!r}: "
+                     + (f"there is no plan {entry.project}/plans/{entry.template}.md" if missing
+                        else "is not a valid plan (see its own problem)"),
+                     _key_line(text, "template"),
+                     "create the template plan (as a draft) or fix the id" if missing else "")
+        if entry.timezone is None and not self.zone_ok:
+            return  # the config's zone is reported once, at the config
+        zone_name = entry.timezone or (self.cfg.timezone if self.cfg else None)
+        zone = cron.parse_zone(zone_name) if zone_name else host_zone(self.environ)
+        fires = cron.next_fires(entry.expr, zone, self.now, 1)
+        line = _key_line(text, "schedule")
+        if not fires:
+            self.add(entry.path, f"schedule {entry.schedule!r} never fires again", line,
+                     "fix the schedule, or remove the entry")
+        elif fires[0] - self.now > FAR:
+            self.add(entry.path, f"schedule {entry.schedule!r} fires next on "
+                     f"{fires[0].isoformat()}, more than a year from now", line,
+                     "check the day and month fields", Severity.WARNING)
+
+
+def _text(path: Path) -> str:
     try:
-        return trust.Policy.build(vault.root, group, owner, config_path=vault.config_path)
-    except BadFile as e:
-        problems.append(e)
-        return trust.Policy.build(vault.root, None, owner)
-
-
-def _judge(policy: trust.Policy, path: Path | str, problems: list[BadFile]) -> None:
-    try:
-        st = os.stat(path)
+        return path.read_text("utf-8", "replace")
     except OSError:
-        return
-    problem = policy.problem(path, st)
-    if problem is not None:
-        problems.append(problem)
+        return ""
 
 
-def validate(vault: Vault) -> list[BadFile]:
-    problems: list[BadFile] = []
-    group = None
+def _key_line(text: str, key: str) -> int | None:
+    """The line of a top-level `key:` in YAML text (the whole file's, frontmatter or not)."""
+    m = re.search(rf"(?m)^{re.escape(key)}[ \t]*:", text)
+    return text.count("\n", 0, m.start()) + 1 if m else None
+
+
+def _agent_line(text: str, name: str) -> int | None:
+    """The line of agent `name` under the config's `agents:`."""
+    start = re.search(r"(?m)^agents[ \t]*:", text)
+    if not start:
+        return None
+    m = re.compile(rf"(?m)^[ \t]+['\"]?{re.escape(name)}['\"]?[ \t]*:").search(text, start.end())
+    return text.count("\n", 0, m.start()) + 1 if m else _key_line(text, "agents")
+
+
+def _item_line(seq: object, index: int, head: int) -> int | None:
     try:
-        group = config.load(vault.config_path).trusted_group
-    except BadFile as e:
-        problems.append(e)
-    policy = _policy(vault, group, problems)
-    problems += trust.check_vault(vault.root, vault.meta, policy)
-    _judge(policy, vault.config_path, problems)
-    for name in vault.misnamed_projects():
-        problems.append(BadFile(vault.root / name, "folder name is not a valid project code, "
-                                "so its plans never run", None,
-                                "rename it to letters, digits, '_', '-' and '.'"))
-    for project in vault.projects():
-        _judge(policy, vault.project_dir(project), problems)
-        for kind, reader in readers().items():
-            _judge(policy, vault.project_dir(project) / kind, problems)
-            for entry in sorted(vault.files(project, kind), key=lambda e: e.name):
-                _judge(policy, entry.path, problems)
-                try:
-                    reader(vault, Path(entry.path))
-                except BadFile as e:
-                    problems.append(e)
-                except OSError as e:
-                    problems.append(BadFile(entry.path, f"cannot be read: {e.strerror}"))
-    return problems
+        return seq.lc.item(index)[0] + head  # type: ignore[attr-defined]
+    except (AttributeError, KeyError, TypeError, IndexError):
+        return None
+
+
+def _is_plain(command: str) -> bool:
+    """A reflector that does not depend on the folder it runs in."""
+    try:
+        first = shlex.split(command)[0] if not command.startswith("plugin:") else ""
+    except (ValueError, IndexError):
+        return True
+    return "/" not in first or os.path.isabs(first)

@@ -13,6 +13,13 @@ between the check and the swap is seen; `apply` is then run again on the
 person's text and written over ours. Elsewhere (NFS, old kernels) it is
 os.replace and that last window stays open. Links are resolved first, so the
 link is kept and its target rewritten.
+
+What `rewrite` returns is what the writer KNOWS it wrote: its own bytes and the
+signature of its own inode, taken through the temp file's descriptor held open
+across the swap, never a re-read of the path. A save that lands after the swap
+(before the caller could look) is then a different file to the caller's next
+look or write, and is treated as a person's save (repaired, honoured), instead
+of passing for the writer's own text.
 """
 
 from __future__ import annotations
@@ -108,6 +115,14 @@ def replace(path: Path, data: bytes, mode: int = 0o644) -> None:
 
 
 def _temp_file(path: Path, data: bytes, mode: int, st: os.stat_result | None = None) -> Path:
+    fd, name = _open_temp(path, data, mode, st)
+    os.close(fd)
+    return name
+
+
+def _open_temp(path: Path, data: bytes, mode: int,
+               st: os.stat_result | None = None) -> tuple[int, Path]:
+    """A complete, fsynced temp file beside `path`: (its open descriptor, its path)."""
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         view = memoryview(data)
@@ -124,8 +139,21 @@ def _temp_file(path: Path, data: bytes, mode: int, st: os.stat_result | None = N
         os.close(fd)
         os.unlink(name)
         raise
-    os.close(fd)
-    return Path(name)
+    return fd, Path(name)
+
+
+def _ours(path: Path | str, data: bytes, fd: int, written: os.stat_result) -> Snapshot:
+    """The snapshot of what we know we wrote: our bytes and our inode's signature.
+
+    Taken from our own descriptor after the swap, never from a read of the path:
+    a person's save landing after the swap is then a different inode (or, saved
+    in place, a different size or mtime) and shows as a change at the next look.
+    The rename moved our inode's ctime, so ctime is taken after it; size and
+    mtime are those we wrote, so a write into our inode meanwhile still shows.
+    """
+    after = os.fstat(fd)
+    return Snapshot(path, data, (after.st_ino, written.st_size, written.st_mtime_ns,
+                                 after.st_ctime_ns))
 
 
 def rewrite(path: Path, apply: Callable[[bytes], bytes], base: Snapshot | None = None) -> Snapshot:
@@ -133,7 +161,8 @@ def rewrite(path: Path, apply: Callable[[bytes], bytes], base: Snapshot | None =
 
     A save seen before the swap: `apply` runs again on the new text. A save
     that lands inside the swap comes back from the exchange: it is put back and
-    `apply` runs again on it. Returns the snapshot of what is now on disk.
+    `apply` runs again on it. Returns the snapshot of what WE wrote (see _ours),
+    not a re-read: a save that lands after the swap must not pass for ours.
     Raises FileChanged when the file keeps changing under us; whatever `apply`
     raises passes through with the person's file in place.
     """
@@ -141,13 +170,18 @@ def rewrite(path: Path, apply: Callable[[bytes], bytes], base: Snapshot | None =
     expected = (base if base is not None else read(target)).raw
     for _ in range(_ATTEMPTS):
         new = apply(expected)
-        tmp: Path | None = _temp_file(target, new, 0, os.stat(target))
+        _seam("applied", target)
+        fd, tmp = _open_temp(target, new, 0, os.stat(target))
+        live: Path | None = tmp  # the path of the temp file while it must be removed
         try:
+            written = os.fstat(fd)
             current = target.read_bytes()
             if current != expected:
                 expected = current  # a person saved after we read: apply to theirs
                 continue
+            _seam("checked", target)
             if _exchange(tmp, target):
+                _seam("exchanged", target)
                 displaced = tmp.read_bytes()
                 if displaced != expected:
                     # A save landed between the check and the swap: put it back.
@@ -155,15 +189,32 @@ def rewrite(path: Path, apply: Callable[[bytes], bytes], base: Snapshot | None =
                     ours = tmp.read_bytes()
                     if ours != new:  # yet another save: it is the newest
                         os.replace(tmp, target)
-                        tmp, displaced = None, ours
+                        live, displaced = None, ours
                     expected = displaced
                     continue
             else:
                 os.replace(tmp, target)
-                tmp = None
+                live = None
+            _seam("swapped", target)
+            fsync_dir(target.parent)
+            snap = _ours(target, new, fd, written)
         finally:
-            if tmp is not None:
-                os.unlink(tmp)
-        fsync_dir(target.parent)
-        return read(target)
+            os.close(fd)
+            if live is not None:
+                os.unlink(live)
+        _seam("done", target)
+        return snap
     raise FileChanged(path)
+
+
+Seam = Callable[[str, Path], None]
+seam: Seam | None = None
+"""Tests only: called at each point of `rewrite` where a person's save may land
+("applied": before the temp file; "checked": after the check, before the swap;
+"exchanged": inside the exchange; "swapped": after the swap, before the snapshot;
+"done": after it). None in production."""
+
+
+def _seam(point: str, target: Path) -> None:
+    if seam is not None:
+        seam(point, target)

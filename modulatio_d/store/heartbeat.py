@@ -94,6 +94,17 @@ def read_all(daemons_dir: Path, now: datetime | None = None) -> list[dict]:
     return sorted(out, key=lambda i: i["age_s"])
 
 
+def read_one(daemons_dir: Path, host: str, pid: int) -> dict | None:
+    """The heartbeat of daemon `pid` on `host`, with `last_tick` parsed; None if unreadable."""
+    try:
+        with open(daemons_dir / f"{host}.{pid}.json", encoding="utf-8") as f:
+            info = json.load(f)
+        info["last_tick"] = parse_time(info["last_tick"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return info if isinstance(info, dict) and info["last_tick"] is not None else None
+
+
 def prune_dead(daemons_dir: Path) -> list[str]:
     """Remove the heartbeats of this host's daemons whose process is gone (crashed)."""
     removed = []

@@ -8,13 +8,19 @@ in the same process contends like another process would. The descriptor is
 close-on-exec; a step's child gets it explicitly (pass_fds) so that the plan
 stays locked until the child's whole tree has exited, even if the daemon died.
 The holder writes who it is into the lock file, for people and `status` only:
-the flock, not the text, is what excludes. Waiting for a lock is always a
+the flock, not the text, is what excludes.
+The docs say never to delete a lock file, but a person or a sync tool will: the
+next claimer then creates a new inode and locks it while the old holder still
+believes it owns the plan. So a holder checks `still_ours()` (the inode of its
+descriptor against the path's, fstat vs lstat) at every step boundary and beat,
+and lets the plan go when it is not (daemon/runner.py). Waiting for a lock is always a
 non-blocking flock tried again until a deadline (`flock_until`): a blocking
 flock could not be interrupted by the caller's clock or a stop request.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -22,7 +28,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from modulatio_d.core.errors import BadFile
+from modulatio_d.core.errors import BadFile, FileUnusable
 
 
 def lock_path(path: Path) -> Path:
@@ -58,8 +64,11 @@ class FileLock:
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
         except OSError as e:
-            raise BadFile(self.path, f"cannot open the lock file: {e.strerror}", None,
-                          "it must be a plain file (not a link) the daemon can write") from None
+            # A link or a folder in its place is the vault's fault; anything else
+            # (EACCES, EROFS, ENOSPC) is the system's: exit 3, not 1.
+            kind = BadFile if e.errno in (errno.ELOOP, errno.EISDIR) else FileUnusable
+            raise kind(self.path, f"cannot open the lock file: {e.strerror}", None,
+                       "it must be a plain file (not a link) the daemon can write") from None
         if not flock_until(fd, deadline, clock=clock, sleep=sleep):
             os.close(fd)
             return False
@@ -71,6 +80,22 @@ class FileLock:
         data = (json.dumps(holder, sort_keys=True) + "\n").encode()
         os.ftruncate(self.fd, 0)
         os.pwrite(self.fd, data, 0)
+
+    def still_ours(self) -> str | None:
+        """None while the path still names the file we locked; else what happened to it
+        ("deleted" or "replaced"). An error other than a missing file says nothing."""
+        if self.fd is None:
+            return "released"
+        try:
+            there = os.lstat(self.path)
+        except FileNotFoundError:
+            return "deleted"
+        except OSError:
+            return None  # cannot tell (EIO, EACCES): not a reason to stop a step
+        mine = os.fstat(self.fd)
+        if (there.st_dev, there.st_ino) != (mine.st_dev, mine.st_ino):
+            return "replaced"
+        return None
 
     def release(self) -> None:
         if self.fd is not None:

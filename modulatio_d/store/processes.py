@@ -1,7 +1,8 @@
 """Whether a process of this host still runs, and what /proc says about one.
 
-Used for heartbeats (a heartbeat whose daemon is gone is stale) and by
-`modulatio stop` and `ps` (ops/detach.py). A pid is only meaningful on the host
+Used for heartbeats (a heartbeat whose daemon is gone is stale), by a claimer
+that finds a plan claimed by a live daemon of this host (daemon/claim.py), and by
+`modulatio stop` and `ps` (ops/stopping.py, ops/detach.py). A pid is only meaningful on the host
 that wrote it; callers check the host first. A zombie (exited, not yet reaped
 by its parent) counts as gone: it runs nothing any more. A pid we may not
 signal (another user's process) counts as running: it exists.
@@ -10,6 +11,7 @@ signal (another user's process) counts as running: it exists.
 from __future__ import annotations
 
 import os
+import subprocess
 
 
 def gone(pid: int) -> bool:
@@ -26,6 +28,25 @@ def gone(pid: int) -> bool:
             return f.read().rsplit(b")", 1)[1].split()[0] in (b"Z", b"X")
     except (OSError, IndexError):
         return False
+
+
+def is_modulatio_daemon(pid: int) -> bool:
+    """Whether `pid` runs `modulatio daemon` (so a reused pid is never taken for one)."""
+    if os.path.isdir("/proc/self"):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:  # gone, or hidden from us (hidepid)
+            return False
+    else:  # no /proc (macOS, the BSDs): ask ps
+        try:
+            out = subprocess.run(["ps", "-o", "command=", "-p", str(pid)], capture_output=True,
+                                 timeout=5, check=False).stdout
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+        argv = out.split()
+    joined = b" ".join(argv)
+    return b"modulatio" in joined and b"daemon" in argv
 
 
 def start_time(pid: int) -> float | None:

@@ -173,6 +173,49 @@ def check_vault(root: Path, meta: Path, policy: Policy) -> list[BadFile]:
     return problems
 
 
+def vault_policy(vault, problems: list[BadFile]) -> Policy:
+    """The policy a daemon run by the owner of the vault folder would apply (what
+    `validate` and `doctor` judge by: the user of the documented set-ups). A
+    trusted_group that does not exist is a problem, and the folder's group is used."""
+    from modulatio_d.store import config
+
+    owner = os.stat(vault.root).st_uid
+    try:
+        group = config.load(vault.config_path).trusted_group
+    except BadFile:
+        group = None  # the config's own problem is told by whoever reads it
+    try:
+        return Policy.build(vault.root, group, owner, config_path=vault.config_path)
+    except BadFile as e:
+        problems.append(e)
+        return Policy.build(vault.root, None, owner)
+
+
+def vault_problems(vault, files: bool = True) -> list[BadFile]:
+    """What a daemon of the vault folder's owner would refuse: the folders above the
+    vault, the vault, `.modulatio/` and the config; with `files`, also each project
+    folder with its plans/, cron/ and tickets/ and every `*.md` in them."""
+    problems: list[BadFile] = []
+    policy = vault_policy(vault, problems)
+    problems += check_vault(vault.root, vault.meta, policy)
+    paths: list[Path | str] = [vault.config_path]
+    if files:
+        for project in vault.projects():
+            paths.append(vault.project_dir(project))
+            for kind in ("plans", "cron", "tickets"):
+                paths.append(vault.project_dir(project) / kind)
+                paths += sorted(e.path for e in vault.files(project, kind))
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        problem = policy.problem(path, st)
+        if problem is not None:
+            problems.append(problem)
+    return problems
+
+
 class Guard:
     """A daemon's trust checks: the policy in force, and the folders it refused.
 

@@ -62,11 +62,14 @@ def check(usage: object) -> str | None:
     return None
 
 
-def read_lines(path: Path, warn: bool = False) -> list[dict]:
-    """The well-formed lines of a usage file, decoded; with `warn`, log each bad one."""
+def read_lines(path: Path, warn: bool = False, start: int = 0) -> list[dict]:
+    """The well-formed lines of a usage file, decoded; with `warn`, log each bad one.
+    `start`: the byte offset to read from (what was there before is not counted)."""
     out = []
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
+            if start:
+                f.buffer.seek(start)
             for n, text in enumerate(f, 1):
                 if not text.strip():
                     continue
@@ -91,13 +94,31 @@ def totals(path: Path) -> Totals:
     return Totals().add(read_lines(path))
 
 
-def append(path: Path, lines: list[dict]) -> None:
+def append(path: Path, lines: list[dict], again: bool = False) -> None:
+    """Append `lines` with one write() and fsync them.
+
+    `again`: an earlier append of the same lines failed. If its write went
+    through and only its fsync failed, the lines are the file's last bytes
+    already (only the plan's holder appends here): they are not written twice.
+    If it wrote half a line, that line is ended first, so it stays one
+    malformed line (skipped with a warning by readers) instead of gluing itself
+    to ours.
+    """
     if not lines:
         return
     data = "".join(json.dumps(u, sort_keys=True) + "\n" for u in lines).encode()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
-        os.write(fd, data)
+        if again:
+            size = os.fstat(fd).st_size
+            if size >= len(data) and os.pread(fd, len(data), size - len(data)) == data:
+                os.fsync(fd)  # a new descriptor: the earlier fsync's error is not ours
+                return
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                data = b"\n" + data
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
         os.fsync(fd)
     finally:
         os.close(fd)

@@ -83,7 +83,8 @@ def test_every_command_of_each_group_has_a_section(group):
 def test_every_flag_is_named_in_its_section(command):
     section = sections().get(command)
     assert section is not None, f"docs/cli.md lacks a section `{command}`"
-    common = {"-h", "--help", "--vault", "--version"}  # described once, at the top
+    # Described once, at the top ("Common to every command").
+    common = {"-h", "--help", "--vault", "--version", "--log-level"}
     flags = {s for a in leaf_parsers()[command]._actions for s in a.option_strings} - common
     missing = sorted(f for f in flags if f"`{f}" not in section)
     assert not missing, f"docs/cli.md, `{command}`: flags not named: {missing}"

@@ -222,7 +222,7 @@ def test_malformed_plan_beside_good_ones(dvault, daemons):
     assert (after.st_ino, after.st_mtime_ns, after.st_mode) == \
         (before.st_ino, before.st_mtime_ns, before.st_mode)
     r = cli(dvault, "validate")
-    assert r.code == 1 and "P-P-009.md:6: invalid YAML" in r.out
+    assert r.code == 1 and "P-P-009.md:6: error: invalid YAML" in r.out
 
     # Broken another way: reported once more. A fixed one runs.
     bad.write_bytes(BAD.replace("status: approved", "status: aproved")

@@ -1,4 +1,4 @@
-"""Heartbeats with real daemons: fresh during a step longer than the tick, gone (exit 1)
+"""Heartbeats with real daemons: fresh during a step longer than the tick, gone (exit 2)
 after a clean stop, stale after SIGKILL (the reading side on its own:
 tests/unit/test_heartbeats.py)."""
 
@@ -50,8 +50,8 @@ def test_fresh_during_a_long_step_and_gone_after_a_clean_stop(dvault, daemons):
     d.signal(signal.SIGTERM)
     assert d.wait(10) == 0
     assert not list(dvault.vault.daemons_dir.glob("*.json"))
-    r = probe(dvault, 60)
-    assert r.returncode == 1 and "no live daemon" in r.stderr
+    r = probe(dvault, 60)  # none alive: CRITICAL, as monitoring plugins say it
+    assert r.returncode == 2 and "CRITICAL: no live daemon" in r.stderr
     assert json.loads(r.stdout)["last_tick"] is None
 
 
@@ -64,6 +64,6 @@ def test_stale_after_sigkill(dvault, daemons):
     files = list(dvault.vault.daemons_dir.glob("*.json"))
     assert len(files) == 1  # left behind by the killed daemon
     r = cli(dvault, "heartbeat", "--max-age", "60")
-    assert r.code == 1  # fresh enough, but its pid is dead: not live
+    assert r.code == 2  # fresh enough, but its pid is dead: not live, so CRITICAL
     everyone = json.loads(cli(dvault, "heartbeat", "--all").out)
     assert [(b["pid"], b["live"]) for b in everyone] == [(d.pid, False)]

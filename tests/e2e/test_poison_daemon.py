@@ -70,7 +70,6 @@ def after_sighup(d, dvault) -> str:
     return wait_for(handled, 15, "the daemon to exit or to beat on after SIGHUP", diag=d.log)
 
 
-@defect(5, "SIGHUP kills the daemon by signal, mid-step, without daemon_stopped")
 def test_sighup_mid_step_neither_kills_the_daemon_nor_strands_the_plan(dvault, daemons):
     go = dvault.root / "go"
     write_plan(dvault, PID, [{"title": "long", "run": dvault.step(go=go)},
@@ -97,7 +96,6 @@ def test_sighup_mid_step_neither_kills_the_daemon_nor_strands_the_plan(dvault, d
         assert d1.wait(10) == 0
 
 
-@defect(5, "SIGHUP kills an idle daemon by signal, without daemon_stopped")
 def test_sighup_while_idle_is_handled(dvault, daemons):
     d = daemons(tick=0.3, env=ENV)
     wait_ticks(d, dvault, 2)
@@ -142,7 +140,6 @@ class NotifySocket:
         self.sock.close()
 
 
-@defect(7, "a reflector runs on the daemon's only thread: no WATCHDOG=1 while it runs")
 def test_watchdog_pings_go_on_while_a_slow_reflector_decides(dvault, daemons, tmp_path_factory):
     interval = 4.0  # WATCHDOG_USEC: the daemon pings every interval / 2
     reflector = dvault.root / "tools" / "slow-reflector.sh"
@@ -172,8 +169,6 @@ def test_watchdog_pings_go_on_while_a_slow_reflector_decides(dvault, daemons, tm
 
 # --- 8: a lock file deleted while its plan runs -------------------------------------------------
 
-@defect(8, "a second daemon claims the plan through a new lock file and runs the in-flight "
-        "step beside the first")
 def test_a_deleted_lock_file_never_lets_a_second_daemon_run_the_step(dvault, daemons):
     go, guard = dvault.root / "go", dvault.root / "guard"
     write_plan(dvault, PID, [{"title": "long", "run": dvault.step(go=go, guard=guard)},
@@ -196,7 +191,6 @@ def test_a_deleted_lock_file_never_lets_a_second_daemon_run_the_step(dvault, dae
 
 # --- 9: leftovers, the claim of a completed plan, an unknown project ----------------------------
 
-@defect(9, "temp files left by a kill are never cleaned")
 def test_temp_files_left_by_a_killed_writer_are_cleaned(dvault, daemons):
     write_plan(dvault, PID, [{"title": "one", "run": "true"}])
     meta = dvault.vault.meta
@@ -226,7 +220,6 @@ def test_a_completed_plan_has_no_claim(dvault, daemons):
     assert "claim" not in p.data, dvault.plan_path(PID).read_text()
 
 
-@defect(9, "`daemon --project NOPE` is accepted silently and serves nothing")
 def test_daemon_refuses_a_project_that_does_not_exist(dvault):
     write_plan(dvault, PID, [{"title": "one", "run": "true"}])
     env = {k: v for k, v in os.environ.items() if not k.startswith("MODULATIO_")}

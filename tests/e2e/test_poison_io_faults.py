@@ -66,8 +66,6 @@ def check_completed_once(dv, done: subprocess.CompletedProcess) -> None:
 
 @pytest.mark.parametrize("inject", [
     "write:error=EIO:when=1", "write:error=ENOSPC:when=1", "fsync:error=EIO:when=1"])
-@pytest.mark.xfail(strict=True, reason="issue 9 defect 6: one failed usage append drops the "
-                   "plan at once and the next claim runs the step that succeeded again")
 def test_one_failed_usage_append_neither_drops_the_plan_nor_reruns_the_step(dvault, inject):
     two_step_plan(dvault)
     usage = os.path.realpath(dvault.plans / f"{PID}.usage.jsonl")
@@ -78,8 +76,6 @@ def test_one_failed_usage_append_neither_drops_the_plan_nor_reruns_the_step(dvau
     assert sum(r.get("input_tokens", 0) for r in step0) >= 7  # what the step reported
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9 defect 6: EIO unlinking the scratch usage file "
-                   "records an `error` and pauses the plan with a ticket; the step never ran")
 def test_eio_removing_the_scratch_usage_file_does_not_fail_the_step(dvault):
     two_step_plan(dvault)
     scratch = os.path.realpath(dvault.plans / f"{PID}.runs") + "/0-1.usage.jsonl"

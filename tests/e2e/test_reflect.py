@@ -78,3 +78,80 @@ def test_plan_reflector_with_a_daemon(dvault, daemons):
     assert "said the script" in p.last_error
     text = next((dvault.root / "P" / "tickets").glob("*.md")).read_text()
     assert "severity: critical" in text
+
+
+# --- a reflector runs as a watched child, never on the daemon's thread ------------------
+
+
+def test_a_plugin_reflector_answers_from_a_child(tmp_path, monkeypatch):
+    """`plugin:NAME`: found in the entry-point group, run in a child Python."""
+    import os
+    import sys
+
+    site = tmp_path / "site"
+    (site / "fake_reflector-1.0.dist-info").mkdir(parents=True)
+    (site / "fake_reflector-1.0.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: fake-reflector\nVersion: 1.0\n")
+    (site / "fake_reflector-1.0.dist-info" / "entry_points.txt").write_text(
+        "[modulatio_d.reflectors]\nstrict = fake_reflector:judge\n")
+    (site / "fake_reflector.py").write_text(
+        "import os\n"
+        "def judge(attempt):\n"
+        "    return {'decision': 'abort', 'reason': 'pid %d saw %s' % (os.getpid(),\n"
+        "            attempt['default_decision'])}\n")
+    monkeypatch.syspath_prepend(str(site))
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{site}{os.pathsep}{os.pathsep.join(sys.path)}"}
+    v = decide("plugin:strict", step(retries=1), Outcome.FAILED, 1, dict(ATTEMPT),
+               str(tmp_path), env)
+    assert v.decision is Decision.ABORT
+    assert v.reason.endswith("saw retry") and v.reason != f"pid {os.getpid()} saw retry"
+
+
+def test_a_slow_reflector_keeps_the_watchdog_fed(tmp_path, tmp_path_factory):
+    """A real daemon under a real notify socket with a 0.6 s watchdog: while a reflector
+    takes seconds to answer, WATCHDOG=1 keeps coming (on the daemon's only thread, a
+    blocking wait would have starved it and systemd would kill the daemon)."""
+    import signal
+    import subprocess
+    import sys
+
+    from helpers import clean_env
+    from test_notify_daemon import Receiver
+    from vault_texts import plan_text, write
+    from waiting import wait_for
+
+    from modulatio_d.ops.init import init
+
+    sock = str(tmp_path_factory.mktemp("n") / "notify")
+    recv = Receiver(sock)
+    vault = init(tmp_path / "vault")
+    reflecting, release = vault.root / "reflecting", vault.root / "release"
+    reflector = (f"touch {reflecting}; until [ -e {release} ]; do sleep 0.02; done; "
+                 "echo '{\"decision\": \"continue\", \"reason\": \"slow but sure\"}'")
+    write(vault.plans_dir("N") / "N-P-001.md", plan_text(
+        "N-P-001", "approved", "  - title: Quick\n    run: \"true\"\n",
+        extra=f"reflector: {json.dumps(reflector)}\n"))
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "modulatio_d", "daemon", "--vault", str(vault.root),
+         "--tick-seconds", "0.2"], env=clean_env(NOTIFY_SOCKET=sock, WATCHDOG_USEC="600000"),
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_for(reflecting.exists, 20, "the reflector running")
+        seen = len(recv.drain())
+        wait_for(lambda: recv.drain()[seen:].count("WATCHDOG=1") >= 5, 10,
+                 "five WATCHDOG=1 while the reflector runs")
+        assert daemon.poll() is None and not release.exists()
+        release.touch()
+        wait_for(lambda: "completed" in (vault.plans_dir("N") / "N-P-001.md").read_text(), 20,
+                 "the plan completed")
+        assert "decision: continue" in (vault.plans_dir("N") / "N-P-001.md").read_text()
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=20) == 0
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait()
+        err = daemon.stderr.read().decode()
+        daemon.stderr.close()
+        recv.sock.close()
+    assert "the default decides" not in err, err  # it answered: no fallback

@@ -117,6 +117,17 @@ def test_a_persons_abort_seen_between_waits_stops_the_step():
     assert clock.monotonic() == aborted_at + 1  # seen at the first beat after it
 
 
+def test_a_lost_lock_seen_between_waits_interrupts_the_step():
+    clock = FakeClock()
+    svc = services(clock, tick_seconds=4.0)
+    child = FakeChild(clock)
+    lost_at = clock.monotonic() + 3
+    out = watch(child, clock.monotonic() + 100, svc,
+                lambda: Outcome.INTERRUPTED if clock.monotonic() >= lost_at else None)
+    assert out is Outcome.INTERRUPTED  # left in flight, as on SIGTERM
+    assert child.stopped == (KILL_GRACE_S, False)
+
+
 def test_a_child_that_exits_during_the_last_wait_is_not_called_aborted():
     clock = FakeClock()
     svc = services(clock, tick_seconds=4.0)

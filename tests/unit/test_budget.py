@@ -31,6 +31,9 @@ def test_usage_lines_are_completed_and_appended_and_an_empty_report_is_one_line(
                                    "model": "m"}) + "\n")
     budget.fold(plan, plan.sub_objectives[0], 1, attempt(clock), scratch)
     budget.fold(plan, plan.sub_objectives[1], 1, attempt(clock), tmp_path / "none.jsonl")
+    assert budget.totals.tokens == 15 and not budget.usage_path.exists()  # counted, pending
+    budget.flush()
+    assert budget.pending == []
     lines = [json.loads(ln) for ln in budget.usage_path.read_text().splitlines()]
     assert [(ln["step_index"], ln["input_tokens"], ln["duration_s"]) for ln in lines] == [
         (0, 10, 2.5), (1, 0, 2.5)]
@@ -68,3 +71,43 @@ def test_running_time_is_the_time_the_attempts_took(vault):
     assert budget.room_after(plan, log)
     assert not budget.room_after(plan, [*log, {"duration_s": 0.5}])
     assert budget.spent(plan, [*log, {"duration_s": None}]) == [("wall_clock", 10.0, 10.0)]
+
+
+def test_a_failed_append_stays_pending_and_is_written_once_when_the_disk_is_back(
+        vault, tmp_path, monkeypatch):
+    """EIO on a write (nothing written), then EIO on the fsync after a write that went
+    through: each block reaches the file exactly once, in order."""
+    import errno
+    import os
+
+    from modulatio_d.store import usage
+
+    clock = FakeClock()
+    path = write_plan(vault, ["one", "two", "three"])
+    plan = read_plan(vault, path).plan
+    budget = Budget(path)
+    faults = ["write", "fsync"]  # the next calls of these fail, in this order
+    real = {"write": os.write, "fsync": os.fsync}
+
+    def faulty(name):
+        def call(*args):
+            if faults and faults[0] == name:
+                faults.pop(0)
+                raise OSError(errno.EIO, "Input/output error")
+            return real[name](*args)
+        return call
+
+    monkeypatch.setattr(usage.os, "write", faulty("write"))
+    monkeypatch.setattr(usage.os, "fsync", faulty("fsync"))
+    outcomes = []
+    for i, step in enumerate(plan.sub_objectives):
+        budget.fold(plan, step, 1, attempt(clock), tmp_path / f"none-{i}.jsonl")
+        try:
+            budget.flush()
+            outcomes.append(len(budget.pending_lines()))
+        except OSError:
+            outcomes.append(f"EIO, {len(budget.pending_lines())} pending")
+    assert outcomes == ["EIO, 1 pending", "EIO, 2 pending", 0]
+    lines = [json.loads(ln) for ln in budget.usage_path.read_text().splitlines()]
+    assert [ln["step_index"] for ln in lines] == [0, 1, 2]  # step 0's block once
+    assert Budget(path).totals.calls == 3 == budget.totals.calls

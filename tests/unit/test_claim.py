@@ -165,6 +165,74 @@ def test_release_leaves_a_finished_plan_untouched(vault, claimer):
     assert json.loads(lock_path(path).read_text())["token"] == 1  # the text is only a note
 
 
+# --- a plan claimed by a live daemon whose lock file was deleted -------------------
+
+
+@pytest.fixture
+def live_daemon():
+    """A live process of this host whose command line reads like `modulatio daemon`."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-S", "-c", "import time; time.sleep(60)",
+                             "modulatio", "daemon"])
+    yield proc.pid
+    proc.kill()
+    proc.wait()
+
+
+def claimed_by(vault, pid: int, host: str) -> object:
+    return write_plan(vault, ["one"], status="executing", extra=(
+        f"claim: {{host: {host}, pid: {pid}, token: 3, claimed_at: 2025-11-04T09:00:00Z}}\n"
+        "in_flight: {index: 0, attempt: 1, token: 3, started_at: 2025-11-04T09:00:00Z}"))
+
+
+def beat(vault, pid: int, host: str, last_tick: str, active_plan: str | None) -> None:
+    vault.daemons_dir.mkdir(parents=True, exist_ok=True)
+    (vault.daemons_dir / f"{host}.{pid}.json").write_text(json.dumps(
+        {"pid": pid, "host": host, "last_tick": last_tick, "active_plan": active_plan}))
+
+
+@pytest.mark.parametrize("heartbeat", [None, "on this plan", "before the claim"])
+def test_a_plan_claimed_by_a_live_daemon_here_is_held_not_orphaned(vault, live_daemon,
+                                                                   heartbeat):
+    import socket
+
+    host = socket.gethostname()
+    path = claimed_by(vault, live_daemon, host)
+    if heartbeat == "on this plan":
+        beat(vault, live_daemon, host, "2025-11-04T09:30:00Z", "P-P-001")
+    elif heartbeat == "before the claim":
+        beat(vault, live_daemon, host, "2025-11-04T08:00:00Z", None)
+    claimer = Claimer(vault, Events(), FakeClock().wall, host, 4242)
+    before = path.read_bytes()
+    for _ in range(3):  # every pass refuses; it is told once
+        assert claimer.claim(candidate(path, PlanStatus.EXECUTING)) is Missed.HELD
+    assert path.read_bytes() == before and not is_held(lock_path(path))
+    assert claimer.events == [("claim_refused_live_holder", {
+        "project": "P", "plan": "P-P-001", "holder_pid": live_daemon, "holder_host": host})]
+
+
+@pytest.mark.parametrize("why", ["moved on", "dead", "not a daemon", "another host", "us"])
+def test_a_plan_whose_claimer_is_gone_or_moved_on_is_an_orphan(vault, live_daemon, why):
+    import socket
+
+    host = socket.gethostname()
+    pid = live_daemon
+    if why == "dead":
+        pid = 2 ** 22 + 1  # beyond the largest pid_max: never alive
+    elif why == "not a daemon":
+        pid = os.getpid()  # pytest: alive, but no `modulatio daemon`
+    elif why == "moved on":
+        beat(vault, pid, host, "2025-11-04T09:00:01Z", None)  # a beat after the claim
+    path = claimed_by(vault, pid, "elsewhere" if why == "another host" else host)
+    claimer = Claimer(vault, Events(), FakeClock().wall, host, pid if why == "us" else 4242)
+    got = claimer.claim(candidate(path, PlanStatus.EXECUTING))
+    assert isinstance(got, Claimed) and got.token == 4
+    got.lock.release()
+    assert claimer.events.kinds() == ["orphan_recovered"]
+
+
 # --- the short retries after a lost race ------------------------------------------
 
 

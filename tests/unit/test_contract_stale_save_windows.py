@@ -49,7 +49,6 @@ WINDOWS: dict[str, tuple[str, str] | None] = {
 }
 # Today the snapshot is a fresh read after the swap: a save in that window becomes the
 # holder's snapshot and its next write splices into the person's older text.
-DEFECT = pytest.mark.xfail(strict=True, reason="issue 9 defect 4: stale save after the swap")
 
 T0 = datetime(2025, 11, 4, 10, 0, tzinfo=UTC)
 T1 = datetime(2025, 11, 4, 10, 5, tzinfo=UTC)
@@ -136,7 +135,7 @@ def comparable(plan) -> dict:
 def windows() -> list:
     out = []
     for w in WINDOWS:
-        marks = [DEFECT] if w == "after_swap" else []
+        marks = []
         if w == "inside_swap" and atomic._renameat2 is None:
             marks.append(pytest.mark.skip(reason="no renameat2 here: that window stays open"))
         out.append(pytest.param(w, marks=marks))

@@ -69,3 +69,33 @@ def test_a_lock_file_that_is_a_link_is_a_bad_file(tmp_path):
     (tmp_path / "x.lock").symlink_to(tmp_path / "target")
     with pytest.raises(BadFile, match="cannot open the lock file"):
         FileLock(tmp_path / "x.lock").acquire(0.0)
+
+
+def test_a_holder_sees_its_lock_file_deleted_or_replaced(tmp_path):
+    path = tmp_path / "x.lock"
+    lock = FileLock(path)
+    assert lock.try_acquire()
+    try:
+        assert lock.still_ours() is None
+        path.unlink()  # a person "cleaning up", a sync tool
+        assert lock.still_ours() == "deleted"
+        path.write_text("")  # the next claimer's new lock file: a new inode
+        assert lock.still_ours() == "replaced"
+        other = FileLock(path)
+        assert other.try_acquire()  # why it matters: it excludes nobody any more
+        other.release()
+    finally:
+        lock.release()
+    assert lock.still_ours() == "released"
+
+
+def test_a_lock_file_replaced_by_a_rename_is_seen(tmp_path):
+    path = tmp_path / "x.lock"
+    lock = FileLock(path)
+    assert lock.try_acquire()
+    try:
+        (tmp_path / "synced").write_text("{}")
+        os.replace(tmp_path / "synced", path)
+        assert lock.still_ours() == "replaced"
+    finally:
+        lock.release()

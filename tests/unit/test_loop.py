@@ -65,3 +65,31 @@ def test_a_run_whose_writes_keep_failing_is_let_go_and_held_off(vault, daemon, c
     assert offered(daemon, clock) == []  # an orphan with a free lock, yet held off
     clock.advance(0.5)
     assert offered(daemon, clock) == [path]
+
+
+def test_temp_files_left_by_kills_are_swept_at_the_first_tick_and_then_every_ten_minutes(
+        vault, daemon, clock):
+    import os
+
+    from modulatio_d.store import tempfiles
+
+    plans = vault.plans_dir("P")
+    plans.mkdir(parents=True)
+
+    def leftover(name: str):
+        path = plans / name
+        path.write_text("a killed writer's")
+        old = clock.wall().timestamp() - tempfiles.MAX_AGE_S - 1
+        os.utime(path, (old, old))
+        return path
+
+    first, person = leftover(".P-P-001.md.abcd1234.tmp"), leftover(".P-P-001.md.swp")
+    daemon._sweep(clock.wall())
+    assert not first.exists() and person.exists()
+    second = leftover(".P-P-002.md.abcd1234.tmp")
+    clock.advance(tempfiles.SWEEP_EVERY_S - 1)
+    daemon._sweep(clock.wall())
+    assert second.exists()  # not yet
+    clock.advance(1)
+    daemon._sweep(clock.wall())
+    assert not second.exists() and person.exists()

@@ -91,7 +91,7 @@ def test_the_whole_lifecycle_through_the_cli(vault, run_cli):
     assert (r.code, r.out) == (1, "")
     assert r.err == "modulatio: plan SALES-P-001 is aborted: resume works only from paused\n"
     r = run_cli("plan", "approve", "SALES-P-404", *v)
-    assert r.code == 1 and r.err.startswith("modulatio: no plan named 'SALES-P-404'")
+    assert r.code == 2 and r.err.startswith("modulatio: no plan named 'SALES-P-404'")
 
 
 def test_retry_puts_a_failed_plan_back_at_its_index(vault, plan, run_cli):
@@ -129,7 +129,9 @@ def test_list_and_its_filters(vault, run_cli):
     assert json.loads(run_cli("plan", "list", "--json", "--status", "paused", *v).out) == []
     invalid = json.loads(run_cli("plan", "list", "--json", "--status", "invalid", *v).out)
     assert [r["id"] for r in invalid] == ["OPS-P-002"]
-    assert json.loads(run_cli("plan", "list", "--json", "--project", "NONE", *v).out) == []
+    r = run_cli("plan", "list", "--json", "--project", "NONE", *v)
+    assert (r.code, r.out) == (2, "")
+    assert r.err == f"modulatio: no project 'NONE' in {vault.root} (projects: OPS, SALES)\n"
 
 
 def test_show_text_and_json_with_log_and_usage(vault, plan, run_cli):

@@ -113,10 +113,33 @@ def systemd_unit(*argv: str, cwd, env=None) -> CliResult:
     return run_cli("systemd-unit", *argv, cwd=cwd, env=env)
 
 
+def tmp_warning(vault) -> str:
+    tmp = "/var/tmp" if str(vault).startswith("/var/tmp/") else "/tmp"
+    return (f"modulatio: warning: the vault {vault} is under {tmp}, and the unit's "
+            f"PrivateTmp=yes gives the daemon a {tmp} of its own, where this vault is not: "
+            f"move the vault (for instance to /srv/modulatio/vault) or drop PrivateTmp=yes\n")
+
+
+def test_systemd_unit_warns_about_a_vault_under_tmp(tmp_path):
+    """PrivateTmp=yes gives the daemon an empty /tmp: a vault there is invisible to it. A
+    user unit has no PrivateTmp (a user manager cannot make the namespace): no warning."""
+    for folder in ("/tmp", "/var/tmp"):
+        path = Path(folder) / f"modulatio-unit-test-{os.getpid()}"
+        code, text, err = systemd_unit("--vault", str(path), cwd=tmp_path)
+        assert code == 0 and "PrivateTmp=yes" in text.splitlines()
+        assert err.endswith(tmp_warning(path)), err
+        code, text, err = systemd_unit("--vault", str(path), "--user", cwd=tmp_path)
+        assert "PrivateTmp=yes" not in text.splitlines() and "warning" not in err
+    code, _, err = systemd_unit("--vault", "/srv/modulatio/vault", cwd=tmp_path)
+    assert code == 0 and "warning" not in err
+
+
 def test_systemd_unit_fills_in_this_python_and_the_vault(tmp_path):
     vault = init(tmp_path / "my vault")
     code, text, err = systemd_unit("--vault", "my vault", cwd=tmp_path)
-    assert code == 0 and err == ""
+    # The one thing on stderr: tmp_path is under /tmp, which PrivateTmp=yes hides.
+    under_tmp = str(vault.root).startswith(("/tmp/", "/var/tmp/"))
+    assert code == 0 and err == (tmp_warning(tmp_path / "my vault") if under_tmp else "")
     lines = text.splitlines()
     python = os.path.abspath(sys.executable)
     assert (f"ExecStart={python} -P -m modulatio_d daemon --vault ${{MODULATIO_VAULT}} "
@@ -140,7 +163,10 @@ def test_systemd_unit_user_and_instances_and_the_vault_found_from_here(tmp_path)
 
 def test_systemd_unit_without_a_vault(tmp_path):
     code, _, err = systemd_unit(cwd=tmp_path)
-    assert code == 1 and "no vault found" in err
+    assert code == 2 and "no vault found" in err
     code, text, err = systemd_unit("--vault", str(tmp_path / "later"), cwd=tmp_path)
     assert code == 0 and "is not a vault yet" in err
     assert f"Environment=MODULATIO_VAULT={tmp_path}/later" in text.splitlines()
+    code, text, err = systemd_unit(cwd=tmp_path, env={"MODULATIO_VAULT": str(tmp_path / "l2")})
+    assert code == 0 and "is not a vault yet" in err
+    assert f"Environment=MODULATIO_VAULT={tmp_path / 'l2'}" in text.splitlines()

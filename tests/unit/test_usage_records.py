@@ -76,3 +76,17 @@ def line(tokens_in: int, tokens_out: int, cost: float = 0.0, **extra) -> str:
     return json.dumps({"model": "m", "input_tokens": tokens_in, "output_tokens": tokens_out,
                        "cost_usd": cost, "call_id": f"c{tokens_in}", "agent_id": "test",
                        **extra})
+
+
+def test_an_append_tried_again_writes_its_lines_once_and_ends_a_half_line(tmp_path):
+    append, read_lines = usage.append, usage.read_lines
+    path = tmp_path / "P-P-001.usage.jsonl"
+    block = [{"call_id": "c1", "input_tokens": 1}, {"call_id": "c2", "input_tokens": 2}]
+    append(path, block)
+    append(path, block, again=True)  # the first try's fsync failed, its write did not
+    assert [u["call_id"] for u in read_lines(path)] == ["c1", "c2"]
+    with open(path, "ab") as f:
+        f.write(b'{"call_id": "c3", "inp')  # a write cut short by ENOSPC
+    append(path, [{"call_id": "c3", "input_tokens": 3}], again=True)
+    assert [u["call_id"] for u in read_lines(path)] == ["c1", "c2", "c3"]
+    assert path.read_text().splitlines()[2] == '{"call_id": "c3", "inp'  # one bad line, kept

@@ -129,9 +129,12 @@ def place(vault, name: str, raw: bytes) -> Path:
     return path
 
 
-def check_message(message: str, path: Path, line: int | None, reason: str) -> None:
+def check_message(message: str, path: Path, line: int | None, reason: str,
+                  severity: str = "") -> None:
+    """`path:line: reason`; validate's lines name the severity: `path:line: error: reason`."""
     where = f"{path}:{line}" if line else f"{path}"
-    assert message.startswith(f"{where}: {reason}"), message
+    label = f"{severity}: " if severity else ""
+    assert message.startswith(f"{where}: {label}{reason}"), message
     assert "\n" not in message and "Traceback" not in message
 
 
@@ -151,7 +154,7 @@ def test_bad_input_is_refused_with_one_line_and_left_alone(case, vault, run_cli)
     assert r.code == 1, r
     problems = r.out.splitlines()
     assert len(problems) == 2 and problems[1] == f"1 problem(s) in {vault.root}", r.out
-    check_message(problems[0], path, line, reason)
+    check_message(problems[0], path, line, reason, "error")
 
     if name == "P-P-001.md":
         r = run_cli("plan", "approve", "P-P-001", "--vault", vault.root)
@@ -190,7 +193,7 @@ def test_a_link_out_of_the_vault_is_refused(vault, run_cli, tmp_path):
 
     r = run_cli("validate", "--vault", vault.root)
     assert r.code == 1
-    check_message(r.out.splitlines()[0], path, None, reason)
+    check_message(r.out.splitlines()[0], path, None, reason, "error")
 
     r = run_cli("plan", "approve", "P-P-001", "--vault", vault.root)
     assert r.code == 1
@@ -216,7 +219,7 @@ def test_a_link_looping_or_dangling_is_a_problem_not_a_crash(vault, run_cli):
     (folder / "P-P-001.md").symlink_to(folder / "gone.md")
     r = run_cli("validate", "--vault", vault.root)
     assert r.code == 1 and "Traceback" not in r.out + r.err
-    assert r.out.startswith(f"{folder / 'P-P-001.md'}: cannot be read: ")
+    assert r.out.startswith(f"{folder / 'P-P-001.md'}: error: cannot be read: ")
 
 
 @pytest.mark.parametrize("code", ["../x", "a/b", "..", ".x", ".", "a b", "x$", "", "a\\b",
@@ -263,7 +266,8 @@ def test_validate_checks_the_config(vault, run_cli):
     vault.config_path.write_text("agents:\n  default: {use: mock}\ncolour: blue\n")
     r = run_cli("validate", "--vault", vault.root)
     assert r.code == 1
-    assert r.out.splitlines()[0].startswith(f"{vault.config_path}:3: unknown keys ['colour']")
+    assert r.out.splitlines()[0].startswith(
+        f"{vault.config_path}:3: error: unknown keys ['colour']")
 
 
 def test_validate_reports_a_project_folder_whose_name_is_no_code(vault, run_cli):
@@ -272,7 +276,7 @@ def test_validate_reports_a_project_folder_whose_name_is_no_code(vault, run_cli)
     result = run_cli("validate", "--vault", vault.root)
     assert result.code == 1
     assert result.out.splitlines()[0] == (
-        f"{vault.root / 'my project'}: folder name is not a valid project code, so its plans "
+        f"{vault.root / 'my project'}: error: folder name is not a valid project code, so its plans "
         f"never run (rename it to letters, digits, '_', '-' and '.')")
     assert ".hidden" not in result.out
 
@@ -289,3 +293,5 @@ def test_validate_json_lists_each_problem_for_scripts(vault, run_cli):
     assert problem["path"] == str(path) and problem["line"] == 3
     assert problem["reason"] == "unknown status 'runing'"
     assert problem["hint"].startswith("use one of draft, approved")
+    assert problem["severity"] == "error"
+    assert set(problem) == {"path", "line", "reason", "hint", "severity"}

@@ -82,7 +82,7 @@ def test_every_way_through_the_cli(vault, run_cli, tmp_path):
         assert r.code == 0 and r.out.startswith("P-P-001 "), (how, r)
 
     r = run_cli("plan", "list", cwd=tmp_path)
-    assert r.code == 1 and r.out == ""
+    assert r.code == 2 and r.out == ""
     assert r.err == (f"modulatio: no vault found at or above {tmp_path}: pass --vault PATH, "
                      f"set MODULATIO_VAULT, or create one with `modulatio init PATH`\n")
     r = run_cli("plan", "list", "--vault", tmp_path / "nope")
