@@ -120,14 +120,15 @@ def run_daemon(args, ctx) -> int:
     if args.tick_seconds <= 0:
         from modulatio_d.core.errors import UsageError
         raise UsageError("--tick-seconds must be more than 0")
-    from modulatio_d.store import trust
-
-    if os.geteuid() == 0 and not trust.root_allowed(args.allow_root, ctx.environ):
-        raise ModulatioError(trust.ROOT_REFUSED)
     from modulatio_d.cli.lookup import projects as project_codes
 
     vault = ctx.vault(args)
     projects = project_codes(vault, args.project, ctx)
+    from modulatio_d.store import trust
+
+    # After the arguments (a typo is a usage error first), before anything starts.
+    if os.geteuid() == 0 and not trust.root_allowed(args.allow_root, ctx.environ):
+        raise ModulatioError(trust.ROOT_REFUSED)
     args.log_level = args.log_level or "info"
     if args.detach:
         return _detach(args, ctx, vault, projects)
