@@ -278,7 +278,7 @@ def test_an_untrusted_plan_is_refused_once_with_its_fix(site, tmp_path, case):
     status = site.modulatio(site.ben, "status")
     assert f"T/plans/{plan_id}.md: not trusted: {expect}" in status.stdout, status.stdout
     assert site.status_of(plan_id) == "approved"  # not run, not changed
-    assert f"{plan_id}.md: not trusted" in site.modulatio(site.ana, "validate").stdout
+    assert f"{plan_id}.md: error: not trusted" in site.modulatio(site.ana, "validate").stdout
 
     hint = [line for line in log.read_text().splitlines() if "not trusted" in line][0]
     if fixer == "root":
@@ -306,7 +306,7 @@ def test_a_world_writable_modulatio_folder_stops_the_daemon_at_start(site, tmp_p
         status = site.modulatio(site.ben, "status")
         assert ".modulatio: not trusted: writable by everyone" in status.stdout, status.stdout
         valid = site.modulatio(site.ana, "validate")
-        assert valid.returncode == 1 and f"{meta}: not trusted" in valid.stdout
+        assert valid.returncode == 1 and f"{meta}: error: not trusted" in valid.stdout
         _fix(site, site.service, text[text.index("fix: "):])
         assert stat.S_IMODE(os.stat(meta).st_mode) & 0o002 == 0
         status = site.modulatio(site.ben, "status")  # fixed: no longer listed
