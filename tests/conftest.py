@@ -65,13 +65,20 @@ def pytest_ignore_collect(collection_path: Path, config):
 
 def pytest_collection_modifyitems(config, items):
     """Every test under tests/e2e/ is marked e2e: `pytest -m "not e2e"` is the fast lane.
-    Tests under tests/multihost/ (the GlusterFS test bed) are marked multihost and e2e,
-    and run last: the bed takes a minute, and session fixtures of tests/e2e/ that
-    tests/unit/ reuses (test_status's vault, with its clock running) must not wait for it."""
+    Tests under tests/multihost/ (the GlusterFS test bed) are marked multihost and e2e;
+    every test under tests/torture/ is marked torture and e2e (`pytest -m torture` runs
+    that lane alone). Both run last, the torture lane at the very end: their minutes
+    between two other tests would age what those share (a vault built once per session
+    and judged by how long ago its daemons ticked)."""
     for item in items:
-        if "e2e" in item.path.parts:
+        parts = item.path.parts
+        if "e2e" in parts:
             item.add_marker(pytest.mark.e2e)
-        if "multihost" in item.path.parts:
+        if "multihost" in parts:
             item.add_marker(pytest.mark.multihost)
             item.add_marker(pytest.mark.e2e)
-    items.sort(key=lambda item: "multihost" in item.path.parts)  # stable: the rest keep order
+        if "torture" in parts:
+            item.add_marker(pytest.mark.torture)
+            item.add_marker(pytest.mark.e2e)
+    # stable: the rest keep their order; multihost, then torture, at the end
+    items.sort(key=lambda item: ("torture" in item.path.parts, "multihost" in item.path.parts))
