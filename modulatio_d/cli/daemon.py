@@ -9,54 +9,18 @@ import os
 import signal
 import sys
 
-from modulatio_d.core.controls import neutralise
 
+def setup_logging(level: str, fmt: str, stream=None, environ: dict[str, str] | None = None,
+                  ) -> None:
+    """Log to `stream` (stderr) as text or JSON; with syslog priority prefixes and no
+    timestamp of the text's own when the stream is systemd's journal (daemon/logfmt.py)."""
+    from modulatio_d.daemon import logfmt
 
-class _JsonFormatter(logging.Formatter):
-    """One JSON object a line; extra fields (modulatio_event, plan_id, ...) included."""
-
-    _PLAIN = set(vars(logging.makeLogRecord({})))
-
-    def format(self, record: logging.LogRecord) -> str:
-        line = {"ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"), "level": record.levelname,
-                "logger": record.name, "message": record.getMessage()}
-        line.update({k: v for k, v in vars(record).items() if k not in self._PLAIN})
-        return json.dumps(line, default=str)
-
-
-class TextFormatter(logging.Formatter):
-    """`<time> <LEVEL> <logger>: <message>`, one line per record whatever the message holds.
-
-    Messages carry vault text (titles, paths, reasons): its control characters
-    are shown escaped, so a newline in a step title cannot forge a log line and
-    an escape sequence cannot reach the terminal of whoever tails the log. A
-    traceback keeps its lines, each indented, so none of them can pass for a
-    record either.
-    """
-
-    def __init__(self) -> None:
-        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-    def formatMessage(self, record: logging.LogRecord) -> str:
-        return neutralise(super().formatMessage(record))
-
-    def formatException(self, ei) -> str:
-        return _indented(super().formatException(ei))
-
-    def formatStack(self, stack_info: str) -> str:
-        return _indented(super().formatStack(stack_info))
-
-
-def _indented(text: str) -> str:
-    return "\n".join("    " + neutralise(line) for line in text.split("\n"))
-
-
-def setup_logging(level: str, fmt: str, stream=None) -> None:
-    handler = logging.StreamHandler(stream or sys.stderr)
-    if fmt == "json":
-        handler.setFormatter(_JsonFormatter())
-    else:
-        handler.setFormatter(TextFormatter())
+    stream = stream or sys.stderr
+    journal = logfmt.is_journal(stream, os.environ if environ is None else environ)
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logfmt.JsonFormatter(journal) if fmt == "json"
+                         else logfmt.TextFormatter(journal))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
@@ -132,7 +96,7 @@ def run_daemon(args, ctx) -> int:
     args.log_level = args.log_level or "info"
     if args.detach:
         return _detach(args, ctx, vault, projects)
-    setup_logging(args.log_level, args.log_format, ctx.err)
+    setup_logging(args.log_level, args.log_format, ctx.err, ctx.environ)
     return Daemon(vault, projects, args.tick_seconds, args.once, utcnow, ctx.environ).run()
 
 

@@ -46,7 +46,7 @@ class Budget:
         try:
             lines = usage.read_lines(scratch, warn=True, start=attempt.usage_from)
         except OSError as e:  # the runs folder is unusable (the step could not start)
-            log.warning("usage of plan %s step %d not read: %s", plan.id, step.index, e)
+            log.warning("usage of plan %s step %d not read: %s", plan.id, step.index + 1, e)
             lines = []
         if not lines:  # one line per executor call, even when it reported nothing
             lines = [{"timestamp": format_time(attempt.ended), "model": None,

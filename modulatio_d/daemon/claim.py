@@ -89,7 +89,7 @@ class Claimed:
     def release(self) -> None:
         """Drop the lock; touch a plan left `executing` (step 6 of the protocol)."""
         self.lock.release()
-        log.info("released %s", self.held.plan.id)
+        log.info("released %s (%s)", self.held.plan.id, self.held.plan.status.value)
         if self.held.plan.status is PlanStatus.EXECUTING:
             try:
                 os.utime(self.held.path)

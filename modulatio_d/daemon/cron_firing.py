@@ -202,8 +202,7 @@ class CronFirer:
             atomic.write_new(path, text.encode())
         except FileExistsError:
             return None
-        self.events("cron_fired", **fields, plan=kickoff)
-        log.info("cron %s fired %s for %s", entry.id, kickoff, fields["scheduled_for"])
+        self.events("cron_fired", **fields, plan=kickoff)  # logged by daemon/story.py
         return kickoff
 
     def _advance(self, path: Path, snap: Snapshot, value: str) -> None:

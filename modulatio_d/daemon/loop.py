@@ -47,6 +47,7 @@ from modulatio_d.daemon.runner import Runner
 from modulatio_d.daemon.scan import Candidate, Scanner
 from modulatio_d.daemon.sdnotify import NOTIFY_ENV_VARS, Notifier
 from modulatio_d.daemon.services import Clocks, Services, Stop
+from modulatio_d.daemon.story import Story
 from modulatio_d.daemon.wake import Waker, Watcher
 from modulatio_d.store import config, tempfiles, trust
 from modulatio_d.store.events import EventLog
@@ -70,7 +71,7 @@ class Daemon:
         self.once = once
         self.clock = clock
         self.monotonic = monotonic
-        self.events = EventLog(vault.events_path, clock)
+        self.events = Story(EventLog(vault.events_path, clock))  # events.jsonl + log lines
         self.stop = Stop()
         self.waker = Waker()
         self.guard = trust.Guard(vault.root, self.events, vault, monotonic)
@@ -280,8 +281,7 @@ class Daemon:
             self.cron = CronFirer(self.vault, self.events, clock=self.clock, guard=self.guard)
         self._last_cron = self.monotonic()
         for project in self.scanner.served():
-            for plan_id in self.cron.fire_due(project, now):
-                log.info("cron kickoff %s created", plan_id)
+            self.cron.fire_due(project, now)  # each kickoff is logged as its cron_fired event
 
     def _beat(self, now: datetime, plan: Plan | None, step: SubObjective | None) -> None:
         self._last_beat = self.monotonic()

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from datetime import datetime
 
 from modulatio_d.core.plan import Plan, PlanStatus, SubObjective
@@ -118,8 +119,6 @@ class Runner:
         self._prewritten = None
         self.svc.events("step_started", project=self.held.project, plan=self.plan.id,
                         index=step.index, attempt=number, title=step.title)
-        log.info("plan %s step %d attempt %d: %s", self.plan.id, step.index, number,
-                 step.title)
         self.svc.periodic(self.plan, step)
         log_path, scratch = step_files(self.runs_dir, step.index, number)
         ctx = StepContext(self.held.vault.root, self.held.project, self.plan, step, number,
@@ -128,12 +127,12 @@ class Runner:
                            lambda: self._between(step))
         if done.outcome is Outcome.INTERRUPTED:
             log.info("plan %s step %d stopped (shutdown); left in flight", self.plan.id,
-                     step.index)
+                     step.index + 1)  # steps counted from 1 in the log, as people count
             return
         if self._lost and not self._token_on_disk():
             log.warning("plan %s step %d ended after its lock file was %s, and the plan no "
                         "longer carries our claim: its result is not written (the step runs "
-                        "again under the new claim)", self.plan.id, step.index, self._lost)
+                        "again under the new claim)", self.plan.id, step.index + 1, self._lost)
             return
         self.budget.fold(self.plan, step, number, done, scratch)
         self._flush_usage(patient=True)
@@ -206,7 +205,9 @@ class Runner:
                 changes["status"] = PlanStatus.FAILED.value
         self.svc.events("step_ended", project=self.held.project, plan=self.plan.id,
                         index=step.index, attempt=number, outcome=done.outcome.value,
-                        exit=done.exit, decision=d.value, duration_s=entry["duration_s"])
+                        exit=done.exit, decision=d.value, duration_s=entry["duration_s"],
+                        title=step.title,
+                        log=os.path.relpath(done.log_path, self.held.vault.root))
         if executing and d in (Decision.PAUSE, Decision.REVISE_MAJOR):
             severity = tickets.Severity.CRITICAL if d is Decision.REVISE_MAJOR \
                 else tickets.Severity.WARNING
@@ -219,7 +220,7 @@ class Runner:
         before = self.plan.status
         plan = self.writer.write(changes)
         if plan.status is not before:
-            self.writer.status_event(before, plan.status)
+            self.writer.status_event(before, plan.status, plan.last_error)
 
     def _flush_usage(self, patient: bool) -> None:
         """Append the pending usage lines; when they cannot be written, they wait."""

@@ -121,11 +121,13 @@ class PlanWriter:
         self.svc.events("ticket_opened", project=self.held.project, plan=plan.id,
                         ticket=ticket_id, severity=severity.value, reason=reason)
         self.write({**changes, "status": PlanStatus.PAUSED.value, "last_error": reason})
-        self.status_event(PlanStatus.EXECUTING, PlanStatus.PAUSED)
+        self.status_event(PlanStatus.EXECUTING, PlanStatus.PAUSED, reason)
 
-    def status_event(self, before: PlanStatus, after: PlanStatus) -> None:
+    def status_event(self, before: PlanStatus, after: PlanStatus,
+                     reason: str | None = None) -> None:
         self.svc.events("status_changed", project=self.held.project, plan=self.plan.id,
-                        previous=before.value, status=after.value, by="daemon")
+                        previous=before.value, status=after.value, by="daemon",
+                        **({"reason": reason} if reason else {}))
 
     def report_bad(self, error: Exception) -> None:
         """Tell once per problem that the plan cannot be written back (it waits for a fix)."""

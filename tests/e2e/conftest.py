@@ -17,7 +17,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from every_state import build_every_state, tear_down
+from every_state import beat_remote, build_every_state, tear_down
 from helpers import PROJECT, STEP_TOOL, Daemon, DVault, kill_vault_processes
 
 from modulatio_d.ops.init import init
@@ -60,7 +60,15 @@ def daemons(dvault: DVault, tmp_path: Path):
 
 
 @pytest.fixture(scope="session")
-def every_state(tmp_path_factory):
+def every_state_built(tmp_path_factory):
     state = build_every_state(tmp_path_factory.mktemp("every"))
     yield state
     tear_down(state)
+
+
+@pytest.fixture(scope="module")
+def every_state(every_state_built):
+    """The session's every-state vault, its live remote heartbeat written anew for each
+    module: minutes of other tests between two modules must not make it stale."""
+    beat_remote(every_state_built)
+    return every_state_built

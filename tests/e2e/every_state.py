@@ -156,12 +156,19 @@ def build_every_state(root: Path) -> EveryState:
         "pid": stale_pid, "host": HOST, "started_at": format_time(old - timedelta(days=1)),
         "tick_seconds": 30.0, "version": "0.1.0", "last_tick": format_time(old),
         "active_plan": "LATER-P-002", "step": 1}))
-    write(beats / "elsewhere.42.json", json.dumps({
-        "pid": 42, "host": "elsewhere", "started_at": format_time(now - timedelta(hours=3)),
+    state = EveryState(vault, daemon, stale_pid, now)
+    beat_remote(state)
+    return state
+
+
+def beat_remote(state: EveryState) -> None:
+    """The live daemon of another host ticks now (started three hours before the build)."""
+    write(state.vault.daemons_dir / "elsewhere.42.json", json.dumps({
+        "pid": 42, "host": "elsewhere",
+        "started_at": format_time(state.started - timedelta(hours=3)),
         "tick_seconds": 30.0, "version": "0.1.0",
         "last_tick": format_time(datetime.now(UTC)), "active_plan": None,
         "step": None}))
-    return EveryState(vault, daemon, stale_pid, now)
 
 
 def tear_down(state: EveryState) -> None:

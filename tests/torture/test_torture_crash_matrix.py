@@ -58,10 +58,6 @@ MUST_INCLUDE = {
     "heartbeat": ('unlink("V/.modulatio/daemons/HB.json")',),
 }
 XFAIL = {
-    ("eio", "usage"): "6: EIO on the usage append after a successful step leaves the plan "
-                      "executing with in_flight set: the next daemon re-runs the step",
-    ("enospc", "usage"): "6: ENOSPC on the usage append after a successful step: the next "
-                         "daemon re-runs the step",
     ("eio", "step"): "6: EIO unlinking the scratch usage file (or making .runs/, opening the "
                      "step log) records the attempt as `error` and pauses the plan with a "
                      "ticket although the step never ran",

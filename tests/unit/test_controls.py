@@ -15,8 +15,8 @@ import sys
 
 import pytest
 
-from modulatio_d.cli.daemon import TextFormatter
 from modulatio_d.core.controls import neutralise
+from modulatio_d.daemon.logfmt import TextFormatter
 
 HOSTILE = {
     "OSC window title": ("\x1b]0;pwned\x07", "\\x1b]0;pwned\\x07"),
