@@ -36,7 +36,8 @@ def main() -> None:
                                  "print('ready', flush=True); sys.stdin.read()"],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         daemon = subprocess.Popen([sys.executable, "-m", "modulatio_d", "daemon", "--vault",
-                                   str(root), "--tick-seconds", "1", "--log-level", "warning"])
+                                   str(root), "--tick-seconds", "1", "--log-level", "warning",
+                                   "--allow-root"])
         try:
             base.stdout.readline()
             beats = root / ".modulatio" / "daemons"

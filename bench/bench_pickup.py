@@ -85,7 +85,7 @@ def main() -> None:
         folder.mkdir(parents=True)
         daemon = subprocess.Popen(
             [sys.executable, "-m", "modulatio_d", "daemon", "--vault", str(root),
-             "--tick-seconds", "30", "--log-level", "warning"])
+             "--tick-seconds", "30", "--log-level", "warning", "--allow-root"])
         try:
             # wait until the daemon is idle: its heartbeat exists
             beats = root / ".modulatio" / "daemons"

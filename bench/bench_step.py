@@ -45,7 +45,8 @@ def run_daemon(steps: int) -> float:
         (folder / "B-P-001.md").write_text(plan_text(steps))
         t = time.perf_counter()
         subprocess.run([sys.executable, "-m", "modulatio_d", "daemon", "--vault",
-                        str(vault.root), "--once", "--log-level", "warning"], check=True)
+                        str(vault.root), "--once", "--log-level", "warning", "--allow-root"],
+                       check=True)
         elapsed = time.perf_counter() - t
         assert "status: completed" in (folder / "B-P-001.md").read_text()
         return elapsed

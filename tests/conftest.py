@@ -26,6 +26,12 @@ settings.register_profile("ci", derandomize=True, database=None, print_blob=True
 if os.environ.get("HYPOTHESIS_PROFILE"):
     settings.load_profile(os.environ["HYPOTHESIS_PROFILE"])
 
+# CI runs every test as root, and a daemon refuses to run as root without this
+# opt-in (store/trust.py): every daemon a test starts inherits it from here
+# (tests/e2e/conftest.py's `daemons`, which starts daemons with a cleaned environment, sets it
+# itself). Tests of the refusal remove it.
+os.environ["MODULATIO_ALLOW_ROOT"] = "1"
+
 
 @pytest.fixture
 def vault(tmp_path: Path) -> vault_mod.Vault:

@@ -101,10 +101,10 @@ def run_list(args, ctx) -> int:
         return 0
     for r in rows:
         if not r["valid"]:
-            ctx.print(f"{r['id']:<16} INVALID  {r['error']}")
+            ctx.say(f"{r['id']:<16} INVALID  {r['error']}")
             continue
         state = "enabled" if r["enabled"] else "disabled"
-        ctx.print(f"{r['id']:<16} {r['schedule']:<16} {r['timezone']:<18} {state:<8} "
+        ctx.say(f"{r['id']:<16} {r['schedule']:<16} {r['timezone']:<18} {state:<8} "
                   f"last {r['last_fired_for'] or '-':<25} next {r['next_fire'] or '-':<25} "
                   f"{r['objective']}")
     return 0

@@ -39,6 +39,9 @@ def register(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -
                    help="debug, info (default), warning or error")
     p.add_argument("--log-format", default="text", choices=["text", "json"],
                    help="text (default) or json: one object a line with the event fields")
+    p.add_argument("--allow-root", action="store_true",
+                   help="run even as root (containers, CI, where root is the only user); "
+                        "also MODULATIO_ALLOW_ROOT=1. Every step then runs as root")
     p.add_argument("--detach", action="store_true",
                    help="run in the background without systemd: pid file "
                         ".modulatio/daemon.pid, log .modulatio/daemon.log; reports the pid "
@@ -74,6 +77,7 @@ def run_daemon(args, ctx) -> int:
         signal.signal(signal.SIGTERM, _stop_before_start)
         signal.signal(signal.SIGINT, _stop_before_start)
         signal.signal(signal.SIGHUP, _hangup_before_start)
+    from modulatio_d.core.errors import ModulatioError
     from modulatio_d.core.times import utcnow
     from modulatio_d.daemon.loop import Daemon
 
@@ -84,6 +88,11 @@ def run_daemon(args, ctx) -> int:
 
     vault = ctx.vault(args)
     projects = project_codes(vault, args.project, ctx)
+    from modulatio_d.store import trust
+
+    # After the arguments (a typo is a usage error first), before anything starts.
+    if os.geteuid() == 0 and not trust.root_allowed(args.allow_root, ctx.environ):
+        raise ModulatioError(trust.ROOT_REFUSED)
     args.log_level = args.log_level or "info"
     if args.detach:
         return _detach(args, ctx, vault, projects)
@@ -100,6 +109,8 @@ def _detach(args, ctx, vault, projects) -> int:
         argv += ["--project", p]
     if args.once:
         argv.append("--once")
+    if args.allow_root:
+        argv.append("--allow-root")
     started = detach.start(vault, argv, ctx.environ)
     log = detach.log_path(vault)
     if started.already:

@@ -32,6 +32,7 @@ from typing import NoReturn, TextIO
 
 from modulatio_d import __version__
 from modulatio_d.cli.lookup import close_match
+from modulatio_d.core.controls import neutralise
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -47,6 +48,7 @@ class Context:
     cwd: Path
     out: TextIO = field(default=sys.stdout)
     err: TextIO = field(default=sys.stderr)
+    _warned: bool = field(default=False, repr=False)
 
     def vault(self, args: argparse.Namespace):
         """--vault, else $MODULATIO_VAULT, else the nearest folder holding .modulatio/.
@@ -67,11 +69,38 @@ class Context:
             if not (path / META).is_dir():
                 raise UsageError(f"{path} is not a vault: it has no {META}/ folder (from "
                                  f"{source}); make it one with `modulatio init {path}`")
-            return find_vault(str(path), self.environ, self.cwd)
-        return find_vault(None, self.environ, self.cwd)
+            found = find_vault(str(path), self.environ, self.cwd)
+        else:
+            found = find_vault(None, self.environ, self.cwd)
+        self._warn_root(found.root)
+        return found
+
+    def _warn_root(self, root: Path) -> None:
+        """Root acting in someone else's vault: what it creates belongs to root (the
+        owner's daemon may then be locked out of it), and it acts on files whoever
+        writes the vault chose. Said once, on stderr."""
+        if os.geteuid() != 0 or self._warned:
+            return
+        try:
+            owner = os.stat(root).st_uid
+        except OSError:
+            return
+        if owner == 0:
+            return
+        from modulatio_d.store.trust import user_name
+        self._warned = True
+        name = user_name(owner)
+        print(f"modulatio: warning: running as root in a vault owned by {name} (uid {owner}): "
+              f"what this command creates belongs to root; run it as {name} "
+              f"(`runuser -u {name} -- modulatio ...`)", file=self.err)
 
     def print(self, *parts: object) -> None:
         print(*parts, file=self.out)
+
+    def say(self, line: str) -> None:
+        """One line of text for people: vault text in it is shown with its control
+        characters escaped (core/controls.py). JSON goes through `print`, exact."""
+        print(neutralise(line), file=self.out)
 
     def note(self, text: str) -> None:
         print(f"modulatio: note: {text}", file=self.err)
@@ -220,7 +249,7 @@ def _run(args: argparse.Namespace, ctx: Context) -> int:
         print(f"modulatio: {e}{suggest_id(args, ctx, e)}", file=ctx.err)
         return _unknown_if_probe(args, e.exit_code)
     except ModulatioError as e:
-        print(f"modulatio: {e}", file=ctx.err)
+        print(f"modulatio: {neutralise(str(e))}", file=ctx.err)
         return _unknown_if_probe(args, e.exit_code)
     except KeyboardInterrupt:
         return 130

@@ -66,10 +66,26 @@ def run_status(args, ctx) -> int:
 
 
 def run_metrics(args, ctx) -> int:
+    from modulatio_d.core.errors import ModulatioError
     from modulatio_d.core.times import utcnow
-    from modulatio_d.ops.metrics import text
+    from modulatio_d.ops import metrics
 
-    data = text(ctx.vault(args), utcnow(), ctx.environ)
+    vault = ctx.vault(args)
+    now = utcnow()
+    try:
+        _write_metrics(args, ctx, metrics.text(vault, now, ctx.environ))
+    except Exception as e:
+        # Still write a file: a collector must not go on serving the last one as fresh.
+        _write_metrics(args, ctx, metrics.failed(now, e))
+        if not isinstance(e, (ModulatioError, OSError, ValueError)):
+            raise  # a bug: keep its traceback
+        print(f"modulatio: metrics: could not read {vault.root}: {e}", file=ctx.err)
+        return 1
+    return 0
+
+
+def _write_metrics(args, ctx, data: str) -> None:
+    raw = data.encode("utf-8", "backslashreplace")  # never a UnicodeEncodeError
     if args.output:
         from pathlib import Path
 
@@ -78,10 +94,15 @@ def run_metrics(args, ctx) -> int:
         path = Path(args.output)
         if not path.is_absolute():
             path = ctx.cwd / path
-        atomic.replace(path, data.encode())
-    else:
-        ctx.out.write(data)
-    return 0
+        atomic.replace(path, raw)
+        return
+    buffer = getattr(ctx.out, "buffer", None)
+    if buffer is None:  # a text stream with no bytes beneath (a StringIO)
+        ctx.out.write(raw.decode("utf-8"))
+        return
+    ctx.out.flush()
+    buffer.write(raw)
+    buffer.flush()
 
 
 def run_ps(args, ctx) -> int:
@@ -101,7 +122,7 @@ def run_ps(args, ctx) -> int:
               f"{'ACTIVE PLAN':<24} STEP")
     for r in rows:
         last = "starting" if r.get("starting") else f"{duration(r['age_s'])} ago"
-        ctx.print(f"{r['pid']:<8} {r['host']:<16} {duration(r['uptime_s']):<8} "
+        ctx.say(f"{r['pid']:<8} {r['host']:<16} {duration(r['uptime_s']):<8} "
                   f"{last:<10} {'detached' if r['detached'] else '':<9} "
                   f"{r['active_plan'] or '-':<24} {'-' if r['step'] is None else r['step']}")
     return 0
@@ -110,13 +131,14 @@ def run_ps(args, ctx) -> int:
 def run_stop(args, ctx) -> int:
     import socket
 
-    from modulatio_d.ops import detach
+    from modulatio_d.core.controls import neutralise
+    from modulatio_d.ops import detach, stopping
 
     if args.timeout < 0:
         from modulatio_d.core.errors import UsageError
         raise UsageError("--timeout must be 0 or more")
     vault = ctx.vault(args)
-    targets, left = detach.stop(vault, args.timeout, all_here=args.all)
+    targets, left = stopping.stop(vault, args.timeout, all_here=args.all)
     if not targets:
         ctx.print("no detached daemon runs on this vault" if not args.all else
                   "no daemon of this vault runs on this host")
@@ -127,22 +149,24 @@ def run_stop(args, ctx) -> int:
                    "killed": f"{what} {t.pid} did not stop within {args.timeout:g}s: killed "
                              f"(SIGKILL); its plan stays executing and the next daemon "
                              f"resumes it",
-                   "running": f"{what} {t.pid} is still running after SIGKILL"}[t.result])
+                   "running": f"{what} {t.pid} is still running after SIGKILL",
+                   "denied": f"{what} {t.pid} runs as another user: not permitted to signal "
+                             f"it; run stop as the daemon's user (or root)"}[t.result])
     here = socket.gethostname()
     for b in left:
-        if b.get("not_daemon"):
+        if b.get("refused") and b.get("detached"):
             note = (f"{detach.pid_path(vault)} is locked but names pid {b['pid']}, which is "
-                    f"not a modulatio daemon: not signalled")
+                    f"{b['refused']}: not signalled")
+        elif b.get("refused"):
+            note = f"daemon {b['pid']} left alone: it is {b['refused']}"
         elif b.get("host") != here:
             note = f"daemon {b['pid']} on {b.get('host')} still runs on this vault"
-        elif args.all:
-            note = (f"daemon {b['pid']} left alone: its command line is not a modulatio "
-                    f"daemon's (a reused pid?)")
         else:
             note = (f"daemon {b['pid']} still runs on this vault (not started with --detach): "
                     f"`modulatio stop --all` stops it; use systemctl if systemd runs it")
-        print(f"modulatio: note: {note}", file=ctx.err)
-    stuck = any(t.result == "running" for t in targets) or any(b.get("not_daemon") for b in left)
+        print(f"modulatio: note: {neutralise(note)}", file=ctx.err)
+    stuck = any(t.result in ("running", "denied") for t in targets) or \
+        any(b.get("refused") and b.get("detached") for b in left)
     return 1 if stuck else 0
 
 

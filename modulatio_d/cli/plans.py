@@ -103,8 +103,8 @@ def run_list(args, ctx) -> int:
         ctx.print(json.dumps(rows, indent=2))
         return 0
     for r in rows:
-        ctx.print(f"{r['id']:<24} {r['status']:<10} {r['done']}/{r['total']:<4} "
-                  f"p{r['priority']:<4} {r['title']}")
+        ctx.say(f"{r['id']:<24} {r['status']:<10} {r['done']}/{r['total']:<4} "
+                f"p{r['priority']:<4} {r['title']}")
     return 0
 
 
@@ -115,17 +115,17 @@ def run_show(args, ctx) -> int:
     if args.json:
         ctx.print(json.dumps(info, indent=2))
         return 0
-    ctx.print(f"{info['id']}  {info['title']}")
-    ctx.print(f"status:   {info['status']}   progress: {info['done']}/{info['total']}")
+    ctx.say(f"{info['id']}  {info['title']}")
+    ctx.say(f"status:   {info['status']}   progress: {info['done']}/{info['total']}")
     if info.get("last_error"):
-        ctx.print(f"error:    {info['last_error']}")
+        ctx.say(f"error:    {info['last_error']}")
     u = info["usage"]
-    ctx.print(f"usage:    {u['calls']} calls, {u['input_tokens'] + u['output_tokens']} tokens, "
-              f"${u['cost_usd']:.4f}")
+    ctx.say(f"usage:    {u['calls']} calls, {u['input_tokens'] + u['output_tokens']} tokens, "
+                f"${u['cost_usd']:.4f}")
     for i, step in enumerate(info["sub_objectives"]):
         mark = "x" if i < info["done"] else ">" if i == info["done"] else " "
-        ctx.print(f"  [{mark}] {i}: {step}")
+        ctx.say(f"  [{mark}] {i}: {step}")
     for e in info["reflection_log"]:
-        ctx.print(f"  log: step {e.get('index')} attempt {e.get('attempt')} {e.get('outcome')} "
-                  f"-> {e.get('decision')} ({e.get('duration_s')}s) {e.get('summary', '')}")
+        ctx.say(f"  log: step {e.get('index')} attempt {e.get('attempt')} {e.get('outcome')} "
+                f"-> {e.get('decision')} ({e.get('duration_s')}s) {e.get('summary', '')}")
     return 0

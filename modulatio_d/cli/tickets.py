@@ -29,9 +29,9 @@ def run_list(args, ctx) -> int:
         ctx.print(json.dumps(rows, indent=2))
     for r in [] if args.json else rows:
         if "error" in r:
-            ctx.print(f"{r['id']:<28} INVALID  {r['error']}")
+            ctx.say(f"{r['id']:<28} INVALID  {r['error']}")
         else:
-            ctx.print(f"{r['id']:<28} {r['severity']:<8} {r['decision']:<8} {r['plan']:<20} "
+            ctx.say(f"{r['id']:<28} {r['severity']:<8} {r['decision']:<8} {r['plan']:<20} "
                       f"{r['reason']}")
     return 0
 

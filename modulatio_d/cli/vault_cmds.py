@@ -12,6 +12,9 @@ def register(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -
     p.add_argument("path", type=Path, help="the folder (made if missing)").complete = "dir"
     p.add_argument("--example", action="store_true",
                    help="copy the example vault shipped with the package (offline, runnable)")
+    p.add_argument("--group", metavar="NAME",
+                   help="share the vault with group NAME: setgid folders, group-writable, "
+                        "nothing for others, trusted_group NAME in the config")
     p.set_defaults(run=run_init)
 
     p = sub.add_parser("validate", parents=[parent],
@@ -28,7 +31,7 @@ def register(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -
 def run_init(args: argparse.Namespace, ctx) -> int:
     from modulatio_d.ops.init import init
 
-    vault = init(args.path, example=args.example)
+    vault = init(args.path, example=args.example, group=args.group)
     ctx.print(f"vault ready at {vault.root}")
     return 0
 
@@ -45,7 +48,7 @@ def run_validate(args: argparse.Namespace, ctx) -> int:
         ctx.print(json.dumps([p.as_dict() for p in problems], indent=2))
         return code
     for problem in problems:
-        ctx.print(problem)
+        ctx.say(str(problem))
     also = f" and {warnings} warning(s)" if warnings else ""
     if errors:
         ctx.print(f"{errors} problem(s){also} in {vault.root}")

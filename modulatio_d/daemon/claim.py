@@ -11,7 +11,9 @@ Protocol of `Claimer.claim(candidate)`, for a plan the scan found claimable:
    the version from before the last holder's last write (docs/multi-host.md).
    Past the wait it goes on with what it reads (`claim_read_behind`: a
    person's stale save can bring an older rev back; the record repairs it).
-   Then re-read the plan under the lock (HeldPlan). A person's stale save, one
+   Before that, the file's owner and mode are checked again (store/trust.py:
+   the scan judged the version it saw). Then re-read the plan under the lock
+   (HeldPlan). A person's stale save, one
    that brings back daemon keys older than the daemon's own record, is
    repaired from the record first (`stale_save_repaired`).
 3. No longer `approved` or `executing` (claimed and finished meanwhile, or a
@@ -65,9 +67,10 @@ from modulatio_d.core.errors import BadFile, FileChanged
 from modulatio_d.core.plan import CLAIMABLE, PlanStatus
 from modulatio_d.core.times import parse_time
 from modulatio_d.daemon.scan import Candidate
-from modulatio_d.store import heartbeat, processes
+from modulatio_d.store import fs, heartbeat, processes
 from modulatio_d.store.lock import FileLock, lock_path
 from modulatio_d.store.plan_file import HeldPlan, read_plan
+from modulatio_d.store.trust import Checks
 from modulatio_d.store.vault import Vault
 
 log = logging.getLogger("modulatio.daemon")
@@ -122,12 +125,14 @@ class Claimed:
 
 class Claimer:
     def __init__(self, vault: Vault, events: Callable[..., None],
-                 clock: Callable[[], datetime], host: str, pid: int):
+                 clock: Callable[[], datetime], host: str, pid: int,
+                 trust: Checks | None = None):
         self.vault = vault
         self.events = events
         self.clock = clock
         self.host = host
         self.pid = pid
+        self.trust = trust
         self._told_held: set[tuple[str, int]] = set()  # (plan, holder pid) reported
 
     def claim(self, c: Candidate) -> Claimed | Missed:
@@ -141,6 +146,10 @@ class Claimer:
             log.error("claim %s: %s", c.path.stem, e)
             return Missed.REFUSED
         try:
+            if self.trust is not None:  # the scan judged the file; this may be a newer one
+                untrusted = self.trust.file_problem(c.path, fs.stat_of(c.path))
+                if untrusted is not None:
+                    raise untrusted
             noted = lock.noted()
             self._read_fresh(c, noted)
             held = HeldPlan(self.vault, c.path, self.events)

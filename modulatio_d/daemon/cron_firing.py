@@ -17,6 +17,9 @@ A daemon killed between 3 and 4 leaves last_fired_for behind; the next
 decision yields the same ids, finds them taken and only advances. So each
 scheduled instant yields at most one kickoff, however many daemons run.
 
+An entry, or a cron/ or project folder, that fails the trust checks
+(store/trust.py) fires nothing and is told once, like a malformed one.
+
 A disabled entry fires nothing, but its due times are still passed over
 (logged as skipped, last_fired_for advanced), so enabling it again does not
 fire the times of the disabled period. A malformed entry is never written:
@@ -50,6 +53,7 @@ from modulatio_d.store.cron_entries import (
 from modulatio_d.store.events import utcnow
 from modulatio_d.store.lock import FileLock, lock_path
 from modulatio_d.store.refusals import Refusals
+from modulatio_d.store.trust import Checks
 from modulatio_d.store.vault import SETTLE_S, Vault, decode
 from modulatio_d.store.zones import Zones
 
@@ -75,8 +79,10 @@ class CronFirer:
 
     def __init__(self, vault: Vault, events: Callable[..., None],
                  host_zone: tzinfo | None = None, settle_s: float = SETTLE_S,
-                 clock: Callable[[], datetime] = utcnow):
+                 clock: Callable[[], datetime] = utcnow, trust: Checks | None = None):
         self.vault = vault
+        self.trust = trust
+        self._generation = trust.generation if trust else 0
         self.events = events
         self.host_zone = host_zone if host_zone is not None else zones.host_zone()
         self.settle_s = settle_s
@@ -90,6 +96,13 @@ class CronFirer:
         """Create the kickoff plans due at `now`; returns their ids, oldest first."""
         created: list[str] = []
         alive: set[str] = set()
+        if self.trust is not None:
+            if self.trust.generation != self._generation:
+                self._generation = self.trust.generation
+                self._known.clear()  # judged under another policy: judge every entry again
+            if not (self.trust.folder_ok(self.vault.project_dir(project), project)
+                    and self.trust.folder_ok(self.vault.cron_dir(project), project)):
+                return created
         for item in sorted(self.vault.files(project, "cron"), key=lambda e: e.name):
             alive.add(item.path)
             try:
@@ -245,13 +258,20 @@ class CronFirer:
 
     def _look(self, path: Path) -> _Known | None:
         try:
-            sig = atomic.signature(fs.stat_of(path))
+            st = fs.stat_of(path)
         except FileNotFoundError:
             return None
+        sig = atomic.signature(st)
         known = self._known.get(str(path))
         if known is not None and known.signature == sig:
             return known
         project = self.vault.project_of(path)
+        untrusted = self.trust.file_problem(path, st) if self.trust is not None else None
+        if untrusted is not None:  # owner and mode are in the signature: told once each
+            self.refusals.tell(path, project, untrusted, (sig, self._generation))
+            known = _Known(sig, None, untrusted, None)
+            self._known[str(path)] = known
+            return known
         try:
             snap, entry = read_snapshot(self.vault, path)
         except FileNotFoundError:

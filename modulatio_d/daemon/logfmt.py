@@ -1,6 +1,8 @@
 """The daemon's log line formats: text, JSON, and journald's priority prefixes.
 
-- text: `<time> <LEVEL> <logger>: <message>`.
+- text: `<time> <LEVEL> <logger>: <message>`, one line per record: control
+  characters of the message (vault text: titles, paths, reasons) shown
+  escaped (core/controls.py), a traceback's lines indented.
 - json: one object a line: `ts`, `level`, `logger`, `message`, then the
   record's extras (daemon/story.py gives `modulatio_event`, `plan_id`,
   `project`, `step`, `attempt`).
@@ -19,6 +21,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+
+from modulatio_d.core.controls import neutralise
 
 TEXT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 JOURNAL_TEXT = "%(levelname)s %(name)s: %(message)s"
@@ -68,7 +72,22 @@ class TextFormatter(logging.Formatter):
         return super().formatMessage(record)
 
     def message(self, record: logging.LogRecord) -> str:
-        return record.message
+        # Messages carry vault text (titles, paths, reasons): control characters shown
+        # escaped, so a newline in a step title cannot forge a log line and an escape
+        # sequence cannot reach the terminal of whoever tails the log.
+        return neutralise(record.message)
+
+    def formatException(self, ei) -> str:  # noqa: N802 (logging's name)
+        return _indented(super().formatException(ei))
+
+    def formatStack(self, stack_info: str) -> str:  # noqa: N802 (logging's name)
+        return _indented(super().formatStack(stack_info))
+
+
+def _indented(text: str) -> str:
+    """A traceback's lines, each indented (none can pass for a record) and made safe
+    (an exception's message is vault text as often as not)."""
+    return "\n".join("    " + neutralise(line) for line in text.split("\n"))
 
 
 class JsonFormatter(logging.Formatter):

@@ -9,6 +9,12 @@ a vault file changes (inotify), sooner after a claim lost to a busy lock.
 A plan whose file cannot be written (disk full) is left alone BACKOFF_TICKS
 ticks. Time comes from the clocks passed in (wall and monotonic).
 
+Before the first tick the vault, the folders above it and `.modulatio/` must
+pass the trust checks (store/trust.py) or the daemon exits 1; each tick checks
+the vault and `.modulatio/` again (a failure: nothing is acted on, told once),
+and the scan, cron and tickets check their folders and files on the stat they
+have (the trust.Checks the daemon lends them).
+
 Signal handlers only set flags (the wake-up pipe ends any wait): the first
 SIGTERM/SIGINT asks the running step to stop (TERM, then KILL after a grace)
 and the loop to exit 0, leaving the plan `executing` at the same index for the
@@ -45,7 +51,7 @@ from modulatio_d.daemon.sdnotify import NOTIFY_ENV_VARS, Notifier
 from modulatio_d.daemon.services import Clocks, Services, Stop
 from modulatio_d.daemon.story import Story
 from modulatio_d.daemon.wake import Waker, Watcher
-from modulatio_d.store import config, fs, tempfiles
+from modulatio_d.store import config, fs, tempfiles, trust
 from modulatio_d.store.events import EventLog
 from modulatio_d.store.heartbeat import Heartbeat, prune_dead
 from modulatio_d.store.refusals import Refusals
@@ -70,10 +76,14 @@ class Daemon:
         self.events = Story(EventLog(vault.events_path, clock))  # events.jsonl + log lines
         self.stop = Stop()
         self.waker = Waker()
-        self.scanner = Scanner(vault, projects or None, self.events, monotonic=monotonic)
+        self.trust = trust.Checks(vault.root, self.events, vault, monotonic)
+        self.scanner = Scanner(vault, projects or None, self.events, monotonic=monotonic,
+                               trust=self.trust)
         self.notifier = Notifier(environ, clock=monotonic)
-        # Steps must not talk to systemd as if they were the daemon.
-        self.base_env = {k: v for k, v in environ.items() if k not in NOTIFY_ENV_VARS}
+        # Steps must not talk to systemd as if they were the daemon, and the opt-in to
+        # run as root was given to this daemon, not to the daemons a step might start.
+        self.base_env = {k: v for k, v in environ.items()
+                         if k not in NOTIFY_ENV_VARS and k != trust.ALLOW_ROOT_ENV}
         self.heartbeat = Heartbeat(vault.daemons_dir, tick_seconds, __version__, clock())
         self.host = socket.gethostname()
         self.cron = None
@@ -86,7 +96,7 @@ class Daemon:
         self._reload = False  # SIGHUP: read the config again at the next tick
         self.ticket_memory = tickets.Memory(vault, self.events)
         self.bad_config = Refusals(vault, self.events, "config")
-        self.claimer = Claimer(vault, self.events, clock, self.host, os.getpid())
+        self.claimer = Claimer(vault, self.events, clock, self.host, os.getpid(), self.trust)
         self.guard = Guard(vault, self.events, clock)
         self.races = RaceRetries()
         self.config = config.Config()
@@ -109,6 +119,16 @@ class Daemon:
     # --- the loop -----------------------------------------------------------------
 
     def run(self) -> int:
+        if os.geteuid() == 0:
+            log.warning("%s", trust.ROOT_WARNING)
+        self._load_config()
+        problems = trust.check_vault(self.vault.root, self.vault.meta, self.trust.policy)
+        if problems:
+            for problem in problems:  # logged, and in events.jsonl for `status`
+                self.trust.refusals.tell(problem.path, None, problem, "start", kind="vault")
+            log.error("refusing to start: %d folder(s) above could be written by someone "
+                      "this daemon does not trust (docs/security.md)", len(problems))
+            return 1
         self._install_signals()
         for stale in prune_dead(self.vault.daemons_dir):
             log.info("removed the heartbeat of a daemon that died: %s", stale)
@@ -200,6 +220,11 @@ class Daemon:
         self.waker.take_changed()
         now = self.clock()
         self._load_config()
+        self.trust.refresh()
+        if not (self.trust.folder_ok(self.vault.root, None, "vault")
+                and self.trust.folder_ok(self.vault.meta, None, "vault")):
+            self._beat(now, None, None)  # alive, but acting on nothing until it is fixed
+            return []
         self._guarded("cron", self._fire_cron, now)
         self._guarded("tickets", self._apply_tickets, now)
         self._sweep(now)
@@ -209,28 +234,50 @@ class Daemon:
         return candidates
 
     def _load_config(self) -> None:
+        """Read the config when it changed. It names the trusted group, so it is judged
+        by the policy it declares; a config that is bad or not trusted is refused and
+        the one before it (at start: the defaults) stays in force, with its policy."""
+        path = self.vault.config_path
         try:
-            st = fs.stat_of(self.vault.config_path)
-            sig: tuple | None = (st.st_ino, st.st_size, st.st_mtime_ns)
+            st: os.stat_result | None = fs.stat_of(path)
+            sig: tuple | None = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns,
+                                 st.st_uid, st.st_gid, st.st_mode)
         except FileNotFoundError:
-            sig = None
+            st, sig = None, None
         except OSError as e:  # .modulatio/ is a link, say: load() refuses it below
-            sig = ("unusable", str(e))
+            st, sig = None, ("unusable", str(e))
         if self._reload:
             self._reload = False
             log.info("SIGHUP: reading the config again (%s)", self.vault.config_path)
             self.bad_config.clear(self.vault.config_path)  # tell again what is still wrong
-        elif sig == self._config_sig:
+        elif sig == self._config_sig and self.trust.policy is not None:
             return
         self._config_sig = sig
         try:
-            self.config = config.load(self.vault.config_path)
+            loaded = config.load(path)
+            policy = trust.Policy.build(self.vault.root, loaded.trusted_group,
+                                        config_path=path)
+            problem = policy.problem(path, st) if st is not None else None
+            if problem is not None:
+                raise problem
         except BadFile as e:  # the previous config stays in force
-            self.bad_config.tell(self.vault.config_path, None, e, sig)
+            self.bad_config.tell(path, None, e, sig)
+            self._keep_a_policy()
+            return
         except Exception as e:  # noqa: BLE001 (unreadable, or a reader's bug: refused too)
-            log.error("reading %s raised %s", self.vault.config_path, e, exc_info=e)
-            self.bad_config.tell(self.vault.config_path, None, BadFile(
-                self.vault.config_path, f"could not be read ({type(e).__name__}: {e})"), sig)
+            log.error("reading %s raised %s", path, e, exc_info=e)
+            self.bad_config.tell(path, None, BadFile(
+                path, f"could not be read ({type(e).__name__}: {e})"), sig)
+            self._keep_a_policy()
+            return
+        self.bad_config.clear(path)
+        self.config = loaded
+        self.trust.use(policy, loaded.trusted_group)
+
+    def _keep_a_policy(self) -> None:
+        """A refused config leaves the policy before it; at start, the folder's group."""
+        if self.trust.policy is None:
+            self.trust.use(trust.Policy.build(self.vault.root, None), None)
 
     def _guarded(self, what: str, phase: Callable[[datetime], None], now: datetime) -> None:
         """Run a phase of the tick that writes; a write that fails (disk full) skips it
@@ -258,13 +305,14 @@ class Daemon:
     def _apply_tickets(self, now: datetime) -> None:
         for project in self.scanner.served():
             tickets.apply_decisions(self.vault, project, self.events, now,
-                                    self.ticket_memory)
+                                    self.ticket_memory, trust=self.trust)
 
     def _fire_cron(self, now: datetime) -> None:
         from modulatio_d.daemon.cron_firing import CronFirer
 
         if self.cron is None:
-            self.cron = CronFirer(self.vault, self.events, clock=self.clock)
+            self.cron = CronFirer(self.vault, self.events, clock=self.clock,
+                                  trust=self.trust)
         self._last_cron = self.monotonic()
         for project in self.scanner.served():
             self.cron.fire_due(project, now)  # each kickoff is logged as its cron_fired event

@@ -13,8 +13,11 @@ Order: priority (higher first), then approved_at (a plan approved by hand
 without one sorts by its file's mtime), then id.
 
 A bad file is refused once per version: logged, recorded in events.jsonl,
-left as written. A file changed in the last 2 s that does not parse is not
-judged yet: an editor may be half way through writing it.
+left as written. So is a file or folder that fails the trust checks
+(store/trust.py), judged on the stat the scan has anyway; a project whose
+folder or plans/ fails them is skipped whole. A file changed in the last 2 s
+that does not parse is not judged yet: an editor may be half way through
+writing it.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from modulatio_d.store import fs
 from modulatio_d.store.atomic import signature
 from modulatio_d.store.lock import is_held, lock_path
 from modulatio_d.store.refusals import Refusals
+from modulatio_d.store.trust import Checks
 from modulatio_d.store.vault import SETTLE_S, Vault
 
 log = logging.getLogger("modulatio.scan")
@@ -57,10 +61,13 @@ class _Seen:
 
 class Scanner:
     def __init__(self, vault: Vault, projects: list[str] | None, events: Callable[..., None],
-                 monotonic: Callable[[], float] = time.monotonic):
+                 monotonic: Callable[[], float] = time.monotonic, trust: Checks | None = None):
         self.vault = vault
         self.projects = projects
         self.monotonic = monotonic
+        self.trust = trust
+        self._generation = trust.generation if trust else 0
+        self._untrusted: set[str] = set()  # projects whose folders were refused at the last scan
         self._seen: dict[str, _Seen] = {}
         self.refusals = Refusals(vault, events, "plan")
         self._held_off: dict[Path, float] = {}  # path -> monotonic time to try again
@@ -72,7 +79,18 @@ class Scanner:
     def served(self) -> list[str]:
         return self.projects if self.projects else self.vault.projects()
 
+    def _trusted_folders(self, project: str) -> bool:
+        if self.trust is None:
+            return True
+        ok = self.trust.folder_ok(self.vault.project_dir(project), project) and \
+            self.trust.folder_ok(self.vault.plans_dir(project), project)
+        (self._untrusted.discard if ok else self._untrusted.add)(project)
+        return ok
+
     def scan(self, now: datetime) -> list[Candidate]:
+        if self.trust is not None and self.trust.generation != self._generation:
+            self._generation = self.trust.generation
+            self._seen.clear()  # judged under another policy: judge every file again
         found: list[Candidate] = []
         alive: set[str] = set()
         for project in self.served():
@@ -80,6 +98,8 @@ class Scanner:
                 self.vault.check_folder(self.vault.plans_dir(project))
             except BadFile as e:  # looked at every tick: told once per message
                 self.refusals.tell(self.vault.plans_dir(project), project, e, str(e))
+                continue
+            if not self._trusted_folders(project):
                 continue
             for entry in self.vault.files(project, "plans"):
                 alive.add(entry.path)
@@ -108,7 +128,8 @@ class Scanner:
             p = Path(path)
             if p.suffix != ".md" or p.parent.name != "plans" or \
                     p.parent.parent.name not in served or \
-                    p.parent.parent.parent != self.vault.root:
+                    p.parent.parent.parent != self.vault.root or \
+                    p.parent.parent.name in self._untrusted:
                 continue
             try:
                 st = fs.stat_of(path)
@@ -125,7 +146,7 @@ class Scanner:
         sig = signature(st)
         seen = self._seen.get(path)
         if seen is None or seen.signature != sig:
-            seen = self._look(path, project, sig, st.st_mtime, now)
+            seen = self._look(path, project, sig, st, now)
             if seen is None:
                 return None
             self._seen[path] = seen
@@ -138,8 +159,13 @@ class Scanner:
             return None
         return c
 
-    def _look(self, path: str, project: str, sig: tuple, mtime: float,
+    def _look(self, path: str, project: str, sig: tuple, st: os.stat_result,
               now: datetime) -> _Seen | None:
+        mtime = st.st_mtime
+        untrusted = self.trust.file_problem(path, st) if self.trust is not None else None
+        if untrusted is not None:  # owner and mode are in the signature: told once each
+            self.refusals.tell(path, project, untrusted, (sig, self._generation))
+            return _Seen(sig, None)
         try:
             _, text = self.vault.read(path)
             status = peek.peek_status(text)

@@ -7,7 +7,9 @@ beside it, so a decision is applied once however many daemons and commands see
 it: under the lock the ticket is read again, the plan is resumed (approve) or
 aborted (decline) with store/plan_file.change_status, and the ticket is closed
 (`status: closed`, `applied_at`). A plan that is no longer paused, or is gone,
-still closes the ticket, with a `note` in the `ticket_decided` event.
+still closes the ticket, with a `note` in the `ticket_decided` event. A
+daemon applies no ticket that fails the trust checks (store/trust.py), nor
+any in a tickets/ or project folder that fails them.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from modulatio_d.store.lock import FileLock, lock_path
 from modulatio_d.store.plan_file import change_status
 from modulatio_d.store.refusals import Refusals, settled
 from modulatio_d.store.tickets import TicketDecision, close_ticket, decided, read_ticket
+from modulatio_d.store.trust import Checks
 from modulatio_d.store.vault import Vault
 
 
@@ -36,22 +39,31 @@ class Memory:
 
 
 def apply_decisions(vault: Vault, project: str, log: EventLog, now: datetime,
-                    memory: Memory | None = None) -> list[str]:
+                    memory: Memory | None = None, trust: Checks | None = None) -> list[str]:
     """Apply every open ticket of `project` whose decision was taken; their ids.
 
     A decided ticket that does not parse is skipped and, when the caller keeps a
     `memory` across ticks (the daemon does), told once per problem.
     """
     applied = []
+    if trust is not None and not (trust.folder_ok(vault.project_dir(project), project)
+                                  and trust.folder_ok(vault.tickets_dir(project), project)):
+        return applied
     for item in sorted(vault.files(project, "tickets"), key=lambda e: e.name):
         path = Path(item.path)
         try:
-            sig = atomic.signature(item.stat())
+            st = item.stat()
+            sig = atomic.signature(st)
             if memory is not None and memory.quiet.get(item.path) == sig:
                 continue  # unchanged since it had nothing to apply
             if not decided(vault.read(path)[1]):
                 if memory is not None:
                     memory.quiet[item.path] = sig
+                continue
+            untrusted = trust.file_problem(path, st) if trust is not None else None
+            if untrusted is not None:  # a decision is acted on: who could have taken it?
+                if memory is not None:
+                    memory.refusals.tell(path, project, untrusted, (sig, trust.generation))
                 continue
             ticket = read_ticket(vault, path)
         except BadFile as e:  # a ticket never stops a tick; say why its decision waits

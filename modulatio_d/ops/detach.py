@@ -33,27 +33,18 @@ The child is not forked twice: it leads its session and never opens a
 terminal, and steps (in process groups of their own inside that session)
 cannot take one as the session's controlling terminal.
 
-Only the pid file's lock says whether the detached daemon runs; a pid is
-signalled only while that lock is held (so a stale file naming a reused pid is
-never acted on), only on the host written in the file (a vault may be shared
-between hosts), and only when its command line is a modulatio daemon's (the
-pid file is as writable as the rest of the vault). `stop` stops the detached daemon;
-with `all_here`, also every other daemon of the vault on this host that a live heartbeat names
-and whose command line is a modulatio daemon's (a daemon started in a
-terminal, say). Daemons run by systemd belong to systemd: stop them with
-systemctl, or the unit's Restart= and the operator's picture disagree.
+Only the pid file's lock says whether the detached daemon runs. Stopping it
+(and the other daemons of the vault on this host) is ops/stopping.py.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
-import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -198,81 +189,6 @@ def _tail(path: Path, offset: int, limit: int = 4000) -> str:
         return fs.tail(path, limit, start=offset).decode("utf-8", "replace")
     except OSError:
         return ""
-
-
-# --- stopping ---------------------------------------------------------------------------
-
-is_modulatio_daemon = processes.is_modulatio_daemon
-
-
-@dataclass
-class Target:
-    pid: int
-    how: str
-    """detached (the pid file) or heartbeat (a live heartbeat on this host)"""
-    gone: Callable[[], bool]
-    result: str = "running"
-
-
-def stop(vault: Vault, timeout: float, all_here: bool = False) -> tuple[list[Target], list[dict]]:
-    """SIGTERM the daemons, wait up to `timeout`, SIGKILL what still runs, wait again.
-
-    Returns the targets, each with `result` (stopped | killed | gone | running),
-    and the live daemons of the vault elsewhere that were left alone.
-    """
-    from modulatio_d.store.heartbeat import read_all
-
-    here = socket.gethostname()
-    targets: list[Target] = []
-    info = running(vault)
-    left: list[dict] = []
-    if info is not None and info.host in ("", here):
-        if is_modulatio_daemon(info.pid):
-            targets.append(Target(info.pid, "detached", lambda: not locked(vault)))
-        else:  # the pid file is writable by whoever writes the vault: trust it no further
-            left.append({"pid": info.pid, "host": here, "detached": True, "not_daemon": True})
-    for b in read_all(vault.daemons_dir):
-        if not b.get("live") or any(t.pid == b.get("pid") for t in targets):
-            continue
-        pid = b.get("pid")
-        if all_here and b.get("host") == here and isinstance(pid, int) \
-                and is_modulatio_daemon(pid):
-            targets.append(Target(pid, "heartbeat", lambda pid=pid: processes.gone(pid)))
-        else:
-            left.append(b)
-    if info is not None and info.host not in ("", here):
-        left.append({"pid": info.pid, "host": info.host, "detached": True})
-    for t in targets:
-        _signal(t, signal.SIGTERM)
-    _wait(targets, timeout)
-    for t in targets:
-        if t.result == "running":
-            _signal(t, signal.SIGKILL)
-            t.result = "killing"
-    _wait(targets, 10.0, done="killed")
-    return targets, left
-
-
-def _signal(t: Target, sig: int) -> None:
-    try:
-        os.kill(t.pid, sig)
-    except ProcessLookupError:
-        t.result = "gone"
-
-
-def _wait(targets: list[Target], timeout: float, done: str = "stopped") -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        for t in targets:
-            if t.result in ("running", "killing") and t.gone():
-                t.result = done
-        if all(t.result not in ("running", "killing") for t in targets) \
-                or time.monotonic() > deadline:
-            break
-        time.sleep(POLL_S)
-    for t in targets:
-        if t.result == "killing":
-            t.result = "running"
 
 
 # --- listing ------------------------------------------------------------------------------

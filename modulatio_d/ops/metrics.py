@@ -38,7 +38,7 @@ from modulatio_d.core.times import parse_time
 from modulatio_d.core.verdict import FAILURES
 from modulatio_d.ops.survey import INVALID, STATUSES, survey
 from modulatio_d.store import fs, usage
-from modulatio_d.store.events import read as read_events
+from modulatio_d.store.events import read_counted
 from modulatio_d.store.vault import Vault
 
 _EVENTS = ("step_ended", "cron_fired", "cron_missed", "cron_skipped", "file_refused")
@@ -46,12 +46,19 @@ _EVENTS = ("step_ended", "cron_fired", "cron_missed", "cron_skipped", "file_refu
 
 # --- the format -------------------------------------------------------------------------
 
+def _encodable(text: str) -> str:
+    # A lone surrogate ("X\ud800" in an event line decodes to one) cannot be
+    # written as UTF-8: it is shown as its escape, `\ud800`, instead.
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def escape_label(value: object) -> str:
-    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return _encodable(str(value)).replace("\\", "\\\\").replace('"', '\\"').replace(
+        "\n", "\\n")
 
 
 def escape_help(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("\n", "\\n")
+    return _encodable(text).replace("\\", "\\\\").replace("\n", "\\n")
 
 
 def format_value(value: float) -> str:
@@ -95,7 +102,7 @@ def render(families: Iterable[Family]) -> str:
 
 def collect(vault: Vault, now: datetime, environ: dict[str, str] | None = None) -> list[Family]:
     started = time.monotonic()
-    events = read_events(vault.events_path, _EVENTS)
+    events, unreadable = read_counted(vault.events_path, _EVENTS)
     s = survey(vault, now, environ, events=[e for e in events if e["event"] == "file_refused"])
     projects = sorted(set(s.projects) | {p["project"] for p in s.plans})
     fams: list[Family] = []
@@ -173,22 +180,31 @@ def collect(vault: Vault, now: datetime, environ: dict[str, str] | None = None) 
     for project in projects:
         f.add(totals[project].calls, project=project)
 
+    f = family("modulatio_events_unreadable_total", "counter",
+               "Lines of events.jsonl that could not be read (not JSON, not an event) "
+               "and were skipped.")
+    f.add(unreadable)
+
+    # Two heartbeat files may name one host and pid (a copied file, a pid reused
+    # after a crash left its file): one series each, the freshest file's.
+    daemons = list({(str(d["host"]), str(d["pid"])): d for d in reversed(s.daemons)}.values())
+    daemons.reverse()  # freshest first, as survey.daemons lists them
     f = family("modulatio_daemons", "gauge",
                "Daemons with a heartbeat file, by state (stale: dead or silent too long).")
     for state in ("live", "stale"):
-        f.add(sum(d["state"] == state for d in s.daemons), state=state)
+        f.add(sum(d["state"] == state for d in daemons), state=state)
     f = family("modulatio_daemon_live", "gauge",
                "1 for a live daemon, 0 for a stale heartbeat (dead, or silent too long).")
-    for d in s.daemons:
+    for d in daemons:
         f.add(int(d["state"] == "live"), host=d["host"], pid=d["pid"])
     f = family("modulatio_daemon_last_tick_age_seconds", "gauge",
                "Seconds since each daemon's last tick, when these metrics were written.")
-    for d in s.daemons:
+    for d in daemons:
         # A tick written after `now` was taken (or a host's clock ahead) is not in the future.
         f.add(max(d["age_s"], 0.0), host=d["host"], pid=d["pid"])
     f = family("modulatio_daemon_last_tick_timestamp_seconds", "gauge",
                "Unix time of each daemon's last tick.")
-    for d in s.daemons:
+    for d in daemons:
         ticked = parse_time(d["last_tick"])
         if ticked is not None:
             f.add(round(ticked.timestamp(), 3), host=d["host"], pid=d["pid"])
@@ -232,6 +248,10 @@ def collect(vault: Vault, now: datetime, environ: dict[str, str] | None = None) 
     for kind in sorted(set(refused) | {"plan", "cron", "ticket"}):
         f.add(refused[kind], kind=kind)
 
+    f = family("modulatio_metrics_ok", "gauge",
+               "0 when the vault could not be read for these metrics (see the command's "
+               "error output), 1 when it was.")
+    f.add(1)
     f = family("modulatio_metrics_generated_timestamp_seconds", "gauge",
                "Unix time these metrics were written.")
     f.add(round(now.timestamp(), 3))
@@ -258,3 +278,19 @@ def _usage(vault: Vault, projects: list[str]) -> dict[str, usage.Totals]:
 
 def text(vault: Vault, now: datetime, environ: dict[str, str] | None = None) -> str:
     return render(collect(vault, now, environ))
+
+
+def failed(now: datetime, error: BaseException) -> str:
+    """What is written when the vault could not be read at all: a file all the same,
+    so that a collector serves `modulatio_metrics_ok 0` rather than the last good
+    numbers as if they were fresh."""
+    f = Family("modulatio_metrics_ok", "gauge",
+               "0 when the vault could not be read for these metrics (see the command's "
+               "error output), 1 when it was.")
+    f.add(0, error=type(error).__name__)
+    g = Family("modulatio_metrics_generated_timestamp_seconds", "gauge",
+               "Unix time these metrics were written.")
+    g.add(round(now.timestamp(), 3))
+    return render([Family("modulatio_build_info", "gauge",
+                          "The modulatio version that wrote these metrics.",
+                          [({"version": __version__}, 1)]), f, g])

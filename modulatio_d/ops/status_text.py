@@ -9,6 +9,7 @@ log or a mail stays readable.
 
 from __future__ import annotations
 
+from modulatio_d.core.controls import neutralise
 from modulatio_d.ops.survey import INVALID, STATUSES, Survey, iso
 
 
@@ -54,6 +55,9 @@ def render(s: Survey, tty: bool = False) -> str:
             doing = f"{d['reason']}; was {doing}"
         out.append(f"  {name:<20} {d['state']:<6} up {duration(d['uptime_s']):<7} "
                    f"last tick {duration(d['age_s'])} ago   {doing}")
+        if d.get("uid") == 0 and d["state"] == "live":
+            out.append(f"  {'':<20} WARNING: runs as root (--allow-root): every step runs as "
+                       f"root; run the daemon as the vault's user")
 
     c = s.counts()
     out.append("")
@@ -133,7 +137,8 @@ def render(s: Survey, tty: bool = False) -> str:
     if steps:
         out.append("")
         out.extend(steps)
-    return "\n".join(out)
+    # Every line holds text from vault files (titles, reasons, names): shown escaped.
+    return "\n".join(neutralise(line) for line in out)
 
 
 def next_steps(s: Survey) -> list[str]:

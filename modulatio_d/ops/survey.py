@@ -142,7 +142,8 @@ def daemons(vault: Vault, now: datetime) -> list[dict]:
         limit = stale_after(beat.get("tick_seconds"))
         started = parse_time(beat.get("started_at"))
         row = {k: beat.get(k) for k in ("host", "pid", "started_at", "last_tick", "age_s",
-                                        "active_plan", "step", "tick_seconds", "version")}
+                                        "active_plan", "step", "tick_seconds", "version",
+                                        "uid", "user")}
         row["local"] = beat.get("host") == this_host
         row["uptime_s"] = round((now - started).total_seconds(), 3) if started else None
         row["file"] = beat.get("file")
@@ -324,13 +325,16 @@ def _daemon_refusals(vault: Vault, refused: dict, events: list[dict] | None = No
             continue  # judged by this pass itself, which is fresher
         ts = parse_time(e.get("ts"))
         try:
-            mtime = fs.stat_of(path).st_mtime
+            st = fs.stat_of(path)
         except OSError:
             continue  # deleted or renamed since: nothing to report
         # The event's time is cut to the second; the scan judges a file only 2 s
         # after its last change, so an unchanged file is older than the event.
-        if ts is None or mtime >= ts.timestamp() + 1:
+        if ts is None or st.st_mtime >= ts.timestamp() + 1:
             continue  # changed since the refusal: the next scan judges it again
+        if "mode" in e and [e.get("uid"), e.get("gid"), e.get("mode")] != \
+                [st.st_uid, st.st_gid, st.st_mode]:
+            continue  # refused by the trust checks, and chmod/chown/chgrp'ed since
         kind = e.get("kind") or ("plan" if f"{os.sep}plans{os.sep}" in path else "file")
         refused[path] = {"path": os.path.relpath(path, vault.root), "project": e.get("project"),
                          "kind": kind, "line": e.get("line"), "reason": e.get("reason"),

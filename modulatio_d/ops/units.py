@@ -10,7 +10,7 @@ and ExecStart through ${MODULATIO_VAULT}; ReadWritePaths= cannot read a
 variable, hence the literal path).
 
 render_unit() replaces the command with this install's absolute Python
-(`python -m modulatio_d`, so neither PATH nor console scripts matter) and the
+(`python -P -m modulatio_d`, so neither PATH nor console scripts matter) and the
 vault with the chosen one. For a user manager (`systemctl --user`) it also
 removes what such a manager refuses or skips; see USER_FAILS and
 USER_IGNORED, and docs/systemd.md.
@@ -70,7 +70,7 @@ def unit_text(instances: bool, *, folder: Traversable | None = None) -> str:
 
 
 def render_unit(template_text: str, *, python_exe: str, vault: str, user: bool) -> str:
-    """The unit with `python_exe -m modulatio_d` as its command and `vault` as its vault.
+    """The unit with `python_exe -P -m modulatio_d` as its command and `vault` as its vault.
 
     Both must be absolute paths. With `user`, the result is for
     ~/.config/systemd/user/: options that fail or are ignored there are removed
@@ -91,7 +91,9 @@ def render_unit(template_text: str, *, python_exe: str, vault: str, user: bool) 
     for line in template_text.splitlines():
         if line.startswith(DEFAULT_COMMAND):
             seen.add(DEFAULT_COMMAND)
-            line = f"ExecStart={exe} -m modulatio_d " + line[len(DEFAULT_COMMAND):]
+            # -P, as for --detach: a unit's working folder (a user unit's is $HOME)
+            # must not be where `modulatio_d` is looked for first.
+            line = f"ExecStart={exe} -P -m modulatio_d " + line[len(DEFAULT_COMMAND):]
         elif line in replacements:
             seen.add(line)
             line = replacements[line]

@@ -21,6 +21,11 @@ folder an earlier step may make, a schedule whose next fire is over a year
 away). Final plans (completed, failed, aborted) are not checked for meaning:
 nothing of them runs unless a person retries them.
 
+Trust: what the daemons' trust checks (store/trust.py) would refuse, judged as
+for a daemon run by the owner of the vault folder: the folders above the vault,
+the vault, `.modulatio/`, the config, each project folder with its plans/,
+cron/ and tickets/, and every file in them (errors).
+
 Each file is read and parsed once: meaning checks use the parsed plan, entry
 and config, and find line numbers in the bytes already read.
 """
@@ -113,7 +118,11 @@ class _Checker:
         self.problems.append(Problem(path, reason, line, hint, severity))
 
     def run(self) -> list[Problem]:
+        from modulatio_d.store import trust
+
         self.check_config()
+        # What the daemons' trust checks would refuse (docs/security.md).
+        self.problems += [Problem.of(p) for p in trust.vault_problems(self.vault)]
         for name in self.vault.misnamed_projects():
             self.add(self.vault.root / name, "folder name is not a valid project code, so its "
                      "plans never run", None, "rename it to letters, digits, '_', '-' and '.'")

@@ -5,6 +5,8 @@
       timeout: 1h                      # per attempt, when a step sets none
     reflector: ./reflect.sh            # optional: a command that prints a JSON decision
     poll_interval: 1s                  # on a network filesystem: see daemon/poll.py
+    trusted_group: modulatio           # whose files the daemon acts on (store/trust.py);
+                                       # default: the vault folder's group
     agents:
       default: {use: mock}             # text-only sub-objectives go here
       writer: {run: "python3 tools/writer.py"}   # a command (string: sh -c; list: argv)
@@ -43,6 +45,7 @@ class Config:
     timezone: str | None = None
     default_timeout: float = DEFAULT_TIMEOUT
     reflector: str | None = None
+    trusted_group: str | None = None
     agents: dict[str, AgentSpec] = field(
         default_factory=lambda: {"default": AgentSpec("default", use="mock")})
     poll_interval: float = DEFAULT_POLL_INTERVAL
@@ -60,16 +63,19 @@ def load(path: Path) -> Config:
     fail = FileFault(path, lambda key: markdown.line_of(data, key))
 
     unknown = set(map(str, data)) - {"timezone", "defaults", "reflector", "agents",
-                                 "poll_interval"}
+                                     "poll_interval", "trusted_group"}
     if unknown:
         fail(f"unknown keys {sorted(unknown)}", sorted(unknown)[0],
-             "use timezone, defaults, reflector, agents, poll_interval")
+             "use timezone, defaults, reflector, agents, poll_interval, trusted_group")
     poll = DEFAULT_POLL_INTERVAL
     if data.get("poll_interval") is not None:
         try:
             poll = parse_duration(data["poll_interval"])
         except ValueError as e:
             fail(f"poll_interval: {e}", "poll_interval")
+    group = data.get("trusted_group")
+    if group is not None and (not isinstance(group, str) or not group.strip()):
+        fail("trusted_group must be the name of a group, like modulatio", "trusted_group")
     tz = data.get("timezone")
     if tz is not None and not isinstance(tz, str):
         fail("timezone must be an IANA name like Europe/Berlin", "timezone")
@@ -111,4 +117,4 @@ def load(path: Path) -> Config:
         agents[name] = AgentSpec(name, run=tuple(run) if isinstance(run, list) else run,
                                  use=use, options=options)
     return Config(timezone=tz, default_timeout=timeout, reflector=reflector, agents=agents,
-                  poll_interval=poll)
+                  poll_interval=poll, trusted_group=group)

@@ -2,10 +2,10 @@
 
 Each daemon rewrites `.modulatio/daemons/<host>.<pid>.json` every tick and
 during long steps (last_tick, active_plan, step, pid, host, started_at,
-tick_seconds, version) and removes it on a clean stop. A file whose pid is
-gone on this host is stale (a crashed daemon); on another host only its age
-tells. Reading imports nothing heavy: `modulatio heartbeat` runs every few
-seconds under monitors.
+tick_seconds, version, and the user it runs as: uid, user) and removes it
+on a clean stop. A file whose pid is gone on this host is stale (a crashed
+daemon); on another host only its age tells. Reading imports nothing heavy:
+`modulatio heartbeat` runs every few seconds under monitors.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pwd
 import socket
 from datetime import datetime
 from pathlib import Path
@@ -27,9 +28,15 @@ class Heartbeat:
         self.host = socket.gethostname()
         self.pid = os.getpid()
         self.path = daemons_dir / f"{self.host}.{self.pid}.json"
+        uid = os.geteuid()
+        try:
+            user = pwd.getpwuid(uid).pw_name
+        except KeyError:
+            user = str(uid)
         self.fields = {"pid": self.pid, "host": self.host,
                        "started_at": format_time(started_at, micro=True),
-                       "tick_seconds": tick_seconds, "version": version}
+                       "tick_seconds": tick_seconds, "version": version,
+                       "uid": uid, "user": user}
 
     def beat(self, now: datetime, active_plan: str | None = None, step: object = None) -> None:
         # Rename without fsync: a heartbeat lost in a power cut is rewritten within a tick.
@@ -72,7 +79,7 @@ def read_all(daemons_dir: Path, now: datetime | None = None) -> list[dict]:
         try:
             info = json.loads(fs.read(entry.path, "heartbeat").raw)
             last = parse_time(info["last_tick"])
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, RecursionError):
             continue
         if last is None:
             continue

@@ -47,9 +47,12 @@ class Refusals:
         self._told[key] = version
         self.current[key] = str(error)
         log.error("refused %s", error)
+        # A trust refusal (store/trust.py) carries the owner and mode it judged, so
+        # that `status` sees a chmod or chown fix it (neither changes the mtime).
+        extra = getattr(error, "event_fields", None) or {}
         self.events("file_refused", project=project, kind=kind or self.kind,
                     path=os.path.relpath(key, self.vault.root), line=error.line,
-                    reason=error.reason)
+                    reason=error.reason, **extra)
 
     def told(self, path: Path | str, version: object) -> bool:
         """Whether this version of the file was told already."""

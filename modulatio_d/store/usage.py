@@ -93,6 +93,8 @@ def iter_lines(path: Path | str, warn: bool = False, start: int = 0) -> Iterator
                     problem = check(usage)
                 except ValueError as e:
                     problem = f"not JSON ({getattr(e, 'msg', e)})"
+                except RecursionError:  # [[[[... thousands deep: json gives up this way
+                    problem = "not JSON (nested too deep)"
             if problem:
                 if warn:
                     log.warning("%s:%d: usage line skipped: %s", path, n, problem)

@@ -40,6 +40,7 @@ def daemons(dvault: DVault, tmp_path: Path):
     def start(*args: str, tick: float = 0.5, env: dict[str, str] | None = None) -> Daemon:
         log_path = tmp_path / f"daemon-{len(started)}.log"
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("MODULATIO_")}
+        full_env["MODULATIO_ALLOW_ROOT"] = "1"  # CI runs the tests as root
         full_env.update(env or {})
         d = Daemon(dvault.root, ["--tick-seconds", str(tick), *args], log_path, full_env)
         started.append(d)

@@ -118,6 +118,7 @@ def test_under_journald_lines_carry_priorities_and_no_timestamp(dvault):
     r, w = os.pipe()
     st = os.fstat(w)
     env = {k: v for k, v in os.environ.items() if not k.startswith("MODULATIO_")}
+    env["MODULATIO_ALLOW_ROOT"] = "1"  # CI runs the tests as root
     env["JOURNAL_STREAM"] = f"{st.st_dev}:{st.st_ino}"
     proc = subprocess.Popen([PY, "-m", "modulatio_d", "daemon", "--vault", str(dvault.root),
                              "--tick-seconds", "0.5", "--once"], stdin=subprocess.DEVNULL,

@@ -93,6 +93,7 @@ def test_a_closed_terminal_or_log_pipe_does_not_stop_the_daemon(dvault, tmp_path
     go = dvault.root / "go"
     write_plan(dvault, PID, [{"title": "long", "run": dvault.step(go=go)}])
     env = {k: v for k, v in os.environ.items() if not k.startswith("MODULATIO_")}
+    env["MODULATIO_ALLOW_ROOT"] = "1"  # CI runs the tests as root
     argv = [PY, "-m", "modulatio_d", "daemon", "--vault", str(dvault.root),
             "--tick-seconds", "0.3"]
     if how == "terminal":

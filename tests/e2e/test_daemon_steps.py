@@ -105,6 +105,38 @@ def test_call_and_agent_steps(dvault, daemons):
     assert usage[0]["input_tokens"] == 7 and usage[1]["model"] == "mock-1"
 
 
+SHADOW = "import os, sys\nopen(os.environ['SHADOW_MARK'], 'a').write(__name__ + '\\n')\nsys.exit(0)\n"
+
+
+def test_vault_files_named_like_the_builtin_executors_replace_neither(dvault, daemons):
+    # <PROJECT>/modulatio_d/daemon/executors/{mock,call_child}.py, a regular package
+    # all the way down: with the project folder as the working folder of `python -m`
+    # (and on PYTHONPATH for call: steps) they would run instead of the real ones.
+    mark = dvault.root / "shadowed"
+    fake = dvault.root / "P" / "modulatio_d" / "daemon" / "executors"
+    fake.mkdir(parents=True)
+    for folder in (fake, fake.parent, fake.parent.parent):
+        (folder / "__init__.py").write_text(SHADOW)
+    for name in ("mock.py", "call_child.py", "__main__.py"):
+        (fake / name).write_text(SHADOW)
+    (dvault.root / "P" / "tasks.py").write_text(
+        "import sys\n"
+        "def where(step):\n"
+        "    import modulatio_d\n"
+        "    return 'modulatio_d from ' + modulatio_d.__file__\n")
+    write_plan(dvault, PID, ["Collect this week's sources",
+                             {"title": "Call", "call": "tasks:where"}])
+    d = daemons("--once", env={"SHADOW_MARK": str(mark)})
+    assert d.wait(20) == 0, d.log()
+    p = plan(dvault, PID)
+    assert p.status.value == "completed", p.last_error
+    log = p.reflection_log
+    assert log[0]["summary"] == "mock agent: done: Collect this week's sources"
+    assert log[1]["summary"].startswith("modulatio_d from ")
+    assert str(dvault.root) not in log[1]["summary"]  # the installed package's, not the vault's
+    assert not mark.exists(), mark.read_text()
+
+
 def test_unknown_agent_is_an_error_outcome_and_a_ticket(dvault, daemons):
     write_plan(dvault, PID, [{"objective": "Do it", "agent": "nobody"}, "never reached"])
     d = daemons("--once")

@@ -15,7 +15,7 @@ from helpers import clean_env, modulatio
 from vault_texts import plan_text, write
 from waiting import wait_for
 
-from modulatio_d.ops import detach
+from modulatio_d.ops import detach, stopping
 from modulatio_d.ops.init import init
 from modulatio_d.store import processes
 from modulatio_d.store.vault import Vault
@@ -55,10 +55,10 @@ def vault(tmp_path):
     release(v)
     for beat in v.daemons_dir.glob("*.json"):
         pid = int(beat.stem.rsplit(".", 1)[1])
-        if detach.is_modulatio_daemon(pid):
+        if stopping.is_modulatio_daemon(pid):
             os.kill(pid, signal.SIGKILL)
     info = detach.running(v, 0)
-    if info and detach.is_modulatio_daemon(info.pid):
+    if info and stopping.is_modulatio_daemon(info.pid):
         os.kill(info.pid, signal.SIGKILL)
 
 
@@ -70,7 +70,7 @@ def test_detach_second_start_ps_and_stop(vault):
     pid = int(first.stdout.split("pid ")[1].split()[0])
     assert detach.locked(vault) and detach.running(vault).pid == pid
     assert (vault.meta / "daemon.pid").read_text() == f"{pid}\n{socket.gethostname()}\n"
-    assert detach.is_modulatio_daemon(pid)
+    assert stopping.is_modulatio_daemon(pid)
 
     second = modulatio("daemon", "--detach", "--vault", vault.root)
     assert second.returncode == 0, second.stderr
@@ -223,3 +223,69 @@ def test_detach_with_once_finishes_the_work_in_the_background(vault):
     assert result.returncode == 0, result.stderr
     wait_for(lambda: not detach.locked(vault), what="the --once daemon to exit")
     assert plan_status(vault, "W-P-002") == "completed"
+
+
+def _beat(vault: Vault, pid: int) -> dict:
+    return json.loads((vault.daemons_dir / f"{socket.gethostname()}.{pid}.json").read_text())
+
+
+def test_stop_never_signals_another_vaults_daemon_named_by_forged_files(vault, tmp_path):
+    # Whoever writes vault A plants a locked daemon.pid and a heartbeat naming the
+    # daemon of vault B, with B's true start time: `stop --all` on A must leave it be.
+    other = init(tmp_path / "other")
+    started = modulatio("daemon", "--detach", "--vault", other.root, "--tick-seconds", "0.3")
+    assert started.returncode == 0, started.stderr
+    pid = detach.running(other).pid
+    beat = wait_for(lambda: _beat(other, pid) if (other.daemons_dir / f"{socket.gethostname()}"
+                                                     f".{pid}.json").exists() else None,
+                    what="B's heartbeat")
+    vault.daemons_dir.mkdir(exist_ok=True)
+    write(vault.daemons_dir / f"{socket.gethostname()}.{pid}.json", json.dumps(beat))
+    holder = subprocess.Popen(
+        [PY, "-c", ("import fcntl, sys; f = open(sys.argv[1], 'w'); "
+                    "fcntl.flock(f, fcntl.LOCK_EX); f.write(sys.argv[2]); f.flush(); "
+                    "print('locked', flush=True); sys.stdin.read()"),
+         str(vault.meta / "daemon.pid"), f"{pid}\n{socket.gethostname()}\n"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "locked\n"
+        result = modulatio("stop", "--all", "--timeout", "1", "--vault", vault.root)
+        assert result.returncode == 1, result.stdout
+        assert f"names pid {pid}, which is a modulatio daemon of another vault " \
+               f"({other.root}): not signalled" in result.stderr
+        assert result.stdout.strip() == "no daemon of this vault runs on this host"
+        ticked = beat["last_tick"]
+        wait_for(lambda: _beat(other, pid)["last_tick"] != ticked, what="B to tick on")
+        assert not processes.gone(pid)
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=10)
+        holder.stdout.close()
+    stopped = modulatio("stop", "--vault", other.root)  # its own vault's stop still works
+    assert stopped.returncode == 0 and f"detached daemon {pid} stopped" in stopped.stdout
+
+
+def test_a_daemon_is_known_by_the_vault_it_serves_and_when_it_started(vault, tmp_path):
+    # Started without --vault, in a folder of the vault: found the way the daemon found it.
+    env = {k: v for k, v in clean_env().items() if k != "MODULATIO_VAULT"}
+    (vault.root / "notes").mkdir()
+    fg = subprocess.Popen([PY, "-m", "modulatio_d", "daemon", "--tick-seconds", "0.3"],
+                          cwd=vault.root / "notes", env=env, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
+    try:
+        hb = vault.daemons_dir / f"{socket.gethostname()}.{fg.pid}.json"
+        wait_for(hb.exists, what="the daemon's heartbeat")
+        started_at = _beat(vault, fg.pid)["started_at"]
+        assert stopping.served_vault(fg.pid) == (str(vault.root), "")
+        assert stopping.not_this_vaults(vault, fg.pid, started_at) is None
+        other = init(tmp_path / "other")
+        assert stopping.not_this_vaults(other, fg.pid) == \
+            f"a modulatio daemon of another vault ({vault.root})"
+        # a heartbeat of a daemon that started an hour before this process did:
+        # the pid was reused
+        why = stopping.not_this_vaults(vault, fg.pid, "2000-01-01T00:00:00Z")
+        assert why is not None and why.endswith("a reused pid")
+        assert stopping.not_this_vaults(vault, os.getpid()) == "not a modulatio daemon"
+    finally:
+        fg.kill()
+        fg.wait()

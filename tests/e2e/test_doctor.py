@@ -21,7 +21,7 @@ from modulatio_d.ops.init import init
 
 PY = sys.executable
 CHECKS = ["filesystem", "sync folder", "mount options", "flock", "posix locks", "inotify",
-          "cache staleness", "clock offset", "permissions", "free space", "inodes"]
+          "cache staleness", "clock offset", "permissions", "free space", "inodes", "trust"]
 PEER_CHECKS = ["peer", "flock across hosts", "posix across hosts", "freshness across hosts",
                "inotify across hosts"]
 
@@ -103,14 +103,18 @@ def test_a_vault_in_a_syncthing_folder_is_unsafe(tmp_path):
     assert "Syncthing" in row["detail"] and str(tmp_path / "synced") in row["detail"]
 
 
-def test_a_world_writable_vault_is_a_caveat(tmp_path):
+def test_a_world_writable_vault_is_unsafe_for_no_daemon_would_start_there(tmp_path):
     vault = init(tmp_path / "v")
     vault.root.chmod(0o777)
     code, report = run_doctor(vault.root)
     assert verdicts(report)["permissions"] == "caveat"
-    assert code == 1 if on_local_disk(tmp_path) else code >= 1
     [row] = [c for c in report["checks"] if c["check"] == "permissions"]
     assert row["hint"] == f"chmod o-w {vault.root}"
+    # the trust checks (store/trust.py) stop a daemon at start on such a vault
+    assert verdicts(report)["trust"] == "unsafe" and code == 2
+    [row] = [c for c in report["checks"] if c["check"] == "trust"]
+    assert row["detail"] == f"{vault.root}: not trusted: writable by everyone (mode 0777)"
+    assert row["hint"] == f"fix: `chmod o-w {vault.root}`"
 
 
 def test_two_peers_on_one_host_see_each_other_but_say_nothing_crossed_hosts(tmp_path):
@@ -190,7 +194,7 @@ def test_trust_checks_run_after_the_others_and_a_failing_check_hides_nothing(
     monkeypatch.setattr(doctor, "TRUST_CHECKS", [check_who_may_write])
     report = doctor.run(vault)
     names = [r.check for r in report.rows]
-    assert names == ["broken", *CHECKS, "who may write"]
+    assert names == ["broken", *CHECKS[:-1], "who may write"]  # in place of the trust check
     broken = report.rows[0]
     assert (broken.verdict, broken.detail) == (
         doctor.Verdict.CAVEAT, f"could not run: {vault.meta}: Permission denied")

@@ -13,6 +13,8 @@ from every_state import LATER_USAGE
 from helpers import modulatio
 from prometheus import parse, sample
 
+from modulatio_d.ops.init import init
+
 
 @pytest.fixture(scope="module")
 def fams(every_state):
@@ -118,3 +120,17 @@ def test_output_file_is_written_atomically_for_the_textfile_collector(every_stat
     assert "modulatio_plans" in fams
     assert os.listdir(out.parent) == ["modulatio.prom"]  # no temp file left behind
     assert stat.S_IMODE(out.stat().st_mode) == 0o644
+
+
+def test_a_lone_surrogate_reaches_a_real_stdout_and_file_as_an_escape(tmp_path):
+    vault = init(tmp_path / "v")
+    with open(vault.events_path, "ab") as f:
+        f.write(b'{"ts": "2026-01-01T00:00:00Z", "event": "cron_fired", '
+                b'"project": "P", "cron": "c\\udcff"}\n')
+    result = modulatio("metrics", "--vault", vault.root)
+    assert result.returncode == 0, result.stderr
+    assert 'modulatio_cron_fires_total{project="P",cron="c\\\\udcff"} 1' in result.stdout
+    out = tmp_path / "m.prom"
+    result = modulatio("metrics", "--vault", vault.root, "--output", out)
+    assert result.returncode == 0, result.stderr
+    assert 'cron="c\\\\udcff"' in out.read_text()

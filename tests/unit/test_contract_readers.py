@@ -136,9 +136,6 @@ def test_json_line_readers_refuse_or_return(tmp_path_factory, kind_and_text):
     reads_or_refuses(tmp_path_factory.mktemp("j"), *kind_and_text)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9 item 8, found by this suite: a JSON line "
-                   "nested 3,000 deep raises RecursionError (not ValueError) in the usage, "
-                   "events, heartbeat and record readers")
 @FEW
 @given(json_files(deep=True))
 @example(("events", hf.DEEP_JSON[0] + "\n"))

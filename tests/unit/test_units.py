@@ -30,7 +30,7 @@ SHIPPED = ROOT / "packaging" / "systemd"
 def test_render_fills_python_and_vault_and_keeps_the_rest(tmp_path):
     template = unit_text(False)
     text = render_unit(template, python_exe="/opt/py/bin/python3", vault="/data/v", user=False)
-    assert ("ExecStart=/opt/py/bin/python3 -m modulatio_d daemon --vault ${MODULATIO_VAULT} "
+    assert ("ExecStart=/opt/py/bin/python3 -P -m modulatio_d daemon --vault ${MODULATIO_VAULT} "
             "$MODULATIO_DAEMON_ARGS") in text.splitlines()
     for line in ("Environment=MODULATIO_VAULT=/data/v", "ReadWritePaths=/data/v",
                  "RequiresMountsFor=/data/v"):
@@ -42,7 +42,7 @@ def test_render_fills_python_and_vault_and_keeps_the_rest(tmp_path):
 def test_render_escapes_specifiers_and_variables_in_the_python_path():
     text = render_unit(unit_text(False), python_exe="/opt/50%$HOME py/python", vault="/v",
                        user=False)
-    assert 'ExecStart="/opt/50%%$$HOME py/python" -m modulatio_d daemon' in text
+    assert 'ExecStart="/opt/50%%$$HOME py/python" -P -m modulatio_d daemon' in text
 
 
 @pytest.mark.parametrize("instances", [False, True], ids=["single", "template"])
@@ -142,7 +142,7 @@ def test_systemd_unit_fills_in_this_python_and_the_vault(tmp_path):
     assert code == 0 and err == (tmp_warning(tmp_path / "my vault") if under_tmp else "")
     lines = text.splitlines()
     python = os.path.abspath(sys.executable)
-    assert (f"ExecStart={python} -m modulatio_d daemon --vault ${{MODULATIO_VAULT}} "
+    assert (f"ExecStart={python} -P -m modulatio_d daemon --vault ${{MODULATIO_VAULT}} "
             f"$MODULATIO_DAEMON_ARGS") in lines
     assert f'Environment="MODULATIO_VAULT={vault.root}"' in lines
     assert f'ReadWritePaths="{vault.root}"' in lines

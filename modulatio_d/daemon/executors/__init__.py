@@ -4,6 +4,12 @@ Every executor turns a step into a `Launch` (argv, environment, folder); the
 runner starts and watches them all the same way (child.py). The environment
 is the daemon's plus the MODULATIO_* variables (docs/daemon.md, "Running a
 sub-objective") and the step's own `env`.
+
+The built-in executors that are Python modules of this package (the mock
+agent, call_child) run as `python -P -m modulatio_d...`: -P keeps the working
+folder off sys.path, and the vault's folders are never on it before the
+package's own, so no file in the vault (a `<PROJECT>/modulatio_d/.../mock.py`)
+can stand in for them. The mock needs no folder and runs in `/`.
 """
 
 from __future__ import annotations
@@ -16,6 +22,9 @@ from modulatio_d.core.errors import StepError
 from modulatio_d.core.plan import Plan, StepKind, SubObjective
 from modulatio_d.daemon.child import Launch
 from modulatio_d.store.config import Config
+
+CALL_PATH = "MODULATIO_CALL_PATH"
+"""The folders call_child puts in front of sys.path and PYTHONPATH (os.pathsep-joined)."""
 
 
 @dataclass(frozen=True)
@@ -57,10 +66,12 @@ class StepContext:
         return env
 
     def python_env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
-        """env() plus a PYTHONPATH that finds modules in the step's folder and the vault."""
+        """env() plus CALL_PATH: the step's folder and the vault, where a `call:` step's
+        module is found. They are not put on PYTHONPATH here: the child's own module
+        (modulatio_d...call_child) would then be looked up in the vault first, and a
+        vault file named like it would run instead. call_child adds them itself."""
         env = self.env(extra)
-        paths = [str(self.cwd()), str(self.vault), env.get("PYTHONPATH", "")]
-        env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
+        env[CALL_PATH] = os.pathsep.join([str(self.cwd()), str(self.vault)])
         return env
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import sys
 from importlib.metadata import entry_points
+from pathlib import Path
 
 from modulatio_d.core.errors import StepError
 from modulatio_d.daemon.child import Launch
@@ -19,6 +20,8 @@ from modulatio_d.daemon.executors import call
 
 GROUP = "modulatio_d.agents"
 BUILTINS = {"mock": "modulatio_d.daemon.executors.mock"}
+OUTSIDE = Path("/")
+"""The working folder of the built-in agents, which need none: nothing of the vault is there."""
 
 
 def launch(ctx) -> Launch:
@@ -38,7 +41,8 @@ def launch(ctx) -> Launch:
         name = spec.use
     extra = _agent_env(name, options)
     if name in BUILTINS:
-        return Launch([sys.executable, "-m", BUILTINS[name]], ctx.env(extra), ctx.cwd())
+        ctx.cwd()  # the step's folder must exist all the same: a typo in cwd is the plan's error
+        return Launch([sys.executable, "-P", "-m", BUILTINS[name]], ctx.env(extra), OUTSIDE)
     found = entry_points(group=GROUP, name=name)
     if found:
         return call.launch(ctx, next(iter(found)).value, extra)

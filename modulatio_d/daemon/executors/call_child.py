@@ -1,4 +1,4 @@
-"""The child side of `call:` steps and plugin agents (run as `python -m`).
+"""The child side of `call:` steps and plugin agents (run as `python -P -m`).
 
 The function gets one argument, a StepInfo, and may return None, a summary
 string, or a dict {"summary": str, "usage": [usage lines as dicts]}. An exception is the
@@ -37,7 +37,18 @@ def _info() -> StepInfo:
                     json.loads(e.get("MODULATIO_AGENT_OPTIONS") or "{}"))
 
 
+def _find_modules_in_the_step_folder() -> None:
+    """The step's folder and the vault first on sys.path (for the import here) and on
+    PYTHONPATH (for the Python processes the function starts), as documented. Only
+    now: this module itself was found before them, in the installed package."""
+    paths = [p for p in os.environ.pop("MODULATIO_CALL_PATH", "").split(os.pathsep) if p]
+    sys.path[0:0] = paths
+    old = os.environ.get("PYTHONPATH", "")
+    os.environ["PYTHONPATH"] = os.pathsep.join([*paths, *([old] if old else [])])
+
+
 def main(target: str) -> int:
+    _find_modules_in_the_step_folder()
     module_name, _, attr = target.partition(":")
     fn = getattr(importlib.import_module(module_name), attr)
     result = fn(_info())

@@ -13,7 +13,8 @@ locks.py (flock and POSIX locks between two processes), freshness.py (inotify, c
 staleness, clock offset), permissions.py, space.py (free space, inodes); peer.py for
 `--peer`.
 
-The trust checks of who may write what are to be appended to TRUST_CHECKS, here.
+TRUST_CHECKS: trust.py, would a daemon start here (store/trust.py's checks of the
+vault, the folders above it, .modulatio/ and the config)?
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from modulatio_d.ops.doctor.permissions import check_permissions
 from modulatio_d.ops.doctor.probe import Check, Probe
 from modulatio_d.ops.doctor.report import Report, Row
 from modulatio_d.ops.doctor.space import check_space
+from modulatio_d.ops.doctor.trust import check_trust
 from modulatio_d.store import fs
 from modulatio_d.store.vault import Vault
 
@@ -46,9 +48,9 @@ LEFTOVER_S = 3600.0
 CHECKS: list[Check] = [check_filesystem, check_mount_options, check_locks, check_inotify,
                        check_staleness, check_clock, check_permissions, check_space]
 
-TRUST_CHECKS: list[Check] = []
+TRUST_CHECKS: list[Check] = [check_trust]
 """Checks of who may write what in the vault (plans run commands): each takes the Probe
-and returns rows, run after CHECKS. Empty until those checks are written."""
+and returns rows, run after CHECKS."""
 
 
 def run(vault: Vault, peer: bool = False, peer_wait: float = 30.0,
