@@ -197,7 +197,8 @@ def test_a_daemon_that_dies_while_starting_is_reported_with_its_log(vault, tmp_p
     monkeypatch.setattr(detach, "start", functools.partial(detach.start, python=str(standin)))
     out, err = io.StringIO(), io.StringIO()
     code = cli.main(["daemon", "--detach", "--vault", str(vault.root)],
-                    cli.Context(environ={}, cwd=tmp_path, out=out, err=err))
+                    cli.Context(environ={"MODULATIO_ALLOW_ROOT": "1"}, cwd=tmp_path, out=out,
+                                err=err))
     assert code == 1
     assert "exited with 3 while starting" in err.getvalue()
     assert f"boom: cannot start with -P -m modulatio_d daemon --vault {vault.root}" \
