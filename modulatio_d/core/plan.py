@@ -15,7 +15,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from modulatio_d.core import checks, names
+from modulatio_d.core import checks, names, schedule
 from modulatio_d.core.checks import MAX_COUNT, parse_duration
 from modulatio_d.core.errors import FileFault, TransitionRefused
 from modulatio_d.core.markdown import Document
@@ -83,7 +83,7 @@ class StepKind(StrEnum):
 MAX_STEPS = 10_000
 """Sub-objectives a plan may have."""
 DAEMON_KEYS = ("current_index", "execution_started_at", "completed_at", "claim", "in_flight",
-               "reflection_log", "last_error", "rev")
+               "reflection_log", "last_error", "rev", "retry")
 _CALL = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
 
 
@@ -102,6 +102,7 @@ class SubObjective:
     rerun_after_crash: bool = True
     cwd: str | None = None
     env: dict[str, str] = field(default_factory=dict)
+    retry_delay: schedule.RetryDelay | None = None
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,17 @@ class Plan:
     cwd: str | None
     reflector: str | None
     data: dict  # the whole frontmatter, as ruamel loaded it
+    schedule: schedule.Schedule = schedule.Schedule()
+    retry: dict[str, Any] | None = None
+    """The daemon's `retry` {index, failures, at}: the plan was released after a failed
+    attempt and may be claimed again from `at` (core/schedule.py)."""
+
+    @property
+    def claimable_from(self) -> datetime | None:
+        """The latest of not_before and a pending retry's time."""
+        at = parse_time((self.retry or {}).get("at")) if self.retry else None
+        times = [t for t in (self.schedule.not_before, at) if t is not None]
+        return max(times) if times else None
 
     @property
     def done(self) -> int:
@@ -217,6 +229,8 @@ def parse_plan(doc: Document, expected_id: str | None = None) -> Plan:
     claim, in_flight = data.get("claim"), data.get("in_flight")
     if claim is not None:
         checks.check_claim(fail, claim)
+    if data.get("retry") is not None:
+        checks.check_retry(fail, data["retry"])
     if in_flight is not None:
         checks.check_in_flight(fail, in_flight)
     for key in ("cwd", "reflector"):
@@ -237,7 +251,8 @@ def parse_plan(doc: Document, expected_id: str | None = None) -> Plan:
         last_error=last_error,
         claim=plain(claim), in_flight=plain(in_flight),
         reflection_log=plain(log), cwd=data.get("cwd"), reflector=data.get("reflector"),
-        data=data,
+        data=data, schedule=schedule.parse_plan_schedule(doc, plan_id),
+        retry=plain(data.get("retry")),
     )
 
 
@@ -346,6 +361,7 @@ def _parse_step(fail: FileFault, doc: Document, steps: list, i: int) -> SubObjec
             fail(f"{where}: cwd must be a path", line=line)
         fields["cwd"] = checks.text(fail, raw["cwd"], f"{where}: cwd", line=line)
     fields["env"] = checks.parse_env(fail, raw.get("env"), where, line)
+    fields["retry_delay"] = schedule.parse_retry_delay(fail, raw, where, line)
     return SubObjective(**fields)
 
 

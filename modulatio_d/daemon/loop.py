@@ -163,7 +163,7 @@ class Daemon:
                     break
                 if new_folders:
                     continue  # list and scan again: a folder made meanwhile had no watch
-                wait = self.races.next_wait(self.tick_seconds)
+                wait = self.scanner.cap_wait(self.races.next_wait(self.tick_seconds), self.clock())
                 log.debug("nothing claimable: sleeping up to %gs", wait)
                 if self._sleep(wait):
                     self.races.ran()

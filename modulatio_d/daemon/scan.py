@@ -12,6 +12,13 @@ of a dead daemon.
 Order: priority (higher first), then approved_at (a plan approved by hand
 without one sorts by its file's mtime), then id.
 
+Scheduling (core/schedule.py), judged at every look since it depends on the
+clock and on other files: a plan is not offered before its `not_before` or its
+pending `retry.at` (the earliest such time is `next_due`, so the loop wakes
+for it), nor while a plan it names in `after` is not `completed` (their
+statuses are peeked, cached by stat signature). A plan past its `expires_at`
+that never started is offered regardless: the runner fails it as `expired`.
+
 A bad file is refused once per version: logged, recorded in events.jsonl,
 left as written. So is a file or folder that fails the trust checks
 (store/trust.py), judged on the stat the scan has anyway; a project whose
@@ -27,11 +34,11 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from modulatio_d.core import markdown, peek
+from modulatio_d.core import markdown, peek, schedule
 from modulatio_d.core.errors import BadFile
 from modulatio_d.core.plan import CLAIMABLE, PlanStatus, parse_plan
 from modulatio_d.store import fs
@@ -51,6 +58,9 @@ class Candidate:
     path: Path
     project: str
     status: PlanStatus
+    claimable_from: datetime | None = field(default=None, compare=False)
+    after: tuple[str, ...] = field(default=(), compare=False)
+    expires_at: datetime | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -71,6 +81,8 @@ class Scanner:
         self._seen: dict[str, _Seen] = {}
         self.refusals = Refusals(vault, events, "plan")
         self._held_off: dict[Path, float] = {}  # path -> monotonic time to try again
+        self._statuses: dict[str, tuple[tuple, str | None]] = {}  # dependency -> (sig, status)
+        self.next_due: datetime | None = None  # the earliest not_before or retry.at to come
 
     def hold_off(self, path: Path, seconds: float) -> None:
         """Do not offer `path` for `seconds` (its file could not be written)."""
@@ -93,6 +105,7 @@ class Scanner:
             self._seen.clear()  # judged under another policy: judge every file again
         found: list[Candidate] = []
         alive: set[str] = set()
+        self.next_due = None
         for project in self.served():
             try:
                 self.vault.check_folder(self.vault.plans_dir(project))
@@ -157,7 +170,43 @@ class Scanner:
             return None  # its daemon is alive and running it
         if self._held_off and self._held_off.get(c.path, 0) > self.monotonic():
             return None
-        return c
+        return c if self._due(c, now) else None
+
+    def cap_wait(self, seconds: float, now: datetime) -> float:
+        """`seconds`, or less when a plan becomes claimable sooner (next_due)."""
+        if self.next_due is None:
+            return seconds
+        return max(0.05, min(seconds, (self.next_due - now).total_seconds() + 0.01))
+
+    def _due(self, c: Candidate, now: datetime) -> bool:
+        """The scheduling keys allow the plan now (see the module's docstring)."""
+        if c.status is PlanStatus.EXECUTING:
+            return True  # an orphan: it started, whatever its keys say
+        if c.expires_at is not None and c.expires_at <= now:
+            return True  # to be failed as expired
+        if c.claimable_from is not None and c.claimable_from > now:
+            if self.next_due is None or c.claimable_from < self.next_due:
+                self.next_due = c.claimable_from
+            return False
+        if c.after:
+            status_of = {d: self.status_of(c.project, d) for d in c.after}
+            return schedule.waiting(c.after, status_of).ready
+        return True
+
+    def status_of(self, project: str, plan_id: str) -> str | None:
+        """The status of a plan (None: no such file), peeked and cached by stat signature."""
+        path = str(self.vault.plan_path(project, plan_id))
+        try:
+            sig = signature(fs.stat_of(path))
+            seen = self._statuses.get(path)
+            if seen is None or seen[0] != sig:
+                seen = (sig, peek.peek_status(self.vault.read(path)[1]) or "draft")
+                self._statuses[path] = seen
+            return seen[1]
+        except FileNotFoundError:
+            return None
+        except (OSError, BadFile):
+            return "unreadable"  # not completed: the dependent waits
 
     def _look(self, path: str, project: str, sig: tuple, st: os.stat_result,
               now: datetime) -> _Seen | None:
@@ -200,4 +249,7 @@ class Scanner:
             return _Seen(sig, None)
         when = plan.approved_at or datetime.fromtimestamp(mtime, UTC)
         key = (-plan.priority, when.timestamp(), plan.id)
-        return _Seen(sig, Candidate(key, Path(path), project, plan.status))
+        return _Seen(sig, Candidate(key, Path(path), project, plan.status,
+                                    plan.claimable_from, plan.schedule.after,
+                                    None if plan.reflection_log or plan.in_flight
+                                    else plan.schedule.expires_at))

@@ -39,7 +39,7 @@ MAX_ARGS = 8
 # io, for in-memory text buffers; the YAML, frontmatter and cron parsers.
 CORE_MAY_IMPORT = {
     "__future__", "collections", "collections.abc", "dataclasses", "datetime", "difflib",
-    "enum", "functools", "io", "itertools", "json", "math", "pathlib", "re", "string",
+    "enum", "functools", "hashlib", "io", "itertools", "json", "math", "pathlib", "re", "string",
     "textwrap", "typing", "zoneinfo",
     "croniter", "frontmatter", "ruamel.yaml", "ruamel.yaml.error", "ruamel.yaml.events",
 }
