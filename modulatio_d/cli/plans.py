@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 
-ACTIONS = ("approve", "pause", "resume", "abort", "retry")
+ACTIONS = ("approve", "pause", "resume", "abort", "retry", "unblock")
 ACTION_HELP = {
     "approve": "a draft or paused plan becomes approved: the next free daemon runs it",
     "pause": "an approved or executing plan stops at the end of its current step",
     "resume": "a paused plan becomes approved and resumes where it stopped",
     "abort": "any plan not final is aborted; a running step is killed",
     "retry": "a failed or aborted plan becomes approved again, at the step where it stopped",
+    "unblock": "a plan blocked by a failed or aborted dependency drops those from its after: "
+               "list and runs once the others completed",
 }
 STATUSES = ("draft", "approved", "executing", "paused", "completed", "failed", "aborted",
             "invalid")
@@ -39,6 +41,12 @@ def register(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -
     p.add_argument("--objective", metavar="TEXT", action=_Step, dest="steps",
                    help="a text-only sub-objective for the default agent (repeatable)")
     p.add_argument("--approve", action="store_true", help="create it approved, ready to run")
+    p.add_argument("--at", metavar="TIME", help="not_before: no daemon starts it before this "
+                   "ISO 8601 time (e.g. 2026-12-24T06:00:00Z)")
+    p.add_argument("--expires", metavar="TIME", help="expires_at: not started by this time, "
+                   "it fails with reason expired")
+    p.add_argument("--after", metavar="ID", action="append", default=[],
+                   help="a plan of the same project that must complete first (repeatable)")
     p.set_defaults(run=run_new)
 
     p = psub.add_parser("list", parents=[parent], help="list plans")
@@ -55,7 +63,8 @@ def register(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -
 
     for action in ACTIONS:
         p = psub.add_parser(action, parents=[parent], help=ACTION_HELP[action])
-        p.add_argument("id", help="the plan id").complete = f"plan:{action}"
+        p.add_argument("id", help="the plan id").complete = \
+            "plan" if action == "unblock" else f"plan:{action}"
         p.set_defaults(run=run_action, action=action)
 
     project = sub.add_parser("project", help="recover the plans of a project")
@@ -74,19 +83,44 @@ def run_new(args, ctx) -> int:
 
     vault = ctx.vault(args)
     project = project_code(vault, args.project, ctx, new_ok=True)
-    plan_id, path = new_plan(vault, project, args.title, args.steps, args.approve, utcnow())
+    sched = {"not_before": _time_arg("--at", args.at), "after": args.after or None,
+             "expires_at": _time_arg("--expires", args.expires)}
+    plan_id, path = new_plan(vault, project, args.title, args.steps, args.approve, utcnow(),
+                             {k: v for k, v in sched.items() if v})
     EventLog(vault.events_path)("plan_created", project=project, plan=plan_id,
                                 status="approved" if args.approve else "draft")
     ctx.print(plan_id)
     return 0
 
 
+def _time_arg(flag: str, value: str | None):
+    from modulatio_d.core.errors import UsageError
+    from modulatio_d.core.times import parse_time
+
+    if value is None:
+        return None
+    t = parse_time(value)
+    if t is None:
+        raise UsageError(f"{flag} {value!r} is not a time: write ISO 8601, e.g. "
+                         "2026-12-24T06:00:00Z")
+    return t
+
+
 def run_action(args, ctx) -> int:
     from modulatio_d.core.times import utcnow
+    from modulatio_d.ops.dependencies import check_approve, unblock
     from modulatio_d.store.events import EventLog
     from modulatio_d.store.plan_file import change_status
 
     vault = ctx.vault(args)
+    if args.action == "unblock":
+        plan, dropped = unblock(vault, args.id, EventLog(vault.events_path))
+        ctx.print(f"{plan.id}: no longer waits for {', '.join(dropped)}"
+                  + (f"; still after {', '.join(plan.schedule.after)}"
+                     if plan.schedule.after else ""))
+        return 0
+    if args.action == "approve":
+        check_approve(vault, args.id)
     plan = change_status(vault, args.id, args.action, utcnow(), EventLog(vault.events_path))
     ctx.print(f"{plan.id}: {plan.status.value} at step {plan.done}/{plan.total}")
     return 0
@@ -119,6 +153,10 @@ def run_show(args, ctx) -> int:
     ctx.say(f"status:   {info['status']}   progress: {info['done']}/{info['total']}")
     if info.get("last_error"):
         ctx.say(f"error:    {info['last_error']}")
+    if info.get("waiting"):
+        ctx.say(f"waiting:  {info['waiting']}")
+    if info.get("after"):
+        ctx.say("after:    " + ", ".join(f"{d} ({s})" for d, s in info["after"].items()))
     u = info["usage"]
     ctx.say(f"usage:    {u['calls']} calls, {u['input_tokens'] + u['output_tokens']} tokens, "
                 f"${u['cost_usd']:.4f}")

@@ -21,8 +21,9 @@ the daemon is asked to stop; or when a failed step with `retry_delay` is to be
 retried: the plan is released (`approved`, with the daemon's `retry` key
 saying when the scan may offer it again), so no worker waits for the delay.
 A plan past its `expires_at` that never started a step fails `expired` at once.
-A plan that ended (completed, failed, aborted) keeps no `claim`: the last write removes it (the next claim after a retry
-takes its token from the log). Before each attempt the budget is checked.
+A plan that ended (completed, failed, aborted) keeps no `claim`: the last
+write removes it (the next claim after a retry takes its token from the log).
+Before each attempt the budget is checked.
 
 Lock lost: before each attempt and at every beat while one runs, the holder
 checks that the path of its lock file still names the inode it locked

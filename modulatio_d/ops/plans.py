@@ -25,11 +25,13 @@ def next_plan_number(vault: Vault, project: str) -> int:
 
 
 def new_plan(vault: Vault, project: str, title: str, steps: list[tuple[str, str]],
-             approve: bool, now: datetime) -> tuple[str, Path]:
+             approve: bool, now: datetime,
+             schedule: dict[str, object] | None = None) -> tuple[str, Path]:
     """Create `<PROJECT>/plans/<PROJECT>-P-<NNN>.md` with the next free number.
 
     `steps` are ("run", command) or ("objective", text) in order; with none the
     title is the one text objective. Created with O_EXCL: two at once never collide.
+    `schedule`: not_before, expires_at, after (docs/plan-file.md, "Scheduling").
     """
     names.check("project code", project)
     if not title.strip():
@@ -42,6 +44,7 @@ def new_plan(vault: Vault, project: str, title: str, steps: list[tuple[str, str]
                                    "priority": 50, "created_at": now}
         if approve:
             keys["approved_at"] = now
+        keys.update(schedule or {})
         keys.update({"sub_objectives": subs, "current_index": 0, "reflection_log": []})
         return markdown.set_keys("---\n---\n", keys) + "\n"
 

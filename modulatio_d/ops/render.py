@@ -42,10 +42,20 @@ def list_plans(vault: Vault, project: str | None = None, status: str | None = No
     return rows
 
 
-def show_plan(vault: Vault, plan_id: str) -> dict:
+def show_plan(vault: Vault, plan_id: str, now: datetime | None = None) -> dict:
+    from modulatio_d.core.times import utcnow
+    from modulatio_d.ops.dependencies import status_of, why_not_yet
+
     project, path = vault.find("plans", plan_id)
     plan = read_plan(vault, path).plan
     info = plan_row(plan, project)
+    sched = plan.schedule
+    info.update(
+        waiting=why_not_yet(vault, project, plan, now or utcnow()),
+        after={d: status_of(vault, project, d) or "missing" for d in sched.after},
+        not_before=_jsonable(sched.not_before), expires_at=_jsonable(sched.expires_at),
+        concurrency_key=sched.concurrency_key, retry=_jsonable(plan.retry),
+    )
     info.update(
         sub_objectives=[s.title for s in plan.sub_objectives],
         reflection_log=_jsonable(plan.reflection_log),

@@ -101,6 +101,12 @@ def render(s: Survey, tty: bool = False) -> str:
             out.append(f"  also paused (not parsed here: `modulatio plan list --status paused`): "
                        f"{shown}{more}")
 
+    if s.waiting:
+        out.append("")
+        out.append(f"approved, not taken yet: {len(s.waiting)}")
+        for w in s.waiting:
+            out.append(f"  {w['id']:<20} {w['reason']}")
+
     out.append("")
     out.append(f"open tickets: {len(s.tickets)}")
     for t in s.tickets:

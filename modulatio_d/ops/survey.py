@@ -20,6 +20,9 @@ a second):
 - tickets: each ticket's status line by regex; open ones are parsed.
 - cron: every entry is parsed (entries are few) for its next fire: the rows of
   `cron list` (ops/cron.entry_rows).
+- waiting: an approved plan whose text holds a scheduling key (after,
+  not_before, expires_at, retry) is parsed, and listed with why no daemon
+  takes it yet (ops/dependencies.why_not_yet): blocked, waiting, retry at.
 
 Nothing is written and no lock is kept: an `executing` plan's lock is probed
 (flock LOCK_NB, released at once) to tell a running plan from an orphan of a
@@ -30,6 +33,7 @@ status_text.py.
 from __future__ import annotations
 
 import os
+import re
 import socket
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -39,6 +43,7 @@ from modulatio_d.core import markdown, peek
 from modulatio_d.core.errors import BadFile
 from modulatio_d.core.plan import PlanStatus
 from modulatio_d.core.times import format_time, parse_time
+from modulatio_d.ops.dependencies import why_not_yet
 from modulatio_d.store import fs, heartbeat
 from modulatio_d.store.events import read as read_events
 from modulatio_d.store.lock import holder, is_held, lock_path
@@ -86,6 +91,9 @@ class Survey:
     """Open tickets."""
     cron: list[dict] = field(default_factory=list, init=False)
     refused: list[dict] = field(default_factory=list, init=False)
+    waiting: list[dict] = field(default_factory=list, init=False)
+    """Approved plans no daemon takes yet: blocked, waiting for a plan or a time."""
+    triggers: list[dict] = field(default_factory=list, init=False)
 
     def counts(self) -> dict:
         by_status = {s: 0 for s in (*STATUSES, INVALID)}
@@ -101,7 +109,8 @@ class Survey:
             "vault": self.vault, "now": iso(self.now), "daemons": self.daemons,
             "counts": self.counts(), "plans": self.plans, "executing": self.executing,
             "paused": self.paused, "tickets": self.tickets,
-            "cron": self.cron, "refused": self.refused,
+            "cron": self.cron, "refused": self.refused, "waiting": self.waiting,
+            "triggers": self.triggers,
         }
 
 
@@ -195,6 +204,11 @@ def _plans(vault: Vault, project: str, now: datetime, s: Survey, refused: dict) 
             mtime = entry.stat().st_mtime
             s.paused.append({"id": plan_id, "project": project, "detail": False,
                              "path": path, "_mtime": mtime})
+        elif status == "approved" and _SCHEDULED.search(text):
+            plan = _parse(vault, path, plan_id, project, text, refused)
+            why = why_not_yet(vault, project, plan, now) if plan is not None else None
+            if why:
+                s.waiting.append({"id": plan_id, "project": project, "reason": why})
         elif status is None or status not in STATUSES or status == "executing":
             plan = _parse(vault, path, plan_id, project, text, refused)
             if plan is None:
@@ -204,6 +218,9 @@ def _plans(vault: Vault, project: str, now: datetime, s: Survey, refused: dict) 
                 if status == "executing":
                     s.executing.append(_executing(plan, project, now))
         s.plans.append({"id": plan_id, "project": project, "status": status})
+
+
+_SCHEDULED = re.compile(r"^(?:after|not_before|expires_at|retry)\s*:", re.M)
 
 
 def _parse(vault: Vault, path: str, plan_id: str, project: str, text: str, refused: dict):

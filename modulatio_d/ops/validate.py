@@ -14,7 +14,10 @@ checked against the rest of the vault and this host:
   plugins, a path as a file (a relative one from the plan's folder, where the
   daemon runs it), a bare command on PATH;
 - the `cwd` folders of the steps still to run exist;
-- each cron entry's schedule fires again, and its template is a valid plan.
+- each cron entry's schedule fires again, and its template is a valid plan;
+- the plans named in `after` exist (a warning: the plan waits until they do)
+  and the `after` links of a project hold no cycle (an error: the plans of a
+  cycle never run).
 A problem is an error (the daemon will refuse or fail it) or a warning (it may
 work: a command missing from this shell's PATH may be on the daemon's, a
 folder an earlier step may make, a schedule whose next fire is over a year
@@ -112,6 +115,8 @@ class _Checker:
         self.plans: dict[tuple[str, str], bool] = {}
         """(project, plan id) -> whether it parsed: what cron templates are checked against."""
         self._plugins: dict[str, set[str]] = {}
+        self.after: dict[tuple[str, str], Plan] = {}
+        """(project, plan id) -> the parsed plan, for the `after` checks."""
 
     def add(self, path: Path, reason: str, line: int | None = None, hint: str = "",
             severity: Severity = Severity.ERROR) -> None:
@@ -151,10 +156,18 @@ class _Checker:
                         continue
                     if kind == "plans":
                         self.plans[(project, path.stem)] = True
+                        self.after[(project, path.stem)] = read.plan
                         self.check_plan(read.plan)
                     elif kind == "cron":
                         self.check_entry(*read)
+        self.check_after()
         return self.problems
+
+    def check_after(self) -> None:
+        from modulatio_d.ops.dependencies import after_problems
+
+        for path, reason, line, hint, error in after_problems(self.after, set(self.plans)):
+            self.add(path, reason, line, hint, Severity.ERROR if error else Severity.WARNING)
 
     # --- the config -------------------------------------------------------------------
 
