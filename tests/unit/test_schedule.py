@@ -1,0 +1,95 @@
+"""The scheduling vocabulary (core/schedule.py): retry delays on a fake clock, jitter,
+dependencies and cycles, and the keys refused with their line."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from modulatio_d.core import markdown, schedule
+from modulatio_d.core.errors import BadFile
+from modulatio_d.core.plan import parse_plan
+from modulatio_d.core.schedule import RetryDelay, find_cycle, retry_at, waiting
+
+T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+
+def _plan(head: str):
+    text = f"---\nid: X\nsub_objectives:\n{head}\n---\n"
+    return parse_plan(markdown.load(Path("X.md"), text), "X")
+
+
+def test_retry_delays_grow_by_backoff_up_to_max_delay():
+    d = RetryDelay(10, backoff=2, max_delay=60)
+    assert [d.wait(n, "p#0") for n in range(1, 6)] == [10, 20, 40, 60, 60]
+    assert RetryDelay(5).wait(7, "p#0") == 5  # no backoff: the same each time
+    assert RetryDelay(1, backoff=100).wait(10_000, "s") == pytest.approx(100 * 365 * 86400)
+
+
+def test_jitter_is_bounded_and_the_same_for_the_same_attempt():
+    d = RetryDelay(10, jitter=5)
+    waits = [d.wait(1, f"plan-{i}#0") for i in range(200)]
+    assert all(10 <= w < 15 for w in waits)
+    assert len(set(waits)) > 150  # spread, not a constant
+    assert d.wait(1, "plan-7#0") == waits[7]  # every daemon computes the same wait
+    assert d.wait(2, "plan-7#0") != waits[7]
+
+
+def test_retry_at_on_a_fake_clock_rounds_up_to_the_second():
+    now = T0 + timedelta(microseconds=300)
+    at = retry_at(now, RetryDelay(30, backoff=2), 2, "p#0")
+    assert at == T0 + timedelta(seconds=61)
+    assert retry_at(T0, RetryDelay(30), 1, "p#0") == T0 + timedelta(seconds=30)
+
+
+def test_a_plan_released_for_a_retry_is_claimable_from_its_time():
+    plan = _plan("  - run: 'true'\n    retry_delay: 1m\nnot_before: 2026-01-01T11:00:00Z\n"
+                 "retry: {index: 0, failures: 1, at: 2026-01-01T12:01:00Z}")
+    assert plan.sub_objectives[0].retry_delay == RetryDelay(60)
+    assert plan.claimable_from == T0 + timedelta(minutes=1)
+    assert _plan("  - run: 'true'").claimable_from is None
+
+
+def test_dependencies_ready_blocked_missing_pending():
+    w = waiting(("A", "B", "C", "D"), {"A": "completed", "B": "failed", "C": "executing"})
+    assert (w.pending, w.blocked, w.missing) == (("C",), (("B", "failed"),), ("D",))
+    assert not w.ready and w.reason() == "B failed, D missing, waiting for C"
+    assert waiting(("A",), {"A": "completed"}).ready
+    assert not waiting(("A",), {"A": "aborted"}).ready
+
+
+def test_cycles_are_found_and_chains_are_not():
+    assert find_cycle({"A": ("B",), "B": ("C",), "C": ()}) == []
+    assert find_cycle({"A": ("B",), "B": ("C",), "C": ("A",)}) == ["A", "B", "C", "A"]
+    assert find_cycle({"A": ("B",), "B": ("B2",), "B2": ("B",)}, "A") == []  # not through A
+    assert find_cycle({"A": ("B",), "B": ("B2",), "B2": ("B",)}, "B") == ["B", "B2", "B"]
+    diamond = {"D": ("B", "C"), "B": ("A",), "C": ("A",), "A": ()}
+    assert find_cycle(diamond) == []
+
+
+@pytest.mark.parametrize(("head", "message", "line"), [
+    ("  - run: 'true'\nafter: X", "after names the plan itself", 5),
+    ("  - run: 'true'\nafter: {a: 1}", "after must be a list", 5),
+    ("  - run: 'true'\nafter:\n  - A\n  - 'no good'", "after item 2", 7),
+    ("  - run: 'true'\nnot_before: soon", "not_before 'soon' is not a time", 5),
+    ("  - run: 'true'\nnot_before: 2026-01-02\nexpires_at: 2026-01-01",
+     "is not after not_before", 6),
+    ("  - run: 'true'\nconcurrency_key: ''", "concurrency_key", 5),
+    ("  - run: 'true'\n    backoff: 2", "backoff needs retry_delay", 4),
+    ("  - run: 'true'\n    retry_delay: soon", "retry_delay", 4),
+    ("  - run: 'true'\n    retry_delay: 10s\n    backoff: 0.5", "backoff 0.5", 4),
+    ("  - run: 'true'\n    retry_delay: 10s\n    max_delay: 5s", "max_delay is shorter", 4),
+    ("  - run: 'true'\nretry: {at: never}", "retry at 'never' is not a time", 5),
+])
+def test_bad_scheduling_keys_are_refused_with_their_line(head, message, line):
+    with pytest.raises(BadFile) as e:
+        _plan(head)
+    assert message in str(e.value)
+    assert e.value.line == line
+
+
+def test_fraction_is_stable():
+    assert schedule.fraction("x") == schedule.fraction("x")
+    assert 0 <= schedule.fraction("y") < 1
