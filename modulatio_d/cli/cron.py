@@ -18,8 +18,16 @@ def register(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -
     p.add_argument("project", help="project code, e.g. SALES (an existing folder that "
                    "differs only in case is used)").complete = "project"
     p.add_argument("objective", help="what each kickoff is for; its title")
-    p.add_argument("--schedule", required=True, metavar="EXPR",
-                   help='5 cron fields ("0 6 * * *") or @hourly @daily @weekly @monthly @yearly')
+    when = p.add_mutually_exclusive_group(required=True)
+    when.add_argument("--schedule", metavar="EXPR",
+                      help='5 cron fields ("0 6 * * *") or @hourly @daily @weekly @monthly '
+                           '@yearly')
+    when.add_argument("--every", metavar="DURATION",
+                      help="an interval instead: e.g. 90m, fired at --start + k * DURATION")
+    p.add_argument("--start", metavar="TIME", help="with --every: the first time it fires "
+                   "(ISO 8601; default: now)")
+    p.add_argument("--jitter", metavar="DURATION", help="fire each time up to this much later, "
+                   "the same delay on every daemon (e.g. 5m)")
     p.add_argument("--timezone", metavar="TZ",
                    help="IANA zone, e.g. Europe/Berlin (default: the vault config's, "
                         "else this host's, written into the entry)")
@@ -76,7 +84,8 @@ def run_add(args, ctx) -> int:
     entry = cron.add_entry(
         vault, project, args.objective, args.schedule, utcnow(), timezone=args.timezone,
         steps=args.steps, template=args.template, catch_up=args.catch_up, overlap=overlap,
-        approve=not args.draft, host_zone=host_zone(ctx.environ))
+        approve=not args.draft, host_zone=host_zone(ctx.environ),
+        timing={"every": args.every, "start": args.start, "jitter": args.jitter})
     EventLog(vault.events_path)("cron_added", project=entry.project, cron=entry.id,
                                 schedule=entry.schedule, timezone=entry.timezone)
     if args.catch_up == "all" and args.overlap is None:
@@ -135,7 +144,7 @@ def run_enable(args, ctx) -> int:
 
 
 def run_next(args, ctx) -> int:
-    from datetime import UTC
+    from datetime import UTC, datetime
 
     from modulatio_d.core.errors import UsageError
     from modulatio_d.core.times import parse_time, utcnow
@@ -160,7 +169,9 @@ def run_next(args, ctx) -> int:
     if not p.entry.enabled:
         ctx.err.write(f"modulatio: note: {p.entry.id} is disabled: it fires nothing until "
                       "enabled\n")
-    for r, t in zip(rows, p.times, strict=True):
+    for r in rows:
+        t = datetime.fromisoformat(r["local"])
+        jittered = f"  (scheduled {r['scheduled_for']})" if "scheduled_for" in r else ""
         ctx.print(f"{t.strftime('%a')} {r['local']}  {t.astimezone(UTC).strftime('%a')} "
-                  f"{r['utc']}")
+                  f"{r['utc']}{jittered}")
     return 0

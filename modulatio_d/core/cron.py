@@ -25,6 +25,14 @@ Rules:
   scheduled instant its own plan id, created with O_EXCL.
 - Which zone an entry fires in (its own, the vault config's, the host's) is
   decided by store/zones.py, which reads the config and the host.
+- An interval schedule (`every: 90m` from a start time) is written here as
+  `@every <seconds> <start as Unix seconds>`: its instants are start + k * every
+  (k >= 0), absolute times that no zone or DST moves; the functions below take
+  it wherever they take 5 fields.
+- Jitter (`jitter_of`): an instant t fires at t + a delay in [0, jitter) that is
+  a function of (entry id, t), so every daemon computes the same moment and the
+  kickoff id (from t) stays the same: exactly once is unchanged. `due_until` is
+  the latest instant up to which every scheduled time's jittered moment has come.
 Instants are compared in UTC: Python compares two datetimes that share a
 tzinfo by wall clock alone, ignoring fold.
 """
@@ -42,7 +50,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from croniter import CroniterBadDateError, croniter
 
-from modulatio_d.core import names
+from modulatio_d.core import intervals, names
+from modulatio_d.core.intervals import every_expr, jitter_of  # noqa: F401 (the cron API)
 
 MAX_CATCH_UP = 100
 """Most kickoffs one decision creates with catch_up `all`, and most skipped times it lists."""
@@ -110,9 +119,24 @@ class Decision:
     """The latest due time, fired or skipped; None when nothing was due."""
 
 
+def due_until(schedule: str, zone: tzinfo, after: datetime, now: datetime, cron_id: str,
+              jitter_s: float) -> datetime:
+    """The latest `until` <= now such that every scheduled time in (after, until] has its
+    jittered moment at or before `now`: what decide() may look at."""
+    if jitter_s <= 0:
+        return now
+    window_start = max(_utc(after, "after"), _utc(now, "now") - timedelta(seconds=jitter_s))
+    for t in scheduled_times(schedule, zone, window_start, now, MAX_COUNTED).times:
+        if t + intervals.jitter_of(cron_id, t, jitter_s) > now:
+            return t - _SECOND
+    return now
+
+
 def parse_schedule(expr: str) -> str:
     """Return `expr` as 5 fields separated by single spaces, or raise ValueError."""
     text = expr.strip()
+    if intervals.is_every(text):
+        return text
     if text.startswith("@"):
         if text.lower() not in ALIASES:
             raise ValueError(
@@ -305,6 +329,9 @@ def _instant(wall: datetime, zone: tzinfo) -> datetime:
 
 def _forward(expr: str, zone: tzinfo, after: datetime) -> Iterator[datetime]:
     """UTC instants strictly after `after`, increasing, each once."""
+    if intervals.is_every(expr):
+        yield from intervals.forward(expr, after)
+        return
     # No wall time before after's own can fire after it: wall -> instant is monotonic.
     walls = croniter(expr, after.astimezone(zone).replace(tzinfo=None, fold=0))
     last = after
@@ -320,6 +347,9 @@ def _forward(expr: str, zone: tzinfo, after: datetime) -> Iterator[datetime]:
 
 def _backward(expr: str, zone: tzinfo, after: datetime, until: datetime) -> Iterator[datetime]:
     """UTC instants in (after, until], decreasing, each once."""
+    if intervals.is_every(expr):
+        yield from intervals.backward(expr, after, until)
+        return
     u = until.astimezone(zone)
     # In the repeat of a fall-back hour, later wall times of the first pass
     # are still earlier instants: start the walk after the repeated span.

@@ -20,6 +20,12 @@ scheduled instant yields at most one kickoff, however many daemons run.
 An entry, or a cron/ or project folder, that fails the trust checks
 (store/trust.py) fires nothing and is told once, like a malformed one.
 
+Jitter (`jitter:`) delays each scheduled instant by a whole number of seconds
+that is a function of (entry id, instant) (core/intervals.py): the kickoff id
+is still the instant's, and an instant is due once its jittered moment came
+(cron.due_until), so every daemon agrees on what is due. Interval schedules
+(`every:`) are schedules like any other here.
+
 A disabled entry fires nothing, but its due times are still passed over
 (logged as skipped, last_fired_for advanced), so enabling it again does not
 fire the times of the disabled period. A malformed entry is never written:
@@ -33,7 +39,7 @@ import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 
 from modulatio_d.core import cron, markdown, peek
@@ -129,7 +135,9 @@ class CronFirer:
         if known.zone_key != zone or known.next_due is None:
             start = start_of(known.entry, known.snapshot)
             nxt = cron.next_fires(known.entry.expr, zone, start, 1)
-            known.next_due, known.zone_key = (nxt[0] if nxt else None), zone
+            known.next_due, known.zone_key = (
+                nxt[0] + cron.jitter_of(known.entry.id, nxt[0], known.entry.jitter)
+                if nxt else None), zone
         if known.next_due is None or now < known.next_due:
             return []  # the common case: nothing due, nothing locked
         lock = FileLock(lock_path(path))
@@ -150,8 +158,10 @@ class CronFirer:
         zone = self._zone(project, entry)
         if zone is None:
             return []
-        d = cron.decide(entry.expr, zone, entry.last_fired_for, start_of(entry, snap), now,
-                        entry.catch_up)
+        start = start_of(entry, snap)
+        until = cron.due_until(entry.expr, zone, start, now, entry.id, entry.jitter)
+        d = cron.decide(entry.expr, zone, entry.last_fired_for, start, until, entry.catch_up,
+                        grace=cron.DEFAULT_GRACE + timedelta(seconds=entry.jitter))
         if d.new_last_fired_for is None:
             return []
         fields = {"project": project, "cron": entry.id}

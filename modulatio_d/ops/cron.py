@@ -91,7 +91,8 @@ def _row(vault: Vault, project: str, path: Path, now: datetime, resolver: Zones,
             row["due_since"] = render_time(first[0], zone)
         nxt = cron.next_fires(entry.expr, zone, max(now, start), 1)
         if nxt:
-            row.update(next_fire=render_time(nxt[0], zone), next_fire_ts=nxt[0].timestamp())
+            at = nxt[0] + cron.jitter_of(entry.id, nxt[0], entry.jitter)
+            row.update(next_fire=render_time(at, zone), next_fire_ts=at.timestamp())
     return row
 
 
@@ -104,8 +105,17 @@ class Preview:
     times: list[datetime]
 
     def fires(self) -> list[dict]:
-        return [{"local": t.isoformat(), "utc": format_time(t),
-                 "kickoff": cron.kickoff_id(self.entry.id, t)} for t in self.times]
+        """Each fire: its moment, the kickoff it makes, and for an entry with jitter the
+        scheduled time the moment is jittered from (the kickoff's id names it)."""
+        rows = []
+        for t in self.times:
+            at = t + cron.jitter_of(self.entry.id, t, self.entry.jitter)
+            row = {"local": at.isoformat(), "utc": format_time(at),
+                   "kickoff": cron.kickoff_id(self.entry.id, t)}
+            if self.entry.jitter:
+                row["scheduled_for"] = format_time(t)
+            rows.append(row)
+        return rows
 
 
 def preview(vault: Vault, entry_id: str, after: datetime, n: int, host: tzinfo) -> Preview:
@@ -128,23 +138,27 @@ def next_cron_number(vault: Vault, project: str) -> int:
                                          vault.records_dir(project)))
 
 
-def add_entry(vault: Vault, project: str, objective: str, schedule: str, now: datetime,
-              timezone: str | None = None, steps: list[str] | None = None,
+def add_entry(vault: Vault, project: str, objective: str, schedule: str | None,
+              now: datetime, timezone: str | None = None, steps: list[str] | None = None,
               template: str | None = None, catch_up: str = "latest", overlap: str = "skip",
-              approve: bool = True, host_zone: tzinfo | None = None) -> Entry:
+              approve: bool = True, host_zone: tzinfo | None = None,
+              timing: dict[str, str | None] | None = None) -> Entry:
     """Create `<PROJECT>/cron/<PROJECT>-C-<NNN>.md`; every argument is checked first.
 
     Without `timezone` the entry is given the zone in effect now (the vault
     config's, else the host's), so that it keeps firing at the same wall-clock
-    time when the vault is opened on a host in another zone.
+    time when the vault is opened on a host in another zone. `timing`: every, start,
+    jitter as given on the command line (an interval replaces `schedule`).
     """
     names.check("project code", project)
     if not objective.strip():
         raise UsageError("the objective is empty: say what each kickoff is for")
-    try:
-        cron.parse_schedule(schedule)
-    except ValueError as e:
-        raise UsageError(f"--schedule: {e}") from None
+    timed = _timing(timing or {}, schedule, now)
+    if schedule is not None:
+        try:
+            cron.parse_schedule(schedule)
+        except ValueError as e:
+            raise UsageError(f"--schedule: {e}") from None
     if timezone is not None:
         try:
             cron.parse_zone(timezone)
@@ -156,7 +170,10 @@ def add_entry(vault: Vault, project: str, objective: str, schedule: str, now: da
         if timezone is not None and cron.find_zone(timezone) is None:
             timezone = None  # a tzfile path: leave it to the host at fire time
     _check_options(vault, project, steps, template, catch_up, overlap)
-    keys: dict[str, object] = {"objective": objective.strip(), "schedule": schedule.strip()}
+    keys: dict[str, object] = {"objective": objective.strip()}
+    if schedule is not None:
+        keys["schedule"] = schedule.strip()
+    keys.update(timed)
     if timezone is not None:
         keys["timezone"] = timezone
     if steps:
@@ -174,6 +191,38 @@ def add_entry(vault: Vault, project: str, objective: str, schedule: str, now: da
     _, path = create_numbered(vault.cron_dir(project), f"{project}-C-", 3,
                               next_cron_number(vault, project), text_for)
     return cron_entries.read_entry(vault, path)
+
+
+def _timing(timing: dict[str, str | None], schedule: str | None,
+            now: datetime) -> dict[str, object]:
+    """every/start/jitter checked as the entry's reader will check them."""
+    from modulatio_d.core.checks import parse_duration
+    from modulatio_d.core.times import parse_time
+
+    out: dict[str, object] = {}
+    if timing.get("every") is not None:
+        if schedule is not None:
+            raise UsageError("give --schedule or --every, not both")
+        start = parse_time(timing["start"]) if timing.get("start") else now.replace(
+            microsecond=0)
+        if start is None:
+            raise UsageError(f"--start {timing['start']!r} is not an ISO 8601 time")
+        try:
+            cron.every_expr(parse_duration(timing["every"]), start)
+        except ValueError as e:
+            raise UsageError(f"--every: {e}") from None
+        out.update(every=timing["every"], start=start)
+    elif timing.get("start") is not None:
+        raise UsageError("--start goes with --every")
+    elif schedule is None:
+        raise UsageError("give --schedule or --every")
+    if timing.get("jitter") is not None:
+        try:
+            parse_duration(timing["jitter"])
+        except ValueError as e:
+            raise UsageError(f"--jitter: {e}") from None
+        out["jitter"] = timing["jitter"]
+    return out
 
 
 def _check_options(vault: Vault, project: str, steps: list[str] | None, template: str | None,

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 
-from modulatio_d.core import cron, markdown, names, yaml_text
+from modulatio_d.core import checks, cron, markdown, names, yaml_text
 from modulatio_d.core.cron import CatchUp
 from modulatio_d.core.errors import BadFile, FileFault
 from modulatio_d.core.markdown import Document
@@ -25,8 +25,9 @@ from modulatio_d.core.times import parse_time
 from modulatio_d.store.atomic import Snapshot
 from modulatio_d.store.vault import Vault
 
-KEYS = ("id", "objective", "schedule", "timezone", "steps", "template", "enabled",
-        "catch_up", "overlap", "approve", "created_at", "last_fired_for")
+KEYS = ("id", "objective", "schedule", "every", "start", "jitter", "timezone", "steps",
+        "template", "enabled", "catch_up", "overlap", "approve", "created_at",
+        "last_fired_for")
 """Every key an entry may have (besides people's own, which start with `x-` or `x_`)."""
 
 DAEMON_KEYS = ("last_fired_for",)
@@ -69,6 +70,8 @@ class Entry:
     created_at: datetime | None
     last_fired_for: datetime | None
     body: str
+    jitter: float = 0.0
+    """Seconds: each scheduled instant fires up to this much later (core/intervals.py)."""
 
 
 # --- reading ------------------------------------------------------------------
@@ -110,16 +113,15 @@ def parse_entry(doc: Document, project: str) -> Entry:
         fail("objective is missing" if objective is None else "objective must be a non-empty text",
              "objective" if "objective" in data else None,
              "write what each kickoff is for, e.g. objective: Send the weekly report")
-    schedule = data.get("schedule")
-    if not isinstance(schedule, str):
-        fail("schedule is missing" if schedule is None else
-             f"schedule {schedule!r} must be a text of 5 fields such as \"0 6 * * *\"",
-             "schedule" if "schedule" in data else None,
-             'quote it: schedule: "0 6 * * *"')
-    try:
-        expr = cron.parse_schedule(schedule)
-    except ValueError as e:
-        fail(str(e), "schedule")
+    schedule, expr = _schedule(data, fail)
+    jitter = 0.0
+    if data.get("jitter") is not None:
+        try:
+            jitter = checks.parse_duration(data["jitter"])
+        except ValueError as e:
+            fail(f"jitter: {e}", "jitter", "e.g. jitter: 5m (each time fires up to 5 min late)")
+        if jitter > 86400:
+            fail("jitter is more than a day", "jitter", "use at most 1d")
     zone_name = data.get("timezone")
     if zone_name is not None:
         if not isinstance(zone_name, str):
@@ -145,8 +147,39 @@ def parse_entry(doc: Document, project: str) -> Entry:
         enabled=_bool(data, "enabled", fail), approve=_bool(data, "approve", fail),
         catch_up=_choice(data, "catch_up", CatchUp, CatchUp.LATEST, fail),
         overlap=_choice(data, "overlap", Overlap, Overlap.SKIP, fail),
-        created_at=created_at, last_fired_for=last, body=doc.body,
+        created_at=created_at, last_fired_for=last, body=doc.body, jitter=jitter,
     )
+
+
+def _schedule(data: dict, fail: FileFault) -> tuple[str, str]:
+    """(the schedule as shown, its expression for core/cron.py) from schedule or every."""
+    if data.get("every") is not None or data.get("start") is not None:
+        if "schedule" in data:
+            fail("schedule and every are both given", "every", "keep one of them")
+        try:
+            seconds = checks.parse_duration(data.get("every"))
+        except ValueError as e:
+            fail(f"every: {e}", "every" if "every" in data else "start",
+                 "e.g. every: 90m with start: 2026-01-05T06:00:00Z")
+        start = _time(data, "start", fail) or _time(data, "created_at", fail)
+        if start is None:
+            fail("every needs a start time", "every",
+                 "add start: 2026-01-05T06:00:00Z (the first time it fires)")
+        try:
+            expr = cron.every_expr(seconds, start)
+        except ValueError as e:
+            fail(str(e), "every")
+        return f"every {data['every']}", expr
+    schedule = data.get("schedule")
+    if not isinstance(schedule, str):
+        fail("schedule is missing" if schedule is None else
+             f"schedule {schedule!r} must be a text of 5 fields such as \"0 6 * * *\"",
+             "schedule" if "schedule" in data else None,
+             'quote it: schedule: "0 6 * * *", or an interval: every: 90m')
+    try:
+        return schedule, cron.parse_schedule(schedule)
+    except ValueError as e:
+        fail(str(e), "schedule")
 
 
 def _parse_steps(doc: Document, raw: object, fail: FileFault) -> tuple[str | tuple[str, ...], ...]:

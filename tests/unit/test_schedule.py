@@ -93,3 +93,76 @@ def test_bad_scheduling_keys_are_refused_with_their_line(head, message, line):
 def test_fraction_is_stable():
     assert schedule.fraction("x") == schedule.fraction("x")
     assert 0 <= schedule.fraction("y") < 1
+
+
+# --- cron: intervals and jitter (core/intervals.py through core/cron.py) -------------
+
+def test_interval_schedules_are_anchored_to_their_start():
+    from modulatio_d.core import cron
+
+    expr = cron.every_expr(90 * 60, datetime(2026, 1, 1, 6, 0, tzinfo=UTC))
+    assert cron.parse_schedule(expr) == expr
+    after = datetime(2026, 1, 1, 7, 0, tzinfo=UTC)
+    assert [t.strftime("%H:%M") for t in cron.next_fires(expr, UTC, after, 3)] == \
+        ["07:30", "09:00", "10:30"]
+    before_start = datetime(2025, 12, 31, tzinfo=UTC)
+    assert cron.next_fires(expr, UTC, before_start, 1)[0].strftime("%H:%M") == "06:00"
+    d = cron.decide(expr, UTC, None, after, datetime(2026, 1, 1, 12, 0, tzinfo=UTC), "latest")
+    assert [t.strftime("%H:%M") for t in d.fire] == ["12:00"]
+    assert [t.strftime("%H:%M") for t in d.skipped] == ["07:30", "09:00", "10:30"]
+    with pytest.raises(ValueError):
+        cron.every_expr(30, after)  # under a minute
+
+
+def test_jitter_delays_each_instant_the_same_way_for_everyone():
+    from modulatio_d.core import cron
+
+    t = datetime(2026, 1, 1, 6, 0, tzinfo=UTC)
+    j = cron.jitter_of("E", t, 600)
+    assert j == cron.jitter_of("E", t, 600) and timedelta(0) <= j < timedelta(seconds=600)
+    assert j.microseconds == 0
+    assert cron.jitter_of("E", t, 0) == timedelta(0)
+    spread = {cron.jitter_of("E", t + timedelta(hours=h), 600) for h in range(50)}
+    assert len(spread) > 20
+
+
+def test_due_until_holds_back_an_instant_whose_jittered_moment_has_not_come():
+    from modulatio_d.core import cron
+
+    expr = "0 * * * *"
+    t = datetime(2026, 1, 1, 6, 0, tzinfo=UTC)
+    j = cron.jitter_of("E", t, 1800)
+    start = t - timedelta(hours=3)
+    before = t + j - timedelta(seconds=1)
+    until = cron.due_until(expr, UTC, start, before, "E", 1800)
+    assert until < t
+    assert cron.decide(expr, UTC, None, start, until, "all").new_last_fired_for < t
+    at = t + j
+    assert cron.due_until(expr, UTC, start, at, "E", 1800) == at
+    assert cron.decide(expr, UTC, None, start, at, "all").new_last_fired_for == t
+    assert cron.due_until(expr, UTC, start, before, "E", 0) == before
+
+
+@pytest.mark.parametrize(("keys", "message", "line"), [
+    ('schedule: "0 * * * *"\nevery: 1h', "schedule and every are both given", 4),
+    ("every: 30s\nstart: 2026-01-01T00:00:00Z", "at least 60 s", 3),
+    ("every: soon", "every:", 3),
+    ('schedule: "0 * * * *"\njitter: 2d', "jitter is more than a day", 4),
+    ('schedule: "0 * * * *"\njitter: -1', "jitter:", 4),
+])
+def test_bad_interval_and_jitter_keys_refuse_the_entry_with_their_line(keys, message, line):
+    from modulatio_d.store.cron_entries import parse_entry
+
+    text = f"---\nobjective: O\n{keys}\n---\n"
+    with pytest.raises(BadFile) as e:
+        parse_entry(markdown.load(Path("E.md"), text), "P")
+    assert message in str(e.value) and e.value.line == line
+
+
+def test_an_interval_entry_without_start_counts_from_created_at():
+    from modulatio_d.store.cron_entries import parse_entry
+
+    text = "---\nobjective: O\nevery: 90m\ncreated_at: 2026-01-01T06:00:00Z\njitter: 5m\n---\n"
+    entry = parse_entry(markdown.load(Path("E.md"), text), "P")
+    assert entry.schedule == "every 90m" and entry.jitter == 300
+    assert entry.expr.startswith("@every 5400 ")
