@@ -308,14 +308,14 @@ class Daemon:
                                     self.ticket_memory, trust=self.trust)
 
     def _fire_cron(self, now: datetime) -> None:
-        from modulatio_d.daemon.cron_firing import CronFirer
+        from modulatio_d.daemon.kickoffs import Kickoffs
 
-        if self.cron is None:
-            self.cron = CronFirer(self.vault, self.events, clock=self.clock,
-                                  trust=self.trust)
+        if self.cron is None:  # cron entries and watch triggers (kickoffs.py)
+            self.cron = Kickoffs(self.vault, self.events, self.clock, self.monotonic,
+                                 self.trust, self.scanner)
         self._last_cron = self.monotonic()
         for project in self.scanner.served():
-            self.cron.fire_due(project, now)  # each kickoff is logged as its cron_fired event
+            self.cron.fire_due(project, now)  # each kickoff is logged as its own event
 
     def _beat(self, now: datetime, plan: Plan | None, step: SubObjective | None) -> None:
         self._last_beat = self.monotonic()

@@ -83,6 +83,7 @@ class Scanner:
         self._held_off: dict[Path, float] = {}  # path -> monotonic time to try again
         self._statuses: dict[str, tuple[tuple, str | None]] = {}  # dependency -> (sig, status)
         self.next_due: datetime | None = None  # the earliest not_before or retry.at to come
+        self.wake_hint: float | None = None  # seconds until a watch trigger wants a look
 
     def hold_off(self, path: Path, seconds: float) -> None:
         """Do not offer `path` for `seconds` (its file could not be written)."""
@@ -173,10 +174,13 @@ class Scanner:
         return c if self._due(c, now) else None
 
     def cap_wait(self, seconds: float, now: datetime) -> float:
-        """`seconds`, or less when a plan becomes claimable sooner (next_due)."""
-        if self.next_due is None:
-            return seconds
-        return max(0.05, min(seconds, (self.next_due - now).total_seconds() + 0.01))
+        """`seconds`, or less when a plan becomes claimable sooner (next_due) or a watch
+        trigger wants a look (wake_hint, daemon/kickoffs.py)."""
+        if self.next_due is not None:
+            seconds = min(seconds, (self.next_due - now).total_seconds() + 0.01)
+        if self.wake_hint is not None:
+            seconds, self.wake_hint = min(seconds, self.wake_hint), None
+        return max(0.05, seconds)
 
     def _due(self, c: Candidate, now: datetime) -> bool:
         """The scheduling keys allow the plan now (see the module's docstring)."""

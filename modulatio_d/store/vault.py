@@ -8,8 +8,9 @@
     <vault>/<PROJECT>/plans/<id>.md|.lock|.usage.jsonl|.runs/
     <vault>/<PROJECT>/cron/<id>.md|.lock
     <vault>/<PROJECT>/tickets/<id>.md
+    <vault>/<PROJECT>/triggers/<id>.md|.lock|.state.json
 
-A project is any folder with a valid name holding plans/, cron/ or tickets/.
+A project is any folder with a valid name holding plans/, cron/, tickets/ or triggers/.
 Every file of the vault is opened through store/fs/, beneath the root's descriptor,
 never through a link; person files are read through `Vault.read` (and `decode`), which
 also refuse files over their kind's limit and bytes that are not UTF-8.
@@ -33,8 +34,9 @@ META = ".modulatio"
 SETTLE_S = 2.0
 """A file changed less than this ago that does not parse is not judged yet: an
 editor may be half way through writing it (VS Code truncates, then writes)."""
-_KINDS = ("plans", "cron", "tickets")
-_KIND_OF_FOLDER = {"plans": "plan", "cron": "cron entry", "tickets": "ticket"}
+_KINDS = ("plans", "cron", "tickets", "triggers")
+_KIND_OF_FOLDER = {"plans": "plan", "cron": "cron entry", "tickets": "ticket",
+                   "triggers": "cron entry"}
 
 MAX_BYTES = fs.LIMITS["plan"]
 
@@ -125,7 +127,8 @@ class Vault:
 
     def find(self, kind: str, item_id: str, project: str | None = None) -> tuple[str, Path]:
         """(project, path) of a plan, cron entry or ticket by id."""
-        singular = {"plans": "plan", "cron": "cron entry", "tickets": "ticket"}[kind]
+        singular = {"plans": "plan", "cron": "cron entry", "tickets": "ticket",
+                    "triggers": "trigger"}[kind]
         names.check(f"{singular} id", item_id)
         for p in [project] if project else self.projects():
             path = self.project_dir(p) / kind / f"{item_id}.md"

@@ -27,6 +27,7 @@ LIMITS: dict[str, int] = {
     "usage line": 64 * KiB,
     "event line": 64 * KiB,
     "doctor probe": 64 * KiB,  # the files `modulatio doctor` writes and reads back
+    "trigger state": 16 * MiB,  # a watch's file signatures (store/triggers.py MAX_WATCHED)
 }
 """Bytes a file of each kind may have; for `usage line` and `event line`, one line."""
 
