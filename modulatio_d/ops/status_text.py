@@ -130,6 +130,21 @@ def render(s: Survey, tty: bool = False) -> str:
                     when += f"; due since {e['due_since']}, not fired yet"
             out.append(f"  {e['id']:<20} {e['schedule']:<14} {e['timezone'] or '-':<16} {when}")
 
+    if s.triggers:
+        out.append("")
+        out.append(f"triggers: {len(s.triggers)}")
+        for t in s.triggers:
+            state = "" if t["enabled"] else "disabled; "
+            if t["kind"] == "webhook":
+                what = "webhook"
+            else:
+                what = f"watch {', '.join(t['watch'])}"
+                if "batches" in t:
+                    what += f"; {t['batches']} fired, {t['pending']} changed paths pending"
+                    if t["dropped"]:
+                        what += f", {t['dropped']} dropped (overflow)"
+            out.append(f"  {t['id']:<20} {state}{what}")
+
     out.append("")
     out.append(f"refused files: {len(s.refused)}")
     for r in s.refused:

@@ -110,7 +110,7 @@ class Survey:
             "counts": self.counts(), "plans": self.plans, "executing": self.executing,
             "paused": self.paused, "tickets": self.tickets,
             "cron": self.cron, "refused": self.refused, "waiting": self.waiting,
-            "triggers": self.triggers,
+            "triggers": [{k: v for k, v in t.items() if k != "_error"} for t in self.triggers],
         }
 
 
@@ -131,6 +131,7 @@ def survey(vault: Vault, now: datetime, environ: dict[str, str] | None = None,
     _paused_details(vault, s, refused)
     if cron:
         _cron(vault, s.projects, now, environ or {}, s, refused)
+        s.triggers = _triggers(vault, refused)
     _daemon_refusals(vault, refused, events)
     s.refused = sorted(refused.values(), key=lambda r: r["path"])
     tickets_by_plan: dict[str, list[str]] = {}
@@ -221,6 +222,18 @@ def _plans(vault: Vault, project: str, now: datetime, s: Survey, refused: dict) 
 
 
 _SCHEDULED = re.compile(r"^(?:after|not_before|expires_at|retry)\s*:", re.M)
+
+
+def _triggers(vault: Vault, refused: dict) -> list[dict]:
+    from modulatio_d.ops.triggers import rows
+
+    out = []
+    for row in rows(vault):
+        if row["valid"]:
+            out.append(row)
+        else:
+            _refuse(refused, vault, row["path"], row["project"], "trigger", row["_error"])
+    return out
 
 
 def _parse(vault: Vault, path: str, plan_id: str, project: str, text: str, refused: dict):

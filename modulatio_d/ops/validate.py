@@ -1,5 +1,5 @@
-"""`modulatio validate`: every plan, cron entry, ticket and the config, checked for
-syntax and for meaning.
+"""`modulatio validate`: every plan, cron entry, trigger, ticket and the config, checked
+for syntax and for meaning.
 
 Syntax: each kind of file has one reader that raises BadFile; validate runs
 them all and collects the problems instead of stopping at the first.
@@ -93,9 +93,9 @@ class Problem:
 def readers() -> dict[str, Reader]:
     """The reader of each kind of vault file, by folder name (plans first: cron entries'
     templates are looked up among the plans already read)."""
-    from modulatio_d.store import cron_entries, tickets
+    from modulatio_d.store import cron_entries, tickets, triggers
     return {"plans": read_plan, "cron": cron_entries.read_snapshot,
-            "tickets": tickets.read_ticket}
+            "tickets": tickets.read_ticket, "triggers": triggers.read_trigger}
 
 
 def validate(vault: Vault, environ: Mapping[str, str] | None = None,
