@@ -61,9 +61,9 @@ GROUPS = [name for name in TOP if f"modulatio {name}" not in leaf_parsers()]
 def test_help_lists_the_commands_we_expect():
     # A guard for the parsing below: if argparse changes its layout, fail loudly.
     for name in ("init", "validate", "plan", "project", "ticket", "daemon", "heartbeat",
-                 "cron", "status", "metrics", "ps", "stop", "systemd-unit"):
+                 "cron", "trigger", "status", "metrics", "ps", "stop", "systemd-unit"):
         assert name in TOP, TOP
-    assert set(GROUPS) == {"plan", "project", "ticket", "cron"}
+    assert set(GROUPS) == {"plan", "project", "ticket", "cron", "trigger"}
 
 
 @pytest.mark.parametrize("command", TOP)

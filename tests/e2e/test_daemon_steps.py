@@ -256,6 +256,9 @@ def test_example_vault_runs_to_completion(tmp_path):
     assert status("SALES", "SALES-P-002") == "completed"
     assert status("SALES", "SALES-P-001") == "paused"
     assert status("ESS", "ESS-P-002") == "draft"
+    assert status("ESS", "ESS-P-003") == "completed"  # the chain ran in order:
+    assert status("ESS", "ESS-P-004") == "completed"  # after ESS-P-001, then ESS-P-003
+    assert (root / "ESS" / "out" / "announced.txt").read_text() == "archived 1 digest(s)\n"
     assert "published by ESS-P-001:1" in (root / "ESS" / "out" / "published.txt").read_text()
     assert "ERROR" not in run.stderr and "Traceback" not in run.stderr
     assert sys.executable  # the example runs offline with this interpreter alone
