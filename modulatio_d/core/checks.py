@@ -119,8 +119,8 @@ def check_own_keys(path: Path, keys: dict) -> None:
         check_claim(fail, keys["claim"])
     if keys.get("in_flight") is not None:
         check_in_flight(fail, keys["in_flight"])
-    if keys.get("retry") is not None:
-        check_retry(fail, keys["retry"])
+    if keys.get("retry_wait") is not None:
+        check_retry(fail, keys["retry_wait"])
     log = keys.get("reflection_log") or []
     if not isinstance(log, list):
         fail("reflection_log is not a list", "reflection_log")
@@ -166,14 +166,14 @@ def check_in_flight(fail: FileFault, flight: object) -> None:
 
 
 def check_retry(fail: FileFault, retry: object) -> None:
-    """`retry: {index, failures, at}`: a plan released to retry a step later."""
-    retry = _daemon_map(fail, retry, "retry")
+    """`retry_wait: {index, failures, at}`: a plan released to retry a step later."""
+    retry = _daemon_map(fail, retry, "retry_wait")
     hint = "the daemon writes it; remove the line to retry at once"
     for key in ("index", "failures"):
         if retry.get(key) is not None:
-            count(fail, retry[key], f"retry {key}", "retry", hint=hint)
+            count(fail, retry[key], f"retry_wait {key}", "retry_wait", hint=hint)
     if retry.get("at") is not None and parse_time(retry["at"]) is None:
-        fail(f"retry at {show(retry['at'])} is not a time", "retry", hint=hint)
+        fail(f"retry_wait at {show(retry['at'])} is not a time", "retry_wait", hint=hint)
 
 
 _ENTRY_COUNTS = ("index", "attempt", "token")

@@ -83,7 +83,7 @@ class StepKind(StrEnum):
 MAX_STEPS = 10_000
 """Sub-objectives a plan may have."""
 DAEMON_KEYS = ("current_index", "execution_started_at", "completed_at", "claim", "in_flight",
-               "reflection_log", "last_error", "rev", "retry")
+               "reflection_log", "last_error", "rev", "retry_wait")
 _CALL = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
 
 
@@ -134,14 +134,14 @@ class Plan:
     reflector: str | None
     data: dict  # the whole frontmatter, as ruamel loaded it
     schedule: schedule.Schedule = schedule.Schedule()
-    retry: dict[str, Any] | None = None
-    """The daemon's `retry` {index, failures, at}: the plan was released after a failed
+    retry_wait: dict[str, Any] | None = None
+    """The daemon's `retry_wait` {index, failures, at}: the plan was released after a failed
     attempt and may be claimed again from `at` (core/schedule.py)."""
 
     @property
     def claimable_from(self) -> datetime | None:
         """The latest of not_before and a pending retry's time."""
-        at = parse_time((self.retry or {}).get("at")) if self.retry else None
+        at = parse_time((self.retry_wait or {}).get("at")) if self.retry_wait else None
         times = [t for t in (self.schedule.not_before, at) if t is not None]
         return max(times) if times else None
 
@@ -229,8 +229,8 @@ def parse_plan(doc: Document, expected_id: str | None = None) -> Plan:
     claim, in_flight = data.get("claim"), data.get("in_flight")
     if claim is not None:
         checks.check_claim(fail, claim)
-    if data.get("retry") is not None:
-        checks.check_retry(fail, data["retry"])
+    if data.get("retry_wait") is not None:
+        checks.check_retry(fail, data["retry_wait"])
     if in_flight is not None:
         checks.check_in_flight(fail, in_flight)
     for key in ("cwd", "reflector"):
@@ -252,7 +252,7 @@ def parse_plan(doc: Document, expected_id: str | None = None) -> Plan:
         claim=plain(claim), in_flight=plain(in_flight),
         reflection_log=plain(log), cwd=data.get("cwd"), reflector=data.get("reflector"),
         data=data, schedule=schedule.parse_plan_schedule(doc, plan_id),
-        retry=plain(data.get("retry")),
+        retry_wait=plain(data.get("retry_wait")),
     )
 
 

@@ -18,7 +18,7 @@ The caller holds the plan's lock for the whole call. For each attempt:
    opens a ticket.
 The run ends when the plan is completed, failed, paused or aborted, or when
 the daemon is asked to stop; or when a failed step with `retry_delay` is to be
-retried: the plan is released (`approved`, with the daemon's `retry` key
+retried: the plan is released (`approved`, with the daemon's `retry_wait` key
 saying when the scan may offer it again), so no worker waits for the delay.
 A plan past its `expires_at` that never started a step fails `expired` at once.
 A plan that ended (completed, failed, aborted) keeps no `claim`: the last
@@ -55,10 +55,9 @@ import os
 from datetime import datetime
 from pathlib import Path
 
-from modulatio_d.core import schedule
 from modulatio_d.core.errors import Fenced
 from modulatio_d.core.plan import FINAL, Plan, PlanStatus, SubObjective
-from modulatio_d.core.times import format_time, parse_time
+from modulatio_d.core.times import parse_time
 from modulatio_d.core.verdict import FAILURES, Decision, Outcome, Verdict
 from modulatio_d.daemon import attempt, reflect
 from modulatio_d.daemon.attempt import Attempt, reflection_entry, step_files
@@ -105,7 +104,7 @@ class Runner:
                           self.budget.usage_path, json.dumps(lost, sort_keys=True))
 
     def _run(self) -> None:
-        if self._expired():
+        if self.writer.expire_if_due():
             return
         if self.plan.in_flight:
             self._resume_interrupted()
@@ -163,7 +162,7 @@ class Runner:
             return
         self.budget.fold(self.plan, step, number, done, scratch)
         self._flush_usage(patient=True)
-        retry = self.plan.retry or {}
+        retry = self.plan.retry_wait or {}
         earlier = retry.get("failures", 0) if retry.get("index") == step.index else 0
         failures = earlier + sum(1 for e in tail if e.get("token") == self.token
                                  and e.get("outcome") in FAILURES) + (done.outcome in FAILURES)
@@ -261,12 +260,12 @@ class Runner:
                                  self.plan_dir)
         changes: dict[str, object] = {"reflection_log": [*self.plan.reflection_log, entry],
                                       "in_flight": None}
-        if self.plan.retry is not None:
-            changes["retry"] = None
+        if self.plan.retry_wait is not None:
+            changes["retry_wait"] = None
         executing = self.plan.status is PlanStatus.EXECUTING
         d = verdict.decision
         if d is Decision.RETRY and executing and step.retry_delay is not None:
-            self._retry_later(step, failures, changes)
+            self.writer.retry_later(step, failures, changes)
         if d is Decision.CONTINUE:
             changes["current_index"] = step.index + 1
             changes["last_error"] = None
@@ -295,28 +294,6 @@ class Runner:
         plan = self.writer.write(changes)
         if plan.status is not before:
             self.writer.status_event(before, plan.status, plan.last_error)
-
-    def _retry_later(self, step: SubObjective, failures: int, changes: dict) -> None:
-        """Release the plan to retry `step` at a time (core/schedule.py): it goes back to
-        `approved` with `retry` {index, failures, at}; the scan offers it from `at`."""
-        at = schedule.retry_at(self.svc.clocks.wall(), step.retry_delay, failures,
-                               f"{self.plan.id}#{step.index}")
-        changes.update({"retry": {"index": step.index, "failures": failures, "at": at},
-                        "status": PlanStatus.APPROVED.value, "claim": None})
-        self.svc.events("retry_scheduled", project=self.held.project, plan=self.plan.id,
-                        index=step.index, failures=failures, at=format_time(at))
-
-    def _expired(self) -> bool:
-        """A plan no step of which started before its expires_at is failed, `expired`."""
-        plan, now = self.plan, self.svc.clocks.wall()
-        at = plan.schedule.expires_at
-        if at is None or plan.reflection_log or plan.in_flight or now < at:
-            return False
-        reason = f"expired: not started by expires_at {format_time(at)}"
-        self.writer.write({"status": PlanStatus.FAILED.value, "last_error": reason,
-                           "claim": None})
-        self.writer.status_event(PlanStatus.EXECUTING, PlanStatus.FAILED, "expired")
-        return True
 
     def _flush_usage(self, patient: bool) -> None:
         """Append the pending usage lines; when they cannot be written, they wait."""

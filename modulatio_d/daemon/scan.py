@@ -14,7 +14,7 @@ without one sorts by its file's mtime), then id.
 
 Scheduling (core/schedule.py), judged at every look since it depends on the
 clock and on other files: a plan is not offered before its `not_before` or its
-pending `retry.at` (the earliest such time is `next_due`, so the loop wakes
+pending `retry_wait.at` (the earliest such time is `next_due`, so the loop wakes
 for it), nor while a plan it names in `after` is not `completed` (their
 statuses are peeked, cached by stat signature). A plan past its `expires_at`
 that never started is offered regardless: the runner fails it as `expired`.
@@ -82,7 +82,7 @@ class Scanner:
         self.refusals = Refusals(vault, events, "plan")
         self._held_off: dict[Path, float] = {}  # path -> monotonic time to try again
         self._statuses: dict[str, tuple[tuple, str | None]] = {}  # dependency -> (sig, status)
-        self.next_due: datetime | None = None  # the earliest not_before or retry.at to come
+        self.next_due: datetime | None = None  # the earliest not_before or retry_wait.at to come
         self.wake_hint: float | None = None  # seconds until a watch trigger wants a look
 
     def hold_off(self, path: Path, seconds: float) -> None:

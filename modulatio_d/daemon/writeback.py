@@ -24,8 +24,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from modulatio_d.core import schedule
 from modulatio_d.core.errors import BadFile, FileChanged
-from modulatio_d.core.plan import Plan, PlanStatus
+from modulatio_d.core.plan import Plan, PlanStatus, SubObjective
+from modulatio_d.core.times import format_time
 from modulatio_d.daemon.services import Services
 from modulatio_d.store import tickets
 from modulatio_d.store.plan_file import HeldPlan
@@ -126,6 +128,28 @@ class PlanWriter:
                         ticket=ticket_id, severity=severity.value, reason=reason)
         self.write({**changes, "status": PlanStatus.PAUSED.value, "last_error": reason})
         self.status_event(PlanStatus.EXECUTING, PlanStatus.PAUSED, reason)
+
+    def retry_later(self, step: SubObjective, failures: int, changes: dict) -> None:
+        """Add to `changes` the release of the plan to retry `step` at a time
+        (core/schedule.py): `approved`, no claim, `retry_wait` {index, failures, at};
+        the scan offers it again from `at`."""
+        at = schedule.retry_at(self.svc.clocks.wall(), step.retry_delay, failures,
+                               f"{self.plan.id}#{step.index}")
+        changes.update({"retry_wait": {"index": step.index, "failures": failures, "at": at},
+                        "status": PlanStatus.APPROVED.value, "claim": None})
+        self.svc.events("retry_scheduled", project=self.held.project, plan=self.plan.id,
+                        index=step.index, failures=failures, at=format_time(at))
+
+    def expire_if_due(self) -> bool:
+        """Fail a plan no step of which started before its expires_at (`expired`)."""
+        plan, now = self.plan, self.svc.clocks.wall()
+        at = plan.schedule.expires_at
+        if at is None or plan.reflection_log or plan.in_flight or now < at:
+            return False
+        reason = f"expired: not started by expires_at {format_time(at)}"
+        self.write({"status": PlanStatus.FAILED.value, "last_error": reason, "claim": None})
+        self.status_event(PlanStatus.EXECUTING, PlanStatus.FAILED, "expired")
+        return True
 
     def status_event(self, before: PlanStatus, after: PlanStatus,
                      reason: str | None = None) -> None:

@@ -101,7 +101,7 @@ def why_not_yet(vault: Vault, project: str, plan: Plan, now: datetime) -> str | 
             return f"blocked: {w.reason()} (plan retry the dependency, or plan unblock)"
         if not w.ready:
             return w.reason()
-    retry = plan.retry or {}
+    retry = plan.retry_wait or {}
     frm = plan.claimable_from
     if frm is not None and frm > now:
         if parse_time(retry.get("at")) == frm:

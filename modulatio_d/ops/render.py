@@ -54,7 +54,7 @@ def show_plan(vault: Vault, plan_id: str, now: datetime | None = None) -> dict:
         waiting=why_not_yet(vault, project, plan, now or utcnow()),
         after={d: status_of(vault, project, d) or "missing" for d in sched.after},
         not_before=_jsonable(sched.not_before), expires_at=_jsonable(sched.expires_at),
-        concurrency_key=sched.concurrency_key, retry=_jsonable(plan.retry),
+        concurrency_key=sched.concurrency_key, retry_wait=_jsonable(plan.retry_wait),
     )
     info.update(
         sub_objectives=[s.title for s in plan.sub_objectives],

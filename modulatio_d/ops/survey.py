@@ -21,7 +21,7 @@ a second):
 - cron: every entry is parsed (entries are few) for its next fire: the rows of
   `cron list` (ops/cron.entry_rows).
 - waiting: an approved plan whose text holds a scheduling key (after,
-  not_before, expires_at, retry) is parsed, and listed with why no daemon
+  not_before, expires_at, retry_wait) is parsed, and listed with why no daemon
   takes it yet (ops/dependencies.why_not_yet): blocked, waiting, retry at.
 
 Nothing is written and no lock is kept: an `executing` plan's lock is probed
@@ -221,7 +221,7 @@ def _plans(vault: Vault, project: str, now: datetime, s: Survey, refused: dict) 
         s.plans.append({"id": plan_id, "project": project, "status": status})
 
 
-_SCHEDULED = re.compile(r"^(?:after|not_before|expires_at|retry)\s*:", re.M)
+_SCHEDULED = re.compile(r"^(?:after|not_before|expires_at|retry_wait)\s*:", re.M)
 
 
 def _triggers(vault: Vault, refused: dict) -> list[dict]:

@@ -60,10 +60,10 @@ def test_a_failed_step_waits_its_retry_delay_without_holding_a_daemon(dvault, da
                               "retry_delay": "2s", "on_failure": "abort"}])
     write_plan(dvault, "Q", [{"run": dvault.step()}], priority=10)
     d = daemons()
-    wait_for(lambda: plan(dvault, "R").retry, 20, "R released for a retry", diag=d.log)
+    wait_for(lambda: plan(dvault, "R").retry_wait, 20, "R released for a retry", diag=d.log)
     p = plan(dvault, "R")
     assert p.status.value == "approved" and p.claim is None
-    at = parse_time(p.retry["at"])
+    at = parse_time(p.retry_wait["at"])
     failed_at = parse_time(p.reflection_log[-1]["ended_at"])
     assert timedelta(seconds=1.5) <= at - failed_at <= timedelta(seconds=3)
     assert "retry at" in cli(dvault, "status").out
@@ -76,7 +76,7 @@ def test_a_failed_step_waits_its_retry_delay_without_holding_a_daemon(dvault, da
     assert len(second) == 2
     started_again = parse_time(done.reflection_log[-1]["started_at"])
     assert started_again >= at  # not a moment before its time
-    assert done.retry is None
+    assert done.retry_wait is None
     assert [e["failures"] for e in events(dvault, "retry_scheduled", plan="R")] == [1]
 
 

@@ -46,7 +46,7 @@ def test_retry_at_on_a_fake_clock_rounds_up_to_the_second():
 
 def test_a_plan_released_for_a_retry_is_claimable_from_its_time():
     plan = _plan("  - run: 'true'\n    retry_delay: 1m\nnot_before: 2026-01-01T11:00:00Z\n"
-                 "retry: {index: 0, failures: 1, at: 2026-01-01T12:01:00Z}")
+                 "retry_wait: {index: 0, failures: 1, at: 2026-01-01T12:01:00Z}")
     assert plan.sub_objectives[0].retry_delay == RetryDelay(60)
     assert plan.claimable_from == T0 + timedelta(minutes=1)
     assert _plan("  - run: 'true'").claimable_from is None
@@ -81,7 +81,7 @@ def test_cycles_are_found_and_chains_are_not():
     ("  - run: 'true'\n    retry_delay: soon", "retry_delay", 4),
     ("  - run: 'true'\n    retry_delay: 10s\n    backoff: 0.5", "backoff 0.5", 4),
     ("  - run: 'true'\n    retry_delay: 10s\n    max_delay: 5s", "max_delay is shorter", 4),
-    ("  - run: 'true'\nretry: {at: never}", "retry at 'never' is not a time", 5),
+    ("  - run: 'true'\nretry_wait: {at: never}", "retry_wait at 'never' is not a time", 5),
 ])
 def test_bad_scheduling_keys_are_refused_with_their_line(head, message, line):
     with pytest.raises(BadFile) as e:
