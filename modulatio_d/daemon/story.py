@@ -94,6 +94,9 @@ def _status_changed(f: dict) -> Told | None:
 
 
 def _ticket_opened(f: dict) -> Told:
+    if f.get("trigger"):  # a trigger's overflow: no plan waits
+        return logging.WARNING, (f"trigger {f.get('trigger')}: {f.get('reason')}; ticket "
+                                 f"{f.get('ticket')} tells a person")
     return logging.WARNING, (f"plan {f.get('plan')} paused: {f.get('reason')}; ticket "
                              f"{f.get('ticket')} ({f.get('severity')}) waits for a person")
 
@@ -137,7 +140,27 @@ def _cron_missed(f: dict) -> Told:
                              + (f" and {f['unlisted']} more" if f.get("unlisted") else ""))
 
 
+def _retry_scheduled(f: dict) -> Told:
+    return logging.INFO, (f"plan {f.get('plan')} {_step(f)} will be retried at {f.get('at')} "
+                          f"(failure {f.get('failures')}); the plan is released meanwhile")
+
+
+def _trigger_fired(f: dict) -> Told:
+    what = f"delivery {f['delivery_id']}" if f.get("delivery_id") else \
+        f"{f.get('paths')} changed path(s)"
+    return logging.INFO, f"trigger {f.get('trigger')} fired {f.get('plan')} for {what}"
+
+
+def _trigger_overflow(f: dict) -> Told:
+    return logging.WARNING, (f"trigger {f.get('trigger')}: more than {f.get('capacity')} "
+                             f"changed paths pending; {f.get('policy')} drops the rest of "
+                             f"{f.get('batch')}")
+
+
 _TELLERS: dict[str, Callable[[dict], Told | None]] = {
+    "retry_scheduled": _retry_scheduled,
+    "trigger_fired": _trigger_fired,
+    "trigger_overflow": _trigger_overflow,
     "step_started": _step_started,
     "step_ended": _step_ended,
     "status_changed": _status_changed,

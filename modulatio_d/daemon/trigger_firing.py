@@ -193,7 +193,7 @@ class TriggerFirer:
             f"{store.batch_id(trigger, state.seq)} lists the paths kept and the number "
             f"dropped. Raise capacity:, or watch fewer paths.", {}, now)
         self.events("ticket_opened", project=trigger.project, plan=trigger.id, ticket=ticket,
-                    severity="warning", reason=reason)
+                    severity="warning", reason=reason, trigger=trigger.id)
 
     def _kickoff(self, trigger: Trigger, state: State, now: datetime) -> str | None:
         kickoff = store.batch_id(trigger, state.seq)

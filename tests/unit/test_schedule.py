@@ -166,3 +166,16 @@ def test_an_interval_entry_without_start_counts_from_created_at():
     entry = parse_entry(markdown.load(Path("E.md"), text), "P")
     assert entry.schedule == "every 90m" and entry.jitter == 300
     assert entry.expr.startswith("@every 5400 ")
+
+
+def test_plan_new_writes_the_scheduling_keys(vault, run_cli):
+    r = run_cli("plan", "new", "P", "Later", "--step", "true", "--approve", "--vault",
+                vault.root, "--at", "2026-12-24T06:00:00Z", "--expires", "2026-12-25T00:00:00Z",
+                "--after", "P-P-000")
+    assert r.code == 0, r
+    plan = parse_plan(markdown.load(Path("x.md"), vault.plan_path("P", "P-P-001").read_text()))
+    s = plan.schedule
+    assert s.not_before == datetime(2026, 12, 24, 6, tzinfo=UTC)
+    assert s.expires_at == datetime(2026, 12, 25, tzinfo=UTC) and s.after == ("P-P-000",)
+    bad = run_cli("plan", "new", "P", "Later", "--vault", vault.root, "--at", "soon")
+    assert bad.code == 2 and "--at 'soon' is not a time" in bad.err
