@@ -64,6 +64,7 @@ class TriggerFirer:
         self.events = events
         self.monotonic = monotonic
         self.trust = trust
+        self._generation = trust.generation if trust else 0
         self.refusals = Refusals(vault, events, "trigger")
         self._known: dict[str, tuple[tuple, Trigger | None]] = {}
         self._next_look: dict[str, float] = {}
@@ -77,7 +78,17 @@ class TriggerFirer:
                 self.trust.folder_ok(self.vault.project_dir(project), project)
                 and self.trust.folder_ok(folder, project)):
             return made
-        for item in sorted(self.vault.files(project, "triggers"), key=lambda e: e.name):
+        if self.trust is not None and self.trust.generation != self._generation:
+            self._generation = self.trust.generation
+            self._known.clear()  # judged under another policy: judge every entry again
+        items = sorted(self.vault.files(project, "triggers"), key=lambda e: e.name)
+        prefix = str(folder) + os.sep
+        alive = {item.path for item in items}
+        for gone in [p for p in self._known if p.startswith(prefix) and p not in alive]:
+            self._known.pop(gone, None)
+            self._next_look.pop(gone, None)
+            self.refusals.clear(gone)
+        for item in items:
             try:
                 trigger = self._look(Path(item.path), now)
                 if trigger is None or trigger.webhook:
