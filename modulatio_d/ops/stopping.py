@@ -150,10 +150,13 @@ def _exited(pid: int, fd: int | None) -> bool:
     return bool(select.select([fd], [], [], 0)[0])  # a pidfd is readable once it exits
 
 
-def stop(vault: Vault, timeout: float, all_here: bool = False) -> tuple[list[Target], list[dict]]:
+def stop(vault: Vault, timeout: float, all_here: bool = False,
+         force: bool = True) -> tuple[list[Target], list[dict]]:
     """SIGTERM the daemons, wait up to `timeout`, SIGKILL what still runs, wait again.
+    Without `force`, never SIGKILL: what still runs after the timeout is `waiting`.
 
-    Returns the targets, each with `result` (stopped | killed | gone | running | denied),
+    Returns the targets, each with `result` (stopped | killed | gone | running | denied
+    | waiting),
     and the live daemons of the vault elsewhere that were left alone (`refused`:
     why a process named by this vault's files was not signalled).
     """
@@ -192,6 +195,11 @@ def stop(vault: Vault, timeout: float, all_here: bool = False) -> tuple[list[Tar
         for t in targets:
             _signal(t, signal.SIGTERM)
         _wait(targets, timeout)
+        if not force:
+            for t in targets:
+                if t.result == "running":
+                    t.result = "waiting"
+            return targets, left
         for t in targets:
             if t.result == "running":
                 _signal(t, signal.SIGKILL)
