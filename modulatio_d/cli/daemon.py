@@ -51,9 +51,9 @@ def register(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -
                    help="with --detach: append the log to PATH instead of "
                         ".modulatio/daemon.log").complete = "file"
     p.add_argument("--workers", type=int, metavar="N",
-                   help="run a pool: a supervisor of N worker daemons (0 to %d), restarted "
+                   help="run a pool: a supervisor of N worker daemons (0 to 64), restarted "
                         "when they die, resized by `modulatio workers N` (a size stored for "
-                        "this host wins over N)" % 64)
+                        "this host wins over N)")
     p.set_defaults(run=run_daemon)
 
     p = sub.add_parser("heartbeat", parents=[parent],
