@@ -136,13 +136,19 @@ def run_events(args, ctx) -> int:
     show = (lambda e, raw: ctx.print(raw)) if args.json else \
         (lambda e, raw: ctx.say(events_view.one_line(e)))
     last = args.last if args.last is not None else (None if since else 20)
-    for event, raw in events_view.history(vault.events_path, wanted, since, last):
-        show(event, raw)
-    ctx.out.flush()
-    if args.follow:
-        for event, raw in events_view.follow(vault.events_path, wanted):
+    log = events_view.Events(vault.events_path)
+    try:
+        for event, raw in log.history(wanted, since, last):
             show(event, raw)
-            ctx.out.flush()
+        ctx.out.flush()
+        if args.follow:
+            for event, raw in log.follow(wanted):
+                show(event, raw)
+                ctx.out.flush()
+    except KeyboardInterrupt:
+        return 0  # the way out of --follow
+    finally:
+        log.close()
     return 0
 
 
