@@ -45,6 +45,9 @@ def register(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -
                    help="for a user manager (systemctl --user): without what it refuses")
     p.add_argument("--instances", action="store_true",
                    help="the template modulatio-daemon@.service, for N daemons")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="one unit running a pool of N workers (`daemon --workers N`, "
+                        "KillMode=mixed) instead of N template instances")
     p.set_defaults(run=run_systemd_unit)
 
 
@@ -207,6 +210,18 @@ def run_systemd_unit(args, ctx) -> int:
     python = os.path.abspath(sys.executable)
     text = render_unit(unit_text(args.instances), python_exe=python, vault=vault,
                        user=args.user)
+    if args.workers is not None:
+        from modulatio_d.core.errors import UsageError
+        from modulatio_d.ops.units import pool_unit
+        from modulatio_d.store.pool import check_size
+
+        if args.instances:
+            raise UsageError("--instances and --workers are the two ways to run N "
+                             "daemons: choose one")
+        try:
+            text = pool_unit(text, check_size(args.workers, "--workers"))
+        except ValueError as e:
+            raise UsageError(str(e)) from None
     real = os.path.realpath(vault)
     tmp = next((t for t in ("/tmp", "/var/tmp") if real == t or real.startswith(t + "/")), None)
     if tmp and "PrivateTmp=yes" in text.splitlines():
