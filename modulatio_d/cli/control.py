@@ -162,7 +162,10 @@ def run_logs(args, ctx) -> int:
         raise UsageError("--attempt counts from 1")
     vault = ctx.vault(args)
     index = args.step - 1 if args.step is not None else None
-    shown = logs.show(vault, args.plan, index, args.attempt, ctx.out, follow=args.follow)
+    try:
+        shown = logs.show(vault, args.plan, index, args.attempt, ctx.out, follow=args.follow)
+    except KeyboardInterrupt:
+        return 0  # the way out of --follow
     if not shown and not args.follow:
         ctx.note(f"{args.plan} has no step output yet"
                  + (f" for step {args.step}" if args.step else ""))
