@@ -162,7 +162,7 @@ def run_stop(args, ctx) -> int:
         ctx.print("no detached daemon runs on this vault" if not args.all else
                   "no daemon of this vault runs on this host")
     for t in targets:
-        what = "detached daemon" if t.how == "detached" else "daemon"
+        what = {"detached": "detached daemon", "pool": "pool"}.get(t.how, "daemon")
         ctx.print({"stopped": f"{what} {t.pid} stopped",
                    "gone": f"{what} {t.pid} was already gone",
                    "killed": f"{what} {t.pid} did not stop within {args.timeout:g}s: killed "

@@ -106,8 +106,15 @@ def test_a_killed_worker_is_restarted_and_its_plan_resumes(dvault, daemons):
     assert [e["index"] for e in p.reflection_log] == [0, 0, 1] or \
         [e["index"] for e in p.reflection_log] == [0, 1]
     assert len(starts(dvault, 0)) == 2  # the killed attempt, then the resumed one
-    d.signal(signal.SIGTERM)
+    # `stop --all` stops a pool through its supervisor (never its workers alone: it would
+    # start them again), and names no worker as left running.
+    started = len([e for e in _events(dvault) if e.get("event") == "worker_started"])
+    r = modulatio("stop", "--all", "--vault", dvault.root)
+    assert r.returncode == 0 and f"pool {d.pid} stopped" in r.stdout, r
+    assert "still runs" not in r.stderr, r
     assert d.wait(30) == 0
+    assert len([e for e in _events(dvault) if e.get("event") == "worker_started"]) == started
+    assert ps(dvault)["daemons"] == []
 
 
 def test_pool_sizes_bad_and_absurd_are_refused_and_zero_runs_nothing(dvault, daemons):
