@@ -84,6 +84,7 @@ def run_daemon(args, ctx) -> int:
     if not args.detach:  # Daemon.run installs its own
         signal.signal(signal.SIGTERM, _stop_before_start)
         signal.signal(signal.SIGINT, _stop_before_start)
+        signal.signal(signal.SIGUSR2, _stop_before_start)  # a drain before any claim
         signal.signal(signal.SIGHUP, _hangup_before_start)
     from modulatio_d.core.errors import ModulatioError
     from modulatio_d.core.times import utcnow

@@ -10,6 +10,7 @@ the plan is no longer `executing` and nothing is left to read.
 
 from __future__ import annotations
 
+import codecs
 import os
 import re
 import time
@@ -62,13 +63,15 @@ def executing(plan_path: Path) -> bool:
 
 def _copy(tail: Tail, out: TextIO) -> None:
     """The complete lines there when the log was opened, in blocks."""
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")  # a character across blocks
     pos = 0
     while pos < tail.end:
         chunk = os.pread(tail.fd, min(BLOCK, tail.end - pos), pos)
         if not chunk:
             break
         pos += len(chunk)
-        out.write(chunk.decode("utf-8", "replace"))
+        out.write(decoder.decode(chunk))
+    out.write(decoder.decode(b"", final=True))
     out.flush()
 
 
