@@ -13,6 +13,7 @@ pauses to count (docs/cli.md, `ps`).
 
 from __future__ import annotations
 
+import re
 import socket
 from datetime import datetime
 
@@ -52,6 +53,10 @@ def show(vault: Vault, now: datetime) -> dict:
 
 
 def set_size(vault: Vault, n: int, host: str | None = None) -> str:
+    if host is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,252}", host):
+        from modulatio_d.core.errors import UsageError
+        raise UsageError(f"--host {host!r} is not a host name (letters, digits, `.`, `_`, "
+                         f"`-`; as `hostname` prints it)")
     return str(pool.write_size(vault, pool.check_size(n), host))
 
 

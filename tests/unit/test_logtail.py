@@ -94,3 +94,16 @@ def test_good_pool_sizes():
     assert pool.check_size("64") == 64
     with pytest.raises(ValueError):
         pool.check_size("1.5")
+
+
+@pytest.mark.parametrize("host", ["../config", "a/b", "", ".hidden", "x y"])
+def test_a_host_that_is_no_host_name_is_refused(tmp_path, host):
+    from modulatio_d.core.errors import UsageError
+    from modulatio_d.ops.init import init
+    from modulatio_d.ops.pool import set_size
+
+    vault = init(tmp_path / "v")
+    before = {p: p.read_bytes() for p in vault.meta.rglob("*") if p.is_file()}
+    with pytest.raises(UsageError):
+        set_size(vault, 2, host)
+    assert {p: p.read_bytes() for p in vault.meta.rglob("*") if p.is_file()} == before
