@@ -53,7 +53,7 @@ def test_a_pool_of_4_shrinks_to_1_without_killing_a_step_and_grows_to_3(dvault, 
     assert r.returncode == 0, r.stderr
     # Within a second or so the supervisor has three workers finishing their step.
     wait_for(lambda: workers_now(dvault, d.pid) == {"running": [1], "draining": [2, 3, 4]},
-             5, "the pool to drain three workers", diag=d.log)
+             15, "the pool to drain three workers", diag=d.log)
     assert ps(dvault)["pools"][0]["size"] == 1
     assert all(m[0] != "term" for m in marks(dvault.root / "marks"))  # no step was stopped
 
@@ -68,7 +68,7 @@ def test_a_pool_of_4_shrinks_to_1_without_killing_a_step_and_grows_to_3(dvault, 
 
     r = modulatio("workers", "3", "--vault", dvault.root)
     assert r.returncode == 0, r.stderr
-    wait_for(lambda: workers_now(dvault, d.pid) == {"running": [1, 2, 3]}, 5,
+    wait_for(lambda: workers_now(dvault, d.pid) == {"running": [1, 2, 3]}, 15,
              "the pool to grow to 3", diag=d.log)
     for i in ids:
         (dvault.root / f"go-{i}").touch()
@@ -134,7 +134,7 @@ def test_pool_sizes_bad_and_absurd_are_refused_and_zero_runs_nothing(dvault, dae
     size_file = dvault.vault.meta / "pool" / f"{socket.gethostname()}.yaml"
     size_file.write_text("# pool\nworkers: lots\n")
     wait_for(lambda: [e for e in _events(dvault) if e.get("event") == "file_refused"
-                      and e.get("kind") == "pool"], 5, "the refusal", diag=d.log)
+                      and e.get("kind") == "pool"], 15, "the refusal", diag=d.log)
     refusal = next(e for e in _events(dvault) if e.get("event") == "file_refused")
     assert refusal["line"] == 2 and refusal["path"].endswith(".yaml")
     assert "from 0 to 64" in modulatio("workers", "--vault", dvault.root).stdout
