@@ -89,9 +89,27 @@ def ps(vault: Vault, now: datetime) -> dict:
         r["pool"] = p["pid"] if p else None
         r["slot"] = w.get("slot") if w else None
         r["worker_state"] = w.get("state") if w else None
+    return {"daemons": rows, "pools": pools, "queue": queue_counts(s)}
+
+
+def queue_counts(s) -> dict:
+    """The plans by where they are in the queue. `waiting_for_slot` and
+    `paused_by_pause` come from the survey's `control` part (capacity slots and the
+    pause file) where this version has one, else they are None (not known)."""
     by_status = s.counts()["by_status"]
-    queue = {"approved": by_status.get("approved", 0),
-             "executing": by_status.get("executing", 0),
-             "paused_plans": by_status.get("paused", 0),
-             "waiting_for_slot": None, "paused_by_pause": None}
-    return {"daemons": rows, "pools": pools, "queue": queue}
+    out = {"approved": by_status.get("approved", 0),
+           "executing": by_status.get("executing", 0),
+           "paused_plans": by_status.get("paused", 0),
+           "waiting_for_slot": None, "paused_by_pause": None}
+    control = getattr(s, "control", None)
+    if not isinstance(control, dict) or not control:
+        return out
+    if isinstance(control.get("waiting_for_slot"), list):
+        out["waiting_for_slot"] = len(control["waiting_for_slot"])
+    pause = control.get("pause")
+    if isinstance(pause, dict) and not pause.get("unreadable"):
+        held = set(pause.get("projects") or {})
+        out["paused_by_pause"] = sum(
+            1 for row in s.plans if row.get("status") == "approved"
+            and (pause.get("vault") or row.get("project") in held))
+    return out
