@@ -211,7 +211,8 @@ class Supervisor:
         except BadFile as e:  # the size in force stays
             self.refusals.tell(path, None, e, sig)
             return
-        except OSError as e:
+        except Exception as e:  # noqa: BLE001 (unreadable, or a reader's bug: refused too,
+            # never the supervisor's end)
             self.refusals.tell(path, None, BadFile(path, f"could not be read ({e})"), sig)
             return
         self.refusals.clear(path)
