@@ -115,7 +115,10 @@ def run_kickoff(args, ctx) -> int:
     if args.json:
         from modulatio_d.core.errors import UsageError
         raise UsageError("--json goes with --dry-run only: a kickoff streams its steps' output")
-    return kickoff.run(vault, args.plan, ctx.environ, ctx.out, ctx.err)
+    def tell(line: str) -> None:
+        print(f"modulatio: kickoff: {line}", file=ctx.err, flush=True)
+
+    return kickoff.run(vault, args.plan, ctx.environ, ctx.out, tell)
 
 
 def run_events(args, ctx) -> int:

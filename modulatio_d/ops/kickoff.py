@@ -29,6 +29,7 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 from typing import TextIO
 
 from modulatio_d import __version__
@@ -110,7 +111,9 @@ def dry_run_text(shown: dict) -> list[str]:
 
 # --- the run ------------------------------------------------------------------------------
 
-def run(vault: Vault, plan_id: str, environ: dict[str, str], out: TextIO, err: TextIO) -> int:
+def run(vault: Vault, plan_id: str, environ: dict[str, str], out: TextIO,
+        tell: Callable[[str], None]) -> int:
+    """Claim and run (see above); `out` gets the steps' output, `tell` the progress lines."""
     from modulatio_d.daemon.claim import Claimed, Claimer, Missed
     from modulatio_d.daemon.scan import Candidate
     from modulatio_d.daemon.services import Stop
@@ -141,9 +144,9 @@ def run(vault: Vault, plan_id: str, environ: dict[str, str], out: TextIO, err: T
     previous = [signal.signal(s, lambda *_: setattr(stop, "requested", stop.requested + 1))
                 for s in (signal.SIGINT, signal.SIGTERM)]
     signal.set_wakeup_fd(waker.w, warn_on_full_buffer=False)
-    print(f"modulatio: kickoff: claimed {plan_id} (token {claimed.token}); running from step "
-          f"{claimed.held.plan.current_index + 1} of {claimed.held.plan.total} "
-          f"(Ctrl-C stops it, resumable)", file=err, flush=True)
+    tell(f"claimed {plan_id} (token {claimed.token}); running from step "
+         f"{claimed.held.plan.current_index + 1} of {claimed.held.plan.total} "
+         f"(Ctrl-C stops it, resumable)")
     from modulatio_d.ops import logs
 
     there = {(i, a) for i, a, _ in logs.attempts(logs.runs_dir(path))}  # earlier runs' logs
@@ -162,10 +165,10 @@ def run(vault: Vault, plan_id: str, environ: dict[str, str], out: TextIO, err: T
             signal.signal(s, old)
     final = read_plan(vault, path).plan
     if stop.requested and final.status is PlanStatus.EXECUTING:
-        print(f"modulatio: kickoff: stopped; {plan_id} stays executing at step "
-              f"{final.current_index + 1} and resumes at the next claim", file=err)
+        tell(f"stopped; {plan_id} stays executing at step {final.current_index + 1} and "
+             f"resumes at the next claim")
         return 130
-    print(f"modulatio: kickoff: {plan_id} {final.status.value}", file=err)
+    tell(f"{plan_id} {final.status.value}")
     return 0 if final.status is PlanStatus.COMPLETED else 1
 
 
