@@ -102,7 +102,7 @@ class Runner:
         if self.plan.in_flight:
             self._resume_interrupted()
         while True:
-            if self.svc.stop.requested:
+            if self.svc.stop.requested or self.svc.halt():  # a stop, a pause, a drain
                 self._drop_unstarted()
                 return
             if self._lock_lost():
@@ -142,7 +142,8 @@ class Runner:
         log_path, scratch = step_files(self.runs_dir, step.index, number)
         ctx = StepContext(self.held.vault.root, self.held.project, self.plan, step, number,
                           self.token, scratch, self.svc.config, self.svc.base_env)
-        done = attempt.run(ctx, log_path, (self.lock.fd,), started, self.svc,
+        held = (self.lock.fd, *(self.svc.slots.fds if self.svc.slots else ()))
+        done = attempt.run(ctx, log_path, held, started, self.svc,
                            lambda: self._between(step))
         self._check_fence()
         if done.outcome is Outcome.INTERRUPTED:
@@ -211,14 +212,16 @@ class Runner:
         """Whether our lock file was deleted or replaced (told once: `lock_lost`)."""
         if self._lost is None:
             how = self.lock.still_ours()
-            if how is None:
+            lost = self.svc.slots.lost() if self.svc.slots and how is None else None
+            if how is None and lost is None:
                 return False
+            path, how = (lost if lost is not None else (self.lock.path, how))
             self._lost = how
             log.error("plan %s: its lock file %s was %s while we held it; no new step is "
                       "started and the plan is left to whoever holds the new lock (never "
-                      "delete a .lock file)", self.plan.id, self.lock.path, how)
+                      "delete a .lock file)", self.plan.id, path, how)
             self.svc.events("lock_lost", project=self.held.project, plan=self.plan.id,
-                            lock=str(self.lock.path), how=how, token=self.token,
+                            lock=str(path), how=how, token=self.token,
                             index=self.plan.current_index)
         return True
 
@@ -289,7 +292,8 @@ class Runner:
         step that never ran). If the plan stops first, _drop_unstarted clears it.
         """
         plan = self.plan
-        if index >= plan.total or self.svc.stop.requested or self._lock_lost() \
+        if index >= plan.total or self.svc.stop.requested or self.svc.halt() \
+                or self._lock_lost() \
                 or plan.status is not PlanStatus.EXECUTING \
                 or not plan.sub_objectives[index].rerun_after_crash \
                 or not self.budget.room_after(plan, changes["reflection_log"]):

@@ -15,13 +15,21 @@ from typing import Protocol
 
 from modulatio_d.core.plan import Plan, SubObjective
 from modulatio_d.store.config import Config
+from modulatio_d.store.slots import Held
 
 
 @dataclass
 class Stop:
-    """Set by the daemon's signal handlers: 1 = stop the step and exit, 2 = at once."""
+    """Set by the daemon's signal handlers: 1 = stop the step and exit, 2 = at once.
+
+    `halt` ends the current run, not the daemon: "drain" leaves the plan at the
+    next step boundary, "now" stops the running step as SIGTERM would (in flight,
+    to run again). A paused project gives the same answers (daemon/admission.py);
+    a supervisor draining a worker sets "drain" here, then `requested` once the run
+    has returned: one mechanism for both."""
 
     requested: int = 0
+    halt: str | None = None
 
 
 @dataclass(frozen=True)
@@ -51,6 +59,11 @@ class Services:
     base_env: dict[str, str]
     """What a step's environment starts from (the daemon's, minus sd_notify's)."""
     tick_seconds: float
+    halt: Callable[[], str | None] = lambda: None
+    """Whether the run must leave now: None, "drain" or "now" (see Stop.halt)."""
+    slots: Held | None = None
+    """The slots held for the run besides the plan's lock (store/slots.py): passed to
+    each step's child, and checked like the lock at each boundary and beat."""
 
     def beat_interval(self) -> float:
         """The longest a run waits without calling `periodic`."""
