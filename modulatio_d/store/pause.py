@@ -188,7 +188,7 @@ class Watch:
     def __init__(self, meta: Path):
         self.path = path_of(meta)
         self.state = State()
-        self._sig: object = None
+        self._sig: object = ()  # never a signature: the first refresh reads
         self._good = False
         self.error: BadFile | None = None  # the refusal in force, told by the caller
 
