@@ -289,8 +289,10 @@ class Daemon:
                                             if waiting else "idle"))
         else:
             where = f"{plan.path.parent.parent.name}/{plan.id}"
-            self.notifier.status(f"{where} step {step.index + 1}/{plan.total}: {step.title}"
-                                 if step else f"{where} between steps")
+            doing = (f"{where} step {step.index + 1}/{plan.total}: {step.title}" if step
+                     else f"{where} between steps")
+            self.notifier.status(f"{doing}; {paused}: stopping at the step boundary"
+                                 if paused else doing)
 
     def _periodic(self, plan: Plan | None, step: SubObjective | None) -> None:
         """Called by the runner as a step starts and while it runs: heartbeat, watchdog, cron."""
