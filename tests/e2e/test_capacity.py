@@ -3,7 +3,8 @@
 Each step of these plans leaves a sentinel file while it runs and appends how
 many sentinels it saw at its start: the count a step sees is never more than
 the steps really running at that instant, so a count over the limit is a real
-overrun. `status --json` is sampled meanwhile for the slots in use.
+overrun. `status --json` is sampled meanwhile: the slots it shows in use never pass
+the limit, and reach it.
 """
 
 from __future__ import annotations
@@ -44,15 +45,15 @@ def test_three_daemons_never_run_more_of_a_project_than_its_capacity(dvault, dae
     for plan_id in ids:
         write_plan(dvault, plan_id, [sentinel_step(dvault), sentinel_step(dvault)])
     started = [daemons() for _ in range(3)]
-    most = {"slots": 0, "executing": 0}
+    most = {"slots": 0}
 
     def sample_until_done() -> bool:
         s = status(dvault)
         (slot,) = [g for g in s["control"]["slots"] if g["limit_of"] == f"project {PROJECT}"]
         most["slots"] = max(most["slots"], slot["in_use"])
-        running = [p for p in s["executing"] if p["held"]]
-        most["executing"] = max(most["executing"], len(running))
-        assert slot["in_use"] <= 2 and len(running) <= 2, s["control"]
+        # (not the executing plans with a held lock: status reads them one after the
+        # other while plans end and start, so its list is no snapshot)
+        assert slot["in_use"] <= 2, s["control"]
         return s["counts"]["by_status"]["completed"] == len(ids)
 
     wait_for(sample_until_done, 120, "all 30 plans completed", interval=0.05,
