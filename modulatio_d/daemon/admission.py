@@ -17,9 +17,9 @@ slots at once.
 While a plan runs, `halt(project)` answers the runner at each step boundary and
 each beat of a step: "drain" (paused: leave at the next step boundary, the plan
 `executing` and resumable with its lock free) or "now" (`pause --now`: stop the
-running step as SIGTERM would, in flight, to run again on resume). The same
-answer comes from `Stop.halt` when the worker's own supervisor drains it: one
-mechanism for both.
+running step as SIGTERM would, in flight, to run again on resume). The runner
+asks it at the same points as `Stop.ending()` (a SIGTERM, or a pool's drain):
+one mechanism, the same step boundary.
 """
 
 from __future__ import annotations

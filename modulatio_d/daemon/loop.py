@@ -365,8 +365,8 @@ class Daemon:
                    if plan.current_index < plan.total else None)
         svc = Services(self.config, self.events, self.waker, self.stop,
                        Clocks(self.clock, self.monotonic), self._periodic, self.base_env,
-                       self.tick_seconds, halt=lambda: self.stop.halt or self.admission.halt(
-                           c.project), slots=held)
+                       self.tick_seconds, halt=lambda: self.admission.halt(c.project),
+                       slots=held)
         try:
             Runner(claimed.held, claimed.lock, claimed.token, svc).run()
         except (BadFile, FileChanged, OSError) as e:  # cannot write: not a death

@@ -102,7 +102,7 @@ class Runner:
         if self.plan.in_flight:
             self._resume_interrupted()
         while True:
-            if self.svc.stop.requested or self.svc.halt():  # a stop, a pause, a drain
+            if self.svc.stop.ending() or self.svc.halt():  # a stop, a drain, a pause
                 self._drop_unstarted()
                 return
             if self._lock_lost():
@@ -292,7 +292,7 @@ class Runner:
         step that never ran). If the plan stops first, _drop_unstarted clears it.
         """
         plan = self.plan
-        if index >= plan.total or self.svc.stop.requested or self.svc.halt() \
+        if index >= plan.total or self.svc.stop.ending() or self.svc.halt() \
                 or self._lock_lost() \
                 or plan.status is not PlanStatus.EXECUTING \
                 or not plan.sub_objectives[index].rerun_after_crash \

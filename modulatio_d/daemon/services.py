@@ -22,14 +22,15 @@ from modulatio_d.store.slots import Held
 class Stop:
     """Set by the daemon's signal handlers: 1 = stop the step and exit, 2 = at once.
 
-    `halt` ends the current run, not the daemon: "drain" leaves the plan at the
-    next step boundary, "now" stops the running step as SIGTERM would (in flight,
-    to run again). A paused project gives the same answers (daemon/admission.py);
-    a supervisor draining a worker sets "drain" here, then `requested` once the run
-    has returned: one mechanism for both."""
+    `drain` (SIGUSR2, sent by a pool's supervisor that shrinks): let the running step
+    finish, start no other, and exit; the plan stays `executing` at the next index."""
 
     requested: int = 0
-    halt: str | None = None
+    drain: bool = False
+
+    def ending(self) -> bool:
+        """Start nothing new: a stop or a drain was asked."""
+        return self.requested > 0 or self.drain
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,10 @@ class Services:
     """What a step's environment starts from (the daemon's, minus sd_notify's)."""
     tick_seconds: float
     halt: Callable[[], str | None] = lambda: None
-    """Whether the run must leave now: None, "drain" or "now" (see Stop.halt)."""
+    """Whether the run must leave, the daemon going on: None, "drain" (at the next step
+    boundary) or "now" (stop the running step as SIGTERM would, in flight, to run
+    again): a pause (daemon/admission.py). The runner asks it where it asks
+    `stop.ending()` (a stop, or a pool's drain): one mechanism, the same boundary."""
     slots: Held | None = None
     """The slots held for the run besides the plan's lock (store/slots.py): passed to
     each step's child, and checked like the lock at each boundary and beat."""
