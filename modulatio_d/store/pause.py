@@ -16,7 +16,9 @@ removes the file. No file: nothing is paused.
 
 Readers (every daemon each tick, at each step boundary and beat; `status`)
 look at its stat signature first and parse it only when it changed: `Watch`.
-A file that does not parse is refused with its line and the state read before
+An empty file is refused like a malformed one: an editor saving in place
+truncates the file first, and that instant must not read as "nothing paused".
+A file that does not parse (or is empty) is refused with its line and the state read before
 stays in force; when none was read (a daemon starting on a bad file) the vault
 counts as paused, the safe reading of a file someone meant to write.
 """
@@ -89,15 +91,20 @@ def path_of(meta: Path) -> Path:
     return meta / FILE
 
 
-def load(path: Path) -> State:
-    """The state the file says; BadFile (with its line) when it does not parse."""
+def load(path: Path, empty_ok: bool = False) -> State:
+    """The state the file says; BadFile (with its line) when it does not parse. An empty
+    file is refused too (unless `empty_ok`: a writer replacing it): an editor saving in
+    place truncates it first, and that moment must not read as "nothing paused"."""
     try:
         raw = fs.read(path, "pause").raw
     except FileNotFoundError:
         return State()
     text = decode(path, raw)
     if not text.strip():
-        return State()
+        if empty_ok:
+            return State()
+        raise BadFile(path, "is empty", 1, "remove it (or run `modulatio resume`) to resume; "
+                      "an empty file is taken for one being written")
     data = markdown.load_mapping(path, text)
     fail = FileFault(path, lambda key: markdown.line_of(data, key))
     unknown = sorted(set(map(str, data)) - {"vault", "projects"})
@@ -162,7 +169,7 @@ def change(meta: Path, project: str | None, pause: Pause | None) -> State:
         if not lock.acquire(time.monotonic() + LOCK_WAIT_S):
             raise BadFile(meta / LOCK, "another pause or resume holds it", None,
                           "try again in a moment")
-        state = load(path)
+        state = load(path, empty_ok=True)
         projects = dict(state.projects)
         vault = state.vault
         if project is None:
