@@ -7,17 +7,21 @@ per version) and the one before it stays in force, with its policy. At start
 there is none before it: the defaults, with the vault folder's group, except
 that no plan is admitted when the refused file may set a capacity (a cheap look
 for a `capacity:` line): never "unlimited" by accident (daemon/admission.py).
+For the same reason a config that is suddenly empty while a capacity is in
+force is taken for an editor's in-place save half done: it applies (the
+defaults: no limit) only once unchanged for SETTLE_S (store/vault.py).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable
 
 from modulatio_d.core.capacity import Capacity
 from modulatio_d.core.errors import BadFile
-from modulatio_d.store import config, fs, trust
+from modulatio_d.store import config, fs, refusals, trust
 from modulatio_d.store.refusals import Refusals
 from modulatio_d.store.vault import Vault
 
@@ -50,6 +54,9 @@ class Settings:
             self.refusals.clear(path)  # tell again what is still wrong
         elif sig == self._sig and self.trust.policy is not None:
             return current
+        if st is not None and st.st_size == 0 and current.capacity.limited \
+                and not refusals.settled(path, time.time()):
+            return current  # an in-place save half done? looked at again next tick
         self._sig = sig
         try:
             loaded = config.load(path)

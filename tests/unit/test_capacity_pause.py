@@ -165,3 +165,19 @@ def test_a_refused_config_that_may_set_a_capacity_admits_nothing_at_start(vault)
     assert not other.config.capacity.limited
     d.waker.close()
     other.waker.close()
+
+
+def test_a_config_emptied_under_a_capacity_applies_only_once_settled(vault):
+    clock = FakeClock()
+    write(vault.config_path, "capacity:\n  vault: 2\n")
+    d = Daemon(vault, [], 1.0, True, clock.wall, {}, monotonic=clock.monotonic)
+    d._load_config()
+    assert d.config.capacity == Capacity(vault=2)
+    write(vault.config_path, "")  # an editor's in-place save, truncated first
+    d._load_config()
+    assert d.config.capacity == Capacity(vault=2)
+    old = os.stat(vault.config_path).st_mtime - 10
+    os.utime(vault.config_path, (old, old))  # left empty: a person's choice, applied
+    d._load_config()
+    assert not d.config.capacity.limited
+    d.waker.close()
