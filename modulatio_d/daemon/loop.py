@@ -149,7 +149,8 @@ class Daemon:
                 new_folders = watcher.watch(self._watched())
                 if poller is not None:
                     poller.watch(self.vault.root, (self.vault.project_dir(p)
-                                 for p in self.projects or self.vault.folders()))
+                                 for p in self.projects or self.vault.folders()),
+                                 (self.vault.meta,))
                 candidates = self._tick()
                 if not ready:
                     self.notifier.ready()
