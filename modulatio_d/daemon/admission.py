@@ -28,6 +28,7 @@ import logging
 from collections.abc import Callable
 
 from modulatio_d.core.capacity import Capacity
+from modulatio_d.core.errors import BadFile
 from modulatio_d.daemon.scan import Candidate
 from modulatio_d.store import pause, slots
 from modulatio_d.store.refusals import Refusals
@@ -48,6 +49,7 @@ class Admission:
         self.waiting: dict[str, str] = {}  # plan id -> the limit it waits for (this pass)
         self._told_wait: set[tuple[str, str]] = set()
         self._told_pause: object = None
+        self._told_broken: set[str] = set()  # slot errors logged once each
 
     # --- pause ------------------------------------------------------------------
 
@@ -112,8 +114,15 @@ class Admission:
         if numbers is not None:
             groups.append(slots.Group(slots.vault_group(self.vault.meta), tuple(numbers),
                                       capacity.vault or 0, "vault"))
-        got = slots.take_all(groups, host=self.host, pid=self.pid, plan=plan,
-                             project=c.project, priority=priority)
+        try:
+            got = slots.take_all(groups, host=self.host, pid=self.pid, plan=plan,
+                                 project=c.project, priority=priority)
+        except (BadFile, OSError) as e:  # a link or folder where a slot file goes, EACCES
+            if str(e) not in self._told_broken:
+                self._told_broken.add(str(e))
+                log.error("cannot take a slot for %s: %s; plans with this limit wait until "
+                          "it is fixed", plan, e)
+            return self._wait(c, "slots unusable")
         if isinstance(got, slots.Group):
             return self._wait(c, got.name)
         self._told_wait = {t for t in self._told_wait if t[0] != plan}

@@ -213,8 +213,9 @@ class Watch:
         self._sig = sig
         try:
             self.state = load(self.path)
-        except (BadFile, OSError, ValueError) as e:
-            self.error = e if isinstance(e, BadFile) else BadFile(self.path, str(e))
+        except Exception as e:  # noqa: BLE001 (a reader's bug too: refused, never a death)
+            self.error = e if isinstance(e, BadFile) else BadFile(
+                self.path, f"could not be read ({type(e).__name__}: {e})")
             if not self._good:
                 self.state = State(unreadable=f"{self.error}")
             return True

@@ -181,3 +181,19 @@ def test_a_config_emptied_under_a_capacity_applies_only_once_settled(vault):
     d._load_config()
     assert not d.config.capacity.limited
     d.waker.close()
+
+
+def test_a_slot_file_that_cannot_be_used_makes_the_plan_wait_not_the_daemon_die(vault):
+    from modulatio_d.core.plan import PlanStatus
+    from modulatio_d.daemon.admission import Admission
+    from modulatio_d.daemon.scan import Candidate
+
+    told = []
+    admission = Admission(vault, lambda kind, **f: told.append((kind, f)), "h", 1)
+    folder = slots.vault_group(vault.meta)
+    folder.mkdir(parents=True)
+    os.symlink("/etc/passwd", slots.slot_path(folder, 0))  # never followed, never locked
+    c = Candidate((-50, 0.0, "P-1"), vault.plan_path("P", "P-1"), "P", PlanStatus.APPROVED)
+    assert admission.take(c, Capacity(vault=1)) is None
+    assert admission.waiting == {"P-1": "slots unusable"}
+    assert told == [("slot_wait", {"project": "P", "plan": "P-1", "limit": "slots unusable"})]
