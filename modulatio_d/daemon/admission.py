@@ -95,6 +95,7 @@ class Admission:
     # --- capacity ---------------------------------------------------------------
 
     def start_pass(self) -> None:
+        """A full pass over the claimable plans begins: who waits is found again."""
         self.waiting = {}
 
     def take(self, c: Candidate, capacity: Capacity) -> slots.Held | None:
@@ -126,6 +127,7 @@ class Admission:
         if isinstance(got, slots.Group):
             return self._wait(c, got.name)
         self._told_wait = {t for t in self._told_wait if t[0] != plan}
+        self.waiting.pop(plan, None)
         return got
 
     def _wait(self, c: Candidate, limit: str) -> None:

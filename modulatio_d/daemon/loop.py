@@ -156,6 +156,7 @@ class Daemon:
                     self.notifier.ready()
                     ready = True
                 self.races.start_pass()
+                self.admission.start_pass()  # who waits for a slot: found again
                 if self._claim_and_run(candidates):
                     self.races.ran()
                     continue  # a plan ended: scan again at once
@@ -315,7 +316,6 @@ class Daemon:
         crash, counted and held off, never the daemon's end.
         """
         self.admission.refresh()
-        self.admission.start_pass()
         for c in candidates:
             if self.stop.requested:
                 return False
