@@ -46,28 +46,35 @@ def running(vault: Vault, project: str | None) -> list[tuple[str, str]]:
     found = []
     for code in [project] if project else vault.projects():
         for entry in vault.files(code, "plans"):
-            path = Path(entry.path)
-            try:
-                head = fs.read(path, "plan").raw[:65536].decode("utf-8", "replace")
-            except OSError:
-                continue
-            if peek.peek_status(head) != "executing":
-                continue
-            try:
-                if is_held(lock_path(path)):
-                    found.append((code, path.stem))
-            except OSError:
-                continue
+            if _runs(Path(entry.path)):
+                found.append((code, Path(entry.path).stem))
     return found
+
+
+def _runs(path: Path) -> bool:
+    try:
+        head = fs.read(path, "plan").raw[:65536].decode("utf-8", "replace")
+        return peek.peek_status(head) == "executing" and is_held(lock_path(path))
+    except OSError:
+        return False
 
 
 def wait_drained(vault: Vault, project: str | None, timeout: float | None,
                  clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep) -> list[tuple[str, str]]:
-    """Poll until nothing of the scope runs ([]), or the timeout passes (what runs)."""
+    """Poll until nothing of the scope runs ([]), or the timeout passes (what runs).
+
+    The whole scope is read once, then only the plans found running, and the whole
+    scope again before saying "drained" (a claim the pause met half way, say)."""
     deadline = None if timeout is None else clock() + timeout
+    busy = running(vault, project)
     while True:
-        busy = running(vault, project)
-        if not busy or (deadline is not None and clock() >= deadline):
+        if not busy:
+            busy = running(vault, project)
+            if not busy:
+                return []
+        if deadline is not None and clock() >= deadline:
             return busy
         sleep(DRAIN_POLL_S)
+        busy = [(code, plan) for code, plan in busy
+                if _runs(vault.plan_path(code, plan))]

@@ -197,3 +197,38 @@ def test_a_slot_file_that_cannot_be_used_makes_the_plan_wait_not_the_daemon_die(
     assert admission.take(c, Capacity(vault=1)) is None
     assert admission.waiting == {"P-1": "slots unusable"}
     assert told == [("slot_wait", {"project": "P", "plan": "P-1", "limit": "slots unusable"})]
+
+
+def test_drain_waits_for_the_running_plans_then_looks_at_the_whole_scope(vault, monkeypatch):
+    from modulatio_d.ops import pausing
+
+    looks = []
+    state = {"full": [[("P", "A"), ("P", "B")], [("P", "C")], []], "runs": {"A", "B", "C"}}
+
+    def running(v, project):
+        looks.append("all")
+        return state["full"].pop(0)
+
+    def runs(path):
+        looks.append(path.stem)
+        return path.stem in state["runs"]
+
+    monkeypatch.setattr(pausing, "running", running)
+    monkeypatch.setattr(pausing, "_runs", runs)
+    t = [0.0]
+
+    def sleep(s):
+        t[0] += s
+        state["runs"].discard({0.2: "A", 0.4: "B"}.get(round(t[0], 1), ""))
+        if round(t[0], 1) == 0.6:
+            state["runs"].discard("C")
+
+    assert pausing.wait_drained(vault, None, None, clock=lambda: t[0], sleep=sleep) == []
+    # one full look, then only A and B, a full look finding C (claimed meanwhile), C alone,
+    # and a last full look before "drained"
+    assert looks == ["all", "A", "B", "B", "all", "C", "all"]
+    state["full"] = [[("P", "D")]]
+    state["runs"] = {"D"}
+    looks.clear()
+    assert pausing.wait_drained(vault, None, 0.5, clock=lambda: t[0], sleep=sleep) \
+        == [("P", "D")]
