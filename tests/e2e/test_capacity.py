@@ -155,3 +155,21 @@ def test_a_bad_capacity_config_keeps_the_limit_before_it_and_at_start_runs_nothi
                  diag=d.log)
     seen = [int(n) for n in (dvault.root / "seen").read_text().split()]
     assert len(seen) == 5 and max(seen) == 1, seen
+
+
+def test_a_daemon_killed_mid_step_frees_its_slot_and_the_plan_resumes(dvault, daemons):
+    config(dvault, "capacity:\n  vault: 1\n")
+    go = dvault.root / "go"
+    write_plan(dvault, "KILLED", [{"title": "long", "run": dvault.step(go=go)}])
+    first = daemons()
+    wait_for(lambda: [m for m in marks(dvault.root / "marks") if m[0] == "start"], 20,
+             "the step started", diag=first.log)
+    assert status(dvault)["control"]["slots"][0]["in_use"] == 1
+    first.kill()  # SIGKILL: the step dies with it, the kernel frees the plan's lock and slot
+    wait_for(lambda: status(dvault)["control"]["slots"][0]["in_use"] == 0, 20,
+             "the slot freed")
+    go.touch()
+    second = daemons()
+    wait_for(settled(dvault, "KILLED", "completed"), 20, "KILLED resumed and completed",
+             diag=second.log)
+    assert [m[3] for m in marks(dvault.root / "marks") if m[0] == "start"] == [1, 2]
