@@ -145,7 +145,7 @@ class Daemon:
                  self.vault.root, ",".join(self.projects) or "all", self.tick_seconds)
         ready = False
         try:
-            while not self.stop.requested:
+            while not self.stop.ending():
                 new_folders = watcher.watch(self._watched())
                 if poller is not None:
                     poller.watch(self.vault.root, (self.vault.project_dir(p)
@@ -203,7 +203,7 @@ class Daemon:
         file event will follow the lock's release. True when a plan ran.
         """
         deadline = self.monotonic() + seconds
-        while not self.stop.requested:
+        while not self.stop.ending():
             if not self.waker.wait(deadline - self.monotonic()):
                 return False  # the tick is due
             changed = self.waker.take_changed()
@@ -317,7 +317,7 @@ class Daemon:
         """
         self.admission.refresh()
         for c in candidates:
-            if self.stop.requested:
+            if self.stop.ending():
                 return False
             if self.admission.paused(c.project) is not None:
                 continue
