@@ -75,7 +75,7 @@ class Runner:
         held.token = token
         self.svc = svc
         self.writer = PlanWriter(held, svc)
-        self.budget = Budget(held.path)
+        self.budget = Budget(held.path, svc.clocks.wall)
         self.plan_dir = held.path.parent
         self.runs_dir = held.path.with_suffix(".runs")
         self._prewritten: tuple[int, int] | None = None  # (index, attempt) written ahead
@@ -116,6 +116,9 @@ class Runner:
                 self._drop_unstarted()
                 if plan.status in FINAL and plan.claim is not None:
                     self.writer.write({"claim": None})  # ended (a person aborted it)
+                return
+            if plan.shape is not None and plan.shape.body_error:
+                self._fail_closed(plan)
                 return
             if plan.current_index >= plan.total:
                 self.writer.write({"status": PlanStatus.COMPLETED.value,
@@ -229,6 +232,10 @@ class Runner:
                                  self.plan_dir)
         changes: dict[str, object] = {"reflection_log": [*self.plan.reflection_log, entry],
                                       "in_flight": None}
+        if self.plan.shape is not None:  # Modulatio's running totals, kept up to date
+            tokens, cost = self.budget.last
+            changes["tokens_used"] = self.plan.shape.tokens_used + tokens
+            changes["cost_usd_used"] = round(self.plan.shape.cost_usd_used + cost, 6)
         executing = self.plan.status is PlanStatus.EXECUTING
         d = verdict.decision
         if d is Decision.CONTINUE:
@@ -342,6 +349,16 @@ class Runner:
                               f"Check whether its effects happened before approving.")
         else:
             self.writer.write(changes)
+
+    def _fail_closed(self, plan: Plan) -> None:
+        """A Modulatio-shaped plan whose Sub-objectives do not parse: paused for revision
+        rather than run as a shorter list (core/modulatio_shape.py)."""
+        shape = plan.shape
+        where = f" (line {shape.body_error_line})" if shape and shape.body_error_line else ""
+        reason = f"sub-objectives do not parse{where}: {shape.body_error if shape else ''}"
+        self.writer.pause({}, tickets.Severity.CRITICAL, reason,
+                          f"{reason}\n\nFix the Sub-objectives section of {plan.path.name} "
+                          "(numbered bold items '**1. Title** — description'), then approve.")
 
     def _over_budget(self) -> bool:
         spent = self.budget.exhausted(self.plan)
