@@ -58,7 +58,8 @@ COUNTERS = ("tokens_used", "cost_usd_used")
 _SECTION = re.compile(r"(?im)^[ \t]{0,3}#{2,3}[ \t]+sub-objectives[ \t]*:?[ \t]*\r?$")
 _NEXT_SECTION = re.compile(r"(?m)^[ \t]{0,3}#{2,3}[ \t]+\S")
 _LOOKS_LIKE = re.compile(r"[ \t]{0,3}\*\*[ \t]*\d+\.")
-_ITEM = re.compile(r"[ \t]{0,3}\*\*[ \t]*(\d+)\.[ \t]*(.+?)\*\*[ \t]*(?:([—–:-])[ \t]*(.*?))?[ \t]*")
+_ITEM = re.compile(r"[ \t]{0,3}\*\*[ \t]*(\d+)\.[ \t]*(.+?)\*\*"  # the number and the title
+                   r"[ \t]*(?:([—–:-])[ \t]*(.*?))?[ \t]*")  # a separator and a description
 _HEADING = re.compile(r"(?m)^[ \t]{0,3}#{1,6}[ \t]+(.+?)[ \t#]*\r?$")
 _FENCE = re.compile(r"[ \t]{0,3}(```|~~~)")
 

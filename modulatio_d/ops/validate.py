@@ -123,6 +123,13 @@ class _Checker:
         self.check_config()
         # What the daemons' trust checks would refuse (docs/security.md).
         self.problems += [Problem.of(p) for p in trust.vault_problems(self.vault)]
+        folders: dict[str, list[str]] = {}
+        for name in self.vault.projects():
+            folders.setdefault(name.lower(), []).append(name)
+        for same in (f for f in folders.values() if len(f) > 1):  # tst/ beside TST/
+            self.add(self.vault.root / same[0], f"the project folders {', '.join(same)} "
+                     "differ only in case: commands given the code cannot tell them apart",
+                     None, "merge them into one folder")
         for name in self.vault.misnamed_projects():
             self.add(self.vault.root / name, "folder name is not a valid project code, so its "
                      "plans never run", None, "rename it to letters, digits, '_', '-' and '.'")
@@ -281,6 +288,9 @@ class _Checker:
     def check_plan(self, plan: Plan) -> None:
         if plan.status in FINAL:
             return
+        if plan.shape is not None and plan.shape.body_error:  # core/modulatio_shape: fails closed
+            self.add(plan.path, plan.shape.body_error, plan.shape.body_error_line,
+                     "a daemon pauses this plan with a ticket instead of running it")
         data = plan.data
         head = _PLAN_HEAD
         if plan.reflector:
