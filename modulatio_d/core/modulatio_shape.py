@@ -43,6 +43,7 @@ from typing import Any
 from modulatio_d.core import checks
 from modulatio_d.core.errors import FileFault
 from modulatio_d.core.markdown import Append, Document
+from modulatio_d.core.times import parse_time
 from modulatio_d.core.yaml_text import plain
 
 STATUS_IN = {"done": "completed", "declined": "aborted"}
@@ -250,15 +251,18 @@ def time_text(value: datetime) -> str:
     return value.astimezone(UTC).isoformat(timespec="microseconds")
 
 
-def _restyle(value: Any) -> Any:
+def _restyle(value: Any, key: str = "") -> Any:
     if isinstance(value, datetime):
         return time_text(value)
+    if key.endswith("_at") and isinstance(value, str) and value.endswith("Z"):
+        when = parse_time(value)  # a time the daemon wrote as text (a log entry's started_at)
+        return time_text(when) if when is not None else value
     if isinstance(value, Append):
         return Append([_restyle(v) for v in value], value.start)
     if isinstance(value, list):
         return [_restyle(v) for v in value]
     if isinstance(value, dict):
-        return {k: _restyle(v) for k, v in value.items()}
+        return {k: _restyle(v, str(k)) for k, v in value.items()}
     return value
 
 

@@ -27,7 +27,7 @@ from modulatio_d.core.errors import BadFile
 from modulatio_d.core.times import parse_time
 from modulatio_d.store import cron_entries, fs
 from modulatio_d.store.plan_file import read_plan
-from modulatio_d.store.vault import Vault, create_numbered
+from modulatio_d.store.vault import Vault, create_numbered, next_number
 
 CRON_CONFIG = "cron-config.json"
 JOB_KEY = "x-modulatio-job"
@@ -110,19 +110,19 @@ def import_cron(vault: Vault, now: datetime, dry_run: bool) -> list[Change]:
         except ValueError as e:
             out.append(Change(where, "skip", str(e)))
             continue
-        target = f"{project}/cron/{project}-C-NNN.md"
+        target = f"{project}/cron/{project.upper()}-C-NNN.md"
         detail = (f"job {job_id} ({job.get('name') or keys['objective']}): schedule "
                   f"{keys['schedule']!r} = {cron.parse_schedule(str(keys['schedule']))!r} UTC")
         if dry_run:
             out.append(Change(target, "create", detail + " (dry run: nothing written)"))
             continue
-        from modulatio_d.ops.cron import next_cron_number
-
         def text_for(entry_id: str, keys: dict = keys, body: str = body) -> str:
             return cron_entries.entry_text({"id": entry_id, **keys}) + body
 
-        _, made = create_numbered(vault.cron_dir(project), f"{project}-C-", 3,
-                                  next_cron_number(vault, project), text_for)
+        prefix = f"{project.upper()}-C-"  # ids upper case, as Modulatio's TST-PLAN-001
+        first = next_number(prefix, (vault.cron_dir(project), vault.plans_dir(project),
+                                     vault.records_dir(project)))
+        _, made = create_numbered(vault.cron_dir(project), prefix, 3, first, text_for)
         out.append(Change(str(made.relative_to(vault.root)), "create", detail))
     return out
 
@@ -147,7 +147,9 @@ def _entry_of(vault: Vault, job: dict, now: datetime) -> tuple[str, dict, str]:
         raise ValueError("no schedule")
     cron.parse_schedule(schedule)  # ValueError names the form to use
     next_run = parse_time(job.get("next_run"))
-    start = now if next_run is None else min(now, next_run - timedelta(seconds=1))
+    # Due times start just before next_run: the run Modulatio would make next is the first,
+    # and one it missed while no daemon ran fires once (catch_up latest), nothing older.
+    start = now if next_run is None else next_run - timedelta(seconds=1)
     keys: dict[str, object] = {
         "objective": objective.strip(), "schedule": schedule.strip(), "timezone": "UTC",
         "enabled": job.get("enabled") is not False, "catch_up": "latest",
