@@ -82,10 +82,10 @@ def _interval(text: str, n: int, unit: str) -> str:
         return "* * * * *" if n == 1 else f"*/{n} * * * *"
     if unit == "m" and n > 0 and n % 60 == 0 and 24 % (n // 60) == 0:
         return _interval(text, n // 60, "h")
-    if unit == "h" and n > 0 and 24 % n == 0:
-        return "0 * * * *" if n == 1 else f"0 */{n} * * *"
     if (unit == "h" and n == 24) or (unit == "d" and n == 1):
         return "0 0 * * *"
+    if unit == "h" and n > 0 and 24 % n == 0:
+        return "0 * * * *" if n == 1 else f"0 */{n} * * *"
     if unit == "w" and n == 1:
         return "0 0 * * mon"
     raise ValueError(
