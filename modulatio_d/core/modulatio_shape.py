@@ -56,12 +56,15 @@ MARK_KEYS = frozenset({"project_code", "status_transitions", "spawned_kickoffs",
 CAPS = ("max_tokens", "max_cost_usd", "max_wall_clock_min")
 COUNTERS = ("tokens_used", "cost_usd_used")
 
-_SECTION = re.compile(r"(?im)^[ \t]{0,3}#{2,3}[ \t]+sub-objectives[ \t]*:?[ \t]*\r?$")
+_SECTION = re.compile(r"(?im)^[ \t]{0,3}+#{2,3}+[ \t]++sub-objectives[ \t]*+:?[ \t]*+\r?$")
 _NEXT_SECTION = re.compile(r"(?m)^[ \t]{0,3}#{2,3}[ \t]+\S")
 _LOOKS_LIKE = re.compile(r"[ \t]{0,3}\*\*[ \t]*\d+\.")
-_ITEM = re.compile(r"[ \t]{0,3}\*\*[ \t]*(\d+)\.[ \t]*(.+?)\*\*"  # the number and the title
-                   r"[ \t]*(?:([—–:-])[ \t]*(.*?))?[ \t]*")  # a separator and a description
-_HEADING = re.compile(r"(?m)^[ \t]{0,3}#{1,6}[ \t]+(.+?)[ \t#]*\r?$")
+# Matched against a line with its trailing blanks stripped, greedy to its end, blanks possessive:
+# linear, however many `**` or blanks a long line holds (the title ends at the first `**` a
+# separator or the end follows).
+_ITEM = re.compile(r"[ \t]{0,3}+\*\*[ \t]*+(\d++)\.[ \t]*+(.+?)\*\*"  # the number, the title
+                   r"[ \t]*+(?:([—–:-])[ \t]*+(.*))?")  # a separator and a description
+_HEADING = re.compile(r"[ \t]{0,3}#{1,6}[ \t]+(.*)")
 _FENCE = re.compile(r"[ \t]{0,3}(```|~~~)")
 
 
@@ -171,7 +174,7 @@ def parse_body(body: str, first_line: int = 1) -> tuple[BodyItem, ...]:
     found: list[tuple[re.Match, int, int]] = []  # (match, line offset, item line number)
     fenced = False
     for n, line in enumerate(lines):
-        text = line.rstrip("\r")
+        text = line.rstrip()
         if _FENCE.match(text):
             fenced = not fenced
             continue
@@ -204,8 +207,8 @@ def first_heading(body: str) -> str | None:
         if _FENCE.match(line):
             fenced = not fenced
             continue
-        if not fenced and (m := _HEADING.fullmatch(line.rstrip("\r"))):
-            return m.group(1).strip() or None
+        if not fenced and (m := _HEADING.fullmatch(line.rstrip())):
+            return m.group(1).rstrip(" \t#") or None  # a closing `##` is no part of it
     return None
 
 
