@@ -48,6 +48,28 @@ class Change:
         return f"{self.path}: {self.action}: {self.detail}"
 
 
+def vault_notes(vault: Vault, now: datetime) -> list[tuple[Path, str, str, bool]]:
+    """What `validate` says of a vault coming from Modulatio: (path, reason, hint, warning).
+
+    Project folders differing only in case (`tst/` beside `TST/`: an error, commands given
+    the code cannot tell them apart); cron-config.json jobs not imported (a warning: no
+    daemon fires them)."""
+    notes = []
+    folders: dict[str, list[str]] = {}
+    for name in vault.projects():
+        folders.setdefault(name.lower(), []).append(name)
+    for same in (f for f in folders.values() if len(f) > 1):
+        notes.append((vault.root / same[0], f"the project folders {', '.join(same)} differ "
+                      "only in case: commands given the code cannot tell them apart",
+                      "merge them into one folder", False))
+    waiting = [c for c in import_cron(vault, now, dry_run=True) if c.action != "unchanged"]
+    if waiting:
+        notes.append((vault.root / CRON_CONFIG, f"{len(waiting)} Modulatio cron job(s) not "
+                      "imported: no daemon fires them", "run `modulatio import modulatio-cron "
+                      "--dry-run`, then without --dry-run", True))
+    return notes
+
+
 def import_all(vault: Vault, now: datetime, dry_run: bool) -> list[Change]:
     return report_plans(vault) + import_cron(vault, now, dry_run)
 

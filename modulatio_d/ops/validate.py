@@ -127,13 +127,9 @@ class _Checker:
         self.check_config()
         # What the daemons' trust checks would refuse (docs/security.md).
         self.problems += [Problem.of(p) for p in trust.vault_problems(self.vault)]
-        folders: dict[str, list[str]] = {}
-        for name in self.vault.projects():
-            folders.setdefault(name.lower(), []).append(name)
-        for same in (f for f in folders.values() if len(f) > 1):  # tst/ beside TST/
-            self.add(self.vault.root / same[0], f"the project folders {', '.join(same)} "
-                     "differ only in case: commands given the code cannot tell them apart",
-                     None, "merge them into one folder")
+        from modulatio_d.ops.modulatio_import import vault_notes
+        for path, reason, hint, warning in vault_notes(self.vault, self.now):  # case twins, cron
+            self.add(path, reason, None, hint, Severity.WARNING if warning else Severity.ERROR)
         for name in self.vault.misnamed_projects():
             self.add(self.vault.root / name, "folder name is not a valid project code, so its "
                      "plans never run", None, "rename it to letters, digits, '_', '-' and '.'")

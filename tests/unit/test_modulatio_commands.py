@@ -29,6 +29,10 @@ def files(root: Path) -> dict[str, bytes]:
 def test_validate_passes_on_a_modulatio_vault(mvault, run_cli):
     result = run_cli("validate", "--vault", mvault.root)
     assert result.code == 0, result.out + result.err
+    assert "cron-config.json: warning: 7 Modulatio cron job(s) not imported" in result.out
+    assert run_cli("import", "modulatio-cron", "--vault", mvault.root).code == 0
+    after = run_cli("validate", "--vault", mvault.root)
+    assert after.code == 0 and "every file is valid\n" in after.out, after.out
 
 
 def test_two_project_folders_differing_in_case_are_reported(mvault, run_cli):
