@@ -10,6 +10,7 @@ import sys
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import modulatio_vault as mv
 import yaml
@@ -170,3 +171,41 @@ def test_imported_cron_fires_at_the_right_instants_with_three_racing_daemons(vau
                     if e["event"] == "cron_fired")
     assert fired == Counter(want)
     assert sorted(p.stem for p in (vault.root / "tst" / "plans").glob("TST-C-*.md")) == want
+
+
+def test_three_racing_daemons_fire_each_imported_job_once_at_its_latest_instant(dvault,
+                                                                               daemons):
+    """Real daemons on the real clock: every job of cron-config.json (each schedule form)
+    was missed since its next_run in 2025, so each fires its latest due instant once."""
+    from modulatio_d.core.cron import decide
+    from modulatio_d.core.times import utcnow
+    from modulatio_d.store.cron_entries import read_entry
+
+    modulatio_vault(dvault)
+    made = modulatio_import.import_cron(dvault.vault, utcnow(), dry_run=False)
+    assert [c.action for c in made] == ["create"] * len(mv.CRON_JOBS)
+    entries = [read_entry(dvault.vault, dvault.root / c.path) for c in made]
+
+    def latest(now: datetime) -> dict[str, str]:
+        out = {}
+        for e in entries:
+            fire = decide(e.schedule, ZoneInfo("UTC"), e.last_fired_for, e.created_at, now,
+                          e.catch_up.value).fire
+            out[e.id] = f"{e.id}-{fire[-1].strftime('%Y%m%dT%H%MZ')}"
+        return out
+
+    before = latest(utcnow())
+    racers = [daemons("--once") for _ in range(3)]
+    assert [d.wait(120) for d in racers] == [0, 0, 0], [d.log() for d in racers]
+    after = latest(utcnow())
+    fired = Counter(e["plan"] for e in events.read(dvault.vault.events_path)
+                    if e["event"] == "cron_fired")
+    assert set(fired.values()) == {1}, fired  # exactly once, whichever daemon fired it
+    for e in entries:
+        mine = {k for k in fired if k.startswith(e.id + "-")}
+        # The instant each entry fires is its latest due one (a minute boundary crossed
+        # while the daemons ran may add the next one, fired once too).
+        assert before[e.id] in mine or after[e.id] in mine, (e.id, e.schedule, mine)
+        assert mine <= {before[e.id], after[e.id]}, (e.id, e.schedule, mine)
+        for kickoff in mine:
+            assert (dvault.root / "tst" / "plans" / f"{kickoff}.md").exists()
