@@ -119,7 +119,7 @@ class Runner:
                     self.writer.write({"claim": None})  # ended (a person aborted it)
                 return
             if plan.shape is not None and plan.shape.body_error:
-                self._fail_closed(plan)
+                self.writer.fail_closed(plan)  # Modulatio's Sub-objectives do not parse
                 return
             if plan.current_index >= plan.total:
                 self.writer.write({"status": PlanStatus.COMPLETED.value,
@@ -371,16 +371,6 @@ class Runner:
                               f"Check whether its effects happened before approving.")
         else:
             self.writer.write(changes)
-
-    def _fail_closed(self, plan: Plan) -> None:
-        """A Modulatio-shaped plan whose Sub-objectives do not parse: paused for revision
-        rather than run as a shorter list (core/modulatio_shape.py)."""
-        shape = plan.shape
-        where = f" (line {shape.body_error_line})" if shape and shape.body_error_line else ""
-        reason = f"sub-objectives do not parse{where}: {shape.body_error if shape else ''}"
-        self.writer.pause({}, tickets.Severity.CRITICAL, reason,
-                          f"{reason}\n\nFix the Sub-objectives section of {plan.path.name} "
-                          "(numbered bold items '**1. Title** — description'), then approve.")
 
     def _over_budget(self) -> bool:
         spent = self.budget.exhausted(self.plan)
