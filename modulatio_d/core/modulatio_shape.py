@@ -3,7 +3,7 @@
 Such a plan is read as it is and written back in its own vocabulary
 (docs/migrating-from-modulatio.md):
 
-- It is recognised by its keys (`project_code`, `status_transitions`, the caps
+- It is recognised by its keys (MARK_KEYS: `project_code`, `status_transitions`, the caps
   `max_tokens`/`max_cost_usd`/`max_wall_clock_min`, `tokens_used`, ...), its status
   words (`done`, `declined`) or, with no `sub_objectives` key, a Sub-objectives
   section in the body. A plan with none of these is this project's own: `read`
@@ -50,9 +50,9 @@ STATUS_IN = {"done": "completed", "declined": "aborted"}
 """The file's word -> this project's status."""
 STATUS_OUT = {"completed": "done", "aborted": "declined", "failed": "paused"}
 """This project's status -> the word written into a Modulatio-shaped file."""
-MARK_KEYS = frozenset({"project_code", "status_transitions", "spawned_kickoffs", "agent_id",
-                       "source_message", "max_tokens", "max_cost_usd", "max_wall_clock_min",
-                       "tokens_used", "cost_usd_used"})
+MARK_KEYS = frozenset({"project_code", "status_transitions", "spawned_kickoffs", "max_tokens",
+                       "max_cost_usd", "max_wall_clock_min", "tokens_used", "cost_usd_used"})
+"""Keys only Modulatio writes (its writers always write project_code)."""
 CAPS = ("max_tokens", "max_cost_usd", "max_wall_clock_min")
 COUNTERS = ("tokens_used", "cost_usd_used")
 
