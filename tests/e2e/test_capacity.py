@@ -173,3 +173,20 @@ def test_a_daemon_killed_mid_step_frees_its_slot_and_the_plan_resumes(dvault, da
     wait_for(settled(dvault, "KILLED", "completed"), 20, "KILLED resumed and completed",
              diag=second.log)
     assert [m[3] for m in marks(dvault.root / "marks") if m[0] == "start"] == [1, 2]
+
+
+def test_a_kickoff_obeys_the_pause_and_the_capacity(dvault):
+    write_plan(dvault, "KICK", [sentinel_step(dvault)])
+    assert cli(dvault, "pause", "--reason", "reboot").code == 0
+    r = cli(dvault, "kickoff", "KICK")
+    assert r.code == 1 and "the vault is paused" in r.err and "reboot" in r.err
+    assert cli(dvault, "resume").code == 0
+    config(dvault, "capacity:\n  projects: {P: 0}\n")
+    r = cli(dvault, "kickoff", "KICK")
+    assert r.code == 1 and "waits for a slot (project P full)" in r.err
+    assert not (dvault.root / "seen").exists()
+    config(dvault, "capacity:\n  projects: {P: 1}\n")
+    r = cli(dvault, "kickoff", "KICK")
+    assert r.code == 0, r.err
+    assert (dvault.root / "seen").read_text().split() == ["1"]
+    assert not status(dvault)["control"]["slots"][0]["in_use"]  # released
