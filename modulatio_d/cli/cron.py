@@ -20,8 +20,9 @@ def register(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -
     p.add_argument("objective", help="what each kickoff is for; its title")
     when = p.add_mutually_exclusive_group(required=True)
     when.add_argument("--schedule", metavar="EXPR",
-                      help='5 cron fields ("0 6 * * *") or @hourly @daily @weekly @monthly '
-                           '@yearly')
+                      help='5 cron fields ("0 6 * * *"), @hourly @daily @weekly @monthly '
+                           '@yearly, or Modulatio\'s words ("daily 06:00", "weekly mon 09:00", '
+                           '"30m")')
     when.add_argument("--every", metavar="DURATION",
                       help="an interval instead: e.g. 90m, fired at --start + k * DURATION")
     p.add_argument("--start", metavar="TIME", help="with --every: the first time it fires "

@@ -50,7 +50,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from croniter import CroniterBadDateError, croniter
 
-from modulatio_d.core import intervals, names
+from modulatio_d.core import intervals, names, schedule_words
 from modulatio_d.core.intervals import every_expr, jitter_of  # noqa: F401 (the cron API)
 
 MAX_CATCH_UP = 100
@@ -133,10 +133,15 @@ def due_until(schedule: str, zone: tzinfo, after: datetime, now: datetime, cron_
 
 
 def parse_schedule(expr: str) -> str:
-    """Return `expr` as 5 fields separated by single spaces, or raise ValueError."""
+    """Return `expr` as 5 fields separated by single spaces, or raise ValueError.
+
+    Modulatio's schedule words (`daily 06:00`, `weekly mon 09:00`, `30m`) are an alias
+    form: core/schedule_words.py translates them. An interval (`@every`, core/intervals.py)
+    is returned as it is."""
     text = expr.strip()
     if intervals.is_every(text):
         return text
+    text = schedule_words.translate(expr) or text
     if text.startswith("@"):
         if text.lower() not in ALIASES:
             raise ValueError(

@@ -15,9 +15,7 @@ checked against the rest of the vault and this host:
   daemon runs it), a bare command on PATH;
 - the `cwd` folders of the steps still to run exist;
 - each cron entry's schedule fires again, and its template is a valid plan;
-- the plans named in `after` exist (a warning: the plan waits until they do)
-  and the `after` links of a project hold no cycle (an error: the plans of a
-  cycle never run).
+- `after`: the plans named exist (else a warning), no cycle (an error).
 A problem is an error (the daemon will refuse or fail it) or a warning (it may
 work: a command missing from this shell's PATH may be on the daemon's, a
 folder an earlier step may make, a schedule whose next fire is over a year
@@ -48,7 +46,7 @@ from pathlib import Path
 from modulatio_d.core.errors import BadFile
 from modulatio_d.core.markdown import line_of
 from modulatio_d.core.plan import FINAL, Plan, StepKind
-from modulatio_d.store import config, fs
+from modulatio_d.store import config, fs, pause
 from modulatio_d.store.plan_file import read_plan
 from modulatio_d.store.vault import Vault
 
@@ -119,8 +117,7 @@ class _Checker:
         self.plans: dict[tuple[str, str], bool] = {}
         """(project, plan id) -> whether it parsed: what cron templates are checked against."""
         self._plugins: dict[str, set[str]] = {}
-        self.after: dict[tuple[str, str], Plan] = {}
-        """(project, plan id) -> the parsed plan, for the `after` checks."""
+        self.after: dict[tuple[str, str], Plan] = {}  # (project, id) -> plan: `after` checks
 
     def add(self, path: Path, reason: str, line: int | None = None, hint: str = "",
             severity: Severity = Severity.ERROR) -> None:
@@ -130,8 +127,16 @@ class _Checker:
         from modulatio_d.store import trust
 
         self.check_config()
+        try:  # the operator's pause (store/pause.py): refused as the daemons refuse it
+            pause.load(pause.path_of(self.vault.meta))
+        except (BadFile, OSError) as e:
+            self.problems.append(Problem.of(e) if isinstance(e, BadFile) else Problem(
+                pause.path_of(self.vault.meta), f"cannot be read: {e.strerror}"))
         # What the daemons' trust checks would refuse (docs/security.md).
         self.problems += [Problem.of(p) for p in trust.vault_problems(self.vault)]
+        from modulatio_d.ops.modulatio_import import vault_notes
+        for path, reason, hint, warning in vault_notes(self.vault, self.now):  # case twins, cron
+            self.add(path, reason, None, hint, Severity.WARNING if warning else Severity.ERROR)
         for name in self.vault.misnamed_projects():
             self.add(self.vault.root / name, "folder name is not a valid project code, so its "
                      "plans never run", None, "rename it to letters, digits, '_', '-' and '.'")
@@ -164,14 +169,10 @@ class _Checker:
                         self.check_plan(read.plan)
                     elif kind == "cron":
                         self.check_entry(*read)
-        self.check_after()
-        return self.problems
-
-    def check_after(self) -> None:
         from modulatio_d.ops.dependencies import after_problems
-
         for path, reason, line, hint, error in after_problems(self.after, set(self.plans)):
             self.add(path, reason, line, hint, Severity.ERROR if error else Severity.WARNING)
+        return self.problems
 
     # --- the config -------------------------------------------------------------------
 
@@ -298,6 +299,9 @@ class _Checker:
     def check_plan(self, plan: Plan) -> None:
         if plan.status in FINAL:
             return
+        if plan.shape is not None and plan.shape.body_error:  # core/modulatio_shape: fails closed
+            self.add(plan.path, plan.shape.body_error, plan.shape.body_error_line,
+                     "a daemon pauses this plan with a ticket instead of running it")
         data = plan.data
         head = _PLAN_HEAD
         if plan.reflector:
