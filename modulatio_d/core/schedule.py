@@ -12,7 +12,9 @@ Keys of a plan (docs/plan-file.md, "Scheduling"):
   state people read, not a status written into the file: the file stays
   `approved`, so nothing a person wrote is overwritten and no daemon has to
   claim the plan to say it.
-- `concurrency_key: TEXT`: at most one plan with that key runs at a time.
+- `concurrency_key: TEXT`: at most one plan with that key runs at a time in
+  the vault: a limit of one slot (store/slots.py key_group), taken with the
+  capacity slots before the claim (daemon/admission.py).
 Keys of a step:
 - `retry_delay: DURATION` (with optional `backoff: FACTOR`, `max_delay:
   DURATION`, `jitter: DURATION`): a failed attempt that will be retried

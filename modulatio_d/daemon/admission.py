@@ -99,14 +99,18 @@ class Admission:
         self.waiting = {}
 
     def take(self, c: Candidate, capacity: Capacity) -> slots.Held | None:
-        """The slots `c` needs, held; None when one of its limits is full (it waits)."""
-        if not capacity.limited:
+        """The slots `c` needs, held; None when one of its limits is full (it waits).
+        A plan's `concurrency_key:` is a limit of one, vault-wide (core/schedule.py)."""
+        if not capacity.limited and c.concurrency_key is None:
             return slots.Held([])
         plan = c.path.stem
         if capacity.closed:
             return self._wait(c, "capacity unknown: the config is refused")
         priority = -c.sort_key[0] if c.sort_key else 0
         groups = []
+        if c.concurrency_key is not None:
+            groups.append(slots.Group(slots.key_group(self.vault.meta, c.concurrency_key), (0,),
+                                      1, f"concurrency key {c.concurrency_key}"))
         limit = capacity.project_limit(c.project)
         if limit is not None:
             groups.append(slots.Group(slots.project_group(self.vault.meta, c.project),

@@ -61,6 +61,7 @@ class Candidate:
     claimable_from: datetime | None = field(default=None, compare=False)
     after: tuple[str, ...] = field(default=(), compare=False)
     expires_at: datetime | None = field(default=None, compare=False)
+    concurrency_key: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -256,4 +257,5 @@ class Scanner:
         return _Seen(sig, Candidate(key, Path(path), project, plan.status,
                                     plan.claimable_from, plan.schedule.after,
                                     None if plan.reflection_log or plan.in_flight
-                                    else plan.schedule.expires_at))
+                                    else plan.schedule.expires_at,
+                                    plan.schedule.concurrency_key))

@@ -42,6 +42,7 @@ calls with their own folder and a group of one slot.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -68,6 +69,12 @@ def vault_group(meta: Path) -> Path:
 
 def project_group(meta: Path, project: str) -> Path:
     return root(meta) / "projects" / project
+
+
+def key_group(meta: Path, key: str) -> Path:
+    """The one slot of a plans' `concurrency_key:` (a hash names it: any text may be a key)."""
+    digest = hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+    return root(meta) / "keys" / digest
 
 
 @dataclass(frozen=True)

@@ -93,3 +93,28 @@ def test_not_before_and_expires_at(dvault, daemons):
     assert parse_time(done.reflection_log[0]["started_at"]) >= soon
     assert not [m for m in marks(dvault.root / "marks") if m[1] == "STALE"]
     assert PROJECT == "P"
+
+
+def test_plans_with_one_concurrency_key_never_run_at_once_across_daemons(dvault, daemons):
+    go = dvault.root / "go"
+    for name in ("K1", "K2", "K3"):
+        write_plan(dvault, name, [{"run": dvault.step(go=go, guard=dvault.root / "guard")}],
+                   extra="concurrency_key: deploy-prod")
+    write_plan(dvault, "OTHER", [{"run": dvault.step()}], extra="concurrency_key: other")
+    started = [daemons() for _ in range(3)]
+    wait_for(lambda: len([m for m in marks(dvault.root / "marks") if m[0] == "start"
+                          and m[1].startswith("K")]) == 1, 20, "one K plan started",
+             diag=lambda: _log(started))
+    waiting = lambda: {e["plan"] for e in events(dvault, "slot_wait")  # noqa: E731
+                       if e["limit"] == "concurrency key deploy-prod"}
+    wait_for(lambda: len(waiting()) == 2, 20, "the other two wait for the key",
+             diag=lambda: _log(started))
+    wait_for(settled(dvault, "OTHER", "completed"), 20, "another key runs meanwhile")
+    assert len([m for m in marks(dvault.root / "marks") if m[0] == "start"
+                and m[1].startswith("K")]) == 1
+    go.write_text("")
+    for name in ("K1", "K2", "K3"):
+        wait_for(settled(dvault, name, "completed"), 30, f"{name} ran", diag=lambda: _log(started))
+    seq = [(m[0], m[1]) for m in marks(dvault.root / "marks") if m[1].startswith("K")]
+    assert "overlap" not in {w for w, _ in seq}
+    assert [w for w, _ in seq] == ["start", "end"] * 3  # one after the other

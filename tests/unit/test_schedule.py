@@ -179,3 +179,26 @@ def test_plan_new_writes_the_scheduling_keys(vault, run_cli):
     assert s.expires_at == datetime(2026, 12, 25, tzinfo=UTC) and s.after == ("P-P-000",)
     bad = run_cli("plan", "new", "P", "Later", "--vault", vault.root, "--at", "soon")
     assert bad.code == 2 and "--at 'soon' is not a time" in bad.err
+
+
+def test_a_concurrency_key_is_a_vault_wide_limit_of_one(vault):
+    from modulatio_d.core.capacity import Capacity
+    from modulatio_d.core.plan import PlanStatus
+    from modulatio_d.daemon.admission import Admission
+    from modulatio_d.daemon.scan import Candidate
+
+    def cand(plan_id: str, project: str, key: str | None) -> Candidate:
+        return Candidate((-50, 0.0, plan_id), vault.plan_path(project, plan_id), project,
+                         PlanStatus.APPROVED, concurrency_key=key)
+
+    told = []
+    one = Admission(vault, lambda kind, **f: told.append((kind, f)), "h", 1)
+    other = Admission(vault, lambda kind, **f: None, "h", 2)  # another daemon
+    held = one.take(cand("A-1", "A", "db"), Capacity())
+    assert held is not None and len(held.locks) == 1
+    assert other.take(cand("B-1", "B", "db"), Capacity()) is None  # another project too
+    assert other.waiting == {"B-1": "concurrency key db"}
+    assert other.take(cand("B-2", "B", "web"), Capacity()) is not None
+    assert other.take(cand("B-3", "B", None), Capacity()).locks == []  # no key: no slot
+    held.release()
+    assert other.take(cand("B-1", "B", "db"), Capacity()) is not None
