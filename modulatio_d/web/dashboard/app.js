@@ -49,7 +49,27 @@ function ago(seconds) {
   return s < 90 ? s + " s" : s < 5400 ? Math.round(s / 60) + " min" : Math.round(s / 3600) + " h";
 }
 
+// Lists are rebuilt on each event: the keyboard focus is put back on the same control.
+function focusedControl() {
+  const f = document.activeElement;
+  if (!f || f.tagName !== "BUTTON") return null;
+  const row = f.closest("[data-plan],[data-ticket]");
+  const where = f.dataset.status ? `button[data-status="${f.dataset.status}"]`
+    : row ? `[data-${row.dataset.ticket ? "ticket" : "plan"}="${row.dataset.ticket || row.dataset.plan}"]` : null;
+  return where && { where, text: f.textContent };
+}
+
+function refocus(control) {
+  if (!control) return;
+  for (const e of document.querySelectorAll(control.where)) {
+    const b = e.tagName === "BUTTON" ? e
+      : [...e.querySelectorAll("button")].find((x) => x.textContent === control.text);
+    if (b) { b.focus(); return; }
+  }
+}
+
 function renderStatus(s) {
+  const focused = focusedControl();
   $("vault").textContent = s.vault || "";
   const counts = (s.counts && s.counts.by_status) || {};
   const tabs = $("counts"); tabs.replaceChildren();
@@ -103,6 +123,7 @@ function renderStatus(s) {
   if (pause && pause.vault) $("paused").textContent = "paused: " + (pause.vault.reason || "");
   $("pause-vault").hidden = !("pause" in s) || !!(pause && pause.vault);
   $("resume-vault").hidden = !("pause" in s) || !(pause && pause.vault);
+  refocus(focused);
 }
 
 async function loadPlans() {
