@@ -14,6 +14,7 @@ and by an `api_request` line.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -152,11 +153,55 @@ async def healthz(request: Request) -> Response:
     return as_json({"ok": True})
 
 
-async def status(request: Request) -> Response:
-    from modulatio_d.ops.survey import survey
+class Shared:
+    """One computation of an expensive document for every request that asks at once,
+    and its result for FRESH_S after (the status of a 10,000-plan vault costs a tenth
+    of a second of CPU: 200 requests a second must not each pay it). It is computed
+    again once events.jsonl changed (every change a daemon, a command or a request
+    makes is an event there) or FRESH_S passed (a person's edit is no event), one
+    computation at a time."""
 
-    s = await run_in_threadpool(survey, vault_of(request), utcnow(), request.app.state.environ)
-    return as_json(s.as_dict())
+    FRESH_S = 1.0
+
+    def __init__(self, compute: Callable[[], bytes], changed: Callable[[], object]):
+        self.compute, self.changed = compute, changed
+        self.at = float("-inf")
+        self.seen: object = None
+        self.value = b""
+        self.lock: object = None
+
+    async def get(self) -> bytes:
+        import time
+
+        import anyio
+
+        if self.lock is None:
+            self.lock = anyio.Lock()
+        async with self.lock:  # the ones that wait get the fresh result
+            seen = self.changed()
+            if seen != self.seen or time.monotonic() - self.at > self.FRESH_S:
+                self.at = time.monotonic()
+                self.value = await run_in_threadpool(self.compute)
+                self.seen = seen
+            return self.value
+
+
+async def status(request: Request) -> Response:
+    state = request.app.state
+    if getattr(state, "status_doc", None) is None:
+        from modulatio_d.ops.survey import survey
+
+        def compute() -> bytes:
+            return json.dumps(survey(state.vault, utcnow(), state.environ).as_dict(),
+                              default=str).encode()
+        def changed() -> object:
+            try:
+                st = os.stat(state.vault.events_path)
+                return st.st_ino, st.st_size
+            except OSError:
+                return None
+        state.status_doc = Shared(compute, changed)
+    return Response(await state.status_doc.get(), media_type="application/json")
 
 
 async def metrics(request: Request) -> Response:

@@ -52,6 +52,14 @@ class Follower:
             self.offset = offset if inode == st.st_ino and offset <= st.st_size else 0
         return True
 
+    def news(self) -> bool:
+        """Whether the file may hold more than was read: grown, or replaced."""
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return False
+        return self.fd is None or st.st_ino != self.inode or st.st_size > self.offset
+
     def read(self) -> list[tuple[int, bytes]]:
         """The whole lines written since the last call, each with the offset past it."""
         if self.fd is None:
@@ -107,7 +115,8 @@ async def events(path: Path, inode: int | None, offset: int | None, sse: bool,
             yield b"retry: 1000\n\n"
         idle = 0.0
         while not await closed():
-            lines = await anyio.to_thread.run_sync(follower.read)
+            # A stat in the loop is microseconds; a thread only when there is news.
+            lines = await anyio.to_thread.run_sync(follower.read) if follower.news() else []
             for end, line in lines:
                 try:
                     event = json.loads(line)

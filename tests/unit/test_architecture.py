@@ -351,3 +351,17 @@ class D:
 """)
     counts = {n.name: constructor_arguments(n) for n in tree.body if isinstance(n, ast.ClassDef)}
     assert counts == {"A": 6, "B": 2, "C": None, "D": None}
+
+
+def test_only_the_serve_command_imports_the_web_libraries():
+    """The daemon's start-up and memory must not pay for the HTTP API: web/ is imported by
+    cli/serve.py alone, and inside its run function (read from the source, like the rest
+    of this file)."""
+    importers = sorted(name for name, module in MODULES.items()
+                       if any(t.startswith("modulatio_d.web") for t in internal_imports(module))
+                       and not name.startswith("modulatio_d.web"))
+    assert importers == ["modulatio_d.cli.serve"], importers
+    tree = ast.parse(MODULES["modulatio_d.cli.serve"].path.read_text())
+    top = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    assert not any("web" in (getattr(n, "module", "") or "") or
+                   any(a.name in ("uvicorn", "starlette") for a in n.names) for n in top)
