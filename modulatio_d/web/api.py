@@ -328,3 +328,4 @@ async def decide_ticket(request: Request) -> Response:
                                      TicketDecision(decision), utcnow(), events)
     events("api_request", method="POST", path=request.url.path, ticket=ticket_id)
     return as_json({"id": ticket.id, "plan": ticket.plan, "decision": decision})
+

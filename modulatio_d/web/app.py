@@ -15,7 +15,7 @@ from starlette.routing import Route
 from modulatio_d.core.errors import ModulatioError
 from modulatio_d.store.api_records import Token
 from modulatio_d.store.vault import Vault
-from modulatio_d.web import api, api_streams, openapi
+from modulatio_d.web import api, api_control, api_streams, openapi
 from modulatio_d.web.auth import Guard
 
 E = api.Endpoint
@@ -52,6 +52,10 @@ ENDPOINTS: tuple[api.Endpoint, ...] = (
              ("plan", "string", "only events of this plan"),
              ("project", "string", "only events of this project")),
       produces="text/event-stream"),
+    E("GET", "/v1/workers", api_control.show_workers,
+      "the pool size stored per host and the pools"),
+    E("POST", "/v1/workers", api_control.set_workers, "set a host's pool size (`workers N`)",
+      body=api_control.WORKERS),
 )
 
 

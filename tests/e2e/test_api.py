@@ -213,3 +213,23 @@ def test_a_bad_token_file_lets_no_one_in(vault):
     with TestClient(app) as c:
         r = c.get("/v1/status", headers={"Authorization": "Bearer short"})
         assert r.status_code == 503 and "api-token:1" in r.json()["error"]
+
+
+def test_workers_are_shown_and_set_per_host(client, vault):
+    import socket
+
+    shown = client.get("/v1/workers").json()
+    assert shown["host"] == socket.gethostname() and shown["stored"] is None
+    r = client.post("/v1/workers", json={"size": 3})
+    assert r.status_code == 200, r.text
+    assert client.get("/v1/workers").json()["stored"] == 3
+    for body, field in (({"size": -1}, "size"), ({"size": 10_000}, "size"),
+                        ({"size": True}, "size"), ({}, "size"),
+                        ({"size": 2, "host": "../x"}, None)):
+        r = client.post("/v1/workers", json=body)
+        assert r.status_code == 422, (body, r.text)
+        if field:
+            assert r.json()["field"] == field
+    assert client.get("/v1/workers").json()["stored"] == 3  # the good size stays
+    resized = [e for e in events_mod.read(vault.events_path) if e["event"] == "pool_resized"]
+    assert resized[-1]["size"] == 3 and resized[-1]["via"] == "api"
