@@ -37,3 +37,55 @@ async def set_workers(request: Request) -> Response:
     events("pool_resized", size=n, host=data.get("host") or "", file=path)
     events("api_request", method="POST", path=request.url.path)
     return as_json({"size": n, "host": data.get("host"), "file": path})
+
+
+PAUSE = {"type": "object", "additionalProperties": False,
+         "properties": {"project": {"type": "string", "minLength": 1,
+                                    "description": "only this project (default: the vault)"},
+                        "reason": {"type": "string", "description": "shown in status"},
+                        "now": {"type": "boolean",
+                                "description": "stop the running steps now (as SIGTERM)"}}}
+RESUME = {"type": "object", "additionalProperties": False,
+          "properties": {"project": {"type": "string", "minLength": 1}}}
+
+
+async def pause(request: Request) -> Response:
+    """`modulatio pause`: no new claim or cron kickoff; running plans drain."""
+    from modulatio_d.ops.pausing import pause_scope
+
+    _, data = await body_of(request, PAUSE)
+    reason = data.get("reason", "")
+    if "\0" in reason or len(reason) > 1000:
+        raise Problem(422, "reason must be a text of up to 1000 characters", "reason")
+    vault = vault_of(request)
+    project = await run_in_threadpool(_known_project, vault, data.get("project"))
+    token = request.scope.get("state", {}).get("token", "")
+    who = {"USER": f"api:{token}"}  # `by` in status: user@host, here the token's name
+    state = await run_in_threadpool(pause_scope, vault, project, reason,
+                                    bool(data.get("now")), utcnow(), who)
+    events_for(request)("api_request", method="POST", path=request.url.path,
+                        project=project or "")
+    return as_json({"paused": project or "vault", "now": bool(data.get("now")),
+                    "state": state.as_dict()})
+
+
+async def resume(request: Request) -> Response:
+    from modulatio_d.ops.pausing import resume_scope
+
+    _, data = await body_of(request, RESUME)
+    vault = vault_of(request)
+    project = await run_in_threadpool(_known_project, vault, data.get("project"))
+    _, was = await run_in_threadpool(resume_scope, vault, project)
+    events_for(request)("api_request", method="POST", path=request.url.path,
+                        project=project or "")
+    return as_json({"resumed": project or "vault", "was_paused": was})
+
+
+def _known_project(vault, project: str | None) -> str | None:
+    """The project's folder name, matched as the CLI matches it (case aside)."""
+    if project is None:
+        return None
+    for name in vault.projects():
+        if name.lower() == project.lower():
+            return name
+    raise Problem(404, f"no project {project!r} in the vault", "project")

@@ -233,3 +233,21 @@ def test_workers_are_shown_and_set_per_host(client, vault):
     assert client.get("/v1/workers").json()["stored"] == 3  # the good size stays
     resized = [e for e in events_mod.read(vault.events_path) if e["event"] == "pool_resized"]
     assert resized[-1]["size"] == 3 and resized[-1]["via"] == "api"
+
+
+def test_pause_and_resume_the_vault_and_a_project(client, vault):
+    from modulatio_d.store import pause
+
+    new(client)  # makes project P
+    r = client.post("/v1/pause", json={"reason": "upgrade"})
+    assert r.status_code == 200, r.text
+    state = pause.load(pause.path_of(vault.meta))
+    assert state.vault.reason == "upgrade" and state.vault.by.startswith("api:ci@")
+    assert client.get("/v1/status").json()["control"]["pause"]["vault"]["reason"] == "upgrade"
+    assert client.post("/v1/resume", json={}).json() == {"resumed": "vault",
+                                                         "was_paused": True}
+    assert client.post("/v1/pause", json={"project": "p", "now": True}).status_code == 200
+    assert "P" in pause.load(pause.path_of(vault.meta)).projects
+    assert client.post("/v1/pause", json={"project": "NOPE"}).status_code == 404
+    assert client.post("/v1/pause", json={"now": "yes"}).json()["field"] == "now"
+    assert client.post("/v1/resume", json={"project": "P"}).json()["was_paused"] is True

@@ -129,3 +129,23 @@ def test_the_event_stream_resumes_after_a_disconnect_from_last_event_id(served, 
     assert [e for _, e in seen] == on_disk  # every event, once, in order
     offsets = [int(i.split(":")[1]) for i, _ in seen]
     assert offsets == sorted(offsets) and len(set(offsets)) == len(offsets)
+
+
+def test_a_pause_over_http_stops_claims_on_every_daemon(served, dvault, daemons):
+    from helpers import wait_ticks
+
+    ds = [daemons() for _ in range(3)]
+    with served.client(timeout=30) as c:
+        assert c.post("/v1/pause", json={"reason": "maintenance"}).status_code == 200
+        ids = [c.post("/v1/plans", json={"project": "P", "title": f"p{n}", "approve": True,
+                                         "steps": [{"run": "true"}]}).json()["id"]
+               for n in range(5)]
+        for d in ds:
+            wait_ticks(d, dvault, 3)  # each daemon looked, more than once, and claimed nothing
+        listed = c.get("/v1/plans", params={"status": "approved"}).json()
+        assert sorted(p["id"] for p in listed["items"]) == sorted(ids)
+        assert c.get("/v1/status").json()["control"]["pause"]["vault"]["reason"] == \
+            "maintenance"
+        assert c.post("/v1/resume", json={}).status_code == 200
+        wait_for(lambda: c.get("/v1/plans", params={"status": "completed"}).json()["total"]
+                 == 5, 60, "the plans run after the resume")

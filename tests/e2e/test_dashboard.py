@@ -17,7 +17,7 @@ import warnings
 from pathlib import Path
 
 import pytest
-from helpers import PY, clean_env, cli, settled, write_plan
+from helpers import PY, clean_env, cli, plan, settled, wait_ticks, write_plan
 from waiting import wait_for
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -39,6 +39,10 @@ while not os.path.exists(sys.argv[1]):
     time.sleep(0.02)
 print("the step is done", flush=True)
 '''
+
+
+def plan_status(dvault, plan_id: str) -> str:
+    return plan(dvault, plan_id).status.value
 
 
 def free_port() -> int:
@@ -138,7 +142,7 @@ def test_a_person_watches_and_steers_the_vault(served, browser, dvault, daemons,
     go = tmp_path / "go"
     write_plan(dvault, "P-P-001", [{"run": [PY, str(dvault.root / "tools" / "talk.py"),
                                             str(go)]}], status="draft", title="Say hello")
-    daemons()
+    daemon = daemons()
     assert cli(dvault, "plan", "approve", "P-P-001").code == 0
     click(browser, '#running li[data-plan="P-P-001"]', "follow the running plan's output",
           ".//button")
@@ -168,6 +172,18 @@ def test_a_person_watches_and_steers_the_vault(served, browser, dvault, daemons,
     events = browser.find_element(By.ID, "events").text
     assert "plan_completed" in events or "status_changed" in events
     shot(browser, tmp_path, "board")
+
+    # Pause the vault with its button: a plan approved meanwhile waits; resume runs it.
+    click(browser, "#pause-vault", "the pause button")
+    wait_for(lambda: "vault paused" in browser.find_element(By.ID, "paused").text, 30,
+             "the pause shown")
+    write_plan(dvault, "P-P-003", [{"run": "true"}], title="After the pause")
+    wait_ticks(daemon, dvault, 3)  # ticks that saw the plan, and left it
+    assert plan_status(dvault, "P-P-003") == "approved"
+    wait_for(lambda: visible(browser, "#resume-vault"), 30, "the resume button")
+    click(browser, "#resume-vault", "the resume button")
+    wait_for(settled(dvault, "P-P-003", "completed"), 30, "the plan runs after the resume")
+    wait_for(lambda: not visible(browser, "#paused"), 30, "the pause gone from the page")
 
     # A phone's width: nothing is wider than the screen.
     browser.set_window_size(390, 844)

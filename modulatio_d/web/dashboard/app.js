@@ -111,6 +111,7 @@ function renderStatus(s) {
       d.active_plan ? el("span", {}, d.active_plan) : ""));
   }
   if (!daemons.children.length) daemons.append(el("li", { class: "muted" }, "no daemon"));
+  loadPools();
   const cron = $("cron"); cron.replaceChildren();
   for (const c of [...(s.cron || []), ...(s.triggers || [])]) {
     cron.append(el("li", {}, el("span", { class: "title" }, c.id),
@@ -118,12 +119,33 @@ function renderStatus(s) {
       el("span", {}, c.next_fire ? "next " + c.next_fire : (c.enabled === false ? "disabled" : ""))));
   }
   if (!cron.children.length) cron.append(el("li", { class: "muted" }, "no entry"));
-  const pause = s.pause || null;
-  $("paused").hidden = !(pause && pause.vault);
-  if (pause && pause.vault) $("paused").textContent = "paused: " + (pause.vault.reason || "");
-  $("pause-vault").hidden = !("pause" in s) || !!(pause && pause.vault);
-  $("resume-vault").hidden = !("pause" in s) || !(pause && pause.vault);
+  const pause = (s.control && s.control.pause) || {};
+  const projects = Object.keys(pause.projects || {});
+  $("paused").hidden = !pause.vault && !projects.length;
+  $("paused").textContent = pause.vault ? "vault paused: " + (pause.vault.reason || pause.vault.by || "")
+    : projects.length ? "paused: " + projects.join(", ") : "";
+  $("pause-vault").hidden = !!pause.vault;
+  $("resume-vault").hidden = !pause.vault;
+  const slots = (s.control && s.control.slots) || [];
+  const waiting = (s.control && s.control.waiting_for_slot) || [];
+  $("slots").textContent = slots.length || waiting.length
+    ? `slots in use ${slots.length}; waiting for a slot ${waiting.length}` : "";
   refocus(focused);
+}
+
+async function loadPools() {
+  const r = await api("/v1/workers");
+  if (!r.ok) return;
+  const w = await r.json();
+  const list = $("pools"); list.replaceChildren();
+  for (const p of w.pools || []) {
+    list.append(el("li", {}, el("span", { class: "title" }, `pool ${p.pid} on ${p.host}`),
+      el("span", {}, `${p.running ?? "?"} of ${p.size ?? "?"} workers`)));
+  }
+  for (const h of w.hosts || []) {
+    if (!(w.pools || []).some((p) => p.host === h.host))
+      list.append(el("li", { class: "muted" }, `${h.host}: ${h.error ? "size refused" : h.size + " workers wanted"}, no pool runs`));
+  }
 }
 
 async function loadPlans() {
