@@ -86,7 +86,7 @@ def run_new(args, ctx) -> int:
     sched = {"not_before": _time_arg("--at", args.at), "after": args.after or None,
              "expires_at": _time_arg("--expires", args.expires)}
     plan_id, path = new_plan(vault, project, args.title, args.steps, args.approve, utcnow(),
-                             {k: v for k, v in sched.items() if v})
+                             schedule={k: v for k, v in sched.items() if v})
     EventLog(vault.events_path)("plan_created", project=project, plan=plan_id,
                                 status="approved" if args.approve else "draft")
     ctx.print(plan_id)

@@ -29,6 +29,8 @@ LIMITS: dict[str, int] = {
     "event line": 64 * KiB,
     "doctor probe": 64 * KiB,  # the files `modulatio doctor` writes and reads back
     "trigger state": 16 * MiB,  # a watch's file signatures (store/triggers.py MAX_WATCHED)
+    "api token": 64 * KiB,    # .modulatio/api-token: a few lines
+    "api record": 2 * MiB,    # an idempotency record: the first answer to a request
 }
 """Bytes a file of each kind may have; for `usage line` and `event line`, one line."""
 
