@@ -107,8 +107,10 @@ def test_plans_with_one_concurrency_key_never_run_at_once_across_daemons(dvault,
              diag=lambda: _log(started))
     waiting = lambda: {e["plan"] for e in events(dvault, "slot_wait")  # noqa: E731
                        if e["limit"] == "concurrency key deploy-prod"}
-    wait_for(lambda: len(waiting()) == 2, 20, "the other two wait for the key",
-             diag=lambda: _log(started))
+    # The first K plan in line waits (those behind it may not even be tried: a plan
+    # waiting for a limit keeps its place in line, daemon/admission.py).
+    wait_for(waiting, 20, "a K plan waits for the key", diag=lambda: _log(started))
+    # A free daemon would take K2 or K3 (they sort before OTHER) if the key let it.
     wait_for(settled(dvault, "OTHER", "completed"), 20, "another key runs meanwhile")
     assert len([m for m in marks(dvault.root / "marks") if m[0] == "start"
                 and m[1].startswith("K")]) == 1
