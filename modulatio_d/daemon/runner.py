@@ -234,6 +234,11 @@ class Runner:
         if d is Decision.CONTINUE:
             changes["current_index"] = step.index + 1
             changes["last_error"] = None
+            if executing and step.index + 1 >= self.plan.total:
+                # The last step: the plan's end goes in the same durable write (one
+                # write less a plan); _run then finds it completed and stops.
+                changes.update({"status": PlanStatus.COMPLETED.value,
+                                "completed_at": self.svc.clocks.wall(), "claim": None})
             self._prewrite_next(changes, step.index + 1)
         elif d is not Decision.RETRY:
             changes["last_error"] = f"step {step.index} ({step.title}): {verdict.reason}; " \

@@ -11,6 +11,15 @@ An editor that saves an old buffer puts back an old `rev`. Reading a plan:
   record; the person's keys stay as saved. The status stays as saved only if
   it is one a person may set and differs from what the daemon wrote at that
   rev (the person changed it in the old buffer); otherwise it comes back too.
+
+The record is written atomically (a temp file renamed over it) but not fsynced:
+it is never the only copy of anything. The plan file, written durably first,
+holds every value the record holds; a record that is missing, unreadable, empty
+or older than the file (what a power loss can leave) makes the file trusted as
+it stands, which is what a crash between the two writes gives anyway. What a
+lost record costs: an editor buffer saved stale after a power loss and before
+the next daemon write is taken as a person's edit (the same as an edit of a plan
+with no record). A killed daemon loses nothing: the kernel has the rename.
 """
 
 from __future__ import annotations
@@ -77,9 +86,10 @@ def save(path: Path, plan: Plan, previous: Record | None,
     fs.mkdirs(path.parent)
     # Key order kept: a repair rewrites dicts as the daemon wrote them. Times are
     # turned to text by json's default hook, not by walking the (long) log.
+    # Not durable (no fsync; see the module docstring): atomic is enough.
     atomic.replace(path, json.dumps({
         "rev": record.rev, "status": record.status, "keys": record.keys,
-        "status_by_rev": record.status_by_rev}, default=_time_text).encode())
+        "status_by_rev": record.status_by_rev}, default=_time_text).encode(), durable=False)
     return record
 
 

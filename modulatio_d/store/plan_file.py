@@ -129,7 +129,10 @@ class HeldPlan:
                 fix = owned_keys.repairs(plan, self.record)
                 if plan.status is not self.plan.status and plan.status in _PERSON_STOPS \
                         and "status" not in fix:
-                    mine.pop("status", None)
+                    if mine.pop("status", None) == PlanStatus.COMPLETED.value:
+                        # A last step's write ends the plan too: not over a person's stop.
+                        mine.pop("completed_at", None)
+                        mine.pop("claim", None)
                 mine = {**fix, **mine}
             theirs = self.fenced_by(plan)
             if theirs is not None:
