@@ -62,10 +62,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from pathlib import Path
 
 from modulatio_d.core.errors import BadFile, FileChanged
-from modulatio_d.core.plan import CLAIMABLE, PlanStatus
+from modulatio_d.core.plan import CLAIMABLE, Plan, PlanStatus
 from modulatio_d.core.times import parse_time
+from modulatio_d.daemon.budget import Budget
 from modulatio_d.daemon.scan import Candidate
 from modulatio_d.store import fs, heartbeat, processes
 from modulatio_d.store.lock import FileLock, lock_path
@@ -101,6 +103,8 @@ class Claimed:
     held: HeldPlan
     lock: FileLock
     token: int
+    prewritten: tuple[int, int] | None = None
+    """(index, attempt) the claim wrote as in flight (see first_in_flight)."""
 
     def release(self) -> None:
         """Note our last rev, drop the lock; touch a plan left `executing` (step 6)."""
@@ -121,6 +125,25 @@ class Claimed:
                 os.utime(self.held.path)
             except OSError:
                 pass
+
+
+def first_in_flight(plan: Plan, path: Path, token: int, now: datetime) -> dict | None:
+    """The `in_flight` record of the step a fresh claim starts at once, written in the
+    claim's own write (one durable write a plan less; the runner's _prewrite_next does
+    the same for the next step). Only under the runner's conditions for writing ahead
+    (the step may re-run after a crash, the budget has room) and never over an
+    existing record (an orphan's: the runner resumes from it)."""
+    index = plan.current_index
+    if plan.status is not PlanStatus.APPROVED or plan.in_flight is not None \
+            or not 0 <= index < plan.total or not plan.sub_objectives[index].rerun_after_crash \
+            or not Budget(path).room_after(plan, plan.reflection_log):
+        return None
+    attempt = 1
+    for e in reversed(plan.reflection_log):  # the attempts of this run of the step so far
+        if e.get("index") != index:
+            break
+        attempt += 1
+    return {"index": index, "attempt": attempt, "token": token, "started_at": now}
 
 
 class Claimer:
@@ -166,8 +189,12 @@ class Claimer:
             token = max(plan.last_token, _int(noted.get("token"))) + 1
             now = self.clock()
             claim = {"host": self.host, "pid": self.pid, "token": token, "claimed_at": now}
-            held.update({"status": PlanStatus.EXECUTING.value, "claim": claim,
-                         "execution_started_at": plan.execution_started_at or now})
+            changes = {"status": PlanStatus.EXECUTING.value, "claim": claim,
+                       "execution_started_at": plan.execution_started_at or now}
+            first = first_in_flight(plan, c.path, token, now)
+            if first is not None:
+                changes["in_flight"] = first
+            held.update(changes)
             lock.note_holder(**{**claim, "claimed_at": now.isoformat(), "plan": plan.id})
         except BadFile as e:
             log.error("claim %s: %s", c.path.stem, e)
@@ -190,7 +217,8 @@ class Claimer:
                         previous=plan.status.value, status="executing", by="daemon")
         log.info("claimed %s (token %d%s) at step %d/%d", plan.id, token,
                  ", orphan of a dead daemon" if orphan else "", plan.current_index, plan.total)
-        return Claimed(held, lock, token)
+        return Claimed(held, lock, token,
+                       (first["index"], first["attempt"]) if first is not None else None)
 
 
     def _read_fresh(self, c: Candidate, noted: dict) -> None:

@@ -392,7 +392,7 @@ class Daemon:
                        Clocks(self.clock, self.monotonic), self._periodic, self.base_env,
                        self.tick_seconds)
         try:
-            Runner(claimed.held, claimed.lock, claimed.token, svc).run()
+            Runner(claimed.held, claimed.lock, claimed.token, svc, claimed.prewritten).run()
         except (BadFile, FileChanged, OSError) as e:  # cannot write: not a death
             log.error("plan %s left as it is for now: %s", claimed.held.plan.id, e)
             self.events("plan_left", project=c.project, plan=claimed.held.plan.id,

@@ -68,7 +68,8 @@ log = logging.getLogger("modulatio.runner")
 
 
 class Runner:
-    def __init__(self, held: HeldPlan, lock: FileLock, token: int, svc: Services):
+    def __init__(self, held: HeldPlan, lock: FileLock, token: int, svc: Services,
+                 prewritten: tuple[int, int] | None = None):
         self.held = held
         self.lock = lock
         self.token = token
@@ -78,7 +79,8 @@ class Runner:
         self.budget = Budget(held.path)
         self.plan_dir = held.path.parent
         self.runs_dir = held.path.with_suffix(".runs")
-        self._prewritten: tuple[int, int] | None = None  # (index, attempt) written ahead
+        # (index, attempt) written ahead as in flight: by _prewrite_next, or by the claim
+        self._prewritten: tuple[int, int] | None = prewritten
         self._lost: str | None = None  # how our lock file was lost, once it was
 
     @property
@@ -99,7 +101,7 @@ class Runner:
                           self.budget.usage_path, json.dumps(lost, sort_keys=True))
 
     def _run(self) -> None:
-        if self.plan.in_flight:
+        if self.plan.in_flight and self._prewritten is None:
             self._resume_interrupted()
         while True:
             if self.svc.stop.requested:
