@@ -21,6 +21,7 @@ LIMITS: dict[str, int] = {
     "ticket": 1 * MiB,
     "config": 1 * MiB,
     "record": 8 * MiB,      # the daemon's keys of a 1 MiB plan, as JSON (\\u escapes)
+    "record log": 256 * MiB,  # a plan's reflection_log, a line an attempt (owned_keys.py)
     "heartbeat": 64 * KiB,
     "lock file": 64 * KiB,  # who holds it: a line of JSON
     "pid file": 4 * KiB,
@@ -36,6 +37,7 @@ _HINTS = {
     "ticket": "move long notes out of the ticket",
     "config": "keep agent options short; point to files for long ones",
     "record": "delete it: the plan file is then trusted as it stands",
+    "record log": "delete it and its record (.json): the plan file is then trusted as it stands",
     "heartbeat": "delete it: its daemon writes a new one",
 }
 
