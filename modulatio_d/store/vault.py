@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from importlib import resources
 from pathlib import Path
 
-from modulatio_d.core import names
+from modulatio_d.core import markdown, names
 from modulatio_d.core.errors import BadFile, NotFound, UsageError, VaultNotFound
 from modulatio_d.store import atomic, fs
 from modulatio_d.store.fs import Snapshot
@@ -36,7 +36,9 @@ editor may be half way through writing it (VS Code truncates, then writes)."""
 _KINDS = ("plans", "cron", "tickets")
 _KIND_OF_FOLDER = {"plans": "plan", "cron": "cron entry", "tickets": "ticket"}
 
-MAX_BYTES = fs.LIMITS["plan"]
+MAX_BYTES = 1024 * 1024
+"""Bytes a person's part of a plan, cron entry or ticket may have: the file less the
+reflection_log the daemon writes into a plan (fs.LIMITS["plan"] bounds the whole)."""
 
 
 class Vault:
@@ -159,15 +161,24 @@ def _holds(path: str) -> bool:
 
 
 def decode(path: Path | str, raw: bytes) -> str:
-    if len(raw) > MAX_BYTES:
-        raise BadFile(path, f"file is {len(raw)} bytes, more than the {MAX_BYTES} allowed",
-                      None, "move long text out of the plan")
     try:
-        return raw.decode("utf-8")
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        raise BadFile(path, f"not UTF-8: byte {raw[e.start]:#04x} at offset {e.start}", line,
-                      "save the file as UTF-8") from None
+        if len(raw) > MAX_BYTES:
+            text = ""  # judged by its size below
+        else:
+            line = raw[: e.start].count(b"\n") + 1
+            raise BadFile(path, f"not UTF-8: byte {raw[e.start]:#04x} at offset {e.start}",
+                          line, "save the file as UTF-8") from None
+    if len(raw) > MAX_BYTES:
+        # One line scan, only for files past the limit: the daemon's log does not count.
+        own = len(markdown.without_keys(text, ("reflection_log",)).encode()) if text \
+            else len(raw)
+        if own > MAX_BYTES:
+            extra = f" ({own} without the daemon's reflection_log)" if own < len(raw) else ""
+            raise BadFile(path, f"file is {len(raw)} bytes{extra}, more than the {MAX_BYTES} "
+                          "allowed", None, "move long text out of the plan")
+    return text
 
 
 def next_number(prefix: str, folders: Iterable[Path]) -> int:

@@ -111,7 +111,7 @@ def test_an_8_gb_sparse_plan_is_refused_from_its_size_with_little_memory(dvault)
         assert "Traceback" not in got["err"], got
         if argv == ["validate"]:
             assert got["code"] == 1
-            assert (f"{big}: error: file is 8589934592 bytes, more than the 1048576 allowed "
+            assert (f"{big}: error: file is 8589934592 bytes, more than the 67108864 allowed "
                     f"(move long text out of the plan)") in got["out"]
         else:
             assert got["code"] == 0, (argv, got)

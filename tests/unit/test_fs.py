@@ -218,7 +218,7 @@ def test_size_is_checked_before_reading(vault, monkeypatch):
     reads = []
     real_read = os.read
     monkeypatch.setattr(os, "read", lambda fd, n: reads.append(n) or real_read(fd, n))
-    with pytest.raises(fs.Refused, match=r"file is 8589934592 bytes, more than the 1048576 "
+    with pytest.raises(fs.Refused, match=r"file is 8589934592 bytes, more than the 67108864 "
                                          r"allowed \(move long text out of the plan\)"):
         fs.read(plan, "plan")
     assert reads == []
@@ -235,7 +235,7 @@ def test_a_file_that_grows_while_read_is_refused(vault, monkeypatch):
                                st.st_gid, 100, st.st_atime, st.st_mtime, st.st_ctime))
 
     monkeypatch.setattr(os, "fstat", fstat_before_growth)
-    with pytest.raises(fs.Refused, match="file grew past the 1048576 bytes allowed while it "
+    with pytest.raises(fs.Refused, match="file grew past the 67108864 bytes allowed while it "
                                          "was read"):
         fs.read(plan, "plan")
 
