@@ -11,6 +11,7 @@ from modulatio_d.core.plan import Plan
 from modulatio_d.core.times import format_time
 from modulatio_d.store import usage
 from modulatio_d.store.plan_file import read_plan
+from modulatio_d.store.rowcache import RowCache
 from modulatio_d.store.vault import Vault
 
 
@@ -21,25 +22,36 @@ def plan_row(plan: Plan, project: str) -> dict:
 
 
 def list_plans(vault: Vault, project: str | None = None, status: str | None = None) -> list[dict]:
+    """Every plan's row; a file whose stat signature has not moved since a command last
+    read it gives its row from the per-user cache (store/rowcache.py), unread."""
     rows = []
+    cache = RowCache(vault.root, "plan-rows")
     for p in [project] if project else vault.projects():
         for entry in sorted(vault.files(p, "plans"), key=lambda e: e.name):
-            path = Path(entry.path)
-            if status and status != "invalid":  # a broken file's status line may read fine
-                try:
-                    if peek_status(vault.read(path)[1]) not in (status, None, CANNOT_TELL):
-                        continue
-                except (BadFile, OSError):
-                    pass
-            try:
-                row = plan_row(read_plan(vault, path).plan, p)
-            except BadFile as e:
-                row = {"id": path.stem, "project": p, "title": "", "status": "invalid",
-                       "priority": 0, "done": 0, "total": 0, "path": str(path),
-                       "error": str(e)}
+            row = cache.get(entry.path, entry.st)
+            if row is None:
+                row = _row(vault, Path(entry.path), p, status)
+                if row is None:
+                    continue  # its status line says it is not one asked for: not parsed
+                cache.put(entry.path, entry.st, row)
             if status is None or row["status"] == status:
                 rows.append(row)
+    cache.save(complete=project is None)
     return rows
+
+
+def _row(vault: Vault, path: Path, project: str, status: str | None) -> dict | None:
+    if status and status != "invalid":  # a broken file's status line may read fine
+        try:
+            if peek_status(vault.read(path)[1]) not in (status, None, CANNOT_TELL):
+                return None
+        except (BadFile, OSError):
+            pass
+    try:
+        return plan_row(read_plan(vault, path).plan, project)
+    except BadFile as e:
+        return {"id": path.stem, "project": project, "title": "", "status": "invalid",
+                "priority": 0, "done": 0, "total": 0, "path": str(path), "error": str(e)}
 
 
 def show_plan(vault: Vault, plan_id: str) -> dict:

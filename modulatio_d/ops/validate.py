@@ -45,8 +45,10 @@ from pathlib import Path
 from modulatio_d.core.errors import BadFile
 from modulatio_d.core.markdown import line_of
 from modulatio_d.core.plan import FINAL, Plan, StepKind
+from modulatio_d.ops.render import plan_row
 from modulatio_d.store import config, fs
 from modulatio_d.store.plan_file import read_plan
+from modulatio_d.store.rowcache import RowCache
 from modulatio_d.store.vault import Vault
 
 Reader = Callable[[Vault, Path], object]
@@ -112,6 +114,7 @@ class _Checker:
         self.plans: dict[tuple[str, str], bool] = {}
         """(project, plan id) -> whether it parsed: what cron templates are checked against."""
         self._plugins: dict[str, set[str]] = {}
+        self.rows = RowCache(vault.root, "plan-rows")
 
     def add(self, path: Path, reason: str, line: int | None = None, hint: str = "",
             severity: Severity = Severity.ERROR) -> None:
@@ -140,6 +143,9 @@ class _Checker:
                     continue
                 for entry in sorted(self.vault.files(project, kind), key=lambda e: e.name):
                     path = Path(entry.path)
+                    if kind == "plans" and self._ended(entry):
+                        self.plans[(project, path.stem)] = True  # nothing left to check
+                        continue
                     try:
                         read = reader(self.vault, path)
                     except BadFile as e:
@@ -151,10 +157,20 @@ class _Checker:
                         continue
                     if kind == "plans":
                         self.plans[(project, path.stem)] = True
+                        self.rows.put(entry.path, entry.st, plan_row(read.plan, project))
                         self.check_plan(read.plan)
                     elif kind == "cron":
                         self.check_entry(*read)
+        self.rows.save(complete=False)
         return self.problems
+
+    def _ended(self, entry) -> bool:  # noqa: ANN001 (an fs.Entry)
+        """Whether the row cache (store/rowcache.py, shared with `plan list`) says this
+        unchanged file parsed and is completed, failed or aborted: check_plan has
+        nothing to check in an ended plan, so it is not read."""
+        row = self.rows.get(entry.path, entry.st)
+        return row is not None and "error" not in row and row.get("status") in \
+            {s.value for s in FINAL}
 
     # --- the config -------------------------------------------------------------------
 
