@@ -4,7 +4,7 @@
 text that was read (`base`), writes it to a temp file in the same folder,
 fsyncs it, gives it the original's mode (and owner, where allowed), checks that
 the file on disk still holds the bytes that were read (not its mtime, which
-moves too coarsely on some kernels; plan files are at most 1 MiB), swaps it in
+moves too coarsely on some kernels; plan files are at most 64 MiB), swaps it in
 and fsyncs the folder.
 
 The swap is renameat2(RENAME_EXCHANGE) where the kernel and file system have

@@ -172,7 +172,7 @@ def _texts(draw: st.DrawFn) -> str:
     return "\n".join(lines) + "\n"
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_texts())
 def test_any_text_reads_as_ruamel_reads_it_or_is_refused(text: str) -> None:
     check_agree(text)
