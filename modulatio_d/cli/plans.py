@@ -98,7 +98,13 @@ def run_list(args, ctx) -> int:
 
     vault = ctx.vault(args)
     project = project_code(vault, args.project, ctx) if args.project else None
-    rows = list_plans(vault, project=project, status=args.status)
+    from modulatio_d.cli.progress import reporter
+
+    tick, done = reporter(ctx.err, "plan list")
+    try:
+        rows = list_plans(vault, project=project, status=args.status, tick=tick)
+    finally:
+        done()
     if args.json:
         ctx.print(json.dumps(rows, indent=2))
         return 0

@@ -40,7 +40,13 @@ def run_validate(args: argparse.Namespace, ctx) -> int:
     from modulatio_d.ops.validate import Severity, validate
 
     vault = ctx.vault(args)
-    problems = validate(vault, ctx.environ)
+    from modulatio_d.cli.progress import reporter
+
+    tick, done = reporter(ctx.err, "validate")
+    try:
+        problems = validate(vault, ctx.environ, tick=tick)
+    finally:
+        done()
     errors = sum(p.severity is Severity.ERROR for p in problems)
     warnings = len(problems) - errors
     code = 1 if errors or (warnings and args.strict) else 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -21,13 +22,16 @@ def plan_row(plan: Plan, project: str) -> dict:
             "path": str(plan.path)}
 
 
-def list_plans(vault: Vault, project: str | None = None, status: str | None = None) -> list[dict]:
+def list_plans(vault: Vault, project: str | None = None, status: str | None = None,
+               tick: Callable[[], None] = lambda: None) -> list[dict]:
     """Every plan's row; a file whose stat signature has not moved since a command last
-    read it gives its row from the per-user cache (store/rowcache.py), unread."""
+    read it gives its row from the per-user cache (store/rowcache.py), unread. `tick()`
+    after each plan (progress)."""
     rows = []
     cache = RowCache(vault.root, "plan-rows")
     for p in [project] if project else vault.projects():
         for entry in sorted(vault.files(p, "plans"), key=lambda e: e.name):
+            tick()
             row = cache.get(entry.path, entry.st)
             if row is None:
                 row = _row(vault, Path(entry.path), p, status)

@@ -102,10 +102,13 @@ def readers() -> dict[str, Reader]:
 
 
 def validate(vault: Vault, environ: Mapping[str, str] | None = None,
-             now: datetime | None = None) -> list[Problem]:
+             now: datetime | None = None, tick: Callable[[], None] = lambda: None,
+             ) -> list[Problem]:
+    """Every problem of the vault; `tick()` after each file looked at (progress)."""
     from modulatio_d.core.times import utcnow
 
     check = _Checker(vault, dict(os.environ if environ is None else environ), now or utcnow())
+    check.tick = tick
     return check.run()
 
 
@@ -118,7 +121,7 @@ class _Checker:
         self.plans: dict[tuple[str, str], bool] = {}
         """(project, plan id) -> whether it parsed: what cron templates are checked against."""
         self._plugins: dict[str, set[str]] = {}
-        self.rows = RowCache(vault.root, "plan-rows")
+        self.rows, self.tick = RowCache(vault.root, "plan-rows"), (lambda: None)
 
     def add(self, path: Path, reason: str, line: int | None = None, hint: str = "",
             severity: Severity = Severity.ERROR) -> None:
@@ -147,6 +150,7 @@ class _Checker:
                     continue
                 for entry in sorted(self.vault.files(project, kind), key=lambda e: e.name):
                     path = Path(entry.path)
+                    self.tick()
                     if kind == "plans" and self._ended(entry):
                         self.plans[(project, path.stem)] = True  # nothing left to check
                         continue
