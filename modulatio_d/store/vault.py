@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from importlib import resources
 from pathlib import Path
 
-from modulatio_d.core import markdown, names
+from modulatio_d.core import names
 from modulatio_d.core.errors import BadFile, NotFound, UsageError, VaultNotFound
 from modulatio_d.store import atomic, fs
 from modulatio_d.store.fs import Snapshot
@@ -172,6 +172,8 @@ def decode(path: Path | str, raw: bytes) -> str:
                           line, "save the file as UTF-8") from None
     if len(raw) > MAX_BYTES:
         # One line scan, only for files past the limit: the daemon's log does not count.
+        from modulatio_d.core import markdown  # not at import: `heartbeat` starts fast
+
         own = len(markdown.without_keys(text, ("reflection_log",)).encode()) if text \
             else len(raw)
         if own > MAX_BYTES:
