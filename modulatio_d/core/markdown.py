@@ -20,12 +20,11 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 import frontmatter
 
-from modulatio_d.core import fastyaml, limits
+from modulatio_d.core import fastyaml, limits, roundtrip
 from modulatio_d.core.errors import BadFile, FileFault
 from modulatio_d.core.yaml_text import flow, render_key, render_scalar
 
@@ -83,13 +82,7 @@ class _RoundTripHandler(frontmatter.default_handlers.BaseHandler):
 HANDLER = _RoundTripHandler()
 
 
-def _yaml():  # noqa: ANN202 (ruamel is imported only when a text needs it)
-    from ruamel.yaml import YAML
-
-    y = YAML(typ="rt")
-    y.preserve_quotes = True
-    y.width = 1 << 20
-    return y
+_yaml = roundtrip.yaml
 
 
 @dataclass(frozen=True)
@@ -215,49 +208,9 @@ def _check_mapping(path: Path, data: object, first: int) -> None:
 
 
 def _load_round_trip(path: Path, yaml_text: str, first: int) -> dict:
-    """ruamel's round-trip load (the reference reader of YAML 1.2); BadFile on any error."""
-    from ruamel.yaml.error import MarkedYAMLError, YAMLError
-
-    try:
-        data = _yaml().load(yaml_text)
-    except MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        line = mark.line + first if mark else None
-        problem = (e.problem or e.context or "invalid YAML").strip()
-        raise BadFile(path, f"invalid YAML: {problem}", line) from None
-    except YAMLError as e:
-        raise BadFile(path, f"invalid YAML: {str(e).splitlines()[0]}", None) from None
-    except (ValueError, OverflowError) as e:  # ruamel builds 2025-13-01 and fails on it
-        raise BadFile(path, f"invalid YAML: {e}", _bad_date_line(yaml_text, first),
-                      "check the dates and times: YYYY-MM-DD[THH:MM:SS+HH:MM]") from None
-    except TypeError as e:  # `? ` followed by a mapping: a key that cannot be a key
-        raise BadFile(path, f"invalid YAML: a key is a list or a mapping ({e})",
-                      _complex_key_line(yaml_text, first),
-                      "`? ` complex keys are not allowed: use a plain text as the key") from None
-    except RecursionError:  # a belt: limits.check_text refuses such nesting first
-        raise BadFile(path, f"lists and mappings nest deeper than {limits.MAX_DEPTH} levels",
-                      None, "flatten the structure") from None
-    except MemoryError:
-        raise
-    except Exception as e:  # noqa: BLE001 (ruamel on odd text: the text's fault, said so)
-        raise BadFile(path, f"invalid YAML: {type(e).__name__}: {e}", None) from None
+    data = roundtrip.load(path, yaml_text, first)
     _check_mapping(path, data, first)
-    return data
-
-
-def _complex_key_line(yaml_text: str, first: int) -> int | None:
-    m = re.search(r"(?m)^[ \t-]*\?(?:[ \t]|$)", yaml_text)
-    return yaml_text.count("\n", 0, m.start()) + first if m else None
-
-
-def _bad_date_line(yaml_text: str, first: int) -> int | None:
-    for number, line in enumerate(yaml_text.splitlines()):
-        for m in re.finditer(r"(?<![\d.])(\d{4})-(\d\d?)-(\d\d?)(?!\d)", line):
-            try:
-                datetime(*map(int, m.groups()))
-            except ValueError:
-                return number + first
-    return None
+    return data  # type: ignore[return-value]
 
 
 def line_of(data: dict, key: str, first: int = 1) -> int | None:
@@ -276,25 +229,10 @@ def _refuse_aliases(path: Path, head: str, first: int) -> None:
     try:
         line = fastyaml.anchors(head)
     except (fastyaml.YAMLError, UnicodeError):
-        line = _round_trip_anchors(head)
+        line = roundtrip.anchors(head)
     if line is not None:
         raise BadFile(path, "YAML anchors and aliases are not allowed", line + first,
                       "write the value out in full")
-
-
-def _round_trip_anchors(head: str) -> int | None:
-    from ruamel.yaml.error import YAMLError
-    from ruamel.yaml.events import AliasEvent, NodeEvent
-
-    try:
-        for event in _yaml().parse(head):
-            if isinstance(event, AliasEvent) or (
-                isinstance(event, NodeEvent) and event.anchor is not None
-            ):
-                return event.start_mark.line if event.start_mark else 0
-    except YAMLError:
-        return None  # the full load reports the syntax error with its line
-    return None
 
 
 # --- splicing -----------------------------------------------------------------

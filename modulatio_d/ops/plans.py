@@ -6,11 +6,14 @@ are store.plan_file.change_status: a ticket's decision applies the same change.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from pathlib import Path
 
 from modulatio_d.core import markdown, names
 from modulatio_d.core.errors import UsageError
+from modulatio_d.core.plan import parse_plan
+from modulatio_d.store import fs
 from modulatio_d.store.vault import Vault, create_numbered, next_number
 
 
@@ -20,16 +23,33 @@ def next_plan_number(vault: Vault, project: str) -> int:
     The daemon's records count too, so a deleted plan's id is never reused
     with its old record.
     """
-    return next_number(f"{project}-P-",
+    return next_number(plan_prefix(vault, project),
                        (vault.plans_dir(project), vault.records_dir(project)))
 
 
+def plan_prefix(vault: Vault, project: str) -> str:
+    """`<PROJECT>-P-`; in a folder of Modulatio's (`tst/` holding TST-PLAN-001.md) its
+    own `<CODE>-PLAN-`, so that new plans follow the ids already there."""
+    theirs = f"{project.upper()}-PLAN-"
+    if project != project.upper():
+        try:
+            found = fs.names(vault.plans_dir(project))
+        except OSError:
+            found = []
+        if any(re.fullmatch(re.escape(theirs) + r"\d+\.md", n) for n in found):
+            return theirs
+    return f"{project}-P-"
+
+
 def new_plan(vault: Vault, project: str, title: str, steps: list[tuple[str, str]],
-             approve: bool, now: datetime) -> tuple[str, Path]:
+             approve: bool, now: datetime, extra: dict | None = None) -> tuple[str, Path]:
     """Create `<PROJECT>/plans/<PROJECT>-P-<NNN>.md` with the next free number.
 
     `steps` are ("run", command) or ("objective", text) in order; with none the
-    title is the one text objective. Created with O_EXCL: two at once never collide.
+    title is the one text objective. `extra`: more keys (priority, budget,
+    sub_objectives as a plan file holds them...), the text checked by the plan
+    reader before it is written (BadFile naming the key). Created with O_EXCL: two
+    at once never collide.
     """
     names.check("project code", project)
     if not title.strip():
@@ -43,7 +63,11 @@ def new_plan(vault: Vault, project: str, title: str, steps: list[tuple[str, str]
         if approve:
             keys["approved_at"] = now
         keys.update({"sub_objectives": subs, "current_index": 0, "reflection_log": []})
-        return markdown.set_keys("---\n---\n", keys) + "\n"
+        keys.update(extra or {})
+        text = markdown.set_keys("---\n---\n", keys) + "\n"
+        if extra:  # keys from elsewhere (the HTTP API): refused here, never written bad
+            parse_plan(markdown.load(vault.plans_dir(project) / f"{plan_id}.md", text), plan_id)
+        return text
 
-    return create_numbered(vault.plans_dir(project), f"{project}-P-", 3,
+    return create_numbered(vault.plans_dir(project), plan_prefix(vault, project), 3,
                            next_plan_number(vault, project), text_for)

@@ -46,7 +46,7 @@ from modulatio_d.core.errors import BadFile
 from modulatio_d.core.markdown import line_of
 from modulatio_d.core.plan import FINAL, Plan, StepKind
 from modulatio_d.ops.render import plan_row
-from modulatio_d.store import config, fs
+from modulatio_d.store import config, fs, pause
 from modulatio_d.store.plan_file import read_plan
 from modulatio_d.store.rowcache import RowCache
 from modulatio_d.store.vault import Vault
@@ -102,14 +102,11 @@ def readers() -> dict[str, Reader]:
 
 
 def validate(vault: Vault, environ: Mapping[str, str] | None = None,
-             now: datetime | None = None, tick: Callable[[], None] = lambda: None,
-             ) -> list[Problem]:
-    """Every problem of the vault; `tick()` after each file looked at (progress)."""
+             now: datetime | None = None, tick: Callable[[], None] = int) -> list[Problem]:
     from modulatio_d.core.times import utcnow
 
     check = _Checker(vault, dict(os.environ if environ is None else environ), now or utcnow())
-    check.tick = tick
-    return check.run()
+    return check.run(tick)
 
 
 class _Checker:
@@ -121,18 +118,26 @@ class _Checker:
         self.plans: dict[tuple[str, str], bool] = {}
         """(project, plan id) -> whether it parsed: what cron templates are checked against."""
         self._plugins: dict[str, set[str]] = {}
-        self.rows, self.tick = RowCache(vault.root, "plan-rows"), (lambda: None)
+        self.rows = RowCache(vault.root, "plan-rows")
 
     def add(self, path: Path, reason: str, line: int | None = None, hint: str = "",
             severity: Severity = Severity.ERROR) -> None:
         self.problems.append(Problem(path, reason, line, hint, severity))
 
-    def run(self) -> list[Problem]:
+    def run(self, tick: Callable[[], None] = int) -> list[Problem]:
         from modulatio_d.store import trust
 
         self.check_config()
+        try:  # the operator's pause (store/pause.py): refused as the daemons refuse it
+            pause.load(pause.path_of(self.vault.meta))
+        except (BadFile, OSError) as e:
+            self.problems.append(Problem.of(e) if isinstance(e, BadFile) else Problem(
+                pause.path_of(self.vault.meta), f"cannot be read: {e.strerror}"))
         # What the daemons' trust checks would refuse (docs/security.md).
         self.problems += [Problem.of(p) for p in trust.vault_problems(self.vault)]
+        from modulatio_d.ops.modulatio_import import vault_notes
+        for path, reason, hint, warning in vault_notes(self.vault, self.now):  # case twins, cron
+            self.add(path, reason, None, hint, Severity.WARNING if warning else Severity.ERROR)
         for name in self.vault.misnamed_projects():
             self.add(self.vault.root / name, "folder name is not a valid project code, so its "
                      "plans never run", None, "rename it to letters, digits, '_', '-' and '.'")
@@ -150,9 +155,9 @@ class _Checker:
                     continue
                 for entry in sorted(self.vault.files(project, kind), key=lambda e: e.name):
                     path = Path(entry.path)
-                    self.tick()
-                    if kind == "plans" and self._ended(entry):
-                        self.plans[(project, path.stem)] = True  # nothing left to check
+                    tick()
+                    if kind == "plans" and self.rows.ended(entry.path, entry.st):
+                        self.plans[(project, path.stem)] = True  # ended, unchanged: no check
                         continue
                     try:
                         read = reader(self.vault, path)
@@ -171,14 +176,6 @@ class _Checker:
                         self.check_entry(*read)
         self.rows.save(complete=False)
         return self.problems
-
-    def _ended(self, entry) -> bool:  # noqa: ANN001 (an fs.Entry)
-        """Whether the row cache (store/rowcache.py, shared with `plan list`) says this
-        unchanged file parsed and is completed, failed or aborted: check_plan has
-        nothing to check in an ended plan, so it is not read."""
-        row = self.rows.get(entry.path, entry.st)
-        return row is not None and "error" not in row and row.get("status") in \
-            {s.value for s in FINAL}
 
     # --- the config -------------------------------------------------------------------
 
@@ -305,6 +302,9 @@ class _Checker:
     def check_plan(self, plan: Plan) -> None:
         if plan.status in FINAL:
             return
+        if plan.shape is not None and plan.shape.body_error:  # core/modulatio_shape: fails closed
+            self.add(plan.path, plan.shape.body_error, plan.shape.body_error_line,
+                     "a daemon pauses this plan with a ticket instead of running it")
         data = plan.data
         head = _PLAN_HEAD
         if plan.reflector:
