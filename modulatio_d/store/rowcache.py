@@ -27,6 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from modulatio_d import __version__
 from modulatio_d.core.plan import FINAL
 
 VERSION = 1
@@ -63,7 +64,8 @@ class RowCache:
         try:
             with open(self.path, "rb") as f:
                 data = json.load(f)
-            if data.get("version") == VERSION and isinstance(data.get("rows"), dict):
+            if data.get("version") == VERSION and data.get("code") == __version__ \
+                    and isinstance(data.get("rows"), dict):  # rows of another release: none
                 return data["rows"]
         except (OSError, ValueError, AttributeError):
             pass
@@ -102,7 +104,7 @@ class RowCache:
             fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".rows.", suffix=".tmp")
             try:
                 with os.fdopen(fd, "w") as f:
-                    json.dump({"version": VERSION, "rows": rows}, f)
+                    json.dump({"version": VERSION, "code": __version__, "rows": rows}, f)
                 os.replace(tmp, self.path)
             except BaseException:
                 os.unlink(tmp)
