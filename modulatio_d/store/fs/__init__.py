@@ -76,6 +76,7 @@ from modulatio_d.store.fs.writing import (
     open_temp,
     publish,
     rename,
+    rename_new,
     temp,
     unlink,
 )
@@ -84,6 +85,6 @@ __all__ = [
     "LIMITS", "Entry", "Refused", "Root", "Snapshot", "append", "check_folder", "check_regular",
     "entries", "exchange", "exists", "folder_cap", "fsync_dir", "lines", "mkdirs", "mode_of",
     "names", "open_folder", "open_regular", "open_temp", "opening", "publish", "read",
-    "reading", "register", "rename", "signature", "stat_of", "tail", "temp", "unlink",
+    "reading", "register", "rename", "rename_new", "signature", "stat_of", "tail", "temp", "unlink",
     "writing",
 ]

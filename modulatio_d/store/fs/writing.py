@@ -208,6 +208,18 @@ def publish(src: Path | str, dst: Path | str) -> None:
         os.unlink(name, dir_fd=d.fd)
 
 
+def rename_new(src: Path | str, dst: Path | str) -> None:
+    """Rename `src` to `dst` (one folder) only when `dst` is free (FileExistsError, and
+    `src` is left as it was). renameat2(RENAME_NOREPLACE), else link + unlink."""
+    _same_folder(src, dst)
+    with _Folder(dst) as d:
+        name = os.path.basename(src)
+        if NOREPLACE and _renameat2(d.fd, name, d.name, _RENAME_NOREPLACE):
+            return
+        os.link(name, d.name, src_dir_fd=d.fd, dst_dir_fd=d.fd, follow_symlinks=False)
+        os.unlink(name, dir_fd=d.fd)
+
+
 def unlink(path: Path | str, missing_ok: bool = False) -> None:
     """Remove the name `path` (a link is removed, not followed)."""
     try:
