@@ -124,7 +124,7 @@ def run_ps(args, ctx) -> int:
         last = "starting" if r.get("starting") else f"{duration(r['age_s'])} ago"
         ctx.say(f"{r['pid']:<8} {r['host']:<16} {duration(r['uptime_s']):<8} "
                   f"{last:<10} {'detached' if r['detached'] else '':<9} "
-                  f"{r['active_plan'] or '-':<24} {'-' if r['step'] is None else r['step']}")
+                  f"{r['active_plan'] or '-':<24} {'-' if r['step'] is None else r['step'] + 1}")
     return 0
 
 

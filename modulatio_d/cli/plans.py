@@ -88,7 +88,7 @@ def run_action(args, ctx) -> int:
 
     vault = ctx.vault(args)
     plan = change_status(vault, args.id, args.action, utcnow(), EventLog(vault.events_path))
-    ctx.print(f"{plan.id}: {plan.status.value} at step {plan.done}/{plan.total}")
+    ctx.print(f"{plan.id}: {plan.status.value} ({plan.done}/{plan.total} done)")
     return 0
 
 
@@ -116,16 +116,22 @@ def run_show(args, ctx) -> int:
         ctx.print(json.dumps(info, indent=2))
         return 0
     ctx.say(f"{info['id']}  {info['title']}")
-    ctx.say(f"status:   {info['status']}   progress: {info['done']}/{info['total']}")
+    ctx.say(f"status:   {info['status']}")
+    ctx.say(f"progress: {info['progress']}")
+    if info.get("last_result"):
+        ctx.say(f"last:     {info['last_result']}")
     if info.get("last_error"):
         ctx.say(f"error:    {info['last_error']}")
     u = info["usage"]
     ctx.say(f"usage:    {u['calls']} calls, {u['input_tokens'] + u['output_tokens']} tokens, "
                 f"${u['cost_usd']:.4f}")
-    for i, step in enumerate(info["sub_objectives"]):
-        mark = "x" if i < info["done"] else ">" if i == info["done"] else " "
-        ctx.say(f"  [{mark}] {i}: {step}")
+    for i, (step, mark) in enumerate(zip(info["sub_objectives"], info["marks"], strict=True)):
+        ctx.say(f"  [{mark}] {i + 1}: {step}")  # steps counted from 1, as people count
+    if info["reflection_log"]:
+        ctx.say(f"logs in {info['runs_dir']}/:")
     for e in info["reflection_log"]:
-        ctx.say(f"  log: step {e.get('index')} attempt {e.get('attempt')} {e.get('outcome')} "
-                f"-> {e.get('decision')} ({e.get('duration_s')}s) {e.get('summary', '')}")
+        index = e.get("index")
+        ctx.say(f"  step {index + 1 if isinstance(index, int) else '?'} attempt "
+                f"{e.get('attempt')} {e.get('outcome')} -> {e.get('decision')} "
+                f"({e.get('duration_s')}s) {e.get('log', '')}  {e.get('summary', '')}".rstrip())
     return 0

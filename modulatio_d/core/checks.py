@@ -124,8 +124,9 @@ def check_own_keys(path: Path, keys: dict) -> None:
         fail("reflection_log is not a list", "reflection_log")
     for i, entry in enumerate(log):
         check_entry(fail, None, i, entry)
-    if keys.get("last_error") is not None:
-        text(fail, keys["last_error"], "last_error", "last_error", to_process=False)
+    for key in ("last_error", "progress", "last_result"):
+        if keys.get(key) is not None:
+            text(fail, keys[key], key, key, to_process=False)
 
 
 def _daemon_map(fail: FileFault, value: object, key: str) -> dict:

@@ -82,8 +82,9 @@ class StepKind(StrEnum):
 
 MAX_STEPS = 10_000
 """Sub-objectives a plan may have."""
-DAEMON_KEYS = ("current_index", "execution_started_at", "completed_at", "claim", "in_flight",
-               "reflection_log", "last_error", "rev")
+DAEMON_KEYS = ("progress", "last_result", "current_index", "execution_started_at",
+               "completed_at", "claim", "in_flight", "reflection_log", "last_error", "rev")
+"""The daemon's keys, in the order it writes them at the end of the frontmatter."""
 _CALL = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
 
 
@@ -132,6 +133,8 @@ class Plan:
     cwd: str | None
     reflector: str | None
     data: dict  # the whole frontmatter, as ruamel loaded it
+    progress: str | None = None  # the people's view (core/people.py)
+    last_result: str | None = None
 
     @property
     def done(self) -> int:
@@ -237,8 +240,15 @@ def parse_plan(doc: Document, expected_id: str | None = None) -> Plan:
         last_error=last_error,
         claim=plain(claim), in_flight=plain(in_flight),
         reflection_log=plain(log), cwd=data.get("cwd"), reflector=data.get("reflector"),
-        data=data,
+        data=data, progress=_said(data, "progress"), last_result=_said(data, "last_result"),
     )
+
+
+def _said(data: dict, key: str) -> str | None:
+    """A people's-view key as text; anything else reads as absent (the daemon writes it
+    over at its next write: these keys are its own, never refused)."""
+    value = data.get(key)
+    return value if isinstance(value, str) else None
 
 
 def _parse_budget(fail: FileFault, raw: object) -> Budget:

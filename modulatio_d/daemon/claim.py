@@ -188,8 +188,8 @@ class Claimer:
         if not orphan:
             self.events("status_changed", project=c.project, plan=plan.id,
                         previous=plan.status.value, status="executing", by="daemon")
-        log.info("claimed %s (token %d%s) at step %d/%d", plan.id, token,
-                 ", orphan of a dead daemon" if orphan else "", plan.current_index, plan.total)
+        log.info("claimed %s (token %d%s) with %d/%d steps done", plan.id, token,
+                 ", orphan of a dead daemon" if orphan else "", plan.done, plan.total)
         return Claimed(held, lock, token)
 
 

@@ -50,6 +50,7 @@ import logging
 import os
 from datetime import datetime
 
+from modulatio_d.core import people
 from modulatio_d.core.errors import Fenced
 from modulatio_d.core.plan import FINAL, Plan, PlanStatus, SubObjective
 from modulatio_d.core.times import parse_time
@@ -116,6 +117,8 @@ class Runner:
                 self._drop_unstarted()
                 if plan.status in FINAL and plan.claim is not None:
                     self.writer.write({"claim": None})  # ended (a person aborted it)
+                elif people.stale(self.plan):
+                    self.writer.write({})  # `progress` says it stopped (a person paused it)
                 return
             if plan.current_index >= plan.total:
                 self.writer.write({"status": PlanStatus.COMPLETED.value,
@@ -236,8 +239,8 @@ class Runner:
             changes["last_error"] = None
             self._prewrite_next(changes, step.index + 1)
         elif d is not Decision.RETRY:
-            changes["last_error"] = f"step {step.index} ({step.title}): {verdict.reason}; " \
-                                    f"last attempt: {done.exit}"
+            changes["last_error"] = f"step {step.index + 1} ({step.title}): " \
+                                    f"{verdict.reason}; last attempt: {done.exit}"
             if executing and d is Decision.ABORT:
                 changes["status"] = PlanStatus.FAILED.value
                 changes["claim"] = None  # the plan ended: it keeps no claim
@@ -250,7 +253,7 @@ class Runner:
             severity = tickets.Severity.CRITICAL if d is Decision.REVISE_MAJOR \
                 else tickets.Severity.WARNING
             self.writer.pause(changes, severity, str(changes["last_error"]),
-                              f"Sub-objective {step.index} ({step.title}) ended with "
+                              f"Step {step.index + 1} ({step.title}) ended with "
                               f"{done.outcome} ({done.exit}) on attempt {number}.\n\n"
                               f"Reflector: {verdict.reason}.\n\nLog: {done.log_path}\n\n"
                               f"Last output: {done.summary}")
@@ -334,10 +337,10 @@ class Runner:
         changes: dict[str, object] = {"reflection_log": [*self.plan.reflection_log, entry],
                                       "in_flight": None}
         if not rerun:
-            reason = (f"step {index} ({step.title}) was interrupted and says "
+            reason = (f"step {index + 1} ({step.title}) was interrupted and says "
                       f"rerun_after_crash: false")
             self.writer.pause(changes, tickets.Severity.CRITICAL, reason,
-                              f"The daemon running sub-objective {index} ({step.title}) "
+                              f"The daemon running step {index + 1} ({step.title}) "
                               f"stopped or died mid-attempt, and the step must not run twice. "
                               f"Check whether its effects happened before approving.")
         else:

@@ -37,10 +37,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from modulatio_d.core import markdown
+from modulatio_d.core import markdown, people
 from modulatio_d.core.errors import Fenced, LockBusy
 from modulatio_d.core.markdown import DELETE
-from modulatio_d.core.plan import Plan, PlanStatus, parse_plan, transition
+from modulatio_d.core.plan import DAEMON_KEYS, Plan, PlanStatus, parse_plan, transition
 from modulatio_d.store import atomic, fs, owned_keys
 from modulatio_d.store.lock import FileLock, holder, lock_path
 from modulatio_d.store.vault import Vault, decode
@@ -137,12 +137,13 @@ class HeldPlan:
                 raise Fenced(self.path, self.token or 0, theirs)
             rev = max(plan.rev, self.record.rev if self.record else 0) + 1
             final = {**mine, "rev": rev}
+            final.update(people.stale(plan.with_keys(final)))  # kept current in every write
             outcome["plan"] = plan.with_keys(final)
             outcome["before"] = plan
             values = _as_yaml_values(final)
             if "append" in outcome:
                 values["reflection_log"] = outcome.pop("append")
-            return markdown.set_keys(text, values, self.path).encode()
+            return markdown.set_keys(text, values, self.path, DAEMON_KEYS).encode()
 
         self.snapshot = atomic.rewrite(self.path, apply, self.snapshot)
         self.plan = outcome["plan"]
@@ -176,9 +177,10 @@ def write_as_person(vault: Vault, path: Path,
     def apply(raw: bytes) -> bytes:
         text = decode(path, raw)
         plan = parse_plan(markdown.load(path, text), expected_id=path.stem)
-        mine = changes(plan) if callable(changes) else changes
+        mine = dict(changes(plan) if callable(changes) else changes)
+        mine.update(people.stale(plan.with_keys(mine)))
         outcome.update(before=plan, after=plan.with_keys(mine))
-        return markdown.set_keys(text, _as_yaml_values(mine), path).encode()
+        return markdown.set_keys(text, _as_yaml_values(mine), path, DAEMON_KEYS).encode()
 
     atomic.rewrite(path, apply, vault.read(path)[0])
     return outcome["before"], outcome["after"]
