@@ -127,6 +127,19 @@ def check_own_keys(path: Path, keys: dict) -> None:
     for key in ("last_error", "progress", "last_result"):
         if keys.get(key) is not None:
             text(fail, keys[key], key, key, to_process=False)
+    check_runs(fail, keys.get("runs") or [])
+
+
+def check_runs(fail: FileFault, runs: object) -> None:
+    """`runs` (earlier runs of a plan, written by `plan rerun`): a list of mappings whose
+    `run` and `token` are counts."""
+    if not isinstance(runs, list):
+        fail("runs is not a list (written by `plan rerun`; remove the line)", "runs")
+    for entry in runs:
+        entry = _daemon_map(fail, entry, "runs")
+        for key in ("run", "token"):
+            if entry.get(key) is not None:
+                count(fail, entry[key], f"runs {key}", "runs")
 
 
 def _daemon_map(fail: FileFault, value: object, key: str) -> dict:

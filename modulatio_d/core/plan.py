@@ -58,6 +58,9 @@ TRANSITIONS: dict[str, tuple[tuple[PlanStatus, ...], PlanStatus]] = {
     "retry": ((PlanStatus.FAILED, PlanStatus.ABORTED), PlanStatus.APPROVED),
     # `project resume`: an executing plan whose daemon died (its lock is free)
     "recover": ((PlanStatus.EXECUTING,), PlanStatus.APPROVED),
+    # `plan rerun`: a new run of a finished plan, the old one kept as history
+    "rerun": ((PlanStatus.COMPLETED, PlanStatus.FAILED, PlanStatus.ABORTED),
+              PlanStatus.APPROVED),
 }
 
 
@@ -83,7 +86,8 @@ class StepKind(StrEnum):
 MAX_STEPS = 10_000
 """Sub-objectives a plan may have."""
 DAEMON_KEYS = ("progress", "last_result", "current_index", "execution_started_at",
-               "completed_at", "claim", "in_flight", "reflection_log", "last_error", "rev")
+               "completed_at", "claim", "in_flight", "runs", "reflection_log", "last_error",
+               "rev")
 """The daemon's keys, in the order it writes them at the end of the frontmatter."""
 _CALL = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
 
@@ -135,6 +139,7 @@ class Plan:
     data: dict  # the whole frontmatter, as ruamel loaded it
     progress: str | None = None  # the people's view (core/people.py)
     last_result: str | None = None
+    runs: list[dict[str, Any]] = field(default_factory=list)  # earlier runs (`plan rerun`)
 
     @property
     def done(self) -> int:
@@ -150,7 +155,8 @@ class Plan:
         removed when the plan ends) the highest in_flight or reflection_log holds, so
         that a retried plan never hands out a token again."""
         found = [(self.claim or {}).get("token"), (self.in_flight or {}).get("token"),
-                 *(e.get("token") for e in self.reflection_log)]
+                 *(e.get("token") for e in self.reflection_log),
+                 *(r.get("token") for r in self.runs)]
         return max((t for t in found if isinstance(t, int)), default=0)
 
     def own_keys(self) -> dict[str, Any]:
@@ -217,6 +223,8 @@ def parse_plan(doc: Document, expected_id: str | None = None) -> Plan:
         fail("reflection_log is not a list (the daemon writes it)", "reflection_log")
     for i, entry in enumerate(log):
         checks.check_entry(fail, doc.line_of_item(log, i), i, entry)
+    runs = data.get("runs") or []
+    checks.check_runs(fail, runs)
     claim, in_flight = data.get("claim"), data.get("in_flight")
     if claim is not None:
         checks.check_claim(fail, claim)
@@ -241,6 +249,7 @@ def parse_plan(doc: Document, expected_id: str | None = None) -> Plan:
         claim=plain(claim), in_flight=plain(in_flight),
         reflection_log=plain(log), cwd=data.get("cwd"), reflector=data.get("reflector"),
         data=data, progress=_said(data, "progress"), last_result=_said(data, "last_result"),
+        runs=plain(runs),
     )
 
 

@@ -54,6 +54,7 @@ def show_plan(vault: Vault, plan_id: str) -> dict:
         runs_dir=str(path.with_suffix(".runs")),
         reflection_log=_jsonable(plan.reflection_log),
         claim=_jsonable(plan.claim),
+        runs=_jsonable(plan.runs),
         last_error=plan.last_error,
         usage=usage.totals(usage.usage_path(path)).as_dict(),
     )

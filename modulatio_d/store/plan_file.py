@@ -66,7 +66,8 @@ def _as_yaml_values(changes: dict[str, Any]) -> dict[str, Any]:
 
 
 class HeldPlan:
-    def __init__(self, vault: Vault, path: Path, notify: Notify | None = None):
+    def __init__(self, vault: Vault, path: Path, notify: Notify | None = None,
+                 repair: bool = True):
         self.vault = vault
         self.path = path
         self.project = vault.project_of(path)
@@ -76,7 +77,8 @@ class HeldPlan:
         read = read_plan(vault, path)
         self.snapshot, self.plan = read.snapshot, read.plan
         self.record = owned_keys.load(self.record_path)
-        self._repair()
+        if repair:  # not for `plan restore`: the file as it stands is the truth
+            self._repair()
 
     def _repair(self) -> None:
         fix = owned_keys.repairs(self.plan, self.record)

@@ -220,6 +220,18 @@ def rename_new(src: Path | str, dst: Path | str) -> None:
         os.unlink(name, dir_fd=d.fd)
 
 
+def move(src: Path | str, dst: Path | str) -> None:
+    """Move `src` (a file or a folder) to `dst` in another folder, both opened beneath the
+    vault; `dst` must be free (FileExistsError; checked first: callers hold a lock)."""
+    with _Folder(src) as s, _Folder(dst, create=True) as d:
+        try:
+            os.stat(d.name, dir_fd=d.fd, follow_symlinks=False)
+        except FileNotFoundError:
+            os.rename(s.name, d.name, src_dir_fd=s.fd, dst_dir_fd=d.fd)
+            return
+        raise FileExistsError(errno.EEXIST, "already there", str(dst))
+
+
 def unlink(path: Path | str, missing_ok: bool = False) -> None:
     """Remove the name `path` (a link is removed, not followed)."""
     try:
