@@ -52,7 +52,8 @@ def progress(plan: Plan) -> str:
     status = plan.status
     flight = plan.in_flight if isinstance(plan.in_flight, dict) else None
     if status is PlanStatus.EXECUTING and flight is not None:
-        index = flight.get("index", plan.current_index)
+        index = flight.get("index")
+        index = index if isinstance(index, int) else plan.current_index
         attempt = flight.get("attempt", 1)
         again = f" (attempt {attempt})" if isinstance(attempt, int) and attempt > 1 else ""
         return (f"{done} · running {step_label(plan, index)}{again} since "

@@ -86,8 +86,8 @@ class StepKind(StrEnum):
 MAX_STEPS = 10_000
 """Sub-objectives a plan may have."""
 DAEMON_KEYS = ("progress", "last_result", "current_index", "execution_started_at",
-               "completed_at", "claim", "in_flight", "runs", "reflection_log", "last_error",
-               "rev")
+               "completed_at", "claim", "in_flight", "steps_digest", "runs", "reflection_log",
+               "last_error", "rev")
 """The daemon's keys, in the order it writes them at the end of the frontmatter."""
 _CALL = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
 
@@ -140,6 +140,8 @@ class Plan:
     progress: str | None = None  # the people's view (core/people.py)
     last_result: str | None = None
     runs: list[dict[str, Any]] = field(default_factory=list)  # earlier runs (`plan rerun`)
+    steps_digest: str | None = None  # core/digest.py: the steps the run went through
+    approved_digest: str | None = None  # core/digest.py: the steps a person approved
 
     @property
     def done(self) -> int:
@@ -161,11 +163,13 @@ class Plan:
 
     def own_keys(self) -> dict[str, Any]:
         """The daemon-owned keys with their values in this plan."""
-        return {k: getattr(self, k) for k in DAEMON_KEYS}
+        keys = {k: getattr(self, k) for k in DAEMON_KEYS}
+        keys["runs"] = keys["runs"] or None  # no runs is no key, never `runs: []`
+        return keys
 
     def with_keys(self, changes: dict[str, Any]) -> Plan:
         """This plan after `changes` (daemon keys and status) were written."""
-        fields = {k: v for k, v in changes.items() if k in DAEMON_KEYS}
+        fields = {k: v for k, v in changes.items() if k in DAEMON_KEYS or k == "approved_digest"}
         if "status" in changes:
             fields["status"] = PlanStatus(changes["status"])
         for key in ("execution_started_at", "completed_at"):
@@ -249,7 +253,8 @@ def parse_plan(doc: Document, expected_id: str | None = None) -> Plan:
         claim=plain(claim), in_flight=plain(in_flight),
         reflection_log=plain(log), cwd=data.get("cwd"), reflector=data.get("reflector"),
         data=data, progress=_said(data, "progress"), last_result=_said(data, "last_result"),
-        runs=plain(runs),
+        runs=plain(runs), steps_digest=_said(data, "steps_digest"),
+        approved_digest=_said(data, "approved_digest"),
     )
 
 

@@ -63,6 +63,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from modulatio_d.core import digest
 from modulatio_d.core.errors import BadFile, FileChanged
 from modulatio_d.core.plan import CLAIMABLE, PlanStatus
 from modulatio_d.core.times import parse_time
@@ -166,8 +167,13 @@ class Claimer:
             token = max(plan.last_token, _int(noted.get("token"))) + 1
             now = self.clock()
             claim = {"host": self.host, "pid": self.pid, "token": token, "claimed_at": now}
-            held.update({"status": PlanStatus.EXECUTING.value, "claim": claim,
-                         "execution_started_at": plan.execution_started_at or now})
+            changes = {"status": PlanStatus.EXECUTING.value, "claim": claim,
+                       "execution_started_at": plan.execution_started_at or now}
+            if digest.parse(plan.steps_digest) is None:  # a new run: its steps so far
+                changes["steps_digest"] = digest.render(
+                    plan.current_index, plan.total,
+                    digest.chain(plan.sub_objectives[:plan.current_index]))
+            held.update(changes)
             lock.note_holder(**{**claim, "claimed_at": now.isoformat(), "plan": plan.id})
         except BadFile as e:
             log.error("claim %s: %s", c.path.stem, e)

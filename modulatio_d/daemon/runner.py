@@ -58,6 +58,7 @@ from modulatio_d.core.verdict import FAILURES, Decision, Outcome, Verdict
 from modulatio_d.daemon import attempt, reflect
 from modulatio_d.daemon.attempt import Attempt, reflection_entry, step_files
 from modulatio_d.daemon.budget import Budget
+from modulatio_d.daemon.edits import Watch
 from modulatio_d.daemon.executors import StepContext
 from modulatio_d.daemon.services import Services
 from modulatio_d.daemon.writeback import PlanWriter
@@ -81,6 +82,7 @@ class Runner:
         self.runs_dir = held.path.with_suffix(".runs")
         self._prewritten: tuple[int, int] | None = None  # (index, attempt) written ahead
         self._lost: str | None = None  # how our lock file was lost, once it was
+        self.edits = Watch()  # a person's edits of the steps (daemon/edits.py)
 
     @property
     def plan(self) -> Plan:
@@ -120,6 +122,12 @@ class Runner:
                 elif people.stale(self.plan):
                     self.writer.write({})  # `progress` says it stopped (a person paused it)
                 return
+            edited = self.edits.edited(plan)
+            if edited is not None:
+                self._prewritten = None  # its in_flight goes in the pause's write
+                self.writer.pause({"in_flight": None, "steps_digest": None},
+                                  tickets.Severity.WARNING, *edited)
+                return
             if plan.current_index >= plan.total:
                 self.writer.write({"status": PlanStatus.COMPLETED.value,
                                    "completed_at": self.svc.clocks.wall(),
@@ -142,6 +150,7 @@ class Runner:
         self.svc.events("step_started", project=self.held.project, plan=self.plan.id,
                         index=step.index, attempt=number, title=step.title)
         self.svc.periodic(self.plan, step)
+        self.edits.ran(step)
         log_path, scratch = step_files(self.runs_dir, step.index, number)
         ctx = StepContext(self.held.vault.root, self.held.project, self.plan, step, number,
                           self.token, scratch, self.svc.config, self.svc.base_env)
@@ -237,6 +246,7 @@ class Runner:
         if d is Decision.CONTINUE:
             changes["current_index"] = step.index + 1
             changes["last_error"] = None
+            changes["steps_digest"] = self.edits.after(self.plan, step)
             self._prewrite_next(changes, step.index + 1)
         elif d is not Decision.RETRY:
             changes["last_error"] = f"step {step.index + 1} ({step.title}): " \

@@ -31,6 +31,7 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
+from modulatio_d.core import digest
 from modulatio_d.core.errors import LockBusy, UsageError
 from modulatio_d.core.plan import Plan, transition
 from modulatio_d.core.times import format_time
@@ -83,7 +84,8 @@ def rerun(vault: Vault, plan_id: str, from_step: int, now: datetime, events: Not
             "status": status.value, "current_index": from_step - 1, "reflection_log": [],
             "runs": [*old.runs, {k: v for k, v in entry.items() if v is not None}],
             "last_error": None, "completed_at": None, "execution_started_at": None,
-            "in_flight": None, "claim": None})
+            "in_flight": None, "claim": None, "steps_digest": None,
+            "approved_digest": digest.of_plan(old.sub_objectives)})
         _release(lock, plan, token)
     events("plan_rerun", project=project, plan=plan_id, run=number + 1, index=from_step - 1,
            previous=old.status.value, history=str(history.relative_to(vault.root)))

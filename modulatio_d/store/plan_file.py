@@ -37,7 +37,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from modulatio_d.core import markdown, people
+from modulatio_d.core import digest, markdown, people
 from modulatio_d.core.errors import Fenced, LockBusy
 from modulatio_d.core.markdown import DELETE
 from modulatio_d.core.plan import DAEMON_KEYS, Plan, PlanStatus, parse_plan, transition
@@ -47,6 +47,7 @@ from modulatio_d.store.vault import Vault, decode
 
 Notify = Callable[..., None]
 _PERSON_STOPS = (PlanStatus.PAUSED, PlanStatus.ABORTED)
+_APPROVALS = ("approve", "resume", "retry")  # `recover` is no person's look at the steps
 
 
 @dataclass(frozen=True)
@@ -219,6 +220,8 @@ def _changes(plan: Plan, action: str, now: datetime) -> dict[str, object]:
     changes: dict[str, object] = {"status": status.value}
     if action == "approve" and plan.status is PlanStatus.DRAFT:
         changes["approved_at"] = now
+    if action in _APPROVALS:  # a person approved the steps as they are now
+        changes["approved_digest"] = digest.of_plan(plan.sub_objectives)
     return changes
 
 
