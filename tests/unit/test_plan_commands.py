@@ -38,10 +38,12 @@ def test_approve_a_draft_changes_only_status_and_adds_rev_and_approved_at(vault,
         "aborted"),
         ("+status: approved      # draft | approved | executing | paused | completed | failed | "
         "aborted")]
-    assert len(diff) == 6
+    assert len(diff) == 7
     assert diff[2].startswith("+approved_at: ")
-    # the people's view (core/people.py), then rev: the daemon's keys in their order
-    assert diff[3:] == ['+progress: "1/3 done · waiting for a daemon"',
+    # the approval bound to the steps (core/digest.py), the people's view
+    # (core/people.py), then rev: the daemon's keys in their order
+    assert diff[3:] == ['+approved_digest: "3/3 4bc59440c9b01fc7"',
+                        '+progress: "1/3 done · waiting for a daemon"',
                         '+last_result: "step 1 “Collect”: ok"', "+rev: 1"]
     assert times.parse_time(diff[2].split(": ", 1)[1]) is not None
     assert after.endswith(before.split("---\n", 2)[2])  # the body, byte for byte
@@ -57,6 +59,7 @@ def test_approve_a_paused_plan_changes_only_status_and_rev(vault, plan, run_cli)
         "aborted"),
         ("+status: approved      # draft | approved | executing | paused | completed | failed | "
         "aborted"),
+        '+approved_digest: "3/3 4bc59440c9b01fc7"',
         '+progress: "1/3 done · waiting for a daemon"',
         '+last_result: "step 1 “Collect”: ok"',
         "-rev: 4   # stamped by the daemon",
@@ -69,8 +72,8 @@ def test_approve_keeps_crlf(vault, plan, run_cli):
     assert run_cli("plan", "approve", "ESS-P-001", "--vault", vault.root).code == 0
     after = plan.read_bytes().decode()
     assert "\n" not in after.replace("\r\n", "")
-    # status, approved_at, the people's view (progress, last_result), rev
-    assert len(changed_lines(before.replace("\r\n", "\n"), after.replace("\r\n", "\n"))) == 6
+    # status, approved_at, approved_digest, the people's view (progress, last_result), rev
+    assert len(changed_lines(before.replace("\r\n", "\n"), after.replace("\r\n", "\n"))) == 7
 
 
 def test_the_whole_lifecycle_through_the_cli(vault, run_cli):
