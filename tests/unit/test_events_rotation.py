@@ -41,3 +41,36 @@ def test_rotated_names_sort_by_time():
     assert sorted([b, a]) == [a, b]
     assert events.rotated_at(a) == datetime(2026, 1, 9, 23, tzinfo=UTC)
     assert events.rotated_at("events.jsonl") is None
+
+
+def test_step_log_names_sort_and_the_cap_keeps_head_and_tail(tmp_path):
+    from modulatio_d.store import steplogs
+
+    assert sorted([steplogs.names(9, 1)[0], steplogs.names(1, 1)[0]]) == \
+        ["0002-01.log", "0010-01.log"]
+    log = tmp_path / "0001-01.log"
+    log.write_bytes(b"== modulatio: header\n" + b"x" * 5000 + b"the end\n")
+    assert steplogs.trim(log, 100_000) == 0
+    cut = steplogs.trim(log, 1000)
+    data = log.read_bytes()
+    assert cut == 5029 - 1000
+    assert data.startswith(b"== modulatio: header\n") and data.endswith(b"the end\n")
+    assert f"== modulatio: {cut} bytes cut here".encode() in data
+    assert len(data) < 1100
+
+
+def test_retention_config(tmp_path):
+    import pytest
+
+    from modulatio_d.core.errors import BadFile
+    from modulatio_d.store import config
+
+    path = tmp_path / "config.yaml"
+    path.write_text("retention:\n  max_log_bytes: 2M\n  older_than: 30d\n  keep_last: 5\n")
+    r = config.load(path).retention
+    assert (r.max_log_bytes, r.older_than, r.keep_last, r.archive) == (2 * 1024 ** 2,
+                                                                       30 * 86400, 5, True)
+    assert config.load(tmp_path / "none.yaml").retention.older_than is None
+    path.write_text("retention:\n  max_log_bytes: lots\n")
+    with pytest.raises(BadFile, match="config.yaml:1: retention: 'lots' is not a size"):
+        config.load(path)
