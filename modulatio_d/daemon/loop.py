@@ -44,6 +44,7 @@ from modulatio_d.core.plan import Plan, SubObjective
 from modulatio_d.daemon import tickets
 from modulatio_d.daemon.claim import Claimed, Claimer, Missed, RaceRetries
 from modulatio_d.daemon.guard import Guard
+from modulatio_d.daemon.housekeeping import Housekeeping
 from modulatio_d.daemon.poll import Poller, needs_polling
 from modulatio_d.daemon.runner import Runner
 from modulatio_d.daemon.scan import Candidate, Scanner
@@ -51,7 +52,7 @@ from modulatio_d.daemon.sdnotify import NOTIFY_ENV_VARS, Notifier
 from modulatio_d.daemon.services import Clocks, Services, Stop
 from modulatio_d.daemon.story import Story
 from modulatio_d.daemon.wake import Waker, Watcher
-from modulatio_d.store import config, fs, tempfiles, trust
+from modulatio_d.store import config, fs, trust
 from modulatio_d.store.events import EventLog
 from modulatio_d.store.heartbeat import Heartbeat, prune_dead
 from modulatio_d.store.refusals import Refusals
@@ -90,7 +91,7 @@ class Daemon:
         self._last_beat = 0.0
         self._beat_on: tuple[str | None, int | None] = (None, None)  # what the last beat said
         self._last_cron = 0.0
-        self._last_sweep: float | None = None  # when temp files were last swept (monotonic)
+        self.housekeeping = Housekeeping(vault, self.events, monotonic)  # temp files, retention
         self._config_sig: tuple | None = None
         self._phase_errors: set[tuple[str, str]] = set()  # tracebacks logged once each
         self._reload = False  # SIGHUP: read the config again at the next tick
@@ -294,13 +295,8 @@ class Daemon:
                       exc_info=None if told else e)
 
     def _sweep(self, now: datetime) -> None:
-        """Remove the temp files kills left behind (store/tempfiles.py), at the first tick
-        and every SWEEP_EVERY_S after."""
-        mono = self.monotonic()
-        if self._last_sweep is not None and mono - self._last_sweep < tempfiles.SWEEP_EVERY_S:
-            return
-        self._last_sweep = mono
-        tempfiles.sweep(self.vault, self.scanner.served(), now.timestamp())
+        """Temp files left by kills, retention (daemon/housekeeping.py)."""
+        self.housekeeping(self.scanner.served(), now, self.config.retention)
 
     def _apply_tickets(self, now: datetime) -> None:
         for project in self.scanner.served():

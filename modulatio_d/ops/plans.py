@@ -11,17 +11,19 @@ from pathlib import Path
 
 from modulatio_d.core import markdown, names
 from modulatio_d.core.errors import UsageError
+from modulatio_d.store.retention import archive_folders
 from modulatio_d.store.vault import Vault, create_numbered, next_number
 
 
 def next_plan_number(vault: Vault, project: str) -> int:
     """One more than the highest number a plan of the project ever had.
 
-    The daemon's records count too, so a deleted plan's id is never reused
-    with its old record.
+    The daemon's records and the archive (store/retention.py) count too, so a
+    deleted or archived plan's id is never reused.
     """
     return next_number(f"{project}-P-",
-                       (vault.plans_dir(project), vault.records_dir(project)))
+                       (vault.plans_dir(project), vault.records_dir(project),
+                        *archive_folders(vault, project)))
 
 
 def new_plan(vault: Vault, project: str, title: str, steps: list[tuple[str, str]],

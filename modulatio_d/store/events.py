@@ -8,7 +8,8 @@ through, and so is anything but a regular file with one link. Fields: `ts` (UTC)
 
 Rotation (the one scheme; every reader goes through `files`/`read_counted`):
 - The live log is `.modulatio/events.jsonl`. When a writer has appended
-  ROTATE_CHECK bytes since it last looked and finds the file at or over its
+  ROTATE_CHECK bytes (or a quarter of `max_bytes`, if less) since it last
+  looked and finds the file at or over its
   `max_bytes` (config `retention: {events_max_bytes}`, default 16 MiB), it
   renames it, in the same folder, to `events-YYYYMMDDTHHMMSSZ.jsonl` (UTC, the
   time of the rotation) with RENAME_NOREPLACE: when two daemons rotate in the
@@ -103,7 +104,7 @@ class EventLog:
             log.warning("could not append to %s (%s): %s", self.path, e.strerror, line)
             return
         self._since += len(data)
-        if self._since >= ROTATE_CHECK:
+        if self._since >= min(ROTATE_CHECK, self.max_bytes // 4):
             self._since = 0
             try:
                 done = rotate(self.path, self.clock(), self.max_bytes)
