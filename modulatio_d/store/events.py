@@ -127,12 +127,16 @@ def read_counted(path: Path, names: tuple[str, ...] = ()) -> tuple[list[dict], i
     """(the log's well-formed lines, how many lines are unreadable), oldest first,
     across its rotated files (`files`), then the live file.
     """
-    out: list[dict] = []
-    bad = 0
-    for one in files(path):
-        lines, unreadable = read_one(one, names)
-        out.extend(lines)
-        bad += unreadable
+    for _ in range(3):  # a rotation while we read: its lines are in a new file; read again
+        listed = files(path)
+        out: list[dict] = []
+        bad = 0
+        for one in listed:
+            lines, unreadable = read_one(one, names)
+            out.extend(lines)
+            bad += unreadable
+        if files(path) == listed:
+            break
     return out, bad
 
 
