@@ -21,8 +21,7 @@ def config(dv, retention: str) -> None:
 def test_daemon_archives_old_finished_plans_in_the_background(dvault, daemons):
     config(dvault, "  older_than: 30d\n  keep_last: 1\n")
     for n in (1, 2, 3):
-        path = write_plan(dvault, f"P-P-00{n}", [{"run": "true"}], status="completed",
-                          extra="current_index: 1\n".replace("current_index: 1\n", ""))
+        path = write_plan(dvault, f"P-P-00{n}", [{"run": "true"}], status="completed")
         t = time.time() - (60 - n) * DAY
         os.utime(path, (t, t))
     running = write_plan(dvault, "P-P-004", [{"run": "true"}])
