@@ -170,6 +170,8 @@ class Plan:
     def with_keys(self, changes: dict[str, Any]) -> Plan:
         """This plan after `changes` (daemon keys and status) were written."""
         fields = {k: v for k, v in changes.items() if k in DAEMON_KEYS or k == "approved_digest"}
+        if "runs" in fields:
+            fields["runs"] = fields["runs"] or []  # None: the key removed
         if "status" in changes:
             fields["status"] = PlanStatus(changes["status"])
         for key in ("execution_started_at", "completed_at"):
