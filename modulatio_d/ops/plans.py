@@ -9,8 +9,9 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-from modulatio_d.core import markdown, names
+from modulatio_d.core import digest, markdown, names
 from modulatio_d.core.errors import UsageError
+from modulatio_d.core.plan import DAEMON_KEYS, parse_plan
 from modulatio_d.store.retention import archive_folders
 from modulatio_d.store.vault import Vault, create_numbered, next_number
 
@@ -45,7 +46,12 @@ def new_plan(vault: Vault, project: str, title: str, steps: list[tuple[str, str]
         if approve:
             keys["approved_at"] = now
         keys.update({"sub_objectives": subs, "current_index": 0, "reflection_log": []})
-        return markdown.set_keys("---\n---\n", keys) + "\n"
+        text = markdown.set_keys("---\n---\n", keys) + "\n"
+        if approve:  # bound to its steps like any approval (core/digest.py)
+            plan = parse_plan(markdown.load(Path(f"{plan_id}.md"), text), plan_id)
+            text = markdown.set_keys(text, {"approved_digest": digest.of_plan(
+                plan.sub_objectives)}, order=DAEMON_KEYS)
+        return text
 
     return create_numbered(vault.plans_dir(project), f"{project}-P-", 3,
                            next_plan_number(vault, project), text_for)
