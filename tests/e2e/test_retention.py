@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 
 import pytest
-from helpers import cli, events, plan, settled, write_plan
+from helpers import cli, events, modulatio, plan, settled, write_plan
 from waiting import wait_for
 
 pytestmark = pytest.mark.timeout(60)
@@ -71,3 +72,27 @@ def test_events_rotate_and_status_still_reads_them(dvault, daemons):
     assert plan(dvault, "P-P-008").status.value == "completed"
     r = cli(dvault, "metrics")
     assert r.code == 0 and 'modulatio_steps_run_total{project="P"} 16' in r.out, r.out
+
+
+def test_the_events_command_reads_across_rotated_parts(dvault):
+    from datetime import UTC, datetime, timedelta
+
+    from modulatio_d.store.events import EventLog
+    from modulatio_d.store.events import files as event_files
+
+    start = datetime(2026, 12, 1, tzinfo=UTC)
+    n_now = [0]
+    log = EventLog(dvault.vault.events_path, lambda: start + timedelta(seconds=n_now[0]),
+                   max_bytes=4096)
+    for n in range(200):
+        n_now[0] = n
+        log._since = 1 << 30  # look at the size at every line: rotate as soon as it is over
+        log("step_started", project="P", plan="P-P-001", n=n)
+    assert len(event_files(dvault.vault.events_path)) >= 3
+    r = modulatio("events", "--last", "150", "--json", "--vault", dvault.root)
+    assert r.returncode == 0, r.stderr
+    assert [json.loads(line)["n"] for line in r.stdout.splitlines()] == list(range(50, 200))
+    r = modulatio("events", "--since", "2000-01-01T00:00:00Z", "--vault", dvault.root)
+    assert len(r.stdout.splitlines()) == 200
+    r = modulatio("events", "--since", "2026-12-01T00:02:30Z", "--json", "--vault", dvault.root)
+    assert [json.loads(line)["n"] for line in r.stdout.splitlines()] == list(range(150, 200))
