@@ -4,9 +4,10 @@ Each attempt's output is `<plan>.runs/<SSSS>-<AA>.log` beside the plan, the
 step counted from 1 (store/steplogs.py); logs of earlier versions are named
 `<index>-<attempt>.log` with a 0-based index, and are shown too. Shown in
 (step, attempt) order, each under a header line; only the files asked for
-are opened, and each is copied in blocks, never held whole. `--follow` then follows the newest log (store/logtail.py) and
-moves to the next one as soon as it appears (the next attempt or step), until
-the plan is no longer `executing` and nothing is left to read.
+are opened, and each is copied in blocks, never held whole. `--follow` then
+follows the newest log (store/logtail.py) and moves to the next one as soon as
+it appears (the next attempt or step), until the plan is no longer `executing`
+and nothing is left to read.
 """
 
 from __future__ import annotations
