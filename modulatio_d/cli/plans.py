@@ -157,6 +157,12 @@ def run_show(args, ctx) -> int:
     ctx.say(f"progress: {info['progress']}")
     if info.get("last_result"):
         ctx.say(f"last:     {info['last_result']}")
+    shape = info.get("modulatio")
+    if shape:  # a Modulatio-shaped file: its own words and counters
+        ctx.say(f"file:     status {shape['file_status']}, tokens_used {shape['tokens_used']}, "
+                f"cost_usd_used {shape['cost_usd_used']}")
+        if shape["body_error"]:
+            ctx.say(f"body:     {shape['body_error']}")
     if info.get("last_error"):
         ctx.say(f"error:    {info['last_error']}")
     u = info["usage"]
@@ -170,6 +176,10 @@ def run_show(args, ctx) -> int:
     if info["reflection_log"]:
         ctx.say(f"logs in {info['runs_dir']}/:")
     for e in info["reflection_log"]:
+        if "attempt" not in e and "decision" not in e:  # an entry Modulatio wrote, its shape
+            from modulatio_d.core.modulatio_shape import describe_entry
+            ctx.say(f"  log: {describe_entry(e)}")
+            continue
         index = e.get("index")
         ctx.say(f"  step {index + 1 if isinstance(index, int) else '?'} attempt "
                 f"{e.get('attempt')} {e.get('outcome')} -> {e.get('decision')} "

@@ -78,7 +78,7 @@ class Runner:
         held.token = token
         self.svc = svc
         self.writer = PlanWriter(held, svc)
-        self.budget = Budget(held.path)
+        self.budget = Budget(held.path, svc.clocks.wall)
         self.plan_dir = held.path.parent
         self.runs_dir = held.path.with_suffix(".runs")
         self._prewritten: tuple[int, int] | None = None  # (index, attempt) written ahead
@@ -128,6 +128,9 @@ class Runner:
                 self._prewritten = None  # its in_flight goes in the pause's write
                 self.writer.pause({"in_flight": None, "steps_digest": None},
                                   tickets.Severity.WARNING, *edited)
+                return
+            if plan.shape is not None and plan.shape.body_error:
+                self.writer.fail_closed(plan)  # Modulatio's Sub-objectives do not parse
                 return
             if plan.current_index >= plan.total:
                 self.writer.write({"status": PlanStatus.COMPLETED.value,
@@ -263,6 +266,10 @@ class Runner:
                                  self.plan_dir)
         changes: dict[str, object] = {"reflection_log": [*self.plan.reflection_log, entry],
                                       "in_flight": None}
+        if self.plan.shape is not None:  # Modulatio's running totals, kept up to date
+            tokens, cost = self.budget.last
+            changes["tokens_used"] = self.plan.shape.tokens_used + tokens
+            changes["cost_usd_used"] = round(self.plan.shape.cost_usd_used + cost, 6)
         executing = self.plan.status is PlanStatus.EXECUTING
         d = verdict.decision
         if d is Decision.CONTINUE:

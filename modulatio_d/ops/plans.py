@@ -6,12 +6,14 @@ are store.plan_file.change_status: a ticket's decision applies the same change.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from pathlib import Path
 
 from modulatio_d.core import digest, markdown, names
 from modulatio_d.core.errors import UsageError
 from modulatio_d.core.plan import DAEMON_KEYS, parse_plan
+from modulatio_d.store import fs
 from modulatio_d.store.retention import archive_folders
 from modulatio_d.store.vault import Vault, create_numbered, next_number
 
@@ -22,9 +24,23 @@ def next_plan_number(vault: Vault, project: str) -> int:
     The daemon's records and the archive (store/retention.py) count too, so a
     deleted or archived plan's id is never reused.
     """
-    return next_number(f"{project}-P-",
+    return next_number(plan_prefix(vault, project),
                        (vault.plans_dir(project), vault.records_dir(project),
                         *archive_folders(vault, project)))
+
+
+def plan_prefix(vault: Vault, project: str) -> str:
+    """`<PROJECT>-P-`; in a folder of Modulatio's (`tst/` holding TST-PLAN-001.md) its
+    own `<CODE>-PLAN-`, so that new plans follow the ids already there."""
+    theirs = f"{project.upper()}-PLAN-"
+    if project != project.upper():
+        try:
+            found = fs.names(vault.plans_dir(project))
+        except OSError:
+            found = []
+        if any(re.fullmatch(re.escape(theirs) + r"\d+\.md", n) for n in found):
+            return theirs
+    return f"{project}-P-"
 
 
 def new_plan(vault: Vault, project: str, title: str, steps: list[tuple[str, str]],
@@ -53,5 +69,5 @@ def new_plan(vault: Vault, project: str, title: str, steps: list[tuple[str, str]
                 plan.sub_objectives)}, order=DAEMON_KEYS)
         return text
 
-    return create_numbered(vault.plans_dir(project), f"{project}-P-", 3,
+    return create_numbered(vault.plans_dir(project), plan_prefix(vault, project), 3,
                            next_plan_number(vault, project), text_for)

@@ -127,6 +127,9 @@ class _Checker:
         self.check_config()
         # What the daemons' trust checks would refuse (docs/security.md).
         self.problems += [Problem.of(p) for p in trust.vault_problems(self.vault)]
+        from modulatio_d.ops.modulatio_import import vault_notes
+        for path, reason, hint, warning in vault_notes(self.vault, self.now):  # case twins, cron
+            self.add(path, reason, None, hint, Severity.WARNING if warning else Severity.ERROR)
         for name in self.vault.misnamed_projects():
             self.add(self.vault.root / name, "folder name is not a valid project code, so its "
                      "plans never run", None, "rename it to letters, digits, '_', '-' and '.'")
@@ -285,6 +288,9 @@ class _Checker:
     def check_plan(self, plan: Plan) -> None:
         if plan.status in FINAL:
             return
+        if plan.shape is not None and plan.shape.body_error:  # core/modulatio_shape: fails closed
+            self.add(plan.path, plan.shape.body_error, plan.shape.body_error_line,
+                     "a daemon pauses this plan with a ticket instead of running it")
         data = plan.data
         head = _PLAN_HEAD
         if plan.reflector:
