@@ -85,7 +85,8 @@ def rerun(vault: Vault, plan_id: str, from_step: int, now: datetime, events: Not
             "runs": [*old.runs, {k: v for k, v in entry.items() if v is not None}],
             "last_error": None, "completed_at": None, "execution_started_at": None,
             "in_flight": None, "claim": None, "steps_digest": None,
-            "approved_digest": digest.of_plan(old.sub_objectives)})
+            **({"approved_digest": digest.of_plan(old.sub_objectives)}
+               if old.shape is None else {})})
         _release(lock, plan, token)
     events("plan_rerun", project=project, plan=plan_id, run=number + 1, index=from_step - 1,
            previous=old.status.value, history=str(history.relative_to(vault.root)))

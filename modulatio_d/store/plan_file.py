@@ -249,7 +249,8 @@ def _changes(plan: Plan, action: str, now: datetime) -> dict[str, object]:
     changes: dict[str, object] = {"status": status.value}
     if action == "approve" and plan.status is PlanStatus.DRAFT:
         changes["approved_at"] = now
-    if action in _APPROVALS:  # a person approved the steps as they are now
+    if action in _APPROVALS and plan.shape is None:  # the steps approved as they are now
+        # (a Modulatio-shaped file keeps its own keys: docs/migrating-from-modulatio.md)
         changes["approved_digest"] = digest.of_plan(plan.sub_objectives)
     return changes
 
