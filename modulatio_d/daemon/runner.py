@@ -62,8 +62,8 @@ from modulatio_d.daemon.executors import StepContext
 from modulatio_d.daemon.services import Services
 from modulatio_d.daemon.writeback import PlanWriter
 from modulatio_d.store import tickets
-from modulatio_d.store.lock import FileLock
-from modulatio_d.store.plan_file import HeldPlan
+from modulatio_d.store.lock import FileLock, holder
+from modulatio_d.store.plan_file import HeldPlan, claim_token
 
 log = logging.getLogger("modulatio.runner")
 
@@ -215,6 +215,9 @@ class Runner:
 
     def _fenced(self, theirs: int) -> None:
         claim = self.plan.claim if isinstance(self.plan.claim, dict) else {}
+        if claim_token(claim) != theirs:  # the new holder ended the plan: its note says who
+            notes = (self.lock.noted() if self.lock.fd is not None else {}, holder(self.lock.path))
+            claim = next((n for n in notes if n.get("token") == theirs), {})
         log.error("plan %s was claimed by %s pid %s with token %d over ours (%d): our lock "
                   "was freed under us (cut off from the file server?); its step is stopped "
                   "and nothing more is written", self.plan.id, claim.get("host"),
