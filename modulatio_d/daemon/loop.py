@@ -281,7 +281,11 @@ class Daemon:
     def _beat(self, now: datetime, plan: Plan | None, step: SubObjective | None) -> None:
         self._last_beat = self.monotonic()
         self._beat_on = (plan.id if plan else None, step.index if step else None)
-        paused = self.admission.status(self.scanner.served())
+        try:
+            served = self.scanner.served()
+        except OSError:  # the vault's mount cut off (ENOTCONN): the beat goes on, a step too
+            served = []
+        paused = self.admission.status(served)
         waiting = sorted(self.admission.waiting)
         self.heartbeat.beat(now, plan.id if plan else None, step.index if step else None,
                             paused=paused, waiting_for_slot=waiting or None)
