@@ -71,6 +71,7 @@ class Daemon:
                  monotonic: Callable[[], float] = time.monotonic):
         self.vault = vault
         self.projects = projects
+        self._folders_seen: list[str] = []
         self.tick_seconds = tick_seconds
         self.once = once
         self.clock = clock
@@ -150,7 +151,7 @@ class Daemon:
                 new_folders = watcher.watch(self._watched())
                 if poller is not None:
                     poller.watch(self.vault.root, (self.vault.project_dir(p)
-                                 for p in self.projects or self.vault.folders()),
+                                 for p in self._served()),
                                  (self.vault.meta,))
                 candidates = self._tick()
                 if not ready:
@@ -185,10 +186,23 @@ class Daemon:
         folders = [self.vault.root, self.vault.meta, slots.root(self.vault.meta)]
         # Not only the projects: a folder made a moment ago becomes one when its
         # plans/ appears, an event only a watch on the folder itself will see.
-        for project in self.projects or self.vault.folders():
+        for project in self._served():
             top = self.vault.project_dir(project)
             folders += [top, top / "plans", top / "cron", top / "tickets"]
         return folders
+
+    def _served(self) -> list[str]:
+        """The project folders served; the last list seen while the vault cannot be
+        listed (a network mount cut off: ENOTCONN, EIO): the daemon waits for the mount
+        to come back, it does not exit."""
+        if self.projects:
+            return list(self.projects)
+        try:
+            self._folders_seen = self.vault.folders()
+        except OSError as e:
+            log.warning("cannot list the vault now (%s): watching the folders seen last",
+                        e.strerror or e)
+        return self._folders_seen
 
     def _sleep(self, seconds: float) -> bool:
         """Sleep until the next tick is due, waking for what changed meanwhile.
