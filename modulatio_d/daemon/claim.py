@@ -102,13 +102,18 @@ class Claimed:
     held: HeldPlan
     lock: FileLock
     token: int
+    host: str = ""
+    pid: int = 0
 
     def release(self) -> None:
         """Note our last rev, drop the lock; touch a plan left `executing` (step 6)."""
         if self.held.fenced_by() is None:
             claim = self.held.plan.claim if isinstance(self.held.plan.claim, dict) else {}
             try:
-                self.lock.note_holder(sync=True, **{**claim, "plan": self.held.plan.id,
+                # An ended plan has no claim left: the note still says who held it last
+                # (a fenced holder back from a cut reads it, runner.py).
+                who = {"host": self.host, "pid": self.pid} if self.host else {}
+                self.lock.note_holder(sync=True, **{**who, **claim, "plan": self.held.plan.id,
                                                    "token": self.token,
                                                    "rev": self.held.plan.rev,
                                                    "released": True})
@@ -196,7 +201,7 @@ class Claimer:
                         previous=plan.status.value, status="executing", by="daemon")
         log.info("claimed %s (token %d%s) with %d/%d steps done", plan.id, token,
                  ", orphan of a dead daemon" if orphan else "", plan.done, plan.total)
-        return Claimed(held, lock, token)
+        return Claimed(held, lock, token, self.host, self.pid)
 
 
     def _read_fresh(self, c: Candidate, noted: dict) -> None:

@@ -64,8 +64,8 @@ from modulatio_d.daemon.executors import StepContext
 from modulatio_d.daemon.services import Services
 from modulatio_d.daemon.writeback import PlanWriter
 from modulatio_d.store import tickets
-from modulatio_d.store.lock import FileLock
-from modulatio_d.store.plan_file import HeldPlan
+from modulatio_d.store.lock import FileLock, holder
+from modulatio_d.store.plan_file import HeldPlan, claim_token
 
 log = logging.getLogger("modulatio.runner")
 
@@ -106,7 +106,7 @@ class Runner:
         if self.plan.in_flight:
             self._resume_interrupted()
         while True:
-            if self.svc.stop.ending():  # a drain stops here, at the step boundary
+            if self.svc.stop.ending() or self.svc.halt():  # a stop, a drain, a pause
                 self._drop_unstarted()
                 return
             if self._lock_lost():
@@ -194,7 +194,8 @@ class Runner:
 
         def once() -> None:
             try:
-                done.append(attempt.run(ctx, log_path, (self.lock.fd,), started, self.svc,
+                held = (self.lock.fd, *(self.svc.slots.fds if self.svc.slots else ()))
+                done.append(attempt.run(ctx, log_path, held, started, self.svc,
                                         lambda: self._between(step)))
             except attempt.NotPrepared as e:
                 failed[:] = [e]
@@ -202,7 +203,8 @@ class Runner:
 
         if self.writer.patiently(once, f"the step log {log_path}"):
             return done[0]
-        outcome = Outcome.INTERRUPTED if self.svc.stop.requested else Outcome.ERROR
+        outcome = Outcome.INTERRUPTED if self.svc.stop.requested or self.svc.halt() == "now" \
+            else Outcome.ERROR
         return Attempt(outcome, "not started", started, self.svc.clocks.wall(), log_path,
                        str(failed[0]))
 
@@ -230,6 +232,9 @@ class Runner:
 
     def _fenced(self, theirs: int) -> None:
         claim = self.plan.claim if isinstance(self.plan.claim, dict) else {}
+        if claim_token(claim) != theirs:  # the new holder ended the plan: its note says who
+            notes = (self.lock.noted() if self.lock.fd is not None else {}, holder(self.lock.path))
+            claim = next((n for n in notes if n.get("token") == theirs), {})
         log.error("plan %s was claimed by %s pid %s with token %d over ours (%d): our lock "
                   "was freed under us (cut off from the file server?); its step is stopped "
                   "and nothing more is written", self.plan.id, claim.get("host"),
@@ -248,14 +253,16 @@ class Runner:
         """Whether our lock file was deleted or replaced (told once: `lock_lost`)."""
         if self._lost is None:
             how = self.lock.still_ours()
-            if how is None:
+            lost = self.svc.slots.lost() if self.svc.slots and how is None else None
+            if how is None and lost is None:
                 return False
+            path, how = (lost if lost is not None else (self.lock.path, how))
             self._lost = how
             log.error("plan %s: its lock file %s was %s while we held it; no new step is "
                       "started and the plan is left to whoever holds the new lock (never "
-                      "delete a .lock file)", self.plan.id, self.lock.path, how)
+                      "delete a .lock file)", self.plan.id, path, how)
             self.svc.events("lock_lost", project=self.held.project, plan=self.plan.id,
-                            lock=str(self.lock.path), how=how, token=self.token,
+                            lock=str(path), how=how, token=self.token,
                             index=self.plan.current_index)
         return True
 
@@ -331,7 +338,8 @@ class Runner:
         step that never ran). If the plan stops first, _drop_unstarted clears it.
         """
         plan = self.plan
-        if index >= plan.total or self.svc.stop.ending() or self._lock_lost() \
+        if index >= plan.total or self.svc.stop.ending() or self.svc.halt() \
+                or self._lock_lost() \
                 or plan.status is not PlanStatus.EXECUTING \
                 or not plan.sub_objectives[index].rerun_after_crash \
                 or not self.budget.room_after(plan, changes["reflection_log"]):

@@ -45,7 +45,7 @@ from pathlib import Path
 from modulatio_d.core.errors import BadFile
 from modulatio_d.core.markdown import line_of
 from modulatio_d.core.plan import FINAL, Plan, StepKind
-from modulatio_d.store import config, fs
+from modulatio_d.store import config, fs, pause
 from modulatio_d.store.plan_file import read_plan
 from modulatio_d.store.vault import Vault
 
@@ -125,6 +125,11 @@ class _Checker:
         from modulatio_d.store import trust
 
         self.check_config()
+        try:  # the operator's pause (store/pause.py): refused as the daemons refuse it
+            pause.load(pause.path_of(self.vault.meta))
+        except (BadFile, OSError) as e:
+            self.problems.append(Problem.of(e) if isinstance(e, BadFile) else Problem(
+                pause.path_of(self.vault.meta), f"cannot be read: {e.strerror}"))
         # What the daemons' trust checks would refuse (docs/security.md).
         self.problems += [Problem.of(p) for p in trust.vault_problems(self.vault)]
         from modulatio_d.ops.modulatio_import import vault_notes

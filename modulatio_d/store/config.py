@@ -16,6 +16,10 @@
     agents:
       default: {use: mock}             # text-only sub-objectives go here
       writer: {run: "python3 tools/writer.py"}   # a command (string: sh -c; list: argv)
+    capacity:                          # plans executing at once (core/capacity.py)
+      vault: 4
+      projects: {SALES: 2}
+      headroom: {slots: 1, min_priority: 80}
 
 An agent entry either runs a command (`run`) or names another agent (`use`):
 a built-in (`mock`) or one from the entry-point group `modulatio_d.agents`.
@@ -29,7 +33,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from modulatio_d.core import capacity as capacity_rules
 from modulatio_d.core import markdown, names
+from modulatio_d.core.capacity import Capacity
 from modulatio_d.core.errors import FileFault
 from modulatio_d.core.plan import parse_duration
 from modulatio_d.store import events, fs
@@ -109,6 +115,7 @@ class Config:
         default_factory=lambda: {"default": AgentSpec("default", use="mock")})
     poll_interval: float = DEFAULT_POLL_INTERVAL
     retention: Retention = field(default_factory=Retention)
+    capacity: Capacity = field(default_factory=Capacity)
 
 
 def load(path: Path) -> Config:
@@ -123,11 +130,13 @@ def load(path: Path) -> Config:
     fail = FileFault(path, lambda key: markdown.line_of(data, key))
 
     unknown = set(map(str, data)) - {"timezone", "defaults", "reflector", "agents",
-                                     "poll_interval", "trusted_group", "retention"}
+                                     "poll_interval", "trusted_group", "capacity",
+                                     "retention"}
     if unknown:
         fail(f"unknown keys {sorted(unknown)}", sorted(unknown)[0],
              "use timezone, defaults, reflector, agents, poll_interval, trusted_group, "
-             "retention")
+             "capacity, retention")
+    capacity = capacity_rules.parse(data.get("capacity"), fail)
     poll = DEFAULT_POLL_INTERVAL
     if data.get("poll_interval") is not None:
         try:
@@ -178,5 +187,15 @@ def load(path: Path) -> Config:
         agents[name] = AgentSpec(name, run=tuple(run) if isinstance(run, list) else run,
                                  use=use, options=options)
     return Config(timezone=tz, default_timeout=timeout, reflector=reflector, agents=agents,
-                  poll_interval=poll, trusted_group=group,
+                  poll_interval=poll, trusted_group=group, capacity=capacity,
                   retention=_retention(fail, data.get("retention")))
+
+
+def sets_capacity(path: Path) -> bool:
+    """Whether the config file (perhaps one that does not parse) has a top-level
+    `capacity:` line: a cheap look, for a config refused before any was good."""
+    try:
+        raw = fs.read(path, "config").raw
+    except OSError:
+        return False
+    return any(line.startswith(b"capacity:") for line in raw.splitlines())

@@ -1,7 +1,9 @@
 """The audit log `.modulatio/events.jsonl`: one JSON line per transition.
 
 Every line is written by one os.write on a descriptor opened with O_APPEND,
-so lines from several daemons never interleave. The file is opened through
+under an flock of the file (store/fs/ append): lines from several daemons never
+interleave, on one host or across the hosts of a network filesystem, where
+O_APPEND alone tore lines. The file is opened through
 store/fs/: a link (to a person's ~/.bashrc, say) is refused, never written
 through, and so is anything but a regular file with one link. Fields: `ts` (UTC), `event`,
 `host`, `pid`, then the event's own (plan, project, index, attempt, ...).

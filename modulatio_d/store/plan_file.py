@@ -15,7 +15,8 @@ no YAML is parsed at all: the in-memory Plan is advanced with the same changes.
 Fencing: once the holder's claim is written, `token` is its claim token. Every
 `update` checks the plan as read at the moment of the write (atomic.rewrite
 re-reads the file by path just before the swap) and raises Fenced, writing
-nothing, when the plan names a higher claim token: another daemon claimed the
+nothing, when the plan names a higher token (its claim's, or, once the new
+holder ended the plan and removed its claim, one in its log): another daemon claimed the
 plan after our lock was freed under us (a host cut off the network past its
 lock lease). `fenced_by` says the same of the plan as last read.
 
@@ -134,8 +135,11 @@ class HeldPlan:
         daemon claimed it over ours; None while it is still ours."""
         if self.token is None:
             return None
-        theirs = claim_token((plan or self.plan).claim)
-        return theirs if theirs is not None and theirs > self.token else None
+        plan = plan or self.plan
+        # The claim is removed when a plan ends: a new holder that already completed the
+        # plan left its token only in the log (last_token).
+        theirs = max(claim_token(plan.claim) or 0, plan.last_token)
+        return theirs if theirs > self.token else None
 
     def update(self, changes: dict[str, Any]) -> Plan:
         """Write the holder's `changes` (daemon keys, status) and return the plan after it."""

@@ -93,3 +93,16 @@ def test_temp_files_left_by_kills_are_swept_at_the_first_tick_and_then_every_ten
     clock.advance(1)
     daemon._sweep(clock.wall())
     assert not second.exists() and person.exists()
+
+
+def test_a_vault_that_cannot_be_listed_keeps_the_folders_seen_last(vault, daemon,
+                                                                   monkeypatch):
+    """A network mount cut off (ENOTCONN) while the daemon lists the vault: it goes on
+    with the folders it knew, it does not exit (issue 13)."""
+    write_plan(vault, ["one"])
+    seen = daemon._watched()
+
+    def cut(*_):
+        raise OSError(errno.ENOTCONN, "Transport endpoint is not connected")
+    monkeypatch.setattr(type(vault), "folders", cut)
+    assert daemon._watched() == seen

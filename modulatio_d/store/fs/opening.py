@@ -20,6 +20,7 @@ LIMITS: dict[str, int] = {
     "cron entry": 1 * MiB,
     "ticket": 1 * MiB,
     "config": 1 * MiB,
+    "pause": 64 * KiB,  # .modulatio/pause.yaml: a few lines
     "record": 8 * MiB,      # the daemon's keys of a 1 MiB plan, as JSON (\\u escapes)
     "heartbeat": 64 * KiB,
     "lock file": 64 * KiB,  # who holds it: a line of JSON
@@ -27,6 +28,8 @@ LIMITS: dict[str, int] = {
     "usage line": 64 * KiB,
     "event line": 64 * KiB,
     "doctor probe": 64 * KiB,  # the files `modulatio doctor` writes and reads back
+    "api token": 64 * KiB,    # .modulatio/api-token: a few lines
+    "api record": 2 * MiB,    # an idempotency record: the first answer to a request
 }
 """Bytes a file of each kind may have; for `usage line` and `event line`, one line."""
 
@@ -35,6 +38,7 @@ _HINTS = {
     "cron entry": "move long text out of the entry, into a template plan",
     "ticket": "move long notes out of the ticket",
     "config": "keep agent options short; point to files for long ones",
+    "pause": "write it again with `modulatio pause`, or remove it to resume all",
     "record": "delete it: the plan file is then trusted as it stands",
     "heartbeat": "delete it: its daemon writes a new one",
 }
