@@ -55,7 +55,7 @@ from modulatio_d.daemon.services import Clocks, Services, Stop
 from modulatio_d.daemon.settings import Settings
 from modulatio_d.daemon.story import Story
 from modulatio_d.daemon.wake import Waker, Watcher
-from modulatio_d.store import config, fs, slots, trust
+from modulatio_d.store import config, slots, trust
 from modulatio_d.store.events import EventLog
 from modulatio_d.store.heartbeat import Heartbeat, prune_dead
 from modulatio_d.store.vault import Vault
