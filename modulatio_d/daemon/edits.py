@@ -21,6 +21,10 @@ from __future__ import annotations
 from modulatio_d.core import digest
 from modulatio_d.core.plan import Plan, SubObjective
 
+PAUSE_CHANGES = {"in_flight": None, "steps_digest": None}
+"""What the pause for an edit writes besides the status (no digest: a new approval
+starts from the steps as they are then)."""
+
 
 class Watch:
     def __init__(self) -> None:

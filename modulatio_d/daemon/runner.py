@@ -59,7 +59,7 @@ from modulatio_d.core.verdict import FAILURES, Decision, Outcome, Verdict
 from modulatio_d.daemon import attempt, reflect
 from modulatio_d.daemon.attempt import Attempt, reflection_entry, step_files
 from modulatio_d.daemon.budget import Budget
-from modulatio_d.daemon.edits import Watch
+from modulatio_d.daemon.edits import PAUSE_CHANGES, Watch
 from modulatio_d.daemon.executors import StepContext
 from modulatio_d.daemon.services import Services
 from modulatio_d.daemon.writeback import PlanWriter
@@ -123,11 +123,9 @@ class Runner:
                 elif people.stale(self.plan):
                     self.writer.write({})  # `progress` says it stopped (a person paused it)
                 return
-            edited = self.edits.edited(plan)
-            if edited is not None:
+            if (edited := self.edits.edited(plan)) is not None:  # daemon/edits.py
                 self._prewritten = None  # its in_flight goes in the pause's write
-                self.writer.pause({"in_flight": None, "steps_digest": None},
-                                  tickets.Severity.WARNING, *edited)
+                self.writer.pause(dict(PAUSE_CHANGES), tickets.Severity.WARNING, *edited)
                 return
             if plan.shape is not None and plan.shape.body_error:
                 self.writer.fail_closed(plan)  # Modulatio's Sub-objectives do not parse
