@@ -279,8 +279,16 @@ def without_keys(doc_text: str, keys: tuple[str, ...] | frozenset[str]) -> str:
     return opening + "".join(lines) + closing + body
 
 
-def set_keys(doc_text: str, changes: dict[str, object], path: Path | None = None) -> str:
-    """The same text with only the lines of `changes`' top-level keys rewritten."""
+def set_keys(doc_text: str, changes: dict[str, object], path: Path | None = None,
+             order: tuple[str, ...] = ()) -> str:
+    """The same text with only the lines of `changes`' top-level keys rewritten.
+
+    A key not in the text yet is added at the end of the frontmatter; a key of
+    `order` goes before the first key present that comes after it in `order`
+    (after that key's predecessor's lines, so comments above it stay its own),
+    so that keys written in `order` keep that order however often they come
+    and go (a plan's `claim`, removed when it ends, comes back in its place).
+    """
     opening, head, closing, body = split(path or Path("<text>"), doc_text)
     nl = "\r\n" if opening.endswith("\r\n") else "\n"
     lines = head.splitlines(keepends=True)
@@ -299,12 +307,28 @@ def set_keys(doc_text: str, changes: dict[str, object], path: Path | None = None
         else:
             lines[a:b] = _replace(lines[a:b], key,
                                   list(value) if isinstance(value, Append) else value, nl)
-    for key, value in changes.items():
-        if key not in spans and value is not DELETE:
-            if lines and not lines[-1].endswith("\n"):
-                lines[-1] += nl
-            lines.extend(render_key(key, value, nl))
+    rank = {k: n for n, k in enumerate(order)}
+    for key, value in sorted(((k, v) for k, v in changes.items()
+                              if k not in spans and v is not DELETE),
+                             key=lambda kv: rank.get(kv[0], -1)):
+        if lines and not lines[-1].endswith("\n"):
+            lines[-1] += nl
+        at = _insert_at(lines, key, rank)
+        lines[at:at] = render_key(key, value, nl)
     return opening + "".join(lines) + closing + body
+
+
+def _insert_at(lines: list[str], key: str, rank: dict[str, int]) -> int:
+    """Where a new `key` goes: before the first later key of `rank` (a key not in `rank`
+    before all of them: the ranked keys stay at the end), else the end."""
+    if not rank:
+        return len(lines)
+    mine = rank.get(key, -1)
+    spans = _key_spans(lines)
+    for n, (other, first, _end) in enumerate(spans):
+        if rank.get(other, -1) > mine:
+            return spans[n - 1][2] if n else first
+    return len(lines)
 
 
 def _replace(old: list[str], key: str, value: object, nl: str) -> list[str]:

@@ -64,6 +64,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 
+from modulatio_d.core import digest
 from modulatio_d.core.errors import BadFile, FileChanged
 from modulatio_d.core.plan import CLAIMABLE, Plan, PlanStatus
 from modulatio_d.core.times import parse_time
@@ -103,6 +104,8 @@ class Claimed:
     held: HeldPlan
     lock: FileLock
     token: int
+    host: str = ""
+    pid: int = 0
     prewritten: tuple[int, int] | None = None
     """(index, attempt) the claim wrote as in flight (see first_in_flight)."""
 
@@ -111,7 +114,10 @@ class Claimed:
         if self.held.fenced_by() is None:
             claim = self.held.plan.claim if isinstance(self.held.plan.claim, dict) else {}
             try:
-                self.lock.note_holder(sync=True, **{**claim, "plan": self.held.plan.id,
+                # An ended plan has no claim left: the note still says who held it last
+                # (a fenced holder back from a cut reads it, runner.py).
+                who = {"host": self.host, "pid": self.pid} if self.host else {}
+                self.lock.note_holder(sync=True, **{**who, **claim, "plan": self.held.plan.id,
                                                    "token": self.token,
                                                    "rev": self.held.plan.rev,
                                                    "released": True})
@@ -191,6 +197,10 @@ class Claimer:
             claim = {"host": self.host, "pid": self.pid, "token": token, "claimed_at": now}
             changes = {"status": PlanStatus.EXECUTING.value, "claim": claim,
                        "execution_started_at": plan.execution_started_at or now}
+            if digest.parse(plan.steps_digest) is None:  # a new run: its steps so far
+                changes["steps_digest"] = digest.render(
+                    plan.current_index, plan.total,
+                    digest.chain(plan.sub_objectives[:plan.current_index]))
             first = first_in_flight(plan, c.path, token, now)
             if first is not None:
                 changes["in_flight"] = first
@@ -215,9 +225,9 @@ class Claimer:
         if not orphan:
             self.events("status_changed", project=c.project, plan=plan.id,
                         previous=plan.status.value, status="executing", by="daemon")
-        log.info("claimed %s (token %d%s) at step %d/%d", plan.id, token,
-                 ", orphan of a dead daemon" if orphan else "", plan.current_index, plan.total)
-        return Claimed(held, lock, token,
+        log.info("claimed %s (token %d%s) with %d/%d steps done", plan.id, token,
+                 ", orphan of a dead daemon" if orphan else "", plan.done, plan.total)
+        return Claimed(held, lock, token, self.host, self.pid,
                        (first["index"], first["attempt"]) if first is not None else None)
 
 

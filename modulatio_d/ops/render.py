@@ -6,6 +6,7 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
+from modulatio_d.core import people
 from modulatio_d.core.errors import BadFile
 from modulatio_d.core.modulatio_shape import status_of
 from modulatio_d.core.peek import CANNOT_TELL, peek_status
@@ -20,7 +21,8 @@ from modulatio_d.store.vault import Vault
 def plan_row(plan: Plan, project: str) -> dict:
     return {"id": plan.id, "project": project, "title": plan.title, "status": plan.status.value,
             "priority": plan.priority, "done": plan.done, "total": plan.total,
-            "path": str(plan.path)}
+            "path": str(plan.path), "progress": people.progress(plan),
+            "last_result": people.last_result(plan)}
 
 
 def list_plans(vault: Vault, project: str | None = None, status: str | None = None,
@@ -66,8 +68,11 @@ def show_plan(vault: Vault, plan_id: str) -> dict:
     info = plan_row(plan, project)
     info.update(
         sub_objectives=[s.title for s in plan.sub_objectives],
+        marks=_marks(plan),
+        runs_dir=str(path.with_suffix(".runs")),
         reflection_log=_jsonable(plan.reflection_log),
         claim=_jsonable(plan.claim),
+        runs=_jsonable(plan.runs),
         last_error=plan.last_error,
         usage=usage.totals(usage.usage_path(path)).as_dict(),
     )
@@ -77,6 +82,22 @@ def show_plan(vault: Vault, plan_id: str) -> dict:
                              "cost_usd_used": plan.shape.cost_usd_used,
                              "body_error": plan.shape.body_error}
     return info
+
+
+def _marks(plan: Plan) -> list[str]:
+    """Per step: `x` done, `!` done but its last attempt failed (on_failure: continue),
+    `>` next (running when the plan executes), ` ` not yet."""
+    last: dict[int, str] = {}
+    for e in plan.reflection_log:
+        if isinstance(e.get("index"), int):
+            last[e["index"]] = str(e.get("outcome"))
+    out = []
+    for i in range(plan.total):
+        if i < plan.done:
+            out.append("x" if last.get(i, "ok") == "ok" else "!")
+        else:
+            out.append(">" if i == plan.done else " ")
+    return out
 
 
 def _jsonable(value: object) -> object:

@@ -244,6 +244,6 @@ def test_step_logs_and_usage_are_no_more_readable_than_their_plan(dvault, daemon
     wait_for(settled(dvault, "P-P-001", "completed"), 30, "P-P-001 completed", diag=d.log)
     runs = dvault.plans / "P-P-001.runs"
     assert oct(runs.stat().st_mode & 0o777) == oct(0o700)
-    assert oct((runs / "0-1.log").stat().st_mode & 0o777) == oct(0o600)
+    assert oct((runs / "0001-01.log").stat().st_mode & 0o777) == oct(0o600)
     assert oct((dvault.plans / "P-P-001.usage.jsonl").stat().st_mode & 0o777) == oct(0o600)
 

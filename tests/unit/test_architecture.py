@@ -39,6 +39,7 @@ MAX_ARGS = 8
 # io, for in-memory text buffers; the YAML, frontmatter and cron parsers.
 CORE_MAY_IMPORT = {
     "__future__", "collections", "collections.abc", "dataclasses", "datetime", "difflib",
+    "hashlib",  # pure: digests of steps (core/digest.py)
     "enum", "functools", "io", "itertools", "json", "math", "pathlib", "re", "string",
     "textwrap", "typing", "zoneinfo",
     "croniter", "frontmatter", "ruamel.yaml", "ruamel.yaml.error", "ruamel.yaml.events",

@@ -112,3 +112,16 @@ def test_a_one_step_plan_takes_two_plan_writes_and_ends_as_before(vault, daemon,
     changes = [(e["previous"], e["status"]) for e in read(vault.events_path)
                if e["event"] == "status_changed"]
     assert changes == [("approved", "executing"), ("executing", "completed")]
+
+
+def test_a_vault_that_cannot_be_listed_keeps_the_folders_seen_last(vault, daemon,
+                                                                   monkeypatch):
+    """A network mount cut off (ENOTCONN) while the daemon lists the vault: it goes on
+    with the folders it knew, it does not exit (issue 13)."""
+    write_plan(vault, ["one"])
+    seen = daemon._watched()
+
+    def cut(*_):
+        raise OSError(errno.ENOTCONN, "Transport endpoint is not connected")
+    monkeypatch.setattr(type(vault), "folders", cut)
+    assert daemon._watched() == seen

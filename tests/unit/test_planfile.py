@@ -95,13 +95,16 @@ def test_updates_touch_only_daemon_lines(vault, path):
     assert diff == [
         "-status: approved         # set by a person",
         "+status: executing         # set by a person",
+        # the daemon's keys at the end, in plan.DAEMON_KEYS order whenever they came
+        '+progress: "2/3 done · executing"',
+        '+last_result: "step 2 “make digest” attempt 1: ok"',
+        "+current_index: 2",
         "+execution_started_at: 2025-11-04T10:00:00Z",
         '+claim: {host: h, pid: 1, token: 1, claimed_at: "2025-11-04T10:00:00Z"}',
-        "+rev: 3",
-        "+current_index: 2",
         "+reflection_log:",
         "+  - {index: 0, title: Collect sources, attempt: 1, outcome: ok, decision: continue}",
         "+  - {index: 1, title: make digest, attempt: 1, outcome: ok, decision: continue}",
+        "+rev: 3",
     ]
     assert copies[3].endswith("---\n\nNotes for people.   \n")
     rec = json.loads(held.record_path.read_text())
