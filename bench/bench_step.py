@@ -6,10 +6,11 @@ same plan with one step gives the fixed cost (start-up, scan, claim), so
 Floors measured in the same run and folder:
 - spawn: starting and reaping `sh -c true` through the runner's own Child
   (own process group, PR_SET_PDEATHSIG, a log file): the step's own cost;
-- fsync: the durable writes one step needs: one plan rewrite (the attempt's
-  result and the next step's in_flight record go in one write) and one record
-  write, each fsynced with its folder, and one fsynced usage append, with the
-  plan and the record growing by one reflection entry a step, as they do.
+- fsync: the writes one step needs: one plan rewrite (the attempt's result
+  and the next step's in_flight record go in one write), fsynced with its
+  folder, one fsynced usage append, and the owned-keys record (atomic, not
+  durable: store/owned_keys.py) with its log line appended, with the plan
+  growing by one reflection entry a step, as it does.
 bookkeeping = per step - spawn; the target is "close to the fsync floor".
 """
 
@@ -28,7 +29,6 @@ from modulatio_d.store import atomic, usage
 
 STEPS = int(os.environ.get("BENCH_STEPS", "200"))
 ENTRY_BYTES = 230            # one reflection_log line as the daemon writes it (measured)
-RECORD_BYTES_PER_STEP = 260  # what the record grows by per step (measured: 52 KB for 200)
 
 
 def plan_text(steps: int) -> str:
@@ -57,7 +57,9 @@ def spawn_floor(n: int) -> float:
         launch = Launch(["/bin/sh", "-c", "true"], dict(os.environ), Path(tmp))
         t = time.perf_counter()
         for i in range(n):
-            child = Child(launch, Path(tmp) / f"{i}.log")
+            log = os.open(Path(tmp) / f"{i}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            child = Child(launch, Path(tmp) / f"{i}.log", (subprocess.DEVNULL, log, log))
+            os.close(log)
             child.proc.wait()
             child.close()
         return (time.perf_counter() - t) / n
@@ -66,8 +68,8 @@ def spawn_floor(n: int) -> float:
 def fsync_floor(n: int) -> float:
     """The durable writes of n steps, with files that grow as the daemon's do.
 
-    Each step rewrites the plan with one more reflection_log line and rewrites
-    the record, which holds a copy of that log; sizes are taken from a real run.
+    Each step rewrites the plan with one more reflection_log line, rewrites the
+    record (small: its copy of the log is a file of its own, appended to).
     """
     entry = b"  - " + b"x" * (ENTRY_BYTES - 5) + b"\n"
     with tempfile.TemporaryDirectory() as tmp:
@@ -75,12 +77,12 @@ def fsync_floor(n: int) -> float:
         plan.write_text(plan_text(STEPS))
         record = Path(tmp) / "r.json"
         use = Path(tmp) / "u.jsonl"
-        size = 0
         t = time.perf_counter()
         for _ in range(n):
             atomic.rewrite(plan, lambda raw: raw + entry)
-            size += RECORD_BYTES_PER_STEP
-            atomic.replace(record, b"x" * size)
+            atomic.replace(record, b"x" * 300, durable=False)  # the record, its log aside
+            with open(record.with_suffix(".log.jsonl"), "ab") as f:
+                f.write(entry)
             usage.append(use, [{"input_tokens": 0}])
         return (time.perf_counter() - t) / n
 

@@ -11,6 +11,7 @@ commit, not about a seed.
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import cli_runner
@@ -31,6 +32,10 @@ if os.environ.get("HYPOTHESIS_PROFILE"):
 # (tests/e2e/conftest.py's `daemons`, which starts daemons with a cleaned environment, sets it
 # itself). Tests of the refusal remove it.
 os.environ["MODULATIO_ALLOW_ROOT"] = "1"
+# Commands cache rows per user (store/rowcache.py): the tests' caches go to a folder of
+# their own, not the home of whoever runs them (daemons and commands started by tests
+# inherit it).
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="modulatio-test-cache-")
 
 
 @pytest.fixture

@@ -142,7 +142,7 @@ def run_ps(args, ctx) -> int:
             mode = f"w{r['slot']}/{r['pool']}" + ("-" if r["worker_state"] != "running" else "")
         ctx.say(f"{r['pid']:<8} {r['host']:<16} {duration(r['uptime_s']):<8} "
                   f"{last:<10} {mode:<9} "
-                  f"{r['active_plan'] or '-':<24} {'-' if r['step'] is None else r['step']}")
+                  f"{r['active_plan'] or '-':<24} {'-' if r['step'] is None else r['step'] + 1}")
     return 0
 
 

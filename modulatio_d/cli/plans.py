@@ -67,6 +67,20 @@ def register(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -
             "plan" if action == "unblock" else f"plan:{action}"
         p.set_defaults(run=run_action, action=action)
 
+    p = psub.add_parser("rerun", parents=[parent],
+                        help="a new run of a completed, failed or aborted plan; the old "
+                             "run's log is kept in <plan>.runs/run-N/")
+    p.add_argument("id", help="the plan id").complete = "plan:rerun"
+    p.add_argument("--from", dest="from_step", metavar="STEP", type=int, default=1,
+                   help="the step to start at, counted from 1 (default: 1)")
+    p.set_defaults(run=run_rerun)
+
+    p = psub.add_parser("restore", parents=[parent],
+                        help="trust a plan file put back from git or a backup, instead of "
+                             "the daemon taking it for a stale save")
+    p.add_argument("id", help="the plan id").complete = "plan"
+    p.set_defaults(run=run_restore)
+
     project = sub.add_parser("project", help="recover the plans of a project")
     prsub = project.add_subparsers(dest="project_command", metavar="ACTION", required=True)
     p = prsub.add_parser("resume", parents=[parent],
@@ -122,7 +136,30 @@ def run_action(args, ctx) -> int:
     if args.action == "approve":
         check_approve(vault, args.id)
     plan = change_status(vault, args.id, args.action, utcnow(), EventLog(vault.events_path))
-    ctx.print(f"{plan.id}: {plan.status.value} at step {plan.done}/{plan.total}")
+    ctx.print(f"{plan.id}: {plan.status.value} ({plan.done}/{plan.total} done)")
+    return 0
+
+
+def run_rerun(args, ctx) -> int:
+    from modulatio_d.core.times import utcnow
+    from modulatio_d.ops.reruns import rerun
+    from modulatio_d.store.events import EventLog
+
+    vault = ctx.vault(args)
+    plan = rerun(vault, args.id, args.from_step, utcnow(), EventLog(vault.events_path))
+    ctx.print(f"{plan.id}: {plan.status.value} (run {len(plan.runs) + 1}, from step "
+              f"{plan.current_index + 1}/{plan.total})")
+    return 0
+
+
+def run_restore(args, ctx) -> int:
+    from modulatio_d.ops.reruns import restore
+    from modulatio_d.store.events import EventLog
+
+    vault = ctx.vault(args)
+    plan = restore(vault, args.id, EventLog(vault.events_path))
+    ctx.print(f"{plan.id}: {plan.status.value} ({plan.done}/{plan.total} done), trusted as "
+              f"it stands (rev {plan.rev})")
     return 0
 
 
@@ -132,7 +169,13 @@ def run_list(args, ctx) -> int:
 
     vault = ctx.vault(args)
     project = project_code(vault, args.project, ctx) if args.project else None
-    rows = list_plans(vault, project=project, status=args.status)
+    from modulatio_d.cli.progress import reporter
+
+    tick, done = reporter(ctx.err, "plan list")
+    try:
+        rows = list_plans(vault, project=project, status=args.status, tick=tick)
+    finally:
+        done()
     if args.json:
         ctx.print(json.dumps(rows, indent=2))
         return 0
@@ -150,7 +193,10 @@ def run_show(args, ctx) -> int:
         ctx.print(json.dumps(info, indent=2))
         return 0
     ctx.say(f"{info['id']}  {info['title']}")
-    ctx.say(f"status:   {info['status']}   progress: {info['done']}/{info['total']}")
+    ctx.say(f"status:   {info['status']}")
+    ctx.say(f"progress: {info['progress']}")
+    if info.get("last_result"):
+        ctx.say(f"last:     {info['last_result']}")
     shape = info.get("modulatio")
     if shape:  # a Modulatio-shaped file: its own words and counters
         ctx.say(f"file:     status {shape['file_status']}, tokens_used {shape['tokens_used']}, "
@@ -166,14 +212,20 @@ def run_show(args, ctx) -> int:
     u = info["usage"]
     ctx.say(f"usage:    {u['calls']} calls, {u['input_tokens'] + u['output_tokens']} tokens, "
                 f"${u['cost_usd']:.4f}")
-    for i, step in enumerate(info["sub_objectives"]):
-        mark = "x" if i < info["done"] else ">" if i == info["done"] else " "
-        ctx.say(f"  [{mark}] {i}: {step}")
+    for i, (step, mark) in enumerate(zip(info["sub_objectives"], info["marks"], strict=True)):
+        ctx.say(f"  [{mark}] {i + 1}: {step}")  # steps counted from 1, as people count
+    for r in info["runs"]:
+        ctx.say(f"  run {r.get('run')}: {r.get('status')} {r.get('done')}/{r.get('total')}, "
+                f"ended {r.get('ended_at')}; its logs in {r.get('history')}/")
+    if info["reflection_log"]:
+        ctx.say(f"logs in {info['runs_dir']}/:")
     for e in info["reflection_log"]:
         if "attempt" not in e and "decision" not in e:  # an entry Modulatio wrote, its shape
             from modulatio_d.core.modulatio_shape import describe_entry
             ctx.say(f"  log: {describe_entry(e)}")
             continue
-        ctx.say(f"  log: step {e.get('index')} attempt {e.get('attempt')} {e.get('outcome')} "
-                f"-> {e.get('decision')} ({e.get('duration_s')}s) {e.get('summary', '')}")
+        index = e.get("index")
+        ctx.say(f"  step {index + 1 if isinstance(index, int) else '?'} attempt "
+                f"{e.get('attempt')} {e.get('outcome')} -> {e.get('decision')} "
+                f"({e.get('duration_s')}s) {e.get('log', '')}  {e.get('summary', '')}".rstrip())
     return 0

@@ -126,8 +126,22 @@ def check_own_keys(path: Path, keys: dict) -> None:
         fail("reflection_log is not a list", "reflection_log")
     for i, entry in enumerate(log):
         check_entry(fail, None, i, entry)
-    if keys.get("last_error") is not None:
-        text(fail, keys["last_error"], "last_error", "last_error", to_process=False)
+    for key in ("last_error", "progress", "last_result"):
+        if keys.get(key) is not None:
+            text(fail, keys[key], key, key, to_process=False)
+    check_runs(fail, keys.get("runs") or [])
+
+
+def check_runs(fail: FileFault, runs: object) -> None:
+    """`runs` (earlier runs of a plan, written by `plan rerun`): a list of mappings whose
+    `run` and `token` are counts."""
+    if not isinstance(runs, list):
+        fail("runs is not a list (written by `plan rerun`; remove the line)", "runs")
+    for entry in runs:
+        entry = _daemon_map(fail, entry, "runs")
+        for key in ("run", "token"):
+            if entry.get(key) is not None:
+                count(fail, entry[key], f"runs {key}", "runs")
 
 
 def _daemon_map(fail: FileFault, value: object, key: str) -> dict:

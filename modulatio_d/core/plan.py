@@ -58,6 +58,9 @@ TRANSITIONS: dict[str, tuple[tuple[PlanStatus, ...], PlanStatus]] = {
     "retry": ((PlanStatus.FAILED, PlanStatus.ABORTED), PlanStatus.APPROVED),
     # `project resume`: an executing plan whose daemon died (its lock is free)
     "recover": ((PlanStatus.EXECUTING,), PlanStatus.APPROVED),
+    # `plan rerun`: a new run of a finished plan, the old one kept as history
+    "rerun": ((PlanStatus.COMPLETED, PlanStatus.FAILED, PlanStatus.ABORTED),
+              PlanStatus.APPROVED),
 }
 
 
@@ -80,10 +83,13 @@ class StepKind(StrEnum):
     CALL = "call"
 
 
-MAX_STEPS = 10_000
-"""Sub-objectives a plan may have."""
-DAEMON_KEYS = ("current_index", "execution_started_at", "completed_at", "claim", "in_flight",
-               "reflection_log", "last_error", "rev", "retry_wait")
+MAX_STEPS = 100_000
+"""Sub-objectives a plan may have (a plan's own text is held to 1 MiB besides: about
+55,000 one-line steps; issue 12 asks that 20,000 run to completion)."""
+DAEMON_KEYS = ("progress", "last_result", "current_index", "execution_started_at",
+               "completed_at", "claim", "in_flight", "steps_digest", "runs", "reflection_log",
+               "last_error", "retry_wait", "rev")
+"""The daemon's keys, in the order it writes them at the end of the frontmatter."""
 _CALL = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
 
 
@@ -136,18 +142,14 @@ class Plan:
     cwd: str | None
     reflector: str | None
     data: dict  # the whole frontmatter, as ruamel loaded it
+    progress: str | None = None  # the people's view (core/people.py)
+    last_result: str | None = None
+    runs: list[dict[str, Any]] = field(default_factory=list)  # earlier runs (`plan rerun`)
+    steps_digest: str | None = None  # core/digest.py: the steps the run went through
+    approved_digest: str | None = None  # core/digest.py: the steps a person approved
     shape: modulatio_shape.Shape | None = None  # a Modulatio-shaped file: core/modulatio_shape
     schedule: schedule.Schedule = schedule.Schedule()
-    retry_wait: dict[str, Any] | None = None
-    """The daemon's `retry_wait` {index, failures, at}: the plan was released after a failed
-    attempt and may be claimed again from `at` (core/schedule.py)."""
-
-    @property
-    def claimable_from(self) -> datetime | None:
-        """The latest of not_before and a pending retry's time."""
-        at = parse_time((self.retry_wait or {}).get("at")) if self.retry_wait else None
-        times = [t for t in (self.schedule.not_before, at) if t is not None]
-        return max(times) if times else None
+    retry_wait: dict[str, Any] | None = None  # {index, failures, at}: core/schedule.py
 
     @property
     def done(self) -> int:
@@ -163,16 +165,21 @@ class Plan:
         removed when the plan ends) the highest in_flight or reflection_log holds, so
         that a retried plan never hands out a token again."""
         found = [(self.claim or {}).get("token"), (self.in_flight or {}).get("token"),
-                 *(e.get("token") for e in self.reflection_log)]
+                 *(e.get("token") for e in self.reflection_log),
+                 *(r.get("token") for r in self.runs)]
         return max((t for t in found if isinstance(t, int)), default=0)
 
     def own_keys(self) -> dict[str, Any]:
         """The daemon-owned keys with their values in this plan."""
-        return {k: getattr(self, k) for k in DAEMON_KEYS}
+        keys = {k: getattr(self, k) for k in DAEMON_KEYS}
+        keys["runs"] = keys["runs"] or None  # no runs is no key, never `runs: []`
+        return keys
 
     def with_keys(self, changes: dict[str, Any]) -> Plan:
         """This plan after `changes` (daemon keys and status) were written."""
-        fields = {k: v for k, v in changes.items() if k in DAEMON_KEYS}
+        fields = {k: v for k, v in changes.items() if k in DAEMON_KEYS or k == "approved_digest"}
+        if "runs" in fields:
+            fields["runs"] = fields["runs"] or []  # None: the key removed
         if "status" in changes:
             fields["status"] = PlanStatus(changes["status"])
         for key in ("execution_started_at", "completed_at"):
@@ -235,6 +242,8 @@ def parse_plan(doc: Document, expected_id: str | None = None) -> Plan:
         fail("reflection_log is not a list (the daemon writes it)", "reflection_log")
     for i, entry in enumerate(log):
         checks.check_entry(fail, doc.line_of_item(log, i), i, entry)
+    runs = data.get("runs") or []
+    checks.check_runs(fail, runs)
     claim, in_flight = data.get("claim"), data.get("in_flight")
     if claim is not None:
         checks.check_claim(fail, claim)
@@ -262,9 +271,19 @@ def parse_plan(doc: Document, expected_id: str | None = None) -> Plan:
         last_error=last_error,
         claim=plain(claim), in_flight=plain(in_flight),
         reflection_log=plain(log), cwd=data.get("cwd"), reflector=data.get("reflector"),
-        data=data, shape=shape, schedule=schedule.parse_plan_schedule(doc, plan_id),
+        data=data, progress=_said(data, "progress"), last_result=_said(data, "last_result"),
+        runs=plain(runs), steps_digest=_said(data, "steps_digest"),
+        approved_digest=_said(data, "approved_digest"), shape=shape,
+        schedule=schedule.parse_plan_schedule(doc, plan_id),
         retry_wait=plain(data.get("retry_wait")),
     )
+
+
+def _said(data: dict, key: str) -> str | None:
+    """A people's-view key as text; anything else reads as absent (the daemon writes it
+    over at its next write: these keys are its own, never refused)."""
+    value = data.get(key)
+    return value if isinstance(value, str) else None
 
 
 def _parse_budget(fail: FileFault, raw: object) -> Budget:

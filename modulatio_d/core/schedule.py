@@ -37,6 +37,7 @@ from datetime import datetime, timedelta
 from modulatio_d.core import checks, names
 from modulatio_d.core.errors import FileFault
 from modulatio_d.core.markdown import Document
+from modulatio_d.core.times import parse_time
 
 MAX_AFTER = 100
 """Dependencies a plan may name."""
@@ -71,6 +72,13 @@ class Schedule:
     expires_at: datetime | None = None
     after: tuple[str, ...] = ()
     concurrency_key: str | None = None
+
+
+def claimable_from(plan) -> datetime | None:
+    """The latest of a plan's not_before and its pending retry's time (`retry_wait.at`)."""
+    at = parse_time((plan.retry_wait or {}).get("at")) if plan.retry_wait else None
+    times = [t for t in (plan.schedule.not_before, at) if t is not None]
+    return max(times) if times else None
 
 
 def fraction(seed: str) -> float:

@@ -47,7 +47,7 @@ from modulatio_d.core.verdict import Decision, Outcome
 from modulatio_d.daemon.child import Child, describe_status
 from modulatio_d.daemon.executors import StepContext, launch
 from modulatio_d.daemon.services import Services
-from modulatio_d.store import fs
+from modulatio_d.store import fs, steplogs
 
 log = logging.getLogger("modulatio.runner")
 KILL_GRACE_S = 5.0
@@ -75,8 +75,10 @@ class NotPrepared(OSError):
 
 
 def step_files(runs_dir: Path, index: int, number: int) -> tuple[Path, Path]:
-    """(output log, usage scratch file) of attempt `number` of step `index`."""
-    return runs_dir / f"{index}-{number}.log", runs_dir / f"{index}-{number}.usage.jsonl"
+    """(output log, usage scratch file) of attempt `number` of step `index` (names that
+    sort: store/steplogs.py)."""
+    log_name, usage_name = steplogs.names(index, number)
+    return runs_dir / log_name, runs_dir / usage_name
 
 
 def reflection_entry(step: SubObjective, number: int, attempt: Attempt,
@@ -114,7 +116,9 @@ def run(ctx: StepContext, log_path: Path, keep_fds: tuple[int, ...], started: da
     except OSError as e:
         raise NotPrepared(f"cannot open the step's log {log_path}: {e}") from e
     try:
-        child = Child(launch(ctx), log_path, (subprocess.DEVNULL, log_fd, subprocess.STDOUT),
+        spec = launch(ctx)
+        _write_header(log_fd, ctx, started, spec.argv, spec.cwd)
+        child = Child(spec, log_path, (subprocess.DEVNULL, log_fd, subprocess.STDOUT),
                       keep_fds=keep_fds, monotonic=svc.clocks.monotonic)
     except (StepError, OSError) as e:
         try:
@@ -126,8 +130,14 @@ def run(ctx: StepContext, log_path: Path, keep_fds: tuple[int, ...], started: da
     finally:
         os.close(log_fd)
     timeout = ctx.step.timeout or ctx.config.default_timeout
+    cap = ctx.config.retention.max_log_bytes
+
+    def beat() -> Outcome | bool | None:
+        _trim(log_path, cap)
+        return between()
+
     try:
-        outcome = watch(child, t0 + timeout, svc, between)
+        outcome = watch(child, t0 + timeout, svc, beat)
         code = child.proc.wait()
         child.kill_group(signal.SIGKILL)  # what the step left running in its group goes with it
     except BaseException:
@@ -136,6 +146,7 @@ def run(ctx: StepContext, log_path: Path, keep_fds: tuple[int, ...], started: da
         raise
     finally:
         child.close()
+    _trim(log_path, cap)
     if outcome is None:
         outcome = Outcome.OK if code == 0 else Outcome.FAILED
     exit_text = describe_status(code)
@@ -143,6 +154,25 @@ def run(ctx: StepContext, log_path: Path, keep_fds: tuple[int, ...], started: da
         exit_text = f"timed out after {timeout:g}s ({exit_text})"
     return Attempt(outcome, exit_text, started, clock(), log_path, _summary(log_path),
                    usage_from)
+
+
+def _write_header(fd: int, ctx: StepContext, started: datetime, argv: list[str],
+                  cwd: Path) -> None:
+    data = steplogs.header(ctx.plan.id, ctx.step.index, ctx.step.title, ctx.attempt, started,
+                           argv, cwd)
+    while data:
+        data = data[os.write(fd, data):]
+
+
+def _trim(log_path: Path, cap: int) -> None:
+    """The log's size cap (store/steplogs.py); a failure to trim is told, never fatal."""
+    try:
+        cut = steplogs.trim(log_path, cap)
+    except OSError as e:
+        log.warning("cannot cap the step log %s: %s", log_path, e)
+        return
+    if cut:
+        log.info("step log %s over %d bytes: %d bytes cut from its middle", log_path, cap, cut)
 
 
 def _forget_earlier_usage(scratch: Path) -> int:

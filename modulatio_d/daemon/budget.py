@@ -43,6 +43,7 @@ class Budget:
         # Blocks of lines folded, not yet appended, each with whether an append of it
         # failed already (its retry then checks the file's tail: store/usage.py).
         self.pending: list[tuple[list[dict], bool]] = []
+        self._sum: tuple[int, object, float] = (0, None, 0.0)  # (entries, last one, sum)
 
     def fold(self, plan: Plan, step: SubObjective, number: int, attempt: Attempt,
              scratch: Path) -> None:
@@ -86,7 +87,7 @@ class Budget:
         """(budget, used, limit) for each budget the plan sets."""
         b = plan.budget
         # Running time is the time its attempts took: hours spent paused do not count.
-        running = sum(float(e.get("duration_s") or 0) for e in reflection_log)
+        running = self._running(reflection_log) if b.wall_clock else 0.0
         if b.since_start and self.clock is not None:  # Modulatio's max_wall_clock_min
             began = plan.execution_started_at
             running = (self.clock() - began).total_seconds() if began else 0.0
@@ -98,6 +99,17 @@ class Budget:
                  ("cost_usd", cost, b.cost_usd),
                  ("wall_clock", running, b.wall_clock)]
         return [(name, used, limit) for name, used, limit in spent if limit]
+
+    def _running(self, log: list[dict]) -> float:
+        """The sum of the log's duration_s, added up from where the last sum stopped when
+        the log is that one grown (its entries the same objects: our own writes); a log
+        read anew (a person's save) is summed whole. O(new entries) a step."""
+        n, last, total = self._sum
+        if not (0 < n <= len(log) and log[n - 1] is last):
+            n, total = 0, 0.0
+        total += sum(float(e.get("duration_s") or 0) for e in log[n:])
+        self._sum = (len(log), log[-1] if log else None, total)
+        return total
 
     def room_after(self, plan: Plan, reflection_log: list[dict]) -> bool:
         """Whether no budget is past its limit once `reflection_log` is written."""

@@ -62,10 +62,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from pathlib import Path
 
+from modulatio_d.core import digest
 from modulatio_d.core.errors import BadFile, FileChanged
-from modulatio_d.core.plan import CLAIMABLE, PlanStatus
+from modulatio_d.core.plan import CLAIMABLE, Plan, PlanStatus
 from modulatio_d.core.times import parse_time
+from modulatio_d.daemon.budget import Budget
 from modulatio_d.daemon.scan import Candidate
 from modulatio_d.store import fs, heartbeat, processes
 from modulatio_d.store.lock import FileLock, lock_path
@@ -101,13 +104,20 @@ class Claimed:
     held: HeldPlan
     lock: FileLock
     token: int
+    host: str = ""
+    pid: int = 0
+    prewritten: tuple[int, int] | None = None
+    """(index, attempt) the claim wrote as in flight (see first_in_flight)."""
 
     def release(self) -> None:
         """Note our last rev, drop the lock; touch a plan left `executing` (step 6)."""
         if self.held.fenced_by() is None:
             claim = self.held.plan.claim if isinstance(self.held.plan.claim, dict) else {}
             try:
-                self.lock.note_holder(sync=True, **{**claim, "plan": self.held.plan.id,
+                # An ended plan has no claim left: the note still says who held it last
+                # (a fenced holder back from a cut reads it, runner.py).
+                who = {"host": self.host, "pid": self.pid} if self.host else {}
+                self.lock.note_holder(sync=True, **{**who, **claim, "plan": self.held.plan.id,
                                                    "token": self.token,
                                                    "rev": self.held.plan.rev,
                                                    "released": True})
@@ -121,6 +131,25 @@ class Claimed:
                 os.utime(self.held.path)
             except OSError:
                 pass
+
+
+def first_in_flight(plan: Plan, path: Path, token: int, now: datetime) -> dict | None:
+    """The `in_flight` record of the step a fresh claim starts at once, written in the
+    claim's own write (one durable write a plan less; the runner's _prewrite_next does
+    the same for the next step). Only under the runner's conditions for writing ahead
+    (the step may re-run after a crash, the budget has room) and never over an
+    existing record (an orphan's: the runner resumes from it)."""
+    index = plan.current_index
+    if plan.status is not PlanStatus.APPROVED or plan.in_flight is not None \
+            or not 0 <= index < plan.total or not plan.sub_objectives[index].rerun_after_crash \
+            or not Budget(path).room_after(plan, plan.reflection_log):
+        return None
+    attempt = 1
+    for e in reversed(plan.reflection_log):  # the attempts of this run of the step so far
+        if e.get("index") != index:
+            break
+        attempt += 1
+    return {"index": index, "attempt": attempt, "token": token, "started_at": now}
 
 
 class Claimer:
@@ -166,8 +195,16 @@ class Claimer:
             token = max(plan.last_token, _int(noted.get("token"))) + 1
             now = self.clock()
             claim = {"host": self.host, "pid": self.pid, "token": token, "claimed_at": now}
-            held.update({"status": PlanStatus.EXECUTING.value, "claim": claim,
-                         "execution_started_at": plan.execution_started_at or now})
+            changes = {"status": PlanStatus.EXECUTING.value, "claim": claim,
+                       "execution_started_at": plan.execution_started_at or now}
+            if digest.parse(plan.steps_digest) is None:  # a new run: its steps so far
+                changes["steps_digest"] = digest.render(
+                    plan.current_index, plan.total,
+                    digest.chain(plan.sub_objectives[:plan.current_index]))
+            first = first_in_flight(plan, c.path, token, now)
+            if first is not None:
+                changes["in_flight"] = first
+            held.update(changes)
             lock.note_holder(**{**claim, "claimed_at": now.isoformat(), "plan": plan.id})
         except BadFile as e:
             log.error("claim %s: %s", c.path.stem, e)
@@ -188,9 +225,10 @@ class Claimer:
         if not orphan:
             self.events("status_changed", project=c.project, plan=plan.id,
                         previous=plan.status.value, status="executing", by="daemon")
-        log.info("claimed %s (token %d%s) at step %d/%d", plan.id, token,
-                 ", orphan of a dead daemon" if orphan else "", plan.current_index, plan.total)
-        return Claimed(held, lock, token)
+        log.info("claimed %s (token %d%s) with %d/%d steps done", plan.id, token,
+                 ", orphan of a dead daemon" if orphan else "", plan.done, plan.total)
+        return Claimed(held, lock, token, self.host, self.pid,
+                       (first["index"], first["attempt"]) if first is not None else None)
 
 
     def _read_fresh(self, c: Candidate, noted: dict) -> None:

@@ -46,6 +46,7 @@ from modulatio_d.daemon import tickets
 from modulatio_d.daemon.admission import Admission
 from modulatio_d.daemon.claim import Claimed, Claimer, Missed, RaceRetries
 from modulatio_d.daemon.guard import Guard
+from modulatio_d.daemon.housekeeping import Housekeeping
 from modulatio_d.daemon.poll import Poller, needs_polling
 from modulatio_d.daemon.runner import Runner
 from modulatio_d.daemon.scan import Candidate, Scanner
@@ -54,7 +55,7 @@ from modulatio_d.daemon.services import Clocks, Services, Stop
 from modulatio_d.daemon.settings import Settings
 from modulatio_d.daemon.story import Story
 from modulatio_d.daemon.wake import Waker, Watcher
-from modulatio_d.store import config, slots, tempfiles, trust
+from modulatio_d.store import config, slots, trust
 from modulatio_d.store.events import EventLog
 from modulatio_d.store.heartbeat import Heartbeat, prune_dead
 from modulatio_d.store.vault import Vault
@@ -71,6 +72,7 @@ class Daemon:
                  monotonic: Callable[[], float] = time.monotonic):
         self.vault = vault
         self.projects = projects
+        self._folders_seen: list[str] = []
         self.tick_seconds = tick_seconds
         self.once = once
         self.clock = clock
@@ -91,7 +93,8 @@ class Daemon:
         self._last_beat = 0.0
         self._beat_on: tuple[str | None, int | None] = (None, None)  # what the last beat said
         self._last_cron = 0.0
-        self._last_sweep: float | None = None  # when temp files were last swept (monotonic)
+        self.housekeeping = Housekeeping(vault, self.events, monotonic)  # temp files, retention
+        self._config_sig: tuple | None = None
         self._phase_errors: set[tuple[str, str]] = set()  # tracebacks logged once each
         self.ticket_memory = tickets.Memory(vault, self.events)
         self.settings = Settings(vault, self.events, self.trust)  # the config, as read
@@ -150,7 +153,7 @@ class Daemon:
                 new_folders = watcher.watch(self._watched())
                 if poller is not None:
                     poller.watch(self.vault.root, (self.vault.project_dir(p)
-                                 for p in self.projects or self.vault.folders()),
+                                 for p in self._served()),
                                  (self.vault.meta,))
                 candidates = self._tick()
                 if not ready:
@@ -186,10 +189,23 @@ class Daemon:
         folders = [self.vault.root, self.vault.meta, slots.root(self.vault.meta)]
         # Not only the projects: a folder made a moment ago becomes one when its
         # plans/ appears, an event only a watch on the folder itself will see.
-        for project in self.projects or self.vault.folders():
+        for project in self._served():
             top = self.vault.project_dir(project)
             folders += [top, top / "plans", top / "cron", top / "tickets"]
         return folders
+
+    def _served(self) -> list[str]:
+        """The project folders served; the last list seen while the vault cannot be
+        listed (a network mount cut off: ENOTCONN, EIO): the daemon waits for the mount
+        to come back, it does not exit."""
+        if self.projects:
+            return list(self.projects)
+        try:
+            self._folders_seen = self.vault.folders()
+        except OSError as e:
+            log.warning("cannot list the vault now (%s): watching the folders seen last",
+                        e.strerror or e)
+        return self._folders_seen
 
     def _sleep(self, seconds: float) -> bool:
         """Sleep until the next tick is due, waking for what changed meanwhile.
@@ -255,13 +271,8 @@ class Daemon:
                       exc_info=None if told else e)
 
     def _sweep(self, now: datetime) -> None:
-        """Remove the temp files kills left behind (store/tempfiles.py), at the first tick
-        and every SWEEP_EVERY_S after."""
-        mono = self.monotonic()
-        if self._last_sweep is not None and mono - self._last_sweep < tempfiles.SWEEP_EVERY_S:
-            return
-        self._last_sweep = mono
-        tempfiles.sweep(self.vault, self.scanner.served(), now.timestamp())
+        """Temp files left by kills, retention (daemon/housekeeping.py)."""
+        self.housekeeping(self.scanner.served(), now, self.config.retention)
 
     def _apply_tickets(self, now: datetime) -> None:
         for project in self.scanner.served():
@@ -282,7 +293,11 @@ class Daemon:
     def _beat(self, now: datetime, plan: Plan | None, step: SubObjective | None) -> None:
         self._last_beat = self.monotonic()
         self._beat_on = (plan.id if plan else None, step.index if step else None)
-        paused = self.admission.status(self.scanner.served())
+        try:
+            served = self.scanner.served()
+        except OSError:  # the vault's mount cut off (ENOTCONN): the beat goes on, a step too
+            served = []
+        paused = self.admission.status(served)
         waiting = sorted(self.admission.waiting)
         self.heartbeat.beat(now, plan.id if plan else None, step.index if step else None,
                             paused=paused, waiting_for_slot=waiting or None)
@@ -370,7 +385,7 @@ class Daemon:
                        self.tick_seconds, halt=lambda: self.admission.halt(c.project),
                        slots=held)
         try:
-            Runner(claimed.held, claimed.lock, claimed.token, svc).run()
+            Runner(claimed.held, claimed.lock, claimed.token, svc, claimed.prewritten).run()
         except (BadFile, FileChanged, OSError) as e:  # cannot write: not a death
             log.error("plan %s left as it is for now: %s", claimed.held.plan.id, e)
             self.events("plan_left", project=c.project, plan=claimed.held.plan.id,

@@ -16,14 +16,9 @@ The caller holds the plan's lock for the whole call. For each attempt:
    reflection_log entry, in_flight cleared (or set for the next step, see
    `_prewrite_next`), and the decision's current_index or status. Pausing
    opens a ticket.
-The run ends when the plan is completed, failed, paused or aborted, or when
-the daemon is asked to stop; or when a failed step with `retry_delay` is to be
-retried: the plan is released (`approved`, with the daemon's `retry_wait` key
-saying when the scan may offer it again), so no worker waits for the delay.
-A plan past its `expires_at` that never started a step fails `expired` at once.
-A plan that ended (completed, failed, aborted) keeps no `claim`: the last
-write removes it (the next claim after a retry takes its token from the log).
-Before each attempt the budget is checked.
+The run ends when the plan is completed, failed, paused or aborted, when the daemon is asked
+to stop, or for a delayed retry or an expiry (writeback.py); an ended plan keeps no `claim`
+(a later claim takes its token from the log). Before each attempt the budget is checked.
 
 Lock lost: before each attempt and at every beat while one runs, the holder
 checks that the path of its lock file still names the inode it locked
@@ -55,6 +50,7 @@ import os
 from datetime import datetime
 from pathlib import Path
 
+from modulatio_d.core import people
 from modulatio_d.core.errors import Fenced
 from modulatio_d.core.plan import FINAL, Plan, PlanStatus, SubObjective
 from modulatio_d.core.times import parse_time
@@ -62,29 +58,28 @@ from modulatio_d.core.verdict import FAILURES, Decision, Outcome, Verdict
 from modulatio_d.daemon import attempt, reflect
 from modulatio_d.daemon.attempt import Attempt, reflection_entry, step_files
 from modulatio_d.daemon.budget import Budget
+from modulatio_d.daemon.edits import PAUSE_CHANGES, Watch
 from modulatio_d.daemon.executors import StepContext
 from modulatio_d.daemon.services import Services
 from modulatio_d.daemon.writeback import PlanWriter
 from modulatio_d.store import tickets
-from modulatio_d.store.lock import FileLock
-from modulatio_d.store.plan_file import HeldPlan
+from modulatio_d.store.lock import FileLock, holder
+from modulatio_d.store.plan_file import HeldPlan, claim_token
 
 log = logging.getLogger("modulatio.runner")
 
 
 class Runner:
-    def __init__(self, held: HeldPlan, lock: FileLock, token: int, svc: Services):
-        self.held = held
-        self.lock = lock
-        self.token = token
+    def __init__(self, held: HeldPlan, lock: FileLock, token: int, svc: Services,
+                 prewritten: tuple[int, int] | None = None):
+        self.held, self.lock, self.token, self.svc = held, lock, token, svc
         held.token = token
-        self.svc = svc
         self.writer = PlanWriter(held, svc)
         self.budget = Budget(held.path, svc.clocks.wall)
-        self.plan_dir = held.path.parent
-        self.runs_dir = held.path.with_suffix(".runs")
-        self._prewritten: tuple[int, int] | None = None  # (index, attempt) written ahead
+        self.plan_dir, self.runs_dir = held.path.parent, held.path.with_suffix(".runs")
+        self._prewritten = prewritten  # (index, attempt) in flight ahead: by the claim, or below
         self._lost: str | None = None  # how our lock file was lost, once it was
+        self.edits = Watch()  # a person's edits of the steps (daemon/edits.py)
 
     @property
     def plan(self) -> Plan:
@@ -92,7 +87,7 @@ class Runner:
 
     def run(self) -> None:
         try:
-            self._run()
+            self.writer.expire_if_due() or self._run()  # expired: never run
         except Fenced as e:
             self._fenced(e.theirs)
         finally:
@@ -104,9 +99,7 @@ class Runner:
                           self.budget.usage_path, json.dumps(lost, sort_keys=True))
 
     def _run(self) -> None:
-        if self.writer.expire_if_due():
-            return
-        if self.plan.in_flight:
+        if self.plan.in_flight and self._prewritten is None:
             self._resume_interrupted()
         while True:
             if self.svc.stop.ending() or self.svc.halt():  # a stop, a drain, a pause
@@ -123,6 +116,12 @@ class Runner:
                 self._drop_unstarted()
                 if plan.status in FINAL and plan.claim is not None:
                     self.writer.write({"claim": None})  # ended (a person aborted it)
+                elif people.stale(self.plan):
+                    self.writer.write({})  # `progress` says it stopped (a person paused it)
+                return
+            if (edited := self.edits.edited(plan)) is not None:  # daemon/edits.py
+                self._prewritten = None  # its in_flight goes in the pause's write
+                self.writer.pause(dict(PAUSE_CHANGES), tickets.Severity.WARNING, *edited)
                 return
             if plan.shape is not None and plan.shape.body_error:
                 self.writer.fail_closed(plan)  # Modulatio's Sub-objectives do not parse
@@ -149,6 +148,7 @@ class Runner:
         self.svc.events("step_started", project=self.held.project, plan=self.plan.id,
                         index=step.index, attempt=number, title=step.title)
         self.svc.periodic(self.plan, step)
+        self.edits.ran(step)
         log_path, scratch = step_files(self.runs_dir, step.index, number)
         ctx = StepContext(self.held.vault.root, self.held.project, self.plan, step, number,
                           self.token, scratch, self.svc.config, self.svc.base_env)
@@ -165,10 +165,7 @@ class Runner:
             return
         self.budget.fold(self.plan, step, number, done, scratch)
         self._flush_usage(patient=True)
-        retry = self.plan.retry_wait or {}
-        earlier = retry.get("failures", 0) if retry.get("index") == step.index else 0
-        failures = earlier + sum(1 for e in tail if e.get("token") == self.token
-                                 and e.get("outcome") in FAILURES) + (done.outcome in FAILURES)
+        failures = self.writer.failures(step, tail, self.token, done.outcome in FAILURES)
         if done.outcome is Outcome.ABORTED:
             verdict = Verdict(Decision.ABORT, "aborted by a person")
         else:
@@ -228,6 +225,9 @@ class Runner:
 
     def _fenced(self, theirs: int) -> None:
         claim = self.plan.claim if isinstance(self.plan.claim, dict) else {}
+        if claim_token(claim) != theirs:  # the new holder ended the plan: its note says who
+            notes = (self.lock.noted() if self.lock.fd is not None else {}, holder(self.lock.path))
+            claim = next((n for n in notes if n.get("token") == theirs), {})
         log.error("plan %s was claimed by %s pid %s with token %d over ours (%d): our lock "
                   "was freed under us (cut off from the file server?); its step is stopped "
                   "and nothing more is written", self.plan.id, claim.get("host"),
@@ -267,23 +267,24 @@ class Runner:
                                  self.plan_dir)
         changes: dict[str, object] = {"reflection_log": [*self.plan.reflection_log, entry],
                                       "in_flight": None}
-        if self.plan.retry_wait is not None:
-            changes["retry_wait"] = None
         if self.plan.shape is not None:  # Modulatio's running totals, kept up to date
             tokens, cost = self.budget.last
             changes["tokens_used"] = self.plan.shape.tokens_used + tokens
             changes["cost_usd_used"] = round(self.plan.shape.cost_usd_used + cost, 6)
         executing = self.plan.status is PlanStatus.EXECUTING
         d = verdict.decision
-        if d is Decision.RETRY and executing and step.retry_delay is not None:
-            self.writer.retry_later(step, failures, changes)
+        self.writer.retry_later(step, failures, changes, d is Decision.RETRY and executing)
         if d is Decision.CONTINUE:
             changes["current_index"] = step.index + 1
             changes["last_error"] = None
+            changes["steps_digest"] = self.edits.after(self.plan, step)
+            if executing and step.index + 1 >= self.plan.total:
+                changes.update({"status": PlanStatus.COMPLETED.value, "claim": None,  # ends it
+                                "completed_at": self.svc.clocks.wall()})  # in one write
             self._prewrite_next(changes, step.index + 1)
         elif d is not Decision.RETRY:
-            changes["last_error"] = f"step {step.index} ({step.title}): {verdict.reason}; " \
-                                    f"last attempt: {done.exit}"
+            changes["last_error"] = f"step {step.index + 1} ({step.title}): " \
+                                    f"{verdict.reason}; last attempt: {done.exit}"
             if executing and d is Decision.ABORT:
                 changes["status"] = PlanStatus.FAILED.value
                 changes["claim"] = None  # the plan ended: it keeps no claim
@@ -296,7 +297,7 @@ class Runner:
             severity = tickets.Severity.CRITICAL if d is Decision.REVISE_MAJOR \
                 else tickets.Severity.WARNING
             self.writer.pause(changes, severity, str(changes["last_error"]),
-                              f"Sub-objective {step.index} ({step.title}) ended with "
+                              f"Step {step.index + 1} ({step.title}) ended with "
                               f"{done.outcome} ({done.exit}) on attempt {number}.\n\n"
                               f"Reflector: {verdict.reason}.\n\nLog: {done.log_path}\n\n"
                               f"Last output: {done.summary}")
@@ -381,10 +382,10 @@ class Runner:
         changes: dict[str, object] = {"reflection_log": [*self.plan.reflection_log, entry],
                                       "in_flight": None}
         if not rerun:
-            reason = (f"step {index} ({step.title}) was interrupted and says "
+            reason = (f"step {index + 1} ({step.title}) was interrupted and says "
                       f"rerun_after_crash: false")
             self.writer.pause(changes, tickets.Severity.CRITICAL, reason,
-                              f"The daemon running sub-objective {index} ({step.title}) "
+                              f"The daemon running step {index + 1} ({step.title}) "
                               f"stopped or died mid-attempt, and the step must not run twice. "
                               f"Check whether its effects happened before approving.")
         else:

@@ -227,6 +227,12 @@ class Scanner:
                                                                         "executing"):
                 self.refusals.clear(path)  # no status line: a draft
                 return _Seen(sig, None)
+            if status == "executing" and is_held(lock_path(Path(path))):
+                # Its daemon runs it: not claimable, and not parsed (each write of a
+                # running plan wakes every other daemon: N daemons would parse each
+                # other's plans after every step). Not remembered: looked at again,
+                # so that it is claimed once its holder is gone.
+                return None
             # approved or executing; else a status the regex cannot tell (a block
             # scalar, a quoted key) or an unknown one: the parse says, or refuses.
             plan = parse_plan(markdown.load(Path(path), text), Path(path).stem)
@@ -255,7 +261,7 @@ class Scanner:
         when = plan.approved_at or datetime.fromtimestamp(mtime, UTC)
         key = (-plan.priority, when.timestamp(), plan.id)
         return _Seen(sig, Candidate(key, Path(path), project, plan.status,
-                                    plan.claimable_from, plan.schedule.after,
+                                    schedule.claimable_from(plan), plan.schedule.after,
                                     None if plan.reflection_log or plan.in_flight
                                     else plan.schedule.expires_at,
                                     plan.schedule.concurrency_key))

@@ -28,6 +28,7 @@ from modulatio_d.core import schedule
 from modulatio_d.core.errors import BadFile, FileChanged
 from modulatio_d.core.plan import Plan, PlanStatus, SubObjective
 from modulatio_d.core.times import format_time
+from modulatio_d.core.verdict import FAILURES
 from modulatio_d.daemon.services import Services
 from modulatio_d.store import tickets
 from modulatio_d.store.plan_file import HeldPlan
@@ -129,10 +130,23 @@ class PlanWriter:
         self.write({**changes, "status": PlanStatus.PAUSED.value, "last_error": reason})
         self.status_event(PlanStatus.EXECUTING, PlanStatus.PAUSED, reason)
 
-    def retry_later(self, step: SubObjective, failures: int, changes: dict) -> None:
-        """Add to `changes` the release of the plan to retry `step` at a time
-        (core/schedule.py): `approved`, no claim, `retry_wait` {index, failures, at};
-        the scan offers it again from `at`."""
+    def failures(self, step: SubObjective, tail: list[dict], token: int, failed: bool) -> int:
+        """Failed attempts of `step` so far: this one, those of this claim in `tail`, and
+        those counted before the plan was released to retry it (`retry_wait`)."""
+        retry = self.plan.retry_wait or {}
+        before = retry.get("failures", 0) if retry.get("index") == step.index else 0
+        return before + int(failed) + sum(1 for e in tail if e.get("token") == token
+                                          and e.get("outcome") in FAILURES)
+
+    def retry_later(self, step: SubObjective, failures: int, changes: dict,
+                    retrying: bool) -> None:
+        """Clear a `retry_wait` done with; when `retrying` a step with `retry_delay`, add
+        to `changes` the release of the plan (core/schedule.py): `approved`, no claim,
+        `retry_wait` {index, failures, at}; the scan offers it again from `at`."""
+        if self.plan.retry_wait is not None:
+            changes["retry_wait"] = None
+        if not retrying or step.retry_delay is None:
+            return
         at = schedule.retry_at(self.svc.clocks.wall(), step.retry_delay, failures,
                                f"{self.plan.id}#{step.index}")
         changes.update({"retry_wait": {"index": step.index, "failures": failures, "at": at},

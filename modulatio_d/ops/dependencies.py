@@ -21,9 +21,16 @@ from modulatio_d.store.vault import Vault
 _HEAD = 2
 
 
-def after_problems(plans: dict[tuple[str, str], Plan], known: set[tuple[str, str]]
-                   ) -> Iterator[tuple[Path, str, int | None, str, bool]]:
-    """(path, reason, line, hint, is_error) for missing dependencies and cycles."""
+def after_problems(parsed: dict[tuple[str, str], object], add, error, warning) -> None:
+    """`add(path, reason, line, hint, severity)` for each missing dependency (`warning`)
+    and cycle (`error`); `parsed`: (project, id) -> the Plan, or False for a refused one."""
+    for path, reason, line, hint, bad in _after_problems(
+            {k: p for k, p in parsed.items() if isinstance(p, Plan)}, set(parsed)):
+        add(path, reason, line, hint, error if bad else warning)
+
+
+def _after_problems(plans: dict[tuple[str, str], Plan], known: set[tuple[str, str]]
+                    ) -> Iterator[tuple[Path, str, int | None, str, bool]]:
     told: set[tuple[str, str]] = set()
     for (project, plan_id), plan in sorted(plans.items()):
         line = line_of(plan.data, "after", _HEAD)
@@ -102,7 +109,7 @@ def why_not_yet(vault: Vault, project: str, plan: Plan, now: datetime) -> str | 
         if not w.ready:
             return w.reason()
     retry = plan.retry_wait or {}
-    frm = plan.claimable_from
+    frm = schedule.claimable_from(plan)
     if frm is not None and frm > now:
         if parse_time(retry.get("at")) == frm:
             return f"retry at {format_time(frm)} (step {retry.get('index', 0) + 1}, " \

@@ -2,7 +2,10 @@
 
 What is read (store/logtail.py): `--last N` reads blocks from the end until N
 matching lines are found; `--since T` bisects the file on the lines' `ts` and
-reads from there; neither reads the file from its start. `--follow` goes on
+reads from there; neither reads the file from its start. Both go on into the
+rotated parts of the log (store/events.py, "Rotation"): `--last` into the
+newest ones until N lines are found, `--since` from the first part rotated
+after T. `--follow` goes on
 from the end as it was when the history was read (no line between the two is
 lost or shown twice) and follows the log across a rotation (a rename).
 Filters look at the raw line first (a plan id or event name not in it: the
@@ -22,6 +25,8 @@ from pathlib import Path
 
 from modulatio_d.core.checks import parse_duration
 from modulatio_d.core.times import parse_time
+from modulatio_d.store.events import files as events_files
+from modulatio_d.store.events import rotated_at
 from modulatio_d.store.logtail import FOLLOW_POLL_S, Tail
 
 _TS = re.compile(rb'"ts"\s*:\s*"([^"]+)"')
@@ -81,28 +86,49 @@ class Events:
         except FileNotFoundError:
             self.tail = None  # no event yet: the history is empty, a follower waits
 
+    def _rotated(self) -> list[Tail]:
+        """The rotated parts of the log, oldest first (store/events.py, "Rotation")."""
+        out = []
+        for path in events_files(self.path)[:-1]:
+            try:
+                out.append(Tail(path))
+            except OSError:
+                continue  # removed by a prune meanwhile, or refused: its lines are gone
+        return out
+
     def history(self, f: Filter, since: datetime | None, last: int | None
                 ) -> Iterator[tuple[dict, str]]:
-        if self.tail is None:
-            return
-        if since is not None:
-            start = self.tail.seek(_ts, since)
-            for raw in self.tail.forward(start):
-                event = f.match(raw)
-                if event is not None:
-                    yield event, raw.decode("utf-8", "replace")
-            return
-        if not last:
-            return
-        found: list[tuple[dict, bytes]] = []
-        for raw in self.tail.backwards():
-            event = f.match(raw)
-            if event is not None:
-                found.append((event, raw))
+        """The matching lines of the rotated parts and the live log, oldest first."""
+        parts = self._rotated()
+        try:
+            tails = [*parts, *([self.tail] if self.tail is not None else [])]
+            if since is not None:
+                for tail in tails:
+                    at = rotated_at(tail.path.name)
+                    if at is not None and at < since:
+                        continue  # rotated before `since`: every line of it is older
+                    for raw in tail.forward(tail.seek(_ts, since)):
+                        event = f.match(raw)
+                        if event is not None:
+                            yield event, raw.decode("utf-8", "replace")
+                return
+            if not last:
+                return
+            found: list[tuple[dict, bytes]] = []
+            for tail in reversed(tails):
+                for raw in tail.backwards():
+                    event = f.match(raw)
+                    if event is not None:
+                        found.append((event, raw))
+                        if len(found) >= last:
+                            break
                 if len(found) >= last:
                     break
-        for event, raw in reversed(found):
-            yield event, raw.decode("utf-8", "replace")
+            for event, raw in reversed(found):
+                yield event, raw.decode("utf-8", "replace")
+        finally:
+            for tail in parts:
+                tail.close()
 
     def follow(self, f: Filter) -> Iterator[tuple[dict, str]]:
         while self.tail is None:

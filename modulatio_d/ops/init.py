@@ -1,7 +1,8 @@
 """`modulatio init [--example]`: a new vault, empty or a copy of the shipped example.
 
-`init` makes `.modulatio/config.yaml` naming the mock agent and keeps whatever
-else the folder holds. `--example` copies the example vault (vault.example_source)
+`init` makes `.modulatio/config.yaml` naming the mock agent and a `.gitignore`
+of the run state (GITIGNORE; an existing .gitignore is kept), and keeps
+whatever else the folder holds. `--example` copies the example vault (vault.example_source)
 into a new or empty folder without any run state (locks, usage, logs, the
 daemon's records, heartbeats, events), so every copy starts fresh. Neither
 touches a folder that is already a vault.
@@ -27,6 +28,23 @@ from modulatio_d.store.vault import META, Vault, example_source
 
 _RUN_STATE = ("*.lock", "*.usage.jsonl", "*.runs", "events.jsonl", "daemons", "state",
               "__pycache__")
+
+GITIGNORE = """\
+# Written by `modulatio init`: the daemons' run state, which git should not keep
+# (docs/backup.md). Plans, cron entries, tickets and the config are kept.
+*.lock
+*.usage.jsonl
+*.runs/
+.*.tmp
+.*.swp
+/.modulatio/state/
+/.modulatio/daemons/
+/.modulatio/events*.jsonl
+/.modulatio/retention.lock
+/.modulatio/daemon.pid
+/.modulatio/daemon.log
+/.modulatio/doctor/
+"""
 
 _DEFAULT_CONFIG = """\
 # modulatio vault configuration (see docs/config.md)
@@ -54,6 +72,10 @@ def init(path: Path, example: bool = False, group: str | None = None) -> Vault:
         fs.mkdirs(Vault(path).meta)  # modes from the umask: 0o777 and 0o666 masked
         atomic.write_new(Vault(path).config_path, _DEFAULT_CONFIG.encode())
     vault = Vault(path)
+    try:
+        atomic.write_new(path / ".gitignore", GITIGNORE.encode())
+    except FileExistsError:
+        pass  # the folder's own: kept as it is
     if group is not None and gid is not None:
         text = atomic.read(vault.config_path, "config").raw.decode("utf-8")
         atomic.replace(vault.config_path, (text + _trusted(group)).encode())

@@ -1,11 +1,13 @@
 """`modulatio logs PLAN`: the output of a plan's steps, and the running step's as it grows.
 
-Each attempt's output is `<plan>.runs/<index>-<attempt>.log` beside the plan
-(daemon/attempt.py `step_files`). Shown in (step, attempt) order, each under a
-header line; only the files asked for are opened, and each is copied in blocks,
-never held whole. `--follow` then follows the newest log (store/logtail.py) and
-moves to the next one as soon as it appears (the next attempt or step), until
-the plan is no longer `executing` and nothing is left to read.
+Each attempt's output is `<plan>.runs/<SSSS>-<AA>.log` beside the plan, the
+step counted from 1 (store/steplogs.py); logs of earlier versions are named
+`<index>-<attempt>.log` with a 0-based index, and are shown too. Shown in
+(step, attempt) order, each under a header line; only the files asked for
+are opened, and each is copied in blocks, never held whole. `--follow` then
+follows the newest log (store/logtail.py) and moves to the next one as soon as
+it appears (the next attempt or step), until the plan is no longer `executing`
+and nothing is left to read.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from modulatio_d.store.logtail import BLOCK, FOLLOW_POLL_S, Tail
 from modulatio_d.store.vault import Vault
 
 _NAME = re.compile(r"^(\d+)-(\d+)\.log$")
+_PADDED = re.compile(r"^(\d{4,})-(\d{2,})\.log$")  # store/steplogs.py: step from 1
 STATUS_EVERY_S = 0.5
 
 
@@ -44,6 +47,8 @@ def attempts(runs: Path, index: int | None = None, attempt: int | None = None
         if m is None:
             continue
         i, a = int(m.group(1)), int(m.group(2))
+        if _PADDED.match(name):
+            i -= 1  # named by the step counted from 1
         if (index is None or i == index) and (attempt is None or a == attempt):
             out.append((i, a, runs / name))
     return sorted(out)

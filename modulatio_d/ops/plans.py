@@ -10,21 +10,23 @@ import re
 from datetime import datetime
 from pathlib import Path
 
-from modulatio_d.core import markdown, names
+from modulatio_d.core import digest, markdown, names
 from modulatio_d.core.errors import UsageError
-from modulatio_d.core.plan import parse_plan
+from modulatio_d.core.plan import DAEMON_KEYS, parse_plan
 from modulatio_d.store import fs
+from modulatio_d.store.retention import archive_folders
 from modulatio_d.store.vault import Vault, create_numbered, next_number
 
 
 def next_plan_number(vault: Vault, project: str) -> int:
     """One more than the highest number a plan of the project ever had.
 
-    The daemon's records count too, so a deleted plan's id is never reused
-    with its old record.
+    The daemon's records and the archive (store/retention.py) count too, so a
+    deleted or archived plan's id is never reused.
     """
     return next_number(plan_prefix(vault, project),
-                       (vault.plans_dir(project), vault.records_dir(project)))
+                       (vault.plans_dir(project), vault.records_dir(project),
+                        *archive_folders(vault, project)))
 
 
 def plan_prefix(vault: Vault, project: str) -> str:
@@ -70,6 +72,10 @@ def new_plan(vault: Vault, project: str, title: str, steps: list[tuple[str, str]
         text = markdown.set_keys("---\n---\n", keys) + "\n"
         if extra:  # keys from elsewhere (the HTTP API): refused here, never written bad
             parse_plan(markdown.load(vault.plans_dir(project) / f"{plan_id}.md", text), plan_id)
+        if approve:  # bound to its steps like any approval (core/digest.py)
+            plan = parse_plan(markdown.load(Path(f"{plan_id}.md"), text), plan_id)
+            text = markdown.set_keys(text, {"approved_digest": digest.of_plan(
+                plan.sub_objectives)}, order=DAEMON_KEYS)
         return text
 
     return create_numbered(vault.plans_dir(project), plan_prefix(vault, project), 3,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
+from modulatio_d.core import people
 from modulatio_d.core.errors import BadFile
 from modulatio_d.core.modulatio_shape import status_of
 from modulatio_d.core.peek import CANNOT_TELL, peek_status
@@ -12,36 +14,52 @@ from modulatio_d.core.plan import Plan
 from modulatio_d.core.times import format_time
 from modulatio_d.store import usage
 from modulatio_d.store.plan_file import read_plan
+from modulatio_d.store.rowcache import RowCache
 from modulatio_d.store.vault import Vault
 
 
 def plan_row(plan: Plan, project: str) -> dict:
     return {"id": plan.id, "project": project, "title": plan.title, "status": plan.status.value,
             "priority": plan.priority, "done": plan.done, "total": plan.total,
-            "path": str(plan.path)}
+            "path": str(plan.path), "progress": people.progress(plan),
+            "last_result": people.last_result(plan)}
 
 
-def list_plans(vault: Vault, project: str | None = None, status: str | None = None) -> list[dict]:
+def list_plans(vault: Vault, project: str | None = None, status: str | None = None,
+               tick: Callable[[], None] = lambda: None) -> list[dict]:
+    """Every plan's row; a file whose stat signature has not moved since a command last
+    read it gives its row from the per-user cache (store/rowcache.py), unread. `tick()`
+    after each plan (progress)."""
     rows = []
+    cache = RowCache(vault.root, "plan-rows")
     for p in [project] if project else vault.projects():
         for entry in sorted(vault.files(p, "plans"), key=lambda e: e.name):
-            path = Path(entry.path)
-            if status and status != "invalid":  # a broken file's status line may read fine
-                try:
-                    peeked = status_of(peek_status(vault.read(path)[1]))  # done: completed
-                    if peeked not in (status, None, CANNOT_TELL):
-                        continue
-                except (BadFile, OSError):
-                    pass
-            try:
-                row = plan_row(read_plan(vault, path).plan, p)
-            except BadFile as e:
-                row = {"id": path.stem, "project": p, "title": "", "status": "invalid",
-                       "priority": 0, "done": 0, "total": 0, "path": str(path),
-                       "error": str(e)}
+            tick()
+            row = cache.get(entry.path, entry.st)
+            if row is None:
+                row = _row(vault, Path(entry.path), p, status)
+                if row is None:
+                    continue  # its status line says it is not one asked for: not parsed
+                cache.put(entry.path, entry.st, row)
             if status is None or row["status"] == status:
                 rows.append(row)
+    cache.save(complete=project is None)
     return rows
+
+
+def _row(vault: Vault, path: Path, project: str, status: str | None) -> dict | None:
+    if status and status != "invalid":  # a broken file's status line may read fine
+        try:
+            peeked = status_of(peek_status(vault.read(path)[1]))  # done: completed
+            if peeked not in (status, None, CANNOT_TELL):
+                return None
+        except (BadFile, OSError):
+            pass
+    try:
+        return plan_row(read_plan(vault, path).plan, project)
+    except BadFile as e:
+        return {"id": path.stem, "project": project, "title": "", "status": "invalid",
+                "priority": 0, "done": 0, "total": 0, "path": str(path), "error": str(e)}
 
 
 def show_plan(vault: Vault, plan_id: str, now: datetime | None = None) -> dict:
@@ -60,8 +78,11 @@ def show_plan(vault: Vault, plan_id: str, now: datetime | None = None) -> dict:
     )
     info.update(
         sub_objectives=[s.title for s in plan.sub_objectives],
+        marks=_marks(plan),
+        runs_dir=str(path.with_suffix(".runs")),
         reflection_log=_jsonable(plan.reflection_log),
         claim=_jsonable(plan.claim),
+        runs=_jsonable(plan.runs),
         last_error=plan.last_error,
         usage=usage.totals(usage.usage_path(path)).as_dict(),
     )
@@ -71,6 +92,22 @@ def show_plan(vault: Vault, plan_id: str, now: datetime | None = None) -> dict:
                              "cost_usd_used": plan.shape.cost_usd_used,
                              "body_error": plan.shape.body_error}
     return info
+
+
+def _marks(plan: Plan) -> list[str]:
+    """Per step: `x` done, `!` done but its last attempt failed (on_failure: continue),
+    `>` next (running when the plan executes), ` ` not yet."""
+    last: dict[int, str] = {}
+    for e in plan.reflection_log:
+        if isinstance(e.get("index"), int):
+            last[e["index"]] = str(e.get("outcome"))
+    out = []
+    for i in range(plan.total):
+        if i < plan.done:
+            out.append("x" if last.get(i, "ok") == "ok" else "!")
+        else:
+            out.append(">" if i == plan.done else " ")
+    return out
 
 
 def _jsonable(value: object) -> object:

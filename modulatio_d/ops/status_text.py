@@ -49,7 +49,7 @@ def render(s: Survey, tty: bool = False) -> str:
                + ("   (none live: approved plans wait; start one with `modulatio daemon`)"
                   if not live else ""))
     for d in s.daemons:
-        doing = (f"running {d['active_plan']} step {d['step']}" if d.get("active_plan")
+        doing = (f"running {d['active_plan']} step {_n(d['step'])}" if d.get("active_plan")
                  else d.get("paused") or "idle")
         name = f"{d['host']}.{d['pid']}"
         if d["state"] == "stale":
@@ -77,7 +77,8 @@ def render(s: Survey, tty: bool = False) -> str:
         out.append("")
         out.append(f"executing: {len(s.executing)}")
         for p in s.executing:
-            step = (f"step {p['step_index']}: {p['step_title']}" if p["step_title"] is not None
+            step = (f"step {_n(p['step_index'])}: {p['step_title']}"
+                    if p["step_title"] is not None
                     else "finishing")
             timing = f"plan running {duration(p['running_s'])}"
             if p["step_running_s"] is not None:
@@ -88,7 +89,9 @@ def render(s: Survey, tty: bool = False) -> str:
                    if p["holder"] else "held")
             out.append(f"  {'':<20} {timing}; {who}" if p["held"] else
                        f"  {'':<20} ORPHAN: no daemon holds its lock (its daemon died); the "
-                       f"next daemon resumes it at step {p['step_index']}")
+                       f"next daemon resumes it at step {_n(p['step_index'])}")
+            if p.get("last_result"):
+                out.append(f"  {'':<20} last: {p['last_result']}")
 
     if s.paused:
         out.append("")
@@ -101,6 +104,8 @@ def render(s: Survey, tty: bool = False) -> str:
             out.append(f"  {p['id']:<20} {p['done']}/{p['total']}  {tickets}")
             if p["last_error"]:
                 out.append(f"  {'':<20} {p['last_error']}")
+            if p.get("last_result"):
+                out.append(f"  {'':<20} last: {p['last_result']}")
         if brief:
             shown = ", ".join(p["id"] for p in brief[:10])
             more = f" and {len(brief) - 10} more" if len(brief) > 10 else ""
@@ -185,3 +190,8 @@ def next_steps(s: Survey) -> list[str]:
                        f"{p['id']}` when it may go on")
             break
     return out
+
+
+def _n(index: object) -> object:
+    """A 0-based step index as people count steps (from 1)."""
+    return index + 1 if isinstance(index, int) else index

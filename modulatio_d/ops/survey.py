@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from modulatio_d.core import markdown, peek
+from modulatio_d.core import markdown, peek, people
 from modulatio_d.core.errors import BadFile
 from modulatio_d.core.plan import PlanStatus
 from modulatio_d.core.times import format_time, parse_time
@@ -272,7 +272,8 @@ def _progress(plan, project: str) -> dict:
     step = plan.sub_objectives[index] if index < plan.total else None
     return {"id": plan.id, "project": project, "title": plan.title, "done": plan.done,
             "total": plan.total, "step_index": index if step else None,
-            "step_title": step.title if step else None, "path": str(plan.path)}
+            "step_title": step.title if step else None, "path": str(plan.path),
+            "progress": people.progress(plan), "last_result": people.last_result(plan)}
 
 
 def _executing(plan, project: str, now: datetime) -> dict:

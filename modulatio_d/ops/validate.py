@@ -1,5 +1,4 @@
-"""`modulatio validate`: every plan, cron entry, trigger, ticket and the config, checked
-for syntax and for meaning.
+"""`modulatio validate`: every file of the vault, checked for syntax and for meaning.
 
 Syntax: each kind of file has one reader that raises BadFile; validate runs
 them all and collects the problems instead of stopping at the first.
@@ -15,7 +14,6 @@ checked against the rest of the vault and this host:
   daemon runs it), a bare command on PATH;
 - the `cwd` folders of the steps still to run exist;
 - each cron entry's schedule fires again, and its template is a valid plan;
-- `after`: the plans named exist (else a warning), no cycle (an error).
 A problem is an error (the daemon will refuse or fail it) or a warning (it may
 work: a command missing from this shell's PATH may be on the daemon's, a
 folder an earlier step may make, a schedule whose next fire is over a year
@@ -46,8 +44,11 @@ from pathlib import Path
 from modulatio_d.core.errors import BadFile
 from modulatio_d.core.markdown import line_of
 from modulatio_d.core.plan import FINAL, Plan, StepKind
+from modulatio_d.ops.dependencies import after_problems
+from modulatio_d.ops.render import plan_row
 from modulatio_d.store import config, fs, pause
 from modulatio_d.store.plan_file import read_plan
+from modulatio_d.store.rowcache import RowCache
 from modulatio_d.store.vault import Vault
 
 Reader = Callable[[Vault, Path], object]
@@ -101,11 +102,11 @@ def readers() -> dict[str, Reader]:
 
 
 def validate(vault: Vault, environ: Mapping[str, str] | None = None,
-             now: datetime | None = None) -> list[Problem]:
+             now: datetime | None = None, tick: Callable[[], None] = int) -> list[Problem]:
     from modulatio_d.core.times import utcnow
 
     check = _Checker(vault, dict(os.environ if environ is None else environ), now or utcnow())
-    return check.run()
+    return check.run(tick)
 
 
 class _Checker:
@@ -114,16 +115,15 @@ class _Checker:
         self.problems: list[Problem] = []
         self.cfg: config.Config | None = None
         self.zone_ok = True
-        self.plans: dict[tuple[str, str], bool] = {}
-        """(project, plan id) -> whether it parsed: what cron templates are checked against."""
+        self.plans: dict[tuple[str, str], object] = {}  # (project, id) -> the Plan, True, False
         self._plugins: dict[str, set[str]] = {}
-        self.after: dict[tuple[str, str], Plan] = {}  # (project, id) -> plan: `after` checks
+        self.rows = RowCache(vault.root, "plan-rows")
 
     def add(self, path: Path, reason: str, line: int | None = None, hint: str = "",
             severity: Severity = Severity.ERROR) -> None:
         self.problems.append(Problem(path, reason, line, hint, severity))
 
-    def run(self) -> list[Problem]:
+    def run(self, tick: Callable[[], None] = int) -> list[Problem]:
         from modulatio_d.store import trust
 
         self.check_config()
@@ -154,6 +154,10 @@ class _Checker:
                     continue
                 for entry in sorted(self.vault.files(project, kind), key=lambda e: e.name):
                     path = Path(entry.path)
+                    tick()
+                    if kind == "plans" and self.rows.ended(entry.path, entry.st):
+                        self.plans[(project, path.stem)] = True  # ended, unchanged: no check
+                        continue
                     try:
                         read = reader(self.vault, path)
                     except BadFile as e:
@@ -164,14 +168,13 @@ class _Checker:
                         self.add(path, f"cannot be read: {e.strerror}")
                         continue
                     if kind == "plans":
-                        self.plans[(project, path.stem)] = True
-                        self.after[(project, path.stem)] = read.plan
+                        self.plans[(project, path.stem)] = read.plan  # truthy
+                        self.rows.put(entry.path, entry.st, plan_row(read.plan, project))
                         self.check_plan(read.plan)
                     elif kind == "cron":
                         self.check_entry(*read)
-        from modulatio_d.ops.dependencies import after_problems
-        for path, reason, line, hint, error in after_problems(self.after, set(self.plans)):
-            self.add(path, reason, line, hint, Severity.ERROR if error else Severity.WARNING)
+        self.rows.save(complete=False)
+        after_problems(self.plans, self.add, Severity.ERROR, Severity.WARNING)  # `after`
         return self.problems
 
     # --- the config -------------------------------------------------------------------

@@ -4,7 +4,7 @@
 text that was read (`base`), writes it to a temp file in the same folder,
 fsyncs it, gives it the original's mode (and owner, where allowed), checks that
 the file on disk still holds the bytes that were read (not its mtime, which
-moves too coarsely on some kernels; plan files are at most 1 MiB), swaps it in
+moves too coarsely on some kernels; plan files are at most 64 MiB), swaps it in
 and fsyncs the folder.
 
 The swap is renameat2(RENAME_EXCHANGE) where the kernel and file system have
@@ -51,9 +51,9 @@ _renameat2 = fs.writing._libc_renameat2 if fs.writing.EXCHANGE else None
 
 
 def _temp_file(path: Path, data: bytes, mode: int | None,
-               st: os.stat_result | None = None) -> Path:
-    """A complete, fsynced temp file beside `path` (store/fs/ temp)."""
-    return fs.temp(path, data, like=st, cap=mode)
+               st: os.stat_result | None = None, sync: bool = True) -> Path:
+    """A complete temp file beside `path`, fsynced when `sync` (store/fs/ temp)."""
+    return fs.temp(path, data, like=st, cap=mode, sync=sync)
 
 
 def _open_temp(path: Path, data: bytes, st: os.stat_result) -> tuple[int, Path]:
@@ -79,15 +79,20 @@ def write_new(path: Path, data: bytes, mode: int | None = None) -> None:
     fsync_dir(path.parent)
 
 
-def replace(path: Path, data: bytes, mode: int | None = None) -> None:
-    """Atomically put `data` at `path` (a file only this program writes)."""
-    tmp = _temp_file(path, data, mode)
+def replace(path: Path, data: bytes, mode: int | None = None, durable: bool = True) -> None:
+    """Atomically put `data` at `path` (a file only this program writes).
+
+    Not `durable`: no fsync of the data or the folder. Readers see the old or the new
+    file, never a part, while the system runs; after a power loss the file may be the
+    old one, or empty (for a writer whose readers take either as "no record")."""
+    tmp = _temp_file(path, data, mode, sync=durable)
     try:
         fs.rename(tmp, path)
     except BaseException:
         fs.unlink(tmp, missing_ok=True)
         raise
-    fsync_dir(path.parent)
+    if durable:
+        fsync_dir(path.parent)
 
 
 def _ours(path: Path | str, data: bytes, fd: int, written: os.stat_result) -> Snapshot:

@@ -7,6 +7,12 @@
     poll_interval: 1s                  # on a network filesystem: see daemon/poll.py
     trusted_group: modulatio           # whose files the daemon acts on (store/trust.py);
                                        # default: the vault folder's group
+    retention:                         # docs/operations.md, "Retention"
+      max_log_bytes: 4M                # a step attempt's log: head and tail kept
+      older_than: 30d                  # finished plans archived by the daemons after
+      keep_last: 20                    # per project, the newest finished ones stay
+      archive: true                    # false: removed instead of archived
+      events_max_bytes: 16M            # events.jsonl rotated at this size
     agents:
       default: {use: mock}             # text-only sub-objectives go here
       writer: {run: "python3 tools/writer.py"}   # a command (string: sh -c; list: argv)
@@ -23,6 +29,7 @@ A missing file is the default config; a malformed one is a BadFile, and so is a 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,7 +38,8 @@ from modulatio_d.core import markdown, names
 from modulatio_d.core.capacity import Capacity
 from modulatio_d.core.errors import FileFault
 from modulatio_d.core.plan import parse_duration
-from modulatio_d.store import fs
+from modulatio_d.store import events, fs
+from modulatio_d.store.steplogs import DEFAULT_MAX_LOG_BYTES
 from modulatio_d.store.vault import decode
 
 DEFAULT_TIMEOUT = 3600.0
@@ -47,6 +55,57 @@ class AgentSpec:
 
 
 @dataclass(frozen=True)
+class Retention:
+    max_log_bytes: int = DEFAULT_MAX_LOG_BYTES
+    older_than: float | None = None  # seconds; None: the daemons prune nothing
+    keep_last: int = 0
+    archive: bool = True
+    events_max_bytes: int = events.DEFAULT_MAX_BYTES
+
+
+_SIZE = re.compile(r"(\d+)\s*([KMG]?)(?:i?B)?", re.IGNORECASE)
+
+
+def parse_size(value: object) -> int:
+    """Bytes: a whole number, or one with K, M or G (KiB, MiB, GiB: powers of 1024)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    m = _SIZE.fullmatch(value.strip()) if isinstance(value, str) else None
+    if m is None:
+        raise ValueError(f"{value!r} is not a size: write bytes, or a number with K, M or G")
+    return int(m.group(1)) * 1024 ** " KMG".index((m.group(2) or " ").upper())
+
+
+def _retention(fail: FileFault, raw: object) -> Retention:
+    if raw is None:
+        return Retention()
+    if not isinstance(raw, dict):
+        fail("retention must be a mapping (max_log_bytes, older_than, keep_last, archive, "
+             "events_max_bytes)", "retention")
+    known = {"max_log_bytes", "older_than", "keep_last", "archive", "events_max_bytes"}
+    unknown = set(map(str, raw)) - known
+    if unknown:
+        fail(f"retention has unknown keys {sorted(unknown)}", "retention",
+             "use " + ", ".join(sorted(known)))
+    out: dict = {}
+    try:
+        for key in ("max_log_bytes", "events_max_bytes"):
+            if raw.get(key) is not None:
+                out[key] = parse_size(raw[key])
+        if raw.get("older_than") is not None:
+            out["older_than"] = parse_duration(raw["older_than"])
+    except ValueError as e:
+        fail(f"retention: {e}", "retention")
+    keep = raw.get("keep_last", 0)
+    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
+        fail("retention keep_last must be a whole number >= 0", "retention")
+    archive = raw.get("archive", True)
+    if not isinstance(archive, bool):
+        fail("retention archive must be true or false", "retention")
+    return Retention(**out, keep_last=keep, archive=archive)
+
+
+@dataclass(frozen=True)
 class Config:
     timezone: str | None = None
     default_timeout: float = DEFAULT_TIMEOUT
@@ -55,6 +114,7 @@ class Config:
     agents: dict[str, AgentSpec] = field(
         default_factory=lambda: {"default": AgentSpec("default", use="mock")})
     poll_interval: float = DEFAULT_POLL_INTERVAL
+    retention: Retention = field(default_factory=Retention)
     capacity: Capacity = field(default_factory=Capacity)
 
 
@@ -70,11 +130,12 @@ def load(path: Path) -> Config:
     fail = FileFault(path, lambda key: markdown.line_of(data, key))
 
     unknown = set(map(str, data)) - {"timezone", "defaults", "reflector", "agents",
-                                     "poll_interval", "trusted_group", "capacity"}
+                                     "poll_interval", "trusted_group", "capacity",
+                                     "retention"}
     if unknown:
         fail(f"unknown keys {sorted(unknown)}", sorted(unknown)[0],
              "use timezone, defaults, reflector, agents, poll_interval, trusted_group, "
-             "capacity")
+             "capacity, retention")
     capacity = capacity_rules.parse(data.get("capacity"), fail)
     poll = DEFAULT_POLL_INTERVAL
     if data.get("poll_interval") is not None:
@@ -126,7 +187,8 @@ def load(path: Path) -> Config:
         agents[name] = AgentSpec(name, run=tuple(run) if isinstance(run, list) else run,
                                  use=use, options=options)
     return Config(timezone=tz, default_timeout=timeout, reflector=reflector, agents=agents,
-                  poll_interval=poll, trusted_group=group, capacity=capacity)
+                  poll_interval=poll, trusted_group=group, capacity=capacity,
+                  retention=_retention(fail, data.get("retention")))
 
 
 def sets_capacity(path: Path) -> bool:

@@ -1,10 +1,28 @@
 """The audit log `.modulatio/events.jsonl`: one JSON line per transition.
 
 Every line is written by one os.write on a descriptor opened with O_APPEND,
-so lines from several daemons never interleave. The file is opened through
+under an flock of the file (store/fs/ append): lines from several daemons never
+interleave, on one host or across the hosts of a network filesystem, where
+O_APPEND alone tore lines. The file is opened through
 store/fs/: a link (to a person's ~/.bashrc, say) is refused, never written
 through, and so is anything but a regular file with one link. Fields: `ts` (UTC), `event`,
 `host`, `pid`, then the event's own (plan, project, index, attempt, ...).
+
+Rotation (the one scheme; every reader goes through `files`/`read_counted`):
+- The live log is `.modulatio/events.jsonl`. When a writer has appended
+  ROTATE_CHECK bytes (or a quarter of `max_bytes`, if less) since it last
+  looked and finds the file at or over its
+  `max_bytes` (config `retention: {events_max_bytes}`, default 16 MiB), it
+  renames it, in the same folder, to `events-YYYYMMDDTHHMMSSZ.jsonl` (UTC, the
+  time of the rotation) with RENAME_NOREPLACE: when two daemons rotate in the
+  same second the second finds the name taken and leaves the file for later.
+  The next append creates a new live file. A writer that opened the old file
+  just before the rename finishes its line there: no line is lost.
+- Rotated files are never written again. `files(path)` lists them oldest first
+  (their names sort by time), then the live file; `read`/`read_counted` read
+  them all in that order, so `status`, `metrics` and `events` see one log.
+- Retention (`modulatio prune`, the daemons' background prune) removes rotated
+  files older than its limit (`rotated_older`); the live file is never removed.
 """
 
 from __future__ import annotations
@@ -15,7 +33,7 @@ import os
 import re
 import socket
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from modulatio_d.core.times import format_time, utcnow
@@ -23,13 +41,57 @@ from modulatio_d.store import fs
 
 log = logging.getLogger("modulatio.events")
 
+DEFAULT_MAX_BYTES = 16 * 1024 * 1024
+"""Size at which the live events.jsonl is rotated."""
+ROTATE_CHECK = 64 * 1024
+"""Bytes a writer appends between two looks at the live file's size."""
+_ROTATED = re.compile(r"events-(\d{8}T\d{6}Z)\.jsonl")
+
+
+def rotated_name(at: datetime) -> str:
+    return f"events-{at.strftime('%Y%m%dT%H%M%SZ')}.jsonl"
+
+
+def rotated_at(name: str) -> datetime | None:
+    """The rotation time a rotated file's name carries; None for other names."""
+    m = _ROTATED.fullmatch(name)
+    if m is None:
+        return None
+    return datetime.strptime(m.group(1), "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+
+
+def files(path: Path) -> list[Path]:
+    """The rotated logs beside the live `path`, oldest first, then `path` itself."""
+    try:
+        rotated = sorted(n for n in fs.names(path.parent) if rotated_at(n) is not None)
+    except (FileNotFoundError, NotADirectoryError, fs.Refused):
+        rotated = []
+    return [path.parent / n for n in rotated] + [path]
+
+
+def rotate(path: Path, at: datetime, max_bytes: int) -> Path | None:
+    """Rename the live log to its dated name when it is at least `max_bytes` long."""
+    try:
+        if fs.stat_of(path).st_size < max_bytes:
+            return None
+        dest = path.parent / rotated_name(at)
+        fs.rename_new(path, dest)
+    except FileExistsError:
+        return None  # another writer rotated this second: later
+    except FileNotFoundError:
+        return None
+    return dest
+
 
 class EventLog:
-    def __init__(self, path: Path, clock: Callable[[], datetime] = utcnow):
+    def __init__(self, path: Path, clock: Callable[[], datetime] = utcnow,
+                 max_bytes: int = DEFAULT_MAX_BYTES):
         self.path = path
         self.clock = clock
         self.host = socket.gethostname()
         self.pid = os.getpid()
+        self.max_bytes = max_bytes
+        self._since = ROTATE_CHECK  # look at the first append
 
     def __call__(self, event: str, **fields: object) -> None:
         line = {"ts": format_time(self.clock()), "event": event, "host": self.host,
@@ -39,8 +101,20 @@ class EventLog:
             fs.append(self.path, data)
         except fs.Refused as e:  # a planted link: told, never written through
             log.warning("event not recorded: %s: %s", e, line)
+            return
         except OSError as e:  # disk full, say: the audit line is lost, the work goes on
             log.warning("could not append to %s (%s): %s", self.path, e.strerror, line)
+            return
+        self._since += len(data)
+        if self._since >= min(ROTATE_CHECK, self.max_bytes // 4):
+            self._since = 0
+            try:
+                done = rotate(self.path, self.clock(), self.max_bytes)
+            except OSError as e:  # a refused link included: the live file goes on growing
+                log.warning("could not rotate %s: %s", self.path, e)
+                return
+            if done is not None:
+                log.info("rotated %s to %s", self.path, done.name)
 
 
 def read(path: Path, names: tuple[str, ...] = ()) -> list[dict]:
@@ -52,9 +126,26 @@ _ANY_EVENT = re.compile(rb'"event"\s*:')
 
 
 def read_counted(path: Path, names: tuple[str, ...] = ()) -> tuple[list[dict], int]:
-    """(the log's well-formed lines, how many lines are unreadable), oldest first.
+    """(the log's well-formed lines, how many lines are unreadable), oldest first,
+    across its rotated files (`files`), then the live file.
+    """
+    for _ in range(3):  # a rotation while we read: its lines are in a new file; read again
+        listed = files(path)
+        out: list[dict] = []
+        bad = 0
+        for one in listed:
+            lines, unreadable = read_one(one, names)
+            out.extend(lines)
+            bad += unreadable
+        if files(path) == listed:
+            break
+    return out, bad
 
-    The log only grows (rotate it by renaming: every writer opens it with
+
+def read_one(path: Path, names: tuple[str, ...] = ()) -> tuple[list[dict], int]:
+    """(one file's well-formed lines, how many lines are unreadable), oldest first.
+
+    A file only grows (it is rotated by renaming: every writer opens it with
     O_APPEND per line); it is read line by line up to its size when opened, a
     line over 64 KiB skipped unread; with `names`, a regex on the raw line skips
     other events before any JSON is decoded. Unreadable lines are skipped and

@@ -11,11 +11,31 @@ An editor that saves an old buffer puts back an old `rev`. Reading a plan:
   record; the person's keys stay as saved. The status stays as saved only if
   it is one a person may set and differs from what the daemon wrote at that
   rev (the person changed it in the old buffer); otherwise it comes back too.
+
+The record is written atomically (a temp file renamed over it) but not fsynced:
+it is never the only copy of anything. The plan file, written durably first,
+holds every value the record holds; a record that is missing, unreadable, empty
+or older than the file (what a power loss can leave) makes the file trusted as
+it stands, which is what a crash between the two writes gives anyway. What a
+lost record costs: an editor buffer saved stale after a power loss and before
+the next daemon write is taken as a person's edit (the same as an edit of a plan
+with no record). A killed daemon loses nothing: the kernel has the rename.
+
+The reflection_log, which grows a line a step, is not in the JSON: it is the
+first `log.entries` lines (`log.bytes` bytes) of `<plan-id>.log.jsonl` beside it,
+one entry a line. A write that only added entries to the log it last recorded
+(the daemon's own steps) appends their lines there and rewrites the small JSON;
+any other log (read from a person's save) rewrites the file whole. So a step
+costs the same at entry 100 and at entry 20,000. The lines are written before the
+JSON that counts them: lines past `log.bytes` (a crash between the two) are
+ignored and overwritten; a file shorter than `log.bytes` makes the record unreadable,
+which trusts the plan file as it stands.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +55,8 @@ class Record:
     status: str
     keys: dict[str, Any]
     status_by_rev: list[tuple[int, str]] = field(default_factory=list)
+    log_bytes: int = 0
+    """Bytes of the log file holding keys["reflection_log"] (see the module docstring)."""
 
     def status_at(self, rev: int) -> str | None:
         found = None
@@ -51,6 +73,14 @@ def load(path: Path) -> Record | None:
                         keys=dict(data["keys"]),
                         status_by_rev=[(int(r), str(s)) for r, s in data.get("status_by_rev",
                                                                              [])])
+        if "log" in data:  # the reflection_log, from its own file
+            entries, size = int(data["log"]["entries"]), int(data["log"]["bytes"])
+            raw = fs.read(log_path(path), "record log").raw[:size]
+            lines = raw.splitlines()
+            if len(raw) != size or len(lines) != entries:
+                return None  # the log file lost lines (a power loss): trust the plan file
+            record.keys["reflection_log"] = [json.loads(line) for line in lines]
+            record.log_bytes = size
         # A repair writes these keys into the plan: ones the plan's reader would refuse
         # (a record edited by hand) must not get there.
         check_own_keys(path, record.keys)
@@ -75,12 +105,50 @@ def save(path: Path, plan: Plan, previous: Record | None,
         history.append((plan.rev, plan.status.value))
     record = Record(plan.rev, plan.status.value, plan.own_keys(), history[-_HISTORY:])
     fs.mkdirs(path.parent)
+    log = list(record.keys.get("reflection_log") or [])
+    record.keys["reflection_log"] = log
+    record.log_bytes = _save_log(log_path(path), log, previous)
+    keys = {k: v for k, v in record.keys.items() if k != "reflection_log"}
     # Key order kept: a repair rewrites dicts as the daemon wrote them. Times are
-    # turned to text by json's default hook, not by walking the (long) log.
+    # turned to text by json's default hook. Not durable (no fsync; see the module
+    # docstring): atomic is enough.
     atomic.replace(path, json.dumps({
-        "rev": record.rev, "status": record.status, "keys": record.keys,
-        "status_by_rev": record.status_by_rev}, default=_time_text).encode())
+        "rev": record.rev, "status": record.status, "keys": keys,
+        "status_by_rev": record.status_by_rev,
+        "log": {"entries": len(log), "bytes": record.log_bytes}},
+        default=_time_text).encode(), durable=False)
     return record
+
+
+def log_path(path: Path) -> Path:
+    """The file of a record's reflection_log lines."""
+    return path.with_name(path.stem + ".log.jsonl")
+
+
+def _lines(entries: list) -> bytes:
+    return "".join(json.dumps(e, default=_time_text) + "\n" for e in entries).encode()
+
+
+def _save_log(path: Path, log: list, previous: Record | None) -> int:
+    """Write `log` to its file; the file's size. Only the new lines when `log` is the
+    previous record's log grown (the same entry objects: the daemon's own steps)."""
+    old = previous.keys.get("reflection_log") if previous else None
+    if old and previous is not None and previous.log_bytes and len(log) >= len(old) \
+            and log[len(old) - 1] is old[-1] and log[0] is old[0]:
+        new = _lines(log[len(old):])
+        fd = fs.open_regular(path, os.O_WRONLY)
+        try:
+            os.ftruncate(fd, previous.log_bytes)  # lines of a write whose JSON never landed
+            view, at = memoryview(new), previous.log_bytes
+            while view:
+                n = os.pwrite(fd, view, at)
+                view, at = view[n:], at + n
+        finally:
+            os.close(fd)
+        return previous.log_bytes + len(new)
+    data = _lines(log)
+    atomic.replace(path, data, durable=False)
+    return len(data)
 
 
 def repairs(plan: Plan, record: Record | None) -> dict[str, Any]:

@@ -15,7 +15,8 @@ no YAML is parsed at all: the in-memory Plan is advanced with the same changes.
 Fencing: once the holder's claim is written, `token` is its claim token. Every
 `update` checks the plan as read at the moment of the write (atomic.rewrite
 re-reads the file by path just before the swap) and raises Fenced, writing
-nothing, when the plan names a higher claim token: another daemon claimed the
+nothing, when the plan names a higher token (its claim's, or, once the new
+holder ended the plan and removed its claim, one in its log): another daemon claimed the
 plan after our lock was freed under us (a host cut off the network past its
 lock lease). `fenced_by` says the same of the plan as last read.
 
@@ -37,10 +38,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from modulatio_d.core import markdown, modulatio_shape
+from modulatio_d.core import digest, markdown, modulatio_shape, people
 from modulatio_d.core.errors import Fenced, LockBusy
 from modulatio_d.core.markdown import DELETE
-from modulatio_d.core.plan import Plan, PlanStatus, parse_plan, transition
+from modulatio_d.core.plan import DAEMON_KEYS, Plan, PlanStatus, parse_plan, transition
 from modulatio_d.core.times import utcnow
 from modulatio_d.store import atomic, fs, owned_keys
 from modulatio_d.store.lock import FileLock, holder, lock_path
@@ -48,6 +49,7 @@ from modulatio_d.store.vault import Vault, decode
 
 Notify = Callable[..., None]
 _PERSON_STOPS = (PlanStatus.PAUSED, PlanStatus.ABORTED)
+_APPROVALS = ("approve", "resume", "retry")  # `recover` is no person's look at the steps
 
 
 @dataclass(frozen=True)
@@ -81,8 +83,15 @@ def _after(plan: Plan, written: dict[str, Any]) -> Plan:
     return plan if plan.shape is None else replace(plan, shape=plan.shape.after(written))
 
 
+def _order(plan: Plan) -> tuple[str, ...]:
+    """The daemon's keys in their stable order (this project's files; a Modulatio-shaped
+    file keeps its own order: new keys at its end)."""
+    return DAEMON_KEYS if plan.shape is None else ()
+
+
 class HeldPlan:
-    def __init__(self, vault: Vault, path: Path, notify: Notify | None = None):
+    def __init__(self, vault: Vault, path: Path, notify: Notify | None = None,
+                 repair: bool = True):
         self.vault = vault
         self.path = path
         self.project = vault.project_of(path)
@@ -93,7 +102,8 @@ class HeldPlan:
         read = read_plan(vault, path)
         self.snapshot, self.plan = read.snapshot, read.plan
         self.record = owned_keys.load(self.record_path)
-        self._repair()
+        if repair:  # not for `plan restore`: the file as it stands is the truth
+            self._repair()
 
     def _repair(self) -> None:
         fix = owned_keys.repairs(self.plan, self.record)
@@ -125,8 +135,11 @@ class HeldPlan:
         daemon claimed it over ours; None while it is still ours."""
         if self.token is None:
             return None
-        theirs = claim_token((plan or self.plan).claim)
-        return theirs if theirs is not None and theirs > self.token else None
+        plan = plan or self.plan
+        # The claim is removed when a plan ends: a new holder that already completed the
+        # plan left its token only in the log (last_token).
+        theirs = max(claim_token(plan.claim) or 0, plan.last_token)
+        return theirs if theirs > self.token else None
 
     def update(self, changes: dict[str, Any]) -> Plan:
         """Write the holder's `changes` (daemon keys, status) and return the plan after it."""
@@ -146,7 +159,10 @@ class HeldPlan:
                 fix = owned_keys.repairs(plan, self.record)
                 if plan.status is not self.plan.status and plan.status in _PERSON_STOPS \
                         and "status" not in fix:
-                    mine.pop("status", None)
+                    if mine.pop("status", None) == PlanStatus.COMPLETED.value:
+                        # A last step's write ends the plan too: not over a person's stop.
+                        mine.pop("completed_at", None)
+                        mine.pop("claim", None)
                 mine = {**fix, **mine}
             theirs = self.fenced_by(plan)
             if theirs is not None:
@@ -154,13 +170,16 @@ class HeldPlan:
                 raise Fenced(self.path, self.token or 0, theirs)
             rev = max(plan.rev, self.record.rev if self.record else 0) + 1
             final = {**mine, "rev": rev}
+            if plan.shape is None:  # the people's view: this project's own files
+                final.update(people.stale(plan.with_keys(final)))
             outcome["before"] = plan
             values = _as_yaml_values(final)
             if "append" in outcome:
                 values["reflection_log"] = outcome.pop("append")
             values = _in_files_words(plan, values, final, self.actor)
             outcome["plan"] = _after(plan.with_keys(final), values)
-            return markdown.set_keys(text, values, self.path).encode()
+            return markdown.set_keys(text, values, self.path,
+                                     _order(plan)).encode()
 
         self.snapshot = atomic.rewrite(self.path, apply, self.snapshot)
         self.plan = outcome["plan"]
@@ -194,10 +213,12 @@ def write_as_person(vault: Vault, path: Path,
     def apply(raw: bytes) -> bytes:
         text = decode(path, raw)
         plan = parse_plan(markdown.load(path, text), expected_id=path.stem)
-        mine = changes(plan) if callable(changes) else changes
+        mine = dict(changes(plan) if callable(changes) else changes)
+        if plan.shape is None:
+            mine.update(people.stale(plan.with_keys(mine)))
         values = _in_files_words(plan, _as_yaml_values(mine), mine, "command")
         outcome.update(before=plan, after=_after(plan.with_keys(mine), values))
-        return markdown.set_keys(text, values, path).encode()
+        return markdown.set_keys(text, values, path, _order(plan)).encode()
 
     atomic.rewrite(path, apply, vault.read(path)[0])
     return outcome["before"], outcome["after"]
@@ -235,6 +256,9 @@ def _changes(plan: Plan, action: str, now: datetime) -> dict[str, object]:
     changes: dict[str, object] = {"status": status.value}
     if action == "approve" and plan.status is PlanStatus.DRAFT:
         changes["approved_at"] = now
+    if action in _APPROVALS and plan.shape is None:  # the steps approved as they are now
+        # (a Modulatio-shaped file keeps its own keys: docs/migrating-from-modulatio.md)
+        changes["approved_digest"] = digest.of_plan(plan.sub_objectives)
     return changes
 
 

@@ -80,11 +80,13 @@ def open_ticket(vault: Vault, project: str, plan_id: str, severity: Severity, re
                 "created_at": now, "checkpoint": checkpoint, "decision": "pending",
                 "status": "open"}
         body = (f"\n## What happened\n\n{details.rstrip()}\n\n"
-                f"## Checkpoint\n\nThe plan is paused at sub-objective "
-                f"{checkpoint.get('current_index')} (rev {checkpoint.get('rev')}).\n\n"
+                f"## Checkpoint\n\nThe plan is paused at step "
+                f"{_number(checkpoint.get('current_index'))} (`current_index: "
+                f"{checkpoint.get('current_index')}`, rev {checkpoint.get('rev')}).\n\n"
                 f"## What to decide\n\n"
                 f"- `decision: approve` (or `modulatio ticket approve {ticket_id}`): the plan "
-                f"goes back to approved and resumes at that sub-objective.\n"
+                f"goes back to approved and resumes at that step (to resume at another, set "
+                f"`current_index` in the plan first: step N is `current_index: N-1`).\n"
                 f"- `decision: decline` (or `modulatio ticket decline {ticket_id}`): the plan is "
                 f"aborted.\n")
         return markdown.set_keys("---\n---\n", keys) + body
@@ -92,6 +94,11 @@ def open_ticket(vault: Vault, project: str, plan_id: str, severity: Severity, re
     ticket_id, _ = create_numbered(folder, f"{plan_id}-T-", 2,
                                    next_number(f"{plan_id}-T-", (folder,)), text_for)
     return ticket_id
+
+
+def _number(index: object) -> object:
+    """A 0-based index as people count steps."""
+    return index + 1 if isinstance(index, int) else index
 
 
 def write_decision(path: Path, decision: TicketDecision) -> None:

@@ -38,7 +38,9 @@ _KINDS = ("plans", "cron", "tickets", "triggers")
 _KIND_OF_FOLDER = {"plans": "plan", "cron": "cron entry", "tickets": "ticket",
                    "triggers": "cron entry"}
 
-MAX_BYTES = fs.LIMITS["plan"]
+MAX_BYTES = 1024 * 1024
+"""Bytes a person's part of a plan, cron entry or ticket may have: the file less the
+reflection_log the daemon writes into a plan (fs.LIMITS["plan"] bounds the whole)."""
 
 
 class Vault:
@@ -162,15 +164,46 @@ def _holds(path: str) -> bool:
 
 
 def decode(path: Path | str, raw: bytes) -> str:
-    if len(raw) > MAX_BYTES:
-        raise BadFile(path, f"file is {len(raw)} bytes, more than the {MAX_BYTES} allowed",
-                      None, "move long text out of the plan")
     try:
-        return raw.decode("utf-8")
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        raise BadFile(path, f"not UTF-8: byte {raw[e.start]:#04x} at offset {e.start}", line,
-                      "save the file as UTF-8") from None
+        if len(raw) > MAX_BYTES:
+            text = ""  # judged by its size below
+        else:
+            line = raw[: e.start].count(b"\n") + 1
+            raise BadFile(path, f"not UTF-8: byte {raw[e.start]:#04x} at offset {e.start}",
+                          line, "save the file as UTF-8") from None
+    if len(raw) > MAX_BYTES and not (text and _log_leaves_room(raw)):
+        # One line scan, only for files past the limit: the daemon's log does not count.
+        from modulatio_d.core import markdown  # not at import: `heartbeat` starts fast
+
+        own = len(markdown.without_keys(text, ("reflection_log",)).encode()) if text \
+            else len(raw)
+        if own > MAX_BYTES:
+            extra = f" ({own} without the daemon's reflection_log)" if own < len(raw) else ""
+            raise BadFile(path, f"file is {len(raw)} bytes{extra}, more than the {MAX_BYTES} "
+                          "allowed", None, "move long text out of the plan")
+    return text
+
+
+_TOP_LINE = re.compile(rb"\n[^ \t\r\n-]")  # a line at column 0 that is no list item
+_CLOSING = re.compile(rb"\n(?:---|\.\.\.)[ \t]*(?:\r?\n|$)", re.M)
+
+
+def _log_leaves_room(raw: bytes) -> bool:
+    """The quick case of decode's check, in C: the frontmatter's `reflection_log:` key,
+    its lines (indented, or `- ` items) up to the next line at column 0, and the file
+    less them within MAX_BYTES. When that is not so, decode's exact line scan decides
+    (and words the refusal)."""
+    if not raw.startswith(b"---"):
+        return False
+    close = _CLOSING.search(raw, 3)
+    start = raw.find(b"\nreflection_log:", 0, close.start() if close else 0) + 1
+    if start == 0 or close is None:
+        return False
+    after = _TOP_LINE.search(raw, start, close.start())
+    end = after.start() + 1 if after else close.start() + 1
+    return len(raw) - (end - start) <= MAX_BYTES
 
 
 def next_number(prefix: str, folders: Iterable[Path]) -> int:

@@ -154,36 +154,50 @@ async def healthz(request: Request) -> Response:
 
 
 class Shared:
-    """One computation of an expensive document for every request that asks at once,
-    and its result for FRESH_S after (the status of a 10,000-plan vault costs a tenth
-    of a second of CPU: 200 requests a second must not each pay it). It is computed
-    again once events.jsonl changed (every change a daemon, a command or a request
-    makes is an event there) or FRESH_S passed (a person's edit is no event), one
-    computation at a time."""
+    """An expensive document (the status of a 10,000-plan vault costs a tenth of a second
+    of CPU) computed once for every request that asks meanwhile: 200 requests a second
+    must not each pay it. It is computed again, one computation at a time, once
+    events.jsonl changed (every change a daemon, a command or a request makes is an
+    event there) or FRESH_S passed (a person's edit is no event). A request that finds
+    it out of date waits up to WAIT_S for the new one, then gets the last one with
+    `fresh` False (the dashboard asks again shortly: see app.js)."""
 
     FRESH_S = 1.0
+    WAIT_S = 0.25
 
     def __init__(self, compute: Callable[[], bytes], changed: Callable[[], object]):
         self.compute, self.changed = compute, changed
         self.at = float("-inf")
         self.seen: object = None
-        self.value = b""
-        self.lock: object = None
+        self.value: bytes | None = None
+        self.running: object = None  # the asyncio task of the computation under way
 
-    async def get(self) -> bytes:
+    async def get(self) -> tuple[bytes, bool]:
+        """(the document, whether it is up to date)."""
+        import asyncio
         import time
 
-        import anyio
+        seen = self.changed()
+        if seen == self.seen and time.monotonic() - self.at <= self.FRESH_S:
+            return self.value, True
+        if self.running is None:
+            self.running = asyncio.ensure_future(self._refresh(seen))
+        task = self.running
+        if self.value is None:
+            await asyncio.shield(task)
+            return self.value, True
+        done, _ = await asyncio.wait({task}, timeout=self.WAIT_S)
+        return self.value, bool(done)
 
-        if self.lock is None:
-            self.lock = anyio.Lock()
-        async with self.lock:  # the ones that wait get the fresh result
-            seen = self.changed()
-            if seen != self.seen or time.monotonic() - self.at > self.FRESH_S:
-                self.at = time.monotonic()
-                self.value = await run_in_threadpool(self.compute)
-                self.seen = seen
-            return self.value
+    async def _refresh(self, seen: object) -> None:
+        import time
+
+        try:
+            at = time.monotonic()
+            self.value = await run_in_threadpool(self.compute)
+            self.at, self.seen = at, seen
+        finally:
+            self.running = None
 
 
 async def status(request: Request) -> Response:
@@ -201,7 +215,9 @@ async def status(request: Request) -> Response:
             except OSError:
                 return None
         state.status_doc = Shared(compute, changed)
-    return Response(await state.status_doc.get(), media_type="application/json")
+    body, fresh = await state.status_doc.get()
+    return Response(body, media_type="application/json",
+                    headers={"x-modulatio-fresh": "1" if fresh else "0"})
 
 
 async def metrics(request: Request) -> Response:

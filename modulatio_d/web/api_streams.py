@@ -30,8 +30,11 @@ async def events(request: Request) -> Response:
             (plan is None or event.get("plan") == plan) and \
             (project is None or event.get("project") == project)
 
+    state = request.app.state
+    if getattr(state, "events_watch", None) is None:
+        state.events_watch = stream.Watch(vault_of(request).events_path)
     body = stream.events(vault_of(request).events_path, inode, offset, sse, wanted,
-                         request.is_disconnected)
+                         state.events_watch)
     return StreamingResponse(body, media_type="text/event-stream" if sse
                              else "application/x-ndjson",
                              headers={"cache-control": "no-store", "x-accel-buffering": "no"})

@@ -48,7 +48,7 @@ def test_project_resume_refused_while_the_lock_is_held(vault, plan, run_cli):
         holder.stdout.close()
 
     r = run_cli("project", "resume", "ESS-P-001", "--vault", vault.root)
-    assert (r.code, r.out) == (0, "ESS-P-001: approved at step 1/3\n")
+    assert (r.code, r.out) == (0, "ESS-P-001: approved (1/3 done)\n")
     p = read_plan(vault, plan).plan
     assert (p.status.value, p.current_index, p.rev) == ("approved", 1, 8)
 

@@ -60,8 +60,8 @@ def test_json_lines_tell_each_outcome_with_their_fields(dvault, daemons):
     ended = one("step_ended", plan_id="P-P-002")
     assert (ended["level"], ended["step"], ended["attempt"], ended["project"]) == (
         "ERROR", 1, 1, PROJECT)
-    assert "log P/plans/P-P-002.runs/0-1.log" in ended["message"]
-    assert (dvault.root / "P/plans/P-P-002.runs/0-1.log").exists()
+    assert "log P/plans/P-P-002.runs/0001-01.log" in ended["message"]
+    assert (dvault.root / "P/plans/P-P-002.runs/0001-01.log").exists()
     paused = one("ticket_opened", plan_id="P-P-003")
     assert paused["level"] == "WARNING"
     assert "ticket P-P-003-T-01 " in paused["message"] and "paused: " in paused["message"]

@@ -44,7 +44,7 @@ def test_environment_and_folder_of_a_step(dvault, daemons):
         "MODULATIO_STEP_INDEX": "0",
         "MODULATIO_ATTEMPT": "1",
         "MODULATIO_OBJECTIVE": "dump",
-        "MODULATIO_USAGE_FILE": str(path.with_suffix(".runs") / "0-1.usage.jsonl"),
+        "MODULATIO_USAGE_FILE": str(path.with_suffix(".runs") / "0001-01.usage.jsonl"),
         "MODULATIO_FENCING_TOKEN": f"{PID}:1",
     }  # and no NOTIFY_SOCKET: a step must not speak to systemd as the daemon
     env1 = dict(line.split("=", 1) for line in
@@ -52,8 +52,8 @@ def test_environment_and_folder_of_a_step(dvault, daemons):
     assert env1["MODULATIO_STEP_INDEX"] == "1" and env1["MODULATIO_EXTRA"] == "x y"
     assert (dvault.root / "cwd-0").read_text().strip() == str(dvault.root / "P")
     assert (dvault.root / "cwd-1").read_text().strip() == str(dvault.root / "P" / "sub")
-    assert p.reflection_log[0]["log"] == f"{PID}.runs/0-1.log"
-    assert (path.with_suffix(".runs") / "0-1.log").exists()
+    assert p.reflection_log[0]["log"] == f"{PID}.runs/0001-01.log"
+    assert (path.with_suffix(".runs") / "0001-01.log").exists()
 
 
 def test_call_and_agent_steps(dvault, daemons):
@@ -97,7 +97,7 @@ def test_call_and_agent_steps(dvault, daemons):
     assert log[3]["summary"] == 'writer: Criticise it {"tone": "sharp"}'
     assert log[4]["exit"] == "exit 1" and log[4]["decision"] == "continue"
     assert "RuntimeError: the call failed on purpose" in (
-        dvault.plan_path(PID).with_suffix(".runs") / "4-1.log").read_text()
+        dvault.plan_path(PID).with_suffix(".runs") / "0005-01.log").read_text()
     usage = [json.loads(line) for line in
              dvault.plan_path(PID).with_suffix(".usage.jsonl").read_text().splitlines()]
     # agent_id names the agent that ran: `default` uses the built-in mock
@@ -148,7 +148,8 @@ def test_unknown_agent_is_an_error_outcome_and_a_ticket(dvault, daemons):
     assert "'nobody'" in p.last_error or "nobody" in p.reflection_log[-1]["summary"]
     tickets = list((dvault.root / "P" / "tickets").glob("*.md"))
     assert len(tickets) == 1 and "decision: pending" in tickets[0].read_text()
-    assert "agent 'nobody'" in (dvault.plan_path(PID).with_suffix(".runs") / "0-1.log").read_text()
+    log_text = (dvault.plan_path(PID).with_suffix(".runs") / "0001-01.log").read_text()
+    assert "agent 'nobody'" in log_text
 
 
 @pytest.mark.parametrize("step, why", [
@@ -163,7 +164,8 @@ def test_a_step_that_cannot_start_is_an_error_outcome(dvault, daemons, step, why
     assert p.status.value == "paused"
     assert (p.reflection_log[-1]["outcome"], p.reflection_log[-1]["exit"]) == \
         ("error", "not started")
-    assert why in (dvault.plan_path(PID).with_suffix(".runs") / "0-1.log").read_text()
+    assert why in (dvault.plan_path(PID).with_suffix(".runs") / "0001-01.log").read_text(
+        )
 
 
 def test_timeout_kills_the_whole_process_group(dvault, daemons):

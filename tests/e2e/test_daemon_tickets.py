@@ -38,7 +38,8 @@ def test_retries_then_pause_with_a_ticket_and_approve_in_the_file(dvault, daemon
             for e in p.reflection_log] == [(0, 1, "ok", "continue"), (1, 1, "failed", "retry"),
                                            (1, 2, "failed", "retry"), (1, 3, "failed", "pause")]
     assert p.reflection_log[-1]["exit"] == "exit 3"
-    assert p.last_error.startswith("step 1 (flaky): failed after 3 attempt(s); on_failure: pause")
+    # steps counted from 1 in messages: flaky is the second
+    assert p.last_error.startswith("step 2 (flaky): failed after 3 attempt(s); on_failure: pause")
     assert len([m for m in marks(dvault.root / "marks") if m[0] == "start"]) == 3
 
     ticket = wait_ticket(dvault, "P-P-001")

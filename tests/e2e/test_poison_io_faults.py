@@ -78,7 +78,7 @@ def test_one_failed_usage_append_neither_drops_the_plan_nor_reruns_the_step(dvau
 
 def test_eio_removing_the_scratch_usage_file_does_not_fail_the_step(dvault):
     two_step_plan(dvault)
-    scratch = os.path.realpath(dvault.plans / f"{PID}.runs") + "/0-1.usage.jsonl"
+    scratch = os.path.realpath(dvault.plans / f"{PID}.runs") + "/0001-01.usage.jsonl"
     check_completed_once(dvault, run_under_strace(dvault, scratch,
                                                   "unlink,unlinkat:error=EIO:when=1"))
 

@@ -142,7 +142,7 @@ def test_plain_text_when_not_a_terminal(every_state):
     out = result.stdout
     assert "█" not in out and "\x1b" not in out
     assert "daemons: 2 live, 1 stale" in out
-    assert "OPS-P-001" in out and "0/2 (0%)" in out and "step 0: Wait for the release file" in out
+    assert "OPS-P-001" in out and "0/2 (0%)" in out and "step 1: Wait for the release file" in out
     assert "ORPHAN" in out and "LATER-P-002" in out
     assert "SALES-P-003-T-01" in out and "open tickets: 1" in out
     assert "SALES/plans/SALES-P-004.md:" in out and "(refused by a daemon)" in out

@@ -50,7 +50,7 @@ def test_usage_lines_land_in_the_plan_usage_file(dvault, daemons):
         (0, 0, f"{PID}-2-1")
     skipped = [r for r in d.json_log() if r["logger"] == "modulatio.usage"]
     assert [r["level"] for r in skipped] == ["WARNING", "WARNING"]
-    assert all("1-1.usage.jsonl:" in r["message"] and "skipped" in r["message"]
+    assert all("0002-01.usage.jsonl:" in r["message"] and "skipped" in r["message"]
                for r in skipped)
 
 

@@ -61,7 +61,7 @@ def test_a_usage_append_failing_once_is_retried_and_costs_no_rerun(dvault, sysca
 
 def test_eio_removing_the_scratch_usage_file_does_not_fail_the_attempt(dvault):
     path = two_steps(dvault)
-    scratch = path.with_suffix(".runs") / "0-1.usage.jsonl"
+    scratch = path.with_suffix(".runs") / "0001-01.usage.jsonl"
     # store/fs/ removes it by name on its folder's descriptor, unlinkat(dirfd, name):
     # strace's -P matches that call through the folder the descriptor names.
     log = run_under_strace(dvault, str(scratch.parent), "unlink,unlinkat", "error=EIO")

@@ -407,14 +407,14 @@ def test_people_and_the_service_user_share_the_work_and_outsiders_see_nothing(si
     for person in (site.ana, site.ben, site.service):
         shown = site.modulatio(person, "plan", "show", plan_id)
         assert shown.returncode == 0 and "status:   completed" in shown.stdout, shown.stderr
-        out = site.run(person, "cat", runs / "1-1.log", site.vault / ".modulatio" / "events.jsonl",
+        out = site.run(person, "cat", runs / "0002-01.log", site.vault / ".modulatio" / "events.jsonl",
                        site.vault / "W" / "plans" / f"{plan_id}.usage.jsonl")
         assert out.returncode == 0 and "mock agent: done: Summarise it" in out.stdout, out.stderr
         status = site.modulatio(person, "status", "--json")
         assert status.returncode == 0, status.stderr
         assert json.loads(status.stdout)["refused"] == []
     for argv in (["ls", site.vault], ["cat", site.vault / "W" / "plans" / f"{plan_id}.md"],
-                 ["cat", runs / "1-1.log"], [site.bin / "modulatio", "status", "--vault",
+                 ["cat", runs / "0002-01.log"], [site.bin / "modulatio", "status", "--vault",
                                               site.vault]):
         denied = site.run(site.eve, *argv)
         assert denied.returncode != 0 and (

@@ -111,7 +111,7 @@ def test_an_8_gb_sparse_plan_is_refused_from_its_size_with_little_memory(dvault)
         assert "Traceback" not in got["err"], got
         if argv == ["validate"]:
             assert got["code"] == 1
-            assert (f"{big}: error: file is 8589934592 bytes, more than the 1048576 allowed "
+            assert (f"{big}: error: file is 8589934592 bytes, more than the 67108864 allowed "
                     f"(move long text out of the plan)") in got["out"]
         else:
             assert got["code"] == 0, (argv, got)
@@ -244,6 +244,6 @@ def test_step_logs_and_usage_are_no_more_readable_than_their_plan(dvault, daemon
     wait_for(settled(dvault, "P-P-001", "completed"), 30, "P-P-001 completed", diag=d.log)
     runs = dvault.plans / "P-P-001.runs"
     assert oct(runs.stat().st_mode & 0o777) == oct(0o700)
-    assert oct((runs / "0-1.log").stat().st_mode & 0o777) == oct(0o600)
+    assert oct((runs / "0001-01.log").stat().st_mode & 0o777) == oct(0o600)
     assert oct((dvault.plans / "P-P-001.usage.jsonl").stat().st_mode & 0o777) == oct(0o600)
 

@@ -99,7 +99,7 @@ def test_logs_follow_shows_the_running_steps_output_within_200ms(dvault, daemons
     write_plan(dvault, "P-P-001", [{"run": [PY, "-u", str(script)], "cwd": ".."},
                                    {"run": "echo second step"}])
     d = daemons(tick=0.5)
-    wait_for(lambda: (dvault.plans / "P-P-001.runs" / "0-1.log").exists(), 30,
+    wait_for(lambda: (dvault.plans / "P-P-001.runs" / "0001-01.log").exists(), 30,
              "the step's log", diag=d.log)
     f = Lines("logs", "P-P-001", "--follow", "--vault", dvault.root)
     try:
@@ -114,8 +114,12 @@ def test_logs_follow_shows_the_running_steps_output_within_200ms(dvault, daemons
     finally:
         f.stop()
     r = modulatio("logs", "P-P-001", "--step", "2", "--vault", dvault.root)
-    assert r.stdout.splitlines() == ["==> step 2 attempt 1 (P-P-001.runs/1-1.log) <==",
-                                     "second step"]
+    lines = r.stdout.splitlines()
+    assert lines[0] == "==> step 2 attempt 1 (P-P-001.runs/0002-01.log) <=="
+    assert [line[:31] for line in lines[1:4]] == [  # the daemon's header (store/steplogs.py)
+        "== modulatio: plan P-P-001 step", "== modulatio: command /bin/sh -",
+        f"== modulatio: cwd {dvault.root}"[:31]]
+    assert lines[4:] == ["second step"]
 
 
 def test_kickoff_refuses_a_held_plan_and_runs_a_free_one_on_the_terminal(dvault, daemons):

@@ -78,3 +78,34 @@ def test_doctor_peer_with_the_recommended_volume_options_finds_fresh_reads(
     finally:
         bed.volume_reset("performance.stat-prefetch")
         bed.volume_reset("performance.open-behind")
+
+
+def test_doctor_on_every_host_reports_the_vaults_trust_problems(bed, shared_vault):
+    # Made on h1: a .modulatio/ anyone may write and a config owned by a stranger (a uid
+    # with no user and in no group): a daemon on any host would refuse to start
+    # (store/trust.py), so doctor on every host says unsafe, naming both.
+    meta, config = shared_vault / ".modulatio", shared_vault / ".modulatio" / "config.yaml"
+    bed.run_on("h1", "chmod", "0777", meta)
+    bed.run_on("h1", "chown", "4242", config)
+    want = [(f"{meta}: not trusted: writable by everyone (mode 0777)",
+             f"fix: `chmod o-w {meta}`"),
+            (f"{config}: not trusted: owned by 4242 (uid 4242), who is neither the daemon's "
+             "user (root), root, nor in the vault's trusted group root",
+             f"fix: `chown root {config}` (as root) or remove it if 4242 may not run "
+             "commands as root")]
+    for host in bed.hosts:
+        done = bed.modulatio(host, "doctor", "--json", "--vault", shared_vault)
+        rep = report(done)
+        assert done.returncode == 2, rep
+        assert rep["host"] == host
+        trust = [c for c in rep["checks"] if c["check"] == "trust"]
+        assert [(c["verdict"], c["detail"], c["hint"]) for c in trust] == [
+            ("unsafe", detail, hint) for detail, hint in want], (host, trust)
+        assert {c["verdict"] for c in rep["checks"] if c["check"] != "trust"} <= {
+            "ok", "caveat"}, (host, rep)
+    # Fixed on h3, every host finds the vault trusted again.
+    bed.run_on("h3", "chmod", "0755", meta)
+    bed.run_on("h3", "chown", "root", config)
+    for host in bed.hosts:
+        rep = report(bed.modulatio(host, "doctor", "--json", "--vault", shared_vault))
+        assert rows(rep)["trust"]["verdict"] == "ok", (host, rep)

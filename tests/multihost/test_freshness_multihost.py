@@ -3,7 +3,21 @@ and releases its lock while an idle daemon on the other host, scanning every 50 
 probes that lock: it finds it free at once and claims, through a client cache that may
 still serve the plan as it was before the last write (`executing`, the last step in
 flight). The released lock notes the last rev; the claimer reads until it has it: it
-finds the plan completed and runs nothing. Every step runs exactly once."""
+finds the plan completed and runs nothing. Every step runs exactly once.
+
+Without that wait the claimer would act on the stale plan. Here it would not re-run
+the step: a second guard catches it, the holder's record of its own keys
+(store/owned_keys.py) being newer than the plan read, so the claimer takes the plan
+for a person's stale save and repairs it from the record, under the lock
+(`stale_save_repaired`). So besides the ground truth the test asserts that no claimer
+ever repaired a plan or gave up waiting (`claim_read_behind`).
+
+NOT YET a test that fails without the wait (issue 13): it can only when the other
+host's scan reads the stale plan under a free lock, and whether it does is up to the
+client's caches. Measured: with the wait switched off, a run passed with the other
+daemon never trying to claim a just-completed plan (one lost race in 6 rounds); with
+it on, a run had it try and find the plan completed. Asserting that the window was
+hit would make the test fail at random."""
 
 from __future__ import annotations
 
@@ -71,3 +85,6 @@ def _rounds(bed, shared_vault, tmp_path) -> None:
             assert len(lines) == 1, (plan_id, step, lines, logs())
     assert not events(bed, shared_vault, "h1", event="orphan_step"), logs()
     assert not events(bed, shared_vault, "h1", event="orphan_recovered"), logs()
+    # A claimer that took the lock read the plan fresh: no stale state acted on or repaired.
+    assert not events(bed, shared_vault, "h1", event="stale_save_repaired"), logs()
+    assert not events(bed, shared_vault, "h1", event="claim_read_behind"), logs()

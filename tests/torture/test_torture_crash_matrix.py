@@ -55,8 +55,8 @@ WORKERS = int(os.environ.get("TORTURE_WORKERS", "3"))
 # mkdirat), or beneath the vault's descriptor (openat2, shown as "V/...").
 MUST_INCLUDE = {
     "usage": ("write(<V/P/plans/M-A.usage.jsonl>)", "fsync(<V/P/plans/M-A.usage.jsonl>)"),
-    "step": ('unlinkat(<V/P/plans/M-A.runs>, "0-1.usage.jsonl"', '"V/P/plans/M-A.runs/0-1.log"',
-             'mkdirat(<V/P/plans>, "M-A.runs"'),
+    "step": ('unlinkat(<V/P/plans/M-A.runs>, "0001-01.usage.jsonl"',
+             '"V/P/plans/M-A.runs/0001-01.log"', 'mkdirat(<V/P/plans>, "M-A.runs"'),
     "heartbeat": ('unlinkat(<V/.modulatio/daemons>, "HB.json"',),
 }
 # (mode, class) -> the issue 9 defect a case still shows; empty: every class passes. EIO or

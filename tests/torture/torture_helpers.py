@@ -49,7 +49,7 @@ CLI = [PY, "-m", "modulatio_d"]
 PROJECT = "P"
 # Keys the daemon writes (docs/plan-file.md, "Keys"); `status` is shared: its value is
 # the daemon's, the comment after it the person's.
-DAEMON_KEYS = {"current_index", "execution_started_at", "completed_at", "claim",
+DAEMON_KEYS = {"progress", "last_result", "current_index", "execution_started_at", "completed_at", "claim",
                "in_flight", "reflection_log", "last_error", "rev"}
 
 STEP_TOOL = r'''

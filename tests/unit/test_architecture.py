@@ -39,9 +39,11 @@ MAX_ARGS = 8
 # io, for in-memory text buffers; the YAML, frontmatter and cron parsers.
 CORE_MAY_IMPORT = {
     "__future__", "collections", "collections.abc", "dataclasses", "datetime", "difflib",
-    "enum", "functools", "hashlib", "io", "itertools", "json", "math", "pathlib", "re", "string",
+    "hashlib",  # pure: digests of steps (core/digest.py)
+    "enum", "functools", "io", "itertools", "json", "math", "pathlib", "re", "string",
     "textwrap", "typing", "zoneinfo",
     "croniter", "frontmatter", "ruamel.yaml", "ruamel.yaml.error", "ruamel.yaml.events",
+    "yaml",  # PyYAML: libyaml's C parser, no I/O (core/fastyaml.py)
 }
 
 # Being fixed on branches h1/h2 (runner split, claim module, clocks; core/store/ops

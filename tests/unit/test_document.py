@@ -435,6 +435,24 @@ def test_decode_refuses_big_and_non_utf8():
         vault_mod.decode(P, b"---\nid: X\n\xff\n---\n")
 
 
+def test_the_daemons_reflection_log_does_not_count_toward_a_persons_limit():
+    entry = "  - {index: 0, attempt: 1, outcome: ok, summary: " + "s" * 200 + "}\n"
+    head = "---\nid: P-P-001\nstatus: executing\nsub_objectives: [a]\n"
+    log = "reflection_log:\n" + entry * 6000  # 1.4 MB of the daemon's own lines
+    big = (head + log + "---\nbody\n").encode()
+    assert len(big) > vault_mod.MAX_BYTES
+    assert vault_mod.decode(P, big).endswith("body\n")
+    # A person's part past the limit is refused, whatever the log.
+    mine = (head + "notes: " + "n" * vault_mod.MAX_BYTES + "\n" + log + "---\n").encode()
+    with pytest.raises(BadFile, match=r"^plan.md: file is \d+ bytes \(10\d{5} without the "
+                                      r"daemon's reflection_log\), more than the 1048576"):
+        vault_mod.decode(P, mine)
+    # Behind the log, too (the quick check gives way to the line scan there).
+    after = (head + log + "notes: " + "n" * vault_mod.MAX_BYTES + "\n---\n").encode()
+    with pytest.raises(BadFile, match=r"without the daemon's reflection_log\), more than"):
+        vault_mod.decode(P, after)
+
+
 def test_peek_status():
     assert peek.peek_status(PLAN) == "draft"
     assert peek.peek_status("---\nid: x\n---\nstatus: approved\n") is None
@@ -472,3 +490,13 @@ def test_peek_says_when_it_cannot_tell():
     assert peek.peek_status("---\nstatus: approved x\n---\n") == peek.CANNOT_TELL
     assert peek.peek_status("---\nid: x\n---\n") is None  # no status: a draft
     assert peek.peek_status("---\nstatus: \"paused\"  # who\r\n---\r\n") == "paused"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(["---", "...", "\n", "\r\n", " ", "\t", "-", ".", "a", "\r",
+                                 "\n---", "\n..."]), max_size=14).map("".join),
+       st.integers(0, 60))
+def test_the_closing_fence_is_found_where_the_multiline_regex_finds_it(text, pos):
+    pos = min(pos, len(text))
+    c = markdown._CLOSE.search(text, pos)
+    assert markdown._close(text, pos) == ((c.start(), c.end()) if c else None)

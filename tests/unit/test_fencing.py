@@ -4,6 +4,7 @@ holder is faked by a second HeldPlan writing a new claim, as another host's daem
 
 from __future__ import annotations
 
+import json
 import sys
 
 import pytest
@@ -90,6 +91,41 @@ def test_a_running_step_is_killed_when_another_claim_appears_and_nothing_is_writ
     assert not [k for k, _ in svc.events if k == "step_ended"]
 
 
+def test_a_running_step_is_killed_when_the_new_holder_already_completed_the_plan(vault):
+    # Back from a cut, the old holder finds the plan completed by the new holder: its
+    # claim is gone with the end (the token is in the log), the lock file notes who.
+    path = write_plan(vault, STEPS)
+    mine = claim(vault, path, "host-a", 11)
+    clock = FakeClock()
+    seen: dict[str, bytes] = {}
+
+    def another_host_completed_it() -> None:
+        if seen:
+            return
+        take_over(vault, path, mine.token + 1)
+        other = HeldPlan(vault, path)
+        entry = {"index": 1, "title": "after", "attempt": 1, "outcome": "ok",
+                 "token": mine.token + 1}
+        other.update({"claim": None, "status": "completed", "current_index": 2,
+                      "reflection_log": [*other.plan.reflection_log, entry]})
+        lock_path(path).write_text(json.dumps({"host": "host-b", "pid": 7, "plan": "P-P-001",
+                                               "token": mine.token + 1, "released": True}))
+        seen["theirs"] = path.read_bytes()
+
+    svc = services(clock, waker=FakeWaker(clock, another_host_completed_it))
+    try:
+        started = clock.monotonic()
+        Runner(mine.held, mine.lock, mine.token, svc).run()
+        assert clock.monotonic() - started < 30  # the 60 s step was stopped at once
+    finally:
+        mine.release()
+    assert path.read_bytes() == seen["theirs"]
+    fenced = [f for kind, f in svc.events if kind == "claim_lost_to_fence"]
+    assert fenced == [{"project": "P", "plan": "P-P-001", "token": 1, "new_token": 2,
+                       "new_host": "host-b", "new_pid": 7, "index": 2}]
+    assert not [k for k, _ in svc.events if k == "step_ended"]
+
+
 # --- freshness under the lock (daemon/claim.py step 2, Claimed.release) ---------------
 
 
@@ -100,6 +136,16 @@ def test_release_notes_the_last_rev_and_token_in_the_lock_file(vault):
     mine.release()
     assert {k: v for k, v in holder(lock_path(path)).items() if k in ("rev", "token")} == \
         {"rev": 2, "token": 1}
+
+
+def test_release_of_an_ended_plan_still_notes_who_held_it(vault):
+    # The claim goes with the end; a fenced holder back from a cut reads who it was here.
+    path = write_plan(vault, ["one"])
+    mine = claim(vault, path, "host-a", 11)
+    mine.held.update({"status": "completed", "claim": None, "current_index": 1})
+    mine.release()
+    noted = holder(lock_path(path))
+    assert (noted["host"], noted["pid"], noted["token"]) == ("host-a", 11, 1)
 
 
 def test_a_claimer_reads_again_until_the_plan_reaches_the_noted_rev(vault, monkeypatch):

@@ -8,6 +8,7 @@ openat2 (`walk` fixture).
 from __future__ import annotations
 
 import errno
+import fcntl
 import hashlib
 import logging
 import os
@@ -218,7 +219,7 @@ def test_size_is_checked_before_reading(vault, monkeypatch):
     reads = []
     real_read = os.read
     monkeypatch.setattr(os, "read", lambda fd, n: reads.append(n) or real_read(fd, n))
-    with pytest.raises(fs.Refused, match=r"file is 8589934592 bytes, more than the 1048576 "
+    with pytest.raises(fs.Refused, match=r"file is 8589934592 bytes, more than the 67108864 "
                                          r"allowed \(move long text out of the plan\)"):
         fs.read(plan, "plan")
     assert reads == []
@@ -235,7 +236,7 @@ def test_a_file_that_grows_while_read_is_refused(vault, monkeypatch):
                                st.st_gid, 100, st.st_atime, st.st_mtime, st.st_ctime))
 
     monkeypatch.setattr(os, "fstat", fstat_before_growth)
-    with pytest.raises(fs.Refused, match="file grew past the 1048576 bytes allowed while it "
+    with pytest.raises(fs.Refused, match="file grew past the 67108864 bytes allowed while it "
                                          "was read"):
         fs.read(plan, "plan")
 
@@ -439,3 +440,39 @@ def test_no_path_with_a_link_on_it_is_ever_opened_for_writing(tmp_path_factory, 
         if after.get(name) != what:  # only the path itself, and only with no link on the way
             assert name == str(path) and not folder_linked, (name, what, after.get(name))
             assert not what.startswith("-> ") or op == "replace"
+
+
+def test_an_append_is_written_under_an_flock_of_the_file(tmp_path, monkeypatch):
+    # O_APPEND alone does not keep the records of two hosts apart on a network
+    # filesystem (tests/multihost/test_soak_multihost.py): the write is made locked.
+    Vault(tmp_path)
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"")
+    calls = []
+    real_flock, real_write = fcntl.flock, os.write
+    monkeypatch.setattr(fcntl, "flock", lambda fd, op: (calls.append(("flock", op)),
+                                                        real_flock(fd, op))[1])
+    monkeypatch.setattr(os, "write", lambda fd, data: (calls.append(("write", bytes(data))),
+                                                       real_write(fd, data))[1])
+    fs.append(path, b"one\n")
+    assert calls == [("flock", fcntl.LOCK_EX | fcntl.LOCK_NB), ("write", b"one\n")]
+    # released with the descriptor: another open file takes it at once
+    other = os.open(path, os.O_RDONLY)
+    try:
+        real_flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    finally:
+        os.close(other)
+
+
+def test_an_append_writes_without_the_flock_when_it_stays_held(tmp_path, monkeypatch):
+    Vault(tmp_path)
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"old\n")
+    monkeypatch.setattr(fs.writing, "APPEND_LOCK_WAIT_S", 0.0)
+    holder = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(holder, fcntl.LOCK_EX)  # a reader that never lets go
+        fs.append(path, b"new\n")
+    finally:
+        os.close(holder)
+    assert path.read_bytes() == b"old\nnew\n"

@@ -49,7 +49,9 @@ def test_a_claim_that_cannot_be_written_holds_the_plan_off(vault, daemon, clock,
 
 def test_a_run_whose_writes_keep_failing_is_let_go_and_held_off(vault, daemon, clock,
                                                                  monkeypatch):
-    path = write_plan(vault, ["{run: 'true'}"])
+    # A step that must not re-run after a crash: the claim cannot write it in flight
+    # ahead (daemon/claim.first_in_flight), so its in_flight is a write of its own.
+    path = write_plan(vault, ["{run: 'true', rerun_after_crash: false}"])
     # The claim lands, the in_flight write does not, ever.
     failing_updates(monkeypatch, HeldPlan, [None, *[FULL] * 1000])
     start = clock.monotonic()
@@ -93,3 +95,33 @@ def test_temp_files_left_by_kills_are_swept_at_the_first_tick_and_then_every_ten
     clock.advance(1)
     daemon._sweep(clock.wall())
     assert not second.exists() and person.exists()
+
+
+def test_a_one_step_plan_takes_two_plan_writes_and_ends_as_before(vault, daemon, clock,
+                                                                   monkeypatch):
+    path = write_plan(vault, ["{run: 'true'}"])
+    writes = failing_updates(monkeypatch, HeldPlan, [])
+    assert daemon._claim_and_run(daemon.scanner.scan(clock.wall())) is True
+    # The claim carries the first step's in_flight; the step's result carries the end.
+    assert len(writes) == 2
+    assert writes[0]["in_flight"]["index"] == 0 and writes[0]["in_flight"]["attempt"] == 1
+    assert writes[1]["status"] == "completed" and writes[1]["claim"] is None
+    plan = read_plan(vault, path).plan
+    assert plan.status.value == "completed" and plan.in_flight is None and plan.claim is None
+    assert plan.completed_at is not None and len(plan.reflection_log) == 1
+    changes = [(e["previous"], e["status"]) for e in read(vault.events_path)
+               if e["event"] == "status_changed"]
+    assert changes == [("approved", "executing"), ("executing", "completed")]
+
+
+def test_a_vault_that_cannot_be_listed_keeps_the_folders_seen_last(vault, daemon,
+                                                                   monkeypatch):
+    """A network mount cut off (ENOTCONN) while the daemon lists the vault: it goes on
+    with the folders it knew, it does not exit (issue 13)."""
+    write_plan(vault, ["one"])
+    seen = daemon._watched()
+
+    def cut(*_):
+        raise OSError(errno.ENOTCONN, "Transport endpoint is not connected")
+    monkeypatch.setattr(type(vault), "folders", cut)
+    assert daemon._watched() == seen

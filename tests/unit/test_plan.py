@@ -131,6 +131,7 @@ EXPECTED = {
     "abort": ({"draft", "approved", "executing", "paused"}, "aborted"),
     "retry": ({"failed", "aborted"}, "approved"),
     "recover": ({"executing"}, "approved"),
+    "rerun": ({"completed", "failed", "aborted"}, "approved"),
 }
 
 
@@ -168,10 +169,11 @@ def test_every_action_from_every_status(action, status):
         assert set(named) == froms
 
 
-def test_final_statuses_leave_only_by_retry():
+def test_final_statuses_leave_only_by_retry_or_rerun():
     for status in FINAL:
         allowed = [a for a, (froms, _) in TRANSITIONS.items() if status in froms]
-        assert allowed == (["retry"] if status is not PlanStatus.COMPLETED else [])
+        assert allowed == (["retry", "rerun"] if status is not PlanStatus.COMPLETED
+                           else ["rerun"])
 
 
 # --- messages of the model ------------------------------------------------------

@@ -30,7 +30,7 @@ def test_approve_a_draft_changes_only_status_and_adds_rev_and_approved_at(vault,
     before = commented_plan("draft")
     plan.write_text(before)
     r = run_cli("plan", "approve", "ESS-P-001", "--vault", vault.root)
-    assert (r.code, r.out, r.err) == (0, "ESS-P-001: approved at step 1/3\n", "")
+    assert (r.code, r.out, r.err) == (0, "ESS-P-001: approved (1/3 done)\n", "")
     after = plan.read_text()
     diff = changed_lines(before, after)
     assert diff[:2] == [
@@ -38,8 +38,13 @@ def test_approve_a_draft_changes_only_status_and_adds_rev_and_approved_at(vault,
         "aborted"),
         ("+status: approved      # draft | approved | executing | paused | completed | failed | "
         "aborted")]
-    assert len(diff) == 4
-    assert diff[2].startswith("+approved_at: ") and diff[3] == "+rev: 1"
+    assert len(diff) == 7
+    assert diff[2].startswith("+approved_at: ")
+    # the approval bound to the steps (core/digest.py), the people's view
+    # (core/people.py), then rev: the daemon's keys in their order
+    assert diff[3:] == ['+approved_digest: "3/3 4bc59440c9b01fc7"',
+                        '+progress: "1/3 done · waiting for a daemon"',
+                        '+last_result: "step 1 “Collect”: ok"', "+rev: 1"]
     assert times.parse_time(diff[2].split(": ", 1)[1]) is not None
     assert after.endswith(before.split("---\n", 2)[2])  # the body, byte for byte
 
@@ -54,6 +59,9 @@ def test_approve_a_paused_plan_changes_only_status_and_rev(vault, plan, run_cli)
         "aborted"),
         ("+status: approved      # draft | approved | executing | paused | completed | failed | "
         "aborted"),
+        '+approved_digest: "3/3 4bc59440c9b01fc7"',
+        '+progress: "1/3 done · waiting for a daemon"',
+        '+last_result: "step 1 “Collect”: ok"',
         "-rev: 4   # stamped by the daemon",
         "+rev: 5   # stamped by the daemon"]
 
@@ -64,7 +72,8 @@ def test_approve_keeps_crlf(vault, plan, run_cli):
     assert run_cli("plan", "approve", "ESS-P-001", "--vault", vault.root).code == 0
     after = plan.read_bytes().decode()
     assert "\n" not in after.replace("\r\n", "")
-    assert len(changed_lines(before.replace("\r\n", "\n"), after.replace("\r\n", "\n"))) == 4
+    # status, approved_at, approved_digest, the people's view (progress, last_result), rev
+    assert len(changed_lines(before.replace("\r\n", "\n"), after.replace("\r\n", "\n"))) == 7
 
 
 def test_the_whole_lifecycle_through_the_cli(vault, run_cli):
@@ -83,7 +92,7 @@ def test_the_whole_lifecycle_through_the_cli(vault, run_cli):
              ("abort", "aborted")]
     for action, expected in steps:
         r = run_cli("plan", action, "SALES-P-001", *v)
-        assert (r.code, r.out) == (0, f"SALES-P-001: {expected} at step 0/2\n"), (action, r)
+        assert (r.code, r.out) == (0, f"SALES-P-001: {expected} (0/2 done)\n"), (action, r)
         assert status("SALES-P-001") == expected
     assert read_plan(vault, vault.plan_path("SALES", "SALES-P-001")).plan.rev == len(steps)
 
@@ -97,7 +106,7 @@ def test_the_whole_lifecycle_through_the_cli(vault, run_cli):
 def test_retry_puts_a_failed_plan_back_at_its_index(vault, plan, run_cli):
     plan.write_text(commented_plan("failed", extra="last_error: step 2 exited 1\n"))
     r = run_cli("plan", "retry", "ESS-P-001", "--vault", vault.root)
-    assert (r.code, r.out) == (0, "ESS-P-001: approved at step 1/3\n")
+    assert (r.code, r.out) == (0, "ESS-P-001: approved (1/3 done)\n")
     p = read_plan(vault, plan).plan
     assert (p.current_index, p.last_error) == (1, "step 2 exited 1")
 
@@ -120,7 +129,8 @@ def test_list_and_its_filters(vault, run_cli):
     assert [r["id"] for r in rows] == ["OPS-P-001", "OPS-P-002", "SALES-P-001", "SALES-P-002"]
     assert rows[2] == {"id": "SALES-P-001", "project": "SALES", "title": "Follow up",
                        "status": "draft", "priority": 50, "done": 0, "total": 2,
-                       "path": str(vault.plan_path("SALES", "SALES-P-001"))}
+                       "path": str(vault.plan_path("SALES", "SALES-P-001")),
+                      "progress": "0/2 done · draft", "last_result": None}
     assert rows[1]["error"].startswith(f"{broken}:2: sub_objectives is missing")
 
     only = json.loads(run_cli("plan", "list", "--json", "--project", "SALES", "--status",
@@ -156,8 +166,12 @@ def test_show_text_and_json_with_log_and_usage(vault, plan, run_cli):
     assert r.code == 0
     lines = r.out.splitlines()
     assert lines[0] == "ESS-P-001  Weekly research digest"
-    assert lines[1] == "status:   paused   progress: 1/3"
-    assert lines[2] == "usage:    2 calls, 123 tokens, $0.7500"
-    assert lines[3:6] == ["  [x] 0: Collect this week's sources", "  [>] 1: Summarize them",
-                          "  [ ] 2: Build the digest"]
-    assert lines[6].startswith("  log: step 0 attempt None ok -> continue")
+    assert lines[1] == "status:   paused"
+    assert lines[2] == "progress: 1/3 done · paused at step 2 “Summarize them”"
+    assert lines[3] == "last:     step 1 “Collect”: ok"  # the title as it ran
+    assert lines[4] == "usage:    2 calls, 123 tokens, $0.7500"
+    # steps counted from 1, as people count
+    assert lines[5:8] == ["  [x] 1: Collect this week's sources", "  [>] 2: Summarize them",
+                          "  [ ] 3: Build the digest"]
+    assert lines[8] == f"logs in {vault.root}/ESS/plans/ESS-P-001.runs/:"
+    assert lines[9].startswith("  step 1 attempt None ok -> continue")

@@ -95,19 +95,27 @@ def test_updates_touch_only_daemon_lines(vault, path):
     assert diff == [
         "-status: approved         # set by a person",
         "+status: executing         # set by a person",
+        # the daemon's keys at the end, in plan.DAEMON_KEYS order whenever they came
+        '+progress: "2/3 done · executing"',
+        '+last_result: "step 2 “make digest” attempt 1: ok"',
+        "+current_index: 2",
         "+execution_started_at: 2025-11-04T10:00:00Z",
         '+claim: {host: h, pid: 1, token: 1, claimed_at: "2025-11-04T10:00:00Z"}',
-        "+rev: 3",
-        "+current_index: 2",
         "+reflection_log:",
         "+  - {index: 0, title: Collect sources, attempt: 1, outcome: ok, decision: continue}",
         "+  - {index: 1, title: make digest, attempt: 1, outcome: ok, decision: continue}",
+        "+rev: 3",
     ]
     assert copies[3].endswith("---\n\nNotes for people.   \n")
     rec = json.loads(held.record_path.read_text())
     assert held.record_path == vault.root / ".modulatio" / "state" / "P" / "P-P-001.json"
     assert rec["rev"] == 3 and rec["status"] == "executing"
-    assert rec["keys"]["current_index"] == 2 and rec["keys"]["reflection_log"] == [LOG0, LOG1]
+    assert rec["keys"]["current_index"] == 2 and "reflection_log" not in rec["keys"]
+    # The log is in its own file, a line an entry, counted by the record.
+    log_file = owned_keys.log_path(held.record_path)
+    assert [json.loads(line) for line in log_file.read_text().splitlines()] == [LOG0, LOG1]
+    assert rec["log"] == {"entries": 2, "bytes": log_file.stat().st_size}
+    assert owned_keys.load(held.record_path).keys["reflection_log"] == [LOG0, LOG1]
     assert rec["keys"]["execution_started_at"] == "2025-11-04T10:00:00Z"
 
 
@@ -336,9 +344,32 @@ def test_a_record_a_plan_could_not_hold_is_not_trusted(vault, path, bad_keys):
     (a record edited by hand) would make the daemon's own write unreadable."""
     held, copies = run_two_steps(vault, path)
     data = json.loads(held.record_path.read_text())
-    data["keys"].update(bad_keys)
+    if "reflection_log" in bad_keys:  # in its own file, a line an entry
+        lines = "".join(json.dumps(e) + "\n" for e in bad_keys["reflection_log"])
+        owned_keys.log_path(held.record_path).write_text(lines)
+        data["log"] = {"entries": len(bad_keys["reflection_log"]), "bytes": len(lines)}
+    else:
+        data["keys"].update(bad_keys)
     held.record_path.write_text(json.dumps(data))
     assert owned_keys.load(held.record_path) is None
     editor_writes(path, copies[1])  # a stale save: with a record, it would be repaired
     held = HeldPlan(vault, path)
     assert held.plan.rev == 1 and path.read_text() == copies[1]  # trusted as it stands
+
+
+def test_the_records_log_grows_by_appends_and_a_lost_tail_is_not_trusted(vault, path):
+    held, _ = run_two_steps(vault, path)
+    log_file = owned_keys.log_path(held.record_path)
+    inode = log_file.stat().st_ino
+    held.update({"reflection_log": [*held.plan.reflection_log, LOG1]})
+    assert log_file.stat().st_ino == inode  # the new entry's line appended, the rest kept
+    assert owned_keys.load(held.record_path).keys["reflection_log"] == [LOG0, LOG1, LOG1]
+    held.update({"reflection_log": [LOG0, LOG1]})
+    rec = json.loads(held.record_path.read_text())
+    # A write whose JSON never landed left lines past the count: ignored.
+    with log_file.open("a") as f:
+        f.write('{"index": 9}\n')
+    assert owned_keys.load(held.record_path).keys["reflection_log"] == [LOG0, LOG1]
+    # Lines counted but lost (a power loss): the record is not trusted.
+    log_file.write_bytes(log_file.read_bytes()[: rec["log"]["bytes"] - 5])
+    assert owned_keys.load(held.record_path) is None

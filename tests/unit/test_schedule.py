@@ -48,8 +48,8 @@ def test_a_plan_released_for_a_retry_is_claimable_from_its_time():
     plan = _plan("  - run: 'true'\n    retry_delay: 1m\nnot_before: 2026-01-01T11:00:00Z\n"
                  "retry_wait: {index: 0, failures: 1, at: 2026-01-01T12:01:00Z}")
     assert plan.sub_objectives[0].retry_delay == RetryDelay(60)
-    assert plan.claimable_from == T0 + timedelta(minutes=1)
-    assert _plan("  - run: 'true'").claimable_from is None
+    assert schedule.claimable_from(plan) == T0 + timedelta(minutes=1)
+    assert schedule.claimable_from(_plan("  - run: 'true'")) is None
 
 
 def test_dependencies_ready_blocked_missing_pending():

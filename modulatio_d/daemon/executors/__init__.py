@@ -44,7 +44,7 @@ class StepContext:
         chosen = self.step.cwd or self.plan.cwd
         folder = (project_dir / chosen) if chosen else project_dir
         if not folder.is_dir():
-            raise StepError(f"{self.plan.path}: folder {folder} for step {self.step.index} "
+            raise StepError(f"{self.plan.path}: folder {folder} for step {self.step.index + 1} "
                             f"does not exist; fix cwd or create it")
         return folder
 

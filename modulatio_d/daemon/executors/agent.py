@@ -46,7 +46,7 @@ def launch(ctx) -> Launch:
     found = entry_points(group=GROUP, name=name)
     if found:
         return call.launch(ctx, next(iter(found)).value, extra)
-    raise StepError(f"{ctx.plan.path}: step {ctx.step.index} names agent {name!r}, which is "
+    raise StepError(f"{ctx.plan.path}: step {ctx.step.index + 1} names agent {name!r}, which is "
                     f"neither in .modulatio/config.yaml agents, built in (mock), nor installed "
                     f"as a plugin ({GROUP}); add it to the config")
 

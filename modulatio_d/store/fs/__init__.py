@@ -72,10 +72,12 @@ from modulatio_d.store.fs.writing import (
     fsync_dir,
     mkdirs,
     mode_of,
+    move,
     open_regular,
     open_temp,
     publish,
     rename,
+    rename_new,
     temp,
     unlink,
 )
@@ -83,7 +85,7 @@ from modulatio_d.store.fs.writing import (
 __all__ = [
     "LIMITS", "Entry", "Refused", "Root", "Snapshot", "append", "check_folder", "check_regular",
     "entries", "exchange", "exists", "folder_cap", "fsync_dir", "lines", "mkdirs", "mode_of",
-    "names", "open_folder", "open_regular", "open_temp", "opening", "publish", "read",
-    "reading", "register", "rename", "signature", "stat_of", "tail", "temp", "unlink",
-    "writing",
+    "move", "names", "open_folder", "open_regular", "open_temp", "opening", "publish", "read",
+    "reading", "register", "rename", "rename_new", "signature", "stat_of", "tail", "temp",
+    "unlink", "writing",
 ]

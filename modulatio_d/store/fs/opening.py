@@ -16,12 +16,16 @@ KiB = 1024
 MiB = 1024 * KiB
 
 LIMITS: dict[str, int] = {
-    "plan": 1 * MiB,
+    # What a person writes is held to 1 MiB (store/vault.decode: the file less the
+    # daemon's reflection_log); the rest is room for that log, so a long run never
+    # hits a limit the daemon's own writes create (about 250 bytes an attempt).
+    "plan": 64 * MiB,
     "cron entry": 1 * MiB,
     "ticket": 1 * MiB,
     "config": 1 * MiB,
     "pause": 64 * KiB,  # .modulatio/pause.yaml: a few lines
     "record": 8 * MiB,      # the daemon's keys of a 1 MiB plan, as JSON (\\u escapes)
+    "record log": 256 * MiB,  # a plan's reflection_log, a line an attempt (owned_keys.py)
     "heartbeat": 64 * KiB,
     "lock file": 64 * KiB,  # who holds it: a line of JSON
     "pid file": 4 * KiB,
@@ -41,6 +45,7 @@ _HINTS = {
     "config": "keep agent options short; point to files for long ones",
     "pause": "write it again with `modulatio pause`, or remove it to resume all",
     "record": "delete it: the plan file is then trusted as it stands",
+    "record log": "delete it and its record (.json): the plan file is then trusted as it stands",
     "heartbeat": "delete it: its daemon writes a new one",
 }
 

@@ -210,6 +210,7 @@ function refreshSoon() {
   clearTimeout(state.refreshTimer);
   state.refreshTimer = setTimeout(async () => {
     const r = await api("/v1/status"); renderStatus(await r.json()); loadPlans();
+    if (r.headers.get("x-modulatio-fresh") === "0") refreshSoon();  // a newer one is coming
   }, 150);
 }
 

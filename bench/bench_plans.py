@@ -1,0 +1,124 @@
+"""Per-plan overhead: PLANS one-step `true` plans through one `daemon --once`, beside nq.
+
+Measured in the same run, in the same temporary folder:
+- daemon: `modulatio daemon --once` on a vault of PLANS approved plans, each with
+  one step `run: "true"`, from start to exit (every plan completed);
+- nq: PLANS jobs `true` queued with nq (`nq -q true` each, then `nq -w`), the
+  peer a user compares with (install it: `apt-get install -y nq`; without it the
+  line says so and only the floor is printed);
+- floor: fork/exec of `true` PLANS times (subprocess, the fast spawn path), plus
+  the durable writes a one-step plan needs: the claim, the completion (each a
+  fsynced temporary file renamed over the plan, with the folder fsynced) and one
+  fsynced usage append.
+Targets (issue 12): daemon <= 1.5x nq, and <= 3x the floor.
+BENCH_PLANS (1000) and BENCH_ROUNDS (3) change the sizes; MODULATIO_PROFILE=FILE
+also writes a cProfile of one daemon run to FILE.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from modulatio_d.ops.init import init
+from modulatio_d.store import atomic, usage
+
+PLANS = int(os.environ.get("BENCH_PLANS", "1000"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+
+
+def plan_text(n: int) -> str:
+    return (f"---\nid: B-P-{n:05d}\ntitle: bench {n}   # a comment\nstatus: approved\n"
+            f"sub_objectives:\n  - {{run: \"true\"}}\ncurrent_index: 0\nreflection_log: []\n"
+            f"---\nThe body of plan {n}.\n")
+
+
+def run_daemon(tmp: Path, profile: str | None = None) -> float:
+    vault = init(tmp / "v")
+    folder = vault.plans_dir("B")
+    folder.mkdir(parents=True)
+    for n in range(PLANS):
+        (folder / f"B-P-{n:05d}.md").write_text(plan_text(n))
+    os.sync()
+    cmd = [sys.executable]
+    if profile:
+        cmd += ["-m", "cProfile", "-o", profile]
+    cmd += ["-m", "modulatio_d", "daemon", "--vault", str(vault.root), "--once",
+            "--log-level", "warning", "--allow-root"]
+    t = time.perf_counter()
+    subprocess.run(cmd, check=True, env=dict(os.environ, MODULATIO_ALLOW_ROOT="1"))
+    elapsed = time.perf_counter() - t
+    done = sum("status: completed" in p.read_text() for p in folder.glob("*.md"))
+    assert done == PLANS, f"{done} of {PLANS} plans completed"
+    shutil.rmtree(vault.root)
+    return elapsed
+
+
+def run_nq(tmp: Path) -> float | None:
+    nq = shutil.which("nq")
+    if not nq:
+        return None
+    qdir = tmp / "nq"
+    qdir.mkdir()
+    env = dict(os.environ, NQDIR=str(qdir))
+    t = time.perf_counter()
+    for _ in range(PLANS):
+        subprocess.run([nq, "-q", "true"], env=env, check=True)
+    subprocess.run([nq, "-w"], env=env, check=True)
+    elapsed = time.perf_counter() - t
+    shutil.rmtree(qdir)
+    return elapsed
+
+
+def floor(tmp: Path) -> float:
+    folder = tmp / "floor"
+    folder.mkdir()
+    plans = []
+    for n in range(PLANS):
+        plans.append(folder / f"{n}.md")
+        plans[-1].write_text(plan_text(n))
+    use = folder / "usage.jsonl"
+    os.sync()
+    t = time.perf_counter()
+    for plan in plans:
+        atomic.rewrite(plan, lambda raw: raw.replace(b"approved", b"executing"))
+        subprocess.run(["true"], check=True)
+        atomic.rewrite(plan, lambda raw: raw.replace(b"executing", b"completed"))
+        usage.append(use, [{"input_tokens": 0}])
+    elapsed = time.perf_counter() - t
+    shutil.rmtree(folder)
+    return elapsed
+
+
+def main() -> None:
+    daemon, peers, floors = [], [], []
+    with tempfile.TemporaryDirectory() as t:
+        tmp = Path(t)
+        for _ in range(ROUNDS):
+            daemon.append(run_daemon(tmp))
+            peers.append(run_nq(tmp))
+            floors.append(floor(tmp))
+        if os.environ.get("MODULATIO_PROFILE"):
+            run_daemon(tmp, os.environ["MODULATIO_PROFILE"])
+    d, f = statistics.median(daemon), statistics.median(floors)
+    print(f"plans: {PLANS}, rounds: {ROUNDS}, load average {os.getloadavg()[0]:.1f} "
+          f"on {os.cpu_count()} cores; medians")
+    print(f"daemon --once  {d:7.2f} s  ({d / PLANS * 1000:.1f} ms a plan)  "
+          f"runs {', '.join(f'{x:.2f}' for x in daemon)}")
+    if peers[0] is None:
+        print("nq             not installed (apt-get install -y nq): compared with the floor only")
+    else:
+        n = statistics.median(peers)  # type: ignore[type-var]
+        print(f"nq             {n:7.2f} s  ratio {d / n:.2f}x (target <= 1.5x)")
+    print(f"floor          {f:7.2f} s  ratio {d / f:.2f}x (target <= 3x): fork/exec of true "
+          f"+ claim, completion and usage writes, durable")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""Throughput with 1 and N daemons on one vault: does it grow with daemons?
+
+PLANS approved plans of STEPS steps each, all of `true` (bookkeeping-bound) or of
+`sleep 0.2` (sleep-bound); N daemons `daemon --once` started together on the
+vault, timed until the last exits (each exits once nothing is left to claim);
+every plan must end completed. Printed per N: steps a second, and the races
+lost (`claim_lost` events), beside one daemon's figure from the same run.
+Targets (issue 12): with 8 daemons, `true` steps at least one daemon's
+throughput; `sleep 0.2` steps at least 0.9 x 8 x one daemon's.
+BENCH_PLANS (160), BENCH_STEPS (3), BENCH_DAEMONS (8) change the sizes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from modulatio_d.ops.init import init
+
+PLANS = int(os.environ.get("BENCH_PLANS", "160"))
+STEPS = int(os.environ.get("BENCH_STEPS", "3"))
+DAEMONS = int(os.environ.get("BENCH_DAEMONS", "8"))
+
+
+def plan_text(n: int, command: str) -> str:
+    subs = "".join(f'  - {{run: "{command}"}}\n' for _ in range(STEPS))
+    return (f"---\nid: B-P-{n:05d}\ntitle: scale {n}\nstatus: approved\n"
+            f"sub_objectives:\n{subs}current_index: 0\nreflection_log: []\n---\n")
+
+
+def run(tmp: Path, daemons: int, command: str) -> tuple[float, int]:
+    vault = init(tmp / f"v{daemons}")
+    folder = vault.plans_dir("B")
+    folder.mkdir(parents=True)
+    for n in range(PLANS):
+        (folder / f"B-P-{n:05d}.md").write_text(plan_text(n, command))
+    os.sync()
+    cmd = [sys.executable, "-m", "modulatio_d", "daemon", "--vault", str(vault.root), "--once",
+           "--log-level", "warning", "--allow-root"]
+    env = dict(os.environ, MODULATIO_ALLOW_ROOT="1")
+    t = time.perf_counter()
+    procs = [subprocess.Popen(cmd, env=env, stderr=subprocess.DEVNULL) for _ in range(daemons)]
+    for p in procs:
+        p.wait()
+    elapsed = time.perf_counter() - t
+    done = sum("status: completed" in p.read_text() for p in folder.glob("*.md"))
+    assert done == PLANS, f"{done} of {PLANS} plans completed with {daemons} daemons"
+    lost = sum(json.loads(line).get("event") == "claim_lost"
+               for line in vault.events_path.read_text().splitlines())
+    shutil.rmtree(vault.root)
+    return elapsed, lost
+
+
+def main() -> None:
+    print(f"plans: {PLANS} x {STEPS} steps, load average {os.getloadavg()[0]:.1f} on "
+          f"{os.cpu_count()} cores")
+    with tempfile.TemporaryDirectory() as t:
+        for command, target in (("true", "target: >= 1 daemon's"),
+                                ("sleep 0.2", f"target: >= 0.9 x {DAEMONS} x 1 daemon's")):
+            one, _ = run(Path(t), 1, command)
+            many, lost = run(Path(t), DAEMONS, command)
+            steps = PLANS * STEPS
+            print(f"{command:<10} 1 daemon {steps / one:6.1f} steps/s   {DAEMONS} daemons "
+                  f"{steps / many:6.1f} steps/s ({one / many:.2f}x; {target}), "
+                  f"{lost} races lost")
+
+
+if __name__ == "__main__":
+    main()

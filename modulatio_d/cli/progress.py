@@ -1,0 +1,35 @@
+"""Progress on stderr for commands that read many files: shown only on a terminal, and
+only once the command has taken more than a second (a quick run prints nothing)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TextIO
+
+AFTER_S = 1.0
+EVERY_S = 0.2
+
+
+def reporter(err: TextIO, what: str,
+             clock: Callable[[], float] = time.monotonic) -> tuple[Callable[[], None],
+                                                                    Callable[[], None]]:
+    """(tick, done): call tick() once per file read; done() clears the line."""
+    start = clock()
+    state = {"n": 0, "shown": 0.0, "drawn": False}
+    tty = err.isatty()
+
+    def tick() -> None:
+        state["n"] += 1
+        now = clock()
+        if tty and now - start > AFTER_S and now - state["shown"] > EVERY_S:
+            err.write(f"\r{what}: {state['n']} read")
+            err.flush()
+            state["shown"], state["drawn"] = now, True
+
+    def done() -> None:
+        if state["drawn"]:
+            err.write("\r\033[K")
+            err.flush()
+
+    return tick, done

@@ -1,0 +1,113 @@
+"""A per-user cache of what commands derive from vault files, keyed by stat signature.
+
+`plan list` on 10,000 plans read and parsed every file (seconds). The daemon keeps
+each plan's stat signature (inode, size, mtime, ctime) and looks again only at
+files whose signature moved; commands do the same through this cache: a row
+derived from a file is kept with the file's signature, and given back while the
+file's lstat (from the folder listing) shows the same one.
+
+- Where: `$XDG_CACHE_HOME/modulatio/` (default `~/.cache/modulatio/`), one JSON
+  file per vault and use (`plan-rows-<hash of the vault's path>.json`), mode
+  0600 in a 0700 folder: a cache in the vault could be written by anyone who
+  shares the vault, and would then lie to others. Without a usable home (a
+  system user with none, a read-only one) nothing is cached and every file is read.
+- A file changed within RACY_S of being looked at is not cached: a write within
+  the same mtime tick, at the same size, would otherwise show the old row (the
+  "racy clean" problem of git's index).
+- The cache is written atomically (temp file, rename), not durably: a lost or
+  unreadable cache is an empty one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from modulatio_d import __version__
+from modulatio_d.core.plan import FINAL
+
+VERSION = 1
+RACY_S = 2.0
+
+
+def _folder() -> Path | None:
+    base = os.environ.get("XDG_CACHE_HOME")
+    if not base:
+        home = os.environ.get("HOME")
+        if not home:
+            return None
+        base = os.path.join(home, ".cache")
+    return Path(base) / "modulatio"
+
+
+def signature(st: os.stat_result) -> list[int]:
+    return [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+
+
+class RowCache:
+    def __init__(self, vault_root: Path | str, use: str, now: float | None = None):
+        folder = _folder()
+        digest = hashlib.sha256(os.fsencode(str(vault_root))).hexdigest()[:16]
+        self.path = folder / f"{use}-{digest}.json" if folder else None
+        self.now = time.time() if now is None else now
+        self.old: dict[str, list] = self._load()
+        self.new: dict[str, list] = {}
+        self.changed = False
+
+    def _load(self) -> dict[str, list]:
+        if self.path is None:
+            return {}
+        try:
+            with open(self.path, "rb") as f:
+                data = json.load(f)
+            if data.get("version") == VERSION and data.get("code") == __version__ \
+                    and isinstance(data.get("rows"), dict):  # rows of another release: none
+                return data["rows"]
+        except (OSError, ValueError, AttributeError):
+            pass
+        return {}
+
+    def get(self, path: str, st: os.stat_result) -> dict | None:
+        """The row kept for `path` while its signature is `st`'s; None when not kept."""
+        hit = self.old.get(path)
+        if isinstance(hit, list) and len(hit) == 2 and hit[0] == signature(st) \
+                and isinstance(hit[1], dict):
+            self.new[path] = hit
+            return hit[1]
+        return None
+
+    def ended(self, path: str, st: os.stat_result) -> bool:
+        """Whether the kept row says this unchanged file parsed and is completed, failed
+        or aborted."""
+        row = self.get(path, st)
+        return row is not None and "error" not in row and row.get("status") in \
+            {s.value for s in FINAL}
+
+    def put(self, path: str, st: os.stat_result, row: dict) -> None:
+        self.changed = True
+        if self.now - max(st.st_mtime, st.st_ctime) > RACY_S:
+            self.new[path] = [signature(st), row]
+
+    def save(self, complete: bool = True) -> None:
+        """Write the rows looked at; never raises. `complete`: every file of the vault was
+        looked at, so the rows of files gone are dropped (else the others are kept)."""
+        if self.path is None or not (self.changed or (complete and
+                                                      len(self.new) != len(self.old))):
+            return
+        rows = self.new if complete else {**self.old, **self.new}
+        try:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".rows.", suffix=".tmp")
+            try:
+                with os.fdopen(fd, "w") as f:
+                    json.dump({"version": VERSION, "code": __version__, "rows": rows}, f)
+                os.replace(tmp, self.path)
+            except BaseException:
+                os.unlink(tmp)
+                raise
+        except OSError:
+            pass  # no cache then: the next command reads every file

@@ -1,0 +1,89 @@
+"""Commands' per-user row cache (store/rowcache.py): a file whose stat signature has not
+moved gives its row unread; any change, a file gone or a racy file is read again."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime
+
+import pytest
+
+from modulatio_d.ops import plans, render
+from modulatio_d.store import rowcache
+
+NOW = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+
+
+def new(vault, title: str):
+    return plans.new_plan(vault, "P", title, [("run", "true")], False, NOW)[1]
+
+
+@pytest.fixture
+def reads(monkeypatch):
+    seen: list[str] = []
+    real = render.read_plan
+
+    def counting(vault, path):
+        seen.append(path.stem)
+        return real(vault, path)
+
+    monkeypatch.setattr(render, "read_plan", counting)
+    monkeypatch.setattr(rowcache, "RACY_S", -1.0)  # files made just now may be cached
+    return seen
+
+
+def test_unchanged_plans_are_listed_from_the_cache(vault, reads):
+    a = new(vault, "First")
+    new(vault, "Second")
+    first = render.list_plans(vault)
+    assert sorted(reads) == ["P-P-001", "P-P-002"]
+    reads.clear()
+    assert render.list_plans(vault) == first and reads == []
+    assert render.list_plans(vault, status="draft") == first and reads == []
+    # A change moves the signature: that file alone is read again.
+    text = a.read_text()
+    a.write_text(text.replace("title: First", "title: First, renamed"))
+    rows = render.list_plans(vault)
+    assert reads == ["P-P-001"] and rows[0]["title"] == "First, renamed"
+    # A file gone is gone from the list and from the cache.
+    a.unlink()
+    assert [r["id"] for r in render.list_plans(vault)] == ["P-P-002"]
+    kept = rowcache.RowCache(vault.root, "plan-rows").old
+    assert str(a) not in kept and len(kept) == 1
+    assert json.loads(rowcache.RowCache(vault.root, "plan-rows").path.read_text())["version"] == 1
+
+
+def test_a_racy_file_is_not_cached(vault, reads, monkeypatch):
+    new(vault, "First")
+    monkeypatch.setattr(rowcache, "RACY_S", 3600.0)  # changed within the hour: racy
+    render.list_plans(vault)
+    render.list_plans(vault)
+    assert reads == ["P-P-001", "P-P-001"]
+
+
+def test_a_broken_cache_is_an_empty_one(vault, reads):
+    new(vault, "First")
+    render.list_plans(vault)
+    for f in os.scandir(rowcache._folder()):
+        with open(f.path, "w") as out:
+            out.write("{not json")
+    reads.clear()
+    assert [r["id"] for r in render.list_plans(vault)] == ["P-P-001"] and reads == ["P-P-001"]
+
+
+def test_validate_does_not_read_an_unchanged_ended_plan_again(vault, reads, monkeypatch):
+    from modulatio_d.ops import validate
+
+    done = new(vault, "Done")
+    done.write_text(done.read_text().replace("status: draft", "status: completed"))
+    new(vault, "Draft")
+    seen: list[str] = []
+    real = validate.read_plan
+    monkeypatch.setattr(validate, "read_plan",
+                        lambda v, p: seen.append(p.stem) or real(v, p))
+    first = [str(p) for p in validate.validate(vault)]
+    assert sorted(seen) == ["P-P-001", "P-P-002"]
+    seen.clear()
+    assert [str(p) for p in validate.validate(vault)] == first
+    assert seen == ["P-P-002"]  # the draft is checked again; the completed plan is not read
