@@ -37,6 +37,8 @@ def of_step(step: SubObjective) -> str:
     fields = dataclasses.asdict(step)
     fields.pop("index")
     fields.pop("title")  # a new name for a step changes nothing it does
+    if fields.get("retry_delay") is None:  # digests of steps without one stay as they were
+        fields.pop("retry_delay", None)
     text = json.dumps(fields, sort_keys=True, default=str, ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
