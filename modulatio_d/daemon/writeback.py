@@ -158,10 +158,13 @@ class PlanWriter:
         """Fail a plan no step of which started before its expires_at (`expired`)."""
         plan, now = self.plan, self.svc.clocks.wall()
         at = plan.schedule.expires_at
-        if at is None or plan.reflection_log or plan.in_flight or now < at:
+        flight = plan.in_flight or {}  # the claim may write its first step ahead: not started
+        started = plan.reflection_log or (flight and flight.get("token") != self.held.token)
+        if at is None or started or now < at:
             return False
         reason = f"expired: not started by expires_at {format_time(at)}"
-        self.write({"status": PlanStatus.FAILED.value, "last_error": reason, "claim": None})
+        self.write({"status": PlanStatus.FAILED.value, "last_error": reason, "claim": None,
+                    "in_flight": None})
         self.status_event(PlanStatus.EXECUTING, PlanStatus.FAILED, "expired")
         return True
 
