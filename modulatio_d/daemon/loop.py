@@ -44,6 +44,7 @@ from modulatio_d.core.plan import Plan, SubObjective
 from modulatio_d.daemon import tickets
 from modulatio_d.daemon.claim import Claimed, Claimer, Missed, RaceRetries
 from modulatio_d.daemon.guard import Guard
+from modulatio_d.daemon.hooks import HookKeeper
 from modulatio_d.daemon.poll import Poller, needs_polling
 from modulatio_d.daemon.runner import Runner
 from modulatio_d.daemon.scan import Candidate, Scanner
@@ -85,6 +86,7 @@ class Daemon:
         self.base_env = {k: v for k, v in environ.items()
                          if k not in NOTIFY_ENV_VARS and k != trust.ALLOW_ROOT_ENV}
         self.heartbeat = Heartbeat(vault.daemons_dir, tick_seconds, __version__, clock())
+        self.hooks = HookKeeper(vault, self.base_env, monotonic)  # the hook process
         self.host = socket.gethostname()
         self.cron = None
         self._last_beat = 0.0
@@ -173,13 +175,13 @@ class Daemon:
             if poller is not None:
                 poller.stop()
             self.heartbeat.remove()
+            self.hooks.stop()
             self.events("daemon_stopped", signals=self.stop.requested)
             log.info("daemon stopped")
         return 0
 
     def _watched(self) -> list[Path]:
-        """The folders people write in: the root and each served project with its
-        plans/, cron/ and tickets/ (not the .runs/ folders beside the plans)."""
+        """The root and each served project with its plans/, cron/ and tickets/."""
         folders = [self.vault.root, self.vault.meta]
         # Not only the projects: a folder made a moment ago becomes one when its
         # plans/ appears, an event only a watch on the folder itself will see.
@@ -228,6 +230,7 @@ class Daemon:
         self._guarded("cron", self._fire_cron, now)
         self._guarded("tickets", self._apply_tickets, now)
         self._sweep(now)
+        self.hooks.keep(self.config)
         candidates = self.scanner.scan(now)
         log.debug("tick: %d claimable", len(candidates))
         self._beat(now, None, None)
@@ -274,8 +277,7 @@ class Daemon:
         self.config = loaded
         self.trust.use(policy, loaded.trusted_group)
 
-    def _keep_a_policy(self) -> None:
-        """A refused config leaves the policy before it; at start, the folder's group."""
+    def _keep_a_policy(self) -> None:  # a refused config leaves the policy before it
         if self.trust.policy is None:
             self.trust.use(trust.Policy.build(self.vault.root, None), None)
 
@@ -294,8 +296,7 @@ class Daemon:
                       exc_info=None if told else e)
 
     def _sweep(self, now: datetime) -> None:
-        """Remove the temp files kills left behind (store/tempfiles.py), at the first tick
-        and every SWEEP_EVERY_S after."""
+        """Remove temp files kills left (store/tempfiles.py): 1st tick, then each SWEEP_EVERY_S."""
         mono = self.monotonic()
         if self._last_sweep is not None and mono - self._last_sweep < tempfiles.SWEEP_EVERY_S:
             return
@@ -339,15 +340,13 @@ class Daemon:
             self._beat(self.clock(), plan, step)
         if mono - self._last_cron >= self.tick_seconds:
             self._guarded("cron", self._fire_cron, self.clock())
+        self.hooks.keep(self.config)
 
     # --- claim and run --------------------------------------------------------------
 
     def _claim_and_run(self, candidates: list[Candidate]) -> bool:
         """Claim the first plan that can be and run it; True when one ran (or crashed).
-
-        The per-plan guard (guard.py): whatever one plan raises is that plan's
-        crash, counted and held off, never the daemon's end.
-        """
+        Whatever one plan raises is its crash (guard.py), counted and held off, never ours."""
         for c in candidates:
             if self.stop.requested:
                 return False

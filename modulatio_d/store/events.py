@@ -4,7 +4,27 @@ Every line is written by one os.write on a descriptor opened with O_APPEND,
 so lines from several daemons never interleave. The file is opened through
 store/fs/: a link (to a person's ~/.bashrc, say) is refused, never written
 through, and so is anything but a regular file with one link. Fields: `ts` (UTC), `event`,
-`host`, `pid`, then the event's own (plan, project, index, attempt, ...).
+`id`, `host`, `pid`, then the event's own (plan, project, index, attempt, ...).
+
+Ids: every line carries `id`, 16 hex digits drawn at random when it is written:
+unique across daemons and hosts without coordination, and the same forever (a
+hook's webhook sends it as the idempotency key, `hooks replay --from ID` names
+it). Lines written before ids existed have none; readers that need one use
+`event_id()` (the line's segment inode and end offset).
+
+High-level events: a `status_changed` to completed, failed or paused is followed,
+in the same write, by a `plan_completed`, `plan_failed` or `plan_paused` line
+with the same fields, so a hook can subscribe to what a person cares about.
+
+Segments and rotation (the contract between the rotation of events.jsonl and
+the hooks' cursors, store/hooks.py): the log is `events.jsonl` plus rotated
+segments beside it named `events-<UTC stamp>.jsonl` (`rotated_name()`), plain
+JSON lines, produced only by renaming events.jsonl (never by copying: the rename
+keeps the inode, which is how a cursor finds its segment again); `segments()`
+lists them oldest first, the live log last. A rotation must not remove or
+compress a segment that a hook's cursor still points into
+(store/hooks.oldest_needed()); if one is removed anyway, the hook resumes at the
+oldest segment left and says what it skipped.
 """
 
 from __future__ import annotations
@@ -13,6 +33,7 @@ import json
 import logging
 import os
 import re
+import secrets
 import socket
 from collections.abc import Callable
 from datetime import datetime
@@ -32,15 +53,88 @@ class EventLog:
         self.pid = os.getpid()
 
     def __call__(self, event: str, **fields: object) -> None:
-        line = {"ts": format_time(self.clock()), "event": event, "host": self.host,
-                "pid": self.pid, **fields}
+        ts = format_time(self.clock())
+        line = {"ts": ts, "event": event, "id": new_id(), "host": self.host, "pid": self.pid,
+                **fields}
         data = (json.dumps(line, default=str, sort_keys=False) + "\n").encode()
+        high = HIGH_LEVEL.get(str(fields.get("status"))) if event == "status_changed" else None
+        if high is not None:
+            data += (json.dumps({**line, "event": high, "id": new_id()}, default=str)
+                     + "\n").encode()
         try:
             fs.append(self.path, data)
         except fs.Refused as e:  # a planted link: told, never written through
             log.warning("event not recorded: %s: %s", e, line)
         except OSError as e:  # disk full, say: the audit line is lost, the work goes on
             log.warning("could not append to %s (%s): %s", self.path, e.strerror, line)
+
+
+HIGH_LEVEL = {"completed": "plan_completed", "failed": "plan_failed", "paused": "plan_paused"}
+"""status_changed to these statuses is followed by these events (see the module doc)."""
+ROTATED_PREFIX = "events-"
+
+
+def new_id() -> str:
+    return secrets.token_hex(8)
+
+
+def event_id(event: dict, inode: int, end: int) -> str:
+    """The line's `id`; for a line written before ids existed, one made of where it is."""
+    found = event.get("id")
+    return found if isinstance(found, str) and found else f"at-{inode}-{end}"
+
+
+def rotated_name(now: datetime) -> str:
+    """The name a rotation gives events.jsonl: sorts by time, oldest first."""
+    return f"{ROTATED_PREFIX}{now.strftime('%Y%m%dT%H%M%S%fZ')}.jsonl"
+
+
+def segments(path: Path) -> list[Path]:
+    """The rotated segments beside the live log `path`, oldest first, then `path` itself
+    (listed even when missing: it is where the next line goes)."""
+    try:
+        found = fs.names(path.parent)
+    except OSError:
+        found = []
+    rotated = sorted(n for n in found if n.startswith(ROTATED_PREFIX) and n.endswith(".jsonl"))
+    return [path.parent / n for n in rotated] + [path]
+
+
+READ_BATCH = 4 * 1024 * 1024
+
+
+def read_from(path: Path, start: int, most: int = READ_BATCH,
+              ) -> tuple[int, list[tuple[int, dict | None]]]:
+    """(the segment's inode, [(end offset, event or None when unreadable)]) for each whole
+    line of `path` from byte `start` on, reading at most `most` bytes (call again from the
+    last end for more). A last line without its newline is a write in progress: left for
+    the next read. FileNotFoundError; ValueError when the file is shorter than `start`."""
+    fd = fs.open_regular(path, os.O_RDONLY)
+    try:
+        st = os.fstat(fd)
+        if start > st.st_size:
+            raise ValueError(f"{path} is shorter ({st.st_size} bytes) than the cursor {start}")
+        data = os.pread(fd, min(most, st.st_size - start), start) if st.st_size > start else b""
+    finally:
+        os.close(fd)
+    out: list[tuple[int, dict | None]] = []
+    at = 0
+    while True:
+        nl = data.find(b"\n", at)
+        if nl < 0:
+            break
+        line = data[at:nl]
+        at = nl + 1
+        event = None
+        if len(line) <= fs.LIMITS["event line"] and line.strip():
+            try:
+                event = json.loads(line)
+            except (ValueError, RecursionError):
+                event = None
+        out.append((start + at, event if isinstance(event, dict) else None))
+    if not out and len(data) >= most:  # one line longer than a batch: skipped, unread
+        out.append((start + len(data), None))
+    return st.st_ino, out
 
 
 def read(path: Path, names: tuple[str, ...] = ()) -> list[dict]:
