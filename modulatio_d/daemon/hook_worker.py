@@ -17,6 +17,8 @@ Protocol, per hook:
    appended to the hook's dead-letter file, a `hook_dead_letter` event is logged,
    a warning ticket is opened (one at a time per hook: not while the last is
    open), and delivery goes on with the next event.
+5. A replay (`modulatio hooks replay`) asked for while this worker holds the
+   lock is a request file it takes and applies before its next batch.
 
 A webhook's secret is read before each batch: one that cannot be had refuses
 the hook (told once per message, `hook_refused` in events.jsonl) until fixed.
@@ -118,6 +120,11 @@ class Worker(threading.Thread):
         except BadFile as e:
             self._tell(str(e), logging.ERROR, event="hook_refused")
             return self.poll()
+        replay = hook_files.take_replay(self.vault, name)
+        if replay is not None:
+            log.info("hook %s: replaying from %s as asked", name, replay.get("from"))
+            cursor = {**replay, "ticket": (cursor or {}).get("ticket")}
+            hook_files.write_cursor(self.vault, name, cursor)
         if cursor is None:
             cursor = hook_files.end_cursor(self.vault.events_path)
             hook_files.write_cursor(self.vault, name, cursor)

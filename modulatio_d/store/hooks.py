@@ -3,6 +3,8 @@
     <vault>/.modulatio/hooks/<name>.lock          one deliverer at a time (flock)
     <vault>/.modulatio/hooks/<name>.cursor.json   where delivery stands
     <vault>/.modulatio/hooks/<name>.dead.jsonl    events given up on, one a line
+    <vault>/.modulatio/hooks/<name>.replay.json   a replay asked for while a deliverer
+                                                  holds the lock (it applies it)
 
 The cursor (written atomically, only by the holder of the hook's lock, and only
 after the delivery it records succeeded) names the last event handled: its
@@ -55,6 +57,28 @@ def cursor_path(vault: Vault, name: str) -> Path:
 
 def dead_path(vault: Vault, name: str) -> Path:
     return folder(vault) / f"{name}.dead.jsonl"
+
+
+def replay_path(vault: Vault, name: str) -> Path:
+    return folder(vault) / f"{name}.replay.json"
+
+
+def take_replay(vault: Vault, name: str) -> dict | None:
+    """The cursor a replay asked for, taken (renamed away first, so a request written
+    while this one is applied is not lost with it); None when none waits."""
+    path = replay_path(vault, name)
+    taken = path.with_name(path.name + ".taken")
+    try:
+        fs.rename(path, taken)
+    except FileNotFoundError:
+        return None
+    try:
+        cursor = json.loads(fs.read(taken, "heartbeat").raw)
+    except (OSError, ValueError, RecursionError):
+        cursor = None
+    fs.unlink(taken, missing_ok=True)
+    return cursor if isinstance(cursor, dict) and isinstance(cursor.get("offset"), int) \
+        else None
 
 
 def read_cursor(vault: Vault, name: str) -> dict | None:
