@@ -19,6 +19,7 @@ must pause (the runner opens a critical ticket).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from modulatio_d.core.plan import Plan, SubObjective
@@ -32,7 +33,9 @@ SOFT_LIMIT = 0.8
 
 
 class Budget:
-    def __init__(self, plan_path: Path):
+    def __init__(self, plan_path: Path, events: Callable[..., None] = lambda *a, **k: None):
+        self.events = events  # budget_warning (for hooks), once per budget like the log line
+        self.project = plan_path.parent.parent.name
         self.usage_path = usage.usage_path(plan_path)
         self.totals = usage.totals(self.usage_path)
         self.warned: set[str] = set()
@@ -104,4 +107,6 @@ class Budget:
                                    extra={"modulatio_event": "context_budget_soft_warn",
                                           "plan_id": plan.id, "budget": name,
                                           "used": used, "limit": limit})
+                self.events("budget_warning", project=self.project, plan=plan.id, budget=name,
+                            used=used, limit=limit)
         return None

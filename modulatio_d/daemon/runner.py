@@ -75,7 +75,7 @@ class Runner:
         held.token = token
         self.svc = svc
         self.writer = PlanWriter(held, svc)
-        self.budget = Budget(held.path)
+        self.budget = Budget(held.path, svc.events)
         self.plan_dir = held.path.parent
         self.runs_dir = held.path.with_suffix(".runs")
         self._prewritten: tuple[int, int] | None = None  # (index, attempt) written ahead

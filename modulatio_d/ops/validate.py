@@ -14,7 +14,9 @@ checked against the rest of the vault and this host:
   plugins, a path as a file (a relative one from the plan's folder, where the
   daemon runs it), a bare command on PATH;
 - the `cwd` folders of the steps still to run exist;
-- each cron entry's schedule fires again, and its template is a valid plan.
+- each cron entry's schedule fires again, and its template is a valid plan;
+- each hook entry of the config is whole (a refused one is an error), and a
+  webhook's secret can be read (a warning: the daemons' environment may differ).
 A problem is an error (the daemon will refuse or fail it) or a warning (it may
 work: a command missing from this shell's PATH may be on the daemon's, a
 folder an earlier step may make, a schedule whose next fire is over a year
@@ -171,6 +173,7 @@ class _Checker:
             self.zone_ok = False
             return
         text = _text(path)
+        self.check_hooks(path)
         if self.cfg.timezone is not None:
             from modulatio_d.core import cron
             try:
@@ -200,6 +203,20 @@ class _Checker:
                 if folder.is_dir() and self.check_command(path, line, "reflector",
                                                           self.cfg.reflector, folder):
                     break  # once is enough to say it
+
+    def check_hooks(self, path: Path) -> None:
+        """Refused hook entries are errors; a webhook secret this shell cannot read is a
+        warning (the daemons' user and environment may differ from this shell's)."""
+        from modulatio_d.store import hooks
+
+        assert self.cfg is not None
+        self.problems += [Problem.of(e) for e in self.cfg.refused_hooks]
+        for spec in self.cfg.hooks:
+            try:
+                hooks.secret(spec, self.vault.root, self.environ)
+            except hooks.SecretUnusable as e:
+                self.add(path, str(e), spec.line, "as seen from this shell",
+                         Severity.WARNING)
 
     # --- agents, commands ---------------------------------------------------------------
 
