@@ -44,7 +44,8 @@ EVENT_HEADER = "X-Modulatio-Event"
 SEVERITY_OF = {
     "plan_failed": "error", "plan_crashed": "error", "hook_dead_letter": "error",
     "plan_paused": "warning", "ticket_opened": "warning", "budget_warning": "warning",
-    "daemon_stale": "warning", "file_refused": "warning", "lock_lost": "warning",
+    "daemon_stale": "warning", "file_refused": "warning", "hook_refused": "warning",
+    "lock_lost": "warning",
     "cron_missed": "warning", "orphan_step": "warning",
 }
 _KEYS = {"events", "filter", "run", "url", "secret_file", "secret_env", "timeout", "retry"}
