@@ -74,8 +74,8 @@ class Worker(threading.Thread):
                 except Exception as e:  # noqa: BLE001 (one hook's trouble is its own)
                     self._tell(f"hook {self.spec.name}: {type(e).__name__}: {e}",
                                logging.ERROR, exc=e)
-                if wait > 0:
-                    self.halt.wait(wait)
+                if wait > 0:  # a long backoff is still looked at each poll: a replay
+                    self.halt.wait(min(wait, self.poll()))
         finally:
             self.lock.release()
 

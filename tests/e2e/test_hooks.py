@@ -16,6 +16,7 @@ import os
 import signal
 import socket
 import threading
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -165,6 +166,11 @@ def test_three_daemons_deliver_every_event_in_order_once_at_a_time(dvault, daemo
     timeout: 5
     retry: {{attempts: 20, delay: 0.05, max_delay: 0.3}}
 """)
+    beats = dvault.root / ".modulatio" / "daemons"
+    beats.mkdir(exist_ok=True)
+    (beats / "gone-host.4242.json").write_text(json.dumps({  # a daemon silent for an hour
+        "host": "gone-host", "pid": 4242, "tick_seconds": 30,
+        "last_tick": (datetime.now(UTC) - timedelta(hours=1)).isoformat()}))
     procs = [daemons(env={"HOOK_SECRET": SECRET}) for _ in range(3)]
     for p in procs:
         wait_started(p, dvault)
@@ -196,6 +202,8 @@ def test_three_daemons_deliver_every_event_in_order_once_at_a_time(dvault, daemo
     rows = {r["name"]: r for r in json.loads(listed.out)}
     assert rows["cmd"]["cursor"]["id"] == expected[-1] and rows["web"]["dead_letters"] == 0
     assert rows["web"]["deliverer"]["pid"] in holders
+    stale = events(dvault, "daemon_stale")  # told once, by one of the three hook processes
+    assert [(e["host_stale"], e["pid_stale"]) for e in stale] == [("gone-host", 4242)]
 
 
 def test_a_killed_deliverer_resumes_from_the_cursor(dvault, daemons):
