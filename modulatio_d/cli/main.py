@@ -26,6 +26,7 @@ import argparse
 import os
 import sys
 from dataclasses import dataclass, field
+from functools import cache
 from importlib import import_module
 from pathlib import Path
 from typing import NoReturn, TextIO
@@ -172,7 +173,12 @@ def leaves(parser: argparse.ArgumentParser, path: str = "modulatio"):
             yield from leaves(child, f"{path} {name}")
 
 
+@cache
 def build_parser() -> argparse.ArgumentParser:
+    """The whole command tree, built once per process: argparse never changes a parser
+    while parsing, and building the tree costs milliseconds (gettext looks up its
+    catalogue on every help string) that a process running many commands in-process
+    (the test suite, `modulatio` called from Python) would otherwise pay each time."""
     parser = Parser(
         prog="modulatio",
         description="Run the approved Markdown plans of a vault, one sub-objective at a time.",

@@ -218,11 +218,8 @@ class Claimer:
         """The pid of another live daemon here that the plan's claim names and that may
         still run it (see step 5 of the protocol); None when the plan is an orphan."""
         claim = plan.claim if isinstance(plan.claim, dict) else {}
-        try:
-            pid = int(claim.get("pid"))
-        except (TypeError, ValueError, OverflowError):
-            return None
-        if claim.get("host") != self.host or pid == self.pid or pid <= 0:
+        pid = processes.as_pid(claim.get("pid"))
+        if pid is None or claim.get("host") != self.host or pid == self.pid:
             return None
         if processes.gone(pid) or not processes.is_modulatio_daemon(pid):
             return None

@@ -86,9 +86,9 @@ class Started:
 
 def _read(fd: int) -> Detached | None:
     data = os.pread(fd, 4096, 0).decode("utf-8", "replace").split()
-    if not data or not data[0].isdigit():
-        return None
-    return Detached(int(data[0]), data[1] if len(data) > 1 else "")
+    pid = processes.as_pid(int(data[0])) if data and data[0].isascii() \
+        and data[0].isdigit() and len(data[0]) < 12 else None
+    return Detached(pid, data[1] if len(data) > 1 else "") if pid else None
 
 
 def _held(fd: int) -> bool:

@@ -176,9 +176,8 @@ def stop(vault: Vault, timeout: float, all_here: bool = False) -> tuple[list[Tar
     for b in beats:
         if not b.get("live") or any(t.pid == b.get("pid") for t in targets):
             continue
-        pid = b.get("pid")
-        if all_here and b.get("host") == here and isinstance(pid, int) \
-                and not isinstance(pid, bool) and pid > 0:
+        pid = processes.as_pid(b.get("pid"))
+        if all_here and b.get("host") == here and pid is not None:
             pinned = _pin(vault, pid, "heartbeat", b.get("started_at"))
             if isinstance(pinned, Target):
                 targets.append(pinned)

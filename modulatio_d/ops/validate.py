@@ -74,10 +74,14 @@ class Problem:
     line: int | None = None
     hint: str = ""
     severity: Severity = Severity.ERROR
+    refused: bool = False
+    """The daemons refuse the file (it does not read, has a wrong shape, or fails a trust
+    check): they never run or change it. A meaning problem (refused False) is of a file the
+    daemons do run, where it will fail or may work."""
 
     @classmethod
     def of(cls, error: BadFile) -> Problem:
-        return cls(error.path, error.reason, error.line, error.hint)
+        return cls(error.path, error.reason, error.line, error.hint, refused=True)
 
     def __str__(self) -> str:
         where = f"{self.path}:{self.line}" if self.line else f"{self.path}"
@@ -86,7 +90,7 @@ class Problem:
 
     def as_dict(self) -> dict:
         return {"path": str(self.path), "line": self.line, "reason": self.reason,
-                "hint": self.hint, "severity": self.severity.value}
+                "hint": self.hint, "severity": self.severity.value, "refused": self.refused}
 
 
 def readers() -> dict[str, Reader]:

@@ -58,11 +58,10 @@ class Heartbeat:
 def _alive(info: dict) -> bool:
     if info.get("host") != socket.gethostname():
         return True  # cannot tell from here: its age decides
-    try:
-        pid = int(info["pid"])
-    except (KeyError, ValueError, TypeError):
-        return True
-    return not processes.gone(pid)
+    pid = info.get("pid")
+    if isinstance(pid, bool) or not isinstance(pid, int):
+        return True  # no pid to ask about: its age decides
+    return not processes.gone(pid)  # a number no process can have is gone
 
 
 def read_all(daemons_dir: Path, now: datetime | None = None) -> list[dict]:

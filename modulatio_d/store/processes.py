@@ -13,9 +13,24 @@ from __future__ import annotations
 import os
 import subprocess
 
+# Linux never hands out a pid above 2**22 (PID_MAX_LIMIT on 64-bit kernels): a larger
+# number, zero or a negative one in a file is no process at all. Zero and -1 must never
+# reach kill(2): they mean the caller's process group and every process it may signal.
+PID_MAX = 1 << 22
+
+
+def as_pid(value: object) -> int | None:
+    """`value` as a pid one could signal (an int in 1..PID_MAX, not a bool); else None.
+    Every pid read from a file (heartbeats, claims, the pid file) passes through here."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= PID_MAX:
+        return None
+    return value
+
 
 def gone(pid: int) -> bool:
-    """True when `pid` no longer runs on this host."""
+    """True when `pid` no longer runs on this host (a number that is no pid never ran)."""
+    if as_pid(pid) is None:
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

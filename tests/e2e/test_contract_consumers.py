@@ -131,17 +131,16 @@ HUGE_PID_HEARTBEAT = {READERS["heartbeat"][0]: f'{{"pid": {10 ** 30}, "host": '
                       f'"{socket.gethostname()}", "last_tick": "2025-11-04T10:00:00Z"}}\n'}
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9 item 8, found by this suite: a heartbeat "
-                   "whose pid is a huge number raises OverflowError in status, metrics and "
-                   "heartbeat; a ticket created_at 9999-12-31T23:59:59-01:00 raises "
-                   "OverflowError in status and ticket list (as defect 1's year 1)")
 @CONSUMERS
 @given(other_files())
 @example(HUGE_PID_HEARTBEAT)
 @example({READERS["ticket"][0]: "---\nid: P-P-001-T-01\nplan: P-P-001\n"
                                 "created_at: 9999-12-31T23:59:59-01:00\n---\n"})
 def test_commands_never_raise_on_the_other_files(tmp_path_factory, files):
-    commands(Vaults(tmp_path_factory.mktemp("o")).new({**files, GOOD: GOOD_PLAN}))
+    # The plan the commands name (and the ticket's plan) is a good one here: what is on
+    # trial is every other file.
+    commands(Vaults(tmp_path_factory.mktemp("o")).new(
+        {**files, GOOD: GOOD_PLAN, HOSTILE_PLAN: plan_example("sub_objectives: [a]")}))
 
 
 # --- the daemon --------------------------------------------------------------------------
@@ -172,7 +171,8 @@ def test_the_generators_reach_the_consumers(tmp_path):
     seen: Counter = Counter()
     vaults = Vaults(tmp_path)
 
-    @settings(CONSUMERS, max_examples=60)
+    # Derandomized: this checks the generator's reach, a fact that must not depend on a seed.
+    @settings(CONSUMERS, max_examples=60, derandomize=True, database=None)
     @given(GENERAL.plan("P-P-001"))
     def look(text):
         plan = read("plan", vaults.new({HOSTILE_PLAN: text}))

@@ -25,7 +25,6 @@ import socket
 from pathlib import Path
 
 import hostile_files as hf
-import pytest
 from contract_adapters import JSON_KINDS, READERS, Vaults, parse_text, production_stack, read
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -123,10 +122,6 @@ def json_files(deep: bool = False) -> st.SearchStrategy[tuple[str, str]]:
         lambda kind: st.tuples(st.just(kind), hf.json_lines(JSON_FILES[kind], deep)))
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9 item 8, found by this suite: a usage line "
-                   "with a number of more than 4,300 digits makes usage.read_lines raise "
-                   "AttributeError (ValueError has no .msg); a heartbeat whose pid is a huge "
-                   "number makes heartbeat.read_all raise OverflowError (os.kill)")
 @CONTRACT
 @given(json_files())
 @example(("usage", '{"input_tokens": ' + "9" * 5000 + "}\n"))
