@@ -214,7 +214,9 @@ class _Checker:
         from modulatio_d.store import hooks
 
         assert self.cfg is not None
-        self.problems += [Problem.of(e) for e in self.cfg.refused_hooks]
+        # The config stays in force without the refused hook: not a refused file.
+        self.problems += [Problem(e.path, e.reason, e.line, e.hint)
+                          for e in self.cfg.refused_hooks]
         for spec in self.cfg.hooks:
             try:
                 hooks.secret(spec, self.vault.root, self.environ)
