@@ -8,9 +8,10 @@ Protocol, per hook:
    A lock file deleted or replaced under the holder (still_ours) is let go.
 2. Read the cursor (store/hooks.py; a hook without one starts at the end of the
    live log) and the lines after it, a batch at a time, segment after segment.
-3. Lines the hook does not want (other events, filtered out, unreadable) only
-   move the cursor. A wanted one is delivered (daemon/hook_delivery.py); the
-   cursor is written past it only after success: at-least-once, in order.
+3. Lines the hook does not want (other events, filtered out, unreadable, and
+   the `hook_*` events about this hook itself) only move the cursor. A wanted
+   one is delivered (daemon/hook_delivery.py); the cursor is written past it
+   only after success: at-least-once, in order.
 4. A failed delivery is retried after min(max_delay, delay * 2^(n-1)) * jitter
    (jitter uniform in [0.5, 1)); the count and the time of the next try are in
    the cursor, so a restart keeps them. After `attempts` failures the event is
@@ -162,7 +163,7 @@ class Worker(threading.Thread):
             here = {"segment": seg.name, "inode": inode, "offset": end,
                     "id": event_log.event_id(event, inode, end) if event else None,
                     "failures": 0, "retry_at": None}
-            if event is None or not matches(self.spec, event):
+            if event is None or not matches(self.spec, event) or self._own(event):
                 moved = {**moved, **here, "failures": moved.get("failures", 0)}
                 continue
             event_id = here["id"]
@@ -178,6 +179,12 @@ class Worker(threading.Thread):
         if moved != cursor:
             hook_files.write_cursor(self.vault, name, moved)
         return 0
+
+    def _own(self, event: dict) -> bool:
+        """An event about this very hook (its own dead letter, say): never handed to it,
+        or a hook that fails on everything would feed itself a dead letter forever."""
+        return str(event.get("event", "")).startswith("hook_") \
+            and event.get("hook") == self.spec.name
 
     def _failed(self, before: dict, here: dict, event: dict, error: str) -> float:
         """Record a failed delivery of `event` (the line ending at `here`); the wait."""

@@ -208,3 +208,15 @@ def test_failures_back_off_then_the_event_is_a_dead_letter_with_one_ticket(vault
     assert {d["attempts"] for d in letters} == {3} and delivered == []
     assert len(list((vault.root / "P" / "tickets").glob("hook-h-T-*.md"))) == 1
     assert [e["event"] for e in events.read(vault.events_path)].count("hook_dead_letter") == 2
+
+
+def test_a_hook_is_not_handed_the_events_about_itself(vault, monkeypatch):
+    spec = HookSpec("h", ("*",), run="cat")
+    w, delivered = worker(vault, monkeypatch, spec, lambda _: None)
+    run_steps(w, 1)
+    log = EventLog(vault.events_path)
+    log("hook_dead_letter", hook="h", event_id="x")
+    log("hook_dead_letter", hook="other", event_id="y")
+    run_steps(w, 2)
+    assert [e["hook"] for e in events.read(vault.events_path)
+            if e["id"] in delivered] == ["other"]
