@@ -142,7 +142,9 @@ class Worker(threading.Thread):
         except FileNotFoundError:
             return self.poll()
         if not lines:
-            if place.index + 1 < len(place.segments):  # a rotated segment read to its end
+            if place.index + 1 < len(place.segments):  # a rotated file read to its end
+                if not self._still(seg):
+                    return self.poll()  # a writer may still be finishing a line there
                 nxt = hook_files.Place(place.segments, place.index + 1, 0)
                 hook_files.write_cursor(self.vault, name, hook_files.place_cursor(nxt, None))
                 return 0
@@ -152,6 +154,13 @@ class Worker(threading.Thread):
                                                            "offset": place.offset})
             return self.poll()
         return self._batch(cursor, seg, inode, lines, secret)
+
+    def _still(self, rotated: Path) -> bool:
+        try:
+            mtime = fs.stat_of(rotated).st_mtime
+        except (OSError, fs.Refused):
+            return True  # gone: nothing more can come from it
+        return self.clock().timestamp() - mtime >= event_log.ROTATED_STILL_S
 
     def _batch(self, cursor: dict, seg: Path, inode: int, lines: list, secret: bytes | None,
                ) -> float:

@@ -106,7 +106,7 @@ def test(vault: Vault, name: str, environ: dict[str, str], now: datetime) -> dic
 def replay(vault: Vault, name: str, event_id: str, now: datetime) -> dict:
     """Deliver again from event `event_id` on; what was done."""
     find_spec(vault, name)
-    place = hook_files.find(events.segments(vault.events_path), event_id, after=False)
+    place = hook_files.find(events.files(vault.events_path), event_id, after=False)
     if place is None:
         raise UsageError(f"no event {event_id!r} in {vault.events_path} or its rotated "
                          f"segments (ids are in `modulatio hooks dead-letters {name}` and "

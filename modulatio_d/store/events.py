@@ -16,15 +16,17 @@ High-level events: a `status_changed` to completed, failed or paused is followed
 in the same write, by a `plan_completed`, `plan_failed` or `plan_paused` line
 with the same fields, so a hook can subscribe to what a person cares about.
 
-Segments and rotation (the contract between the rotation of events.jsonl and
-the hooks' cursors, store/hooks.py): the log is `events.jsonl` plus rotated
-segments beside it named `events-<UTC stamp>.jsonl` (`rotated_name()`), plain
-JSON lines, produced only by renaming events.jsonl (never by copying: the rename
-keeps the inode, which is how a cursor finds its segment again); `segments()`
-lists them oldest first, the live log last. A rotation must not remove or
-compress a segment that a hook's cursor still points into
-(store/hooks.oldest_needed()); if one is removed anyway, the hook resumes at the
-oldest segment left and says what it skipped.
+Rotated files and hooks (the contract between the rotation of events.jsonl,
+issue 11, and the hooks' cursors, store/hooks.py): the log is `events.jsonl`
+plus rotated files beside it named `events-YYYYMMDDTHHMMSSZ.jsonl`
+(`rotated_name`), plain JSON lines, made only by renaming events.jsonl (never
+by copying: the rename keeps the inode, which is how a cursor finds its file
+again); `files()` lists them oldest first, the live log last. A rotation must
+not remove or compress a file that a hook's cursor still points into
+(store/hooks.oldest_needed()); if one is removed anyway, the hook resumes at
+the oldest file left and says what it skipped. A writer that opened the live
+file just before the rename finishes its line in the rotated one: a deliverer
+moves on from a rotated file only once it has been still for ROTATED_STILL_S.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ import re
 import secrets
 import socket
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from modulatio_d.core.times import format_time, utcnow
@@ -71,7 +73,9 @@ class EventLog:
 
 HIGH_LEVEL = {"completed": "plan_completed", "failed": "plan_failed", "paused": "plan_paused"}
 """status_changed to these statuses is followed by these events (see the module doc)."""
-ROTATED_PREFIX = "events-"
+ROTATED_STILL_S = 2.0
+"""A rotated file unchanged this long gets no more lines: a reader may move on."""
+_ROTATED = re.compile(r"events-(\d{8}T\d{6}Z)\.jsonl")
 
 
 def new_id() -> str:
@@ -84,19 +88,24 @@ def event_id(event: dict, inode: int, end: int) -> str:
     return found if isinstance(found, str) and found else f"at-{inode}-{end}"
 
 
-def rotated_name(now: datetime) -> str:
-    """The name a rotation gives events.jsonl: sorts by time, oldest first."""
-    return f"{ROTATED_PREFIX}{now.strftime('%Y%m%dT%H%M%S%fZ')}.jsonl"
+def rotated_name(at: datetime) -> str:
+    return f"events-{at.strftime('%Y%m%dT%H%M%SZ')}.jsonl"
 
 
-def segments(path: Path) -> list[Path]:
-    """The rotated segments beside the live log `path`, oldest first, then `path` itself
-    (listed even when missing: it is where the next line goes)."""
+def rotated_at(name: str) -> datetime | None:
+    """The rotation time a rotated file's name carries; None for other names."""
+    m = _ROTATED.fullmatch(name)
+    if m is None:
+        return None
+    return datetime.strptime(m.group(1), "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+
+
+def files(path: Path) -> list[Path]:
+    """The rotated logs beside the live `path`, oldest first, then `path` itself."""
     try:
-        found = fs.names(path.parent)
-    except OSError:
-        found = []
-    rotated = sorted(n for n in found if n.startswith(ROTATED_PREFIX) and n.endswith(".jsonl"))
+        rotated = sorted(n for n in fs.names(path.parent) if rotated_at(n) is not None)
+    except (FileNotFoundError, NotADirectoryError, fs.Refused):
+        rotated = []
     return [path.parent / n for n in rotated] + [path]
 
 

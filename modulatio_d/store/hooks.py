@@ -136,7 +136,7 @@ class Place:
 
 def locate(events_path: Path, cursor: dict) -> Place:
     """Where the cursor stands among the log's segments (see the module doc)."""
-    segs = events.segments(events_path)
+    segs = events.files(events_path)
     inode, offset, wanted = cursor.get("inode"), cursor["offset"], cursor.get("id")
     needle = json.dumps(wanted).encode() if wanted else None
     for i, seg in enumerate(segs):
@@ -201,7 +201,7 @@ def oldest_needed(vault: Vault) -> str | None:
             continue
         if isinstance(segment, str):
             names.append(segment)
-    rotated = sorted(n for n in names if n.startswith(events.ROTATED_PREFIX))
+    rotated = sorted(n for n in names if events.rotated_at(n) is not None)
     return rotated[0] if rotated else (names[0] if names else None)
 
 
