@@ -14,7 +14,12 @@ least once per beat interval. What it decides, in this order:
    aborted the plan) or `interrupted` (the plan's lock file was lost). A
    person's pause is not looked at here: the step finishes first.
 Whatever the step left running in its process group is killed when it ends.
-A step that cannot start (unknown agent, missing folder) is an `error`. The
+A step that cannot start (unknown agent, missing folder, an executable that
+is not there) is an `error`. The vault's own part of starting it (making the
+plan's runs folder, opening the step's log) is not the step's fault: when it
+fails (EIO, ENOSPC) `run` raises `NotPrepared` before anything ran, and the
+runner tries again with the patience of a plan write (writeback.py) before it
+records an `error`. The
 scratch usage file an earlier run of the step may have left is removed first;
 if that fails (EIO), the step runs all the same and only what is appended
 after its current end is counted (`Attempt.usage_from`).
@@ -26,7 +31,9 @@ after its current end is counted (`Attempt.usage_from`).
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -63,6 +70,10 @@ class Attempt:
         return round((self.ended - self.started).total_seconds(), 3)
 
 
+class NotPrepared(OSError):
+    """The vault could not give the step its log (nothing was started): try again."""
+
+
 def step_files(runs_dir: Path, index: int, number: int) -> tuple[Path, Path]:
     """(output log, usage scratch file) of attempt `number` of step `index`."""
     return runs_dir / f"{index}-{number}.log", runs_dir / f"{index}-{number}.usage.jsonl"
@@ -96,8 +107,15 @@ def run(ctx: StepContext, log_path: Path, keep_fds: tuple[int, ...], started: da
     try:
         fs.mkdirs(log_path.parent, cap=None if cap is None else fs.folder_cap(cap))
         usage_from = _forget_earlier_usage(ctx.usage_file)
-        child = Child(launch(ctx), log_path, keep_fds=keep_fds,
-                      monotonic=svc.clocks.monotonic, log_cap=cap)
+        log_fd = fs.open_regular(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, cap=cap,
+                                 folders=True)
+    except fs.Refused as e:  # a person's file in the way: no waiting makes it go
+        return Attempt(Outcome.ERROR, "not started", started, clock(), log_path, str(e))
+    except OSError as e:
+        raise NotPrepared(f"cannot open the step's log {log_path}: {e}") from e
+    try:
+        child = Child(launch(ctx), log_path, (subprocess.DEVNULL, log_fd, subprocess.STDOUT),
+                      keep_fds=keep_fds, monotonic=svc.clocks.monotonic)
     except (StepError, OSError) as e:
         try:
             fs.append(log_path, f"modulatio: could not start the step: {e}\n".encode(),
@@ -105,6 +123,8 @@ def run(ctx: StepContext, log_path: Path, keep_fds: tuple[int, ...], started: da
         except OSError:
             pass  # no log to write to: the reflection_log entry carries the reason
         return Attempt(Outcome.ERROR, "not started", started, clock(), log_path, str(e))
+    finally:
+        os.close(log_fd)
     timeout = ctx.step.timeout or ctx.config.default_timeout
     try:
         outcome = watch(child, t0 + timeout, svc, between)

@@ -24,8 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from modulatio_d.store import fs
-
 _PR_SET_PDEATHSIG = 1
 try:
     _prctl = ctypes.CDLL(None, use_errno=True).prctl
@@ -53,30 +51,21 @@ class Launch:
 
 
 class Child:
-    def __init__(self, launch: Launch, log_path: Path | None, keep_fds: tuple[int, ...] = (),
-                 monotonic: Callable[[], float] = time.monotonic,
-                 stdio: tuple[IO[bytes], IO[bytes], IO[bytes]] | None = None,
-                 log_cap: int | None = None):
-        """`stdio` (stdin, stdout, stderr files) instead of /dev/null and the log file:
-        for a reflector, whose answer is read back (files, not pipes: nothing to drain).
-        `log_cap`: the most open mode the log may be created with (its plan's)."""
+    def __init__(self, launch: Launch, log_path: Path | None,
+                 stdio: tuple[IO[bytes] | int, IO[bytes] | int, IO[bytes] | int],
+                 keep_fds: tuple[int, ...] = (), monotonic: Callable[[], float] = time.monotonic):
+        """`stdio`: the child's stdin, stdout and stderr (files, descriptors or subprocess
+        constants), opened by the caller: a step's log by attempt.py (so the vault's part
+        of starting a step is told apart from the step's), a reflector's files by
+        reflect.py (files, not pipes: nothing to drain). `log_path` names the log for
+        what reads it back."""
         self.log_path = log_path
         self.monotonic = monotonic
         parent = os.getpid()
-        log = None
-        if stdio is None:
-            assert log_path is not None
-            log = fs.open_regular(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT,
-                                  cap=log_cap, folders=True)
-            stdio = (subprocess.DEVNULL, log, subprocess.STDOUT)  # type: ignore[assignment]
-        try:
-            self.proc = subprocess.Popen(
-                launch.argv, cwd=launch.cwd, env=launch.env, stdin=stdio[0],
-                stdout=stdio[1], stderr=stdio[2], process_group=0,
-                pass_fds=keep_fds, preexec_fn=lambda: _die_with_parent(parent))
-        finally:
-            if log is not None:
-                os.close(log)
+        self.proc = subprocess.Popen(
+            launch.argv, cwd=launch.cwd, env=launch.env, stdin=stdio[0],
+            stdout=stdio[1], stderr=stdio[2], process_group=0,
+            pass_fds=keep_fds, preexec_fn=lambda: _die_with_parent(parent))
         self.pid = self.proc.pid
         try:
             self._pidfd: int | None = os.pidfd_open(self.pid)

@@ -85,7 +85,7 @@ def _run(argv: list[str], given: bytes, cwd: Path, env: dict[str, str], wait: Wa
             tempfile.TemporaryFile() as stderr:
         stdin.write(given)
         stdin.seek(0)
-        child = Child(Launch(argv, env, cwd), None, stdio=(stdin, stdout, stderr))
+        child = Child(Launch(argv, env, cwd), None, (stdin, stdout, stderr))
         try:
             stopped = wait(child, TIMEOUT_S)
             code = child.proc.wait()

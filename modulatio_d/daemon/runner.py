@@ -49,6 +49,7 @@ import json
 import logging
 import os
 from datetime import datetime
+from pathlib import Path
 
 from modulatio_d.core.errors import Fenced
 from modulatio_d.core.plan import FINAL, Plan, PlanStatus, SubObjective
@@ -142,8 +143,7 @@ class Runner:
         log_path, scratch = step_files(self.runs_dir, step.index, number)
         ctx = StepContext(self.held.vault.root, self.held.project, self.plan, step, number,
                           self.token, scratch, self.svc.config, self.svc.base_env)
-        done = attempt.run(ctx, log_path, (self.lock.fd,), started, self.svc,
-                           lambda: self._between(step))
+        done = self._attempt(ctx, log_path, started, step)
         self._check_fence()
         if done.outcome is Outcome.INTERRUPTED:
             log.info("plan %s step %d stopped (shutdown); left in flight", self.plan.id,
@@ -168,6 +168,28 @@ class Runner:
                                      str(self.plan_dir), self.svc.base_env,
                                      self._reflector_wait(step))
         self._record(step, number, done, verdict)
+
+    def _attempt(self, ctx: StepContext, log_path: Path, started: datetime,
+                 step: SubObjective) -> Attempt:
+        """attempt.run; when the vault cannot give the step its log (EIO, ENOSPC: nothing
+        ran), tried again with the patience of a plan write, then an `error`; a stop
+        asked meanwhile leaves the step in flight (`interrupted`), as at any beat."""
+        done: list[Attempt] = []
+        failed: list[OSError] = []
+
+        def once() -> None:
+            try:
+                done.append(attempt.run(ctx, log_path, (self.lock.fd,), started, self.svc,
+                                        lambda: self._between(step)))
+            except attempt.NotPrepared as e:
+                failed[:] = [e]
+                raise
+
+        if self.writer.patiently(once, f"the step log {log_path}"):
+            return done[0]
+        outcome = Outcome.INTERRUPTED if self.svc.stop.requested else Outcome.ERROR
+        return Attempt(outcome, "not started", started, self.svc.clocks.wall(), log_path,
+                       str(failed[0]))
 
     def _reflector_wait(self, step: SubObjective) -> reflect.Wait:
         """Watch a reflector's child like a step: heartbeat, watchdog and cron go on."""

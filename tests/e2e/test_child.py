@@ -4,6 +4,7 @@ injected clock (an hour of grace here, which a fake clock spends at once)."""
 from __future__ import annotations
 
 import signal
+import subprocess
 import sys
 
 import pytest
@@ -32,7 +33,11 @@ class Ticking:
 
 def start(tmp_path, clock) -> Child:
     launch = Launch([sys.executable, "-c", STUBBORN], {"PATH": "/usr/bin:/bin"}, tmp_path)
-    child = Child(launch, tmp_path / "runs" / "0-1.log", monotonic=clock)
+    log_path = tmp_path / "runs" / "0-1.log"
+    log_path.parent.mkdir()
+    with open(log_path, "ab") as log:
+        child = Child(launch, log_path, (subprocess.DEVNULL, log, subprocess.STDOUT),
+                      monotonic=clock)
     wait_for(lambda: "ready" in (tmp_path / "runs" / "0-1.log").read_text(), 10, "child ready")
     return child
 

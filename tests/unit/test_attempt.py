@@ -154,7 +154,7 @@ def ctx(vault):
 def fake_children(monkeypatch, clock, **kw) -> list[FakeChild]:
     made: list[FakeChild] = []
 
-    def child(launch, log_path, keep_fds=(), monotonic=None, log_cap=None):
+    def child(launch, log_path, stdio, keep_fds=(), monotonic=None):
         assert monotonic == clock.monotonic  # the injected clock reaches the child's grace
         made.append(FakeChild(clock, **kw))
         return made[-1]

@@ -324,4 +324,4 @@ def test_validate_json_lists_each_problem_for_scripts(vault, run_cli):
     assert problem["reason"] == "unknown status 'runing'"
     assert problem["hint"].startswith("use one of draft, approved")
     assert problem["severity"] == "error"
-    assert set(problem) == {"path", "line", "reason", "hint", "severity"}
+    assert set(problem) == {"path", "line", "reason", "hint", "severity", "refused"}
