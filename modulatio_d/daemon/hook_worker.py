@@ -173,14 +173,15 @@ class Worker(threading.Thread):
                     "id": event_log.event_id(event, inode, end) if event else None,
                     "failures": 0, "retry_at": None}
             if event is None or not matches(self.spec, event) or self._own(event):
-                moved = {**moved, **here, "failures": moved.get("failures", 0)}
+                moved = {**moved, **here}  # failures counted were of the line after the cursor
                 continue
             event_id = here["id"]
             body = json.dumps({**event, "id": event_id}, default=str).encode()
             error = deliver(self.spec, event_id, str(event.get("event")), body, secret,
                             self.environ, self.vault.root)
             if error is None:
-                moved = {**moved, **here, "ticket": moved.get("ticket")}
+                moved = {**moved, **here}
+                moved.pop("last_error", None)
                 hook_files.write_cursor(self.vault, name, moved)
                 self.delivered += 1
                 continue

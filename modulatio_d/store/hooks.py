@@ -156,8 +156,10 @@ def locate(events_path: Path, cursor: dict) -> Place:
         found = find(segs, wanted, after=True)
         if found is not None:
             return found
-    if inode == 0 and offset == 0:
-        return Place(segs, 0, 0)  # the log did not exist when the hook began
+    if inode == 0 and offset == 0:  # its file did not exist yet when the cursor was set
+        names = [seg.name for seg in segs]
+        at = cursor.get("segment")
+        return Place(segs, names.index(at) if at in names else len(segs) - 1, 0)
     return Place(segs, 0, 0, skipped=f"the segment of cursor {cursor.get('segment')} at "
                  f"{offset} ({wanted or 'no id'}) is gone: resumed at the oldest segment left")
 

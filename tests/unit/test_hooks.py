@@ -171,6 +171,22 @@ def test_delivery_goes_on_across_a_rotation_in_order_and_once(vault, monkeypatch
     assert hook_files.oldest_needed(vault) == "events.jsonl"
 
 
+def test_a_rotation_with_no_live_log_yet_delivers_nothing_twice(vault, monkeypatch):
+    spec = HookSpec("h", ("step_*",), run="cat")
+    w, delivered = worker(vault, monkeypatch, spec, lambda _: None)
+    log = EventLog(vault.events_path)
+    log("daemon_started")
+    run_steps(w, 1)
+    log("step_ended", index=0)
+    os.rename(vault.events_path, vault.meta / events.rotated_name(datetime(2026, 12, 1)))
+    w.clock.now = datetime.now(UTC) + timedelta(seconds=events.ROTATED_STILL_S)
+    run_steps(w, 4)  # the rotated file read, then a live log that is not there yet
+    assert len(delivered) == 1
+    log("step_ended", index=1)
+    run_steps(w, 3)
+    assert len(delivered) == 2 and len(set(delivered)) == 2
+
+
 def test_a_cursor_found_by_id_when_its_inode_is_gone(vault):
     log = EventLog(vault.events_path)
     for i in range(3):
