@@ -25,6 +25,7 @@ from helpers import PY, cli, events, pid_gone, plan, wait_started, write_plan
 from waiting import wait_for
 
 from modulatio_d.core.hooks import HookSpec, matches
+from modulatio_d.store.events import rotated_name
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -229,6 +230,8 @@ def test_a_killed_deliverer_resumes_from_the_cursor(dvault, daemons):
     wait_for(lambda: pid_gone(first), 10, "the deliverer gone")
     before = len(received(out))
     assert before < len(expected)
+    live = dvault.vault.events_path  # rotated meanwhile: the rest is read from the old file
+    live.rename(live.with_name(rotated_name(datetime.now(UTC))))
     wait_for(lambda: {g[0] for g in received(out)} >= set(expected), 60,
              "the rest delivered by the next deliverer", diag=lambda: logs(procs))
 
@@ -240,6 +243,10 @@ def test_a_killed_deliverer_resumes_from_the_cursor(dvault, daemons):
     assert k >= 3
     assert {g[3] for g in received(out)} == {"alone"}
     assert {g[2] for g in received(out)[before:]} - {first}, "another process took over"
+    write_plan(dvault, "P-P-100", [{"run": "true"}])  # into a new live log
+    wait_for(lambda: len({g[0] for g in received(out)}) == len(expected) + 2, 30,
+             "the new live log's events delivered too", diag=lambda: logs(procs))
+    assert cursor_of(dvault, "cmd")["segment"] == "events.jsonl"
 
 
 def test_a_failing_hook_ends_in_dead_letters_with_a_ticket_and_replay_delivers(dvault,
