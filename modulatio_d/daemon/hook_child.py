@@ -15,7 +15,8 @@ This process reads `.modulatio/config.yaml` itself, with the daemon's trust
 checks (store/trust.py): a config that is refused leaves the hooks read before
 in force. Every STALE_CHECK_S it also looks at the daemons' heartbeats and logs
 `daemon_stale` once per stale heartbeat (the first process to create the
-marker `.modulatio/daemons/.<host>.<pid>.stale` with O_EXCL tells it).
+marker `.modulatio/daemons/.<host>.<pid>.stale` with O_EXCL tells it; a marker
+whose heartbeat file is gone is removed).
 
 Run as: python -P -m modulatio_d.daemon.hook_child VAULT [--log-format F] [--log-level L]
 """
@@ -125,6 +126,13 @@ class HookProcess:
             beats = heartbeat.read_all(self.vault.daemons_dir)
         except OSError:
             return
+        known = {_marker(info) for info in beats}
+        for name in fs.names(self.vault.daemons_dir):
+            if name.startswith(".") and name.endswith(".stale") and name not in known:
+                try:  # its heartbeat was removed: a daemon of that name may be told again
+                    fs.unlink(self.vault.daemons_dir / name, missing_ok=True)
+                except OSError:
+                    pass
         for info in beats:
             try:
                 limit = max(60.0, 3 * float(info.get("tick_seconds") or 30.0))
@@ -132,7 +140,7 @@ class HookProcess:
                 pass
             if info["live"] and info["age_s"] <= limit:
                 continue
-            marker = self.vault.daemons_dir / f".{info['host']}.{info['pid']}.stale"
+            marker = self.vault.daemons_dir / _marker(info)
             try:
                 atomic.write_new(marker, b"")
             except FileExistsError:
@@ -143,6 +151,11 @@ class HookProcess:
             self.events("daemon_stale", host_stale=info.get("host"), pid_stale=info.get("pid"),
                         last_tick=info.get("last_tick"), age_s=info["age_s"],
                         alive=info["live"])
+
+
+def _marker(info: dict) -> str:
+    """`.<host>.<pid>.stale` for the heartbeat `<host>.<pid>.json`."""
+    return f".{os.path.basename(str(info['file']))[:-len('.json')]}.stale"
 
 
 def main(argv: list[str]) -> int:
