@@ -21,6 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from cli_runner import run_cli
 from helpers import PY, cli, events, pid_gone, plan, wait_started, write_plan
 from waiting import wait_for
 
@@ -203,6 +204,12 @@ def test_three_daemons_deliver_every_event_in_order_once_at_a_time(dvault, daemo
     rows = {r["name"]: r for r in json.loads(listed.out)}
     assert rows["cmd"]["cursor"]["id"] == expected[-1] and rows["web"]["dead_letters"] == 0
     assert rows["web"]["deliverer"]["pid"] in holders
+    tested = run_cli("hooks", "test", "web", "--vault", dvault.root, cwd=dvault.root,
+                     env={"HOOK_SECRET": SECRET})
+    assert tested.code == 0, tested
+    assert web.requests[-1]["event"] == "hook_test" and web.requests[-1]["signed"]
+    unsigned = run_cli("hooks", "test", "web", "--vault", dvault.root, cwd=dvault.root)
+    assert unsigned.code == 1 and "HOOK_SECRET" in unsigned.out
     stale = events(dvault, "daemon_stale")  # told once, by one of the three hook processes
     assert [(e["host_stale"], e["pid_stale"]) for e in stale] == [("gone-host", 4242)]
 
