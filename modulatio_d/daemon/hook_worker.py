@@ -146,7 +146,8 @@ class Worker(threading.Thread):
                 if not self._still(seg):
                     return self.poll()  # a writer may still be finishing a line there
                 nxt = hook_files.Place(place.segments, place.index + 1, 0)
-                hook_files.write_cursor(self.vault, name, hook_files.place_cursor(nxt, None))
+                hook_files.write_cursor(self.vault, name,
+                                        hook_files.place_cursor(nxt, None, cursor))
                 return 0
             if place.offset != cursor["offset"] or inode != cursor.get("inode"):
                 hook_files.write_cursor(self.vault, name, {**cursor, "segment": seg.name,
