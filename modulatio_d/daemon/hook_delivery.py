@@ -2,14 +2,19 @@
 
 A command (`run:`) gets the event's JSON on stdin, in its own process group
 (killed whole at the hook's timeout) that dies with the deliverer
-(PR_SET_PDEATHSIG), with `MODULATIO_HOOK`, `MODULATIO_EVENT` and
-`MODULATIO_EVENT_ID` in its environment; exit 0 is success. A webhook (`url:`)
-is POSTed the same JSON with `Content-Type: application/json`, the signature
-header (`X-Modulatio-Signature-256: sha256=<HMAC-SHA256 of the body, hex>`),
-`X-Modulatio-Event` and `Idempotency-Key: <event id>`; a 2xx answer is success,
-a redirect is not followed (a failure, like any other answer). The timeout
-bounds each socket operation (connect, send, each read). Standard library only
-(urllib.request): one POST needs no more.
+(PR_SET_PDEATHSIG: through `setpriv --pdeathsig KILL` when util-linux has it,
+because the hook process has a thread per hook and preexec_fn is not safe
+beside threads; else through preexec_fn, as daemon/child.py does), with
+`MODULATIO_HOOK`, `MODULATIO_EVENT` and `MODULATIO_EVENT_ID` in its
+environment; exit 0 is success.
+
+A webhook (`url:`) is POSTed the same JSON with `Content-Type:
+application/json`, the signature header (`X-Modulatio-Signature-256:
+sha256=<HMAC-SHA256 of the body, hex>`), `X-Modulatio-Event` and
+`Idempotency-Key: <event id>`; a 2xx answer is success, a redirect is not
+followed (a failure, like any other answer). The timeout bounds each socket
+operation (connect, send, each read). Standard library only (urllib.request):
+one POST needs no more.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import hashlib
 import hmac
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import urllib.error
@@ -28,6 +34,7 @@ from modulatio_d.core.hooks import EVENT_HEADER, IDEMPOTENCY_HEADER, SIGNATURE_H
 from modulatio_d.daemon.child import _die_with_parent
 
 ERROR_TAIL = 400
+_SETPRIV = shutil.which("setpriv")
 
 
 def signature(secret: bytes, body: bytes) -> str:
@@ -49,10 +56,12 @@ def _run(spec: HookSpec, event_id: str, kind: str, body: bytes, environ: dict[st
     env = {**environ, "MODULATIO_HOOK": spec.name, "MODULATIO_EVENT": kind,
            "MODULATIO_EVENT_ID": event_id}
     parent = os.getpid()
+    prefix = [_SETPRIV, "--pdeathsig", "KILL", "--"] if _SETPRIV else []
     try:
-        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, cwd=cwd, env=env, process_group=0,
-                                preexec_fn=lambda: _die_with_parent(parent))
+        proc = subprocess.Popen([*prefix, *argv], stdin=subprocess.PIPE,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=cwd,
+                                env=env, process_group=0,
+                                preexec_fn=None if prefix else lambda: _die_with_parent(parent))
     except OSError as e:
         return f"cannot start {shlex.join(argv)}: {e.strerror}"
     try:
