@@ -307,7 +307,7 @@ def test_bad_hooks_never_slow_the_daemons(dvault, daemons, tmp_path):
     marker = dvault.root / "hang.pid"
     write_config(dvault, f"""  hang:
     events: [plan_completed]
-    run: "echo $$ > {marker}; exec sleep 60"
+    run: "echo $$ >> {marker}; exec sleep 60"
     timeout: 0.5
     retry: {{attempts: 1}}
   silent:
@@ -341,7 +341,7 @@ def test_bad_hooks_never_slow_the_daemons(dvault, daemons, tmp_path):
         dead = dvault.root / ".modulatio" / "hooks" / "hang.dead.jsonl"
         wait_for(dead.exists, 30, "the hanging command given up on", diag=d.log)
         assert "timed out after 0.5s (killed)" in dead.read_text()
-        assert pid_gone(int(marker.read_text().split()[0]))
+        assert pid_gone(int(marker.read_text().split()[0]))  # the first event's command
         wait_for(lambda: "secret_file" in d.log() and "retries" in d.log(), 10,
                  "the refusals told", diag=d.log)
         assert "cannot read secret_file" in d.log() and "is inside the vault" in d.log()
