@@ -60,6 +60,8 @@ class Worker(threading.Thread):
         self.halt = threading.Event()
         self.lock = FileLock(hook_files.lock_path(vault, spec.name))
         self._told: set[str] = set()
+        self._noted: dict | None = None  # the cursor the last holder noted in the lock file
+        self._since = ""
         self.delivered = 0
 
     def stop(self) -> None:
@@ -103,8 +105,12 @@ class Worker(threading.Thread):
         except (BadFile, OSError) as e:
             self._tell(f"hook {self.spec.name}: cannot use its lock: {e}")
             return False
+        noted = self.lock.noted().get("cursor")
+        self._noted = noted if isinstance(noted, dict) and isinstance(noted.get("offset"), int) \
+            else None
+        self._since = format_time(self.clock())
         self.lock.note_holder(host=socket.gethostname(), pid=os.getpid(), hook=self.spec.name,
-                              since=format_time(self.clock()))
+                              since=self._since, cursor=self._noted)
         log.info("hook %s: delivering from this process (%s)", self.spec.name, self.spec.action)
         return True
 
@@ -121,14 +127,21 @@ class Worker(threading.Thread):
         except BadFile as e:
             self._tell(str(e), logging.ERROR, event="hook_refused")
             return self.poll()
+        noted, self._noted = self._noted, None
+        if noted is not None and int(noted.get("seq") or 0) > int((cursor or {}).get("seq") or 0):
+            log.info("hook %s: the cursor file is behind what its last deliverer noted in the "
+                     "lock (a cache of a shared filesystem): going on from the note", name)
+            cursor = noted
+            self._save(cursor)
         replay = hook_files.take_replay(self.vault, name)
         if replay is not None:
             log.info("hook %s: replaying from %s as asked", name, replay.get("from"))
-            cursor = {**replay, "ticket": (cursor or {}).get("ticket")}
-            hook_files.write_cursor(self.vault, name, cursor)
+            cursor = {**replay, "ticket": (cursor or {}).get("ticket"),
+                      "seq": (cursor or {}).get("seq")}
+            self._save(cursor)
         if cursor is None:
             cursor = hook_files.end_cursor(self.vault.events_path)
-            hook_files.write_cursor(self.vault, name, cursor)
+            self._save(cursor)
         retry_at = parse_time(cursor.get("retry_at")) if cursor.get("retry_at") else None
         now = self.clock()
         if retry_at is not None and now < retry_at:
@@ -146,15 +159,23 @@ class Worker(threading.Thread):
                 if not self._still(seg):
                     return self.poll()  # a writer may still be finishing a line there
                 nxt = hook_files.Place(place.segments, place.index + 1, 0)
-                hook_files.write_cursor(self.vault, name,
-                                        hook_files.place_cursor(nxt, None, cursor))
+                self._save(hook_files.place_cursor(nxt, None, cursor))
                 return 0
             if place.offset != cursor["offset"] or inode != cursor.get("inode"):
-                hook_files.write_cursor(self.vault, name, {**cursor, "segment": seg.name,
+                self._save({**cursor, "segment": seg.name,
                                                            "inode": inode,
                                                            "offset": place.offset})
             return self.poll()
         return self._batch(cursor, seg, inode, lines, secret)
+
+    def _save(self, cursor: dict) -> None:
+        """Write the cursor, one `seq` further, and note it in the lock file too: on a
+        shared filesystem the next holder (on another host) may read an older cursor file
+        for a while, but reads the note through its own descriptor past the cache."""
+        cursor["seq"] = int(cursor.get("seq") or 0) + 1
+        hook_files.write_cursor(self.vault, self.spec.name, cursor)
+        self.lock.note_holder(host=socket.gethostname(), pid=os.getpid(), hook=self.spec.name,
+                              since=self._since, cursor=cursor)
 
     def _still(self, rotated: Path) -> bool:
         try:
@@ -165,7 +186,6 @@ class Worker(threading.Thread):
 
     def _batch(self, cursor: dict, seg: Path, inode: int, lines: list, secret: bytes | None,
                ) -> float:
-        name = self.spec.name
         moved = dict(cursor)
         for end, event in lines:
             if self.halt.is_set():
@@ -183,12 +203,12 @@ class Worker(threading.Thread):
             if error is None:
                 moved = {**moved, **here}
                 moved.pop("last_error", None)
-                hook_files.write_cursor(self.vault, name, moved)
+                self._save(moved)
                 self.delivered += 1
                 continue
             return self._failed(moved, here, event, error)
         if moved != cursor:
-            hook_files.write_cursor(self.vault, name, moved)
+            self._save(moved)
         return 0
 
     def _own(self, event: dict) -> bool:
@@ -207,7 +227,7 @@ class Worker(threading.Thread):
             log.warning("hook %s: delivery of %s (%s) failed (%d of %d): %s; again in %.1fs",
                         name, here["id"], event.get("event"), failures, spec.attempts, error,
                         wait)
-            hook_files.write_cursor(self.vault, name, {
+            self._save({
                 **before, "failures": failures, "last_error": error,
                 "retry_at": format_time(now + timedelta(seconds=wait), micro=True)})
             return wait
@@ -220,7 +240,7 @@ class Worker(threading.Thread):
         self.events("hook_dead_letter", hook=name, event_id=here["id"],
                     event_type=event.get("event"), attempts=failures, error=error,
                     **({"ticket": ticket[1], "project": ticket[0]} if ticket else {}))
-        hook_files.write_cursor(self.vault, name, {**before, **here,
+        self._save({**before, **here,
                                                    "ticket": ticket or before.get("ticket")})
         return 0
 

@@ -116,9 +116,15 @@ def replay(vault: Vault, name: str, event_id: str, now: datetime) -> dict:
     fs.mkdirs(hook_files.folder(vault))
     lock = FileLock(hook_files.lock_path(vault, name))
     if lock.try_acquire():
-        with lock:
+        with lock:  # one seq past both the cursor file and the last holder's note of it
             old = _old_cursor(vault, name)
-            hook_files.write_cursor(vault, name, {**cursor, "ticket": old.get("ticket")})
+            noted = lock.noted().get("cursor")
+            seq = max(int(old.get("seq") or 0), int((noted or {}).get("seq") or 0)
+                      if isinstance(noted, dict) else 0) + 1
+            new = {**cursor, "ticket": old.get("ticket"), "seq": seq}
+            hook_files.write_cursor(vault, name, new)
+            lock.note_holder(host=socket.gethostname(), pid=os.getpid(), hook=name,
+                             since=None, cursor=new)
         return {"applied": True, "cursor": cursor}
     atomic.replace(hook_files.replay_path(vault, name),
                    (json.dumps(cursor, sort_keys=True) + "\n").encode())

@@ -20,6 +20,12 @@ hook's) is trusted by inode and offset alone. A hook without a cursor starts
 at the end of the live log: a hook added today does not replay the past
 (`modulatio hooks replay` does, on request).
 
+Every cursor write carries `seq`, one more than the last, and the deliverer
+notes the cursor in the hook's lock file as well (daemon/hook_worker.py): the
+next holder, maybe on another host whose cache still serves an older cursor
+file, goes on from the note when its `seq` is higher (as a plan's claimer reads
+the rev noted in the plan's lock, store/lock.py).
+
 Retry state lives in the cursor too (`failures`, `retry_at` as a UTC time), so
 a deliverer that takes over after a restart keeps the backoff and the count.
 """

@@ -239,3 +239,22 @@ def test_a_hook_is_not_handed_the_events_about_itself(vault, monkeypatch):
     run_steps(w, 2)
     assert [e["hook"] for e in events.read(vault.events_path)
             if e["id"] in delivered] == ["other"]
+
+
+def test_a_cursor_file_read_stale_loses_to_the_note_in_the_lock(vault, monkeypatch):
+    """On a shared filesystem the next holder may read an older cursor file for a while:
+    the cursor noted in the lock file (read past the cache) wins when it is further on."""
+    spec = HookSpec("h", ("step_*",), run="cat")
+    a, delivered = worker(vault, monkeypatch, spec, lambda _: None)
+    log = EventLog(vault.events_path)
+    run_steps(a, 1)
+    stale = hook_files.read_cursor(vault, "h")
+    log("step_ended", index=0)
+    log("step_ended", index=1)
+    run_steps(a, 2)
+    a.lock.release()
+    hook_files.write_cursor(vault, "h", stale)  # what a lagging cache would show
+    b, again = worker(vault, monkeypatch, spec, lambda _: None)
+    run_steps(b, 2)
+    assert len(delivered) == 2 and again == []  # nothing delivered twice
+    assert hook_files.read_cursor(vault, "h")["seq"] > stale["seq"]
