@@ -44,8 +44,16 @@ def register(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -
                         "also MODULATIO_ALLOW_ROOT=1. Every step then runs as root")
     p.add_argument("--detach", action="store_true",
                    help="run in the background without systemd: pid file "
-                        ".modulatio/daemon.pid, log .modulatio/daemon.log; reports the pid "
-                        "of one already running (stop it with `modulatio stop`)")
+                        ".modulatio/daemon.pid (and daemon.json), log .modulatio/daemon.log "
+                        "or --log-file; reports the pid of one already running (stop it "
+                        "with `modulatio stop`)")
+    p.add_argument("--log-file", metavar="PATH",
+                   help="with --detach: append the log to PATH instead of "
+                        ".modulatio/daemon.log").complete = "file"
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="run a pool: a supervisor of N worker daemons (0 to 64), restarted "
+                        "when they die, resized by `modulatio workers N` (a size stored for "
+                        "this host wins over N)")
     p.set_defaults(run=run_daemon)
 
     p = sub.add_parser("heartbeat", parents=[parent],
@@ -76,14 +84,13 @@ def run_daemon(args, ctx) -> int:
     if not args.detach:  # Daemon.run installs its own
         signal.signal(signal.SIGTERM, _stop_before_start)
         signal.signal(signal.SIGINT, _stop_before_start)
+        signal.signal(signal.SIGUSR2, _stop_before_start)  # a drain before any claim
         signal.signal(signal.SIGHUP, _hangup_before_start)
     from modulatio_d.core.errors import ModulatioError
     from modulatio_d.core.times import utcnow
     from modulatio_d.daemon.loop import Daemon
 
-    if args.tick_seconds <= 0:
-        from modulatio_d.core.errors import UsageError
-        raise UsageError("--tick-seconds must be more than 0")
+    _check_options(args)
     from modulatio_d.cli.lookup import projects as project_codes
 
     vault = ctx.vault(args)
@@ -97,22 +104,54 @@ def run_daemon(args, ctx) -> int:
     if args.detach:
         return _detach(args, ctx, vault, projects)
     setup_logging(args.log_level, args.log_format, ctx.err, ctx.environ)
+    if args.workers is not None:
+        from modulatio_d.daemon.pool import Settings, Supervisor
+
+        return Supervisor(Settings(vault, _worker_args(args, projects), args.workers,
+                                   ctx.environ)).run()
     return Daemon(vault, projects, args.tick_seconds, args.once, utcnow, ctx.environ).run()
+
+
+def _check_options(args) -> None:
+    from modulatio_d.core.errors import UsageError
+
+    if args.tick_seconds <= 0:
+        raise UsageError("--tick-seconds must be more than 0")
+    if args.log_file and not args.detach:
+        raise UsageError("--log-file goes with --detach (without it the log is stderr: "
+                         "redirect it)")
+    if args.workers is not None:
+        from modulatio_d.store.pool import check_size
+
+        if args.once:
+            raise UsageError("--once and --workers do not go together: a pool runs until "
+                             "stopped (`modulatio workers 0` idles it)")
+        try:
+            check_size(args.workers, "--workers")
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+
+
+def _worker_args(args, projects) -> list[str]:
+    argv = ["--tick-seconds", repr(args.tick_seconds), "--log-level", args.log_level,
+            "--log-format", args.log_format]
+    for p in projects:
+        argv += ["--project", p]
+    if args.allow_root:
+        argv.append("--allow-root")
+    return argv
 
 
 def _detach(args, ctx, vault, projects) -> int:
     from modulatio_d.ops import detach
 
-    argv = ["--tick-seconds", repr(args.tick_seconds), "--log-level", args.log_level,
-            "--log-format", args.log_format]
-    for p in projects:
-        argv += ["--project", p]
+    argv = _worker_args(args, projects)
     if args.once:
         argv.append("--once")
-    if args.allow_root:
-        argv.append("--allow-root")
-    started = detach.start(vault, argv, ctx.environ)
-    log = detach.log_path(vault)
+    if args.workers is not None:
+        argv += ["--workers", str(args.workers)]
+    log = detach.log_path(vault, args.log_file and (ctx.cwd / args.log_file))
+    started = detach.start(vault, argv, ctx.environ, log_file=log)
     if started.already:
         ctx.print(f"a detached daemon already runs on this vault: pid {started.pid} "
                   f"(log {log})")

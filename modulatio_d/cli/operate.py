@@ -21,9 +21,10 @@ def register(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -
     p.set_defaults(run=run_metrics)
 
     p = sub.add_parser("ps", parents=[parent],
-                       help="the running daemons of the vault: pid, uptime, active plan, "
-                            "last tick")
-    p.add_argument("--json", action="store_true", help="a JSON list, for scripts")
+                       help="the running daemons and pools of the vault: pid, uptime, active "
+                            "plan, last tick, pool and slot")
+    p.add_argument("--json", action="store_true",
+                   help="one JSON object (daemons, pools, queue counts), for scripts")
     p.set_defaults(run=run_ps)
 
     p = sub.add_parser("stop", parents=[parent],
@@ -34,6 +35,8 @@ def register(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -
     p.add_argument("--all", action="store_true",
                    help="also every other daemon of the vault on this host with a live "
                         "heartbeat (not for daemons run by systemd: use systemctl)")
+    p.add_argument("--no-force", action="store_true",
+                   help="never SIGKILL: after the timeout, say what still runs and exit 1")
     p.set_defaults(run=run_stop)
 
     p = sub.add_parser("systemd-unit", parents=[parent],
@@ -42,6 +45,9 @@ def register(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -
                    help="for a user manager (systemctl --user): without what it refuses")
     p.add_argument("--instances", action="store_true",
                    help="the template modulatio-daemon@.service, for N daemons")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="one unit running a pool of N workers (`daemon --workers N`, "
+                        "KillMode=mixed) instead of N template instances")
     p.set_defaults(run=run_systemd_unit)
 
 
@@ -107,23 +113,35 @@ def _write_metrics(args, ctx, data: str) -> None:
 
 def run_ps(args, ctx) -> int:
     from modulatio_d.core.times import utcnow
-    from modulatio_d.ops import detach, survey
+    from modulatio_d.ops import pool
     from modulatio_d.ops.status_text import duration
 
     vault = ctx.vault(args)
-    rows = detach.ps(vault, survey.daemons(vault, utcnow()))
+    seen = pool.ps(vault, utcnow())
+    rows, pools = seen["daemons"], seen["pools"]
     if args.json:
-        ctx.print(json.dumps(rows, indent=2))
+        ctx.print(json.dumps(seen, indent=2))
         return 0
-    if not rows:
+    if not rows and not pools:
         ctx.print("no daemon runs on this vault")
+        return 0
+    for p in pools:
+        ctx.say(f"pool {p['pid']} on {p['host']}: {p['size']} worker(s) wanted "
+                f"({p['source']}), {p['running']} running"
+                + (f", {p['draining']} finishing their step" if p["draining"] else "")
+                + (", detached" if p.get("detached") else "")
+                + f", up {duration(p['uptime_s'])}")
+    if not rows:
         return 0
     ctx.print(f"{'PID':<8} {'HOST':<16} {'UPTIME':<8} {'LAST TICK':<10} {'MODE':<9} "
               f"{'ACTIVE PLAN':<24} STEP")
     for r in rows:
         last = "starting" if r.get("starting") else f"{duration(r['age_s'])} ago"
+        mode = "detached" if r["detached"] else ""
+        if r.get("pool"):
+            mode = f"w{r['slot']}/{r['pool']}" + ("-" if r["worker_state"] != "running" else "")
         ctx.say(f"{r['pid']:<8} {r['host']:<16} {duration(r['uptime_s']):<8} "
-                  f"{last:<10} {'detached' if r['detached'] else '':<9} "
+                  f"{last:<10} {mode:<9} "
                   f"{r['active_plan'] or '-':<24} {'-' if r['step'] is None else r['step']}")
     return 0
 
@@ -138,18 +156,22 @@ def run_stop(args, ctx) -> int:
         from modulatio_d.core.errors import UsageError
         raise UsageError("--timeout must be 0 or more")
     vault = ctx.vault(args)
-    targets, left = stopping.stop(vault, args.timeout, all_here=args.all)
+    targets, left = stopping.stop(vault, args.timeout, all_here=args.all,
+                                  force=not args.no_force)
     if not targets:
         ctx.print("no detached daemon runs on this vault" if not args.all else
                   "no daemon of this vault runs on this host")
     for t in targets:
-        what = "detached daemon" if t.how == "detached" else "daemon"
+        what = {"detached": "detached daemon", "pool": "pool"}.get(t.how, "daemon")
         ctx.print({"stopped": f"{what} {t.pid} stopped",
                    "gone": f"{what} {t.pid} was already gone",
                    "killed": f"{what} {t.pid} did not stop within {args.timeout:g}s: killed "
                              f"(SIGKILL); its plan stays executing and the next daemon "
                              f"resumes it",
                    "running": f"{what} {t.pid} is still running after SIGKILL",
+                   "waiting": f"{what} {t.pid} did not stop within {args.timeout:g}s and "
+                              f"still runs (--no-force: not killed); it stops after its "
+                              f"step, or run stop again without --no-force",
                    "denied": f"{what} {t.pid} runs as another user: not permitted to signal "
                              f"it; run stop as the daemon's user (or root)"}[t.result])
     here = socket.gethostname()
@@ -165,7 +187,7 @@ def run_stop(args, ctx) -> int:
             note = (f"daemon {b['pid']} still runs on this vault (not started with --detach): "
                     f"`modulatio stop --all` stops it; use systemctl if systemd runs it")
         print(f"modulatio: note: {neutralise(note)}", file=ctx.err)
-    stuck = any(t.result in ("running", "denied") for t in targets) or \
+    stuck = any(t.result in ("running", "denied", "waiting") for t in targets) or \
         any(b.get("refused") and b.get("detached") for b in left)
     return 1 if stuck else 0
 
@@ -188,6 +210,18 @@ def run_systemd_unit(args, ctx) -> int:
     python = os.path.abspath(sys.executable)
     text = render_unit(unit_text(args.instances), python_exe=python, vault=vault,
                        user=args.user)
+    if args.workers is not None:
+        from modulatio_d.core.errors import UsageError
+        from modulatio_d.ops.units import pool_unit
+        from modulatio_d.store.pool import check_size
+
+        if args.instances:
+            raise UsageError("--instances and --workers are the two ways to run N "
+                             "daemons: choose one")
+        try:
+            text = pool_unit(text, check_size(args.workers, "--workers"))
+        except ValueError as e:
+            raise UsageError(str(e)) from None
     real = os.path.realpath(vault)
     tmp = next((t for t in ("/tmp", "/var/tmp") if real == t or real.startswith(t + "/")), None)
     if tmp and "PrivateTmp=yes" in text.splitlines():

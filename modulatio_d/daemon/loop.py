@@ -18,13 +18,14 @@ have (the trust.Checks the daemon lends them).
 Signal handlers only set flags (the wake-up pipe ends any wait): the first
 SIGTERM/SIGINT asks the running step to stop (TERM, then KILL after a grace)
 and the loop to exit 0, leaving the plan `executing` at the same index for the
-next daemon; the second kills the step at once. SIGHUP (a closed terminal, or
-`kill -HUP` after editing the config) stops nothing: the config is read again
-at the next tick, as nginx and sshd do; a running plan keeps the config it was
-claimed with. SIGPIPE stays ignored (Python's default), so a closed log pipe is
-a failed write, never a death. Any other signal that ends a process (SIGKILL,
-SIGQUIT, SIGUSR1, ...) is a crash like any other: the step dies with the daemon
-(PR_SET_PDEATHSIG) and the next daemon resumes the plan from `in_flight`.
+next daemon; the second kills the step at once. SIGUSR2 (a pool shrinking,
+daemon/pool.py) drains: the step finishes, no other starts, the loop exits 0.
+SIGHUP (a closed terminal, `kill -HUP` after editing the config) stops nothing:
+the config is read again at the next tick; a running plan keeps the config it
+was claimed with. SIGPIPE stays ignored, so a closed log pipe is a failed write,
+never a death. Any other signal that ends a process (SIGKILL, SIGQUIT, SIGUSR1)
+is a crash: the step dies with the daemon (PR_SET_PDEATHSIG) and the next
+daemon resumes the plan from `in_flight`.
 """
 
 from __future__ import annotations
@@ -81,8 +82,7 @@ class Daemon:
         self.scanner = Scanner(vault, projects or None, self.events, monotonic=monotonic,
                                trust=self.trust)
         self.notifier = Notifier(environ, clock=monotonic)
-        # Steps must not talk to systemd as if they were the daemon, and the opt-in to
-        # run as root was given to this daemon, not to the daemons a step might start.
+        # Steps are not the daemon to systemd, nor given its opt-in to run as root.
         self.base_env = {k: v for k, v in environ.items()
                          if k not in NOTIFY_ENV_VARS and k != trust.ALLOW_ROOT_ENV}
         self.heartbeat = Heartbeat(vault.daemons_dir, tick_seconds, __version__, clock())
@@ -115,6 +115,7 @@ class Daemon:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         signal.signal(signal.SIGHUP, self._on_hangup)
+        signal.signal(signal.SIGUSR2, lambda *_: setattr(self.stop, "drain", True))
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # Python's default, stated: see above
         signal.set_wakeup_fd(self.waker.w, warn_on_full_buffer=False)
 
@@ -147,15 +148,14 @@ class Daemon:
                  self.vault.root, ",".join(self.projects) or "all", self.tick_seconds)
         ready = False
         try:
-            while not self.stop.requested:
+            while not self.stop.ending():
                 new_folders = watcher.watch(self._watched())
                 if poller is not None:
                     poller.watch(self.vault.root, (self.vault.project_dir(p)
                                  for p in self.projects or self.vault.folders()))
                 candidates = self._tick()
                 if not ready:
-                    self.notifier.ready()
-                    ready = True
+                    ready = self.notifier.ready() or True
                 self.races.start_pass()
                 if self._claim_and_run(candidates):
                     self.races.ran()
@@ -203,7 +203,7 @@ class Daemon:
         file event will follow the lock's release. True when a plan ran.
         """
         deadline = self.monotonic() + seconds
-        while not self.stop.requested:
+        while not self.stop.ending():
             if not self.waker.wait(deadline - self.monotonic()):
                 return False  # the tick is due
             changed = self.waker.take_changed()
@@ -348,7 +348,7 @@ class Daemon:
         """Claim the first plan that can be and run it; True when one ran (or crashed).
         Whatever one plan raises is its crash (guard.py), counted and held off, never ours."""
         for c in candidates:
-            if self.stop.requested:
+            if self.stop.ending():
                 return False
             try:
                 claimed = self.claimer.claim(c)

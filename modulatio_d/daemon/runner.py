@@ -103,7 +103,7 @@ class Runner:
         if self.plan.in_flight:
             self._resume_interrupted()
         while True:
-            if self.svc.stop.requested:
+            if self.svc.stop.ending():  # a drain stops here, at the step boundary
                 self._drop_unstarted()
                 return
             if self._lock_lost():
@@ -311,7 +311,7 @@ class Runner:
         step that never ran). If the plan stops first, _drop_unstarted clears it.
         """
         plan = self.plan
-        if index >= plan.total or self.svc.stop.requested or self._lock_lost() \
+        if index >= plan.total or self.svc.stop.ending() or self._lock_lost() \
                 or plan.status is not PlanStatus.EXECUTING \
                 or not plan.sub_objectives[index].rerun_after_crash \
                 or not self.budget.room_after(plan, changes["reflection_log"]):

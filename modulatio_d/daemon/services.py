@@ -19,9 +19,17 @@ from modulatio_d.store.config import Config
 
 @dataclass
 class Stop:
-    """Set by the daemon's signal handlers: 1 = stop the step and exit, 2 = at once."""
+    """Set by the daemon's signal handlers: 1 = stop the step and exit, 2 = at once.
+
+    `drain` (SIGUSR2, sent by a pool's supervisor that shrinks): let the running step
+    finish, start no other, and exit; the plan stays `executing` at the next index."""
 
     requested: int = 0
+    drain: bool = False
+
+    def ending(self) -> bool:
+        """Start nothing new: a stop or a drain was asked."""
+        return self.requested > 0 or self.drain
 
 
 @dataclass(frozen=True)

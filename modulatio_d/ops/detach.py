@@ -3,7 +3,13 @@
 Files, beside the vault's other state:
     .modulatio/daemon.pid   "<pid>\\n<host>\\n", flock'ed (LOCK_EX) for as long as the
                             detached daemon runs; never deleted
-    .modulatio/daemon.log   the detached daemon's stderr (its log), appended to
+    .modulatio/daemon.log   the detached daemon's stderr (its log), appended to; or the
+                            file `daemon --detach --log-file PATH` names
+    .modulatio/daemon.json  what was started, for people and scripts: pid, host, vault,
+                            version, started_at, log (its path), workers (a pool's size
+                            or null), argv; written by the starter once the pid is known,
+                            never deleted: it describes the running daemon only while
+                            the pid file is locked (`ps --json` says so as `running`)
 Both are opened through store/fs/: never through a link, and refused unless they
 are regular files with one link (a planted link is never truncated or written).
 
@@ -54,6 +60,7 @@ from modulatio_d.store.vault import Vault
 
 PID_FILE = "daemon.pid"
 LOG_FILE = "daemon.log"
+INFO_FILE = "daemon.json"
 LOCK_RETRY_S = 0.5
 POLL_S = 0.02
 
@@ -62,8 +69,47 @@ def pid_path(vault: Vault) -> Path:
     return vault.meta / PID_FILE
 
 
-def log_path(vault: Vault) -> Path:
-    return vault.meta / LOG_FILE
+def log_path(vault: Vault, chosen: Path | None = None) -> Path:
+    """The detached daemon's log: `chosen` (--log-file), else .modulatio/daemon.log."""
+    return Path(os.path.abspath(chosen)) if chosen else vault.meta / LOG_FILE
+
+
+def info_path(vault: Vault) -> Path:
+    return vault.meta / INFO_FILE
+
+
+def read_info(vault: Vault) -> dict | None:
+    """daemon.json with `running` (its pid file locked by that pid) added; None if unreadable."""
+    import json
+
+    try:
+        info = json.loads(fs.read(info_path(vault), "heartbeat").raw)
+    except (OSError, ValueError, RecursionError):
+        return None
+    if not isinstance(info, dict):
+        return None
+    now = running(vault, 0.2)
+    info["running"] = bool(now and now.pid == info.get("pid"))
+    return info
+
+
+def _write_info(vault: Vault, pid: int, log: Path, daemon_args: list[str]) -> None:
+    import json
+
+    from modulatio_d import __version__
+    from modulatio_d.core.times import format_time, utcnow
+
+    workers = None
+    if "--workers" in daemon_args:
+        workers = int(daemon_args[daemon_args.index("--workers") + 1])
+    data = json.dumps({"pid": pid, "host": socket.gethostname(), "vault": str(vault.root),
+                       "version": __version__, "started_at": format_time(utcnow(), micro=True),
+                       "log": str(log), "workers": workers, "argv": daemon_args}, indent=2)
+    try:
+        fs.rename(fs.temp(info_path(vault), data.encode() + b"\n", sync=False),
+                  info_path(vault))
+    except OSError:
+        pass  # the pid file says what runs; this file only describes it
 
 
 @dataclass(frozen=True)
@@ -134,8 +180,10 @@ def running(vault: Vault, wait_s: float = 2.0) -> Detached | None:
 
 
 def start(vault: Vault, daemon_args: list[str], environ: dict[str, str],
-          python: str = sys.executable, wait_s: float = 30.0) -> Started:
+          python: str = sys.executable, wait_s: float = 30.0,
+          log_file: Path | None = None) -> Started:
     """Start `modulatio daemon --vault V <daemon_args>` in the background (see the protocol)."""
+    log_file = log_file or log_path(vault)
     from modulatio_d.daemon.sdnotify import NOTIFY_ENV_VARS
 
     fd = fs.open_regular(pid_path(vault), os.O_RDWR | os.O_CREAT, folders=True)
@@ -144,7 +192,7 @@ def start(vault: Vault, daemon_args: list[str], environ: dict[str, str],
             info = running(vault)
             return Started(info.pid if info else 0, already=True, ready=True)
         os.ftruncate(fd, 0)
-        log = fs.open_regular(log_path(vault), os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        log = fs.open_regular(log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         try:
             offset = os.fstat(log).st_size
             os.write(log, f"--- {time.strftime('%Y-%m-%dT%H:%M:%S%z')} modulatio daemon "
@@ -164,13 +212,16 @@ def start(vault: Vault, daemon_args: list[str], environ: dict[str, str],
         os.pwrite(fd, f"{proc.pid}\n{socket.gethostname()}\n".encode(), 0)
     finally:
         os.close(fd)  # the daemon's copy of the descriptor keeps the lock
-    beat = vault.daemons_dir / f"{socket.gethostname()}.{proc.pid}.json"
+    _write_info(vault, proc.pid, log_file, daemon_args)
+    # A pool's supervisor writes no heartbeat: its state file says it is up.
+    ending = ".pool" if "--workers" in daemon_args else ".json"
+    beat = vault.daemons_dir / f"{socket.gethostname()}.{proc.pid}{ending}"
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
         code = proc.poll()
         if code is not None:
             return Started(proc.pid, already=False, ready=False, exit_code=code,
-                           log_tail=_tail(log_path(vault), offset))
+                           log_tail=_tail(log_file, offset))
         if _exists(beat):
             return Started(proc.pid, already=False, ready=True)
         time.sleep(POLL_S)

@@ -12,7 +12,9 @@ pinned with a pidfd before it is checked and signalled through it, so a pid
 reused meanwhile is never hit. `stop` stops the detached daemon; with
 `all_here`, also every other daemon of the vault on this host that a live
 heartbeat names and that passes the same check (a daemon started in a
-terminal, say). Daemons run by systemd belong to systemd: stop them with
+terminal, say), and every pool supervisor of this host (`daemon --workers`;
+its workers are stopped through it, never directly, or it would restart
+them). Daemons run by systemd belong to systemd: stop them with
 systemctl, or the unit's Restart= and the operator's picture disagree.
 """
 
@@ -117,7 +119,8 @@ def not_this_vaults(vault: Vault, pid: int, started_at: object = None) -> str | 
 class Target:
     pid: int
     how: str
-    """detached (the pid file) or heartbeat (a live heartbeat on this host)"""
+    """detached (the pid file), heartbeat (a live heartbeat on this host) or pool (a
+    pool's supervisor on this host, from its state file)"""
     gone: Callable[[], bool]
     result: str = "running"
     pidfd: int | None = None
@@ -150,10 +153,13 @@ def _exited(pid: int, fd: int | None) -> bool:
     return bool(select.select([fd], [], [], 0)[0])  # a pidfd is readable once it exits
 
 
-def stop(vault: Vault, timeout: float, all_here: bool = False) -> tuple[list[Target], list[dict]]:
+def stop(vault: Vault, timeout: float, all_here: bool = False,
+         force: bool = True) -> tuple[list[Target], list[dict]]:
     """SIGTERM the daemons, wait up to `timeout`, SIGKILL what still runs, wait again.
+    Without `force`, never SIGKILL: what still runs after the timeout is `waiting`.
 
-    Returns the targets, each with `result` (stopped | killed | gone | running | denied),
+    Returns the targets, each with `result` (stopped | killed | gone | running | denied
+    | waiting),
     and the live daemons of the vault elsewhere that were left alone (`refused`:
     why a process named by this vault's files was not signalled).
     """
@@ -173,8 +179,26 @@ def stop(vault: Vault, timeout: float, all_here: bool = False) -> tuple[list[Tar
             targets.append(pinned)
         else:  # the pid file is writable by whoever writes the vault: trust it no further
             left.append({"pid": info.pid, "host": here, "detached": True, "refused": pinned})
+    # A pool's workers are stopped through their supervisor (which would start them
+    # again otherwise): the supervisor is the target, its workers are not told apart.
+    from modulatio_d.store.pool import read_states
+
+    workers_of: dict[int, set] = {}
+    for p in read_states(vault):
+        if p.get("host") != here or not isinstance(p.get("pid"), int):
+            continue
+        workers_of[p["pid"]] = {w.get("pid") for w in p.get("workers") or []
+                                if isinstance(w, dict)}
+        if all_here and not any(t.pid == p["pid"] for t in targets):
+            pinned = _pin(vault, p["pid"], "pool", p.get("started_at"))
+            if isinstance(pinned, Target):
+                targets.append(pinned)
+            else:
+                left.append({**p, "refused": pinned})
+    pooled = set().union(*(workers_of[t.pid] for t in targets if t.pid in workers_of))
     for b in beats:
-        if not b.get("live") or any(t.pid == b.get("pid") for t in targets):
+        if not b.get("live") or any(t.pid == b.get("pid") for t in targets) \
+                or (b.get("host") == here and b.get("pid") in pooled):
             continue
         pid = processes.as_pid(b.get("pid"))
         if all_here and b.get("host") == here and pid is not None:
@@ -191,6 +215,11 @@ def stop(vault: Vault, timeout: float, all_here: bool = False) -> tuple[list[Tar
         for t in targets:
             _signal(t, signal.SIGTERM)
         _wait(targets, timeout)
+        if not force:
+            for t in targets:
+                if t.result == "running":
+                    t.result = "waiting"
+            return targets, left
         for t in targets:
             if t.result == "running":
                 _signal(t, signal.SIGKILL)

@@ -1,7 +1,8 @@
 """Fill this install's paths into the systemd units that ship with modulatio.
 
 The canonical units are modulatio_d/units/modulatio-daemon.service (one
-daemon) and modulatio-daemon@.service (a template for N daemons): package data,
+daemon; with `pool_unit`, one pool of N workers) and modulatio-daemon@.service
+(a template for N daemons): package data,
 read through importlib.resources (packaging/systemd/ at the top of a checkout
 links to that folder). Both are working units as they stand: ExecStart runs
 `/usr/bin/env modulatio` and the vault is /srv/modulatio/vault, named on the
@@ -113,6 +114,29 @@ def render_unit(template_text: str, *, python_exe: str, vault: str, user: bool) 
     if missing:
         raise ValueError(f"not a modulatio unit template: no line starting {sorted(missing)}")
     return (USER_HEADER if user else "") + "\n".join(out) + "\n"
+
+
+POOL_KILL_MODE = """\
+# A pool (`daemon --workers N`): SIGTERM goes to the supervisor alone, which
+# forwards it once to each worker (each stops its step, leaves its plan
+# executing, exits 0). With control-group every worker would get a second
+# SIGTERM straight from systemd, and a second SIGTERM kills a step at once.
+# Whatever still runs after TimeoutStopSec gets SIGKILL, as before.
+KillMode=mixed"""
+
+
+def pool_unit(unit: str, workers: int) -> str:
+    """The single unit, rendered, running a pool of `workers` (docs/systemd.md, "A pool")."""
+    out = []
+    for line in unit.splitlines():
+        if line.startswith("ExecStart=") and " daemon --vault " in line:
+            line = line.replace(" daemon --vault ", f" daemon --workers {workers} --vault ", 1)
+        elif line == "KillMode=control-group":
+            while out and out[-1].startswith("#"):
+                out.pop()  # the comment said every process gets SIGTERM: not for a pool
+            line = POOL_KILL_MODE
+        out.append(line)
+    return "\n".join(out) + "\n"
 
 
 def _fails_or_is_ignored_in_user_mode(line: str) -> bool:

@@ -131,7 +131,31 @@ def wait_ticks_of(pid: int, dv, n: int) -> None:
     wait_ticks(SimpleNamespace(pid=pid, log=lambda: ""), dv, n)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGUSR1, signal.SIGUSR2, signal.SIGALRM])
+def test_sigusr2_drains_the_step_ends_then_the_daemon_the_next_one_goes_on(dvault, daemons):
+    """SIGUSR2 (a pool shrinking; was a crash before pools) lets the step finish, starts
+    nothing more and exits 0; the next daemon runs the next step, not this one again."""
+    go = dvault.root / "go"
+    write_plan(dvault, PID, [{"title": "long", "run": dvault.step(go=go, note_term=True)},
+                             {"title": "after", "run": dvault.step()}])
+    d1 = daemons(tick=0.5)
+    wait_started(d1, dvault)
+    wait_for(lambda: starts(dvault, 0), 10, "the step started", diag=d1.log)
+    d1.signal(signal.SIGUSR2)
+    wait_ticks(d1, dvault, 2)  # it goes on beating: the step runs on
+    assert d1.alive() and not [m for m in marks(dvault.root / "marks") if m[0] == "term"]
+    go.touch()
+    assert d1.wait(20) == 0
+    p = plan(dvault, PID)
+    assert p.status.value == "executing" and p.current_index == 1 and not p.in_flight
+    assert [(e["index"], e["outcome"]) for e in p.reflection_log] == [(0, "ok")]
+    assert starts(dvault, 1) == []
+    d2 = daemons(tick=0.5)
+    done = wait_for(settled(dvault, PID, "completed"), 20, "the next daemon went on", diag=d2.log)
+    assert [(e["index"], e["outcome"]) for e in done.reflection_log] == [(0, "ok"), (1, "ok")]
+    assert len(starts(dvault, 0)) == 1 and len(starts(dvault, 1)) == 1
+
+
+@pytest.mark.parametrize("sig", [signal.SIGUSR1, signal.SIGALRM])
 def test_a_signal_that_kills_the_daemon_is_a_crash_the_next_one_resumes(dvault, daemons, sig):
     go = dvault.root / "go"
     write_plan(dvault, PID, [{"title": "long", "run": dvault.step(go=go)},

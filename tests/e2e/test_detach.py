@@ -44,7 +44,7 @@ def plan_status(vault: Vault, plan_id: str) -> str | None:
 def ps(vault: Vault) -> list[dict]:
     result = modulatio("ps", "--json", "--vault", vault.root)
     assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
+    return json.loads(result.stdout)["daemons"]
 
 
 @pytest.fixture
@@ -290,3 +290,38 @@ def test_a_daemon_is_known_by_the_vault_it_serves_and_when_it_started(vault, tmp
     finally:
         fg.kill()
         fg.wait()
+
+
+def test_a_detached_pool_with_its_own_log_file_daemon_json_and_stop_no_force(vault, tmp_path):
+    waiting_plan(vault, ignore_term=True)  # its step shrugs off SIGTERM: the stop must wait
+    log = tmp_path / "logs" / "pool.log"
+    log.parent.mkdir()
+    started = modulatio("daemon", "--detach", "--workers", "2", "--log-file", log,
+                        "--tick-seconds", "0.3", "--vault", vault.root)
+    assert started.returncode == 0, started.stderr
+    pid = int(started.stdout.split("pid ")[1].split()[0])
+    assert str(log) in started.stdout
+    info = json.loads((vault.meta / "daemon.json").read_text())
+    assert (info["pid"], info["vault"], info["log"], info["workers"]) == \
+        (pid, str(vault.root), str(log), 2)
+    assert info["version"] and info["started_at"] and info["host"] == socket.gethostname()
+    assert not (vault.meta / "daemon.log").exists()
+
+    def pool_busy():
+        seen = json.loads(modulatio("ps", "--json", "--vault", vault.root).stdout)
+        rows = [r for r in seen["daemons"] if r["pool"] == pid]
+        return seen if len(rows) == 2 and any(r["active_plan"] == "W-P-001" for r in rows) \
+            else None
+    seen = wait_for(pool_busy, 30, "the detached pool to run W-P-001")
+    assert seen["pools"][0]["detached"] and seen["pools"][0]["size"] == 2
+    assert seen["queue"]["executing"] == 1 and seen["queue"]["approved"] == 0
+    assert "worker" in log.read_text() or "started" in log.read_text()
+
+    # --no-force: the step ignores SIGTERM, so the pool outlives the timeout: not killed.
+    stopped = modulatio("stop", "--no-force", "--timeout", "0.5", "--vault", vault.root)
+    assert stopped.returncode == 1 and "--no-force: not killed" in stopped.stdout, stopped
+    assert not processes.gone(pid)
+    # The worker kills its step after its grace (the daemon's own escalation), then all exit.
+    wait_for(lambda: processes.gone(pid), 30, "the pool to stop by itself")
+    assert not detach.locked(vault)
+    assert modulatio("ps", "--vault", vault.root).stdout.strip() == "no daemon runs on this vault"

@@ -101,3 +101,38 @@ def test_no_notify_socket_means_no_messages_and_a_normal_run(tmp_path, receiver)
     assert done.returncode == 0, done.stderr
     assert time.monotonic() - t0 < 30
     assert recv.drain() == []
+
+
+def test_a_pool_speaks_for_its_workers(tmp_path, receiver):
+    """Only the supervisor talks to systemd: one READY=1 once the workers have scanned,
+    STATUS lines with the pool's counts (also after a resize), the watchdog fed."""
+    recv, path = receiver
+    vault = init(tmp_path / "vault")
+    env = clean_env(NOTIFY_SOCKET=path, WATCHDOG_USEC="600000")
+    pool = subprocess.Popen([PY, "-m", "modulatio_d", "daemon", "--workers", "2", "--vault",
+                             str(vault.root), "--tick-seconds", "0.2"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: recv.has("READY=1"), 60, "READY=1")
+        beats = list(vault.daemons_dir.glob("*.json"))
+        assert len(beats) == 2  # both workers had done their first scan
+        wait_for(lambda: recv.has("STATUS=pool of 2: 2 worker(s) running"), 10, "STATUS")
+        resized = subprocess.run([PY, "-m", "modulatio_d", "workers", "1", "--vault",
+                                  str(vault.root)], env=clean_env(), capture_output=True,
+                                 timeout=60, check=False)
+        assert resized.returncode == 0, resized.stderr
+        wait_for(lambda: recv.has("STATUS=pool of 1: 1 worker(s) running"), 10,
+                 "STATUS after the resize")
+        seen = len(recv.drain())
+        wait_for(lambda: recv.drain()[seen:].count("WATCHDOG=1") >= 3, 10, "the watchdog")
+        pool.send_signal(signal.SIGTERM)
+        assert pool.wait(timeout=30) == 0
+    finally:
+        if pool.poll() is None:
+            pool.kill()
+            pool.wait()
+        err = pool.stderr.read().decode()
+        pool.stderr.close()
+    msgs = recv.drain()
+    assert msgs.count("READY=1") == 1, (msgs, err)  # a worker that spoke would add its own
+    assert any(m.startswith("STOPPING=1") for m in msgs)

@@ -116,6 +116,17 @@ def test_rendered_system_unit_verifies_and_scores_2_or_lower(tmp_path, instances
 
 
 @needs_analyze
+def test_the_pool_unit_verifies_and_scores_as_the_single_one(tmp_path):
+    from modulatio_d.ops.units import pool_unit
+
+    single = rendered(tmp_path, False)
+    pool = write_unit(tmp_path / "pool", False, pool_unit(single.read_text(), 4))
+    assert_verifies(pool, runtime_dir=tmp_path / "run")
+    score, code = exposure(pool, runtime_dir=tmp_path / "run")
+    assert code == 0 and score == exposure(single, runtime_dir=tmp_path / "run")[0]
+
+
+@needs_analyze
 @pytest.mark.parametrize("instances", [False, True], ids=["single", "template"])
 def test_shipped_unit_as_it_is_verifies_and_scores_2_or_lower(tmp_path, instances):
     # ExecStart=/usr/bin/env exists wherever systemd does.

@@ -12,7 +12,7 @@ from waiting import wait_for
 def ps(bed, host: str, vault) -> list[dict]:
     out = bed.modulatio(host, "ps", "--json", "--vault", vault)
     assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout)
+    return json.loads(out.stdout)["daemons"]
 
 
 def test_daemons_are_shown_per_host_and_stop_all_stays_on_its_host(bed, shared_vault,

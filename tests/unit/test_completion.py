@@ -31,7 +31,8 @@ def test_commands_subcommands_and_options(sales, run_cli):
     assert complete(run_cli, sales, "--vault", str(sales.root), "plan", "list", "--s") == \
         ["--status"]
     assert complete(run_cli, sales, "plan", "list", "--status", "p") == ["paused"]
-    assert complete(run_cli, sales, "daemon", "--log-f") == ["--log-format"]
+    assert complete(run_cli, sales, "daemon", "--log-f") == ["--log-format", "--log-file"]
+    assert complete(run_cli, sales, "daemon", "--log-fo") == ["--log-format"]
     assert complete(run_cli, sales, "completion", "") == ["bash", "zsh", "fish"]
 
 

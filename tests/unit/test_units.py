@@ -17,6 +17,7 @@ from modulatio_d.ops.units import (
     UNIT_NAMES,
     USER_FAILS,
     USER_IGNORED,
+    pool_unit,
     render_unit,
     unit_text,
 )
@@ -37,6 +38,18 @@ def test_render_fills_python_and_vault_and_keeps_the_rest(tmp_path):
         assert line in text.splitlines()
     assert "/srv/modulatio/vault" not in text and "/usr/bin/env" not in text
     assert len(text.splitlines()) == len(template.splitlines())
+
+
+def test_the_pool_unit_runs_n_workers_and_signals_the_supervisor_alone():
+    single = render_unit(unit_text(False), python_exe="/usr/bin/python3", vault="/v", user=False)
+    text = pool_unit(single, 4)
+    lines = text.splitlines()
+    assert ("ExecStart=/usr/bin/python3 -P -m modulatio_d daemon --workers 4 --vault "
+            "${MODULATIO_VAULT} $MODULATIO_DAEMON_ARGS") in lines
+    assert "KillMode=mixed" in lines and "KillMode=control-group" not in lines
+    assert "every process of the unit gets SIGTERM" not in text
+    assert [x for x in lines if not x.startswith(("ExecStart", "KillMode", "#"))] == \
+        [x for x in single.splitlines() if not x.startswith(("ExecStart", "KillMode", "#"))]
 
 
 def test_render_escapes_specifiers_and_variables_in_the_python_path():
