@@ -7,7 +7,10 @@ hook process when the config declares hooks and none runs, and starts it again
 it after a grace. A delivery cut short by a stop or a kill is delivered again
 by whichever process takes the hook's lock next: the cursor moves only after a
 delivery succeeded. The process dies with the daemon (PR_SET_PDEATHSIG) and
-logs to the daemon's stderr, in the daemon's format.
+logs to the daemon's stderr, in the daemon's format. In a worker pool
+(`daemon --workers N`, daemon/pool.py) only the worker of slot 1 keeps one: N
+hook processes on a host would deliver nothing more (one deliverer per hook
+anyway), and slot 1 is the last a shrinking pool drains.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from modulatio_d.store.vault import Vault
 
 log = logging.getLogger("modulatio.hooks")
 RESTART_S = 5.0
+POOL_SLOT_ENV = "MODULATIO_POOL_SLOT"
 STOP_GRACE_S = 5.0
 
 
@@ -37,13 +41,14 @@ class HookKeeper:
         self.monotonic = monotonic
         self.proc: subprocess.Popen | None = None
         self._started = float("-inf")
+        self.wanted = env.get(POOL_SLOT_ENV, "1") == "1"  # see the module doc
 
     def keep(self, config: Config) -> None:
         if self.proc is not None and self.proc.poll() is not None:
             log.warning("the hook process %d ended (%s): starting another", self.proc.pid,
                         describe_status(self.proc.returncode))
             self.proc = None
-        if self.proc is not None or not config.hooks:
+        if self.proc is not None or not config.hooks or not self.wanted:
             return
         if self.monotonic() - self._started < RESTART_S:
             return

@@ -258,3 +258,16 @@ def test_a_cursor_file_read_stale_loses_to_the_note_in_the_lock(vault, monkeypat
     run_steps(b, 2)
     assert len(delivered) == 2 and again == []  # nothing delivered twice
     assert hook_files.read_cursor(vault, "h")["seq"] > stale["seq"]
+
+
+def test_only_pool_slot_1_keeps_a_hook_process(vault):
+    from modulatio_d.daemon.hooks import HookKeeper
+
+    hooked = config.Config(hooks=(HookSpec("h", ("*",), run="cat"),))
+    for env, wanted in (({}, True), ({"MODULATIO_POOL_SLOT": "1"}, True),
+                        ({"MODULATIO_POOL_SLOT": "2"}, False)):
+        assert HookKeeper(vault, env).wanted is wanted
+    idle = HookKeeper(vault, {"MODULATIO_POOL_SLOT": "3"})
+    idle.keep(hooked)
+    HookKeeper(vault, {}).keep(config.Config())  # no hooks: nothing to start either
+    assert idle.proc is None
