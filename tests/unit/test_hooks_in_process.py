@@ -269,5 +269,6 @@ def test_only_pool_slot_1_keeps_a_hook_process(vault):
         assert HookKeeper(vault, env).wanted is wanted
     idle = HookKeeper(vault, {"MODULATIO_POOL_SLOT": "3"})
     idle.keep(hooked)
-    HookKeeper(vault, {}).keep(config.Config())  # no hooks: nothing to start either
-    assert idle.proc is None
+    bare = HookKeeper(vault, {})
+    bare.keep(config.Config())  # no hooks: nothing to start either
+    assert idle.proc is None and bare.proc is None
