@@ -353,3 +353,38 @@ def test_bad_hooks_never_slow_the_daemons(dvault, daemons, tmp_path):
         assert validated.code == 1 and "hook 'typo'" in validated.out + validated.err
     finally:
         silent.close()
+
+
+def hook_processes(root: Path) -> list[int]:
+    """Pids of the hook processes serving this vault."""
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            argv = Path(f"/proc/{name}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"modulatio_d.daemon.hook_child" in argv and os.fsencode(str(root)) in argv \
+                and not pid_gone(int(name)):
+            found.append(int(name))
+    return found
+
+
+def test_a_worker_pool_keeps_one_hook_process(dvault, daemons):
+    out = dvault.root / "cmd.out"
+    write_config(dvault, f"""  cmd:
+    events: {json.dumps(WANTED)}
+    run: {hook_argv(dvault, out=str(out))}
+""")
+    d = daemons("--workers", "3")
+    wait_for(lambda: cursor_of(dvault, "cmd"), 30, "the hook started", diag=d.log)
+    ids = [f"P-P-{n:03d}" for n in range(1, 7)]
+    for plan_id in ids:
+        write_plan(dvault, plan_id, [{"run": "true"}])
+    wait_for(lambda: all(plan(dvault, i).status.value == "completed" for i in ids), 30,
+             "every plan completed", diag=d.log)
+    expected = wanted_ids(dvault)
+    wait_for(lambda: [g[0] for g in received(out)] == expected, 30, "all delivered",
+             diag=d.log)
+    assert len(hook_processes(dvault.root)) == 1  # slot 1's; the other workers keep none
