@@ -18,6 +18,7 @@ import os
 import socket
 from datetime import datetime
 
+from modulatio_d.core import names
 from modulatio_d.core.errors import ModulatioError, NotFound, UsageError
 from modulatio_d.core.hooks import HookSpec
 from modulatio_d.core.times import format_time
@@ -143,6 +144,6 @@ def dead_letters(vault: Vault, name: str) -> list[dict]:
     try:
         find_spec(vault, name)
     except NotFound:
-        if not fs.exists(hook_files.dead_path(vault, name)):
+        if not names.is_valid(name) or not fs.exists(hook_files.dead_path(vault, name)):
             raise
     return hook_files.dead_letters(vault, name)
