@@ -19,7 +19,8 @@ def register(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -
                    "differs only in case is used)").complete = "project"
     p.add_argument("objective", help="what each kickoff is for; its title")
     p.add_argument("--schedule", required=True, metavar="EXPR",
-                   help='5 cron fields ("0 6 * * *") or @hourly @daily @weekly @monthly @yearly')
+                   help='5 cron fields ("0 6 * * *"), @hourly @daily @weekly @monthly @yearly, '
+                        'or Modulatio\'s words ("daily 06:00", "weekly mon 09:00", "30m")')
     p.add_argument("--timezone", metavar="TZ",
                    help="IANA zone, e.g. Europe/Berlin (default: the vault config's, "
                         "else this host's, written into the entry)")

@@ -117,6 +117,12 @@ def run_show(args, ctx) -> int:
         return 0
     ctx.say(f"{info['id']}  {info['title']}")
     ctx.say(f"status:   {info['status']}   progress: {info['done']}/{info['total']}")
+    shape = info.get("modulatio")
+    if shape:  # a Modulatio-shaped file: its own words and counters
+        ctx.say(f"file:     status {shape['file_status']}, tokens_used {shape['tokens_used']}, "
+                f"cost_usd_used {shape['cost_usd_used']}")
+        if shape["body_error"]:
+            ctx.say(f"body:     {shape['body_error']}")
     if info.get("last_error"):
         ctx.say(f"error:    {info['last_error']}")
     u = info["usage"]
@@ -126,6 +132,10 @@ def run_show(args, ctx) -> int:
         mark = "x" if i < info["done"] else ">" if i == info["done"] else " "
         ctx.say(f"  [{mark}] {i}: {step}")
     for e in info["reflection_log"]:
+        if "attempt" not in e and "decision" not in e:  # an entry Modulatio wrote, its shape
+            from modulatio_d.core.modulatio_shape import describe_entry
+            ctx.say(f"  log: {describe_entry(e)}")
+            continue
         ctx.say(f"  log: step {e.get('index')} attempt {e.get('attempt')} {e.get('outcome')} "
                 f"-> {e.get('decision')} ({e.get('duration_s')}s) {e.get('summary', '')}")
     return 0

@@ -42,7 +42,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from croniter import CroniterBadDateError, croniter
 
-from modulatio_d.core import names
+from modulatio_d.core import names, schedule_words
 
 MAX_CATCH_UP = 100
 """Most kickoffs one decision creates with catch_up `all`, and most skipped times it lists."""
@@ -111,8 +111,11 @@ class Decision:
 
 
 def parse_schedule(expr: str) -> str:
-    """Return `expr` as 5 fields separated by single spaces, or raise ValueError."""
-    text = expr.strip()
+    """Return `expr` as 5 fields separated by single spaces, or raise ValueError.
+
+    Modulatio's schedule words (`daily 06:00`, `weekly mon 09:00`, `30m`) are an alias
+    form: core/schedule_words.py translates them."""
+    text = schedule_words.translate(expr) or expr.strip()
     if text.startswith("@"):
         if text.lower() not in ALIASES:
             raise ValueError(

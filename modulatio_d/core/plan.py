@@ -15,7 +15,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from modulatio_d.core import checks, names
+from modulatio_d.core import checks, modulatio_shape, names
 from modulatio_d.core.checks import MAX_COUNT, parse_duration
 from modulatio_d.core.errors import FileFault, TransitionRefused
 from modulatio_d.core.markdown import Document
@@ -109,6 +109,9 @@ class Budget:
     tokens: int | None = None
     cost_usd: float | None = None
     wall_clock: float | None = None
+    since_start: bool = False
+    """wall_clock counts from execution_started_at (Modulatio's max_wall_clock_min), not
+    the sum of attempts."""
 
 
 @dataclass(frozen=True)
@@ -132,6 +135,7 @@ class Plan:
     cwd: str | None
     reflector: str | None
     data: dict  # the whole frontmatter, as ruamel loaded it
+    shape: modulatio_shape.Shape | None = None  # a Modulatio-shaped file: core/modulatio_shape
 
     @property
     def done(self) -> int:
@@ -180,14 +184,19 @@ def parse_plan(doc: Document, expected_id: str | None = None) -> Plan:
     if expected_id is not None and plan_id != expected_id:
         fail(f"id {plan_id!r} differs from the file name {expected_id!r}", "id",
              hint=f"set id: {expected_id} or rename the file to {plan_id}.md")
-    raw_status = data.get("status", "draft")
+    shape = modulatio_shape.read(doc, fail)  # None: this project's own shape
+    raw_status = modulatio_shape.status_of(data.get("status", "draft"))
     try:
         status = PlanStatus(raw_status if isinstance(raw_status, str) else "")
     except ValueError:
         fail(f"unknown status {checks.show(raw_status)}", "status",
              hint="use one of " + ", ".join(s.value for s in PlanStatus))
     steps = data.get("sub_objectives")
-    if not isinstance(steps, list) or not steps:
+    if shape is not None and shape.items is not None:
+        steps = shape.steps()  # from the body; none when it fails closed (body_error)
+    if shape is not None and shape.body_error:
+        pass  # parsed, with no step: the daemon pauses it with a ticket
+    elif not isinstance(steps, list) or not steps:
         what = "missing" if steps is None else "empty" if steps == [] else "not a list"
         fail(f"sub_objectives is {what}", "sub_objectives" if "sub_objectives" in data else None,
              hint="list the steps under sub_objectives:, one '- ' line each")
@@ -198,7 +207,7 @@ def parse_plan(doc: Document, expected_id: str | None = None) -> Plan:
     index = data.get("current_index", 0)
     if isinstance(index, bool) or not isinstance(index, int):
         fail(f"current_index {checks.show(index)} is not an integer", "current_index")
-    if not 0 <= index <= len(subs):
+    if not 0 <= index <= len(subs) and not (shape and shape.body_error):
         fail(f"current_index {checks.show(index)} is outside 0..{len(subs)} (there are "
              f"{len(subs)} sub-objectives)", "current_index")
     priority = data.get("priority", 0)
@@ -227,17 +236,19 @@ def parse_plan(doc: Document, expected_id: str | None = None) -> Plan:
     last_error = data.get("last_error")
     if last_error is not None:
         checks.text(fail, last_error, "last_error", "last_error", to_process=False)
+    caps = modulatio_shape.caps(fail, data) if shape is not None else None
     return Plan(
-        path=doc.path, id=plan_id, title=str(data.get("title") or plan_id), status=status,
+        path=doc.path, id=plan_id,
+        title=str(data.get("title") or (shape and shape.title) or plan_id), status=status,
         priority=priority, sub_objectives=subs, current_index=index,
-        budget=_parse_budget(fail, data.get("budget")), rev=rev,
+        budget=Budget(**caps) if caps else _parse_budget(fail, data.get("budget")), rev=rev,
         approved_at=checks.time(fail, data, "approved_at"),
         execution_started_at=checks.time(fail, data, "execution_started_at"),
         completed_at=checks.time(fail, data, "completed_at"),
         last_error=last_error,
         claim=plain(claim), in_flight=plain(in_flight),
         reflection_log=plain(log), cwd=data.get("cwd"), reflector=data.get("reflector"),
-        data=data,
+        data=data, shape=shape,
     )
 
 

@@ -183,7 +183,7 @@ def watch(child: Watched, deadline: float, svc: Services,
         svc.waker.wait(min(left, svc.beat_interval()), (fd,) if fd is not None else ())
         if child.poll() is not None:
             break
-        if svc.stop.requested:
+        if svc.stop.requested or svc.halt() == "now":
             child.stop(KILL_GRACE_S, svc.hurry)
             return Outcome.INTERRUPTED
         why = between()

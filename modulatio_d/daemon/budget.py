@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 from modulatio_d.core.plan import Plan, SubObjective
@@ -33,7 +34,10 @@ SOFT_LIMIT = 0.8
 
 
 class Budget:
-    def __init__(self, plan_path: Path, events: Callable[..., None] = lambda *a, **k: None):
+    def __init__(self, plan_path: Path, clock: Callable[[], datetime] | None = None,
+                 events: Callable[..., None] = lambda *a, **k: None):
+        self.clock = clock  # for a wall_clock counted since execution_started_at
+        self.last: tuple[int, float] = (0, 0.0)  # tokens and cost of the last attempt folded
         self.events = events  # budget_warning (for hooks), once per budget like the log line
         self.project = plan_path.parent.parent.name
         self.usage_path = usage.usage_path(plan_path)
@@ -61,7 +65,9 @@ class Budget:
                 r.setdefault(key, None)
             r.update(plan_id=plan.id, step_index=step.index, attempt=number)
             r.setdefault("duration_s", attempt.duration_s)
+        before = self.totals
         self.totals = self.totals.add(lines)
+        self.last = (self.totals.tokens - before.tokens, self.totals.cost_usd - before.cost_usd)
         self.pending.append((lines, False))
 
     def flush(self) -> None:
@@ -84,8 +90,15 @@ class Budget:
         b = plan.budget
         # Running time is the time its attempts took: hours spent paused do not count.
         running = sum(float(e.get("duration_s") or 0) for e in reflection_log)
-        spent = [("tokens", self.totals.tokens, b.tokens),
-                 ("cost_usd", self.totals.cost_usd, b.cost_usd),
+        if b.since_start and self.clock is not None:  # Modulatio's max_wall_clock_min
+            began = plan.execution_started_at
+            running = (self.clock() - began).total_seconds() if began else 0.0
+        tokens, cost = self.totals.tokens, self.totals.cost_usd
+        if plan.shape is not None:  # its counters include what it used before this daemon
+            tokens = max(tokens, plan.shape.tokens_used)
+            cost = max(cost, plan.shape.cost_usd_used)
+        spent = [("tokens", tokens, b.tokens),
+                 ("cost_usd", cost, b.cost_usd),
                  ("wall_clock", running, b.wall_clock)]
         return [(name, used, limit) for name, used, limit in spent if limit]
 

@@ -43,6 +43,7 @@ from modulatio_d import __version__
 from modulatio_d.core.errors import BadFile, FileChanged
 from modulatio_d.core.plan import Plan, SubObjective
 from modulatio_d.daemon import tickets
+from modulatio_d.daemon.admission import Admission
 from modulatio_d.daemon.claim import Claimed, Claimer, Missed, RaceRetries
 from modulatio_d.daemon.guard import Guard
 from modulatio_d.daemon.hooks import HookKeeper
@@ -51,12 +52,12 @@ from modulatio_d.daemon.runner import Runner
 from modulatio_d.daemon.scan import Candidate, Scanner
 from modulatio_d.daemon.sdnotify import NOTIFY_ENV_VARS, Notifier
 from modulatio_d.daemon.services import Clocks, Services, Stop
+from modulatio_d.daemon.settings import Settings
 from modulatio_d.daemon.story import Story
 from modulatio_d.daemon.wake import Waker, Watcher
-from modulatio_d.store import config, fs, tempfiles, trust
+from modulatio_d.store import config, slots, tempfiles, trust
 from modulatio_d.store.events import EventLog
 from modulatio_d.store.heartbeat import Heartbeat, prune_dead
-from modulatio_d.store.refusals import Refusals
 from modulatio_d.store.vault import Vault
 
 log = logging.getLogger("modulatio.daemon")
@@ -93,15 +94,14 @@ class Daemon:
         self._beat_on: tuple[str | None, int | None] = (None, None)  # what the last beat said
         self._last_cron = 0.0
         self._last_sweep: float | None = None  # when temp files were last swept (monotonic)
-        self._config_sig: tuple | None = None
         self._phase_errors: set[tuple[str, str]] = set()  # tracebacks logged once each
-        self._reload = False  # SIGHUP: read the config again at the next tick
         self.ticket_memory = tickets.Memory(vault, self.events)
-        self.bad_config = Refusals(vault, self.events, "config")
+        self.settings = Settings(vault, self.events, self.trust)  # the config, as read
         self.claimer = Claimer(vault, self.events, clock, self.host, os.getpid(), self.trust)
         self.guard = Guard(vault, self.events, clock)
         self.races = RaceRetries()
         self.config = config.Config()
+        self.admission = Admission(vault, self.events, self.host, os.getpid())  # pause, slots
 
     # --- signals ------------------------------------------------------------------
 
@@ -109,7 +109,7 @@ class Daemon:
         self.stop.requested += 1
 
     def _on_hangup(self, signum: int, frame: object) -> None:
-        self._reload = True
+        self.settings.reload = True  # SIGHUP: read the config again at the next tick
 
     def _install_signals(self) -> None:
         signal.signal(signal.SIGTERM, self._on_signal)
@@ -152,11 +152,13 @@ class Daemon:
                 new_folders = watcher.watch(self._watched())
                 if poller is not None:
                     poller.watch(self.vault.root, (self.vault.project_dir(p)
-                                 for p in self.projects or self.vault.folders()))
+                                 for p in self.projects or self.vault.folders()),
+                                 (self.vault.meta,))
                 candidates = self._tick()
                 if not ready:
                     ready = self.notifier.ready() or True
                 self.races.start_pass()
+                self.admission.start_pass()  # who waits for a slot: found again
                 if self._claim_and_run(candidates):
                     self.races.ran()
                     continue  # a plan ended: scan again at once
@@ -165,7 +167,7 @@ class Daemon:
                     break
                 if new_folders:
                     continue  # list and scan again: a folder made meanwhile had no watch
-                wait = self.races.next_wait(self.tick_seconds)
+                wait = self.admission.retry_in(self.races.next_wait(self.tick_seconds))
                 log.debug("nothing claimable: sleeping up to %gs", wait)
                 if self._sleep(wait):
                     self.races.ran()
@@ -181,8 +183,9 @@ class Daemon:
         return 0
 
     def _watched(self) -> list[Path]:
-        """The root and each served project with its plans/, cron/ and tickets/."""
-        folders = [self.vault.root, self.vault.meta]
+        """The folders people write in: the root and each served project with its
+        plans/, cron/ and tickets/ (not the .runs/ folders beside the plans)."""
+        folders = [self.vault.root, self.vault.meta, slots.root(self.vault.meta)]
         # Not only the projects: a folder made a moment ago becomes one when its
         # plans/ appears, an event only a watch on the folder itself will see.
         for project in self.projects or self.vault.folders():
@@ -222,6 +225,7 @@ class Daemon:
         self.waker.take_changed()
         now = self.clock()
         self._load_config()
+        self.admission.refresh()
         self.trust.refresh()
         if not (self.trust.folder_ok(self.vault.root, None, "vault")
                 and self.trust.folder_ok(self.vault.meta, None, "vault")):
@@ -237,49 +241,7 @@ class Daemon:
         return candidates
 
     def _load_config(self) -> None:
-        """Read the config when it changed. It names the trusted group, so it is judged
-        by the policy it declares; a config that is bad or not trusted is refused and
-        the one before it (at start: the defaults) stays in force, with its policy."""
-        path = self.vault.config_path
-        try:
-            st: os.stat_result | None = fs.stat_of(path)
-            sig: tuple | None = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns,
-                                 st.st_uid, st.st_gid, st.st_mode)
-        except FileNotFoundError:
-            st, sig = None, None
-        except OSError as e:  # .modulatio/ is a link, say: load() refuses it below
-            st, sig = None, ("unusable", str(e))
-        if self._reload:
-            self._reload = False
-            log.info("SIGHUP: reading the config again (%s)", self.vault.config_path)
-            self.bad_config.clear(self.vault.config_path)  # tell again what is still wrong
-        elif sig == self._config_sig and self.trust.policy is not None:
-            return
-        self._config_sig = sig
-        try:
-            loaded = config.load(path)
-            policy = trust.Policy.build(self.vault.root, loaded.trusted_group,
-                                        config_path=path)
-            problem = policy.problem(path, st) if st is not None else None
-            if problem is not None:
-                raise problem
-        except BadFile as e:  # the previous config stays in force
-            self.bad_config.tell(path, None, e, sig)
-            self._keep_a_policy()
-            return
-        except Exception as e:  # noqa: BLE001 (unreadable, or a reader's bug: refused too)
-            log.error("reading %s raised %s", path, e, exc_info=e)
-            self.bad_config.tell(path, None, BadFile(
-                path, f"could not be read ({type(e).__name__}: {e})"), sig)
-            self._keep_a_policy()
-            return
-        self.bad_config.clear(path)
-        self.config = loaded
-        self.trust.use(policy, loaded.trusted_group)
-
-    def _keep_a_policy(self) -> None:  # a refused config leaves the policy before it
-        if self.trust.policy is None:
-            self.trust.use(trust.Policy.build(self.vault.root, None), None)
+        self.config = self.settings.load(self.config)
 
     def _guarded(self, what: str, phase: Callable[[datetime], None], now: datetime) -> None:
         """Run a phase of the tick that writes; a write that fails (disk full) skips it
@@ -316,19 +278,26 @@ class Daemon:
                                   trust=self.trust)
         self._last_cron = self.monotonic()
         for project in self.scanner.served():
-            self.cron.fire_due(project, now)  # each kickoff is logged as its cron_fired event
+            if self.admission.paused(project) is None:  # paused: fired after resume
+                self.cron.fire_due(project, now)  # each kickoff is logged as its cron_fired event
 
     def _beat(self, now: datetime, plan: Plan | None, step: SubObjective | None) -> None:
         self._last_beat = self.monotonic()
         self._beat_on = (plan.id if plan else None, step.index if step else None)
-        self.heartbeat.beat(now, plan.id if plan else None, step.index if step else None)
+        paused = self.admission.status(self.scanner.served())
+        waiting = sorted(self.admission.waiting)
+        self.heartbeat.beat(now, plan.id if plan else None, step.index if step else None,
+                            paused=paused, waiting_for_slot=waiting or None)
         self.notifier.watchdog()
         if plan is None:
-            self.notifier.status("idle")
+            self.notifier.status(paused or (f"waiting for a slot: {', '.join(waiting)}"
+                                            if waiting else "idle"))
         else:
             where = f"{plan.path.parent.parent.name}/{plan.id}"
-            self.notifier.status(f"{where} step {step.index + 1}/{plan.total}: {step.title}"
-                                 if step else f"{where} between steps")
+            doing = (f"{where} step {step.index + 1}/{plan.total}: {step.title}" if step
+                     else f"{where} between steps")
+            self.notifier.status(f"{doing}; {paused}: stopping at the step boundary"
+                                 if paused else doing)
 
     def _periodic(self, plan: Plan | None, step: SubObjective | None) -> None:
         """Called by the runner as a step starts and while it runs: heartbeat, watchdog, cron."""
@@ -346,13 +315,23 @@ class Daemon:
 
     def _claim_and_run(self, candidates: list[Candidate]) -> bool:
         """Claim the first plan that can be and run it; True when one ran (or crashed).
-        Whatever one plan raises is its crash (guard.py), counted and held off, never ours."""
+
+        The per-plan guard (guard.py): whatever one plan raises is that plan's
+        crash, counted and held off, never the daemon's end.
+        """
+        self.admission.refresh()
         for c in candidates:
             if self.stop.ending():
                 return False
+            if self.admission.paused(c.project) is not None:
+                continue
+            held = self.admission.take(c, self.config.capacity)
+            if held is None:
+                continue  # a limit is full: it waits (admission.py)
             try:
                 claimed = self.claimer.claim(c)
             except BaseException as e:  # the claim released the lock itself
+                held.release_quietly()
                 if not isinstance(e, (Exception, SystemExit)):
                     raise
                 self._crashed(c, e, None)
@@ -362,9 +341,10 @@ class Daemon:
             elif claimed is Missed.UNWRITABLE:
                 self.scanner.hold_off(c.path, self.tick_seconds * BACKOFF_TICKS)
             if not isinstance(claimed, Claimed):
+                held.release_quietly()
                 continue
             try:
-                self._run(c, claimed)
+                self._run(c, claimed, held)
             except BaseException as e:
                 if not isinstance(e, (Exception, SystemExit)):
                     raise
@@ -373,6 +353,7 @@ class Daemon:
                 self.guard.ran(c.project, c.path.stem)
             finally:
                 claimed.release()
+                held.release()
             return True
         return False
 
@@ -383,13 +364,14 @@ class Daemon:
         if not isinstance(error, Exception):
             raise error
 
-    def _run(self, c: Candidate, claimed: Claimed) -> None:
+    def _run(self, c: Candidate, claimed: Claimed, held: slots.Held) -> None:
         plan = claimed.held.plan
         self._beat(self.clock(), plan, plan.sub_objectives[plan.current_index]
                    if plan.current_index < plan.total else None)
         svc = Services(self.config, self.events, self.waker, self.stop,
                        Clocks(self.clock, self.monotonic), self._periodic, self.base_env,
-                       self.tick_seconds)
+                       self.tick_seconds, halt=lambda: self.admission.halt(c.project),
+                       slots=held)
         try:
             Runner(claimed.held, claimed.lock, claimed.token, svc).run()
         except (BadFile, FileChanged, OSError) as e:  # cannot write: not a death

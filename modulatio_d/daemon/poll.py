@@ -4,8 +4,9 @@ inotify reports only what this host's kernel wrote. On a network filesystem
 (GlusterFS, JuiceFS, CephFS, NFS, SMB: core/filesystems.py, any tier but
 LOCAL) a plan approved on another host raises no event, and an idle daemon
 would see it only at its next tick. So, when the vault is on such a
-filesystem, a thread polls the vault's root folder and the served projects'
-`plans/`, `cron/` and `tickets/` folders every `poll_interval` seconds
+filesystem, a thread polls the vault's root folder, `.modulatio/` (the config
+and the pause file are replaced there) and the served projects' `plans/`,
+`cron/` and `tickets/` folders every `poll_interval` seconds
 (config.yaml, default 1 s), in addition to inotify, and does what the inotify
 thread does: pokes the daemon's Waker with the path that changed.
 
@@ -70,9 +71,10 @@ class Poller:
         self._mutex = threading.Lock()  # one pass at a time: the loop's and the thread's
         self._thread: threading.Thread | None = None
 
-    def watch(self, root: Path, projects: Iterable[Path]) -> None:
-        """Poll `root` and the `plans/`, `cron/`, `tickets/` of these project folders."""
-        self._folders = (root, *(p / sub for p in projects for sub in POLLED))
+    def watch(self, root: Path, projects: Iterable[Path], extra: Iterable[Path] = ()) -> None:
+        """Poll `root` and the `plans/`, `cron/`, `tickets/` of these project folders, and
+        `extra` folders (`.modulatio/`: the config and the pause file are replaced there)."""
+        self._folders = (root, *(p / sub for p in projects for sub in POLLED), *extra)
         self.poll()
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="modulatio-poll",

@@ -76,7 +76,7 @@ class Runner:
         held.token = token
         self.svc = svc
         self.writer = PlanWriter(held, svc)
-        self.budget = Budget(held.path, svc.events)
+        self.budget = Budget(held.path, svc.clocks.wall, svc.events)
         self.plan_dir = held.path.parent
         self.runs_dir = held.path.with_suffix(".runs")
         self._prewritten: tuple[int, int] | None = None  # (index, attempt) written ahead
@@ -103,7 +103,7 @@ class Runner:
         if self.plan.in_flight:
             self._resume_interrupted()
         while True:
-            if self.svc.stop.ending():  # a drain stops here, at the step boundary
+            if self.svc.stop.ending() or self.svc.halt():  # a stop, a drain, a pause
                 self._drop_unstarted()
                 return
             if self._lock_lost():
@@ -117,6 +117,9 @@ class Runner:
                 self._drop_unstarted()
                 if plan.status in FINAL and plan.claim is not None:
                     self.writer.write({"claim": None})  # ended (a person aborted it)
+                return
+            if plan.shape is not None and plan.shape.body_error:
+                self.writer.fail_closed(plan)  # Modulatio's Sub-objectives do not parse
                 return
             if plan.current_index >= plan.total:
                 self.writer.write({"status": PlanStatus.COMPLETED.value,
@@ -179,7 +182,8 @@ class Runner:
 
         def once() -> None:
             try:
-                done.append(attempt.run(ctx, log_path, (self.lock.fd,), started, self.svc,
+                held = (self.lock.fd, *(self.svc.slots.fds if self.svc.slots else ()))
+                done.append(attempt.run(ctx, log_path, held, started, self.svc,
                                         lambda: self._between(step)))
             except attempt.NotPrepared as e:
                 failed[:] = [e]
@@ -187,7 +191,8 @@ class Runner:
 
         if self.writer.patiently(once, f"the step log {log_path}"):
             return done[0]
-        outcome = Outcome.INTERRUPTED if self.svc.stop.requested else Outcome.ERROR
+        outcome = Outcome.INTERRUPTED if self.svc.stop.requested or self.svc.halt() == "now" \
+            else Outcome.ERROR
         return Attempt(outcome, "not started", started, self.svc.clocks.wall(), log_path,
                        str(failed[0]))
 
@@ -233,14 +238,16 @@ class Runner:
         """Whether our lock file was deleted or replaced (told once: `lock_lost`)."""
         if self._lost is None:
             how = self.lock.still_ours()
-            if how is None:
+            lost = self.svc.slots.lost() if self.svc.slots and how is None else None
+            if how is None and lost is None:
                 return False
+            path, how = (lost if lost is not None else (self.lock.path, how))
             self._lost = how
             log.error("plan %s: its lock file %s was %s while we held it; no new step is "
                       "started and the plan is left to whoever holds the new lock (never "
-                      "delete a .lock file)", self.plan.id, self.lock.path, how)
+                      "delete a .lock file)", self.plan.id, path, how)
             self.svc.events("lock_lost", project=self.held.project, plan=self.plan.id,
-                            lock=str(self.lock.path), how=how, token=self.token,
+                            lock=str(path), how=how, token=self.token,
                             index=self.plan.current_index)
         return True
 
@@ -251,6 +258,10 @@ class Runner:
                                  self.plan_dir)
         changes: dict[str, object] = {"reflection_log": [*self.plan.reflection_log, entry],
                                       "in_flight": None}
+        if self.plan.shape is not None:  # Modulatio's running totals, kept up to date
+            tokens, cost = self.budget.last
+            changes["tokens_used"] = self.plan.shape.tokens_used + tokens
+            changes["cost_usd_used"] = round(self.plan.shape.cost_usd_used + cost, 6)
         executing = self.plan.status is PlanStatus.EXECUTING
         d = verdict.decision
         if d is Decision.CONTINUE:
@@ -311,7 +322,8 @@ class Runner:
         step that never ran). If the plan stops first, _drop_unstarted clears it.
         """
         plan = self.plan
-        if index >= plan.total or self.svc.stop.ending() or self._lock_lost() \
+        if index >= plan.total or self.svc.stop.ending() or self.svc.halt() \
+                or self._lock_lost() \
                 or plan.status is not PlanStatus.EXECUTING \
                 or not plan.sub_objectives[index].rerun_after_crash \
                 or not self.budget.room_after(plan, changes["reflection_log"]):

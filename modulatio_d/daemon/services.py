@@ -15,6 +15,7 @@ from typing import Protocol
 
 from modulatio_d.core.plan import Plan, SubObjective
 from modulatio_d.store.config import Config
+from modulatio_d.store.slots import Held
 
 
 @dataclass
@@ -59,6 +60,14 @@ class Services:
     base_env: dict[str, str]
     """What a step's environment starts from (the daemon's, minus sd_notify's)."""
     tick_seconds: float
+    halt: Callable[[], str | None] = lambda: None
+    """Whether the run must leave, the daemon going on: None, "drain" (at the next step
+    boundary) or "now" (stop the running step as SIGTERM would, in flight, to run
+    again): a pause (daemon/admission.py). The runner asks it where it asks
+    `stop.ending()` (a stop, or a pool's drain): one mechanism, the same boundary."""
+    slots: Held | None = None
+    """The slots held for the run besides the plan's lock (store/slots.py): passed to
+    each step's child, and checked like the lock at each boundary and beat."""
 
     def beat_interval(self) -> float:
         """The longest a run waits without calling `periodic`."""

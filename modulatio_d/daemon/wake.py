@@ -106,9 +106,9 @@ class Watcher:
                         if p.endswith(".md"):
                             waker.poke(p)  # a plan, cron entry or ticket
                             return
-                        if p.endswith("config.yaml") or (
+                        if p.endswith(("config.yaml", "pause.yaml", "/slots/freed")) or (
                                 event.is_directory and not p.endswith(".runs")):
-                            waker.poke()  # the config, or a new folder
+                            waker.poke()  # the config, a pause, a slot freed, a folder
                             return
                 except Exception:
                     pass

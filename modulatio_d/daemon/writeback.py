@@ -127,6 +127,16 @@ class PlanWriter:
         self.write({**changes, "status": PlanStatus.PAUSED.value, "last_error": reason})
         self.status_event(PlanStatus.EXECUTING, PlanStatus.PAUSED, reason)
 
+    def fail_closed(self, plan: Plan) -> None:
+        """A Modulatio-shaped plan whose Sub-objectives do not parse: paused for revision
+        with a ticket rather than run as a shorter list (core/modulatio_shape.py)."""
+        shape = plan.shape
+        where = f" (line {shape.body_error_line})" if shape and shape.body_error_line else ""
+        reason = f"sub-objectives do not parse{where}: {shape.body_error if shape else ''}"
+        self.pause({}, tickets.Severity.CRITICAL, reason,
+                   f"{reason}\n\nFix the Sub-objectives section of {plan.path.name} "
+                   "(numbered bold items '**1. Title** — description'), then approve it.")
+
     def status_event(self, before: PlanStatus, after: PlanStatus,
                      reason: str | None = None) -> None:
         self.svc.events("status_changed", project=self.held.project, plan=self.plan.id,

@@ -11,6 +11,9 @@ compare-and-swap under it, a fencing token one higher), the same runner
   a daemon of this host that finds the plan's lock free treats it as it treats
   any daemon's), and the steps' output files are followed and printed to the
   terminal as they grow (ops/logs.py, in a second thread);
+- the operator's pause and the capacity hold as for a daemon (daemon/admission.py):
+  a paused plan or one whose limit is full is not run (exit 1, saying why); the
+  slots are held for the run; a pause made meanwhile stops it at a step boundary;
 - Ctrl-C (SIGINT) or SIGTERM stops the running step as a daemon's SIGTERM
   does: the plan stays `executing` at that step with `in_flight`, and the next
   daemon (or kickoff) resumes it; exit 130. A second Ctrl-C kills the step.
@@ -131,8 +134,16 @@ def run(vault: Vault, plan_id: str, environ: dict[str, str], out: TextIO,
     checks.use(trust.Policy.build(vault.root, config.trusted_group,
                                   config_path=vault.config_path), config.trusted_group)
     stop, waker = Stop(), Waker()
+    admission, slots = _admitted(vault, events, Candidate((-plan.priority,), path, project,
+                                                          plan.status), config)
     claimer = Claimer(vault, events, utcnow, socket.gethostname(), os.getpid(), checks)
-    claimed = claimer.claim(Candidate((), path, project, plan.status))
+    try:
+        claimed = claimer.claim(Candidate((), path, project, plan.status))
+    except BaseException:
+        slots.release_quietly()
+        raise
+    if not isinstance(claimed, Claimed):
+        slots.release_quietly()
     if claimed is Missed.LOST:
         who = holder(lock_path(path))
         by = (f" by {who.get('host')} pid {who.get('pid')}" if who.get("pid") else "")
@@ -155,9 +166,11 @@ def run(vault: Vault, plan_id: str, environ: dict[str, str], out: TextIO,
                                 daemon=True)
     follower.start()
     try:
-        _run_claimed(vault, claimed, config, events, stop, waker, environ)
+        _run_claimed(vault, claimed, config, events, stop, waker, environ,
+                     {"slots": slots, "halt": lambda: admission.halt(project)})
     finally:
         claimed.release()
+        slots.release()
         done.set()
         follower.join(timeout=10)
         signal.set_wakeup_fd(-1)
@@ -172,7 +185,26 @@ def run(vault: Vault, plan_id: str, environ: dict[str, str], out: TextIO,
     return 0 if final.status is PlanStatus.COMPLETED else 1
 
 
-def _run_claimed(vault, claimed, config, events, stop, waker, environ) -> None:
+def _admitted(vault: Vault, events, c, config):
+    """The pause and the capacity hold for a kickoff as for a daemon (daemon/admission.py):
+    refused while its project is paused, stopped at a step boundary by a pause made
+    while it runs; the slots of its limits, held for the run."""
+    from modulatio_d.daemon.admission import Admission
+
+    admission = Admission(vault, events, socket.gethostname(), os.getpid())
+    admission.refresh()
+    paused = admission.paused(c.project)
+    if paused is not None:
+        raise NotRun(f"{'the vault' if admission.watch.state.vault else 'project ' + c.project}"
+                     f" is paused ({paused.describe()}): `modulatio resume` first")
+    held = admission.take(c, config.capacity)
+    if held is None:
+        raise NotRun(f"plan {c.path.stem} waits for a slot ({admission.waiting[c.path.stem]} "
+                     f"full): `modulatio status` shows the slots in use")
+    return admission, held
+
+
+def _run_claimed(vault, claimed, config, events, stop, waker, environ, admitted) -> None:
     from modulatio_d.daemon.runner import Runner
     from modulatio_d.daemon.sdnotify import NOTIFY_ENV_VARS
     from modulatio_d.daemon.services import Clocks, Services
@@ -190,7 +222,7 @@ def _run_claimed(vault, claimed, config, events, stop, waker, environ) -> None:
     base_env = {k: v for k, v in environ.items()
                 if k not in NOTIFY_ENV_VARS and k != trust.ALLOW_ROOT_ENV}
     svc = Services(config, events, waker, stop, Clocks(utcnow, time.monotonic), periodic,
-                   base_env, 30.0)
+                   base_env, 30.0, **admitted)
     try:
         periodic(claimed.held.plan, None)
         Runner(claimed.held, claimed.lock, claimed.token, svc).run()

@@ -248,6 +248,8 @@ def collect(vault: Vault, now: datetime, environ: dict[str, str] | None = None) 
     for kind in sorted(set(refused) | {"plan", "cron", "ticket"}):
         f.add(refused[kind], kind=kind)
 
+    _control(s.control, projects, family)
+
     f = family("modulatio_metrics_ok", "gauge",
                "0 when the vault could not be read for these metrics (see the command's "
                "error output), 1 when it was.")
@@ -259,6 +261,27 @@ def collect(vault: Vault, now: datetime, environ: dict[str, str] | None = None) 
                "Seconds it took to read the vault for these metrics.")
     f.add(round(time.monotonic() - started, 4))
     return fams
+
+
+def _control(c: dict, projects: list[str], family) -> None:
+    """Pause, slots and waiting plans (ops/control_view.py)."""
+    pause = c.get("pause") or {}
+    f = family("modulatio_paused", "gauge",
+               "1 while `modulatio pause` holds the vault (scope=vault) or a project "
+               "(also 1 for all while the pause file is refused).")
+    refused = bool(pause.get("unreadable"))
+    f.add(int(refused or bool(pause.get("vault"))), scope="vault")
+    for project in sorted(set(projects) | set(pause.get("projects") or {})):
+        f.add(int(refused or project in (pause.get("projects") or {})), scope=project)
+    f = family("modulatio_slots_limit", "gauge",
+               "Plans that may execute at once, per limit of the capacity config.")
+    g = family("modulatio_slots_in_use", "gauge", "Slots held now, per limit.")
+    for slot in c.get("slots") or []:
+        f.add(slot["limit"], limit_of=slot["limit_of"])
+        g.add(slot["in_use"], limit_of=slot["limit_of"])
+    f = family("modulatio_plans_waiting_for_slot", "gauge",
+               "Plans the live daemons hold back because a limit is full.")
+    f.add(len(c.get("waiting_for_slot") or []))
 
 
 def _usage(vault: Vault, projects: list[str]) -> dict[str, usage.Totals]:

@@ -6,11 +6,13 @@ are store.plan_file.change_status: a ticket's decision applies the same change.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from pathlib import Path
 
 from modulatio_d.core import markdown, names
 from modulatio_d.core.errors import UsageError
+from modulatio_d.store import fs
 from modulatio_d.store.vault import Vault, create_numbered, next_number
 
 
@@ -20,8 +22,22 @@ def next_plan_number(vault: Vault, project: str) -> int:
     The daemon's records count too, so a deleted plan's id is never reused
     with its old record.
     """
-    return next_number(f"{project}-P-",
+    return next_number(plan_prefix(vault, project),
                        (vault.plans_dir(project), vault.records_dir(project)))
+
+
+def plan_prefix(vault: Vault, project: str) -> str:
+    """`<PROJECT>-P-`; in a folder of Modulatio's (`tst/` holding TST-PLAN-001.md) its
+    own `<CODE>-PLAN-`, so that new plans follow the ids already there."""
+    theirs = f"{project.upper()}-PLAN-"
+    if project != project.upper():
+        try:
+            found = fs.names(vault.plans_dir(project))
+        except OSError:
+            found = []
+        if any(re.fullmatch(re.escape(theirs) + r"\d+\.md", n) for n in found):
+            return theirs
+    return f"{project}-P-"
 
 
 def new_plan(vault: Vault, project: str, title: str, steps: list[tuple[str, str]],
@@ -45,5 +61,5 @@ def new_plan(vault: Vault, project: str, title: str, steps: list[tuple[str, str]
         keys.update({"sub_objectives": subs, "current_index": 0, "reflection_log": []})
         return markdown.set_keys("---\n---\n", keys) + "\n"
 
-    return create_numbered(vault.plans_dir(project), f"{project}-P-", 3,
+    return create_numbered(vault.plans_dir(project), plan_prefix(vault, project), 3,
                            next_plan_number(vault, project), text_for)

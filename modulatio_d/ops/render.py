@@ -6,6 +6,7 @@ from datetime import datetime
 from pathlib import Path
 
 from modulatio_d.core.errors import BadFile
+from modulatio_d.core.modulatio_shape import status_of
 from modulatio_d.core.peek import CANNOT_TELL, peek_status
 from modulatio_d.core.plan import Plan
 from modulatio_d.core.times import format_time
@@ -27,7 +28,8 @@ def list_plans(vault: Vault, project: str | None = None, status: str | None = No
             path = Path(entry.path)
             if status and status != "invalid":  # a broken file's status line may read fine
                 try:
-                    if peek_status(vault.read(path)[1]) not in (status, None, CANNOT_TELL):
+                    peeked = status_of(peek_status(vault.read(path)[1]))  # done: completed
+                    if peeked not in (status, None, CANNOT_TELL):
                         continue
                 except (BadFile, OSError):
                     pass
@@ -53,6 +55,11 @@ def show_plan(vault: Vault, plan_id: str) -> dict:
         last_error=plan.last_error,
         usage=usage.totals(usage.usage_path(path)).as_dict(),
     )
+    if plan.shape is not None:  # a Modulatio-shaped file (core/modulatio_shape.py)
+        info["modulatio"] = {"file_status": plan.shape.status_word,
+                             "tokens_used": plan.shape.tokens_used,
+                             "cost_usd_used": plan.shape.cost_usd_used,
+                             "body_error": plan.shape.body_error}
     return info
 
 

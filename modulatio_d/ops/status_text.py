@@ -10,6 +10,7 @@ log or a mail stays readable.
 from __future__ import annotations
 
 from modulatio_d.core.controls import neutralise
+from modulatio_d.ops.control_view import lines as control_lines
 from modulatio_d.ops.survey import INVALID, STATUSES, Survey, iso
 
 
@@ -49,7 +50,7 @@ def render(s: Survey, tty: bool = False) -> str:
                   if not live else ""))
     for d in s.daemons:
         doing = (f"running {d['active_plan']} step {d['step']}" if d.get("active_plan")
-                 else "idle")
+                 else d.get("paused") or "idle")
         name = f"{d['host']}.{d['pid']}"
         if d["state"] == "stale":
             doing = f"{d['reason']}; was {doing}"
@@ -58,6 +59,11 @@ def render(s: Survey, tty: bool = False) -> str:
         if d.get("uid") == 0 and d["state"] == "live":
             out.append(f"  {'':<20} WARNING: runs as root (--allow-root): every step runs as "
                        f"root; run the daemon as the vault's user")
+
+    if s.control:
+        extra = control_lines(s.control)
+        if extra:
+            out += ["", *extra]
 
     c = s.counts()
     out.append("")

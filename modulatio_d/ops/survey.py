@@ -39,6 +39,7 @@ from modulatio_d.core import markdown, peek
 from modulatio_d.core.errors import BadFile
 from modulatio_d.core.plan import PlanStatus
 from modulatio_d.core.times import format_time, parse_time
+from modulatio_d.ops.control_view import control
 from modulatio_d.store import fs, heartbeat
 from modulatio_d.store.events import read as read_events
 from modulatio_d.store.lock import holder, is_held, lock_path
@@ -86,6 +87,8 @@ class Survey:
     """Open tickets."""
     cron: list[dict] = field(default_factory=list, init=False)
     refused: list[dict] = field(default_factory=list, init=False)
+    control: dict = field(default_factory=dict, init=False)
+    """Pause, capacity, slots in use, plans waiting for a slot (ops/control_view.py)."""
 
     def counts(self) -> dict:
         by_status = {s: 0 for s in (*STATUSES, INVALID)}
@@ -101,7 +104,7 @@ class Survey:
             "vault": self.vault, "now": iso(self.now), "daemons": self.daemons,
             "counts": self.counts(), "plans": self.plans, "executing": self.executing,
             "paused": self.paused, "tickets": self.tickets,
-            "cron": self.cron, "refused": self.refused,
+            "cron": self.cron, "refused": self.refused, "control": self.control,
         }
 
 
@@ -114,6 +117,7 @@ def survey(vault: Vault, now: datetime, environ: dict[str, str] | None = None,
     """
     s = Survey(vault=str(vault.root), now=now)
     s.daemons = daemons(vault, now)
+    s.control = control(vault, s.daemons)
     s.projects = vault.projects()
     refused: dict[str, dict] = {}
     for project in s.projects:
@@ -143,7 +147,7 @@ def daemons(vault: Vault, now: datetime) -> list[dict]:
         started = parse_time(beat.get("started_at"))
         row = {k: beat.get(k) for k in ("host", "pid", "started_at", "last_tick", "age_s",
                                         "active_plan", "step", "tick_seconds", "version",
-                                        "uid", "user")}
+                                        "uid", "user", "paused", "waiting_for_slot")}
         row["local"] = beat.get("host") == this_host
         row["uptime_s"] = round((now - started).total_seconds(), 3) if started else None
         row["file"] = beat.get("file")

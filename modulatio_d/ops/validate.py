@@ -47,7 +47,7 @@ from pathlib import Path
 from modulatio_d.core.errors import BadFile
 from modulatio_d.core.markdown import line_of
 from modulatio_d.core.plan import FINAL, Plan, StepKind
-from modulatio_d.store import config, fs
+from modulatio_d.store import config, fs, pause
 from modulatio_d.store.plan_file import read_plan
 from modulatio_d.store.vault import Vault
 
@@ -127,8 +127,16 @@ class _Checker:
         from modulatio_d.store import trust
 
         self.check_config()
+        try:  # the operator's pause (store/pause.py): refused as the daemons refuse it
+            pause.load(pause.path_of(self.vault.meta))
+        except (BadFile, OSError) as e:
+            self.problems.append(Problem.of(e) if isinstance(e, BadFile) else Problem(
+                pause.path_of(self.vault.meta), f"cannot be read: {e.strerror}"))
         # What the daemons' trust checks would refuse (docs/security.md).
         self.problems += [Problem.of(p) for p in trust.vault_problems(self.vault)]
+        from modulatio_d.ops.modulatio_import import vault_notes
+        for path, reason, hint, warning in vault_notes(self.vault, self.now):  # case twins, cron
+            self.add(path, reason, None, hint, Severity.WARNING if warning else Severity.ERROR)
         for name in self.vault.misnamed_projects():
             self.add(self.vault.root / name, "folder name is not a valid project code, so its "
                      "plans never run", None, "rename it to letters, digits, '_', '-' and '.'")
@@ -304,6 +312,9 @@ class _Checker:
     def check_plan(self, plan: Plan) -> None:
         if plan.status in FINAL:
             return
+        if plan.shape is not None and plan.shape.body_error:  # core/modulatio_shape: fails closed
+            self.add(plan.path, plan.shape.body_error, plan.shape.body_error_line,
+                     "a daemon pauses this plan with a ticket instead of running it")
         data = plan.data
         head = _PLAN_HEAD
         if plan.reflector:

@@ -12,6 +12,10 @@
       writer: {run: "python3 tools/writer.py"}   # a command (string: sh -c; list: argv)
     hooks:                             # projectors of events.jsonl (core/hooks.py)
       notify: {events: [plan_failed], run: "python3 tools/notify.py"}
+    capacity:                          # plans executing at once (core/capacity.py)
+      vault: 4
+      projects: {SALES: 2}
+      headroom: {slots: 1, min_priority: 80}
 
 An agent entry either runs a command (`run`) or names another agent (`use`):
 a built-in (`mock`) or one from the entry-point group `modulatio_d.agents`.
@@ -26,7 +30,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from modulatio_d.core import capacity as capacity_rules
 from modulatio_d.core import markdown, names
+from modulatio_d.core.capacity import Capacity
 from modulatio_d.core.errors import BadFile, FileFault
 from modulatio_d.core.hooks import HookSpec, parse_hooks
 from modulatio_d.core.plan import parse_duration
@@ -56,6 +62,7 @@ class Config:
     poll_interval: float = DEFAULT_POLL_INTERVAL
     hooks: tuple[HookSpec, ...] = ()
     refused_hooks: tuple[BadFile, ...] = ()
+    capacity: Capacity = field(default_factory=Capacity)
 
 
 def load(path: Path) -> Config:
@@ -70,10 +77,12 @@ def load(path: Path) -> Config:
     fail = FileFault(path, lambda key: markdown.line_of(data, key))
 
     unknown = set(map(str, data)) - {"timezone", "defaults", "reflector", "agents",
-                                     "poll_interval", "trusted_group", "hooks"}
+                                     "poll_interval", "trusted_group", "capacity", "hooks"}
     if unknown:
         fail(f"unknown keys {sorted(unknown)}", sorted(unknown)[0],
-             "use timezone, defaults, reflector, agents, poll_interval, trusted_group, hooks")
+             "use timezone, defaults, reflector, agents, poll_interval, trusted_group, "
+             "capacity, hooks")
+    capacity = capacity_rules.parse(data.get("capacity"), fail)
     poll = DEFAULT_POLL_INTERVAL
     if data.get("poll_interval") is not None:
         try:
@@ -125,5 +134,5 @@ def load(path: Path) -> Config:
                                  use=use, options=options)
     hooks, refused = parse_hooks(data.get("hooks"), markdown.line_of)
     return Config(timezone=tz, default_timeout=timeout, reflector=reflector, agents=agents,
-                  poll_interval=poll, trusted_group=group, hooks=tuple(hooks),
+                  poll_interval=poll, trusted_group=group, capacity=capacity, hooks=tuple(hooks),
                   refused_hooks=tuple(BadFile(path, r.reason, r.line, r.hint) for r in refused))

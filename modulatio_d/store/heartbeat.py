@@ -2,7 +2,8 @@
 
 Each daemon rewrites `.modulatio/daemons/<host>.<pid>.json` every tick and
 during long steps (last_tick, active_plan, step, pid, host, started_at,
-tick_seconds, version, and the user it runs as: uid, user) and removes it
+tick_seconds, version, the user it runs as: uid, user; `paused` and
+`waiting_for_slot` when so, daemon/admission.py) and removes it
 on a clean stop. A file whose pid is gone on this host is stale (a crashed
 daemon); on another host only its age tells. Reading imports nothing heavy:
 `modulatio heartbeat` runs every few seconds under monitors.
@@ -38,10 +39,12 @@ class Heartbeat:
                        "tick_seconds": tick_seconds, "version": version,
                        "uid": uid, "user": user}
 
-    def beat(self, now: datetime, active_plan: str | None = None, step: object = None) -> None:
+    def beat(self, now: datetime, active_plan: str | None = None, step: object = None,
+             **more: object) -> None:
+        """Write the beat; `more` adds what the loop tells (paused, waiting_for_slot)."""
         # Rename without fsync: a heartbeat lost in a power cut is rewritten within a tick.
         data = json.dumps({**self.fields, "last_tick": format_time(now, micro=True),
-                           "active_plan": active_plan, "step": step}).encode()
+                           "active_plan": active_plan, "step": step, **more}).encode()
         try:
             fs.mkdirs(self.path.parent)
             fs.rename(fs.temp(self.path, data, sync=False), self.path)

@@ -32,15 +32,16 @@ step finish, abort kills it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from modulatio_d.core import markdown
+from modulatio_d.core import markdown, modulatio_shape
 from modulatio_d.core.errors import Fenced, LockBusy
 from modulatio_d.core.markdown import DELETE
 from modulatio_d.core.plan import Plan, PlanStatus, parse_plan, transition
+from modulatio_d.core.times import utcnow
 from modulatio_d.store import atomic, fs, owned_keys
 from modulatio_d.store.lock import FileLock, holder, lock_path
 from modulatio_d.store.vault import Vault, decode
@@ -65,6 +66,21 @@ def _as_yaml_values(changes: dict[str, Any]) -> dict[str, Any]:
     return {k: (DELETE if v is None else v) for k, v in changes.items()}
 
 
+def _in_files_words(plan: Plan, values: dict[str, Any], changes: dict[str, Any],
+                    by: str) -> dict[str, Any]:
+    """`values` as written into `plan`'s file: unchanged for this project's own shape; in
+    the file's own words, times and status_transitions for a Modulatio-shaped one."""
+    if plan.shape is None:
+        return values
+    note = changes.get("last_error") if isinstance(changes.get("last_error"), str) else None
+    return modulatio_shape.file_values(plan.shape, values, utcnow(), by, note)
+
+
+def _after(plan: Plan, written: dict[str, Any]) -> Plan:
+    """`plan` (after with_keys) with its Modulatio shape advanced to what was written."""
+    return plan if plan.shape is None else replace(plan, shape=plan.shape.after(written))
+
+
 class HeldPlan:
     def __init__(self, vault: Vault, path: Path, notify: Notify | None = None):
         self.vault = vault
@@ -73,6 +89,7 @@ class HeldPlan:
         self.record_path = vault.record_path(self.project, path.stem)
         self.notify = notify or (lambda *a, **k: None)
         self.token: int | None = None  # our claim token, once our claim is written
+        self.actor = "daemon"  # decided_by of the status changes it writes (Modulatio files)
         read = read_plan(vault, path)
         self.snapshot, self.plan = read.snapshot, read.plan
         self.record = owned_keys.load(self.record_path)
@@ -137,11 +154,12 @@ class HeldPlan:
                 raise Fenced(self.path, self.token or 0, theirs)
             rev = max(plan.rev, self.record.rev if self.record else 0) + 1
             final = {**mine, "rev": rev}
-            outcome["plan"] = plan.with_keys(final)
             outcome["before"] = plan
             values = _as_yaml_values(final)
             if "append" in outcome:
                 values["reflection_log"] = outcome.pop("append")
+            values = _in_files_words(plan, values, final, self.actor)
+            outcome["plan"] = _after(plan.with_keys(final), values)
             return markdown.set_keys(text, values, self.path).encode()
 
         self.snapshot = atomic.rewrite(self.path, apply, self.snapshot)
@@ -177,8 +195,9 @@ def write_as_person(vault: Vault, path: Path,
         text = decode(path, raw)
         plan = parse_plan(markdown.load(path, text), expected_id=path.stem)
         mine = changes(plan) if callable(changes) else changes
-        outcome.update(before=plan, after=plan.with_keys(mine))
-        return markdown.set_keys(text, _as_yaml_values(mine), path).encode()
+        values = _in_files_words(plan, _as_yaml_values(mine), mine, "command")
+        outcome.update(before=plan, after=_after(plan.with_keys(mine), values))
+        return markdown.set_keys(text, values, path).encode()
 
     atomic.rewrite(path, apply, vault.read(path)[0])
     return outcome["before"], outcome["after"]
@@ -193,6 +212,7 @@ def change_status(vault: Vault, plan_id: str, action: str, now: datetime,
     if lock.try_acquire():
         with lock:
             held = HeldPlan(vault, path, events)
+            held.actor = "command"
             before = held.plan.status
             plan = held.update(_changes(held.plan, action, now))
             try:  # for the next holder's fresh read (daemon/claim.py, step 2)

@@ -103,6 +103,30 @@ def test_no_notify_socket_means_no_messages_and_a_normal_run(tmp_path, receiver)
     assert recv.drain() == []
 
 
+def test_the_status_line_says_paused(tmp_path, receiver):
+    from modulatio_d.core.times import utcnow
+    from modulatio_d.ops.pausing import pause_scope, resume_scope
+
+    recv, path = receiver
+    vault = init(tmp_path / "vault")
+    env = clean_env(NOTIFY_SOCKET=path, MODULATIO_ALLOW_ROOT="1")
+    daemon = subprocess.Popen([PY, "-m", "modulatio_d", "daemon", "--vault", str(vault.root),
+                               "--tick-seconds", "0.2"], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: recv.has("STATUS=idle"), what="idle")
+        pause_scope(vault, None, "upgrade", False, utcnow(), {"USER": "ops"})
+        wait_for(lambda: any(m.startswith("STATUS=paused (vault by ops@")
+                             and m.endswith(": upgrade)") for m in recv.drain()),
+                 what="STATUS says paused")
+        seen = len(recv.drain())
+        resume_scope(vault, None)
+        wait_for(lambda: "STATUS=idle" in recv.drain()[seen:], what="idle after resume")
+    finally:
+        daemon.kill()
+        daemon.wait()
+
+
 def test_a_pool_speaks_for_its_workers(tmp_path, receiver):
     """Only the supervisor talks to systemd: one READY=1 once the workers have scanned,
     STATUS lines with the pool's counts (also after a resize), the watchdog fed."""

@@ -20,6 +20,7 @@ LIMITS: dict[str, int] = {
     "cron entry": 1 * MiB,
     "ticket": 1 * MiB,
     "config": 1 * MiB,
+    "pause": 64 * KiB,  # .modulatio/pause.yaml: a few lines
     "record": 8 * MiB,      # the daemon's keys of a 1 MiB plan, as JSON (\\u escapes)
     "heartbeat": 64 * KiB,
     "lock file": 64 * KiB,  # who holds it: a line of JSON
@@ -35,6 +36,7 @@ _HINTS = {
     "cron entry": "move long text out of the entry, into a template plan",
     "ticket": "move long notes out of the ticket",
     "config": "keep agent options short; point to files for long ones",
+    "pause": "write it again with `modulatio pause`, or remove it to resume all",
     "record": "delete it: the plan file is then trusted as it stands",
     "heartbeat": "delete it: its daemon writes a new one",
 }
