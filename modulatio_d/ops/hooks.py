@@ -45,6 +45,21 @@ def find_spec(vault: Vault, name: str) -> HookSpec:
                                                 or "none (see docs/hooks.md)"))
 
 
+def config_problems(vault: Vault, cfg: config.Config, environ: dict[str, str]) -> list[tuple]:
+    """For `validate`: (path, reason, line, hint, severity) of each refused hook entry (an
+    error: the config stays in force without it, so not a refused file) and of each webhook
+    secret this shell cannot read (a warning: the daemons' user and environment may
+    differ from this shell's)."""
+    out: list[tuple] = [(e.path, e.reason, e.line, e.hint, "error") for e in cfg.refused_hooks]
+    for spec in cfg.hooks:
+        try:
+            hook_files.secret(spec, vault.root, environ)
+        except hook_files.SecretUnusable as e:
+            out.append((vault.config_path, str(e), spec.line, "as seen from this shell",
+                        "warning"))
+    return out
+
+
 def rows(vault: Vault, environ: dict[str, str]) -> list[dict]:
     cfg = _config(vault)
     out = []

@@ -185,7 +185,9 @@ class _Checker:
             self.zone_ok = False
             return
         text = _text(path)
-        self.check_hooks(path)
+        from modulatio_d.ops.hooks import config_problems  # refused hooks, unreadable secrets
+        self.problems += [Problem(*p[:4], Severity(p[4]))
+                          for p in config_problems(self.vault, self.cfg, self.environ)]
         if self.cfg.timezone is not None:
             from modulatio_d.core import cron
             try:
@@ -215,22 +217,6 @@ class _Checker:
                 if folder.is_dir() and self.check_command(path, line, "reflector",
                                                           self.cfg.reflector, folder):
                     break  # once is enough to say it
-
-    def check_hooks(self, path: Path) -> None:
-        """Refused hook entries are errors; a webhook secret this shell cannot read is a
-        warning (the daemons' user and environment may differ from this shell's)."""
-        from modulatio_d.store import hooks
-
-        assert self.cfg is not None
-        # The config stays in force without the refused hook: not a refused file.
-        self.problems += [Problem(e.path, e.reason, e.line, e.hint)
-                          for e in self.cfg.refused_hooks]
-        for spec in self.cfg.hooks:
-            try:
-                hooks.secret(spec, self.vault.root, self.environ)
-            except hooks.SecretUnusable as e:
-                self.add(path, str(e), spec.line, "as seen from this shell",
-                         Severity.WARNING)
 
     # --- agents, commands ---------------------------------------------------------------
 

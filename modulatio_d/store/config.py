@@ -136,3 +136,13 @@ def load(path: Path) -> Config:
     return Config(timezone=tz, default_timeout=timeout, reflector=reflector, agents=agents,
                   poll_interval=poll, trusted_group=group, capacity=capacity, hooks=tuple(hooks),
                   refused_hooks=tuple(BadFile(path, r.reason, r.line, r.hint) for r in refused))
+
+
+def sets_capacity(path: Path) -> bool:
+    """Whether the config file (perhaps one that does not parse) has a top-level
+    `capacity:` line: a cheap look, for a config refused before any was good."""
+    try:
+        raw = fs.read(path, "config").raw
+    except OSError:
+        return False
+    return any(line.startswith(b"capacity:") for line in raw.splitlines())
