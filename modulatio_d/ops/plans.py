@@ -12,6 +12,7 @@ from pathlib import Path
 
 from modulatio_d.core import markdown, names
 from modulatio_d.core.errors import UsageError
+from modulatio_d.core.plan import parse_plan
 from modulatio_d.store import fs
 from modulatio_d.store.vault import Vault, create_numbered, next_number
 
@@ -41,11 +42,14 @@ def plan_prefix(vault: Vault, project: str) -> str:
 
 
 def new_plan(vault: Vault, project: str, title: str, steps: list[tuple[str, str]],
-             approve: bool, now: datetime) -> tuple[str, Path]:
+             approve: bool, now: datetime, extra: dict | None = None) -> tuple[str, Path]:
     """Create `<PROJECT>/plans/<PROJECT>-P-<NNN>.md` with the next free number.
 
     `steps` are ("run", command) or ("objective", text) in order; with none the
-    title is the one text objective. Created with O_EXCL: two at once never collide.
+    title is the one text objective. `extra`: more keys (priority, budget,
+    sub_objectives as a plan file holds them...), the text checked by the plan
+    reader before it is written (BadFile naming the key). Created with O_EXCL: two
+    at once never collide.
     """
     names.check("project code", project)
     if not title.strip():
@@ -59,7 +63,11 @@ def new_plan(vault: Vault, project: str, title: str, steps: list[tuple[str, str]
         if approve:
             keys["approved_at"] = now
         keys.update({"sub_objectives": subs, "current_index": 0, "reflection_log": []})
-        return markdown.set_keys("---\n---\n", keys) + "\n"
+        keys.update(extra or {})
+        text = markdown.set_keys("---\n---\n", keys) + "\n"
+        if extra:  # keys from elsewhere (the HTTP API): refused here, never written bad
+            parse_plan(markdown.load(vault.plans_dir(project) / f"{plan_id}.md", text), plan_id)
+        return text
 
     return create_numbered(vault.plans_dir(project), plan_prefix(vault, project), 3,
                            next_plan_number(vault, project), text_for)

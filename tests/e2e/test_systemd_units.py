@@ -204,3 +204,15 @@ def test_other_scores_quoted_in_docs(tmp_path):
                         threshold=None)
     assert score == 1.6 and "1.6 under `--user`" in docs
     assert "6.4 MEDIUM" in docs
+
+
+@needs_analyze
+def test_the_api_unit_as_shipped_verifies_and_scores_1_or_lower(tmp_path):
+    """modulatio-serve.service runs no step: its sandbox is tighter than the daemon's
+    (docs/systemd.md quotes 0.9 with systemd 252)."""
+    unit = tmp_path / "shipped" / "modulatio-serve.service"
+    unit.parent.mkdir()
+    unit.write_text((SHIPPED / "modulatio-serve.service").read_text(encoding="utf-8"))
+    assert_verifies(unit, runtime_dir=tmp_path / "run")
+    score, code = exposure(unit, runtime_dir=tmp_path / "run", threshold=10)
+    assert score <= 1.0 and code == 0, score

@@ -1,8 +1,8 @@
 """The package's shape, read from its source with ast (nothing is imported):
 
-- layers: an import points down or within a layer, never up, and never sideways
-  between the two tops (order core < store < daemon < ops < cli; web/ will sit
-  beside cli). modulatio_d/__init__.py (the version) is below everything;
+- layers: an import points down or within a layer, never up (order core < store
+  < daemon < ops < web < cli: web/ is the HTTP adapter over ops/, started by the
+  `serve` command; nothing below cli imports it, so the daemon never loads it). modulatio_d/__init__.py (the version) is below everything;
   modulatio_d/__main__.py above everything;
 - no import cycle between modules (lazy imports inside functions count too: a
   cycle broken only by import order is still a cycle to a reader);
@@ -29,7 +29,7 @@ import modulatio_d
 
 PACKAGE = Path(modulatio_d.__file__).resolve().parent
 ROOT_NAME = "modulatio_d"
-LAYERS = [{"core"}, {"store"}, {"daemon"}, {"ops"}, {"cli", "web"}]
+LAYERS = [{"core"}, {"store"}, {"daemon"}, {"ops"}, {"web"}, {"cli"}]
 MAX_LINES = 400
 MAX_ARGS = 8
 # What core/ may import. Pure computation only: no os, sys, time, subprocess, socket,
@@ -268,9 +268,9 @@ def _new(kind: str) -> list[str]:
 
 def test_imports_point_down_the_layers():
     assert _new("upward import") == [], (
-        "a lower layer imports a higher one (order: core < store < daemon < ops < cli); "
+        "a lower layer imports a higher one (order: core < store < daemon < ops < web < cli); "
         "move the code down or invert the call (pass a function in)")
-    assert _new("sideways import") == [], "cli and web do not import each other"
+    assert _new("sideways import") == [], "a layer of two folders imports across them"
 
 
 def test_no_import_cycle_between_modules():
@@ -351,3 +351,17 @@ class D:
 """)
     counts = {n.name: constructor_arguments(n) for n in tree.body if isinstance(n, ast.ClassDef)}
     assert counts == {"A": 6, "B": 2, "C": None, "D": None}
+
+
+def test_only_the_serve_command_imports_the_web_libraries():
+    """The daemon's start-up and memory must not pay for the HTTP API: web/ is imported by
+    cli/serve.py alone, and inside its run function (read from the source, like the rest
+    of this file)."""
+    importers = sorted(name for name, module in MODULES.items()
+                       if any(t.startswith("modulatio_d.web") for t in internal_imports(module))
+                       and not name.startswith("modulatio_d.web"))
+    assert importers == ["modulatio_d.cli.serve"], importers
+    tree = ast.parse(MODULES["modulatio_d.cli.serve"].path.read_text())
+    top = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    assert not any("web" in (getattr(n, "module", "") or "") or
+                   any(a.name in ("uvicorn", "starlette") for a in n.names) for n in top)

@@ -28,6 +28,8 @@ LIMITS: dict[str, int] = {
     "usage line": 64 * KiB,
     "event line": 64 * KiB,
     "doctor probe": 64 * KiB,  # the files `modulatio doctor` writes and reads back
+    "api token": 64 * KiB,    # .modulatio/api-token: a few lines
+    "api record": 2 * MiB,    # an idempotency record: the first answer to a request
 }
 """Bytes a file of each kind may have; for `usage line` and `event line`, one line."""
 

@@ -1,0 +1,91 @@
+"""The control routes: the worker pool's size (and, with them, what steers the fleet)."""
+
+from __future__ import annotations
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from modulatio_d.core.times import utcnow
+from modulatio_d.web.api import Problem, as_json, body_of, events_for, vault_of
+
+WORKERS = {"type": "object", "additionalProperties": False, "required": ["size"],
+           "properties": {"size": {"type": "integer", "minimum": 0,
+                                   "description": "workers of the pool on that host"},
+                          "host": {"type": "string", "minLength": 1,
+                                   "description": "the host (default: the one serving)"}}}
+
+
+async def show_workers(request: Request) -> Response:
+    from modulatio_d.ops import pool
+
+    return as_json(await run_in_threadpool(pool.show, vault_of(request), utcnow()))
+
+
+async def set_workers(request: Request) -> Response:
+    """The `workers N` command: the pool size stored for a host (its supervisor follows)."""
+    from modulatio_d.ops import pool
+    from modulatio_d.store.pool import check_size
+
+    _, data = await body_of(request, WORKERS)
+    try:
+        n = check_size(data["size"], "size")
+    except ValueError as e:
+        raise Problem(422, str(e), "size") from None
+    path = await run_in_threadpool(pool.set_size, vault_of(request), n, data.get("host"))
+    events = events_for(request)
+    events("pool_resized", size=n, host=data.get("host") or "", file=path)
+    events("api_request", method="POST", path=request.url.path)
+    return as_json({"size": n, "host": data.get("host"), "file": path})
+
+
+PAUSE = {"type": "object", "additionalProperties": False,
+         "properties": {"project": {"type": "string", "minLength": 1,
+                                    "description": "only this project (default: the vault)"},
+                        "reason": {"type": "string", "description": "shown in status"},
+                        "now": {"type": "boolean",
+                                "description": "stop the running steps now (as SIGTERM)"}}}
+RESUME = {"type": "object", "additionalProperties": False,
+          "properties": {"project": {"type": "string", "minLength": 1}}}
+
+
+async def pause(request: Request) -> Response:
+    """`modulatio pause`: no new claim or cron kickoff; running plans drain."""
+    from modulatio_d.ops.pausing import pause_scope
+
+    _, data = await body_of(request, PAUSE)
+    reason = data.get("reason", "")
+    if "\0" in reason or len(reason) > 1000:
+        raise Problem(422, "reason must be a text of up to 1000 characters", "reason")
+    vault = vault_of(request)
+    project = await run_in_threadpool(_known_project, vault, data.get("project"))
+    token = request.scope.get("state", {}).get("token", "")
+    who = {"USER": f"api:{token}"}  # `by` in status: user@host, here the token's name
+    state = await run_in_threadpool(pause_scope, vault, project, reason,
+                                    bool(data.get("now")), utcnow(), who)
+    events_for(request)("api_request", method="POST", path=request.url.path,
+                        project=project or "")
+    return as_json({"paused": project or "vault", "now": bool(data.get("now")),
+                    "state": state.as_dict()})
+
+
+async def resume(request: Request) -> Response:
+    from modulatio_d.ops.pausing import resume_scope
+
+    _, data = await body_of(request, RESUME)
+    vault = vault_of(request)
+    project = await run_in_threadpool(_known_project, vault, data.get("project"))
+    _, was = await run_in_threadpool(resume_scope, vault, project)
+    events_for(request)("api_request", method="POST", path=request.url.path,
+                        project=project or "")
+    return as_json({"resumed": project or "vault", "was_paused": was})
+
+
+def _known_project(vault, project: str | None) -> str | None:
+    """The project's folder name, matched as the CLI matches it (case aside)."""
+    if project is None:
+        return None
+    for name in vault.projects():
+        if name.lower() == project.lower():
+            return name
+    raise Problem(404, f"no project {project!r} in the vault", "project")

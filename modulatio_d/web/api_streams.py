@@ -1,0 +1,102 @@
+"""The streamed routes: the event ledger (`GET /v1/events`) and a step's log."""
+
+from __future__ import annotations
+
+import re
+
+import anyio
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from modulatio_d.web import stream
+from modulatio_d.web.api import Problem, vault_of
+
+LOG_NAME = re.compile(r"^(\d+)-(\d+)\.log$")
+
+
+async def events(request: Request) -> Response:
+    q = request.query_params
+    sse = q.get("format", "sse") != "jsonl"
+    if q.get("format", "sse") not in ("sse", "jsonl"):
+        raise Problem(422, "format is sse or jsonl", "format")
+    inode, offset = stream.parse_id(request.headers.get("last-event-id") or q.get("after"))
+    if offset is None and q.get("from") == "start":
+        inode, offset = 0, 0
+    types = set(q.getlist("type"))
+    plan, project = q.get("plan"), q.get("project")
+
+    def wanted(event: dict) -> bool:
+        return (not types or event.get("event") in types) and \
+            (plan is None or event.get("plan") == plan) and \
+            (project is None or event.get("project") == project)
+
+    body = stream.events(vault_of(request).events_path, inode, offset, sse, wanted,
+                         request.is_disconnected)
+    return StreamingResponse(body, media_type="text/event-stream" if sse
+                             else "application/x-ndjson",
+                             headers={"cache-control": "no-store", "x-accel-buffering": "no"})
+
+
+async def step_log(request: Request) -> Response:
+    """The output of one attempt of a step (the latest unless ?attempt=N), followed
+    while the plan says that attempt runs (`in_flight`), then to its end."""
+    from modulatio_d.store.plan_file import read_plan
+
+    vault = vault_of(request)
+    plan_id = request.path_params["plan_id"]
+    try:
+        index = int(request.path_params["index"])
+        attempt = int(request.query_params["attempt"]) \
+            if "attempt" in request.query_params else None
+    except ValueError:
+        raise Problem(422, "the step index and attempt are whole numbers", "index") from None
+    _, path = await anyio.to_thread.run_sync(vault.find, "plans", plan_id)
+    runs = path.with_suffix(".runs")
+    if attempt is None:
+        try:
+            numbers = [int(m.group(2)) for name in await anyio.to_thread.run_sync(
+                _names, runs) if (m := LOG_NAME.match(name)) and int(m.group(1)) == index]
+        except FileNotFoundError:
+            numbers = []
+        if not numbers:
+            raise Problem(404, f"step {index} of {plan_id} has no log yet")
+        attempt = max(numbers)
+    log_path = runs / f"{index}-{attempt}.log"
+
+    def running() -> bool:
+        try:
+            flight = read_plan(vault, path).plan.data.get("in_flight")
+        except Exception:  # a plan being saved, a bad file: the log is read to its end
+            return False
+        return isinstance(flight, dict) and flight.get("index") == index \
+            and flight.get("attempt") == attempt
+
+    follower = stream.Follower(log_path, None, 0)
+    if follower.fd is None:
+        raise Problem(404, f"no log {log_path.name} for {plan_id}")
+
+    async def body():
+        try:
+            while True:
+                go_on = await anyio.to_thread.run_sync(running)
+                lines = await anyio.to_thread.run_sync(follower.read)
+                for _, line in lines:
+                    yield line + b"\n"
+                if not go_on and not lines:
+                    if follower.partial:
+                        yield follower.partial
+                    return
+                if await request.is_disconnected():
+                    return
+                if not lines:
+                    await anyio.sleep(stream.POLL_S)
+        finally:
+            follower.close()
+
+    return StreamingResponse(body(), media_type="text/plain; charset=utf-8",
+                             headers={"cache-control": "no-store", "x-accel-buffering": "no"})
+
+
+def _names(folder) -> list[str]:
+    from modulatio_d.store import fs
+    return fs.names(folder)
