@@ -14,7 +14,9 @@ checked against the rest of the vault and this host:
   plugins, a path as a file (a relative one from the plan's folder, where the
   daemon runs it), a bare command on PATH;
 - the `cwd` folders of the steps still to run exist;
-- each cron entry's schedule fires again, and its template is a valid plan.
+- each cron entry's schedule fires again, and its template is a valid plan;
+- each hook entry of the config is whole (a refused one is an error), and a
+  webhook's secret can be read (a warning: the daemons' environment may differ).
 A problem is an error (the daemon will refuse or fail it) or a warning (it may
 work: a command missing from this shell's PATH may be on the daemon's, a
 folder an earlier step may make, a schedule whose next fire is over a year
@@ -192,6 +194,9 @@ class _Checker:
             self.zone_ok = False
             return
         text = _text(path)
+        from modulatio_d.ops.hooks import config_problems  # refused hooks, unreadable secrets
+        self.problems += [Problem(*p[:4], Severity(p[4]))
+                          for p in config_problems(self.vault, self.cfg, self.environ)]
         if self.cfg.timezone is not None:
             from modulatio_d.core import cron
             try:

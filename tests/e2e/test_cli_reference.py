@@ -63,7 +63,7 @@ def test_help_lists_the_commands_we_expect():
     for name in ("init", "validate", "plan", "project", "ticket", "daemon", "heartbeat",
                  "cron", "status", "metrics", "ps", "stop", "systemd-unit"):
         assert name in TOP, TOP
-    assert set(GROUPS) == {"plan", "project", "ticket", "cron", "import"}
+    assert set(GROUPS) == {"plan", "project", "ticket", "cron", "import", "hooks"}
 
 
 @pytest.mark.parametrize("command", TOP)
