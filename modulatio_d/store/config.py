@@ -130,7 +130,11 @@ def load(path: Path) -> Config:
         raw = fs.read(path, "config").raw
     except FileNotFoundError:
         return Config()
-    text = decode(path, raw)
+    return parse(path, decode(path, raw))
+
+
+def parse(path: Path, text: str) -> Config:
+    """The config a text would be (`path` names it in messages); BadFile when refused."""
     if not text.strip():
         return Config()
     data = markdown.load_mapping(path, text)
