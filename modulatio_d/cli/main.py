@@ -38,8 +38,8 @@ from modulatio_d.core.controls import neutralise
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_SYSTEM = 3
-GROUPS = ("vault_cmds", "plans", "tickets", "daemon", "cron", "triggers", "operate", "control",
-          "pausing", "doctor", "importing", "serve", "completion")
+GROUPS = ("vault_cmds", "plans", "tickets", "daemon", "cron", "triggers", "hooks", "operate",
+          "control", "pausing", "doctor", "importing", "serve", "completion")
 GLOBAL_DESTS = ("vault", "json", "log_level")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 

@@ -34,9 +34,12 @@ SOFT_LIMIT = 0.8
 
 
 class Budget:
-    def __init__(self, plan_path: Path, clock: Callable[[], datetime] | None = None):
+    def __init__(self, plan_path: Path, clock: Callable[[], datetime] | None = None,
+                 events: Callable[..., None] = lambda *a, **k: None):
         self.clock = clock  # for a wall_clock counted since execution_started_at
         self.last: tuple[int, float] = (0, 0.0)  # tokens and cost of the last attempt folded
+        self.events = events  # budget_warning (for hooks), once per budget like the log line
+        self.project = plan_path.parent.parent.name
         self.usage_path = usage.usage_path(plan_path)
         self.totals = usage.totals(self.usage_path)
         self.warned: set[str] = set()
@@ -129,4 +132,6 @@ class Budget:
                                    extra={"modulatio_event": "context_budget_soft_warn",
                                           "plan_id": plan.id, "budget": name,
                                           "used": used, "limit": limit})
+                self.events("budget_warning", project=self.project, plan=plan.id, budget=name,
+                            used=used, limit=limit)
         return None

@@ -46,6 +46,7 @@ from modulatio_d.daemon import tickets
 from modulatio_d.daemon.admission import Admission
 from modulatio_d.daemon.claim import Claimed, Claimer, Missed, RaceRetries
 from modulatio_d.daemon.guard import Guard
+from modulatio_d.daemon.hooks import HookKeeper
 from modulatio_d.daemon.housekeeping import Housekeeping
 from modulatio_d.daemon.poll import Poller, needs_polling
 from modulatio_d.daemon.runner import Runner
@@ -88,6 +89,7 @@ class Daemon:
         self.base_env = {k: v for k, v in environ.items()
                          if k not in NOTIFY_ENV_VARS and k != trust.ALLOW_ROOT_ENV}
         self.heartbeat = Heartbeat(vault.daemons_dir, tick_seconds, __version__, clock())
+        self.hooks = HookKeeper(vault, self.base_env, monotonic)  # the hook process
         self.host = socket.gethostname()
         self.cron = None
         self._last_beat = 0.0
@@ -179,6 +181,7 @@ class Daemon:
             if poller is not None:
                 poller.stop()
             self.heartbeat.remove()
+            self.hooks.stop()
             self.events("daemon_stopped", signals=self.stop.requested)
             log.info("daemon stopped")
         return 0
@@ -248,6 +251,7 @@ class Daemon:
         self._guarded("cron", self._fire_cron, now)
         self._guarded("tickets", self._apply_tickets, now)
         self._sweep(now)
+        self.hooks.keep(self.config)
         candidates = self.scanner.scan(now)
         log.debug("tick: %d claimable", len(candidates))
         self._beat(now, None, None)
@@ -322,6 +326,7 @@ class Daemon:
             self._beat(self.clock(), plan, step)
         if mono - self._last_cron >= self.tick_seconds:
             self._guarded("cron", self._fire_cron, self.clock())
+        self.hooks.keep(self.config)
 
     # --- claim and run --------------------------------------------------------------
 

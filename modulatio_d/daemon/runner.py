@@ -75,7 +75,7 @@ class Runner:
         self.held, self.lock, self.token, self.svc = held, lock, token, svc
         held.token = token
         self.writer = PlanWriter(held, svc)
-        self.budget = Budget(held.path, svc.clocks.wall)
+        self.budget = Budget(held.path, svc.clocks.wall, svc.events)
         self.plan_dir, self.runs_dir = held.path.parent, held.path.with_suffix(".runs")
         self._prewritten = prewritten  # (index, attempt) in flight ahead: by the claim, or below
         self._lost: str | None = None  # how our lock file was lost, once it was

@@ -14,6 +14,8 @@ checked against the rest of the vault and this host:
   daemon runs it), a bare command on PATH;
 - the `cwd` folders of the steps still to run exist;
 - each cron entry's schedule fires again, and its template is a valid plan;
+- each hook entry of the config is whole (a refused one is an error), and a
+  webhook's secret can be read (a warning: the daemons' environment may differ).
 A problem is an error (the daemon will refuse or fail it) or a warning (it may
 work: a command missing from this shell's PATH may be on the daemon's, a
 folder an earlier step may make, a schedule whose next fire is over a year
@@ -36,15 +38,14 @@ import re
 import shlex
 import shutil
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
 from pathlib import Path
 
 from modulatio_d.core.errors import BadFile
 from modulatio_d.core.markdown import line_of
 from modulatio_d.core.plan import FINAL, Plan, StepKind
 from modulatio_d.ops.dependencies import after_problems
+from modulatio_d.ops.problems import Problem, Severity
 from modulatio_d.ops.render import plan_row
 from modulatio_d.store import config, fs, pause
 from modulatio_d.store.plan_file import read_plan
@@ -58,39 +59,6 @@ _PLAN_HEAD = 2
 _SHELL_WORDS = frozenset({"exec", "cd", ".", "eval", "set", "export", "if", "for", "while",
                           "case", "{", "(", "!", "command", "env"})
 """First words that are the shell's own: nothing on PATH to look for."""
-
-
-class Severity(StrEnum):
-    ERROR = "error"
-    """The daemons refuse the file, or what it names fails when it runs."""
-    WARNING = "warning"
-    """It may work: validate cannot see what the daemon will see. `--strict` fails on it."""
-
-
-@dataclass(frozen=True)
-class Problem:
-    path: Path
-    reason: str
-    line: int | None = None
-    hint: str = ""
-    severity: Severity = Severity.ERROR
-    refused: bool = False
-    """The daemons refuse the file (it does not read, has a wrong shape, or fails a trust
-    check): they never run or change it. A meaning problem (refused False) is of a file the
-    daemons do run, where it will fail or may work."""
-
-    @classmethod
-    def of(cls, error: BadFile) -> Problem:
-        return cls(error.path, error.reason, error.line, error.hint, refused=True)
-
-    def __str__(self) -> str:
-        where = f"{self.path}:{self.line}" if self.line else f"{self.path}"
-        return f"{where}: {self.severity}: {self.reason}" + (f" ({self.hint})" if self.hint
-                                                               else "")
-
-    def as_dict(self) -> dict:
-        return {"path": str(self.path), "line": self.line, "reason": self.reason,
-                "hint": self.hint, "severity": self.severity.value, "refused": self.refused}
 
 
 def readers() -> dict[str, Reader]:
@@ -192,6 +160,9 @@ class _Checker:
             self.zone_ok = False
             return
         text = _text(path)
+        from modulatio_d.ops.hooks import config_problems  # refused hooks, unreadable secrets
+        self.problems += [Problem(*p[:4], Severity(p[4]))
+                          for p in config_problems(self.vault, self.cfg, self.environ)]
         if self.cfg.timezone is not None:
             from modulatio_d.core import cron
             try:

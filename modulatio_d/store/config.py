@@ -16,6 +16,8 @@
     agents:
       default: {use: mock}             # text-only sub-objectives go here
       writer: {run: "python3 tools/writer.py"}   # a command (string: sh -c; list: argv)
+    hooks:                             # projectors of events.jsonl (core/hooks.py)
+      notify: {events: [plan_failed], run: "python3 tools/notify.py"}
     capacity:                          # plans executing at once (core/capacity.py)
       vault: 4
       projects: {SALES: 2}
@@ -25,6 +27,8 @@ An agent entry either runs a command (`run`) or names another agent (`use`):
 a built-in (`mock`) or one from the entry-point group `modulatio_d.agents`.
 A missing file is the default config; a malformed one is a BadFile, and so is a link
 (never followed), a file that is not a regular file, or one over 1 MiB (store/fs/).
+A bad hook entry does not refuse the file: that hook alone is refused
+(`Config.refused_hooks`, each a BadFile at its line) and the others stand.
 """
 
 from __future__ import annotations
@@ -36,7 +40,8 @@ from pathlib import Path
 from modulatio_d.core import capacity as capacity_rules
 from modulatio_d.core import markdown, names
 from modulatio_d.core.capacity import Capacity
-from modulatio_d.core.errors import FileFault
+from modulatio_d.core.errors import BadFile, FileFault
+from modulatio_d.core.hooks import HookSpec, parse_hooks
 from modulatio_d.core.plan import parse_duration
 from modulatio_d.store import events, fs
 from modulatio_d.store.steplogs import DEFAULT_MAX_LOG_BYTES
@@ -115,6 +120,8 @@ class Config:
         default_factory=lambda: {"default": AgentSpec("default", use="mock")})
     poll_interval: float = DEFAULT_POLL_INTERVAL
     retention: Retention = field(default_factory=Retention)
+    hooks: tuple[HookSpec, ...] = ()
+    refused_hooks: tuple[BadFile, ...] = ()
     capacity: Capacity = field(default_factory=Capacity)
 
 
@@ -123,7 +130,11 @@ def load(path: Path) -> Config:
         raw = fs.read(path, "config").raw
     except FileNotFoundError:
         return Config()
-    text = decode(path, raw)
+    return parse(path, decode(path, raw))
+
+
+def parse(path: Path, text: str) -> Config:
+    """The config a text would be (`path` names it in messages); BadFile when refused."""
     if not text.strip():
         return Config()
     data = markdown.load_mapping(path, text)
@@ -131,11 +142,11 @@ def load(path: Path) -> Config:
 
     unknown = set(map(str, data)) - {"timezone", "defaults", "reflector", "agents",
                                      "poll_interval", "trusted_group", "capacity",
-                                     "retention"}
+                                     "retention", "hooks"}
     if unknown:
         fail(f"unknown keys {sorted(unknown)}", sorted(unknown)[0],
              "use timezone, defaults, reflector, agents, poll_interval, trusted_group, "
-             "capacity, retention")
+             "capacity, retention, hooks")
     capacity = capacity_rules.parse(data.get("capacity"), fail)
     poll = DEFAULT_POLL_INTERVAL
     if data.get("poll_interval") is not None:
@@ -186,9 +197,11 @@ def load(path: Path) -> Config:
         options = {str(k): v for k, v in spec.items() if k not in ("run", "use")}
         agents[name] = AgentSpec(name, run=tuple(run) if isinstance(run, list) else run,
                                  use=use, options=options)
+    hooks, refused = parse_hooks(data.get("hooks"), markdown.line_of)
     return Config(timezone=tz, default_timeout=timeout, reflector=reflector, agents=agents,
                   poll_interval=poll, trusted_group=group, capacity=capacity,
-                  retention=_retention(fail, data.get("retention")))
+                  retention=_retention(fail, data.get("retention")), hooks=tuple(hooks),
+                  refused_hooks=tuple(BadFile(path, r.reason, r.line, r.hint) for r in refused))
 
 
 def sets_capacity(path: Path) -> bool:

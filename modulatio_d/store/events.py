@@ -6,7 +6,7 @@ interleave, on one host or across the hosts of a network filesystem, where
 O_APPEND alone tore lines. The file is opened through
 store/fs/: a link (to a person's ~/.bashrc, say) is refused, never written
 through, and so is anything but a regular file with one link. Fields: `ts` (UTC), `event`,
-`host`, `pid`, then the event's own (plan, project, index, attempt, ...).
+`id`, `host`, `pid`, then the event's own (plan, project, index, attempt, ...).
 
 Rotation (the one scheme; every reader goes through `files`/`read_counted`):
 - The live log is `.modulatio/events.jsonl`. When a writer has appended
@@ -23,6 +23,29 @@ Rotation (the one scheme; every reader goes through `files`/`read_counted`):
   them all in that order, so `status`, `metrics` and `events` see one log.
 - Retention (`modulatio prune`, the daemons' background prune) removes rotated
   files older than its limit (`rotated_older`); the live file is never removed.
+
+
+Ids: every line carries `id`, 16 hex digits drawn at random when it is written:
+unique across daemons and hosts without coordination, and the same forever (a
+hook's webhook sends it as the idempotency key, `hooks replay --from ID` names
+it). Lines written before ids existed have none; readers that need one use
+`event_id()` (the line's segment inode and end offset).
+
+High-level events: a `status_changed` to completed, failed or paused is followed,
+in the same write, by a `plan_completed`, `plan_failed` or `plan_paused` line
+with the same fields, so a hook can subscribe to what a person cares about.
+
+Rotated files and hooks (the contract between the rotation of events.jsonl,
+issue 11, and the hooks' cursors, store/hooks.py): the log is `events.jsonl`
+plus rotated files beside it named `events-YYYYMMDDTHHMMSSZ.jsonl`
+(`rotated_name`), plain JSON lines, made only by renaming events.jsonl (never
+by copying: the rename keeps the inode, which is how a cursor finds its file
+again); `files()` lists them oldest first, the live log last. A rotation must
+not remove or compress a file that a hook's cursor still points into
+(store/hooks.oldest_needed()); if one is removed anyway, the hook resumes at
+the oldest file left and says what it skipped. A writer that opened the live
+file just before the rename finishes its line in the rotated one: a deliverer
+moves on from a rotated file only once it has been still for ROTATED_STILL_S.
 """
 
 from __future__ import annotations
@@ -31,6 +54,7 @@ import json
 import logging
 import os
 import re
+import secrets
 import socket
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -94,9 +118,14 @@ class EventLog:
         self._since = ROTATE_CHECK  # look at the first append
 
     def __call__(self, event: str, **fields: object) -> None:
-        line = {"ts": format_time(self.clock()), "event": event, "host": self.host,
-                "pid": self.pid, **fields}
+        ts = format_time(self.clock())
+        line = {"ts": ts, "event": event, "id": new_id(), "host": self.host, "pid": self.pid,
+                **fields}
         data = (json.dumps(line, default=str, sort_keys=False) + "\n").encode()
+        high = HIGH_LEVEL.get(str(fields.get("status"))) if event == "status_changed" else None
+        if high is not None:
+            data += (json.dumps({**line, "event": high, "id": new_id()}, default=str)
+                     + "\n").encode()
         try:
             fs.append(self.path, data)
         except fs.Refused as e:  # a planted link: told, never written through
@@ -115,6 +144,58 @@ class EventLog:
                 return
             if done is not None:
                 log.info("rotated %s to %s", self.path, done.name)
+
+
+HIGH_LEVEL = {"completed": "plan_completed", "failed": "plan_failed", "paused": "plan_paused"}
+"""status_changed to these statuses is followed by these events (see the module doc)."""
+ROTATED_STILL_S = 2.0
+"""A rotated file unchanged this long gets no more lines: a reader may move on."""
+
+def new_id() -> str:
+    return secrets.token_hex(8)
+
+
+def event_id(event: dict, inode: int, end: int) -> str:
+    """The line's `id`; for a line written before ids existed, one made of where it is."""
+    found = event.get("id")
+    return found if isinstance(found, str) and found else f"at-{inode}-{end}"
+
+
+READ_BATCH = 4 * 1024 * 1024
+
+
+def read_from(path: Path, start: int, most: int = READ_BATCH,
+              ) -> tuple[int, list[tuple[int, dict | None]]]:
+    """(the segment's inode, [(end offset, event or None when unreadable)]) for each whole
+    line of `path` from byte `start` on, reading at most `most` bytes (call again from the
+    last end for more). A last line without its newline is a write in progress: left for
+    the next read. FileNotFoundError; ValueError when the file is shorter than `start`."""
+    fd = fs.open_regular(path, os.O_RDONLY)
+    try:
+        st = os.fstat(fd)
+        if start > st.st_size:
+            raise ValueError(f"{path} is shorter ({st.st_size} bytes) than the cursor {start}")
+        data = os.pread(fd, min(most, st.st_size - start), start) if st.st_size > start else b""
+    finally:
+        os.close(fd)
+    out: list[tuple[int, dict | None]] = []
+    at = 0
+    while True:
+        nl = data.find(b"\n", at)
+        if nl < 0:
+            break
+        line = data[at:nl]
+        at = nl + 1
+        event = None
+        if len(line) <= fs.LIMITS["event line"] and line.strip():
+            try:
+                event = json.loads(line)
+            except (ValueError, RecursionError):
+                event = None
+        out.append((start + at, event if isinstance(event, dict) else None))
+    if not out and len(data) >= most:  # one line longer than a batch: skipped, unread
+        out.append((start + len(data), None))
+    return st.st_ino, out
 
 
 def read(path: Path, names: tuple[str, ...] = ()) -> list[dict]:

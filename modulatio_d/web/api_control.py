@@ -89,3 +89,40 @@ def _known_project(vault, project: str | None) -> str | None:
         if name.lower() == project.lower():
             return name
     raise Problem(404, f"no project {project!r} in the vault", "project")
+
+
+HOOK = {"type": "object", "additionalProperties": False, "required": ["name", "hook"],
+        "properties": {"name": {"type": "string", "minLength": 1},
+                       "hook": {"type": "object",
+                                "description": "the entry as under `hooks:` in the config "
+                                               "(docs/hooks.md): events, filter, run or url"},
+                       "replace": {"type": "boolean",
+                                   "description": "replace a hook of that name"}}}
+
+
+async def list_hooks(request: Request) -> Response:
+    from modulatio_d.ops import hooks
+
+    rows = await run_in_threadpool(hooks.rows, vault_of(request), request.app.state.environ)
+    return as_json({"items": rows})
+
+
+async def install_hook(request: Request) -> Response:
+    """`POST /hooks/install` of the control planes: validated as the daemons would, then
+    written into the config atomically; the daemons pick it up at their next tick."""
+    from modulatio_d.ops import hook_install
+
+    _, data = await body_of(request, HOOK)
+    await run_in_threadpool(hook_install.install, vault_of(request), data["name"],
+                            data["hook"], bool(data.get("replace")))
+    events_for(request)("hook_installed", hook=data["name"])
+    return as_json({"installed": data["name"]}, 201)
+
+
+async def remove_hook(request: Request) -> Response:
+    from modulatio_d.ops import hook_install
+
+    name = request.path_params["name"]
+    await run_in_threadpool(hook_install.remove, vault_of(request), name)
+    events_for(request)("hook_removed", hook=name)
+    return as_json({"removed": name})

@@ -49,7 +49,7 @@ def test_every_endpoint_but_healthz_needs_the_token(vault):
         for e in ENDPOINTS:
             if not e.auth:
                 continue
-            path = e.path.format(plan_id="P-P-001", action="approve", index=0,
+            path = e.path.format(plan_id="P-P-001", action="approve", index=0, name="h",
                                  ticket_id="P-P-001-T-01", decision="approve")
             r = anon.request(e.method, path)
             assert r.status_code == 401, (e.path, r.status_code)
@@ -251,3 +251,25 @@ def test_pause_and_resume_the_vault_and_a_project(client, vault):
     assert client.post("/v1/pause", json={"project": "NOPE"}).status_code == 404
     assert client.post("/v1/pause", json={"now": "yes"}).json()["field"] == "now"
     assert client.post("/v1/resume", json={"project": "P"}).json()["was_paused"] is True
+
+
+def test_hooks_are_installed_listed_and_removed_keeping_the_persons_config(client, vault):
+    config = vault.meta / "config.yaml"
+    config.write_text("# the team's settings\ntimezone: UTC   # keep\n")
+    hook = {"events": ["plan_*"], "run": "cat >> /dev/null"}
+    r = client.post("/v1/hooks", json={"name": "notify", "hook": hook})
+    assert r.status_code == 201, r.text
+    text = config.read_text()
+    assert text.startswith("# the team's settings\ntimezone: UTC   # keep\n") and "notify" in text
+    assert [h["name"] for h in client.get("/v1/hooks").json()["items"]] == ["notify"]
+    assert client.post("/v1/hooks", json={"name": "notify", "hook": hook}).status_code == 422
+    bad = client.post("/v1/hooks", json={"name": "web", "hook": {"events": ["x"],
+                                                                 "url": "ftp://nowhere"}})
+    assert bad.status_code == 422 and "web" in bad.json()["error"]
+    assert "web" not in config.read_text()  # refused before anything was written
+    assert client.post("/v1/hooks", json={"name": "n", "hook": 3}).json()["field"] == "hook"
+    assert client.delete("/v1/hooks/notify").status_code == 200
+    assert client.delete("/v1/hooks/notify").status_code == 404
+    assert config.read_text() == "# the team's settings\ntimezone: UTC   # keep\n"
+    made = [e["event"] for e in events_mod.read(vault.events_path) if e.get("via") == "api"]
+    assert "hook_installed" in made and "hook_removed" in made

@@ -63,7 +63,7 @@ def test_help_lists_the_commands_we_expect():
     for name in ("init", "validate", "plan", "project", "ticket", "daemon", "heartbeat",
                  "cron", "trigger", "status", "metrics", "ps", "stop", "systemd-unit"):
         assert name in TOP, TOP
-    assert set(GROUPS) == {"plan", "project", "ticket", "cron", "import", "trigger"}
+    assert set(GROUPS) == {"plan", "project", "ticket", "cron", "import", "hooks", "trigger"}
 
 
 @pytest.mark.parametrize("command", TOP)

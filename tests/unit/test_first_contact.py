@@ -51,6 +51,7 @@ def test_troubleshooting_covers_the_symptoms_operators_meet():
     headings = re.findall(r"(?m)^## (.+)$", text)
     assert headings == ["A plan never runs", "Stuck in executing", "Paused with a ticket",
                         "A file is refused", "Permission errors",
-                        "A daemon does not pick up changes", "Heartbeat stale", "Disk full",
+                        "A daemon does not pick up changes", "Heartbeat stale",
+                        "A hook does not deliver", "Disk full",
                         "A plan paused after its steps were edited",
                         "A plan file restored from git is undone"]
