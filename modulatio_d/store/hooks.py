@@ -44,9 +44,9 @@ from modulatio_d.core.errors import BadFile
 from modulatio_d.core.hooks import HookSpec
 from modulatio_d.core.times import format_time
 from modulatio_d.store import atomic, events, fs
+from modulatio_d.store import secrets as secrets_mod
+from modulatio_d.store.secrets import SecretUnusable  # noqa: F401 (callers catch it here)
 from modulatio_d.store.vault import Vault, create_numbered, next_number
-
-SECRET_MAX = 64 * 1024
 
 
 def folder(vault: Vault) -> Path:
@@ -228,41 +228,11 @@ def dead_letters(vault: Vault, name: str) -> list[dict]:
 
 # --- the secret ---------------------------------------------------------------------
 
-class SecretUnusable(Exception):
-    """The hook's secret cannot be had: the hook is refused with this message."""
-
-
 def secret(spec: HookSpec, vault_root: Path, environ: dict[str, str]) -> bytes | None:
-    """The webhook's signing secret (None for a command hook); SecretUnusable otherwise.
-
-    From a file outside the vault (read each time, so a rotated secret is used at
-    once; trailing whitespace stripped) or from the deliverer's environment.
-    """
-    if spec.secret_env is not None:
-        value = environ.get(spec.secret_env)
-        if not value:
-            raise SecretUnusable(f"hook {spec.name!r}: the environment variable "
-                                 f"{spec.secret_env} holding its secret is not set or empty "
-                                 f"(set it in the daemon's environment, e.g. its unit)")
-        return value.encode()
-    if spec.secret_file is None:
-        return None
-    path = Path(spec.secret_file)
-    real = Path(os.path.realpath(path))
-    if real == vault_root or vault_root in real.parents:
-        raise SecretUnusable(f"hook {spec.name!r}: secret_file {path} is inside the vault; "
-                             f"keep secrets out of it (e.g. /etc/modulatio/)")
-    try:
-        with open(path, "rb") as f:  # outside the vault: not a vault file, not store/fs
-            data = f.read(SECRET_MAX + 1)
-    except OSError as e:
-        raise SecretUnusable(f"hook {spec.name!r}: cannot read secret_file {path}: "
-                             f"{e.strerror} (make it readable by the daemon's user)") from None
-    data = data.strip()
-    if not data or len(data) > SECRET_MAX:
-        raise SecretUnusable(f"hook {spec.name!r}: secret_file {path} is empty or over "
-                             f"64 KiB")
-    return data
+    """The webhook's signing secret (None for a command hook); SecretUnusable otherwise
+    (store/secrets.py: from a file outside the vault, or the deliverer's environment)."""
+    return secrets_mod.read(f"hook {spec.name!r}", spec.secret_env, spec.secret_file,
+                            vault_root, environ)
 
 
 # --- the warning ticket ---------------------------------------------------------------

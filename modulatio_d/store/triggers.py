@@ -37,6 +37,7 @@ from modulatio_d.store.cron_entries import _bool, _parse_steps, _time, template_
 from modulatio_d.store.vault import Vault
 
 KEYS = ("id", "objective", "watch", "debounce", "capacity", "overflow", "poll", "webhook",
+        "secret_file", "secret_env",
         "steps", "template", "enabled", "approve", "priority", "created_at")
 """Every key an entry may have (besides people's own, which start with `x-` or `x_`)."""
 DEFAULT_CAPACITY = 1024
@@ -76,6 +77,10 @@ class Trigger:
     approve: bool
     priority: int
     body: str
+    secret_file: str | None = None
+    """Where the HTTP endpoint's signing secret is (outside the vault); or"""
+    secret_env: str | None = None
+    """the variable of `modulatio serve`'s environment holding it."""
 
     @property
     def kind(self) -> str:
@@ -125,6 +130,15 @@ def parse_trigger(doc: Document, project: str) -> Trigger:
         for key in ("debounce", "capacity", "overflow", "poll"):
             if key in data:
                 fail(f"{key} belongs to a watch trigger", key, "remove it")
+    for key in ("secret_file", "secret_env"):
+        value = data.get(key)
+        if value is not None and (not webhook or not isinstance(value, str)
+                                  or not value.strip() or "\0" in value):
+            fail(f"{key} must be a text, on a webhook trigger", key,
+                 "name the file (outside the vault) or the variable holding the secret that "
+                 "signs deliveries to the HTTP endpoint (docs/triggers.md)")
+    if data.get("secret_file") is not None and data.get("secret_env") is not None:
+        fail("secret_file and secret_env are both given", "secret_env", "keep one")
     steps = _parse_steps(doc, data.get("steps"), fail)
     template = data.get("template")
     if template is not None and (not isinstance(template, str) or not names.is_valid(template)):
@@ -148,7 +162,8 @@ def parse_trigger(doc: Document, project: str) -> Trigger:
                                                         fail),
         capacity=capacity, overflow=overflow, poll=_seconds(data, "poll", DEFAULT_POLL_S, fail),
         steps=steps, template=template, enabled=_bool(data, "enabled", fail),
-        approve=_bool(data, "approve", fail), priority=priority, body=doc.body)
+        approve=_bool(data, "approve", fail), priority=priority, body=doc.body,
+        secret_file=data.get("secret_file"), secret_env=data.get("secret_env"))
 
 
 def _watch(doc: Document, fail: FileFault, raw: object) -> tuple[str, ...]:

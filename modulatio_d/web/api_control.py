@@ -126,3 +126,50 @@ async def remove_hook(request: Request) -> Response:
     await run_in_threadpool(hook_install.remove, vault_of(request), name)
     events_for(request)("hook_removed", hook=name)
     return as_json({"removed": name})
+
+
+SIGNATURE = "x-modulatio-signature-256"
+DELIVERY = "x-modulatio-delivery"
+
+
+async def fire_trigger(request: Request) -> Response:
+    """A webhook delivery: authenticated by the trigger's own secret (HMAC-SHA256 of the
+    body in X-Modulatio-Signature-256, as `sha256=<hex>`), not by the API's token; its
+    delivery id (X-Modulatio-Delivery, else Idempotency-Key, else the body's sha256)
+    makes it exactly one kickoff (ops/triggers.fire_webhook)."""
+    import hashlib
+    import hmac
+
+    from modulatio_d.ops import triggers
+    from modulatio_d.store import secrets
+    from modulatio_d.web.auth import TooLarge
+
+    vault = vault_of(request)
+    trigger_id = request.path_params["trigger_id"]
+    try:
+        body = await request.body()
+    except TooLarge:
+        raise Problem(413, "the body is too large") from None
+    trigger = await run_in_threadpool(triggers.find, vault, trigger_id)
+    if not trigger.webhook:
+        raise Problem(404, f"trigger {trigger_id} is a watch trigger, not a webhook")
+    try:
+        secret = secrets.read(f"trigger {trigger_id!r}", trigger.secret_env,
+                              trigger.secret_file, vault.root, request.app.state.environ)
+    except secrets.SecretUnusable as e:
+        raise Problem(503, str(e)) from None
+    if secret is None:
+        raise Problem(403, f"trigger {trigger_id} has no secret: the HTTP endpoint takes only "
+                           f"signed deliveries (set secret_file or secret_env in "
+                           f"{trigger.path.name}, docs/triggers.md)")
+    given = request.headers.get(SIGNATURE, "")
+    wanted = "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(given.encode(), wanted.encode()):
+        raise Problem(401, f"the {SIGNATURE} header is not the HMAC-SHA256 of the body with "
+                           f"the trigger's secret")
+    delivery = request.headers.get(DELIVERY) or request.headers.get("idempotency-key")
+    events = events_for(request)
+    kickoff, made = await run_in_threadpool(triggers.fire_webhook, vault, trigger_id, body,
+                                            delivery, utcnow(), events)
+    return as_json({"trigger": trigger_id, "kickoff": kickoff, "made": made},
+                   201 if made else 200)

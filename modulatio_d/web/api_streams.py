@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import re
-
 import anyio
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from modulatio_d.ops import logs
 from modulatio_d.web import stream
 from modulatio_d.web.api import Problem, vault_of
-
-LOG_NAME = re.compile(r"^(\d+)-(\d+)\.log$")
 
 
 async def events(request: Request) -> Response:
@@ -54,17 +51,11 @@ async def step_log(request: Request) -> Response:
     except ValueError:
         raise Problem(422, "the step index and attempt are whole numbers", "index") from None
     _, path = await anyio.to_thread.run_sync(vault.find, "plans", plan_id)
-    runs = path.with_suffix(".runs")
-    if attempt is None:
-        try:
-            numbers = [int(m.group(2)) for name in await anyio.to_thread.run_sync(
-                _names, runs) if (m := LOG_NAME.match(name)) and int(m.group(1)) == index]
-        except FileNotFoundError:
-            numbers = []
-        if not numbers:
-            raise Problem(404, f"step {index} of {plan_id} has no log yet")
-        attempt = max(numbers)
-    log_path = runs / f"{index}-{attempt}.log"
+    found = await anyio.to_thread.run_sync(logs.attempts, logs.runs_dir(path), index, attempt)
+    if not found:
+        raise Problem(404, f"step {index} of {plan_id} has no log" +
+                      (f" for attempt {attempt}" if attempt is not None else " yet"))
+    _, attempt, log_path = found[-1]  # the latest attempt unless one was named
 
     def running() -> bool:
         try:
@@ -99,7 +90,3 @@ async def step_log(request: Request) -> Response:
     return StreamingResponse(body(), media_type="text/plain; charset=utf-8",
                              headers={"cache-control": "no-store", "x-accel-buffering": "no"})
 
-
-def _names(folder) -> list[str]:
-    from modulatio_d.store import fs
-    return fs.names(folder)

@@ -63,6 +63,9 @@ ENDPOINTS: tuple[api.Endpoint, ...] = (
       "install a hook into the config, validated first, while daemons run",
       body=api_control.HOOK),
     E("DELETE", "/v1/hooks/{name}", api_control.remove_hook, "remove a hook from the config"),
+    E("POST", "/v1/triggers/{trigger_id}", api_control.fire_trigger,
+      "a webhook trigger's delivery (signed with the trigger's secret, no API token): "
+      "one kickoff per delivery id", auth=False),
     E("GET", "/v1/workers", api_control.show_workers,
       "the pool size stored per host and the pools"),
     E("POST", "/v1/workers", api_control.set_workers, "set a host's pool size (`workers N`)",

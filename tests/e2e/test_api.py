@@ -273,3 +273,38 @@ def test_hooks_are_installed_listed_and_removed_keeping_the_persons_config(clien
     assert config.read_text() == "# the team's settings\ntimezone: UTC   # keep\n"
     made = [e["event"] for e in events_mod.read(vault.events_path) if e.get("via") == "api"]
     assert "hook_installed" in made and "hook_removed" in made
+
+
+def test_a_signed_webhook_delivery_makes_one_kickoff(vault, tmp_path):
+    import hashlib
+    import hmac
+
+    folder = vault.root / "P" / "triggers"
+    folder.mkdir(parents=True)
+    (vault.root / "P" / "plans").mkdir(exist_ok=True)
+    (folder / "P-T-001.md").write_text("---\nobjective: Deploy what was pushed\nwebhook: true\n"
+                                       "secret_env: DEPLOY_SECRET\n---\n")
+    (folder / "P-T-002.md").write_text("---\nobjective: Unsigned\nwebhook: true\n---\n")
+    secret = b"a-secret-the-sender-knows"
+    app = create_app(vault, lambda: api_records.read_tokens(vault.meta / "api-token"),
+                     {"DEPLOY_SECRET": secret.decode()})
+    body = b'{"ref": "main"}'
+
+    def sign(data: bytes) -> str:
+        return "sha256=" + hmac.new(secret, data, hashlib.sha256).hexdigest()
+    with TestClient(app) as anon:  # no API token: the trigger's own signature decides
+        headers = {"X-Modulatio-Signature-256": sign(body), "X-Modulatio-Delivery": "d-1"}
+        first = anon.post("/v1/triggers/P-T-001", content=body, headers=headers)
+        assert first.status_code == 201, first.text
+        again = anon.post("/v1/triggers/P-T-001", content=body, headers=headers)
+        assert again.status_code == 200 and again.json()["kickoff"] == first.json()["kickoff"]
+        assert again.json()["made"] is False
+        wrong = anon.post("/v1/triggers/P-T-001", content=body + b" ",
+                          headers=headers)
+        assert wrong.status_code == 401
+        assert anon.post("/v1/triggers/P-T-002", content=body,
+                         headers={"X-Modulatio-Signature-256": sign(body)}).status_code == 403
+        assert anon.post("/v1/triggers/P-T-404", content=body, headers=headers).status_code \
+            == 404
+    kickoffs = list((vault.root / "P" / "plans").glob("P-T-001-W*.md"))
+    assert len(kickoffs) == 1 and "main" in kickoffs[0].read_text()
