@@ -188,5 +188,9 @@ def test_a_person_watches_and_steers_the_vault(served, browser, dvault, daemons,
     # A phone's width: nothing is wider than the screen.
     browser.set_window_size(390, 844)
     width = browser.execute_script("return document.documentElement.scrollWidth")
-    assert width <= 390 + 1, width
+    wide = browser.execute_script(
+        "return [...document.querySelectorAll('body *')].filter(e => "
+        "e.getBoundingClientRect().right > 391).slice(0, 5).map(e => e.tagName + '#' + "
+        "e.id + '.' + e.className + ' ' + e.textContent.slice(0, 40))")
+    assert width <= 390 + 1, (width, wide)
     shot(browser, tmp_path, "phone")
