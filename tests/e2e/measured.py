@@ -6,7 +6,9 @@ Each process gets its own session, RLIMIT_AS (so a reader that slurps /dev/zero 
 of MemoryError instead of eating the machine) and PYTHONFAULTHANDLER: a process
 still running at the deadline is sent SIGABRT first, so its stderr shows where it
 hung (the Python stack of every thread), then SIGKILL. Peak memory is the child's
-own ru_maxrss from wait4(), not the whole test run's.
+own VmHWM, written at its exit by tests/peakhook/sitecustomize.py (ru_maxrss from wait4()
+would carry the pytest process's high-water mark through fork and exec); when the
+process did not get to exit (killed), the largest VmHWM sampled while it ran.
 
 A process blocked in open() of a FIFO (its wchan is the kernel's wait_for_partner)
 for FIFO_STUCK_S is hung for good, since no test ever opens the other end: it is
@@ -74,14 +76,20 @@ def run_all(jobs: dict[str, list[str]], folder: Path, timeout: float,
     """Start every job at once (name -> argv), wait for all up to `timeout` seconds."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("MODULATIO_")}
     full_env.update(PYTHONFAULTHANDLER="1", MODULATIO_ALLOW_ROOT="1", **(env or {}))
+    sampled: dict[str, int] = {}  # name -> the largest VmHWM seen while it ran (KiB)
+    hook = str(Path(__file__).resolve().parent.parent / "peakhook")
+    full_env["PYTHONPATH"] = os.pathsep.join(p for p in (hook, full_env.get("PYTHONPATH"))
+                                             if p)
     started = {}
     for n, (name, argv) in enumerate(jobs.items()):
         out, err = folder / f"job{n}.out", folder / f"job{n}.err"
+        peak_file = folder / f"job{n}.peak"
         with open(out, "wb") as o, open(err, "wb") as e:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=o, stderr=e,
-                                    env=full_env, cwd=folder, start_new_session=True,
-                                    preexec_fn=_limit)
+                                    env={**full_env, "MODULATIO_TEST_PEAK_FILE": str(peak_file)},
+                                    cwd=folder, start_new_session=True, preexec_fn=_limit)
         started[name] = (proc, out, err, time.monotonic())
+        sampled[name] = 0
     done: dict[str, tuple[int | None, int, float]] = {}
     blocked: dict[str, float] = {}  # name -> since when it waits in a FIFO's open()
     deadline = time.monotonic() + timeout
@@ -89,25 +97,46 @@ def run_all(jobs: dict[str, list[str]], folder: Path, timeout: float,
         for name, (proc, _, _, t0) in started.items():
             if name in done:
                 continue
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            sampled[name] = max(sampled[name], _vm_hwm(proc.pid))
+            pid, status, _ = os.wait4(proc.pid, os.WNOHANG)
             if pid:
                 proc.returncode = os.waitstatus_to_exitcode(status)
-                done[name] = (proc.returncode, usage.ru_maxrss, time.monotonic() - t0)
+                done[name] = (proc.returncode, sampled[name], time.monotonic() - t0)
             elif not stuck_on_fifo(proc.pid):
                 blocked.pop(name, None)
             elif time.monotonic() - blocked.setdefault(name, time.monotonic()) > FIFO_STUCK_S:
-                done[name] = (None, _stop(proc), time.monotonic() - t0)
+                _stop(proc)
+                done[name] = (None, sampled[name], time.monotonic() - t0)
         time.sleep(0.02)
     for name, (proc, _, _, t0) in started.items():
         if name not in done:
-            done[name] = (None, _stop(proc), time.monotonic() - t0)
+            _stop(proc)
+            done[name] = (None, sampled[name], time.monotonic() - t0)
     return {name: Ran(name, proc.args, done[name][0], out.read_text(errors="replace"),
-                      err.read_text(errors="replace"), done[name][1], done[name][2])
+                      err.read_text(errors="replace"),
+                      _peak(out.with_suffix(".peak"), done[name][1]), done[name][2])
             for name, (proc, out, err, _) in started.items()}
 
 
+def _vm_hwm(pid: int) -> int:
+    """The peak resident memory of `pid`'s own address space so far, in KiB (0: gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return int(next(line.split()[1] for line in f if line.startswith("VmHWM:")))
+    except (OSError, StopIteration, ValueError):
+        return 0
+
+
+def _peak(path: Path, sampled: int) -> int:
+    """The peak the process wrote at its exit; else the largest one sampled."""
+    try:
+        return max(int(path.read_text()), sampled)
+    except (OSError, ValueError):
+        return sampled
+
+
 def _stop(proc: subprocess.Popen) -> int:
-    """SIGABRT (the faulthandler prints where it hangs), then SIGKILL; its peak memory."""
+    """SIGABRT (the faulthandler prints where it hangs), then SIGKILL; its ru_maxrss."""
     for sig, grace in ((signal.SIGABRT, 3.0), (signal.SIGKILL, 10.0)):
         try:
             os.killpg(proc.pid, sig)
