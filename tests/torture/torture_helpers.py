@@ -44,13 +44,15 @@ from pathlib import Path
 
 from ruamel.yaml import YAML
 
+from modulatio_d.core import plan as plan_model
+
 PY = sys.executable
 CLI = [PY, "-m", "modulatio_d"]
 PROJECT = "P"
-# Keys the daemon writes (docs/plan-file.md, "Keys"); `status` is shared: its value is
-# the daemon's, the comment after it the person's.
-DAEMON_KEYS = {"progress", "last_result", "current_index", "execution_started_at", "completed_at", "claim",
-               "in_flight", "reflection_log", "last_error", "rev"}
+# Keys the daemon writes (docs/plan-file.md, "Keys"), from the package itself so a new one
+# is never taken for a person's edit, and approved_digest, which approving commands write;
+# `status` is shared: its value is the daemon's, the comment after it the person's.
+DAEMON_KEYS = {*plan_model.DAEMON_KEYS, "approved_digest"}
 
 STEP_TOOL = r'''
 """Torture step: python -S step.py '<json options>' (see torture_helpers.py)."""
