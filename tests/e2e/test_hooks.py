@@ -200,9 +200,12 @@ def test_three_daemons_deliver_every_event_in_order_once_at_a_time(dvault, daemo
     holders = {json.loads((dvault.root / ".modulatio" / "hooks" / f"{n}.lock").read_text())
                ["pid"] for n in ("cmd", "web")}
     assert holders  # noted by whoever delivers: `hooks list` shows it
-    listed = cli(dvault, "hooks", "list", "--json")
-    rows = {r["name"]: r for r in json.loads(listed.out)}
-    assert rows["cmd"]["cursor"]["id"] == expected[-1] and rows["web"]["dead_letters"] == 0
+    # The cursor moves once a delivery has succeeded: just after the command saw the line.
+    def listed_rows():
+        rows = {r["name"]: r for r in json.loads(cli(dvault, "hooks", "list", "--json").out)}
+        return rows if rows["cmd"]["cursor"]["id"] == expected[-1] else None
+    rows = wait_for(listed_rows, 20, "the command hook's cursor at the last event")
+    assert rows["web"]["dead_letters"] == 0
     assert rows["web"]["deliverer"]["pid"] in holders
     tested = run_cli("hooks", "test", "web", "--vault", dvault.root, cwd=dvault.root,
                      env={"HOOK_SECRET": SECRET})
