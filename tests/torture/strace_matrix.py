@@ -107,8 +107,9 @@ def _in_vault(text: str, root: str) -> bool:
 
 def _normalise(name: str, args: str, root: str) -> str:
     args = args.split(") = ")[0]
-    if name in ("write", "pwrite64", "writev"):
-        args = args.split(",")[0]  # the descriptor, not the bytes (they hold times, pids)
+    if name in ("write", "pwrite64", "writev", "ftruncate"):
+        # The descriptor, not the bytes or the length (they hold times, pids, durations).
+        args = args.split(",")[0]
     args = args.replace(root, "V")
     args = re.sub(r"\b\d+<", "<", args)
     # A path opened relative to the vault's own descriptor (openat2 of store/fs/) reads
