@@ -18,7 +18,7 @@ written it. The policy (`Policy`):
 
 Checked: at daemon start the vault root, every folder above it and
 `.modulatio/` (a failure stops the start); every tick the root and
-`.modulatio/`, each served project folder and its plans/, cron/ and tickets/
+`.modulatio/`, each served project folder and its plans/, cron/, tickets/ and triggers/
 (a failure skips what is inside, told once); each plan, cron entry, ticket and
 the config when the daemon (re)reads it, on the stat the scan has anyway. A
 refusal names the file, its owner or mode, and the command that fixes it; it
@@ -162,15 +162,21 @@ def check_vault(root: Path, meta: Path, policy: Policy) -> list[BadFile]:
         p = policy.problem(folder, os.stat(folder), above=True)
         if p is not None:
             problems.append(p)
-    for path in (root, meta):
+    return problems + _judged(policy, (root, meta))
+
+
+def _judged(policy: Policy, paths) -> list[BadFile]:
+    """The problems of each path there is (one gone meanwhile has none)."""
+    found = []
+    for path in paths:
         try:
             st = os.stat(path)
-        except FileNotFoundError:
+        except OSError:
             continue
-        p = policy.problem(path, st)
-        if p is not None:
-            problems.append(p)
-    return problems
+        problem = policy.problem(path, st)
+        if problem is not None:
+            found.append(problem)
+    return found
 
 
 def vault_policy(vault, problems: list[BadFile]) -> Policy:
@@ -194,7 +200,7 @@ def vault_policy(vault, problems: list[BadFile]) -> Policy:
 def vault_problems(vault, files: bool = True) -> list[BadFile]:
     """What a daemon of the vault folder's owner would refuse: the folders above the
     vault, the vault, `.modulatio/` and the config; with `files`, also each project
-    folder with its plans/, cron/ and tickets/ and every `*.md` in them."""
+    folder with its plans/, cron/, tickets/ and triggers/ and every `*.md` in them."""
     problems: list[BadFile] = []
     policy = vault_policy(vault, problems)
     problems += check_vault(vault.root, vault.meta, policy)
@@ -202,18 +208,10 @@ def vault_problems(vault, files: bool = True) -> list[BadFile]:
     if files:
         for project in vault.projects():
             paths.append(vault.project_dir(project))
-            for kind in ("plans", "cron", "tickets"):
+            for kind in ("plans", "cron", "tickets", "triggers"):  # what daemons act on
                 paths.append(vault.project_dir(project) / kind)
                 paths += sorted(e.path for e in vault.files(project, kind))
-    for path in paths:
-        try:
-            st = os.stat(path)
-        except OSError:
-            continue
-        problem = policy.problem(path, st)
-        if problem is not None:
-            problems.append(problem)
-    return problems
+    return problems + _judged(policy, paths)
 
 
 class Checks:
