@@ -7,7 +7,7 @@ import signal
 from collections import defaultdict
 
 import pytest
-from helpers import cli, events, plan, wait_started, write_plan
+from helpers import cli, events, plan, starts, wait_started, write_plan
 from waiting import wait_for
 
 from modulatio_d.store.lock import lock_path
@@ -76,7 +76,9 @@ def test_tokens_increase_over_successive_claims(dvault, daemons):
     go = dvault.root / "go"
     write_plan(dvault, "P-P-001", [{"run": dvault.step(go=go)}, {"run": "true"}])
     d = daemons(tick=0.5)
-    wait_for(lambda: plan(dvault, "P-P-001").in_flight, 10, "step 0 in flight", diag=d.log)
+    # The step's own start mark, not `in_flight`: the claim writes that before the step
+    # starts, and a pause seen before the start leaves the step unrun (run under token 2).
+    wait_for(lambda: starts(dvault, 0), 10, "step 0 started", diag=d.log)
     assert plan(dvault, "P-P-001").claim["token"] == 1
     assert cli(dvault, "plan", "pause", "P-P-001").code == 0
     go.touch()
