@@ -1,11 +1,11 @@
 """The tick loop of one daemon process: scan, claim, run, sleep.
 
 Each tick: fire the cron entries that are due, apply decided tickets, scan the
-served projects, and try the claimable plans in order: the first one claimed
-(claim.py, a compare-and-swap under the plan's lock) is run (runner.py) with
-its lock held, then released. After a plan ends the daemon scans again at
-once; it sleeps only when nothing is claimable, until the next tick or until
-a vault file changes (inotify), sooner after a claim lost to a busy lock.
+served projects, and try the claimable plans in order (candidates.py): the first
+one claimed (claim.py, a compare-and-swap under the plan's lock) is run (runner.py),
+then released; then the rest of that scan's list (candidates.py says when to scan
+again). It sleeps only when a fresh scan found nothing to claim, until the next tick
+or until a vault file changes (inotify), sooner after a claim lost to a busy lock.
 A plan whose file cannot be written (disk full) is left alone BACKOFF_TICKS
 ticks. Time comes from the clocks passed in (wall and monotonic).
 
@@ -35,7 +35,7 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
 
@@ -44,6 +44,7 @@ from modulatio_d.core.errors import BadFile, FileChanged
 from modulatio_d.core.plan import Plan, SubObjective
 from modulatio_d.daemon import tickets
 from modulatio_d.daemon.admission import Admission
+from modulatio_d.daemon.candidates import Candidates, changed_plans
 from modulatio_d.daemon.claim import Claimed, Claimer, Missed, RaceRetries
 from modulatio_d.daemon.guard import Guard
 from modulatio_d.daemon.hooks import HookKeeper
@@ -103,6 +104,8 @@ class Daemon:
         self.claimer = Claimer(vault, self.events, clock, self.host, os.getpid(), self.trust)
         self.guard = Guard(vault, self.events, clock)
         self.races = RaceRetries()
+        self.pending = Candidates(self.scanner, vault.daemons_dir, self.heartbeat.path.name,
+                                  clock, monotonic, tick_seconds)  # between scans
         self.config = config.Config()
         self.admission = Admission(vault, self.events, self.host, os.getpid())  # pause, slots
 
@@ -144,9 +147,8 @@ class Daemon:
         if network:
             log.info("the vault is on %s: inotify cannot see other hosts' changes, so the "
                      "served folders are also polled (poll_interval)", network)
-        self.events("daemon_started", projects=self.projects or "all",
-                    tick_seconds=self.tick_seconds, version=__version__,
-                    polling=bool(network))
+        self.events("daemon_started", projects=self.projects or "all", polling=bool(network),
+                    tick_seconds=self.tick_seconds, version=__version__)
         log.info("daemon %s.%d started on %s (projects: %s, tick %gs)", self.host, os.getpid(),
                  self.vault.root, ",".join(self.projects) or "all", self.tick_seconds)
         ready = False
@@ -155,16 +157,19 @@ class Daemon:
                 new_folders = watcher.watch(self._watched())
                 if poller is not None:
                     poller.watch(self.vault.root, (self.vault.project_dir(p)
-                                 for p in self._served()),
-                                 (self.vault.meta,))
-                candidates = self._tick()
-                if not ready:
-                    ready = self.notifier.ready() or True
+                                 for p in self._served()), (self.vault.meta,))
+                if new_folders or self.settings.reload or self.pending.scan_due(
+                        self.waker.take_changed()):
+                    self.pending.fill(self._tick())
+                    ready = ready or self.notifier.ready() or True
                 self.races.start_pass()
                 self.admission.start_pass()  # who waits for a slot: found again
-                if self._claim_and_run(candidates):
+                if self._claim_and_run(self.pending):
                     self.races.ran()
-                    continue  # a plan ended: scan again at once
+                    self.pending.ran()
+                    continue  # a plan ended: the rest of the last scan (candidates.py)
+                if not self.pending.fresh:
+                    continue  # what was left of an older scan ran out: scan now
                 if self.once:
                     log.info("nothing claimable: exiting (--once)")
                     break
@@ -182,13 +187,12 @@ class Daemon:
                 poller.stop()
             self.heartbeat.remove()
             self.hooks.stop()
-            self.events("daemon_stopped", signals=self.stop.requested)
+            self.events("daemon_stopped", signals=self.stop.requested, scans=self.pending.scans)
             log.info("daemon stopped")
         return 0
 
     def _watched(self) -> list[Path]:
-        """The folders people write in: the root and each served project with its
-        plans/, cron/ and tickets/ (not the .runs/ folders beside the plans)."""
+        """The folders people write in: the root, each served project, its plans/ cron/ tickets/."""
         folders = [self.vault.root, self.vault.meta, slots.root(self.vault.meta)]
         # Not only the projects: a folder made a moment ago becomes one when its
         # plans/ appears, an event only a watch on the folder itself will see.
@@ -198,9 +202,8 @@ class Daemon:
         return folders
 
     def _served(self) -> list[str]:
-        """The project folders served; the last list seen while the vault cannot be
-        listed (a network mount cut off: ENOTCONN, EIO): the daemon waits for the mount
-        to come back, it does not exit."""
+        """The project folders served; the last list seen while the vault cannot be listed
+        (a network mount cut off: ENOTCONN, EIO): the daemon waits for it, it does not exit."""
         if self.projects:
             return list(self.projects)
         try:
@@ -213,22 +216,20 @@ class Daemon:
     def _sleep(self, seconds: float) -> bool:
         """Sleep until the next tick is due, waking for what changed meanwhile.
 
-        Changed plan files are looked at on their own (an idle daemon tried every
-        other plan at its last scan), so a person's approval is picked up without
-        a scan of the whole vault; a changed plan that cannot be claimed (our own
-        writes, a draft being edited) does not cost a scan either. Anything else
-        (a ticket, a cron entry, the config, a new folder, a signal) ends the
-        sleep and the caller ticks, and so does a claim lost to a busy lock (a
-        `plan approve` still writing): the caller retries it shortly, since no
-        file event will follow the lock's release. True when a plan ran.
+        Changed plan files are looked at on their own (an idle daemon tried every other
+        plan at its last scan): a person's approval is picked up without a scan of the
+        whole vault, and a changed plan that cannot be claimed (our own writes, a draft
+        being edited) costs no scan. Anything else (a ticket, a cron entry, the config, a
+        new folder, a signal) ends the sleep and the caller ticks; so does a claim lost to
+        a busy lock (`plan approve` still writing), retried shortly: no file event follows
+        the lock's release. True when a plan ran.
         """
         deadline = self.monotonic() + seconds
         while not self.stop.ending():
             if not self.waker.wait(deadline - self.monotonic()):
                 return False  # the tick is due
-            changed = self.waker.take_changed()
-            plans = {p for p in changed if os.path.basename(os.path.dirname(p)) == "plans"}
-            if not changed or changed - plans:
+            plans = changed_plans(self.waker.take_changed())
+            if not plans:  # something else changed (None), or no file named (the config)
                 return False
             self.races.start_pass()
             if self._claim_and_run(self.scanner.look_at(plans, self.clock())):
@@ -330,7 +331,7 @@ class Daemon:
 
     # --- claim and run --------------------------------------------------------------
 
-    def _claim_and_run(self, candidates: list[Candidate]) -> bool:
+    def _claim_and_run(self, candidates: Iterable[Candidate]) -> bool:
         """Claim the first plan that can be and run it; True when one ran (or crashed).
 
         The per-plan guard (guard.py): whatever one plan raises is that plan's
@@ -355,6 +356,7 @@ class Daemon:
                 return True
             if claimed is Missed.LOST:
                 self.races.lost = True
+                self.pending.lost()
             elif claimed is Missed.UNWRITABLE:
                 self.scanner.hold_off(c.path, self.tick_seconds * BACKOFF_TICKS)
             if not isinstance(claimed, Claimed):

@@ -127,6 +127,16 @@ class Vault:
             if not e.name.startswith("."):
                 yield e
 
+    def each_file(self, project: str, kind: str) -> Iterator[tuple[str, os.stat_result]]:
+        """files() as (name, lstat), one at a time (fs.each_entry); a listing that fails
+        part way ends there (the next one starts again)."""
+        try:
+            for name, st in fs.each_entry(self.project_dir(project) / kind, ".md"):
+                if not name.startswith("."):
+                    yield name, st
+        except OSError:
+            return
+
     def find(self, kind: str, item_id: str, project: str | None = None) -> tuple[str, Path]:
         """(project, path) of a plan, cron entry or ticket by id."""
         singular = {"plans": "plan", "cron": "cron entry", "tickets": "ticket",

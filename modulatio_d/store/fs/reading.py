@@ -174,12 +174,17 @@ class Entry:
 
 def entries(folder: Path | str, suffix: str = "") -> list[Entry]:
     """The names ending in `suffix` in a folder (none when it is missing), with their lstat."""
+    base = os.fspath(folder)
+    return [Entry(name, os.path.join(base, name), st) for name, st in each_entry(folder, suffix)]
+
+
+def each_entry(folder: Path | str, suffix: str = "") -> Iterator[tuple[str, os.stat_result]]:
+    """entries() one at a time, as (name, lstat): the daemon's scan of a folder of
+    100,000 plans never holds them all in a list (its memory stays what it keeps)."""
     try:
         fd = open_folder(folder)
     except FileNotFoundError:
-        return []
-    out = []
-    base = os.fspath(folder)
+        return
     try:
         with os.scandir(fd) as it:
             for e in it:
@@ -189,10 +194,9 @@ def entries(folder: Path | str, suffix: str = "") -> list[Entry]:
                     st = os.stat(e.name, dir_fd=fd, follow_symlinks=False)
                 except FileNotFoundError:
                     continue  # renamed away since it was listed
-                out.append(Entry(e.name, os.path.join(base, e.name), st))
+                yield e.name, st
     finally:
         os.close(fd)
-    return out
 
 
 def names(folder: Path | str) -> list[str]:
