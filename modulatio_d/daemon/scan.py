@@ -250,7 +250,7 @@ class Scanner:
             self.refusals.tell(path, project, untrusted, (sig, self._generation))
             return None
         try:
-            _, text = self.vault.read(path)
+            _, text = self.vault.read(path, "plan")
             status = peek.peek_status(text)
             if status is None or status in _STATUSES and status not in ("approved",
                                                                         "executing"):
