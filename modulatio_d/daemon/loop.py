@@ -56,7 +56,7 @@ from modulatio_d.daemon.sdnotify import NOTIFY_ENV_VARS, Notifier
 from modulatio_d.daemon.services import Clocks, Services, Stop
 from modulatio_d.daemon.settings import Settings
 from modulatio_d.daemon.story import Story
-from modulatio_d.daemon.wake import Waker, Watcher
+from modulatio_d.daemon.wake import Waker, Watcher, watched
 from modulatio_d.store import config, slots, trust
 from modulatio_d.store.events import EventLog
 from modulatio_d.store.heartbeat import Heartbeat, prune_dead
@@ -178,8 +178,7 @@ class Daemon:
                 wait = self.scanner.cap_wait(self.admission.retry_in(
                     self.races.next_wait(self.tick_seconds)), self.clock())
                 log.debug("nothing claimable: sleeping up to %gs", wait)
-                if self._sleep(wait):
-                    self.races.ran()
+                self._sleep(wait)
         finally:
             self.notifier.stopping()
             watcher.stop()
@@ -192,14 +191,7 @@ class Daemon:
         return 0
 
     def _watched(self) -> list[Path]:
-        """The folders people write in: the root, each served project, its plans/ cron/ tickets/."""
-        folders = [self.vault.root, self.vault.meta, slots.root(self.vault.meta)]
-        # Not only the projects: a folder made a moment ago becomes one when its
-        # plans/ appears, an event only a watch on the folder itself will see.
-        for project in self._served():
-            top = self.vault.project_dir(project)
-            folders += [top, top / "plans", top / "cron", top / "tickets"]
-        return folders
+        return watched(self.vault, self._served())  # the folders people write in (wake.py)
 
     def _served(self) -> list[str]:
         """The project folders served; the last list seen while the vault cannot be listed
@@ -213,30 +205,33 @@ class Daemon:
                         e.strerror or e)
         return self._folders_seen
 
-    def _sleep(self, seconds: float) -> bool:
+    def _sleep(self, seconds: float) -> None:
         """Sleep until the next tick is due, waking for what changed meanwhile.
 
         Changed plan files are looked at on their own (an idle daemon tried every other
         plan at its last scan): a person's approval is picked up without a scan of the
         whole vault, and a changed plan that cannot be claimed (our own writes, a draft
-        being edited) costs no scan. Anything else (a ticket, a cron entry, the config, a
-        new folder, a signal) ends the sleep and the caller ticks; so does a claim lost to
-        a busy lock (`plan approve` still writing), retried shortly: no file event follows
-        the lock's release. True when a plan ran.
+        being edited) costs no scan. A plan run from here does not end the sleep either
+        (candidates.py): what changed while it ran and the plans waiting for another are
+        looked at alone. Anything else (a ticket, a cron entry, the config, a new
+        folder, a signal) ends the sleep and the caller ticks; so does a claim lost to a
+        busy lock (`plan approve` still writing), retried shortly: no file event follows.
         """
-        deadline = self.monotonic() + seconds
+        deadline, ran = self.monotonic() + seconds, False
         while not self.stop.ending():
-            if not self.waker.wait(deadline - self.monotonic()):
-                return False  # the tick is due
+            if not ran and not self.waker.wait(deadline - self.monotonic()):
+                return  # the tick is due
             plans = changed_plans(self.waker.take_changed())
-            if not plans:  # something else changed (None), or no file named (the config)
-                return False
+            if plans is None or not (plans or ran):  # no file named: the config, a folder
+                return
             self.races.start_pass()
-            if self._claim_and_run(self.scanner.look_at(plans, self.clock())):
-                return True
-            if self.races.lost:
-                return False
-        return False
+            ran = self._claim_and_run(self.scanner.look_at(
+                plans | self.scanner.waiting if ran else plans, self.clock()))
+            if ran:
+                self.races.ran()
+                self._beat(self.clock(), None, None)  # idle again, as a tick would say
+            if self.races.lost or self.monotonic() >= deadline:
+                return
 
     def _tick(self) -> list[Candidate]:
         self.waker.drain()  # what woke us so far, the whole scan below covers

@@ -94,6 +94,9 @@ class Scanner:
         self._held_off: dict[Path, float] = {}  # path -> monotonic time to try again
         self._statuses: dict[str, tuple[tuple, str | None]] = {}  # dependency -> (sig, status)
         self.next_due: datetime | None = None  # the earliest not_before or retry_wait.at to come
+        # Plans waiting for another (`after`), as of the last look: looked at again alone
+        # when a plan ends (daemon/candidates.py), since their own files do not change.
+        self.waiting: set[str] = set()
         self.wake_hint: float | None = None  # seconds until a watch trigger wants a look
 
     def hold_off(self, path: Path, seconds: float) -> None:
@@ -118,6 +121,7 @@ class Scanner:
         found: list[Candidate] = []
         scanned = set()
         self.next_due = None
+        self.waiting = set()
         for project in self.served():
             folder = str(self.vault.plans_dir(project))
             try:
@@ -221,7 +225,9 @@ class Scanner:
             return False
         if c.after:
             status_of = {d: self.status_of(c.project, d) for d in c.after}
-            return schedule.waiting(c.after, status_of).ready
+            ready = schedule.waiting(c.after, status_of).ready
+            (self.waiting.discard if ready else self.waiting.add)(str(c.path))
+            return ready
         return True
 
     def status_of(self, project: str, plan_id: str) -> str | None:

@@ -17,6 +17,9 @@ import queue
 import select
 from pathlib import Path
 
+from modulatio_d.store import slots
+from modulatio_d.store.vault import Vault
+
 log = logging.getLogger("modulatio.wake")
 
 
@@ -164,3 +167,15 @@ def _stop_race(record: logging.LogRecord) -> bool:
     # watchdog logs this at ERROR when its emitter thread wakes once more after stop():
     # harmless, and an ERROR line on a clean shutdown would send operators looking.
     return not record.getMessage().startswith("InotifyEmitter.queue_events() called when")
+
+
+def watched(vault: Vault, served: list[str]) -> list[Path]:
+    """The folders people write in: the root, `.modulatio/` and its slots/, and each
+    served project with its plans/, cron/ and tickets/ (not the .runs/ folders beside
+    the plans). Not only projects: a folder made a moment ago becomes one when its
+    plans/ appears, an event only a watch on the folder itself will see."""
+    folders = [vault.root, vault.meta, slots.root(vault.meta)]
+    for project in served:
+        top = vault.project_dir(project)
+        folders += [top, top / "plans", top / "cron", top / "tickets"]
+    return folders
