@@ -69,8 +69,8 @@ def rank_among(daemons_dir: Path, own: str) -> tuple[int, int]:
 
 
 def changed_plans(changed: set[str]) -> set[str] | None:
-    """The plan files among `changed` (the `.md` files inotify reported); None when a
-    cron entry or a ticket is among them too."""
+    """The plan files among `changed` (Waker.take_changed); None when anything else
+    changed too (a cron entry, a ticket, the config, a folder: the tick handles those)."""
     plans = {p for p in changed if os.path.basename(os.path.dirname(p)) == "plans"}
     return None if changed - plans else plans
 
@@ -115,7 +115,7 @@ class Candidates:
             return True
         plans = changed_plans(changed)
         if plans is None:
-            return True  # a cron entry or a ticket: the tick handles those
+            return True  # a cron entry, a ticket, the config: the tick handles those
         return bool(plans and self.scanner.look_at(plans | self.scanner.waiting, self.clock()))
 
     def __iter__(self) -> Iterator[Candidate]:

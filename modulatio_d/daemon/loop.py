@@ -222,8 +222,10 @@ class Daemon:
             if not ran and not self.waker.wait(deadline - self.monotonic()):
                 return  # the tick is due
             plans = changed_plans(self.waker.take_changed())
-            if plans is None or not (plans or ran):  # no file named: the config, a folder
+            if plans is None or self.settings.reload:  # not a plan, or SIGHUP: tick
                 return
+            if not (plans or ran):
+                continue  # a wake-up whose change was taken already
             self.races.start_pass()
             ran = self._claim_and_run(self.scanner.look_at(
                 plans | self.scanner.waiting if ran else plans, self.clock()))

@@ -165,7 +165,7 @@ class Scanner:
         """
         served = set(self.served())
         found = []
-        for path in paths:
+        for path in list(paths):  # it may be self.waiting, which a look changes
             p = Path(path)
             project = p.parent.parent.name
             if p.suffix != ".md" or p.parent.name != "plans" or project not in served or \

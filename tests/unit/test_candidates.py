@@ -10,6 +10,7 @@ from fakes import Events, FakeClock, write_plan
 from modulatio_d.core.plan import PlanStatus
 from modulatio_d.daemon.candidates import Candidates, changed_plans, ordered, rank_among
 from modulatio_d.daemon.scan import Candidate, Scanner
+from modulatio_d.daemon.wake import Waker
 
 
 def cand(priority: int, n: int) -> Candidate:
@@ -50,6 +51,30 @@ def test_changed_plans_are_told_apart_from_cron_entries_and_tickets():
     assert changed_plans({plan}) == {plan}
     assert changed_plans(set()) == set()
     assert changed_plans({plan, cron}) is None
+    assert changed_plans({plan, ""}) is None  # "": the config, a folder (Waker.poke)
+
+
+def test_a_wake_up_says_whether_something_other_than_a_file_changed():
+    waker = Waker()
+    try:
+        waker.poke("/v/P/plans/P-P-001.md")
+        waker.poke()
+        assert waker.take_changed() == {"/v/P/plans/P-P-001.md", ""}
+        assert waker.take_changed() == set()
+    finally:
+        waker.close()
+
+
+def test_a_plan_waiting_for_another_is_kept_to_be_looked_at_when_that_one_ends(vault):
+    clock = FakeClock()
+    first = write_plan(vault, ["one"], plan_id="P-P-003")  # P-P-001 in the text is the id
+    then = write_plan(vault, ["one"], plan_id="P-P-002", extra="after: [P-P-003]")
+    scanner = Scanner(vault, None, Events(), monotonic=clock.monotonic)
+    assert [c.path for c in scanner.scan(clock.wall())] == [first]
+    assert scanner.waiting == {str(then)}
+    first.write_text(first.read_text().replace("status: approved", "status: completed"))
+    assert [c.path for c in scanner.look_at(scanner.waiting, clock.wall())] == [then]
+    assert scanner.waiting == set()
 
 
 def test_after_a_plan_ran_the_rest_is_looked_at_alone_and_a_scan_comes_when_it_runs_out(
