@@ -134,11 +134,19 @@ class Scanner:
             scanned.add(project)
             files = self._seen.setdefault(project, {})
             present = 0  # names listed that are kept: fewer than kept, some went away
-            for name, st in self.vault.each_file(project, "plans"):
-                c = self._candidate(files, folder, name, project, st, now)
-                if c is not None:
-                    found.append(c)
-                present += name in files
+            try:
+                fd = fs.open_folder(folder)  # each file is opened by its name in it
+            except OSError:
+                fd = None  # each_file finds nothing either
+            try:
+                for name, st in self.vault.each_file(project, "plans", fd):
+                    c = self._candidate(files, folder, name, project, st, now, fd)
+                    if c is not None:
+                        found.append(c)
+                    present += name in files
+            finally:
+                if fd is not None:
+                    os.close(fd)
             if present != len(files):
                 self._forget_gone(folder, files)
         for project in self._seen.keys() - scanned:  # no longer served, or refused
@@ -182,13 +190,14 @@ class Scanner:
         return sorted(found)
 
     def _candidate(self, files: dict[str, _Kept], folder: str, name: str, project: str,
-                   st: os.stat_result, now: datetime) -> Candidate | None:
-        """The plan `name` of `folder` if it can be claimed now; what was learned is kept
-        in `files` (the project's)."""
+                   st: os.stat_result, now: datetime,
+                   folder_fd: int | None = None) -> Candidate | None:
+        """The plan `name` of `folder` (opened as `folder_fd` if given) if it can be
+        claimed now; what was learned is kept in `files` (the project's)."""
         packed = _packed(st)
         kept = files.get(name)
         if kept is None or (kept if type(kept) is int else kept[0]) != packed:
-            c = self._look(os.path.join(folder, name), project, st, now)
+            c = self._look(os.path.join(folder, name), project, st, now, folder_fd)
             if c is _UNKEPT:
                 return None
             files[name] = packed if c is None else (packed, c)
@@ -245,8 +254,8 @@ class Scanner:
         except (OSError, BadFile):
             return "unreadable"  # not completed: the dependent waits
 
-    def _look(self, path: str, project: str, st: os.stat_result,
-              now: datetime) -> Candidate | None | object:
+    def _look(self, path: str, project: str, st: os.stat_result, now: datetime,
+              folder_fd: int | None = None) -> Candidate | None | object:
         """The plan at `path` as a Candidate, None if it cannot be claimed, _UNKEPT when
         it is to be looked at again next time (not remembered)."""
         mtime = st.st_mtime
@@ -256,7 +265,7 @@ class Scanner:
             self.refusals.tell(path, project, untrusted, (sig, self._generation))
             return None
         try:
-            _, text = self.vault.read(path, "plan")
+            _, text = self.vault.read(path, "plan", folder_fd)
             status = peek.peek_status(text)
             if status is None or status in _STATUSES and status not in ("approved",
                                                                         "executing"):

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from fakes import Events, FakeClock, write_plan
@@ -124,3 +125,19 @@ def test_the_scan_forgets_a_deleted_plan_and_sees_it_again_when_it_comes_back(va
     assert set(scanner._seen["P"]) == {keep.name}
     path.write_text(text)
     assert {c.path for c in scanner.scan(clock.wall())} == {path, keep}
+
+
+def test_the_scan_opening_plans_by_name_still_refuses_a_linked_one_and_says_why(vault,
+                                                                                tmp_path):
+    clock = FakeClock()
+    outside = tmp_path / "outside.md"
+    outside.write_text(write_plan(vault, ["one"]).read_text())
+    link = vault.plan_path("P", "P-P-002")
+    link.symlink_to(outside)
+    events = Events()
+    scanner = Scanner(vault, None, events, monotonic=clock.monotonic)
+    settled = datetime.now(UTC) + timedelta(minutes=1)  # past SETTLE_S: judged
+    assert [c.path.name for c in scanner.scan(settled)] == ["P-P-001.md"]
+    refused = [e for k, e in events if k == "file_refused"]
+    assert len(refused) == 1 and refused[0]["path"].endswith("P-P-002.md")
+    assert "symbolic link" in refused[0]["reason"], refused
