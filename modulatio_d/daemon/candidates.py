@@ -17,15 +17,18 @@ after every plan it ran and every race it lost. So:
   plan looked at alone (Scanner.look_at: one stat, a read only when the file
   changed: a plan another daemon took reads `executing` under a held lock and
   is skipped), as the idle pickup does. It scans the whole vault again when
-  that list runs out, when the list is a tick old (cron, tickets, the config
-  and orphaned plans are seen at the tick), when a plan file that changed
-  meanwhile, or a plan waiting for one that changed (`after`), became
-  claimable (it may come first), or when a cron entry or ticket changed.
-- An idle daemon that ran a plan a file event brought (daemon/loop.py,
-  `_sleep`) does not scan either: its last scan covered every other plan, so
-  it looks at what changed while the plan ran and at the plans waiting for
-  another, and sleeps on until the tick. At 100,000 plans a full scan takes
-  about half a second, and an approval arriving during it would wait for it.
+  the list is a tick old (cron, tickets, the config and orphaned plans are
+  seen at the tick), when a plan file that changed meanwhile, or a plan
+  waiting for one that changed (`after`), became claimable (it may come
+  first), or when a cron entry, a ticket, the config or a folder changed.
+- When the list runs out after a plan ran, the daemon does not scan either:
+  the scan the list came from covered every plan, so it sleeps as an idle
+  daemon does (daemon/loop.py, `_sleep`), looking at what changed while the
+  plan ran, at the plans waiting for another, and at each file that changes,
+  until the list is a tick old. At 100,000 plans a full scan takes seconds
+  under load, and an approval arriving during it would wait for it. With
+  `--once` the daemon scans again instead: it exits only when a fresh scan
+  found nothing.
 """
 
 from __future__ import annotations
@@ -98,6 +101,10 @@ class Candidates:
         self._rest = deque(ordered(candidates, *rank_among(self.daemons_dir, self.own)))
         self.fresh = True
         self._filled_at = self.monotonic()
+
+    def left(self) -> float:
+        """Seconds until the list is a tick old (a full scan is then due)."""
+        return max(0.0, self.max_age - (self.monotonic() - self._filled_at))
 
     def ran(self) -> None:
         """A plan ran: what is left must be looked at again before it is tried."""

@@ -168,17 +168,17 @@ class Daemon:
                     self.races.ran()
                     self.pending.ran()
                     continue  # a plan ended: the rest of the last scan (candidates.py)
-                if not self.pending.fresh:
-                    continue  # what was left of an older scan ran out: scan now
+                if self.once and not self.pending.fresh:
+                    continue  # --once ends only when a fresh scan found nothing
                 if self.once:
                     log.info("nothing claimable: exiting (--once)")
                     break
                 if new_folders:
                     continue  # list and scan again: a folder made meanwhile had no watch
                 wait = self.scanner.cap_wait(self.admission.retry_in(
-                    self.races.next_wait(self.tick_seconds)), self.clock())
+                    self.races.next_wait(self.pending.left())), self.clock())
                 log.debug("nothing claimable: sleeping up to %gs", wait)
-                self._sleep(wait)
+                self._sleep(wait, after_run=not self.pending.fresh)
         finally:
             self.notifier.stopping()
             watcher.stop()
@@ -205,19 +205,20 @@ class Daemon:
                         e.strerror or e)
         return self._folders_seen
 
-    def _sleep(self, seconds: float) -> None:
+    def _sleep(self, seconds: float, after_run: bool = False) -> None:
         """Sleep until the next tick is due, waking for what changed meanwhile.
 
         Changed plan files are looked at on their own (an idle daemon tried every other
         plan at its last scan): a person's approval is picked up without a scan of the
         whole vault, and a changed plan that cannot be claimed (our own writes, a draft
-        being edited) costs no scan. A plan run from here does not end the sleep either
-        (candidates.py): what changed while it ran and the plans waiting for another are
-        looked at alone. Anything else (a ticket, a cron entry, the config, a new
-        folder, a signal) ends the sleep and the caller ticks; so does a claim lost to a
-        busy lock (`plan approve` still writing), retried shortly: no file event follows.
-        """
-        deadline, ran = self.monotonic() + seconds, False
+        being edited) costs no scan. A plan run from here (or just before: `after_run`)
+        does not end the sleep either (candidates.py): what changed while it ran and the
+        plans waiting for another are looked at alone. Anything else (a ticket, a cron
+        entry, the config, a new folder, SIGHUP) ends the sleep and the caller ticks; so
+        does a claim lost to a busy lock (`plan approve` still writing), retried shortly."""
+        deadline, ran = self.monotonic() + seconds, after_run
+        if after_run:
+            self._beat(self.clock(), None, None)  # idle again, as a tick would say
         while not self.stop.ending():
             if not ran and not self.waker.wait(deadline - self.monotonic()):
                 return  # the tick is due
