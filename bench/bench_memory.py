@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -65,21 +66,24 @@ def main() -> None:
         try:
             beats = root / ".modulatio" / "daemons"
             first_beat = None
-            while first_beat is None and time.perf_counter() - spawned < 120:
-                if beats.is_dir() and any(beats.glob("*.json")):
+            own = beats / f"{socket.gethostname()}.{daemon.pid}.json"  # not a killed run's
+            while first_beat is None and time.perf_counter() - spawned < 600:
+                if own.exists():
                     first_beat = time.perf_counter() - spawned
                 time.sleep(0.005)
             base.stdout.readline()
             ticks = 0
             last = None
-            end = time.time() + 120
+            end = time.time() + 300
             while ticks < 3 and time.time() < end:  # three idle ticks after the first scan
-                for f in beats.glob("*.json") if beats.is_dir() else []:
-                    t = json.loads(f.read_text())["last_tick"]
-                    if t != last:
-                        ticks, last = ticks + 1, t
+                try:
+                    t = json.loads(own.read_text())["last_tick"]
+                except (OSError, ValueError):
+                    t = last
+                if t != last:
+                    ticks, last = ticks + 1, t
                 time.sleep(0.2)
-            assert ticks >= 3, "the daemon did not tick three times in 120 s"
+            assert ticks >= 3, "the daemon did not tick three times in 300 s"
             daemon_mb, base_mb = rss_mb(daemon.pid), rss_mb(base.pid)
             peak_mb = rss_mb(daemon.pid, "VmHWM")
         finally:

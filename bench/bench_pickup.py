@@ -15,6 +15,7 @@ import json
 import os
 import queue
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -90,11 +91,13 @@ def main() -> None:
             [sys.executable, "-m", "modulatio_d", "daemon", "--vault", str(root),
              "--tick-seconds", "30", "--log-level", "warning", "--allow-root"])
         try:
-            # wait until the daemon is idle: its heartbeat exists
-            beats = root / ".modulatio" / "daemons"
-            end = time.time() + 60
-            while not (beats.is_dir() and any(beats.iterdir())) and time.time() < end:
+            # wait until the daemon is idle: its own heartbeat exists (written after its
+            # first scan; a cached vault may hold another's, left by a killed run)
+            beat = root / ".modulatio" / "daemons" / f"{socket.gethostname()}.{daemon.pid}.json"
+            end = time.time() + 600
+            while not beat.exists() and time.time() < end:
                 time.sleep(0.01)
+            assert beat.exists(), "the daemon did not finish its first scan in 600 s"
             lat = []
             for n in range(ROUNDS):
                 path = folder / f"PICK-P-{n:03d}.md"
