@@ -173,8 +173,8 @@ class Daemon:
                 if self.once:
                     log.info("nothing claimable: exiting (--once)")
                     break
-                if new_folders:
-                    continue  # list and scan again: a folder made meanwhile had no watch
+                if new_folders and watcher.watch(self._watched()):
+                    continue  # a folder made during the scan had no watch: scan again
                 wait = self.scanner.cap_wait(self.admission.retry_in(
                     self.races.next_wait(self.pending.left())), self.clock())
                 log.debug("nothing claimable: sleeping up to %gs", wait)
