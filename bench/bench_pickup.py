@@ -82,9 +82,17 @@ def notification_floor(folder: Path) -> list[float]:
     return out
 
 
+def forget_pick(root: Path) -> None:
+    """Remove the PICK project and the daemon's state of it: a record left from a run
+    before would make the next run's PICK-P-000 a stale save of a completed plan."""
+    shutil.rmtree(root / "PICK", ignore_errors=True)
+    shutil.rmtree(root / ".modulatio" / "state" / "PICK", ignore_errors=True)
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = vault_for(PLANS, Path(tmp))
+        forget_pick(root)  # a cached vault: what a killed run may have left
         folder = root / "PICK" / "plans"
         folder.mkdir(parents=True)
         daemon = subprocess.Popen(
@@ -110,7 +118,7 @@ def main() -> None:
         finally:
             daemon.terminate()
             daemon.wait(30)
-            shutil.rmtree(root / "PICK", ignore_errors=True)  # the vault may be a cached one
+            forget_pick(root)  # the vault may be a cached one
         stopped = [json.loads(line) for line in (root / ".modulatio" / "events.jsonl")
                    .read_text().splitlines() if f'"pid": {daemon.pid}' in line]
         scans = sum(e.get("scans", 0) for e in stopped if e["event"] == "daemon_stopped")
