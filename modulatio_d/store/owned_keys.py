@@ -50,6 +50,7 @@ from modulatio_d.core.times import format_time, parse_time
 from modulatio_d.store import atomic, fs
 
 _HISTORY = 64  # status changes remembered: an editor buffer older than that is rare
+SKIP_FLOOR = 64  # lines of the log file that left the window kept before it is rewritten
 
 
 @dataclass
@@ -156,7 +157,7 @@ def _save_log(path: Path, log: list, previous: Record | None) -> tuple[int, int]
     old = previous.keys.get("reflection_log") if previous else None
     drop = _slid(old, log) if old and previous is not None and previous.log_bytes else None
     if drop is not None and previous is not None \
-            and previous.log_lines - len(old) + drop <= max(len(log), 64):
+            and previous.log_lines - len(old) + drop <= max(len(log), SKIP_FLOOR):
         new = _lines(log[len(old) - drop:])
         fd = fs.open_regular(path, os.O_WRONLY)
         try:
