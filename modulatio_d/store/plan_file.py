@@ -11,6 +11,9 @@ saw (a person saved), it parses the person's file, repairs a stale save from
 the record and re-applies its own keys to the person's text; a person's
 `paused` or `aborted` beats the holder's status change. When nothing changed,
 no YAML is parsed at all: the in-memory Plan is advanced with the same changes.
+A reflection_log past the holder's `window` has its oldest entries moved out to
+`<plan-id>.reflection_log.jsonl` first (store/reflections.py: the file written
+and fsynced before the plan; the splice then drops their lines and adds the new).
 
 Fencing: once the holder's claim is written, `token` is its claim token. Every
 `update` checks the plan as read at the moment of the write (atomic.rewrite
