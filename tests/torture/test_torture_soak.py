@@ -156,14 +156,19 @@ def test_random_sigkill_soak(tmp_path):
         if not all_completed(tv):
             problems.append(f"not all plans completed within {SOAK_S}s")
         problems += Checker(tv, kills).violations()
+        moved = 0
         for plan_id in sorted(tv.plans_spec):
             data = parse_plan_text(read_regular(tv.plan_path(plan_id)).decode())
+            moved += (data.get("reflection_archived") or {}).get("entries", 0)
             # the entries moved beside the plan too (a window of 2: they move every step)
             oks = sorted(e.get("index") for e in whole_log(tv.plan_path(plan_id), data)
                          if isinstance(e, dict) and e.get("outcome") == "ok")
             if oks != list(range(STEPS)):
                 problems.append(f"{plan_id}: reflection_log `ok` entries for steps {oks}, "
                                 f"wanted one each for {list(range(STEPS))}")
+        if not moved:
+            problems.append("no reflection entry moved out of a plan file: the window of 2 "
+                            "was not exercised")
         tokens: dict[str, list[int]] = {}
         for e in tv.events():
             if e.get("event") in ("claimed", "orphan_recovered"):
