@@ -119,6 +119,12 @@ def _stale_save(f: dict) -> Told:
                           f"keeping the person's edits")
 
 
+def _another_plan(f: dict) -> Told:
+    return logging.WARNING, (f"plan {f.get('plan')}: the daemon's record of that id (rev "
+                             f"{f.get('record_rev')}) was written for another plan; this "
+                             f"file is a new plan, run as it stands")
+
+
 def _cron_fired(f: dict) -> Told:
     return logging.INFO, (f"cron {f.get('cron')} fired {f.get('plan')} for "
                           f"{f.get('scheduled_for')}")
@@ -168,6 +174,7 @@ _TELLERS: dict[str, Callable[[dict], Told | None]] = {
     "ticket_decided": _ticket_decided,
     "orphan_step": _orphan_step,
     "stale_save_repaired": _stale_save,
+    "record_of_another_plan": _another_plan,
     "cron_fired": _cron_fired,
     "cron_skipped": _cron_skipped,
     "cron_missed": _cron_missed,

@@ -21,11 +21,15 @@ from modulatio_d.store.vault import Vault, create_numbered, next_number
 def next_plan_number(vault: Vault, project: str) -> int:
     """One more than the highest number a plan of the project ever had.
 
-    The daemon's records and the archive (store/retention.py) count too, so a
-    deleted or archived plan's id is never reused.
+    The daemon's records (`<id>.json`, `<id>.log.jsonl`, crash counts: kept when a
+    project folder is deleted) and the archive (store/retention.py) count too, so a
+    deleted or archived plan's id is never reused: a record would take a new plan
+    with that id for the old one (store/owned_keys.py, `belongs`, tells them apart
+    as well as it can).
     """
     return next_number(plan_prefix(vault, project),
                        (vault.plans_dir(project), vault.records_dir(project),
+                        vault.records_dir(project) / "crashes",
                         *archive_folders(vault, project)))
 
 

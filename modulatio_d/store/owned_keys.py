@@ -12,6 +12,22 @@ An editor that saves an old buffer puts back an old `rev`. Reading a plan:
   it is one a person may set and differs from what the daemon wrote at that
   rev (the person changed it in the old buffer); otherwise it comes back too.
 
+A record repairs only the plan it was written for. Its `birth` is who that plan
+was at the record's first write: its `created_at` (as text; None without one), its
+`title` and the digest of its steps. A plan id can be given to another plan (its
+project folder deleted and the state kept, then a plan written by hand with the old
+id): `belongs` tells, when the holder first reads the plan, whether the file is the
+record's plan; when it is not, the holder drops the record (repairs nothing) and its
+next write starts a new one whose rev goes on past the old record's. The rule:
+- file rev > 0: a daemon wrote that file (or a copy of it): the record's plan.
+- file rev 0 (no daemon ever wrote it: a buffer from before the first write, or a
+  new plan): both with a created_at, the same created_at (a title or step edit in the
+  old buffer is still that plan; `plan new` gives a new plan a fresh one); else the
+  same title or the same steps (a hand-written plan with neither is a new plan).
+- a record without `birth` (written before it existed): the record's plan, as before.
+A record whose plan is gone for good stays: it reserves its id (ops/plans.py
+next_plan_number) and is read only when a file with that id appears.
+
 The record is written atomically (a temp file renamed over it) but not fsynced:
 it is never the only copy of anything. The plan file, written durably first,
 holds every value the record holds; a record that is missing, unreadable, empty
@@ -40,9 +56,11 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from modulatio_d.core import digest
 from modulatio_d.core.checks import check_own_keys
 from modulatio_d.core.errors import BadFile
 from modulatio_d.core.plan import DAEMON_KEYS, PERSON_SETS, Plan, PlanStatus
@@ -63,6 +81,8 @@ class Record:
     """Bytes of the log file holding keys["reflection_log"] (see the module docstring)."""
     log_lines: int = 0
     """Lines of that file; the log is its last len(keys["reflection_log"]) of them."""
+    birth: dict[str, Any] | None = None
+    """{created_at, title, steps} of the plan at the record's first write (`belongs`)."""
 
     def status_at(self, rev: int) -> str | None:
         found = None
@@ -79,6 +99,8 @@ def load(path: Path) -> Record | None:
                         keys=dict(data["keys"]),
                         status_by_rev=[(int(r), str(s)) for r, s in data.get("status_by_rev",
                                                                              [])])
+        if isinstance(data.get("birth"), dict):
+            record.birth = {k: data["birth"].get(k) for k in ("created_at", "title", "steps")}
         if "log" in data:  # the reflection_log, from its own file
             entries, size = int(data["log"]["entries"]), int(data["log"]["bytes"])
             raw = fs.read(log_path(path), "record log").raw[:size]
@@ -110,7 +132,8 @@ def save(path: Path, plan: Plan, previous: Record | None,
         history.append(before)
     if not history or history[-1][1] != plan.status.value:
         history.append((plan.rev, plan.status.value))
-    record = Record(plan.rev, plan.status.value, plan.own_keys(), history[-_HISTORY:])
+    record = Record(plan.rev, plan.status.value, plan.own_keys(), history[-_HISTORY:],
+                    birth=(previous.birth if previous and previous.birth else birth_of(plan)))
     fs.mkdirs(path.parent)
     log = list(record.keys.get("reflection_log") or [])
     record.keys["reflection_log"] = log
@@ -121,7 +144,7 @@ def save(path: Path, plan: Plan, previous: Record | None,
     # docstring): atomic is enough.
     atomic.replace(path, json.dumps({
         "rev": record.rev, "status": record.status, "keys": keys,
-        "status_by_rev": record.status_by_rev,
+        "status_by_rev": record.status_by_rev, "birth": record.birth,
         "log": {"entries": record.log_lines, "bytes": record.log_bytes,
                 **({"skip": record.log_lines - len(log)} if record.log_lines > len(log)
                    else {})}},
@@ -174,6 +197,23 @@ def _save_log(path: Path, log: list, previous: Record | None) -> tuple[int, int]
     return len(data), len(log)
 
 
+def birth_of(plan: Plan) -> dict[str, Any]:
+    """Who `plan` is, as a record keeps it (see `belongs`)."""
+    created = plan.data.get("created_at") if isinstance(plan.data, dict) else None
+    return {"created_at": None if created is None else _when(created), "title": plan.title,
+            "steps": digest.of_plan(plan.sub_objectives)}
+
+
+def belongs(plan: Plan, record: Record) -> bool:
+    """Whether `record` was written for `plan` as read (the rule: the module docstring)."""
+    if plan.rev > 0 or record.birth is None:
+        return True
+    now, then = birth_of(plan), record.birth
+    if now["created_at"] is not None and then.get("created_at") is not None:
+        return now["created_at"] == then["created_at"]
+    return now["title"] == then.get("title") or now["steps"] == then.get("steps")
+
+
 def repairs(plan: Plan, record: Record | None) -> dict[str, Any]:
     """The keys to write back when `plan` as read is a stale save; {} when it is current."""
     if record is None or plan.rev >= record.rev:
@@ -186,6 +226,14 @@ def repairs(plan: Plan, record: Record | None) -> dict[str, Any]:
         changes["status"] = record.status
     changes["rev"] = record.rev
     return changes
+
+
+def _when(value: Any) -> str:
+    """A created_at as text: a time as the daemon writes times, anything else as written."""
+    try:
+        return format_time(value, micro=True) if isinstance(value, datetime) else str(value)
+    except (ValueError, OverflowError):  # a time out of range once made UTC
+        return str(value)
 
 
 def _time_text(value: Any) -> str:

@@ -8,7 +8,8 @@ the lock) sees it. Every write goes through `update`: it splices only the
 changed keys into the bytes last seen on disk, stamps the next `rev`, writes
 atomically, then saves the record. When the file on disk is not what it last
 saw (a person saved), it parses the person's file, repairs a stale save from
-the record and re-applies its own keys to the person's text; a person's
+the record (only the record's own plan: owned_keys.belongs, judged at the first
+read) and re-applies its own keys to the person's text; a person's
 `paused` or `aborted` beats the holder's status change. When nothing changed,
 no YAML is parsed at all: the in-memory Plan is advanced with the same changes.
 A reflection_log past the holder's `window` has its oldest entries moved out to
@@ -107,6 +108,13 @@ class HeldPlan:
         read = read_plan(vault, path)
         self.snapshot, self.plan = read.snapshot, read.plan
         self.record = owned_keys.load(self.record_path)
+        self.rev_floor = 0  # the rev of a record of another plan with this id: never gone back
+        if self.record is not None and not owned_keys.belongs(self.plan, self.record):
+            # A new plan given the id of one the record was written for (owned_keys): it
+            # is not a stale save of that one. Its first write starts its own record.
+            self.notify("record_of_another_plan", plan=self.plan.id,
+                        record_rev=self.record.rev)
+            self.rev_floor, self.record = self.record.rev, None
         if repair:  # not for `plan restore`: the file as it stands is the truth
             self._repair()
 
@@ -191,7 +199,7 @@ class HeldPlan:
             if theirs is not None:
                 self.plan = plan
                 raise Fenced(self.path, self.token or 0, theirs)
-            rev = max(plan.rev, self.record.rev if self.record else 0) + 1
+            rev = max(plan.rev, self.record.rev if self.record else self.rev_floor) + 1
             final = {**mine, "rev": rev}
             moved = self._move_out(plan, final)
             if plan.shape is None:  # the people's view: this project's own files
