@@ -103,8 +103,9 @@ class RowCache:
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".rows.", suffix=".tmp")
             try:
-                with os.fdopen(fd, "w") as f:
-                    json.dump({"version": VERSION, "code": __version__, "rows": rows}, f)
+                with os.fdopen(fd, "w") as f:  # dumps: C encoder (dump to a file is Python's)
+                    f.write(json.dumps({"version": VERSION, "code": __version__, "rows": rows},
+                                       separators=(",", ":")))
                 os.replace(tmp, self.path)
             except BaseException:
                 os.unlink(tmp)
