@@ -28,7 +28,6 @@ import time
 from pathlib import Path
 
 from modulatio_d import __version__
-from modulatio_d.core.plan import FINAL
 
 VERSION = 1
 RACY_S = 2.0
@@ -79,13 +78,6 @@ class RowCache:
             self.new[path] = hit
             return hit[1]
         return None
-
-    def ended(self, path: str, st: os.stat_result) -> bool:
-        """Whether the kept row says this unchanged file parsed and is completed, failed
-        or aborted."""
-        row = self.get(path, st)
-        return row is not None and "error" not in row and row.get("status") in \
-            {s.value for s in FINAL}
 
     def put(self, path: str, st: os.stat_result, row: dict) -> None:
         self.changed = True
