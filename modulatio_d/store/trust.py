@@ -125,6 +125,8 @@ class Policy:
         """Why `path` (with stat `st`) is not to be trusted; None when it is.
         `above`: a folder above the vault root, where a sticky folder may be writable
         by anyone."""
+        if self.trusts(st.st_uid) and not st.st_mode & (stat.S_IWOTH | stat.S_IWGRP):
+            return None  # most files: no name looked up (getgrgid reads /etc/group)
         reasons: list[str] = []
         fixes: list[str] = []
         quoted = shlex.quote(str(path))
