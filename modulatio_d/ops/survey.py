@@ -119,19 +119,18 @@ class Survey:
 
 
 def survey(vault: Vault, now: datetime, environ: dict[str, str] | None = None,
-           cron: bool = True, events: list[dict] | None = None) -> Survey:
-    """Everything `status` shows; `now` is aware UTC.
-
-    `events`: the `file_refused` lines of events.jsonl when the caller has read
-    them already; else they are read here.
-    """
+           cron: bool = True, events: list[dict] | None = None, tick=int) -> Survey:
+    """Everything `status` shows; `now` is aware UTC. `events`: the `file_refused` lines
+    of events.jsonl when the caller has read them already; else they are read here.
+    `tick()` after each plan (progress)."""
     s = Survey(vault=str(vault.root), now=now)
     s.daemons = daemons(vault, now)
     s.control = control(vault, s.daemons)
     s.projects = vault.projects()
     refused: dict[str, dict] = {}
     looks = RowCache(vault.root, "plan-peek")
-    looks.save(complete=all([_plans(vault, p, now, s, refused, looks) for p in s.projects]))
+    looks.save(complete=all([_plans(vault, p, now, s, refused, looks, tick)
+                             for p in s.projects]))
     for project in s.projects:
         _tickets(vault, project, s, refused)
     _paused_details(vault, s, refused)
@@ -189,7 +188,7 @@ def _refuse(refused: dict, vault: Vault, path: str, project: str | None, kind: s
 
 
 def _plans(vault: Vault, project: str, now: datetime, s: Survey, refused: dict,
-           looks: RowCache) -> bool:
+           looks: RowCache, tick) -> bool:
     """The project's plans into `s`; False when its plans/ folder is refused."""
     folder = vault.plans_dir(project)
     try:
@@ -198,6 +197,7 @@ def _plans(vault: Vault, project: str, now: datetime, s: Survey, refused: dict,
         _refuse(refused, vault, str(folder), project, "folder", e)
         return False
     for entry in sorted(vault.files(project, "plans"), key=lambda e: e.name):
+        tick()
         path, plan_id = entry.path, entry.name[:-3]
         look, text = looks.get(path, entry.st), None
         if look is None or _to_parse(look):

@@ -63,3 +63,15 @@ def test_a_status_line_that_cannot_be_read_is_read_every_time(vault, reads):
     assert statuses(vault) == {"P-P-001": "invalid"}
     reads.clear()
     assert statuses(vault) == {"P-P-001": "invalid"} and reads == ["P-P-001"]
+
+
+def test_status_and_metrics_tick_once_a_plan(vault):
+    from modulatio_d.ops import metrics
+
+    for n in range(3):
+        write(vault, f"P-P-00{n + 1}", "draft")
+    ticks: list[int] = []
+    survey.survey(vault, datetime.now(UTC), tick=lambda: ticks.append(1))
+    assert len(ticks) == 3
+    metrics.text(vault, datetime.now(UTC), {}, lambda: ticks.append(2))
+    assert ticks.count(2) == 3
