@@ -84,7 +84,7 @@ class _Checker:
         self.problems: list[Problem] = []
         self.cfg: config.Config | None = None
         self.zone_ok = True
-        self.plans: dict[tuple[str, str], object] = {}  # (project, id) -> its Facts, False
+        self.plans: dict[tuple[str, str], object] = {}  # (project, id) -> Facts, True, False
         self._plugins: dict[str, set[str]] = {}
         self._dirs: dict[Path, bool] = {}
         self.facts = RowCache(vault.root, plan_facts.USE)
@@ -272,8 +272,11 @@ class _Checker:
 
     def plan_file(self, project: str, entry: fs.Entry) -> None:
         """Read (or take from the cache) one plan's Facts and check them."""
-        path = Path(entry.path)
         row = self.facts.get(entry.path, entry.st)
+        if row is not None and row.get("final") is True and row.get("after") == []:
+            self.plans[(project, entry.name[:-3])] = True  # ended, in no `after` chain
+            return
+        path = Path(entry.path)
         found = plan_facts.from_row(path, row) if row is not None else None
         if found is None:
             try:
