@@ -28,10 +28,9 @@ the vault, `.modulatio/`, the config, each project folder with its plans/,
 cron/ and tickets/, and every file in them (errors).
 
 Each file is read and parsed once: meaning checks use the parsed plan, entry
-and config, and find line numbers in the bytes already read. What a plan's checks need
-of its file (ops/plan_facts.py) is kept in the per-user row cache under the file's stat
-signature: an unchanged plan is not read again, and its checks against the config, the
-folders, PATH and the other plans run again on every run.
+and config, and find line numbers in the bytes already read. What a plan's checks need of
+its file (ops/plan_facts.py) is kept in the per-user row cache by stat signature: an
+unchanged plan is not read again; its checks against everything else run every time.
 """
 
 from __future__ import annotations
@@ -87,6 +86,7 @@ class _Checker:
         self.plans: dict[tuple[str, str], object] = {}  # (project, id) -> Facts, True, False
         self._plugins: dict[str, set[str]] = {}
         self._dirs: dict[Path, bool] = {}
+        self._listed: dict[tuple[str, str], list[fs.Entry]] = {}
         self.facts = RowCache(vault.root, plan_facts.USE)
         self.every_plan = True  # every plans/ folder was listed: cached rows of others go
 
@@ -104,7 +104,8 @@ class _Checker:
             self.problems.append(Problem.of(e) if isinstance(e, BadFile) else Problem(
                 pause.path_of(self.vault.meta), f"cannot be read: {e.strerror}"))
         # What the daemons' trust checks would refuse (docs/security.md).
-        self.problems += [Problem.of(p) for p in trust.vault_problems(self.vault)]
+        self.problems += [Problem.of(p) for p in trust.vault_problems(self.vault,
+                                                                     listing=self.files)]
         from modulatio_d.ops.modulatio_import import vault_notes
         for path, reason, hint, warning in vault_notes(self.vault, self.now):  # case twins, cron
             self.add(path, reason, None, hint, Severity.WARNING if warning else Severity.ERROR)
@@ -124,12 +125,12 @@ class _Checker:
                     self.problems.append(Problem.of(e))
                     self.every_plan = self.every_plan and kind != "plans"
                     continue
-                for entry in sorted(self.vault.files(project, kind), key=lambda e: e.name):
-                    path = Path(entry.path)
+                for entry in sorted(self.files(project, kind), key=lambda e: e.name):
                     tick()
                     if kind == "plans":
                         self.plan_file(project, entry)
                         continue
+                    path = Path(entry.path)
                     try:
                         read = reader(self.vault, path)
                     except BadFile as e:
@@ -269,6 +270,12 @@ class _Checker:
         return False
 
     # --- plans --------------------------------------------------------------------------
+
+    def files(self, project: str, kind: str) -> list[fs.Entry]:
+        """A folder's listing, once a run (the trust checks and the checks share it)."""
+        if (project, kind) not in self._listed:
+            self._listed[(project, kind)] = list(self.vault.files(project, kind))
+        return self._listed[(project, kind)]
 
     def plan_file(self, project: str, entry: fs.Entry) -> None:
         """Read (or take from the cache) one plan's Facts and check them."""

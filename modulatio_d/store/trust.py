@@ -205,10 +205,12 @@ def vault_policy(vault, problems: list[BadFile]) -> Policy:
         return Policy.build(vault.root, None, owner)
 
 
-def vault_problems(vault, files: bool = True) -> list[BadFile]:
+def vault_problems(vault, files: bool = True, listing=None) -> list[BadFile]:
     """What a daemon of the vault folder's owner would refuse: the folders above the
     vault, the vault, `.modulatio/` and the config; with `files`, also each project
-    folder with its plans/, cron/, tickets/ and triggers/ and every `*.md` in them."""
+    folder with its plans/, cron/, tickets/ and triggers/ and every `*.md` in them.
+    `listing(project, kind)`: the folder's entries (default `vault.files`)."""
+    listing = listing or vault.files
     problems: list[BadFile] = []
     policy = vault_policy(vault, problems)
     problems += check_vault(vault.root, vault.meta, policy)
@@ -218,7 +220,7 @@ def vault_problems(vault, files: bool = True) -> list[BadFile]:
             paths.append(vault.project_dir(project))
             for kind in ("plans", "cron", "tickets", "triggers"):  # what daemons act on
                 paths.append(vault.project_dir(project) / kind)
-                paths += sorted((e.path, e.st) for e in vault.files(project, kind))
+                paths += sorted((e.path, e.st) for e in listing(project, kind))
     return problems + _judged(policy, paths)
 
 

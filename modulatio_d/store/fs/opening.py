@@ -181,8 +181,9 @@ def locate(path: Path | str) -> tuple[Root, str, bool]:
             best = key
     if best is not None:
         root = _roots.get(best)
-        if root is not None:
-            return root, os.path.relpath(p, best), True
+        if root is not None:  # `p` is normalized and under `best`: no relpath (its cost
+            # was a third of reading a small file)
+            return root, "." if p == best else p[len(best.rstrip(os.sep)) + 1:], True
     return Root(os.path.dirname(p)), os.path.basename(p), False
 
 
