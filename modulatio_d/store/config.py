@@ -3,6 +3,7 @@
     timezone: Europe/Berlin            # cron entries without their own
     defaults:
       timeout: 1h                      # per attempt, when a step sets none
+      reflection_window: 200           # reflection entries a plan file keeps (older: beside it)
     reflector: ./reflect.sh            # optional: a command that prints a JSON decision
     poll_interval: 1s                  # on a network filesystem: see daemon/poll.py
     trusted_group: modulatio           # whose files the daemon acts on (store/trust.py);
@@ -43,7 +44,7 @@ from modulatio_d.core.capacity import Capacity
 from modulatio_d.core.errors import BadFile, FileFault
 from modulatio_d.core.hooks import HookSpec, parse_hooks
 from modulatio_d.core.plan import parse_duration
-from modulatio_d.store import events, fs
+from modulatio_d.store import events, fs, reflections
 from modulatio_d.store.steplogs import DEFAULT_MAX_LOG_BYTES
 from modulatio_d.store.vault import decode
 
@@ -81,6 +82,17 @@ def parse_size(value: object) -> int:
     return int(m.group(1)) * 1024 ** " KMG".index((m.group(2) or " ").upper())
 
 
+def _duration(fail: FileFault, raw: object, default: float | None, what: str,
+              key: str) -> float | None:
+    """A duration setting (`30s`, `5m`, a number of seconds), or `default` when unset."""
+    if raw is None:
+        return default
+    try:
+        return parse_duration(raw)
+    except ValueError as e:
+        fail(f"{what}: {e}", key)
+
+
 def _retention(fail: FileFault, raw: object) -> Retention:
     if raw is None:
         return Retention()
@@ -97,10 +109,9 @@ def _retention(fail: FileFault, raw: object) -> Retention:
         for key in ("max_log_bytes", "events_max_bytes"):
             if raw.get(key) is not None:
                 out[key] = parse_size(raw[key])
-        if raw.get("older_than") is not None:
-            out["older_than"] = parse_duration(raw["older_than"])
     except ValueError as e:
         fail(f"retention: {e}", "retention")
+    out["older_than"] = _duration(fail, raw.get("older_than"), None, "retention", "retention")
     keep = raw.get("keep_last", 0)
     if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
         fail("retention keep_last must be a whole number >= 0", "retention")
@@ -123,6 +134,7 @@ class Config:
     hooks: tuple[HookSpec, ...] = ()
     refused_hooks: tuple[BadFile, ...] = ()
     capacity: Capacity = field(default_factory=Capacity)
+    reflection_window: int = reflections.WINDOW  # entries a plan file keeps (reflections.py)
 
 
 def load(path: Path) -> Config:
@@ -148,27 +160,24 @@ def parse(path: Path, text: str) -> Config:
              "use timezone, defaults, reflector, agents, poll_interval, trusted_group, "
              "capacity, retention, hooks")
     capacity = capacity_rules.parse(data.get("capacity"), fail)
-    poll = DEFAULT_POLL_INTERVAL
-    if data.get("poll_interval") is not None:
-        try:
-            poll = parse_duration(data["poll_interval"])
-        except ValueError as e:
-            fail(f"poll_interval: {e}", "poll_interval")
+    poll = _duration(fail, data.get("poll_interval"), DEFAULT_POLL_INTERVAL, "poll_interval",
+                     "poll_interval")
     group = data.get("trusted_group")
     if group is not None and (not isinstance(group, str) or not group.strip()):
         fail("trusted_group must be the name of a group, like modulatio", "trusted_group")
     tz = data.get("timezone")
     if tz is not None and not isinstance(tz, str):
         fail("timezone must be an IANA name like Europe/Berlin", "timezone")
-    timeout = DEFAULT_TIMEOUT
     defaults = data.get("defaults") or {}
     if not isinstance(defaults, dict):
         fail("defaults must be a mapping", "defaults")
-    if defaults.get("timeout") is not None:
-        try:
-            timeout = parse_duration(defaults["timeout"])
-        except ValueError as e:
-            fail(f"defaults.timeout: {e}", "defaults")
+    timeout = _duration(fail, defaults.get("timeout"), DEFAULT_TIMEOUT, "defaults.timeout",
+                        "defaults")
+    window = defaults.get("reflection_window", reflections.WINDOW)
+    if isinstance(window, bool) or not isinstance(window, int) or not 2 <= window <= 100_000:
+        fail(f"defaults.reflection_window {window!r} is not a whole number from 2 to 100000",
+             "defaults", "the reflection entries a plan file keeps; the default is "
+             f"{reflections.WINDOW}")
     reflector = data.get("reflector")
     if reflector is not None and not isinstance(reflector, str):
         fail("reflector must be a command string", "reflector")
@@ -201,7 +210,8 @@ def parse(path: Path, text: str) -> Config:
     return Config(timezone=tz, default_timeout=timeout, reflector=reflector, agents=agents,
                   poll_interval=poll, trusted_group=group, capacity=capacity,
                   retention=_retention(fail, data.get("retention")), hooks=tuple(hooks),
-                  refused_hooks=tuple(BadFile(path, r.reason, r.line, r.hint) for r in refused))
+                  refused_hooks=tuple(BadFile(path, r.reason, r.line, r.hint) for r in refused),
+                  reflection_window=window)
 
 
 def sets_capacity(path: Path) -> bool:
