@@ -1,7 +1,7 @@
 """Fixtures every test file may use: a real vault in tmp_path, the CLI in-process,
 and waiting for a condition with a deadline (never a fixed sleep).
 
-Two lanes: tests/unit/ (pure, fake clocks, in-process; `pytest -m "not e2e" -n 2`, seconds)
+Two lanes: tests/unit/ (pure, fake clocks, in-process; `pytest -m "not e2e"`, seconds)
 and tests/e2e/ (real processes, marked e2e here). Hypothesis draws fresh random
 examples each run, except under HYPOTHESIS_PROFILE=ci (set by .ci/run): derandomized,
 so every CI run checks the same examples and a failure there is a fact about the
