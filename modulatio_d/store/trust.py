@@ -125,6 +125,12 @@ class Policy:
         """Why `path` (with stat `st`) is not to be trusted; None when it is.
         `above`: a folder above the vault root, where a sticky folder may be writable
         by anyone."""
+        mode = stat.S_IMODE(st.st_mode)
+        sticky_above = above and stat.S_ISDIR(st.st_mode) and mode & stat.S_ISVTX
+        if self.trusts(st.st_uid) and not (mode & stat.S_IWOTH and not sticky_above) and \
+                not (mode & stat.S_IWGRP and st.st_gid != self.gid and not sticky_above):
+            return None  # the common case, told apart before any name lookup (getgrgid
+            # costs tens of microseconds, and a first scan judges every file of the vault)
         reasons: list[str] = []
         fixes: list[str] = []
         quoted = shlex.quote(str(path))
@@ -137,8 +143,6 @@ class Policy:
             fixes.append(f"`chown {shlex.quote(user_name(self.uid))} {quoted}` (as root) or "
                          f"remove it if {owner} may not run commands as "
                          f"{user_name(self.uid)}")
-        mode = stat.S_IMODE(st.st_mode)
-        sticky_above = above and stat.S_ISDIR(st.st_mode) and mode & stat.S_ISVTX
         if mode & stat.S_IWOTH and not sticky_above:
             reasons.append(f"writable by everyone (mode {mode:04o})")
             fixes.append(f"`chmod o-w {quoted}`")
