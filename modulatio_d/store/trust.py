@@ -170,11 +170,17 @@ def check_vault(root: Path, meta: Path, policy: Policy) -> list[BadFile]:
 
 
 def _judged(policy: Policy, paths) -> list[BadFile]:
-    """The problems of each path there is (one gone meanwhile has none)."""
+    """The problems of each path there is (one gone meanwhile has none); a path may come
+    as (path, its lstat from a folder listing), used when it is not a link."""
     found = []
     for path in paths:
         try:
-            st = os.stat(path)
+            if isinstance(path, tuple):
+                path, st = path
+                if stat.S_ISLNK(st.st_mode):
+                    st = os.stat(path)
+            else:
+                st = os.stat(path)
         except OSError:
             continue
         problem = policy.problem(path, st)
@@ -201,20 +207,22 @@ def vault_policy(vault, problems: list[BadFile]) -> Policy:
         return Policy.build(vault.root, None, owner)
 
 
-def vault_problems(vault, files: bool = True) -> list[BadFile]:
+def vault_problems(vault, files: bool = True, listing=None) -> list[BadFile]:
     """What a daemon of the vault folder's owner would refuse: the folders above the
     vault, the vault, `.modulatio/` and the config; with `files`, also each project
-    folder with its plans/, cron/, tickets/ and triggers/ and every `*.md` in them."""
+    folder with its plans/, cron/, tickets/ and triggers/ and every `*.md` in them.
+    `listing(project, kind)`: the folder's entries (default `vault.files`)."""
+    listing = listing or vault.files
     problems: list[BadFile] = []
     policy = vault_policy(vault, problems)
     problems += check_vault(vault.root, vault.meta, policy)
-    paths: list[Path | str] = [vault.config_path]
+    paths: list = [vault.config_path]
     if files:
         for project in vault.projects():
             paths.append(vault.project_dir(project))
             for kind in ("plans", "cron", "tickets", "triggers"):  # what daemons act on
                 paths.append(vault.project_dir(project) / kind)
-                paths += sorted(e.path for e in vault.files(project, kind))
+                paths += sorted((e.path, e.st) for e in listing(project, kind))
     return problems + _judged(policy, paths)
 
 
