@@ -115,7 +115,13 @@ class FileLock:
         try:
             there = os.lstat(self.path)
         except FileNotFoundError:
-            return "deleted"
+            # A network client may say so for a while of a file that is there (GlusterFS,
+            # for seconds): deleted only when its folder no longer lists it either.
+            try:
+                listed = self.path.name in os.listdir(self.path.parent)
+            except OSError:
+                listed = True  # the same client's trouble: cannot tell
+            return None if listed else "deleted"
         except OSError:
             return None  # cannot tell (EIO, EACCES): not a reason to stop a step
         try:
