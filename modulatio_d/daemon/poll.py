@@ -34,24 +34,16 @@ import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from modulatio_d.core import filesystems
 from modulatio_d.daemon.wake import Waker
+from modulatio_d.store import mounts
 
 log = logging.getLogger("modulatio.poll")
 POLLED = ("plans", "cron", "tickets")
 
 
-def needs_polling(path: Path, mountinfo: Path = Path("/proc/self/mountinfo")) -> str | None:
+def needs_polling(path: Path, mountinfo: Path = mounts.MOUNTINFO) -> str | None:
     """What `path` is on when inotify cannot see other hosts' changes there, else None."""
-    try:
-        mounts = filesystems.parse_mountinfo(mountinfo.read_text())
-    except OSError:
-        return None
-    mount = filesystems.mount_for(mounts, os.path.realpath(path))
-    if mount is None:
-        return None
-    kind = filesystems.classify(mount)
-    return kind.name if kind.other_hosts_invisible_to_inotify else None
+    return mounts.shared_kind(path, mountinfo)
 
 
 def _signature(st: os.stat_result) -> tuple[int, int, int]:

@@ -74,7 +74,7 @@ class Runner:
                  prewritten: tuple[int, int] | None = None):
         self.held, self.lock, self.token, self.svc = held, lock, token, svc
         held.token = token
-        self.writer = PlanWriter(held, svc, self._loss)
+        self.writer = PlanWriter(held, svc, lambda: self._lost if self._lock_lost() else None)
         self.budget = Budget(held.path, svc.clocks.wall, svc.events)
         self.plan_dir, self.runs_dir = held.path.parent, held.path.with_suffix(".runs")
         self._prewritten = prewritten  # (index, attempt) in flight ahead: by the claim, or below
@@ -241,16 +241,6 @@ class Runner:
         self.writer.refresh()
         claim = self.plan.claim or {}
         return claim.get("token") == self.token and self.plan.status is PlanStatus.EXECUTING
-
-    def _loss(self) -> str | None:
-        """How the plan stopped being ours, for a write waiting out a network client's
-        errors (writeback.py): our lock file deleted or replaced, or a higher claim token
-        in the plan as read now; None while it is ours."""
-        if self._lock_lost():
-            return f"its lock file was {self._lost}"
-        self.writer.refresh()
-        theirs = self.held.fenced_by()
-        return None if theirs is None else f"claimed with token {theirs} over ours"
 
     def _lock_lost(self) -> bool:
         """Whether our lock file was deleted or replaced (told once: `lock_lost`)."""

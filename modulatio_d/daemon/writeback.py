@@ -111,10 +111,10 @@ class PlanWriter:
     """The running plan as the runner writes it; `plan` is always the latest seen."""
 
     def __init__(self, held: HeldPlan, svc: Services,
-                 loss: Callable[[], str | None] = lambda: None):
+                 lock_lost: Callable[[], str | None] = lambda: None):
         self.held = held
         self.svc = svc
-        self.loss = loss  # how the plan stopped being ours (None: it is ours), the runner's
+        self.lock_lost = lock_lost  # how our lock file was lost (None: it was not): runner's
         self.refusals = Refusals(held.vault, svc.events, "plan")
         self._told_at: float | None = None  # when a kept wait was last told
 
@@ -124,7 +124,7 @@ class PlanWriter:
             if not passing(error, path):
                 return False
             lost = self.loss()
-            if lost is not None:
+            if lost is not None:  # a stale handle is no longer worth waiting for
                 log.error("cannot write %s (%s), and the plan is no longer ours (%s): "
                           "letting it go", what, error, lost)
                 return False
@@ -140,6 +140,16 @@ class PlanWriter:
             return True
         return WriteRetry(WRITE_RETRY_TICKS * self.svc.tick_seconds, self.svc.clocks.monotonic,
                           keep=keep)
+
+    def loss(self) -> str | None:
+        """How the plan stopped being ours: our lock file deleted or replaced, or a higher
+        claim token in the plan as read now (not readable now: as last read)."""
+        how = self.lock_lost()
+        if how is not None:
+            return f"its lock file was {how}"
+        self.refresh()
+        theirs = self.held.fenced_by()
+        return None if theirs is None else f"claimed with token {theirs} over ours"
 
     def _done_waiting(self, retry: WriteRetry, what: str) -> None:
         if retry.kept_since is not None:

@@ -4,6 +4,7 @@ failing write is tried again), a person's broken save waited out, a settling sav
 from __future__ import annotations
 
 import errno
+import logging
 import os
 
 import pytest
@@ -168,6 +169,7 @@ def test_a_plan_held_through_a_network_clients_errors_is_kept_far_past_its_patie
         held, monkeypatch, caplog):
     """GlusterFS with its default options: ESTALE, then ENOENT for a file that is there,
     for ~15 s. A 0.5 s tick gives a patience of 2 s: the plan is kept anyway, told once."""
+    caplog.set_level(logging.WARNING, logger="modulatio.runner")
     clock = FakeClock()
     svc = services(clock, tick_seconds=0.5)
     failing_updates(monkeypatch, held, [STALE] * 20 + [gone()] * 20)
@@ -191,17 +193,24 @@ def test_a_long_wait_is_told_again_every_so_often(held, monkeypatch):
     assert len([k for k, _ in svc.events if k == "write_waiting"]) == 4
 
 
-@pytest.mark.parametrize("how", ["its lock file was replaced", "claimed with token 3 over ours"])
+@pytest.mark.parametrize("how", ["replaced", "fenced"])
 def test_a_plan_no_longer_ours_is_let_go_at_its_old_patience(held, monkeypatch, caplog, how):
     clock = FakeClock()
     svc = services(clock, tick_seconds=2.0)
+    held.token = 2
+    if how == "fenced":  # another host's claim, with a higher token, is in the plan
+        text = held.path.read_text()
+        held.path.write_text(text.replace("status: approved",
+                                          "status: executing\nclaim: {host: h2, token: 3}"))
     failing_updates(monkeypatch, held, [STALE] * 1000)
+    lock_lost = (lambda: "replaced") if how == "replaced" else (lambda: None)
     with pytest.raises(OSError) as e:
-        PlanWriter(held, svc, loss=lambda: how).write({"current_index": 1})
+        PlanWriter(held, svc, lock_lost).write({"current_index": 1})
     assert e.value is STALE
     assert len(svc.waker.waits) == WRITE_RETRY_TICKS * 2 + 1
     assert not [k for k, _ in svc.events if k == "write_waiting"]
-    assert any(how in r.getMessage() for r in caplog.records)
+    told = "its lock file was replaced" if how == "replaced" else "claimed with token 3"
+    assert any(told in r.getMessage() for r in caplog.records)
 
 
 def test_a_stop_request_ends_a_kept_wait(held, monkeypatch):
