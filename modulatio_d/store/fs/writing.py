@@ -305,18 +305,23 @@ def append(path: Path | str, data: bytes, *, cap: int | None = None, sync: bool 
         os.close(fd)
 
 
+_BUSY_OR_PASSING = (errno.EWOULDBLOCK, errno.EINTR, errno.ESTALE, errno.EIO, errno.ENOTCONN)
+
+
 def _lock_for_append(fd: int) -> None:
     deadline = time.monotonic() + APPEND_LOCK_WAIT_S
     while True:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             return
-        except BlockingIOError:
+        except OSError as e:
+            # ENOLCK, EINVAL: no flock here, one kernel's O_APPEND is enough. A network
+            # client's passing error (ESTALE, EIO, ENOTCONN) is tried again like a busy lock.
+            if e.errno not in _BUSY_OR_PASSING:
+                return
             if time.monotonic() > deadline:
                 return
             time.sleep(0.002)
-        except OSError:  # ENOLCK, EINVAL: no flock here; one kernel's O_APPEND is enough
-            return
 
 
 def mode_of(path: Path | str) -> int | None:
