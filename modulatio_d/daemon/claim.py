@@ -11,6 +11,13 @@ Protocol of `Claimer.claim(candidate)`, for a plan the scan found claimable:
    the version from before the last holder's last write (docs/multi-host.md).
    Past the wait it goes on with what it reads (`claim_read_behind`: a
    person's stale save can bring an older rev back; the record repairs it).
+   On a network filesystem (`shared`) the note itself can read old: on the
+   GlusterFS test bed, taken the moment the other host let the lock go, an
+   O_DIRECT read (store/lock.py) still returned the previous holder's claim-time
+   note, without `released`, for about 0.2 s, in about one take of ten. So
+   there a note that does not say `released` is read again until it does, for
+   up to FRESH_WAIT_S: a holder that died wrote none, and is then taken over
+   that much later.
    Before that, the file's owner and mode are checked again (store/trust.py:
    the scan judged the version it saw). Then re-read the plan under the lock
    (HeldPlan). A person's stale save, one
@@ -163,6 +170,7 @@ class Claimer:
         self.pid = pid
         self.trust = trust
         self._told_held: set[tuple[str, int]] = set()  # (plan, holder pid) reported
+        self.shared = False  # the vault is on a network filesystem (set by the loop)
 
     def claim(self, c: Candidate) -> Claimed | Missed:
         lock = FileLock(lock_path(c.path))
@@ -179,7 +187,7 @@ class Claimer:
                 untrusted = self.trust.file_problem(c.path, fs.stat_of(c.path))
                 if untrusted is not None:
                     raise untrusted
-            noted = lock.noted()
+            noted = self._noted(lock)
             self._read_fresh(c, noted)
             held = HeldPlan(self.vault, c.path, self.events)
             plan = held.plan
@@ -230,6 +238,17 @@ class Claimer:
         return Claimed(held, lock, token, self.host, self.pid,
                        (first["index"], first["attempt"]) if first is not None else None)
 
+
+    def _noted(self, lock: FileLock) -> dict:
+        """The lock file's note; on a network filesystem read again (bounded) while it
+        names a holder that has not said it released (step 2)."""
+        noted = lock.noted()
+        deadline = time.monotonic() + FRESH_WAIT_S
+        while self.shared and noted and not noted.get("released") \
+                and time.monotonic() < deadline:
+            time.sleep(FRESH_POLL_S)
+            noted = lock.noted()
+        return noted
 
     def _read_fresh(self, c: Candidate, noted: dict) -> None:
         """Wait (bounded) until the plan read here is at least the rev the lock notes."""

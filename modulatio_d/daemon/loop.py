@@ -140,6 +140,7 @@ class Daemon:
             log.info("removed the heartbeat of a daemon that died: %s", stale)
         watcher = Watcher(self.waker)
         network = needs_polling(self.vault.root)
+        self.claimer.shared = bool(network)  # notes read again until released (claim.py)
         poller = Poller(self.waker, lambda: self.config.poll_interval) if network else None
         if network:
             log.info("the vault is on %s: inotify cannot see other hosts' changes, so the "

@@ -19,6 +19,7 @@ from pathlib import Path
 from modulatio_d.core.plan import PlanStatus
 from modulatio_d.core.times import utcnow
 from modulatio_d.daemon import claim
+from modulatio_d.daemon.poll import needs_polling
 from modulatio_d.daemon.scan import Candidate
 from modulatio_d.store import fs, plan_file
 from modulatio_d.store.events import EventLog
@@ -70,6 +71,7 @@ else:
     sys.exit(1)
 claimer = claim.Claimer(vault, EventLog(vault.events_path), utcnow, socket.gethostname(),
                         os.getpid())
+claimer.shared = needs_polling(vault.root) is not None  # as the daemon's loop sets it
 got = claimer.claim(Candidate((0,), path, vault.project_of(path), PlanStatus.EXECUTING))
 outcome = "claimed" if isinstance(got, claim.Claimed) else got.value
 if isinstance(got, claim.Claimed):

@@ -92,8 +92,9 @@ def _rounds(bed, shared_vault, tmp_path, fresh_read: str) -> None:
     # completed, having waited for the noted rev; it never claimed, re-ran or repaired one.
     print(f"\nfreshness ({fresh_read}): {probes}")
     assert [p["outcome"] for p in probes] == ["not-claimable"] * ROUNDS, (probes, a.log())
-    assert [e for e in events(bed, shared_vault, "h1") if e["event"] in WRONG
-            and e["host"] == "h2"] == [], probes
+    wrong = [e for e in events(bed, shared_vault, "h1") if e["event"] in WRONG
+             and e["host"] == "h2"]
+    assert wrong == [], (wrong, probes)
     for n in range(1, ROUNDS + 1):
         for step in (0, 1):
             lines = bed.path("h1", folder / f"ran-P-P-{n:03d}-{step}").read_text().splitlines()
