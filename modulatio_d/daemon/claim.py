@@ -79,7 +79,7 @@ from modulatio_d.daemon.budget import Budget
 from modulatio_d.daemon.scan import Candidate
 from modulatio_d.store import fs, heartbeat, processes
 from modulatio_d.store.lock import FileLock, lock_path
-from modulatio_d.store.plan_file import HeldPlan, read_plan
+from modulatio_d.store.plan_file import HeldPlan, ReadPlan, read_plan
 from modulatio_d.store.trust import Checks
 from modulatio_d.store.vault import Vault
 
@@ -188,8 +188,7 @@ class Claimer:
                 if untrusted is not None:
                     raise untrusted
             noted = self._noted(lock)
-            self._read_fresh(c, noted)
-            held = HeldPlan(self.vault, c.path, self.events)
+            held = HeldPlan(self.vault, c.path, self.events, read=self._read_fresh(c, noted))
             plan = held.plan
             if plan.status not in CLAIMABLE:
                 log.info("claim %s: now %s, not claimable", plan.id, plan.status.value)
@@ -250,25 +249,30 @@ class Claimer:
             noted = lock.noted()
         return noted
 
-    def _read_fresh(self, c: Candidate, noted: dict) -> None:
-        """Wait (bounded) until the plan read here is at least the rev the lock notes."""
+    def _read_fresh(self, c: Candidate, noted: dict) -> ReadPlan | None:
+        """Wait (bounded) until the plan read here is at least the rev the lock notes;
+        that read, which the claim then goes on with (a read after it could be older
+        again on a network filesystem); None when there is no rev to wait for."""
         want = _int(noted.get("rev"))
         if not want:
-            return
+            return None
         deadline = time.monotonic() + FRESH_WAIT_S
         while True:
             try:
-                rev = read_plan(self.vault, c.path).plan.rev
+                # Past the client's caches on a network filesystem: a new open alone
+                # read the plan from before the last write for over 3 s on the test bed
+                # (its metadata cache at 5 s).
+                read = read_plan(self.vault, c.path, direct=self.shared)
             except (BadFile, ValueError, TypeError, OSError):
-                return  # judged under the lock as before
-            if rev >= want:
-                return
+                return None  # judged under the lock as before
+            if read.plan.rev >= want:
+                return read
             if time.monotonic() >= deadline:
                 log.warning("claim %s: the plan still reads rev %d, the lock notes rev %d; "
-                            "going on with what is read", c.path.stem, rev, want)
+                            "going on with what is read", c.path.stem, read.plan.rev, want)
                 self.events("claim_read_behind", project=c.project, plan=c.path.stem,
-                            rev=rev, noted_rev=want)
-                return
+                            rev=read.plan.rev, noted_rev=want)
+                return None
             time.sleep(FRESH_POLL_S)
 
     def _live_holder(self, plan) -> int | None:

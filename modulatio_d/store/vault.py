@@ -142,11 +142,13 @@ class Vault:
         """The project code of a file at <vault>/<PROJECT>/<kind>/<file>."""
         return Path(path).parent.parent.name  # no link is followed: the path says it
 
-    def read(self, path: Path | str, kind: str | None = None) -> tuple[Snapshot, str]:
+    def read(self, path: Path | str, kind: str | None = None,
+             direct: bool = False) -> tuple[Snapshot, str]:
         """A person's file (plan, cron entry, ticket: `kind`, else by its folder) and its
-        text; fs.Refused for a link, a non-regular file, one over its limit."""
+        text; fs.Refused for a link, a non-regular file, one over its limit. `direct`:
+        past a network filesystem client's caches (store/fs/ read)."""
         kind = kind or _KIND_OF_FOLDER.get(Path(path).parent.name, "plan")
-        snap = fs.read(path, kind)
+        snap = fs.read(path, kind, direct)
         return snap, decode(path, snap.raw)
 
     def check_folder(self, folder: Path | str) -> None:

@@ -33,10 +33,11 @@ fs.register(vault.root)
 seen: dict = {}
 if os.environ.get("MULTIHOST_FRESH_READ") == "off":
     claim.Claimer._read_fresh = lambda self, c, noted: None
+    claim.Claimer._noted = lambda self, lock: lock.noted()
 
 
-def first_read(v, p):  # the claim's first read of the plan under the lock, whichever it is
-    read = read_plan(v, p)
+def first_read(v, p, direct=False):  # the claim's first read of the plan under the lock
+    read = read_plan(v, p, direct)
     seen.setdefault("first_rev", read.plan.rev)
     seen.setdefault("first_status", read.plan.status.value)
     return read

@@ -69,3 +69,19 @@ def test_an_append_whose_open_meets_a_stale_handle_is_tried_again(tmp_path, monk
     monkeypatch.setattr("modulatio_d.store.fs.reading.READ_RETRY_S", 0.0)
     fs.append(tmp_path / "x.jsonl", b"line\n")
     assert (tmp_path / "x.jsonl").read_bytes() == b"line\n" and stale == []
+
+
+def test_a_direct_read_gives_the_same_bytes_and_limits(tmp_path, monkeypatch):
+    """fs.read(direct=True): an O_DIRECT descriptor, aligned chunks (a file over one
+    chunk, not a multiple of a page), the same limit as any read."""
+    fs.register(tmp_path)
+    data = os.urandom(1024 * 1024 + 4097)
+    (tmp_path / "P-P-001.md").write_bytes(data)
+    assert fs.read(tmp_path / "P-P-001.md", "plan", direct=True).raw == data
+    monkeypatch.setitem(fs.LIMITS, "plan", 1024 * 1024)
+    try:
+        fs.read(tmp_path / "P-P-001.md", "plan", direct=True)
+    except fs.Refused as e:
+        assert "plan" in str(e) or "big" in str(e)
+    else:
+        raise AssertionError("a file over its limit was read")
