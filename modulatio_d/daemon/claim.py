@@ -14,10 +14,13 @@ Protocol of `Claimer.claim(candidate)`, for a plan the scan found claimable:
    On a network filesystem (`shared`) the note itself can read old: on the
    GlusterFS test bed, taken the moment the other host let the lock go, an
    O_DIRECT read (store/lock.py) still returned the previous holder's claim-time
-   note, without `released`, for about 0.2 s, in about one take of ten. So
-   there a note that does not say `released` is read again until it does, for
-   up to FRESH_WAIT_S: a holder that died wrote none, and is then taken over
-   that much later.
+   note, without `released`, or none at all, for about 0.2 s, in about one take
+   of ten (the client's cached size bounds even an O_DIRECT read). So there a
+   note that does not say `released` (or none, for a plan seen `executing`) is
+   read again until it does, for up to FRESH_WAIT_S: a holder that died wrote
+   none, and is then taken over that much later. The plan's reads there are
+   O_DIRECT, and one that fails (cut short: it does not parse) is tried again
+   within the same wait.
    Before that, the file's owner and mode are checked again (store/trust.py:
    the scan judged the version it saw). Then re-read the plan under the lock
    (HeldPlan). A person's stale save, one
@@ -187,7 +190,7 @@ class Claimer:
                 untrusted = self.trust.file_problem(c.path, fs.stat_of(c.path))
                 if untrusted is not None:
                     raise untrusted
-            noted = self._noted(lock)
+            noted = self._noted(lock, c.status is PlanStatus.EXECUTING)
             held = HeldPlan(self.vault, c.path, self.events, read=self._read_fresh(c, noted))
             plan = held.plan
             if plan.status not in CLAIMABLE:
@@ -238,12 +241,13 @@ class Claimer:
                        (first["index"], first["attempt"]) if first is not None else None)
 
 
-    def _noted(self, lock: FileLock) -> dict:
+    def _noted(self, lock: FileLock, orphan: bool) -> dict:
         """The lock file's note; on a network filesystem read again (bounded) while it
-        names a holder that has not said it released (step 2)."""
+        names a holder that has not said it released, or is empty for a plan seen
+        `executing` (`orphan`: whoever ran it noted its claim; step 2)."""
         noted = lock.noted()
         deadline = time.monotonic() + FRESH_WAIT_S
-        while self.shared and noted and not noted.get("released") \
+        while self.shared and not noted.get("released") and (noted or orphan) \
                 and time.monotonic() < deadline:
             time.sleep(FRESH_POLL_S)
             noted = lock.noted()
@@ -264,7 +268,11 @@ class Claimer:
                 # (its metadata cache at 5 s).
                 read = read_plan(self.vault, c.path, direct=self.shared)
             except (BadFile, ValueError, TypeError, OSError):
-                return None  # judged under the lock as before
+                if not self.shared or time.monotonic() >= deadline:
+                    return None  # judged under the lock as before
+                # A client's stale size can cut the plan short there: read it again.
+                time.sleep(FRESH_POLL_S)
+                continue
             if read.plan.rev >= want:
                 return read
             if time.monotonic() >= deadline:

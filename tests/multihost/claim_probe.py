@@ -33,7 +33,7 @@ fs.register(vault.root)
 seen: dict = {}
 if os.environ.get("MULTIHOST_FRESH_READ") == "off":
     claim.Claimer._read_fresh = lambda self, c, noted: None
-    claim.Claimer._noted = lambda self, lock: lock.noted()
+    claim.Claimer._noted = lambda self, lock, orphan: lock.noted()
 
 
 def first_read(v, p, direct=False):  # the claim's first read of the plan under the lock

@@ -299,9 +299,9 @@ def test_on_a_network_filesystem_a_note_not_yet_released_is_read_again(
         lock.note_holder(host="h1", pid=7, token=1, plan=path.stem, rev=4, released=True)
     monkeypatch.setattr(claim_module.time, "sleep", sleep)
     try:
-        assert claimer._noted(lock).get("released") is None  # a local disk: no second look
+        assert claimer._noted(lock, False).get("released") is None  # a local disk: no second look
         claimer.shared = True
-        assert claimer._noted(lock) == {"host": "h1", "pid": 7, "token": 1,
+        assert claimer._noted(lock, False) == {"host": "h1", "pid": 7, "token": 1,
                                         "plan": path.stem, "rev": 4, "released": True}
         assert len(sleeps) == 1
     finally:
@@ -320,7 +320,7 @@ def test_a_holder_that_died_without_its_release_note_delays_the_claim_boundedly(
     claimer.shared = True
     try:
         start = clock.monotonic()
-        assert claimer._noted(lock).get("token") == 1
+        assert claimer._noted(lock, False).get("token") == 1
         assert claim_module.FRESH_WAIT_S <= clock.monotonic() - start \
             <= claim_module.FRESH_WAIT_S + claim_module.FRESH_POLL_S
     finally:
