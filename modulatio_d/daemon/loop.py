@@ -25,7 +25,7 @@ the config is read again at the next tick; a running plan keeps the config it
 was claimed with. SIGPIPE stays ignored, so a closed log pipe is a failed write,
 never a death. Any other signal that ends a process (SIGKILL, SIGQUIT, SIGUSR1)
 is a crash: the step dies with the daemon (PR_SET_PDEATHSIG) and the next
-daemon resumes the plan from `in_flight`.
+daemon resumes the plan from `in_flight`. A tick finding the mount cut off (poll.cut_off) waits.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ from modulatio_d.daemon.claim import Claimed, Claimer, Missed, RaceRetries
 from modulatio_d.daemon.guard import Guard
 from modulatio_d.daemon.hooks import HookKeeper
 from modulatio_d.daemon.housekeeping import Housekeeping
-from modulatio_d.daemon.poll import Poller, needs_polling
+from modulatio_d.daemon.poll import Poller, cut_off, needs_polling
 from modulatio_d.daemon.runner import Runner
 from modulatio_d.daemon.scan import Candidate, Scanner
 from modulatio_d.daemon.sdnotify import NOTIFY_ENV_VARS, Notifier
@@ -153,12 +153,18 @@ class Daemon:
         ready = False
         try:
             while not self.stop.ending():
-                new_folders = watcher.watch(self._watched())
-                if poller is not None:
-                    poller.watch(self.vault.root, (self.vault.project_dir(p)
-                                 for p in self._served()),
-                                 (self.vault.meta,))
-                candidates = self._tick()
+                try:
+                    new_folders = watcher.watch(self._watched())
+                    if poller is not None:
+                        poller.watch(self.vault.root, map(self.vault.project_dir,
+                                                          self._served()), (self.vault.meta,))
+                    candidates = self._tick()
+                except Exception as e:  # noqa: BLE001 (the vault's mount cut off: wait)
+                    if not cut_off(e):
+                        raise
+                    log.warning("the vault cannot be read now (%s): trying again", e)
+                    self.waker.wait(self.tick_seconds)
+                    continue
                 if not ready:
                     ready = self.notifier.ready() or True
                 self.races.start_pass()
@@ -188,8 +194,7 @@ class Daemon:
         return 0
 
     def _watched(self) -> list[Path]:
-        """The folders people write in: the root and each served project with its
-        plans/, cron/ and tickets/ (not the .runs/ folders beside the plans)."""
+        """The folders people write in (not the .runs/ folders beside the plans)."""
         folders = [self.vault.root, self.vault.meta, slots.root(self.vault.meta)]
         # Not only the projects: a folder made a moment ago becomes one when its
         # plans/ appears, an event only a watch on the folder itself will see.
@@ -200,8 +205,7 @@ class Daemon:
 
     def _served(self) -> list[str]:
         """The project folders served; the last list seen while the vault cannot be
-        listed (a network mount cut off: ENOTCONN, EIO): the daemon waits for the mount
-        to come back, it does not exit."""
+        listed (a network mount cut off: ENOTCONN, EIO)."""
         if self.projects:
             return list(self.projects)
         try:
@@ -213,16 +217,13 @@ class Daemon:
 
     def _sleep(self, seconds: float) -> bool:
         """Sleep until the next tick is due, waking for what changed meanwhile.
-
-        Changed plan files are looked at on their own (an idle daemon tried every
-        other plan at its last scan), so a person's approval is picked up without
-        a scan of the whole vault; a changed plan that cannot be claimed (our own
-        writes, a draft being edited) does not cost a scan either. Anything else
-        (a ticket, a cron entry, the config, a new folder, a signal) ends the
-        sleep and the caller ticks, and so does a claim lost to a busy lock (a
-        `plan approve` still writing): the caller retries it shortly, since no
-        file event will follow the lock's release. True when a plan ran.
-        """
+        Changed plan files are looked at on their own (an idle daemon tried every other
+        plan at its last scan), so a person's approval is picked up without a scan of
+        the whole vault, and a changed plan that cannot be claimed (our own writes, a
+        draft) costs no scan. Anything else (a ticket, a cron entry, the config, a new
+        folder, a signal) ends the sleep and the caller ticks, and so does a claim lost
+        to a busy lock (a `plan approve` still writing): the caller retries it shortly,
+        no file event following the lock's release. True when a plan ran."""
         deadline = self.monotonic() + seconds
         while not self.stop.ending():
             if not self.waker.wait(deadline - self.monotonic()):

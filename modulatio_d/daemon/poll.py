@@ -28,6 +28,7 @@ records it.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import threading
@@ -39,6 +40,22 @@ from modulatio_d.store import mounts
 
 log = logging.getLogger("modulatio.poll")
 POLLED = ("plans", "cron", "tickets")
+
+
+CUT_OFF_ERRNOS = (errno.ENOTCONN, errno.ECONNABORTED, errno.ETIMEDOUT, errno.EHOSTDOWN,
+                  errno.ENODEV)
+
+
+def cut_off(error: BaseException | None) -> bool:
+    """Whether `error` (or what caused it: a FileUnusable wraps the OSError) says the
+    vault's network mount is cut off, rather than anything about a file: the daemon
+    waits for the mount to come back (tested on the GlusterFS bed), it does not exit."""
+    seen = 0
+    while error is not None and seen < 8:
+        if isinstance(error, OSError) and error.errno in CUT_OFF_ERRNOS:
+            return True
+        error, seen = error.__cause__ or error.__context__, seen + 1
+    return False
 
 
 def needs_polling(path: Path, mountinfo: Path = mounts.MOUNTINFO) -> str | None:

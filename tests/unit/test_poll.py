@@ -3,12 +3,13 @@ and when a daemon polls at all (the vault's mount, read from a mountinfo text)."
 
 from __future__ import annotations
 
+import errno
 import os
 
 import pytest
 
-from modulatio_d.core.errors import BadFile
-from modulatio_d.daemon.poll import Poller, needs_polling
+from modulatio_d.core.errors import BadFile, FileUnusable
+from modulatio_d.daemon.poll import Poller, cut_off, needs_polling
 from modulatio_d.daemon.wake import Waker
 from modulatio_d.store import config
 
@@ -116,3 +117,18 @@ def test_poll_interval_is_read_from_the_config(tmp_path):
         config.load(path)
     path.write_text("poll_interval: 0.5\n")
     assert config.load(path).poll_interval == 0.5
+
+
+def test_a_cut_off_mount_is_told_by_its_errno_even_behind_a_wrapper():
+    gone = OSError(errno.ENOTCONN, "Transport endpoint is not connected")
+    assert cut_off(gone)
+    try:
+        try:
+            raise gone
+        except OSError:
+            raise FileUnusable("config.yaml", "cannot read") from None
+    except FileUnusable as wrapped:
+        assert cut_off(wrapped)
+    assert not cut_off(OSError(errno.ENOSPC, "full"))
+    assert not cut_off(ValueError("x"))
+    assert not cut_off(None)
