@@ -48,7 +48,7 @@ from modulatio_d.daemon.claim import Claimed, Claimer, Missed, RaceRetries
 from modulatio_d.daemon.guard import Guard
 from modulatio_d.daemon.hooks import HookKeeper
 from modulatio_d.daemon.housekeeping import Housekeeping
-from modulatio_d.daemon.poll import Poller, cut_off, needs_polling
+from modulatio_d.daemon.poll import Outage, Poller, needs_polling
 from modulatio_d.daemon.runner import Runner
 from modulatio_d.daemon.scan import Candidate, Scanner
 from modulatio_d.daemon.sdnotify import NOTIFY_ENV_VARS, Notifier
@@ -74,6 +74,7 @@ class Daemon:
         self.vault = vault
         self.projects = projects
         self._folders_seen: list[str] = []
+        self.outage = Outage()  # the vault's mount cut off (poll.py): told once, waited out
         self.tick_seconds = tick_seconds
         self.once = once
         self.clock = clock
@@ -159,10 +160,10 @@ class Daemon:
                         poller.watch(self.vault.root, map(self.vault.project_dir,
                                                           self._served()), (self.vault.meta,))
                     candidates = self._tick()
+                    self.outage.over()
                 except Exception as e:  # noqa: BLE001 (the vault's mount cut off: wait)
-                    if not cut_off(e):
+                    if not self.outage.met(e):
                         raise
-                    log.warning("the vault cannot be read now (%s): trying again", e)
                     self.waker.wait(self.tick_seconds)
                     continue
                 if not ready:
@@ -204,8 +205,7 @@ class Daemon:
         return folders
 
     def _served(self) -> list[str]:
-        """The project folders served; the last list seen while the vault cannot be
-        listed (a network mount cut off: ENOTCONN, EIO)."""
+        """The project folders served (those seen last while the mount is cut off)."""
         if self.projects:
             return list(self.projects)
         try:

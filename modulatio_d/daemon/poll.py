@@ -32,6 +32,7 @@ import errno
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -56,6 +57,30 @@ def cut_off(error: BaseException | None) -> bool:
             return True
         error, seen = error.__cause__ or error.__context__, seen + 1
     return False
+
+
+class Outage:
+    """The vault's mount cut off, as the daemon's loop meets it: told once (a warning),
+    and once more when a tick reads the vault again."""
+
+    def __init__(self, monotonic: Callable[[], float] = time.monotonic):
+        self.monotonic = monotonic
+        self.since: float | None = None
+
+    def met(self, error: BaseException) -> bool:
+        """True (told the first time) when `error` is a cut-off mount's: wait a tick."""
+        if not cut_off(error):
+            return False
+        if self.since is None:
+            self.since = self.monotonic()
+            log.warning("the vault cannot be read now (%s): waiting for it, trying again "
+                        "each tick", error)
+        return True
+
+    def over(self) -> None:
+        if self.since is not None:
+            log.warning("the vault can be read again, after %.0f s", self.monotonic() - self.since)
+            self.since = None
 
 
 def needs_polling(path: Path, mountinfo: Path = mounts.MOUNTINFO) -> str | None:
