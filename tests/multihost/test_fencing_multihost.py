@@ -48,8 +48,8 @@ def events(bed, vault, name: str) -> list[dict]:
     return out
 
 
-def plan_on(bed, vault, host: str) -> dict | None:
-    out = bed.modulatio(host, "plan", "show", "P-P-001", "--json", "--vault", vault)
+def plan_on(bed, vault, host: str, plan_id: str = "P-P-001") -> dict | None:
+    out = bed.modulatio(host, "plan", "show", plan_id, "--json", "--vault", vault)
     return json.loads(out.stdout) if out.returncode == 0 else None
 
 
@@ -106,7 +106,8 @@ def test_a_cut_off_holder_is_fenced_and_writes_nothing(bed, shared_vault, tmp_pa
     made = bed.modulatio("h2", "plan", "new", "P", "After the cut", "--step",
                          'hostname > ran-after-cut', "--approve", "--vault", shared_vault)
     assert made.returncode == 0, made.stderr
-    wait_for(lambda: bed.path("h2", shared_vault / "P" / "ran-after-cut").exists(), 60,
+    wait_for(lambda: (plan_on(bed, shared_vault, "h2", "P-P-002")
+                      or {}).get("status") == "completed", 60,
              "h1's idle daemon to run a plan after the cut", diag=idle.log)
     assert bed.path("h2", shared_vault / "P" / "ran-after-cut").read_text() == "h1\n"
     assert [(e["host"], e["pid"]) for e in events(bed, shared_vault, "claimed")
