@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from modulatio_d.cli import entry_cmds
+
 
 def register(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
     group = sub.add_parser("cron", help="add, list, remove, enable, disable and preview "
@@ -52,15 +54,7 @@ def register(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -
     p.add_argument("--json", action="store_true", help="a JSON list, for scripts")
     p.set_defaults(run=run_list)
 
-    p = csub.add_parser("remove", parents=[parent],
-                        help="delete a cron entry (its kickoff plans stay)")
-    p.add_argument("id", help="the cron entry id, e.g. SALES-C-001").complete = "cron"
-    p.set_defaults(run=run_remove)
-
-    for action in ("enable", "disable"):
-        p = csub.add_parser(action, parents=[parent], help=f"{action} a cron entry")
-        p.add_argument("id", help="the cron entry id").complete = "cron"
-        p.set_defaults(run=run_enable, enabled=action == "enable")
+    entry_cmds.register(csub, parent, "cron")  # remove, enable, disable
 
     p = csub.add_parser("next", parents=[parent],
                         help="preview the next fire times, in the entry's zone and in UTC")
@@ -117,30 +111,6 @@ def run_list(args, ctx) -> int:
         ctx.say(f"{r['id']:<16} {r['schedule']:<16} {r['timezone']:<18} {state:<8} "
                   f"last {r['last_fired_for'] or '-':<25} next {r['next_fire'] or '-':<25} "
                   f"{r['objective']}")
-    return 0
-
-
-def run_remove(args, ctx) -> int:
-    from modulatio_d.ops import cron
-    from modulatio_d.store.events import EventLog
-
-    vault = ctx.vault(args)
-    path = cron.remove_entry(vault, args.id)
-    EventLog(vault.events_path)("cron_removed", project=vault.project_of(path), cron=args.id)
-    ctx.print(f"removed {args.id} (its kickoff plans stay)")
-    return 0
-
-
-def run_enable(args, ctx) -> int:
-    from modulatio_d.ops import cron
-    from modulatio_d.store.events import EventLog
-
-    vault = ctx.vault(args)
-    entry, changed = cron.set_enabled(vault, args.id, args.enabled)
-    state = "enabled" if entry.enabled else "disabled"
-    if changed:
-        EventLog(vault.events_path)(f"cron_{state}", project=entry.project, cron=entry.id)
-    ctx.print(f"{entry.id}: {state}" + ("" if changed else " (already)"))
     return 0
 
 

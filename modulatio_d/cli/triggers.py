@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from modulatio_d.cli import entry_cmds
+
 
 def register(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
     group = sub.add_parser("trigger", help="add, list, remove, enable, disable and fire "
@@ -44,15 +46,7 @@ def register(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -
     p.add_argument("--json", action="store_true", help="a JSON list, for scripts")
     p.set_defaults(run=run_list)
 
-    p = tsub.add_parser("remove", parents=[parent],
-                        help="delete a trigger (its kickoff plans stay)")
-    p.add_argument("id", help="the trigger id, e.g. SALES-T-001")
-    p.set_defaults(run=run_remove)
-
-    for action in ("enable", "disable"):
-        p = tsub.add_parser(action, parents=[parent], help=f"{action} a trigger")
-        p.add_argument("id", help="the trigger id")
-        p.set_defaults(run=run_enable, enabled=action == "enable")
+    entry_cmds.register(tsub, parent, "trigger")  # remove, enable, disable
 
     p = tsub.add_parser("fire", parents=[parent],
                         help="hand a webhook trigger one delivery: one kickoff per delivery id")
@@ -111,31 +105,6 @@ def describe(r: dict) -> str:
             if r["dropped"]:
                 what += f", {r['dropped']} dropped"
     return f"{r['id']:<16} {state:<8} {what}  {r['objective']}"
-
-
-def run_remove(args, ctx) -> int:
-    from modulatio_d.ops import triggers
-    from modulatio_d.store.events import EventLog
-
-    vault = ctx.vault(args)
-    path = triggers.remove(vault, args.id)
-    EventLog(vault.events_path)("trigger_removed", project=vault.project_of(path),
-                                trigger=args.id)
-    ctx.print(f"removed {args.id} (its kickoff plans stay)")
-    return 0
-
-
-def run_enable(args, ctx) -> int:
-    from modulatio_d.ops import triggers
-    from modulatio_d.store.events import EventLog
-
-    vault = ctx.vault(args)
-    t, changed = triggers.set_enabled(vault, args.id, args.enabled)
-    state = "enabled" if t.enabled else "disabled"
-    if changed:
-        EventLog(vault.events_path)(f"trigger_{state}", project=t.project, trigger=t.id)
-    ctx.print(f"{t.id}: {state}" + ("" if changed else " (already)"))
-    return 0
 
 
 def run_fire(args, ctx) -> int:

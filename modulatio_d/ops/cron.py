@@ -264,7 +264,7 @@ def set_enabled(vault: Vault, entry_id: str, enabled: bool) -> tuple[Entry, bool
     return cron_entries.read_snapshot(vault, path)[1], True
 
 
-def remove_entry(vault: Vault, entry_id: str, wait_s: float = 5.0) -> Path:
+def remove(vault: Vault, entry_id: str, wait_s: float = 5.0) -> Path:
     """Delete the entry file under its lock; the lock file and the kickoff plans stay."""
     _, path = vault.find("cron", entry_id)
     lock = FileLock(lock_path(path))

@@ -81,6 +81,17 @@ def parse_size(value: object) -> int:
     return int(m.group(1)) * 1024 ** " KMG".index((m.group(2) or " ").upper())
 
 
+def _duration(fail: FileFault, raw: object, default: float | None, what: str,
+              key: str) -> float | None:
+    """A duration setting (`30s`, `5m`, a number of seconds), or `default` when unset."""
+    if raw is None:
+        return default
+    try:
+        return parse_duration(raw)
+    except ValueError as e:
+        fail(f"{what}: {e}", key)
+
+
 def _retention(fail: FileFault, raw: object) -> Retention:
     if raw is None:
         return Retention()
@@ -97,10 +108,9 @@ def _retention(fail: FileFault, raw: object) -> Retention:
         for key in ("max_log_bytes", "events_max_bytes"):
             if raw.get(key) is not None:
                 out[key] = parse_size(raw[key])
-        if raw.get("older_than") is not None:
-            out["older_than"] = parse_duration(raw["older_than"])
     except ValueError as e:
         fail(f"retention: {e}", "retention")
+    out["older_than"] = _duration(fail, raw.get("older_than"), None, "retention", "retention")
     keep = raw.get("keep_last", 0)
     if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
         fail("retention keep_last must be a whole number >= 0", "retention")
@@ -148,27 +158,19 @@ def parse(path: Path, text: str) -> Config:
              "use timezone, defaults, reflector, agents, poll_interval, trusted_group, "
              "capacity, retention, hooks")
     capacity = capacity_rules.parse(data.get("capacity"), fail)
-    poll = DEFAULT_POLL_INTERVAL
-    if data.get("poll_interval") is not None:
-        try:
-            poll = parse_duration(data["poll_interval"])
-        except ValueError as e:
-            fail(f"poll_interval: {e}", "poll_interval")
+    poll = _duration(fail, data.get("poll_interval"), DEFAULT_POLL_INTERVAL, "poll_interval",
+                     "poll_interval")
     group = data.get("trusted_group")
     if group is not None and (not isinstance(group, str) or not group.strip()):
         fail("trusted_group must be the name of a group, like modulatio", "trusted_group")
     tz = data.get("timezone")
     if tz is not None and not isinstance(tz, str):
         fail("timezone must be an IANA name like Europe/Berlin", "timezone")
-    timeout = DEFAULT_TIMEOUT
     defaults = data.get("defaults") or {}
     if not isinstance(defaults, dict):
         fail("defaults must be a mapping", "defaults")
-    if defaults.get("timeout") is not None:
-        try:
-            timeout = parse_duration(defaults["timeout"])
-        except ValueError as e:
-            fail(f"defaults.timeout: {e}", "defaults")
+    timeout = _duration(fail, defaults.get("timeout"), DEFAULT_TIMEOUT, "defaults.timeout",
+                        "defaults")
     reflector = data.get("reflector")
     if reflector is not None and not isinstance(reflector, str):
         fail("reflector must be a command string", "reflector")

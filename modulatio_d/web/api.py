@@ -67,7 +67,9 @@ ENQUEUE = {
     }}
 
 
-class Problem(Exception):
+class HttpError(Exception):
+    """An answer other than 2xx: its status, message and the field it is about (docs/api.md)."""
+
     def __init__(self, status: int, message: str, field: str | None = None):
         super().__init__(message)
         self.status, self.field = status, field
@@ -110,15 +112,15 @@ async def body_of(request: Request, schema: dict) -> tuple[bytes, dict]:
     try:
         raw = await request.body()
     except TooLarge:
-        raise Problem(413, "the body is too large") from None
+        raise HttpError(413, "the body is too large") from None
     try:
         data = json.loads(raw or b"{}")
     except (ValueError, RecursionError) as e:
-        raise Problem(400, f"the body is not JSON: {e}") from None
+        raise HttpError(400, f"the body is not JSON: {e}") from None
     try:
         check(data, schema)
     except Invalid as e:
-        raise Problem(422, str(e), e.field) from None
+        raise HttpError(422, str(e), e.field) from None
     return raw, data
 
 
@@ -127,23 +129,23 @@ def page_of(request: Request) -> tuple[int, int]:
         offset = int(request.query_params.get("offset", 0))
         limit = int(request.query_params.get("limit", 100))
     except ValueError:
-        raise Problem(422, "offset and limit must be whole numbers", "offset") from None
+        raise HttpError(422, "offset and limit must be whole numbers", "offset") from None
     if offset < 0 or not 0 < limit <= MAX_PAGE:
-        raise Problem(422, f"offset must be >= 0 and limit 1..{MAX_PAGE}", "limit")
+        raise HttpError(422, f"offset must be >= 0 and limit 1..{MAX_PAGE}", "limit")
     return offset, limit
 
 
-def problem_of(error: Exception) -> Problem:
-    if isinstance(error, Problem):
+def http_error_of(error: Exception) -> HttpError:
+    if isinstance(error, HttpError):
         return error
     if isinstance(error, NotFound):
-        return Problem(404, str(error))
+        return HttpError(404, str(error))
     if isinstance(error, (TransitionRefused, LockBusy)):
-        return Problem(409, str(error))
+        return HttpError(409, str(error))
     if isinstance(error, (UsageError, BadFile)):
-        return Problem(422, str(error))
+        return HttpError(422, str(error))
     if isinstance(error, ModulatioError):
-        return Problem(409, str(error))
+        return HttpError(409, str(error))
     raise error
 
 
@@ -250,7 +252,7 @@ async def plan_action(request: Request) -> Response:
 
     action = request.path_params["action"]
     if action not in PLAN_ACTIONS:
-        raise Problem(404, f"no action {action!r}: one of " + ", ".join(PLAN_ACTIONS))
+        raise HttpError(404, f"no action {action!r}: one of " + ", ".join(PLAN_ACTIONS))
     plan_id = request.path_params["plan_id"]
     events = events_for(request)
     plan = await run_in_threadpool(change_status, vault_of(request), plan_id, action,
@@ -268,7 +270,7 @@ async def enqueue(request: Request) -> Response:
         status, body = await run_in_threadpool(_enqueue, request, data)
         return as_json(body, status)
     if not 0 < len(key) <= 255:
-        raise Problem(422, "Idempotency-Key must be 1 to 255 characters", "Idempotency-Key")
+        raise HttpError(422, "Idempotency-Key must be 1 to 255 characters", "Idempotency-Key")
     records = api_records.Idempotency(vault_of(request))
     request_digest = api_records.digest("POST", request.url.path, raw)
     found = await run_in_threadpool(records.claim, key, request_digest)
@@ -282,7 +284,7 @@ async def enqueue(request: Request) -> Response:
         return as_json(body, status)
     found = await _settled(records, key, found)
     if found["digest"] != request_digest:
-        raise Problem(422, "this Idempotency-Key was used with another request",
+        raise HttpError(422, "this Idempotency-Key was used with another request",
                       "Idempotency-Key")
     return as_json(found["body"], found["status"])
 
@@ -296,7 +298,7 @@ async def _settled(records: api_records.Idempotency, key: str, found: dict) -> d
         waited += 0.05
         found = await run_in_threadpool(records.read, key)
     if found["state"] == "pending":
-        raise Problem(409, f"a request with this Idempotency-Key is still being made (or its "
+        raise HttpError(409, f"a request with this Idempotency-Key is still being made (or its "
                            f"process died: then remove {records.path(key)})")
     return found
 
@@ -337,7 +339,7 @@ async def decide_ticket(request: Request) -> Response:
 
     decision = request.path_params["decision"]
     if decision not in TICKET_DECISIONS:
-        raise Problem(404, f"no decision {decision!r}: approve or decline")
+        raise HttpError(404, f"no decision {decision!r}: approve or decline")
     ticket_id = request.path_params["ticket_id"]
     events = events_for(request)
     ticket = await run_in_threadpool(decide, vault_of(request), ticket_id,

@@ -7,7 +7,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from modulatio_d.core.times import utcnow
-from modulatio_d.web.api import Problem, as_json, body_of, events_for, vault_of
+from modulatio_d.web.api import HttpError, as_json, body_of, events_for, vault_of
 
 WORKERS = {"type": "object", "additionalProperties": False, "required": ["size"],
            "properties": {"size": {"type": "integer", "minimum": 0,
@@ -31,7 +31,7 @@ async def set_workers(request: Request) -> Response:
     try:
         n = check_size(data["size"], "size")
     except ValueError as e:
-        raise Problem(422, str(e), "size") from None
+        raise HttpError(422, str(e), "size") from None
     path = await run_in_threadpool(pool.set_size, vault_of(request), n, data.get("host"))
     events = events_for(request)
     events("pool_resized", size=n, host=data.get("host") or "", file=path)
@@ -56,7 +56,7 @@ async def pause(request: Request) -> Response:
     _, data = await body_of(request, PAUSE)
     reason = data.get("reason", "")
     if "\0" in reason or len(reason) > 1000:
-        raise Problem(422, "reason must be a text of up to 1000 characters", "reason")
+        raise HttpError(422, "reason must be a text of up to 1000 characters", "reason")
     vault = vault_of(request)
     project = await run_in_threadpool(_known_project, vault, data.get("project"))
     token = request.scope.get("state", {}).get("token", "")
@@ -88,7 +88,7 @@ def _known_project(vault, project: str | None) -> str | None:
     for name in vault.projects():
         if name.lower() == project.lower():
             return name
-    raise Problem(404, f"no project {project!r} in the vault", "project")
+    raise HttpError(404, f"no project {project!r} in the vault", "project")
 
 
 HOOK = {"type": "object", "additionalProperties": False, "required": ["name", "hook"],
@@ -149,23 +149,23 @@ async def fire_trigger(request: Request) -> Response:
     try:
         body = await request.body()
     except TooLarge:
-        raise Problem(413, "the body is too large") from None
+        raise HttpError(413, "the body is too large") from None
     trigger = await run_in_threadpool(triggers.find, vault, trigger_id)
     if not trigger.webhook:
-        raise Problem(404, f"trigger {trigger_id} is a watch trigger, not a webhook")
+        raise HttpError(404, f"trigger {trigger_id} is a watch trigger, not a webhook")
     try:
         secret = secrets.read(f"trigger {trigger_id!r}", trigger.secret_env,
                               trigger.secret_file, vault.root, request.app.state.environ)
     except secrets.SecretUnusable as e:
-        raise Problem(503, str(e)) from None
+        raise HttpError(503, str(e)) from None
     if secret is None:
-        raise Problem(403, f"trigger {trigger_id} has no secret: the HTTP endpoint takes only "
+        raise HttpError(403, f"trigger {trigger_id} has no secret: the HTTP endpoint takes only "
                            f"signed deliveries (set secret_file or secret_env in "
                            f"{trigger.path.name}, docs/triggers.md)")
     given = request.headers.get(SIGNATURE, "")
     wanted = "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
     if not hmac.compare_digest(given.encode(), wanted.encode()):
-        raise Problem(401, f"the {SIGNATURE} header is not the HMAC-SHA256 of the body with "
+        raise HttpError(401, f"the {SIGNATURE} header is not the HMAC-SHA256 of the body with "
                            f"the trigger's secret")
     delivery = request.headers.get(DELIVERY) or request.headers.get("idempotency-key")
     events = events_for(request)

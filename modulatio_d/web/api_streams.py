@@ -8,14 +8,14 @@ from starlette.responses import Response, StreamingResponse
 
 from modulatio_d.ops import logs
 from modulatio_d.web import stream
-from modulatio_d.web.api import Problem, vault_of
+from modulatio_d.web.api import HttpError, vault_of
 
 
 async def events(request: Request) -> Response:
     q = request.query_params
     sse = q.get("format", "sse") != "jsonl"
     if q.get("format", "sse") not in ("sse", "jsonl"):
-        raise Problem(422, "format is sse or jsonl", "format")
+        raise HttpError(422, "format is sse or jsonl", "format")
     inode, offset = stream.parse_id(request.headers.get("last-event-id") or q.get("after"))
     if offset is None and q.get("from") == "start":
         inode, offset = 0, 0
@@ -49,11 +49,11 @@ async def step_log(request: Request) -> Response:
         attempt = int(request.query_params["attempt"]) \
             if "attempt" in request.query_params else None
     except ValueError:
-        raise Problem(422, "the step index and attempt are whole numbers", "index") from None
+        raise HttpError(422, "the step index and attempt are whole numbers", "index") from None
     _, path = await anyio.to_thread.run_sync(vault.find, "plans", plan_id)
     found = await anyio.to_thread.run_sync(logs.attempts, logs.runs_dir(path), index, attempt)
     if not found:
-        raise Problem(404, f"step {index} of {plan_id} has no log" +
+        raise HttpError(404, f"step {index} of {plan_id} has no log" +
                       (f" for attempt {attempt}" if attempt is not None else " yet"))
     _, attempt, log_path = found[-1]  # the latest attempt unless one was named
 
@@ -67,7 +67,7 @@ async def step_log(request: Request) -> Response:
 
     follower = stream.Follower(log_path, None, 0)
     if follower.fd is None:
-        raise Problem(404, f"no log {log_path.name} for {plan_id}")
+        raise HttpError(404, f"no log {log_path.name} for {plan_id}")
 
     async def body():
         try:

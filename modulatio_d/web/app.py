@@ -82,8 +82,8 @@ def _wrap(handler: Callable) -> Callable:
         try:
             result = handler(request)
             return await result if hasattr(result, "__await__") else result
-        except (api.Problem, ModulatioError) as e:
-            p = api.problem_of(e)
+        except (api.HttpError, ModulatioError) as e:
+            p = api.http_error_of(e)
             body = {"error": str(p)} | ({"field": p.field} if p.field else {})
             return Response(json.dumps(body), p.status, media_type="application/json")
     return endpoint

@@ -17,7 +17,7 @@ from modulatio_d.core.errors import BadFile, UsageError
 from modulatio_d.core.plan import PlanStatus, StepKind
 from modulatio_d.daemon import cron_firing
 from modulatio_d.daemon.cron_firing import CronFirer
-from modulatio_d.ops.cron import add_entry, remove_entry, set_enabled
+from modulatio_d.ops.cron import add_entry, remove, set_enabled
 from modulatio_d.ops.validate import validate
 from modulatio_d.store import events
 from modulatio_d.store.cron_entries import Overlap, read_entry
@@ -546,7 +546,7 @@ def test_add_numbers_entries_and_never_reuses_a_removed_ones_id(vault):
     ids = [add_entry(vault, "SALES", f"job {n}", "@daily", now, timezone="UTC").id
            for n in range(2)]
     assert ids == ["SALES-C-001", "SALES-C-002"]
-    remove_entry(vault, "SALES-C-002")
+    remove(vault, "SALES-C-002")
     assert vault.cron_dir("SALES").joinpath("SALES-C-002.lock").exists()  # the tombstone
     assert add_entry(vault, "SALES", "job", "@daily", now, timezone="UTC").id == "SALES-C-003"
     # A kickoff plan whose entry is gone (lock and all) still holds its number.
@@ -631,9 +631,9 @@ def test_remove_waits_for_the_lock_and_leaves_the_lock_file(vault):
     fcntl.flock(fd, fcntl.LOCK_EX)
     try:
         with pytest.raises(UsageError, match="stays locked by a daemon"):
-            remove_entry(vault, "SALES-C-001", wait_s=0.05)
+            remove(vault, "SALES-C-001", wait_s=0.05)
         assert path.exists()
     finally:
         os.close(fd)
-    remove_entry(vault, "SALES-C-001")
+    remove(vault, "SALES-C-001")
     assert not path.exists() and path.with_suffix(".lock").exists()
