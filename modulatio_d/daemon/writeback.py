@@ -181,8 +181,7 @@ class PlanWriter:
                 if isinstance(e, (BadFile, FileNotFoundError)) \
                         and not passing(e, self.held.path):
                     self.report_bad(e)
-                elif retry.failing_since is None and retry.kept_since is None \
-                        and not passing(e, self.held.path):
+                elif retry.failing_since is None and retry.kept_since is None:
                     log.error("cannot write %s, trying again: %s", self.held.path, e)
                 if self.svc.stop.requested or not retry.again(e):
                     raise
@@ -199,7 +198,7 @@ class PlanWriter:
                 self._done_waiting(retry, what)
                 return True
             except OSError as e:
-                if retry.failing_since is None and not passing(e, None):
+                if retry.failing_since is None and retry.kept_since is None:
                     log.error("cannot write %s, trying again: %s", what, e)
                 if self.svc.stop.requested or not retry.again(e):
                     return False
