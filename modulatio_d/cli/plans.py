@@ -217,6 +217,8 @@ def run_show(args, ctx) -> int:
     for r in info["runs"]:
         ctx.say(f"  run {r.get('run')}: {r.get('status')} {r.get('done')}/{r.get('total')}, "
                 f"ended {r.get('ended_at')}; its logs in {r.get('history')}/")
+    if info.get("reflection_log_problem"):
+        ctx.say(f"note: {info['reflection_log_problem']}")
     if info["reflection_log"]:
         ctx.say(f"logs in {info['runs_dir']}/:")
     for e in info["reflection_log"]:

@@ -126,6 +126,7 @@ def check_own_keys(path: Path, keys: dict) -> None:
         fail("reflection_log is not a list", "reflection_log")
     for i, entry in enumerate(log):
         check_entry(fail, None, i, entry)
+    check_archived(fail, keys.get("reflection_archived"))
     for key in ("last_error", "progress", "last_result"):
         if keys.get(key) is not None:
             text(fail, keys[key], key, key, to_process=False)
@@ -188,6 +189,22 @@ def check_retry(fail: FileFault, retry: object) -> None:
             count(fail, retry[key], f"retry_wait {key}", "retry_wait", hint=hint)
     if retry.get("at") is not None and parse_time(retry["at"]) is None:
         fail(f"retry_wait at {show(retry['at'])} is not a time", "retry_wait", hint=hint)
+
+
+def check_archived(fail: FileFault, value: object) -> None:
+    """`reflection_archived: {entries, duration_s}`: how many reflection entries (and how
+    much running time) moved to the file beside the plan (store/reflections.py)."""
+    if value is None:
+        return
+    found = _daemon_map(fail, value, "reflection_archived")
+    hint = "the daemon writes it; put back the value it wrote (a git diff shows it)"
+    count(fail, found.get("entries", 0), "reflection_archived entries", "reflection_archived",
+          hint=hint)
+    spent = found.get("duration_s", 0)
+    if isinstance(spent, bool) or not isinstance(spent, (int, float)) \
+            or not 0 <= spent <= MAX_COUNT:  # refuses .nan and .inf too
+        fail(f"reflection_archived duration_s {show(spent)} is not a number of seconds",
+             "reflection_archived", hint=hint)
 
 
 _ENTRY_COUNTS = ("index", "attempt", "token")

@@ -39,11 +39,30 @@ class Append(list):
     writes it as a block list, the existing lines stay untouched and only the
     new items are added, so a step costs one new line, not a re-render. Any
     other form (a flow list, items behind a comment) is rendered whole.
+    `drop`: the file's first items to remove (they moved out of the plan: the window
+    of store/reflections.py); the new list is the file's items from `drop` on, then
+    `items[start:]`.
     """
 
-    def __init__(self, items: list, start: int):
+    def __init__(self, items: list, start: int, drop: int = 0):
         super().__init__(items)
         self.start = start
+        self.drop = drop
+
+
+def _item_line(lines: list[str], a: int, b: int, indent: str, n: int) -> int | None:
+    """The line (in lines[a:b]) where item `n` of a block list at `indent` starts; `b`
+    when it has exactly `n` items; None when fewer. `a` itself for none to skip."""
+    if n == 0:
+        return a
+    seen = 0
+    for i in range(a, b):
+        m = _ITEM.match(lines[i])
+        if m and m.group(1) == indent:
+            if seen == n:
+                return i
+            seen += 1
+    return b if seen == n else None
 
 
 _ITEM = re.compile(r"([ \t]*)-(?:[ \t]|\r?\n|$)")
@@ -299,11 +318,13 @@ def set_keys(doc_text: str, changes: dict[str, object], path: Path | None = None
         value = changes[key]
         if value is DELETE:
             lines[a:b] = []
-        elif isinstance(value, Append) and (indent := _block_list_indent(lines[a:b])) \
-                is not None:
+        elif isinstance(value, Append) \
+                and (indent := _block_list_indent(lines[a:b])) is not None \
+                and (cut := _item_line(lines, a + 1, b, indent, value.drop)) is not None:
             if not lines[b - 1].endswith("\n"):
                 lines[b - 1] += nl
             lines[b:b] = [f"{indent}- {flow(item)}{nl}" for item in value[value.start:]]
+            del lines[a + 1:cut]  # the value.drop items that moved out (none: a no-op)
         else:
             lines[a:b] = _replace(lines[a:b], key,
                                   list(value) if isinstance(value, Append) else value, nl)

@@ -261,7 +261,7 @@ def _restyle(value: Any, key: str = "") -> Any:
         when = parse_time(value)  # a time the daemon wrote as text (a log entry's started_at)
         return time_text(when) if when is not None else value
     if isinstance(value, Append):
-        return Append([_restyle(v) for v in value], value.start)
+        return Append([_restyle(v) for v in value], value.start, value.drop)
     if isinstance(value, list):
         return [_restyle(v) for v in value]
     if isinstance(value, dict):

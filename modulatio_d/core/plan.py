@@ -32,8 +32,7 @@ class PlanStatus(StrEnum):
     """A daemon holds its lock and runs it; with no lock holder, an orphan of a
     dead daemon that the next daemon claims and resumes at current_index."""
     PAUSED = "paused"
-    """Stopped between steps by a person, a failure or the budget; resumes
-    where it stopped when approved again."""
+    """Stopped between steps (a person, a failure, the budget); resumes when approved."""
     COMPLETED = "completed"
     """Final: every sub-objective ran."""
     FAILED = "failed"
@@ -84,11 +83,10 @@ class StepKind(StrEnum):
 
 
 MAX_STEPS = 100_000
-"""Sub-objectives a plan may have (a plan's own text is held to 1 MiB besides: about
-55,000 one-line steps; issue 12 asks that 20,000 run to completion)."""
+"""Sub-objectives a plan may have (its own text is held to 1 MiB too: 55,000 short ones)."""
 DAEMON_KEYS = ("progress", "last_result", "current_index", "execution_started_at",
-               "completed_at", "claim", "in_flight", "steps_digest", "runs", "reflection_log",
-               "last_error", "retry_wait", "rev")
+               "completed_at", "claim", "in_flight", "steps_digest", "runs",
+               "reflection_archived", "reflection_log", "last_error", "retry_wait", "rev")
 """The daemon's keys, in the order it writes them at the end of the frontmatter."""
 _CALL = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
 
@@ -117,8 +115,7 @@ class Budget:
     cost_usd: float | None = None
     wall_clock: float | None = None
     since_start: bool = False
-    """wall_clock counts from execution_started_at (Modulatio's max_wall_clock_min), not
-    the sum of attempts."""
+    """wall_clock counts from execution_started_at (Modulatio's cap), not attempts' sum."""
 
 
 @dataclass(frozen=True)
@@ -150,6 +147,12 @@ class Plan:
     shape: modulatio_shape.Shape | None = None  # a Modulatio-shaped file: core/modulatio_shape
     schedule: schedule.Schedule = schedule.Schedule()
     retry_wait: dict[str, Any] | None = None  # {index, failures, at}: core/schedule.py
+    reflection_archived: dict[str, Any] | None = None  # store/reflections.py
+
+    @property
+    def archived(self) -> int:
+        """Entries of the log before `reflection_log`, in <plan-id>.reflection_log.jsonl."""
+        return int((self.reflection_archived or {}).get("entries") or 0)
 
     @property
     def done(self) -> int:
@@ -242,6 +245,7 @@ def parse_plan(doc: Document, expected_id: str | None = None) -> Plan:
         fail("reflection_log is not a list (the daemon writes it)", "reflection_log")
     for i, entry in enumerate(log):
         checks.check_entry(fail, doc.line_of_item(log, i), i, entry)
+    checks.check_archived(fail, data.get("reflection_archived"))
     runs = data.get("runs") or []
     checks.check_runs(fail, runs)
     claim, in_flight = data.get("claim"), data.get("in_flight")
@@ -276,12 +280,11 @@ def parse_plan(doc: Document, expected_id: str | None = None) -> Plan:
         approved_digest=_said(data, "approved_digest"), shape=shape,
         schedule=schedule.parse_plan_schedule(doc, plan_id),
         retry_wait=plain(data.get("retry_wait")),
-    )
+        reflection_archived=plain(data.get("reflection_archived")))
 
 
 def _said(data: dict, key: str) -> str | None:
-    """A people's-view key as text; anything else reads as absent (the daemon writes it
-    over at its next write: these keys are its own, never refused)."""
+    """A people's-view key as text, else absent (the daemon writes it over: never refused)."""
     value = data.get(key)
     return value if isinstance(value, str) else None
 

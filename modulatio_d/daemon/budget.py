@@ -90,7 +90,9 @@ class Budget:
         """(budget, used, limit) for each budget the plan sets."""
         b = plan.budget
         # Running time is the time its attempts took: hours spent paused do not count.
-        running = self._running(reflection_log) if b.wall_clock else 0.0
+        # Entries moved out of the plan (store/reflections.py) count by their running total.
+        running = self._running(reflection_log) + float(
+            (plan.reflection_archived or {}).get("duration_s") or 0) if b.wall_clock else 0.0
         if b.since_start and self.clock is not None:  # Modulatio's max_wall_clock_min
             began = plan.execution_started_at
             running = (self.clock() - began).total_seconds() if began else 0.0

@@ -19,7 +19,9 @@ since the last check (a new parse) or the digest is not the one we wrote.
 from __future__ import annotations
 
 from modulatio_d.core import digest
+from modulatio_d.core.errors import BadFile
 from modulatio_d.core.plan import Plan, SubObjective
+from modulatio_d.store import reflections
 
 PAUSE_CHANGES = {"in_flight": None, "steps_digest": None}
 """What the pause for an edit writes besides the status (no digest: a new approval
@@ -88,7 +90,11 @@ class Watch:
 def _titles_ran(plan: Plan, n: int) -> list[str]:
     """The titles of steps 0..n-1 as the reflection log has them (as they ran)."""
     titles = ["?"] * n
-    for e in plan.reflection_log:
+    try:  # the entries moved out of the plan file too (store/reflections.py)
+        log = reflections.whole(plan)
+    except (BadFile, OSError):
+        log = plan.reflection_log  # the titles of the earlier steps then show as "?"
+    for e in log:
         i = e.get("index")
         if isinstance(i, int) and 0 <= i < n and e.get("title"):
             titles[i] = str(e["title"])

@@ -139,7 +139,7 @@ class Runner:
     # --- one attempt ------------------------------------------------------------
 
     def _run_step(self, step: SubObjective) -> None:
-        tail = self._tail(step.index)
+        tail = self.writer.tail(step.index)
         number = len(tail) + 1
         started = self.svc.clocks.wall()
         if self._prewritten != (step.index, number):
@@ -350,15 +350,6 @@ class Runner:
         if self._prewritten is not None:
             self._prewritten = None
             self.writer.write({"in_flight": None})
-
-    def _tail(self, index: int) -> list[dict]:
-        """The reflection entries of the latest run of step `index` (its attempts so far)."""
-        tail = []
-        for e in reversed(self.plan.reflection_log):
-            if e.get("index") != index:
-                break
-            tail.append(e)
-        return tail
 
     def _resume_interrupted(self) -> None:
         """The last attempt was in flight when its daemon stopped or died."""

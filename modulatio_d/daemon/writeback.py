@@ -43,7 +43,7 @@ from modulatio_d.core.plan import Plan, PlanStatus, SubObjective
 from modulatio_d.core.times import format_time
 from modulatio_d.core.verdict import FAILURES
 from modulatio_d.daemon.services import Services
-from modulatio_d.store import fs, tickets
+from modulatio_d.store import fs, reflections, tickets
 from modulatio_d.store.plan_file import HeldPlan
 from modulatio_d.store.refusals import Refusals, settled
 from modulatio_d.store.vault import SETTLE_S
@@ -117,6 +117,7 @@ class PlanWriter:
         self.lock_lost = lock_lost  # how our lock file was lost (None: it was not): runner's
         self.refusals = Refusals(held.vault, svc.events, "plan")
         self._told_at: float | None = None  # when a kept wait was last told
+        held.window = svc.config.reflection_window
 
     def _retry(self, path: Path | None, what: str) -> WriteRetry:
         """The patience of one write of `what` (`path`: the file judged by its listing)."""
@@ -216,6 +217,25 @@ class PlanWriter:
                         ticket=ticket_id, severity=severity.value, reason=reason)
         self.write({**changes, "status": PlanStatus.PAUSED.value, "last_error": reason})
         self.status_event(PlanStatus.EXECUTING, PlanStatus.PAUSED, reason)
+
+    def tail(self, index: int) -> list[dict]:
+        """The reflection entries of the latest run of step `index` (its attempts so far),
+        newest first; read on into the moved entries when they fill the whole window."""
+        plan, tail = self.plan, []
+        for e in reversed(plan.reflection_log):
+            if e.get("index") != index:
+                return tail
+            tail.append(e)
+        try:  # a step retried past the window: rare, and read once an attempt
+            earlier = reflections.read(self.held.path, plan.archived)
+        except (BadFile, OSError) as e:
+            log.warning("plan %s: attempts before the window not counted: %s", plan.id, e)
+            earlier = []
+        for e in reversed(earlier):
+            if e.get("index") != index:
+                break
+            tail.append(e)
+        return tail
 
     def failures(self, step: SubObjective, tail: list[dict], token: int, failed: bool) -> int:
         """Failed attempts of `step` so far: this one, those of this claim in `tail`, and

@@ -12,7 +12,7 @@ from modulatio_d.core.modulatio_shape import status_of
 from modulatio_d.core.peek import CANNOT_TELL, peek_status
 from modulatio_d.core.plan import Plan
 from modulatio_d.core.times import format_time
-from modulatio_d.store import usage
+from modulatio_d.store import reflections, usage
 from modulatio_d.store.plan_file import read_plan
 from modulatio_d.store.rowcache import RowCache
 from modulatio_d.store.vault import Vault
@@ -76,11 +76,16 @@ def show_plan(vault: Vault, plan_id: str, now: datetime | None = None) -> dict:
         not_before=_jsonable(sched.not_before), expires_at=_jsonable(sched.expires_at),
         concurrency_key=sched.concurrency_key, retry_wait=_jsonable(plan.retry_wait),
     )
+    try:  # the entries moved out of the plan file too (store/reflections.py)
+        log, problem = reflections.whole(plan), None
+    except (BadFile, OSError) as e:
+        log, problem = plan.reflection_log, f"only the last {len(plan.reflection_log)} " \
+            f"reflection entries are shown: {e}"
     info.update(
         sub_objectives=[s.title for s in plan.sub_objectives],
-        marks=_marks(plan),
+        marks=_marks(plan, log),
         runs_dir=str(path.with_suffix(".runs")),
-        reflection_log=_jsonable(plan.reflection_log),
+        reflection_log=_jsonable(log), reflection_log_problem=problem,
         claim=_jsonable(plan.claim),
         runs=_jsonable(plan.runs),
         last_error=plan.last_error,
@@ -94,11 +99,11 @@ def show_plan(vault: Vault, plan_id: str, now: datetime | None = None) -> dict:
     return info
 
 
-def _marks(plan: Plan) -> list[str]:
+def _marks(plan: Plan, log: list[dict]) -> list[str]:
     """Per step: `x` done, `!` done but its last attempt failed (on_failure: continue),
     `>` next (running when the plan executes), ` ` not yet."""
     last: dict[int, str] = {}
-    for e in plan.reflection_log:
+    for e in log:
         if isinstance(e.get("index"), int):
             last[e["index"]] = str(e.get("outcome"))
     out = []

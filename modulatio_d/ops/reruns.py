@@ -5,10 +5,11 @@ Rerun protocol (`modulatio plan rerun ID [--from STEP]`), under the plan's lock
 1. The old run's files move into `<plan-id>.runs/run-<N>/`: every file directly
    in `<plan-id>.runs/` (step logs and scratch files; earlier `run-*` folders
    stay), the usage file as `usage.jsonl`, and `reflection_log.json` (the old
-   run's entries as JSON) is written there. N is one more than the plan's
-   `runs` list holds.
+   run's entries as JSON, those moved out of the plan file too: they are read
+   first, then that file, `<plan-id>.reflection_log.jsonl`, moves there as it
+   is). N is one more than the plan's `runs` list holds.
 2. The plan is written as its lock holder: `status: approved`, `current_index`
-   STEP - 1, `reflection_log: []`; `last_error`, `completed_at`,
+   STEP - 1, `reflection_log: []`; `reflection_archived`, `last_error`, `completed_at`,
    `execution_started_at`, `in_flight` and `claim` removed; one entry added to
    `runs` ({run, status, done, total, started_at, ended_at, token, history}).
    The budget counts the new run only (its usage file and log start empty).
@@ -35,7 +36,7 @@ from modulatio_d.core import digest
 from modulatio_d.core.errors import LockBusy, UsageError
 from modulatio_d.core.plan import Plan, transition
 from modulatio_d.core.times import format_time
-from modulatio_d.store import atomic, fs, usage
+from modulatio_d.store import atomic, fs, reflections, usage
 from modulatio_d.store.lock import FileLock, holder, lock_path
 from modulatio_d.store.plan_file import HeldPlan
 from modulatio_d.store.vault import Vault
@@ -82,6 +83,7 @@ def rerun(vault: Vault, plan_id: str, from_step: int, now: datetime, events: Not
                  "history": str(history.relative_to(path.parent))}
         plan = held.update({
             "status": status.value, "current_index": from_step - 1, "reflection_log": [],
+            "reflection_archived": None,
             "runs": [*old.runs, {k: v for k, v in entry.items() if v is not None}],
             "last_error": None, "completed_at": None, "execution_started_at": None,
             "in_flight": None, "claim": None, "steps_digest": None,
@@ -113,9 +115,13 @@ def _keep_history(path: Path, history: Path, old: Plan) -> None:
     used = usage.usage_path(path)
     if fs.exists(used):
         fs.move(used, history / "usage.jsonl")
-    data = json.dumps({"plan": old.id, "status": old.status.value,
-                       "reflection_log": old.reflection_log}, indent=1, default=str)
-    atomic.replace(history / "reflection_log.json", data.encode())
+    moved = reflections.path_of(path)
+    if not fs.exists(history / "reflection_log.json"):  # a crash after it: the file moved
+        data = json.dumps({"plan": old.id, "status": old.status.value,
+                           "reflection_log": reflections.whole(old)}, indent=1, default=str)
+        atomic.replace(history / "reflection_log.json", data.encode())
+    if fs.exists(moved):  # its entries are in reflection_log.json now
+        fs.move(moved, history / moved.name)
 
 
 def restore(vault: Vault, plan_id: str, events: Notify) -> Plan:

@@ -3,6 +3,7 @@
     timezone: Europe/Berlin            # cron entries without their own
     defaults:
       timeout: 1h                      # per attempt, when a step sets none
+      reflection_window: 200           # reflection entries a plan file keeps (older: beside it)
     reflector: ./reflect.sh            # optional: a command that prints a JSON decision
     poll_interval: 1s                  # on a network filesystem: see daemon/poll.py
     trusted_group: modulatio           # whose files the daemon acts on (store/trust.py);
@@ -43,7 +44,7 @@ from modulatio_d.core.capacity import Capacity
 from modulatio_d.core.errors import BadFile, FileFault
 from modulatio_d.core.hooks import HookSpec, parse_hooks
 from modulatio_d.core.plan import parse_duration
-from modulatio_d.store import events, fs
+from modulatio_d.store import events, fs, reflections
 from modulatio_d.store.steplogs import DEFAULT_MAX_LOG_BYTES
 from modulatio_d.store.vault import decode
 
@@ -133,6 +134,7 @@ class Config:
     hooks: tuple[HookSpec, ...] = ()
     refused_hooks: tuple[BadFile, ...] = ()
     capacity: Capacity = field(default_factory=Capacity)
+    reflection_window: int = reflections.WINDOW  # entries a plan file keeps (reflections.py)
 
 
 def load(path: Path) -> Config:
@@ -171,6 +173,11 @@ def parse(path: Path, text: str) -> Config:
         fail("defaults must be a mapping", "defaults")
     timeout = _duration(fail, defaults.get("timeout"), DEFAULT_TIMEOUT, "defaults.timeout",
                         "defaults")
+    window = defaults.get("reflection_window", reflections.WINDOW)
+    if isinstance(window, bool) or not isinstance(window, int) or not 2 <= window <= 100_000:
+        fail(f"defaults.reflection_window {window!r} is not a whole number from 2 to 100000",
+             "defaults", "the reflection entries a plan file keeps; the default is "
+             f"{reflections.WINDOW}")
     reflector = data.get("reflector")
     if reflector is not None and not isinstance(reflector, str):
         fail("reflector must be a command string", "reflector")
@@ -203,7 +210,8 @@ def parse(path: Path, text: str) -> Config:
     return Config(timezone=tz, default_timeout=timeout, reflector=reflector, agents=agents,
                   poll_interval=poll, trusted_group=group, capacity=capacity,
                   retention=_retention(fail, data.get("retention")), hooks=tuple(hooks),
-                  refused_hooks=tuple(BadFile(path, r.reason, r.line, r.hint) for r in refused))
+                  refused_hooks=tuple(BadFile(path, r.reason, r.line, r.hint) for r in refused),
+                  reflection_window=window)
 
 
 def sets_capacity(path: Path) -> bool:

@@ -29,7 +29,10 @@ any other log (read from a person's save) rewrites the file whole. So a step
 costs the same at entry 100 and at entry 20,000. The lines are written before the
 JSON that counts them: lines past `log.bytes` (a crash between the two) are
 ignored and overwritten; a file shorter than `log.bytes` makes the record unreadable,
-which trusts the plan file as it stands.
+which trusts the plan file as it stands. The plan keeps only a window of its log
+(store/reflections.py): when entries leave the window, the file's first `log.skip`
+lines are the ones that left, skipped on reading, until they outnumber the window's
+and the file is written anew.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from modulatio_d.core.times import format_time, parse_time
 from modulatio_d.store import atomic, fs
 
 _HISTORY = 64  # status changes remembered: an editor buffer older than that is rare
+SKIP_FLOOR = 64  # lines of the log file that left the window kept before it is rewritten
 
 
 @dataclass
@@ -57,6 +61,8 @@ class Record:
     status_by_rev: list[tuple[int, str]] = field(default_factory=list)
     log_bytes: int = 0
     """Bytes of the log file holding keys["reflection_log"] (see the module docstring)."""
+    log_lines: int = 0
+    """Lines of that file; the log is its last len(keys["reflection_log"]) of them."""
 
     def status_at(self, rev: int) -> str | None:
         found = None
@@ -77,10 +83,11 @@ def load(path: Path) -> Record | None:
             entries, size = int(data["log"]["entries"]), int(data["log"]["bytes"])
             raw = fs.read(log_path(path), "record log").raw[:size]
             lines = raw.splitlines()
-            if len(raw) != size or len(lines) != entries:
+            skip = int(data["log"].get("skip", 0))
+            if len(raw) != size or len(lines) != entries or not 0 <= skip <= entries:
                 return None  # the log file lost lines (a power loss): trust the plan file
-            record.keys["reflection_log"] = [json.loads(line) for line in lines]
-            record.log_bytes = size
+            record.keys["reflection_log"] = [json.loads(line) for line in lines[skip:]]
+            record.log_bytes, record.log_lines = size, entries
         # A repair writes these keys into the plan: ones the plan's reader would refuse
         # (a record edited by hand) must not get there.
         check_own_keys(path, record.keys)
@@ -107,7 +114,7 @@ def save(path: Path, plan: Plan, previous: Record | None,
     fs.mkdirs(path.parent)
     log = list(record.keys.get("reflection_log") or [])
     record.keys["reflection_log"] = log
-    record.log_bytes = _save_log(log_path(path), log, previous)
+    record.log_bytes, record.log_lines = _save_log(log_path(path), log, previous)
     keys = {k: v for k, v in record.keys.items() if k != "reflection_log"}
     # Key order kept: a repair rewrites dicts as the daemon wrote them. Times are
     # turned to text by json's default hook. Not durable (no fsync; see the module
@@ -115,7 +122,9 @@ def save(path: Path, plan: Plan, previous: Record | None,
     atomic.replace(path, json.dumps({
         "rev": record.rev, "status": record.status, "keys": keys,
         "status_by_rev": record.status_by_rev,
-        "log": {"entries": len(log), "bytes": record.log_bytes}},
+        "log": {"entries": record.log_lines, "bytes": record.log_bytes,
+                **({"skip": record.log_lines - len(log)} if record.log_lines > len(log)
+                   else {})}},
         default=_time_text).encode(), durable=False)
     return record
 
@@ -129,13 +138,27 @@ def _lines(entries: list) -> bytes:
     return "".join(json.dumps(e, default=_time_text) + "\n" for e in entries).encode()
 
 
-def _save_log(path: Path, log: list, previous: Record | None) -> int:
-    """Write `log` to its file; the file's size. Only the new lines when `log` is the
-    previous record's log grown (the same entry objects: the daemon's own steps)."""
+def _slid(old: list, log: list) -> int | None:
+    """How many entries `log` dropped from the front of `old` when it is `old` slid and
+    grown (the same entry objects: the daemon's own steps, store/reflections.py)."""
+    if not log:
+        return None
+    drop = next((n for n, e in enumerate(old) if e is log[0]), None)
+    if drop is None or len(log) < len(old) - drop or log[len(old) - drop - 1] is not old[-1]:
+        return None
+    return drop
+
+
+def _save_log(path: Path, log: list, previous: Record | None) -> tuple[int, int]:
+    """Write `log` to its file; the file's size and lines. Only the new lines when `log`
+    is the previous record's log grown, perhaps less entries at its front (moved out of
+    the plan): the file's first lines are then skipped, until they outnumber the log's
+    (then the file is written anew: a bounded rewrite once per window)."""
     old = previous.keys.get("reflection_log") if previous else None
-    if old and previous is not None and previous.log_bytes and len(log) >= len(old) \
-            and log[len(old) - 1] is old[-1] and log[0] is old[0]:
-        new = _lines(log[len(old):])
+    drop = _slid(old, log) if old and previous is not None and previous.log_bytes else None
+    if drop is not None and previous is not None \
+            and previous.log_lines - len(old) + drop <= max(len(log), SKIP_FLOOR):
+        new = _lines(log[len(old) - drop:])
         fd = fs.open_regular(path, os.O_WRONLY)
         try:
             os.ftruncate(fd, previous.log_bytes)  # lines of a write whose JSON never landed
@@ -145,10 +168,10 @@ def _save_log(path: Path, log: list, previous: Record | None) -> int:
                 view, at = view[n:], at + n
         finally:
             os.close(fd)
-        return previous.log_bytes + len(new)
+        return previous.log_bytes + len(new), previous.log_lines + len(log) - len(old) + drop
     data = _lines(log)
     atomic.replace(path, data, durable=False)
-    return len(data)
+    return len(data), len(log)
 
 
 def repairs(plan: Plan, record: Record | None) -> dict[str, Any]:

@@ -11,6 +11,9 @@ saw (a person saved), it parses the person's file, repairs a stale save from
 the record and re-applies its own keys to the person's text; a person's
 `paused` or `aborted` beats the holder's status change. When nothing changed,
 no YAML is parsed at all: the in-memory Plan is advanced with the same changes.
+A reflection_log past the holder's `window` has its oldest entries moved out to
+`<plan-id>.reflection_log.jsonl` first (store/reflections.py: the file written
+and fsynced before the plan; the splice then drops their lines and adds the new).
 
 Fencing: once the holder's claim is written, `token` is its claim token. Every
 `update` checks the plan as read at the moment of the write (atomic.rewrite
@@ -43,7 +46,7 @@ from modulatio_d.core.errors import Fenced, LockBusy
 from modulatio_d.core.markdown import DELETE
 from modulatio_d.core.plan import DAEMON_KEYS, Plan, PlanStatus, parse_plan, transition
 from modulatio_d.core.times import utcnow
-from modulatio_d.store import atomic, fs, owned_keys
+from modulatio_d.store import atomic, fs, owned_keys, reflections
 from modulatio_d.store.lock import FileLock, holder, lock_path
 from modulatio_d.store.vault import Vault, decode
 
@@ -99,6 +102,8 @@ class HeldPlan:
         self.notify = notify or (lambda *a, **k: None)
         self.token: int | None = None  # our claim token, once our claim is written
         self.actor = "daemon"  # decided_by of the status changes it writes (Modulatio files)
+        self.window = reflections.WINDOW  # reflection entries the file keeps (the config's)
+        self._offsets: dict[int, int] = {}  # of the file of older entries (reflections.move)
         # `read`: the plan as the caller just read it under the lock (daemon/claim.py, the
         # read found fresh): read again, another host's client could serve an older one.
         read = read or read_plan(vault, path)
@@ -113,6 +118,24 @@ class HeldPlan:
             self.notify("stale_save_repaired", plan=self.plan.id, file_rev=self.plan.rev,
                         record_rev=self.record.rev)  # type: ignore[union-attr]
             self.update(fix)  # the file is unchanged since read: update() would not repair it
+
+    def _move_out(self, plan: Plan, final: dict[str, Any]) -> int:
+        """Step 1 of store/reflections.py's protocol when `final`'s reflection_log is past
+        the window: its oldest entries written to the file beside the plan, and `final`
+        changed to the window left and the new count. How many moved."""
+        log = final.get("reflection_log")
+        n = reflections.overflow(len(log), self.window) if isinstance(log, list) else 0
+        if not n or plan.shape is not None:  # Modulatio's readers read the whole log there
+            return 0
+        # The count a repair puts back (a stale save's is older), else the file's.
+        before = final.get("reflection_archived", plan.reflection_archived) or {}
+        at = int(before.get("entries") or 0)
+        reflections.move(self.path, at, log[:n], self._offsets)
+        spent = float(before.get("duration_s") or 0) \
+            + sum(float(e.get("duration_s") or 0) for e in log[:n])
+        final["reflection_log"] = log[n:]
+        final["reflection_archived"] = {"entries": at + n, "duration_s": round(spent, 3)}
+        return n
 
     def refresh(self) -> bool:
         """Re-read the plan if its file changed on disk; True when its content did."""
@@ -150,12 +173,12 @@ class HeldPlan:
         def apply(raw: bytes) -> bytes:
             text = decode(self.path, raw)
             mine = dict(changes)
+            grown = False
             if raw == self.snapshot.raw:
                 plan = self.plan
                 new_log, old = mine.get("reflection_log"), plan.reflection_log
-                if isinstance(new_log, list) and old and new_log[:len(old)] == old:
-                    # The file holds exactly our log: add only the new entries' lines.
-                    outcome["append"] = markdown.Append(new_log, start=len(old))
+                # The file holds exactly our log: add only the new entries' lines.
+                grown = isinstance(new_log, list) and bool(old) and new_log[:len(old)] == old
             else:  # a person saved since we last looked
                 plan = parse_plan(markdown.load(self.path, text), expected_id=self.path.stem)
                 fix = owned_keys.repairs(plan, self.record)
@@ -172,12 +195,15 @@ class HeldPlan:
                 raise Fenced(self.path, self.token or 0, theirs)
             rev = max(plan.rev, self.record.rev if self.record else 0) + 1
             final = {**mine, "rev": rev}
+            moved = self._move_out(plan, final)
             if plan.shape is None:  # the people's view: this project's own files
                 final.update(people.stale(plan.with_keys(final)))
             outcome["before"] = plan
             values = _as_yaml_values(final)
-            if "append" in outcome:
-                values["reflection_log"] = outcome.pop("append")
+            old = len(plan.reflection_log)
+            if grown and moved <= old:  # only the lines of the entries moved out go, too
+                values["reflection_log"] = markdown.Append(final["reflection_log"],
+                                                           start=old - moved, drop=moved)
             values = _in_files_words(plan, values, final, self.actor)
             outcome["plan"] = _after(plan.with_keys(final), values)
             return markdown.set_keys(text, values, self.path,

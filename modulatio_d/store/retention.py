@@ -11,7 +11,8 @@ has `retention: {older_than: ...}`):
    project stay whatever their age. Cron kickoff plans are plans like others:
    their four files (plan, lock, usage, runs) are folded into the archive.
 3. Each candidate is handled under its own plan lock (skipped when held): its
-   run logs `<id>.runs/`, usage `<id>.usage.jsonl` and the daemon's record
+   run logs `<id>.runs/`, usage `<id>.usage.jsonl`, older reflection entries
+   `<id>.reflection_log.jsonl` and the daemon's record
    (`.modulatio/state/<P>/<id>.json`, as `<id>.state.json`) move first, the
    plan file last, to `<PROJECT>/archive/<YYYY>/<MM>/` (the year and month of
    its mtime, UTC); then its lock file is removed. With `archive: false` (or
@@ -37,7 +38,7 @@ from modulatio_d.core import peek
 from modulatio_d.core.errors import BadFile
 from modulatio_d.core.plan import FINAL
 from modulatio_d.store import events as events_mod
-from modulatio_d.store import fs, usage
+from modulatio_d.store import fs, reflections, usage
 from modulatio_d.store.lock import FileLock, lock_path
 from modulatio_d.store.plan_file import read_plan
 from modulatio_d.store.vault import Vault
@@ -133,6 +134,7 @@ def _one(vault: Vault, project: str, path: Path, mtime: float, remove: bool,
         record = vault.record_path(project, path.stem)
         files = [(path.with_suffix(".runs"), dest / f"{path.stem}.runs"),
                  (usage.usage_path(path), dest / f"{path.stem}.usage.jsonl"),
+                 (reflections.path_of(path), dest / reflections.path_of(path).name),
                  (record, dest / f"{path.stem}.state.json"),
                  (path, dest / path.name)]  # the plan file last: see the protocol
         for src, dst in files:

@@ -83,7 +83,12 @@ def garbled_plans(rng: random.Random) -> list[mu.Mutant]:
 
 
 def defect1_reflection_log(rng) -> list[mu.Mutant]:
-    return [mu.plan_value_mutant("D1-ints", ("reflection_log",), "[1, 2]"),
+    return [mu.plan_value_mutant("D1-moved", ("reflection_archived",), "{entries: abc}"),
+            mu.plan_value_mutant("D1-movednan", ("reflection_archived",),
+                                 "{entries: 1, duration_s: .nan}"),
+            mu.plan_value_mutant("D1-nofile", ("reflection_archived",),
+                                 "{entries: 5, duration_s: 1}"),
+            mu.plan_value_mutant("D1-ints", ("reflection_log",), "[1, 2]"),
             mu.plan_value_mutant("D1-null", ("reflection_log",), "[null]"),
             mu.Mutant("plans", "D1-abc", "budget wall_clock with reflection_log "
                       "[{duration_s: abc}]", mu.writes(mu.render(mu.with_value(

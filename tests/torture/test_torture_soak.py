@@ -8,7 +8,9 @@ then it lets the daemons finish. Meanwhile a thread parses plan files over and o
 Checked (torture_helpers.Checker, plus): every read of a plan parsed, no concurrent
 run, every step ran, re-runs <= kills, person-written bytes unchanged, all plans
 completed within SOAK_S, no daemon died except those the harness killed, each
-plan's reflection_log holds one `ok` entry per step, no fencing token given twice,
+plan's reflection_log holds one `ok` entry per step (the config's reflection_window
+is 2, so entries move out to <plan-id>.reflection_log.jsonl under the kills too, and
+are counted there), no fencing token given twice,
 `modulatio validate` exits 0. The seed is printed (TORTURE_SEED overrides it); the
 kill schedule is seeded, the machine's timing is not: what is asserted does not
 depend on it.
@@ -36,6 +38,7 @@ from torture_helpers import (
     parse_plan_text,
     read_regular,
     run,
+    whole_log,
 )
 
 pytestmark = pytest.mark.timeout(150)
@@ -93,7 +96,7 @@ def test_random_sigkill_soak(tmp_path):
     rng = random.Random(SEED)
     tag = new_tag()
     env = base_env(tag)
-    tv = TVault.create(tmp_path, env)
+    tv = TVault.create(tmp_path, env, window=2)
     for k in range(PLANS):
         tv.write_plan(f"T-{k:02d}", [rng.uniform(0.02, 0.25) for _ in range(STEPS)],
                       priority=rng.randint(0, 3), crlf=k % 5 == 0)
@@ -153,13 +156,19 @@ def test_random_sigkill_soak(tmp_path):
         if not all_completed(tv):
             problems.append(f"not all plans completed within {SOAK_S}s")
         problems += Checker(tv, kills).violations()
+        moved = 0
         for plan_id in sorted(tv.plans_spec):
             data = parse_plan_text(read_regular(tv.plan_path(plan_id)).decode())
-            oks = sorted(e.get("index") for e in data.get("reflection_log") or []
+            moved += (data.get("reflection_archived") or {}).get("entries", 0)
+            # the entries moved beside the plan too (a window of 2: they move every step)
+            oks = sorted(e.get("index") for e in whole_log(tv.plan_path(plan_id), data)
                          if isinstance(e, dict) and e.get("outcome") == "ok")
             if oks != list(range(STEPS)):
                 problems.append(f"{plan_id}: reflection_log `ok` entries for steps {oks}, "
                                 f"wanted one each for {list(range(STEPS))}")
+        if not moved:
+            problems.append("no reflection entry moved out of a plan file: the window of 2 "
+                            "was not exercised")
         tokens: dict[str, list[int]] = {}
         for e in tv.events():
             if e.get("event") in ("claimed", "orphan_recovered"):

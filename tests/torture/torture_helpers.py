@@ -297,10 +297,17 @@ class TVault:
         return self.plans / f"{plan_id}.md"
 
     @classmethod
-    def create(cls, base: Path, env: dict[str, str]) -> TVault:
+    def create(cls, base: Path, env: dict[str, str], window: int | None = None) -> TVault:
+        """`window`: the config's defaults.reflection_window (small: entries move out of
+        the plan files into <plan-id>.reflection_log.jsonl at nearly every step)."""
         root, work = base / "vault", base / "work"
         done = run([*CLI, "init", str(root)], env, 60)
         assert done.code == 0, done.describe()
+        if window is not None:
+            config = root / ".modulatio" / "config.yaml"
+            old = config.read_text() if config.exists() else ""
+            assert "\ndefaults:" not in f"\n{old}", old  # init writes none
+            config.write_text(f"{old}\ndefaults:\n  reflection_window: {window}\n")
         (root / PROJECT / "plans").mkdir(parents=True)
         work.mkdir(parents=True)
         (work / "guards").mkdir()
@@ -437,6 +444,21 @@ def person_lines(front: str) -> list[str]:
     return out
 
 
+def whole_log(plan_path: Path, data: dict) -> list:
+    """A plan's whole reflection log, read independently of modulatio_d: the first
+    `reflection_archived.entries` lines of <plan-id>.reflection_log.jsonl (lines past
+    them are a move whose plan write never landed: not entries), then the window."""
+    moved = data.get("reflection_archived") or {}
+    count = moved.get("entries", 0) if isinstance(moved, dict) else 0
+    earlier: list = []
+    if count:
+        raw = read_regular(plan_path.with_name(plan_path.stem + ".reflection_log.jsonl"))
+        earlier = [json.loads(line) for line in raw.split(b"\n")[:count]]
+        if len(earlier) != count:
+            raise NotAPlan(f"{len(earlier)} moved reflection entries, {count} counted")
+    return [*earlier, *(data.get("reflection_log") or [])]
+
+
 # --- the invariants ----------------------------------------------------------------
 
 
@@ -463,6 +485,8 @@ def bookkeeping_problems(tv: TVault, skip: frozenset[Path] = frozenset()) -> lis
         problems += _jsonl_problems(meta / "events.jsonl", ".modulatio/events.jsonl")
     for usage in sorted(set(tv.plans.glob("*.usage.jsonl")) - skip):
         problems += _jsonl_problems(usage, str(usage.relative_to(tv.root)))
+    for moved in sorted(set(tv.plans.glob("*.reflection_log.jsonl")) - skip):
+        problems += _jsonl_problems(moved, str(moved.relative_to(tv.root)))
     for record in sorted(set((meta / "state").glob("*/*.json")) - skip):
         try:
             json.loads(read_regular(record))

@@ -28,7 +28,7 @@ from modulatio_d.core.verdict import FAILURES
 from modulatio_d.daemon.attempt import step_files
 from modulatio_d.daemon.budget import Budget
 from modulatio_d.daemon.executors import StepContext, launch
-from modulatio_d.daemon.runner import Runner
+from modulatio_d.daemon.writeback import PlanWriter
 from modulatio_d.ops import render, survey
 from modulatio_d.store.config import Config
 from modulatio_d.store.plan_file import _as_yaml_values
@@ -164,7 +164,8 @@ def consume(vault, path: Path, plan, run_cli) -> None:
     budget.exhausted(plan)
     budget.room_after(plan, plan.reflection_log)
     for index in range(plan.total):
-        tail = Runner._tail(SimpleNamespace(plan=plan), index)
+        tail = PlanWriter.tail(SimpleNamespace(plan=plan, held=SimpleNamespace(path=path)),
+                               index)
         sum(1 for e in tail if e.get("token") == token and e.get("outcome") in FAILURES)
     flight = plan.in_flight or {}
     log, _ = step_files(path.with_suffix(".runs"), flight.get("index", plan.current_index),

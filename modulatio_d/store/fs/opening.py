@@ -26,6 +26,7 @@ LIMITS: dict[str, int] = {
     "pause": 64 * KiB,  # .modulatio/pause.yaml: a few lines
     "record": 8 * MiB,      # the daemon's keys of a 1 MiB plan, as JSON (\\u escapes)
     "record log": 256 * MiB,  # a plan's reflection_log, a line an attempt (owned_keys.py)
+    "reflection log": 1024 * MiB,  # older reflection entries beside a plan (reflections.py)
     "heartbeat": 64 * KiB,
     "lock file": 64 * KiB,  # who holds it: a line of JSON
     "pid file": 4 * KiB,
@@ -47,6 +48,7 @@ _HINTS = {
     "record": "delete it: the plan file is then trusted as it stands",
     "record log": "delete it and its record (.json): the plan file is then trusted as it stands",
     "heartbeat": "delete it: its daemon writes a new one",
+    "reflection log": "move it away with `plan rerun` (its run's folder keeps it)",
 }
 
 _SYSOPENAT2 = 437
