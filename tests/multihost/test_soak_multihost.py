@@ -210,9 +210,12 @@ def test_six_daemons_on_three_hosts_run_every_step_of_60_plans_exactly_once(
     # 180 went missing in one soak of three.
     assert starts == Counter({(p, i): 1 for p in ids for i in range(STEPS)}), sorted(
         set((p, i) for p in ids for i in range(STEPS)) - set(starts))
+    # A holder still waiting when SIGTERM came (default options, a stuck client) leaves
+    # its plan then, as at any stop: `plan_left` for a plan not completed, nothing else.
     assert not [e for e in seen if e["event"] in (
         "orphan_recovered", "orphan_step", "claim_lost_to_fence", "claim_read_behind",
-        "plan_left", "lock_lost")]
+        "plan_left", "lock_lost") and not (default and e["event"] == "plan_left"
+                                           and e["plan"] not in ids)]
     lost = [line for ds in daemons.values() for d in ds for line in d.log().splitlines()
             if "could not append" in line or "event not recorded" in line]
     assert lost == []
