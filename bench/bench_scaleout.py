@@ -3,8 +3,9 @@
 PLANS approved plans of STEPS steps each, all of `true` (bookkeeping-bound) or of
 `sleep 0.2` (sleep-bound); N daemons `daemon --once` started together on the
 vault, timed until the last exits (each exits once nothing is left to claim);
-every plan must end completed. Printed per N: steps a second, and the races
-lost (`claim_lost` events), beside one daemon's figure from the same run.
+every plan must end completed. Printed per N: steps a second, the races lost
+(`claim_lost` events) and the full scans per claim (the `scans` each daemon
+tells in its `daemon_stopped` event), beside one daemon's figure from the same run.
 Targets (issue 12): with 8 daemons, `true` steps at least one daemon's
 throughput; `sleep 0.2` steps at least 0.9 x 8 x one daemon's.
 BENCH_PLANS (160), BENCH_STEPS (3), BENCH_DAEMONS (8) change the sizes.
@@ -26,6 +27,7 @@ from modulatio_d.ops.init import init
 PLANS = int(os.environ.get("BENCH_PLANS", "160"))
 STEPS = int(os.environ.get("BENCH_STEPS", "3"))
 DAEMONS = int(os.environ.get("BENCH_DAEMONS", "8"))
+STARTUP: dict[int, float | None] = {}  # daemons -> seconds until the last first heartbeat
 
 
 def plan_text(n: int, command: str) -> str:
@@ -34,7 +36,7 @@ def plan_text(n: int, command: str) -> str:
             f"sub_objectives:\n{subs}current_index: 0\nreflection_log: []\n---\n")
 
 
-def run(tmp: Path, daemons: int, command: str) -> tuple[float, int]:
+def run(tmp: Path, daemons: int, command: str) -> tuple[float, int, float]:
     vault = init(tmp / f"v{daemons}")
     folder = vault.plans_dir("B")
     folder.mkdir(parents=True)
@@ -46,15 +48,21 @@ def run(tmp: Path, daemons: int, command: str) -> tuple[float, int]:
     env = dict(os.environ, MODULATIO_ALLOW_ROOT="1")
     t = time.perf_counter()
     procs = [subprocess.Popen(cmd, env=env, stderr=subprocess.DEVNULL) for _ in range(daemons)]
-    for p in procs:
-        p.wait()
+    beats, up = vault.meta / "daemons", None
+    while any(p.poll() is None for p in procs):
+        if up is None and beats.is_dir() and len(os.listdir(beats)) >= daemons:
+            up = time.perf_counter() - t  # every daemon has scanned once and beaten
+        time.sleep(0.01)
     elapsed = time.perf_counter() - t
+    STARTUP[daemons] = up
     done = sum("status: completed" in p.read_text() for p in folder.glob("*.md"))
     assert done == PLANS, f"{done} of {PLANS} plans completed with {daemons} daemons"
-    lost = sum(json.loads(line).get("event") == "claim_lost"
-               for line in vault.events_path.read_text().splitlines())
+    events = [json.loads(line) for line in vault.events_path.read_text().splitlines()]
+    lost = sum(e.get("event") == "claim_lost" for e in events)
+    scans = sum(e.get("scans", 0) for e in events if e.get("event") == "daemon_stopped")
+    claims = sum(e.get("event") == "claimed" for e in events)
     shutil.rmtree(vault.root)
-    return elapsed, lost
+    return elapsed, lost, scans / max(claims, 1)
 
 
 def main() -> None:
@@ -63,12 +71,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as t:
         for command, target in (("true", "target: >= 1 daemon's"),
                                 ("sleep 0.2", f"target: >= 0.9 x {DAEMONS} x 1 daemon's")):
-            one, _ = run(Path(t), 1, command)
-            many, lost = run(Path(t), DAEMONS, command)
+            one, _, one_scans = run(Path(t), 1, command)
+            many, lost, scans = run(Path(t), DAEMONS, command)
             steps = PLANS * STEPS
             print(f"{command:<10} 1 daemon {steps / one:6.1f} steps/s   {DAEMONS} daemons "
                   f"{steps / many:6.1f} steps/s ({one / many:.2f}x; {target}), "
-                  f"{lost} races lost")
+                  f"{lost} races lost, full scans per claim {scans:.2f} "
+                  f"(1 daemon: {one_scans:.2f}); every daemon up after "
+                  f"{STARTUP[DAEMONS] or float('nan'):.2f} s (1 daemon: "
+                  f"{STARTUP[1] or float('nan'):.2f} s)")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 from modulatio_d.ops.init import init
@@ -37,15 +38,38 @@ STATES = ("completed", "draft", "paused", "failed", "aborted")
 def make_vault(root: Path, plans: int, projects: int = 10) -> Path:
     """A vault of `plans` plan files spread over `projects` projects; none claimable."""
     vault = init(root)
-    for n in range(plans):
-        project = f"P{n % projects:02d}"
-        folder = vault.plans_dir(project)
+    folders = [vault.plans_dir(f"P{p:02d}") for p in range(projects)]
+    for folder in folders:
         folder.mkdir(parents=True, exist_ok=True)
-        plan_id = f"{project}-P-{n:05d}"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+    for n in range(plans):
+        folder = folders[n % projects]
+        plan_id = f"{folder.parent.name}-P-{n:05d}"
         status = STATES[n % len(STATES)]
-        (folder / f"{plan_id}.md").write_text(_PLAN.format(
-            id=plan_id, n=n, status=status, prio=n % 100,
-            index=3 if status == "completed" else 0))
+        fd = os.open(folder / f"{plan_id}.md", flags, 0o644)
+        try:
+            os.write(fd, _PLAN.format(id=plan_id, n=n, status=status, prio=n % 100,
+                                      index=3 if status == "completed" else 0).encode())
+        finally:
+            os.close(fd)
+    return root
+
+
+def vault_for(plans: int, tmp: Path) -> Path:
+    """A vault of `plans` plans (make_vault). With BENCH_VAULT_CACHE set, it is made once
+    in that folder (`vault-<plans>`) and reused by every later run and benchmark: 100,000
+    plans take a while to write. The benchmarks change no plan in it; a benchmark that
+    adds files removes them again (bench_pickup: its PICK project). Else made in `tmp`."""
+    cache = os.environ.get("BENCH_VAULT_CACHE")
+    if not cache:
+        return make_vault(tmp / "vault", plans)
+    root = Path(cache) / f"vault-{plans}"
+    done = root / ".modulatio" / "bench-vault-complete"
+    if not done.exists():
+        if root.exists():
+            shutil.rmtree(root)  # a run stopped half way: make it again
+        make_vault(root, plans)
+        done.write_text(f"{plans}\n")
     return root
 
 

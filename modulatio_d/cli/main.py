@@ -40,6 +40,16 @@ EXIT_USAGE = 2
 EXIT_SYSTEM = 3
 GROUPS = ("vault_cmds", "plans", "tickets", "daemon", "cron", "triggers", "hooks", "operate",
           "control", "pausing", "doctor", "importing", "serve", "completion")
+COMMANDS = {"init": "vault_cmds", "validate": "vault_cmds", "prune": "vault_cmds",
+            "plan": "plans", "project": "plans", "ticket": "tickets", "daemon": "daemon",
+            "heartbeat": "daemon", "cron": "cron", "trigger": "triggers", "hooks": "hooks",
+            "status": "operate", "metrics": "operate", "ps": "operate", "stop": "operate",
+            "systemd-unit": "operate", "workers": "control", "kickoff": "control",
+            "events": "control", "logs": "control", "pause": "pausing", "resume": "pausing",
+            "drain": "pausing", "doctor": "doctor", "import": "importing", "serve": "serve"}
+"""The group that registers each command: a command's process builds only its group's
+parsers (the whole tree costs milliseconds; tests/unit/test_cli_lazy.py keeps this
+exact). Completion walks the whole tree, so it is not here."""
 GLOBAL_DESTS = ("vault", "json", "log_level")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -173,12 +183,28 @@ def leaves(parser: argparse.ArgumentParser, path: str = "modulatio"):
             yield from leaves(child, f"{path} {name}")
 
 
+def _command_of(argv: list[str]) -> str | None:
+    """The command word of `argv`: its first word that is not a global option or the
+    value of one."""
+    words = [str(a) for a in argv]
+    i = 0
+    while i < len(words):
+        if words[i] in ("--vault", "--log-level"):
+            i += 2
+        elif words[i] == "--json" or words[i].startswith(("--vault=", "--log-level=")):
+            i += 1
+        else:
+            return words[i]
+    return None
+
+
 @cache
-def build_parser() -> argparse.ArgumentParser:
-    """The whole command tree, built once per process: argparse never changes a parser
-    while parsing, and building the tree costs milliseconds (gettext looks up its
-    catalogue on every help string) that a process running many commands in-process
-    (the test suite, `modulatio` called from Python) would otherwise pay each time."""
+def build_parser(group: str | None = None) -> argparse.ArgumentParser:
+    """The whole command tree (or the commands of one `group` alone), built once per
+    process: argparse never changes a parser while parsing, and building the tree costs
+    milliseconds (gettext looks up its catalogue on every help string) that a process
+    running many commands in-process (the test suite, `modulatio` called from Python)
+    would otherwise pay each time."""
     parser = Parser(
         prog="modulatio",
         description="Run the approved Markdown plans of a vault, one sub-objective at a time.",
@@ -188,8 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_globals(parser, set())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     parent = vault_option()
-    for group in GROUPS:
-        import_module(f"modulatio_d.cli.{group}").register(sub, parent)
+    for name in [group] if group else GROUPS:
+        import_module(f"modulatio_d.cli.{name}").register(sub, parent)
     for _, leaf in leaves(parser):
         have = {a.dest for a in leaf._actions}
         _add_globals(leaf, have)
@@ -230,7 +256,8 @@ def _setup_logging(args: argparse.Namespace, ctx: Context) -> None:
 
 def main(argv: list[str] | None = None, ctx: Context | None = None) -> int:
     ctx = ctx or Context(environ=dict(os.environ), cwd=Path.cwd())
-    parser = build_parser()
+    word = _command_of(sys.argv[1:] if argv is None else list(argv))
+    parser = build_parser(COMMANDS.get(word))  # another word: the whole tree says why
     try:
         args, extra = parser.parse_known_args(argv)
         if extra:  # said by the command's parser: its usage, its exit code (heartbeat's 3)

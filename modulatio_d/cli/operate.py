@@ -59,11 +59,17 @@ def _isatty(stream) -> bool:
 
 
 def run_status(args, ctx) -> int:
+    from modulatio_d.cli.progress import reporter
     from modulatio_d.core.times import utcnow
     from modulatio_d.ops.status_text import render
     from modulatio_d.ops.survey import survey
 
-    s = survey(ctx.vault(args), utcnow(), ctx.environ)
+    vault = ctx.vault(args)
+    tick, done = reporter(ctx.err, "status")
+    try:
+        s = survey(vault, utcnow(), ctx.environ, tick=tick)
+    finally:
+        done()
     if args.json:
         ctx.print(json.dumps(s.as_dict(), indent=2, default=str))
     else:
@@ -72,14 +78,20 @@ def run_status(args, ctx) -> int:
 
 
 def run_metrics(args, ctx) -> int:
+    from modulatio_d.cli.progress import reporter
     from modulatio_d.core.errors import ModulatioError
     from modulatio_d.core.times import utcnow
     from modulatio_d.ops import metrics
 
     vault = ctx.vault(args)
     now = utcnow()
+    tick, done = reporter(ctx.err, "metrics")
     try:
-        _write_metrics(args, ctx, metrics.text(vault, now, ctx.environ))
+        try:
+            text = metrics.text(vault, now, ctx.environ, tick)
+        finally:
+            done()
+        _write_metrics(args, ctx, text)
     except Exception as e:
         # Still write a file: a collector must not go on serving the last one as fresh.
         _write_metrics(args, ctx, metrics.failed(now, e))

@@ -177,12 +177,34 @@ def run_list(args, ctx) -> int:
     finally:
         done()
     if args.json:
-        ctx.print(json.dumps(rows, indent=2))
+        ctx.print(rows_json(rows))
         return 0
     for r in rows:
         ctx.say(f"{r['id']:<24} {r['status']:<10} {r['done']}/{r['total']:<4} "
                 f"p{r['priority']:<4} {r['title']}")
     return 0
+
+
+def rows_json(rows: list[dict]) -> str:
+    """`json.dumps(rows, indent=2)`, exactly, with each value encoded by the C encoder:
+    with an indent, json's own encoder is the pure-Python one (2 s for 100,000 rows)."""
+    out = []
+    for row in rows:
+        if not row or not all(v is None or type(v) in (str, int, bool) for v in row.values()):
+            return json.dumps(rows, indent=2)  # anything else: json's own way
+        out.append("  {\n    " + ",\n    ".join(
+            f"{_str(k)}: {_scalar(v)}" for k, v in row.items()) + "\n  }")
+    return "[\n" + ",\n".join(out) + "\n]" if out else "[]"
+
+
+_str = json.encoder.encode_basestring_ascii  # what json.dumps uses (ensure_ascii)
+
+
+def _scalar(v: object) -> str:
+    if isinstance(v, str):
+        return _str(v)
+    return "null" if v is None else "true" if v is True else "false" if v is False \
+        else int.__repr__(v)  # type: ignore[arg-type]
 
 
 def run_show(args, ctx) -> int:

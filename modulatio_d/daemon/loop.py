@@ -1,11 +1,11 @@
 """The tick loop of one daemon process: scan, claim, run, sleep.
 
 Each tick: fire the cron entries that are due, apply decided tickets, scan the
-served projects, and try the claimable plans in order: the first one claimed
-(claim.py, a compare-and-swap under the plan's lock) is run (runner.py) with
-its lock held, then released. After a plan ends the daemon scans again at
-once; it sleeps only when nothing is claimable, until the next tick or until
-a vault file changes (inotify), sooner after a claim lost to a busy lock.
+served projects, and try the claimable plans in order (candidates.py): the first
+one claimed (claim.py, a compare-and-swap under the plan's lock) is run (runner.py),
+then released; then the rest of that scan's list (candidates.py says when to scan
+again). It sleeps only when a fresh scan found nothing to claim, until the next tick
+or until a vault file changes (inotify), sooner after a claim lost to a busy lock.
 A plan whose file cannot be written (disk full) is left alone BACKOFF_TICKS
 ticks. Time comes from the clocks passed in (wall and monotonic).
 
@@ -35,7 +35,7 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
 
@@ -44,6 +44,7 @@ from modulatio_d.core.errors import BadFile, FileChanged
 from modulatio_d.core.plan import Plan, SubObjective
 from modulatio_d.daemon import tickets
 from modulatio_d.daemon.admission import Admission
+from modulatio_d.daemon.candidates import Candidates, changed_plans
 from modulatio_d.daemon.claim import Claimed, Claimer, Missed, RaceRetries
 from modulatio_d.daemon.guard import Guard
 from modulatio_d.daemon.hooks import HookKeeper
@@ -55,7 +56,7 @@ from modulatio_d.daemon.sdnotify import NOTIFY_ENV_VARS, Notifier
 from modulatio_d.daemon.services import Clocks, Services, Stop
 from modulatio_d.daemon.settings import Settings
 from modulatio_d.daemon.story import Story
-from modulatio_d.daemon.wake import Waker, Watcher
+from modulatio_d.daemon.wake import Waker, Watcher, watched
 from modulatio_d.store import config, slots, trust
 from modulatio_d.store.events import EventLog
 from modulatio_d.store.heartbeat import Heartbeat, prune_dead
@@ -104,6 +105,8 @@ class Daemon:
         self.claimer = Claimer(vault, self.events, clock, self.host, os.getpid(), self.trust)
         self.guard = Guard(vault, self.events, clock)
         self.races = RaceRetries()
+        self.pending = Candidates(self.scanner, vault.daemons_dir, self.heartbeat.path.name,
+                                  clock, monotonic, tick_seconds)  # between scans
         self.config = config.Config()
         self.admission = Admission(vault, self.events, self.host, os.getpid())  # pause, slots
 
@@ -146,9 +149,8 @@ class Daemon:
         if network:
             log.info("the vault is on %s: inotify cannot see other hosts' changes, so the "
                      "served folders are also polled (poll_interval)", network)
-        self.events("daemon_started", projects=self.projects or "all",
-                    tick_seconds=self.tick_seconds, version=__version__,
-                    polling=bool(network))
+        self.events("daemon_started", projects=self.projects or "all", polling=bool(network),
+                    tick_seconds=self.tick_seconds, version=__version__)
         log.info("daemon %s.%d started on %s (projects: %s, tick %gs)", self.host, os.getpid(),
                  self.vault.root, ",".join(self.projects) or "all", self.tick_seconds)
         ready = False
@@ -159,30 +161,31 @@ class Daemon:
                     if poller is not None:
                         poller.watch(self.vault.root, map(self.vault.project_dir,
                                                           self._served()), (self.vault.meta,))
-                    candidates = self._tick()
+                    if new_folders or self.settings.reload or self.pending.scan_due(
+                            self.waker.take_changed()):
+                        self.pending.fill(self._tick())
+                        ready = ready or self.notifier.ready() or True
                     self.outage.over()
                 except Exception as e:  # noqa: BLE001 (the vault's mount cut off: wait)
-                    if not self.outage.met(e):
-                        raise
-                    self.waker.wait(self.tick_seconds)
+                    self.outage.wait(e, self.waker, self.tick_seconds)  # else: raised again
                     continue
-                if not ready:
-                    ready = self.notifier.ready() or True
                 self.races.start_pass()
                 self.admission.start_pass()  # who waits for a slot: found again
-                if self._claim_and_run(candidates):
+                if self._claim_and_run(self.pending):
                     self.races.ran()
-                    continue  # a plan ended: scan again at once
+                    self.pending.ran()
+                    continue  # a plan ended: the rest of the last scan (candidates.py)
+                if self.once and not self.pending.fresh:
+                    continue  # --once ends only when a fresh scan found nothing
                 if self.once:
                     log.info("nothing claimable: exiting (--once)")
                     break
-                if new_folders:
-                    continue  # list and scan again: a folder made meanwhile had no watch
+                if new_folders and watcher.watch(self._watched()):
+                    continue  # a folder made during the scan had no watch: scan again
                 wait = self.scanner.cap_wait(self.admission.retry_in(
-                    self.races.next_wait(self.tick_seconds)), self.clock())
+                    self.races.next_wait(self.pending.left())), self.clock())
                 log.debug("nothing claimable: sleeping up to %gs", wait)
-                if self._sleep(wait):
-                    self.races.ran()
+                self._sleep(wait, after_run=not self.pending.fresh)
         finally:
             self.notifier.stopping()
             watcher.stop()
@@ -190,19 +193,12 @@ class Daemon:
                 poller.stop()
             self.heartbeat.remove()
             self.hooks.stop()
-            self.events("daemon_stopped", signals=self.stop.requested)
+            self.events("daemon_stopped", signals=self.stop.requested, scans=self.pending.scans)
             log.info("daemon stopped")
         return 0
 
     def _watched(self) -> list[Path]:
-        """The folders people write in (not the .runs/ folders beside the plans)."""
-        folders = [self.vault.root, self.vault.meta, slots.root(self.vault.meta)]
-        # Not only the projects: a folder made a moment ago becomes one when its
-        # plans/ appears, an event only a watch on the folder itself will see.
-        for project in self._served():
-            top = self.vault.project_dir(project)
-            folders += [top, top / "plans", top / "cron", top / "tickets"]
-        return folders
+        return watched(self.vault, self._served())  # the folders people write in (wake.py)
 
     def _served(self) -> list[str]:
         """The project folders served (those seen last while the mount is cut off)."""
@@ -215,29 +211,35 @@ class Daemon:
                         e.strerror or e)
         return self._folders_seen
 
-    def _sleep(self, seconds: float) -> bool:
+    def _sleep(self, seconds: float, after_run: bool = False) -> None:
         """Sleep until the next tick is due, waking for what changed meanwhile.
         Changed plan files are looked at on their own (an idle daemon tried every other
-        plan at its last scan), so a person's approval is picked up without a scan of
-        the whole vault, and a changed plan that cannot be claimed (our own writes, a
-        draft) costs no scan. Anything else (a ticket, a cron entry, the config, a new
-        folder, a signal) ends the sleep and the caller ticks, and so does a claim lost
-        to a busy lock (a `plan approve` still writing): the caller retries it shortly,
-        no file event following the lock's release. True when a plan ran."""
-        deadline = self.monotonic() + seconds
+        plan at its last scan): a person's approval is picked up without a scan of the
+        whole vault, and a changed plan that cannot be claimed (our own writes, a draft
+        being edited) costs no scan. A plan run from here (or just before: `after_run`)
+        does not end the sleep either (candidates.py): what changed while it ran and the
+        plans waiting for another are looked at alone. Anything else (a ticket, a cron
+        entry, the config, a new folder, SIGHUP) ends the sleep and the caller ticks; so
+        does a claim lost to a busy lock (`plan approve` still writing), retried shortly."""
+        deadline, ran = self.monotonic() + seconds, after_run
+        if after_run:
+            self._beat(self.clock(), None, None)  # idle again, as a tick would say
         while not self.stop.ending():
-            if not self.waker.wait(deadline - self.monotonic()):
-                return False  # the tick is due
-            changed = self.waker.take_changed()
-            plans = {p for p in changed if os.path.basename(os.path.dirname(p)) == "plans"}
-            if not changed or changed - plans:
-                return False
+            if not ran and not self.waker.wait(deadline - self.monotonic()):
+                return  # the tick is due
+            plans = changed_plans(self.waker.take_changed())
+            if plans is None or self.settings.reload:  # not a plan, or SIGHUP: tick
+                return
+            if not (plans or ran):
+                continue  # a wake-up whose change was taken already
             self.races.start_pass()
-            if self._claim_and_run(self.scanner.look_at(plans, self.clock())):
-                return True
-            if self.races.lost:
-                return False
-        return False
+            ran = self._claim_and_run(self.scanner.look_at(
+                plans | self.scanner.waiting if ran else plans, self.clock()))
+            if ran:
+                self.races.ran()
+                self._beat(self.clock(), None, None)  # idle again, as a tick would say
+            if self.races.lost or self.monotonic() >= deadline:
+                return
 
     def _tick(self) -> list[Candidate]:
         self.waker.drain()  # what woke us so far, the whole scan below covers
@@ -263,8 +265,7 @@ class Daemon:
         self.config = self.settings.load(self.config)
 
     def _guarded(self, what: str, phase: Callable[[datetime], None], now: datetime) -> None:
-        """Run a phase of the tick that writes; a write that fails (disk full) skips it
-        this time instead of stopping the daemon. The next tick tries again."""
+        """A phase of the tick that writes: one failing (disk full) is skipped this tick."""
         try:
             phase(now)
         except (OSError, FileChanged) as e:
@@ -332,12 +333,10 @@ class Daemon:
 
     # --- claim and run --------------------------------------------------------------
 
-    def _claim_and_run(self, candidates: list[Candidate]) -> bool:
+    def _claim_and_run(self, candidates: Iterable[Candidate]) -> bool:
         """Claim the first plan that can be and run it; True when one ran (or crashed).
-
-        The per-plan guard (guard.py): whatever one plan raises is that plan's
-        crash, counted and held off, never the daemon's end.
-        """
+        The per-plan guard (guard.py): whatever one plan raises is that plan's crash,
+        counted and held off, never the daemon's end."""
         self.admission.refresh()
         for c in candidates:
             if self.stop.ending():
@@ -357,6 +356,7 @@ class Daemon:
                 return True
             if claimed is Missed.LOST:
                 self.races.lost = True
+                self.pending.lost()
             elif claimed is Missed.UNWRITABLE:
                 self.scanner.hold_off(c.path, self.tick_seconds * BACKOFF_TICKS)
             if not isinstance(claimed, Claimed):

@@ -77,6 +77,12 @@ class Outage:
                         "each tick", error)
         return True
 
+    def wait(self, error: BaseException, waker: Waker, seconds: float) -> None:
+        """Wait `seconds` (a tick) when `error` is a cut-off mount's; else raise it again."""
+        if not self.met(error):
+            raise error
+        waker.wait(seconds)
+
     def over(self) -> None:
         if self.since is not None:
             log.warning("the vault can be read again, after %.0f s", self.monotonic() - self.since)

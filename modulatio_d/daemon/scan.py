@@ -33,7 +33,7 @@ import errno
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -64,10 +64,20 @@ class Candidate:
     concurrency_key: str | None = field(default=None, compare=False)
 
 
-@dataclass(frozen=True)
-class _Seen:
-    signature: tuple
-    candidate: Candidate | None
+# What the scan keeps per plan file (a big vault has 100,000): in a dict per project, keyed
+# by the file's name, its stat signature packed into one int, or (that int, Candidate) for
+# a plan that can be claimed. No Path and no object of our own per file: about 200 bytes a
+# file, none of it tracked by the cyclic GC (a full collection, which a parse can trigger
+# on the pickup path, would otherwise walk every file the vault holds).
+_Kept = int | tuple[int, Candidate]
+_UNKEPT = object()  # _look: not remembered, looked at again next time
+_M64 = (1 << 64) - 1
+
+
+def _packed(st: os.stat_result) -> int:
+    """The stat signature (atomic.signature: inode, size, mtime, ctime) as one int."""
+    return ((st.st_ino & _M64) << 192 | (st.st_size & _M64) << 128
+            | (st.st_mtime_ns & _M64) << 64 | st.st_ctime_ns & _M64)
 
 
 class Scanner:
@@ -79,11 +89,14 @@ class Scanner:
         self.trust = trust
         self._generation = trust.generation if trust else 0
         self._untrusted: set[str] = set()  # projects whose folders were refused at the last scan
-        self._seen: dict[str, _Seen] = {}
+        self._seen: dict[str, dict[str, _Kept]] = {}  # project -> file name -> _Kept
         self.refusals = Refusals(vault, events, "plan")
         self._held_off: dict[Path, float] = {}  # path -> monotonic time to try again
         self._statuses: dict[str, tuple[tuple, str | None]] = {}  # dependency -> (sig, status)
         self.next_due: datetime | None = None  # the earliest not_before or retry_wait.at to come
+        # Plans waiting for another (`after`), as of the last look: looked at again alone
+        # when a plan ends (daemon/candidates.py), since their own files do not change.
+        self.waiting: set[str] = set()
         self.wake_hint: float | None = None  # seconds until a watch trigger wants a look
 
     def hold_off(self, path: Path, seconds: float) -> None:
@@ -106,29 +119,50 @@ class Scanner:
             self._generation = self.trust.generation
             self._seen.clear()  # judged under another policy: judge every file again
         found: list[Candidate] = []
-        alive: set[str] = set()
+        scanned = set()
         self.next_due = None
+        self.waiting = set()
         for project in self.served():
+            folder = str(self.vault.plans_dir(project))
             try:
-                self.vault.check_folder(self.vault.plans_dir(project))
+                self.vault.check_folder(folder)
             except BadFile as e:  # looked at every tick: told once per message
-                self.refusals.tell(self.vault.plans_dir(project), project, e, str(e))
+                self.refusals.tell(folder, project, e, str(e))
                 continue
             if not self._trusted_folders(project):
                 continue
-            for entry in self.vault.files(project, "plans"):
-                alive.add(entry.path)
-                try:
-                    st = entry.stat()
-                except FileNotFoundError:
-                    continue  # renamed away between listing and stat (an editor's save)
-                c = self._candidate(entry.path, project, st, now)
-                if c is not None:
-                    found.append(c)
-        for gone in self._seen.keys() - alive:
-            del self._seen[gone]
-            self.refusals.clear(gone)
+            scanned.add(project)
+            files = self._seen.setdefault(project, {})
+            present = 0  # names listed that are kept: fewer than kept, some went away
+            try:
+                fd = fs.open_folder(folder)  # each file is opened by its name in it
+            except OSError:
+                fd = None  # each_file finds nothing either
+            try:
+                for name, st in self.vault.each_file(project, "plans", fd):
+                    c = self._candidate(files, folder, name, project, st, now, fd)
+                    if c is not None:
+                        found.append(c)
+                    present += name in files
+            finally:
+                if fd is not None:
+                    os.close(fd)
+            if present != len(files):
+                self._forget_gone(folder, files)
+        for project in self._seen.keys() - scanned:  # no longer served, or refused
+            self._forget_gone(str(self.vault.plans_dir(project)), self._seen.pop(project), ())
         return sorted(found)
+
+    def _forget_gone(self, folder: str, files: dict[str, _Kept],
+                     listed: Iterable[str] | None = None) -> None:
+        """Forget the kept files of `folder` not `listed` (None: list it now)."""
+        try:
+            there = set(fs.names(folder) if listed is None else listed)
+        except OSError:
+            return  # cannot list it now: forget nothing, the next scan sees
+        for name in files.keys() - there:
+            del files[name]
+            self.refusals.clear(os.path.join(folder, name))
 
     def look_at(self, paths: set[str], now: datetime) -> list[Candidate]:
         """The claimable plans among `paths` (files inotify saw change), in order.
@@ -139,33 +173,38 @@ class Scanner:
         """
         served = set(self.served())
         found = []
-        for path in paths:
+        for path in list(paths):  # it may be self.waiting, which a look changes
             p = Path(path)
-            if p.suffix != ".md" or p.parent.name != "plans" or \
-                    p.parent.parent.name not in served or \
-                    p.parent.parent.parent != self.vault.root or \
-                    p.parent.parent.name in self._untrusted:
+            project = p.parent.parent.name
+            if p.suffix != ".md" or p.parent.name != "plans" or project not in served or \
+                    p.parent.parent.parent != self.vault.root or project in self._untrusted:
                 continue
             try:
                 st = fs.stat_of(path)
             except OSError:
                 continue  # gone, or in a linked folder (the scan tells that once)
-            c = self._candidate(path, p.parent.parent.name, st, now)
+            c = self._candidate(self._seen.setdefault(project, {}), str(p.parent), p.name,
+                                project, st, now)
             if c is not None:
                 found.append(c)
         return sorted(found)
 
-    def _candidate(self, path: str, project: str, st: os.stat_result,
-                   now: datetime) -> Candidate | None:
-        """The plan at `path` if it can be claimed now; what was learned is kept."""
-        sig = signature(st)
-        seen = self._seen.get(path)
-        if seen is None or seen.signature != sig:
-            seen = self._look(path, project, sig, st, now)
-            if seen is None:
+    def _candidate(self, files: dict[str, _Kept], folder: str, name: str, project: str,
+                   st: os.stat_result, now: datetime,
+                   folder_fd: int | None = None) -> Candidate | None:
+        """The plan `name` of `folder` (opened as `folder_fd` if given) if it can be
+        claimed now; what was learned is kept in `files` (the project's)."""
+        packed = _packed(st)
+        kept = files.get(name)
+        if kept is None or (kept if type(kept) is int else kept[0]) != packed:
+            c = self._look(os.path.join(folder, name), project, st, now, folder_fd)
+            if c is _UNKEPT:
                 return None
-            self._seen[path] = seen
-        c = seen.candidate
+            files[name] = packed if c is None else (packed, c)
+        elif type(kept) is int:
+            return None
+        else:
+            c = kept[1]
         if c is None:
             return None
         if c.status is PlanStatus.EXECUTING and is_held(lock_path(c.path)):
@@ -195,7 +234,9 @@ class Scanner:
             return False
         if c.after:
             status_of = {d: self.status_of(c.project, d) for d in c.after}
-            return schedule.waiting(c.after, status_of).ready
+            ready = schedule.waiting(c.after, status_of).ready
+            (self.waiting.discard if ready else self.waiting.add)(str(c.path))
+            return ready
         return True
 
     def status_of(self, project: str, plan_id: str) -> str | None:
@@ -213,55 +254,56 @@ class Scanner:
         except (OSError, BadFile):
             return "unreadable"  # not completed: the dependent waits
 
-    def _look(self, path: str, project: str, sig: tuple, st: os.stat_result,
-              now: datetime) -> _Seen | None:
+    def _look(self, path: str, project: str, st: os.stat_result, now: datetime,
+              folder_fd: int | None = None) -> Candidate | None | object:
+        """The plan at `path` as a Candidate, None if it cannot be claimed, _UNKEPT when
+        it is to be looked at again next time (not remembered)."""
         mtime = st.st_mtime
+        sig = signature(st)
         untrusted = self.trust.file_problem(path, st) if self.trust is not None else None
         if untrusted is not None:  # owner and mode are in the signature: told once each
             self.refusals.tell(path, project, untrusted, (sig, self._generation))
-            return _Seen(sig, None)
+            return None
         try:
-            _, text = self.vault.read(path)
+            _, text = self.vault.read(path, "plan", folder_fd)
             status = peek.peek_status(text)
             if status is None or status in _STATUSES and status not in ("approved",
                                                                         "executing"):
                 self.refusals.clear(path)  # no status line: a draft
-                return _Seen(sig, None)
+                return None
             if status == "executing" and is_held(lock_path(Path(path))):
                 # Its daemon runs it: not claimable, and not parsed (each write of a
                 # running plan wakes every other daemon: N daemons would parse each
                 # other's plans after every step). Not remembered: looked at again,
                 # so that it is claimed once its holder is gone.
-                return None
+                return _UNKEPT
             # approved or executing; else a status the regex cannot tell (a block
             # scalar, a quoted key) or an unknown one: the parse says, or refuses.
             plan = parse_plan(markdown.load(Path(path), text), Path(path).stem)
         except FileNotFoundError:
-            return None
+            return _UNKEPT
         except BadFile as e:
             if now.timestamp() - mtime < SETTLE_S:
-                return None  # maybe half-written: look again next time, judge nothing yet
+                return _UNKEPT  # maybe half-written: look again next time, judge nothing yet
             self.refusals.tell(path, project, e, sig)
-            return _Seen(sig, None)
+            return None
         except OSError as e:
             if e.errno in (errno.EACCES, errno.EPERM):  # a person's to fix: told once
                 self.refusals.tell(path, project, BadFile(path, f"cannot be read: {e}"),
                                    str(e))
             else:  # ESTALE or EIO past the retries (store/atomic.py): never a bad file
                 log.warning("cannot read %s now, looking again later: %s", path, e)
-            return None
+            return _UNKEPT
         except Exception as e:  # noqa: BLE001 (a reader's bug costs this file, not the scan)
             log.error("reading %s raised %s: %s", path, type(e).__name__, e, exc_info=e)
             self.refusals.tell(path, project, BadFile(
                 path, f"could not be read ({type(e).__name__}: {e}); please report it"), sig)
-            return _Seen(sig, None)
+            return None
         self.refusals.clear(path)
         if plan.status not in CLAIMABLE:
-            return _Seen(sig, None)
+            return None
         when = plan.approved_at or datetime.fromtimestamp(mtime, UTC)
         key = (-plan.priority, when.timestamp(), plan.id)
-        return _Seen(sig, Candidate(key, Path(path), project, plan.status,
-                                    schedule.claimable_from(plan), plan.schedule.after,
-                                    None if plan.reflection_log or plan.in_flight
-                                    else plan.schedule.expires_at,
-                                    plan.schedule.concurrency_key))
+        return Candidate(key, Path(path), project, plan.status, schedule.claimable_from(plan),
+                         plan.schedule.after, None if plan.reflection_log or plan.in_flight
+                         else plan.schedule.expires_at, plan.schedule.concurrency_key)

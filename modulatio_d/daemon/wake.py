@@ -1,7 +1,7 @@
 """Waking the single-threaded daemon: file changes, signals, a child's exit.
 
-`Waker` is a self-pipe. The watchdog observer thread only writes a byte to it
-(and remembers nothing else: the scan compares stat signatures anyway);
+`Waker` is a self-pipe. The watchdog observer thread writes a byte to it and
+queues the changed file's path (or "" for another change, see `poke`);
 signals reach it through signal.set_wakeup_fd. `wait(timeout, fds)` blocks
 until the pipe or one of `fds` (a child's pidfd) is readable or the time is up.
 inotify can drop events under load and the observer thread can die: the tick
@@ -17,6 +17,9 @@ import queue
 import select
 from pathlib import Path
 
+from modulatio_d.store import slots
+from modulatio_d.store.vault import Vault
+
 log = logging.getLogger("modulatio.wake")
 
 
@@ -26,16 +29,18 @@ class Waker:
         self._changed: queue.SimpleQueue[str] = queue.SimpleQueue()
 
     def poke(self, path: str | None = None) -> None:
-        """Wake the daemon; `path`, if given, is a file that changed (thread-safe)."""
-        if path is not None:
-            self._changed.put(path)
+        """Wake the daemon; `path`, if given, is a file that changed (thread-safe). Without
+        one, take_changed() says "" (something else changed: the config, a folder): a
+        wake-up with nothing to take is a byte whose change was taken already, or a
+        signal (its handler set a flag)."""
+        self._changed.put("" if path is None else path)
         try:
             os.write(self.w, b"x")
         except BlockingIOError:
             pass  # the pipe is full: a wake-up is pending already
 
     def take_changed(self) -> set[str]:
-        """The files reported changed since the last call."""
+        """The files reported changed since the last call ("": something else, see poke)."""
         out = set()
         while True:
             try:
@@ -103,6 +108,9 @@ class Watcher:
                     for p in (event.src_path, getattr(event, "dest_path", "")):
                         if isinstance(p, bytes):
                             p = os.fsdecode(p)
+                        if not p:
+                            continue  # no dest_path: not a move (else each new .runs/
+                            # folder, made as a plan first runs, woke every daemon to a scan)
                         if p.endswith(".md"):
                             waker.poke(p)  # a plan, cron entry or ticket
                             return
@@ -164,3 +172,15 @@ def _stop_race(record: logging.LogRecord) -> bool:
     # watchdog logs this at ERROR when its emitter thread wakes once more after stop():
     # harmless, and an ERROR line on a clean shutdown would send operators looking.
     return not record.getMessage().startswith("InotifyEmitter.queue_events() called when")
+
+
+def watched(vault: Vault, served: list[str]) -> list[Path]:
+    """The folders people write in: the root, `.modulatio/` and its slots/, and each
+    served project with its plans/, cron/ and tickets/ (not the .runs/ folders beside
+    the plans). Not only projects: a folder made a moment ago becomes one when its
+    plans/ appears, an event only a watch on the folder itself will see."""
+    folders = [vault.root, vault.meta, slots.root(vault.meta)]
+    for project in served:
+        top = vault.project_dir(project)
+        folders += [top, top / "plans", top / "cron", top / "tickets"]
+    return folders

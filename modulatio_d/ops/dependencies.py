@@ -14,34 +14,33 @@ from pathlib import Path
 
 from modulatio_d.core import markdown, peek, schedule
 from modulatio_d.core.errors import BadFile, UsageError
-from modulatio_d.core.markdown import line_of
-from modulatio_d.core.plan import FINAL, Plan, parse_plan
+from modulatio_d.core.plan import Plan, parse_plan
+from modulatio_d.ops.plan_facts import Facts
 from modulatio_d.store.vault import Vault
-
-_HEAD = 2
 
 
 def after_problems(parsed: dict[tuple[str, str], object], add, error, warning) -> None:
     """`add(path, reason, line, hint, severity)` for each missing dependency (`warning`)
-    and cycle (`error`); `parsed`: (project, id) -> the Plan, or False for a refused one."""
+    and cycle (`error`); `parsed`: (project, id) -> the plan's Facts (ops/plan_facts.py),
+    True for an ended plan not looked at again, or False for a refused one."""
     for path, reason, line, hint, bad in _after_problems(
-            {k: p for k, p in parsed.items() if isinstance(p, Plan)}, set(parsed)):
+            {k: p for k, p in parsed.items() if isinstance(p, Facts)}, set(parsed)):
         add(path, reason, line, hint, error if bad else warning)
 
 
-def _after_problems(plans: dict[tuple[str, str], Plan], known: set[tuple[str, str]]
+def _after_problems(plans: dict[tuple[str, str], Facts], known: set[tuple[str, str]]
                     ) -> Iterator[tuple[Path, str, int | None, str, bool]]:
     told: set[tuple[str, str]] = set()
     for (project, plan_id), plan in sorted(plans.items()):
-        line = line_of(plan.data, "after", _HEAD)
-        if plan.status not in FINAL:
-            for dep in plan.schedule.after:
+        line = plan.after_line
+        if not plan.final:
+            for dep in plan.after:
                 if (project, dep) not in known:
                     yield (plan.path, f"after: there is no plan {project}/plans/{dep}.md", line,
                            "the plan waits until it exists; fix the id or create it", False)
-        if (project, plan_id) in told or not plan.schedule.after:
+        if (project, plan_id) in told or not plan.after:
             continue
-        edges = {i: p.schedule.after for (pr, i), p in plans.items() if pr == project}
+        edges = {i: p.after for (pr, i), p in plans.items() if pr == project}
         cycle = schedule.find_cycle(edges, plan_id)
         if cycle:
             told.update((project, i) for i in cycle)

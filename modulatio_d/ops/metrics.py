@@ -100,10 +100,12 @@ def render(families: Iterable[Family]) -> str:
 
 # --- collecting ---------------------------------------------------------------------------
 
-def collect(vault: Vault, now: datetime, environ: dict[str, str] | None = None) -> list[Family]:
+def collect(vault: Vault, now: datetime, environ: dict[str, str] | None = None,
+            tick=int) -> list[Family]:
     started = time.monotonic()
     events, unreadable = read_counted(vault.events_path, _EVENTS)
-    s = survey(vault, now, environ, events=[e for e in events if e["event"] == "file_refused"])
+    s = survey(vault, now, environ, events=[e for e in events if e["event"] == "file_refused"],
+               tick=tick)
     projects = sorted(set(s.projects) | {p["project"] for p in s.plans})
     fams: list[Family] = []
 
@@ -299,8 +301,10 @@ def _usage(vault: Vault, projects: list[str]) -> dict[str, usage.Totals]:
     return out
 
 
-def text(vault: Vault, now: datetime, environ: dict[str, str] | None = None) -> str:
-    return render(collect(vault, now, environ))
+def text(vault: Vault, now: datetime, environ: dict[str, str] | None = None,
+         tick=int) -> str:
+    """The metrics file; `tick()` after each plan looked at (progress)."""
+    return render(collect(vault, now, environ, tick))
 
 
 def failed(now: datetime, error: BaseException) -> str:

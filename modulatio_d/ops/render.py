@@ -28,31 +28,39 @@ def plan_row(plan: Plan, project: str) -> dict:
 def list_plans(vault: Vault, project: str | None = None, status: str | None = None,
                tick: Callable[[], None] = lambda: None) -> list[dict]:
     """Every plan's row; a file whose stat signature has not moved since a command last
-    read it gives its row from the per-user cache (store/rowcache.py), unread. `tick()`
-    after each plan (progress)."""
+    read it gives its row from the per-user cache (store/rowcache.py), unread. With
+    `status`, a file whose status line says another status is not parsed: what its line
+    says is kept instead (a row {"peeked": status}), and a later list without `status`
+    parses it. `tick()` after each plan (progress)."""
     rows = []
     cache = RowCache(vault.root, "plan-rows")
     for p in [project] if project else vault.projects():
         for entry in sorted(vault.files(p, "plans"), key=lambda e: e.name):
             tick()
             row = cache.get(entry.path, entry.st)
+            if row is not None and "peeked" in row and not _other(row["peeked"], status):
+                row = None  # only its status line was looked at, and it may be asked for
             if row is None:
                 row = _row(vault, Path(entry.path), p, status)
-                if row is None:
-                    continue  # its status line says it is not one asked for: not parsed
                 cache.put(entry.path, entry.st, row)
-            if status is None or row["status"] == status:
+            if "peeked" not in row and (status is None or row["status"] == status):
                 rows.append(row)
     cache.save(complete=project is None)
     return rows
 
 
-def _row(vault: Vault, path: Path, project: str, status: str | None) -> dict | None:
-    if status and status != "invalid":  # a broken file's status line may read fine
+def _other(peeked: object, status: str | None) -> bool:
+    """Whether a file whose status line says `peeked` is surely not of `status` (a broken
+    file's status line may read fine: for `invalid`, every file is parsed)."""
+    return bool(status) and status != "invalid" and peeked not in (status, None, CANNOT_TELL)
+
+
+def _row(vault: Vault, path: Path, project: str, status: str | None) -> dict:
+    if status and status != "invalid":
         try:
             peeked = status_of(peek_status(vault.read(path)[1]))  # done: completed
-            if peeked not in (status, None, CANNOT_TELL):
-                return None
+            if _other(peeked, status):
+                return {"peeked": peeked}  # not one asked for: not parsed
         except (BadFile, OSError):
             pass
     try:

@@ -4,11 +4,10 @@ What is read, and what it costs (a 10,000-plan vault must answer in well under
 a second):
 - plans: every `<PROJECT>/plans/*.md` is read and its status found with
   peek.peek_status, a regex on the frontmatter (1-2 us), the cheap look
-  the daemon's scan takes. Only `executing` plans (one per daemon, plus
-  orphans) and the PAUSED_DETAIL most recently changed `paused` plans are
-  parsed fully (about 5 ms each), for their progress, and the rare file whose
-  status line is missing or unknown, to say why. Approved and final plans are
-  never parsed here.
+  the daemon's scan takes; kept in the per-user row cache (store/rowcache.py)
+  under the file's stat signature: an unchanged file is not read again. Parsed:
+  `executing` plans, the PAUSED_DETAIL latest `paused` ones, a file whose status
+  line is missing or unknown; approved ones only when scheduled (waiting).
 - refused files: what this pass found unreadable itself, plus the daemons'
   `file_refused` lines in events.jsonl (the daemons parse every approved plan
   and cron entry) whose file still exists unchanged since the refusal. An
@@ -48,6 +47,7 @@ from modulatio_d.ops.dependencies import why_not_yet
 from modulatio_d.store import fs, heartbeat
 from modulatio_d.store.events import read as read_events
 from modulatio_d.store.lock import holder, is_held, lock_path
+from modulatio_d.store.rowcache import RowCache
 from modulatio_d.store.vault import Vault
 
 STATUSES = tuple(s.value for s in PlanStatus)
@@ -119,19 +119,19 @@ class Survey:
 
 
 def survey(vault: Vault, now: datetime, environ: dict[str, str] | None = None,
-           cron: bool = True, events: list[dict] | None = None) -> Survey:
-    """Everything `status` shows; `now` is aware UTC.
-
-    `events`: the `file_refused` lines of events.jsonl when the caller has read
-    them already; else they are read here.
-    """
+           cron: bool = True, events: list[dict] | None = None, tick=int) -> Survey:
+    """Everything `status` shows; `now` is aware UTC. `events`: the `file_refused` lines
+    of events.jsonl when the caller has read them already; else they are read here.
+    `tick()` after each plan (progress)."""
     s = Survey(vault=str(vault.root), now=now)
     s.daemons = daemons(vault, now)
     s.control = control(vault, s.daemons)
     s.projects = vault.projects()
     refused: dict[str, dict] = {}
+    looks = RowCache(vault.root, "plan-peek")
+    looks.save(complete=all([_plans(vault, p, now, s, refused, looks, tick)
+                             for p in s.projects]))
     for project in s.projects:
-        _plans(vault, project, now, s, refused)
         _tickets(vault, project, s, refused)
     _paused_details(vault, s, refused)
     if cron:
@@ -187,30 +187,31 @@ def _refuse(refused: dict, vault: Vault, path: str, project: str | None, kind: s
                      "kind": kind, "line": line, "reason": reason, "source": source}
 
 
-def _plans(vault: Vault, project: str, now: datetime, s: Survey, refused: dict) -> None:
+def _plans(vault: Vault, project: str, now: datetime, s: Survey, refused: dict,
+           looks: RowCache, tick) -> bool:
+    """The project's plans into `s`; False when its plans/ folder is refused."""
     folder = vault.plans_dir(project)
     try:
         vault.check_folder(folder)
     except BadFile as e:
         _refuse(refused, vault, str(folder), project, "folder", e)
-        return
+        return False
     for entry in sorted(vault.files(project, "plans"), key=lambda e: e.name):
-        path = entry.path
-        plan_id = entry.name[:-3]
-        try:
-            _, text = vault.read(path)
-        except FileNotFoundError:
-            continue  # renamed away by an editor's save between listing and reading
-        except BadFile as e:
-            _refuse(refused, vault, path, project, "plan", e)
-            s.plans.append({"id": plan_id, "project": project, "status": INVALID})
-            continue
-        status = peek.peek_status(text)
+        tick()
+        path, plan_id = entry.path, entry.name[:-3]
+        look, text = looks.get(path, entry.st), None
+        if look is None or _to_parse(look):
+            if (text := _read(vault, path, project, s, refused)) is None:
+                continue
+            look = {"status": peek.peek_status(text),
+                    "scheduled": _SCHEDULED.search(text) is not None}
+            looks.put(path, entry.st, look)
+        status = look["status"]
         if status == "paused":
             mtime = entry.stat().st_mtime
             s.paused.append({"id": plan_id, "project": project, "detail": False,
                              "path": path, "_mtime": mtime})
-        elif status == "approved" and _SCHEDULED.search(text):
+        elif status == "approved" and look["scheduled"]:
             plan = _parse(vault, path, plan_id, project, text, refused)
             why = why_not_yet(vault, project, plan, now) if plan is not None else None
             if why:
@@ -224,6 +225,28 @@ def _plans(vault: Vault, project: str, now: datetime, s: Survey, refused: dict) 
                 if status == "executing":
                     s.executing.append(_executing(plan, project, now))
         s.plans.append({"id": plan_id, "project": project, "status": status})
+    return True
+
+
+def _to_parse(look: dict) -> bool:
+    """Whether a plan of this look is parsed: executing, approved with a scheduling key,
+    or a status line missing or not a status."""
+    status = look.get("status")
+    return status not in STATUSES or status == "executing" or (
+        status == "approved" and look.get("scheduled") is not False)
+
+
+def _read(vault: Vault, path: str, project: str, s: Survey, refused: dict) -> str | None:
+    """The plan's text; None when gone (an editor's save renamed it away since the listing)
+    or refused (then told, and listed invalid)."""
+    try:
+        return vault.read(path)[1]
+    except FileNotFoundError:
+        return None
+    except BadFile as e:
+        _refuse(refused, vault, path, project, "plan", e)
+        s.plans.append({"id": Path(path).stem, "project": project, "status": INVALID})
+        return None
 
 
 _SCHEDULED = re.compile(r"^(?:after|not_before|expires_at|retry_wait)\s*:", re.M)

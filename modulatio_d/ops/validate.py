@@ -28,7 +28,9 @@ the vault, `.modulatio/`, the config, each project folder with its plans/,
 cron/ and tickets/, and every file in them (errors).
 
 Each file is read and parsed once: meaning checks use the parsed plan, entry
-and config, and find line numbers in the bytes already read.
+and config, and find line numbers in the bytes already read. What a plan's checks need of
+its file (ops/plan_facts.py) is kept in the per-user row cache by stat signature: an
+unchanged plan is not read again; its checks against everything else run every time.
 """
 
 from __future__ import annotations
@@ -37,16 +39,16 @@ import os
 import re
 import shlex
 import shutil
+import stat
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from modulatio_d.core.errors import BadFile
-from modulatio_d.core.markdown import line_of
-from modulatio_d.core.plan import FINAL, Plan, StepKind
+from modulatio_d.core.errors import BadFile, FileUnusable
+from modulatio_d.ops import plan_facts
 from modulatio_d.ops.dependencies import after_problems
+from modulatio_d.ops.plan_facts import Facts
 from modulatio_d.ops.problems import Problem, Severity
-from modulatio_d.ops.render import plan_row
 from modulatio_d.store import config, fs, pause
 from modulatio_d.store.plan_file import read_plan
 from modulatio_d.store.rowcache import RowCache
@@ -54,8 +56,6 @@ from modulatio_d.store.vault import Vault
 
 Reader = Callable[[Vault, Path], object]
 FAR = timedelta(days=366)
-_PLAN_HEAD = 2
-"""The file line of a plan's first frontmatter line: the opening `---` is always one line."""
 _SHELL_WORDS = frozenset({"exec", "cd", ".", "eval", "set", "export", "if", "for", "while",
                           "case", "{", "(", "!", "command", "env"})
 """First words that are the shell's own: nothing on PATH to look for."""
@@ -83,9 +83,12 @@ class _Checker:
         self.problems: list[Problem] = []
         self.cfg: config.Config | None = None
         self.zone_ok = True
-        self.plans: dict[tuple[str, str], object] = {}  # (project, id) -> the Plan, True, False
+        self.plans: dict[tuple[str, str], object] = {}  # (project, id) -> Facts, True, False
         self._plugins: dict[str, set[str]] = {}
-        self.rows = RowCache(vault.root, "plan-rows")
+        self._dirs: dict[Path, bool] = {}
+        self._listed: dict[tuple[str, str], list[fs.Entry]] = {}
+        self.facts = RowCache(vault.root, plan_facts.USE)
+        self.every_plan = True  # every plans/ folder was listed: cached rows of others go
 
     def add(self, path: Path, reason: str, line: int | None = None, hint: str = "",
             severity: Severity = Severity.ERROR) -> None:
@@ -101,7 +104,8 @@ class _Checker:
             self.problems.append(Problem.of(e) if isinstance(e, BadFile) else Problem(
                 pause.path_of(self.vault.meta), f"cannot be read: {e.strerror}"))
         # What the daemons' trust checks would refuse (docs/security.md).
-        self.problems += [Problem.of(p) for p in trust.vault_problems(self.vault)]
+        self.problems += [Problem.of(p) for p in trust.vault_problems(self.vault,
+                                                                     listing=self.files)]
         from modulatio_d.ops.modulatio_import import vault_notes
         for path, reason, hint, warning in vault_notes(self.vault, self.now):  # case twins, cron
             self.add(path, reason, None, hint, Severity.WARNING if warning else Severity.ERROR)
@@ -119,13 +123,14 @@ class _Checker:
                     self.vault.check_folder(self.vault.project_dir(project) / kind)
                 except BadFile as e:  # a linked folder: none of its files is read
                     self.problems.append(Problem.of(e))
+                    self.every_plan = self.every_plan and kind != "plans"
                     continue
-                for entry in sorted(self.vault.files(project, kind), key=lambda e: e.name):
-                    path = Path(entry.path)
+                for entry in sorted(self.files(project, kind), key=lambda e: e.name):
                     tick()
-                    if kind == "plans" and self.rows.ended(entry.path, entry.st):
-                        self.plans[(project, path.stem)] = True  # ended, unchanged: no check
+                    if kind == "plans":
+                        self.plan_file(project, entry)
                         continue
+                    path = Path(entry.path)
                     try:
                         read = reader(self.vault, path)
                     except BadFile as e:
@@ -135,13 +140,9 @@ class _Checker:
                     except OSError as e:
                         self.add(path, f"cannot be read: {e.strerror}")
                         continue
-                    if kind == "plans":
-                        self.plans[(project, path.stem)] = read.plan  # truthy
-                        self.rows.put(entry.path, entry.st, plan_row(read.plan, project))
-                        self.check_plan(read.plan)
-                    elif kind == "cron":
+                    if kind == "cron":
                         self.check_entry(*read)
-        self.rows.save(complete=False)
+        self.facts.save(complete=self.every_plan)
         after_problems(self.plans, self.add, Severity.ERROR, Severity.WARNING)  # `after`
         return self.problems
 
@@ -270,34 +271,69 @@ class _Checker:
 
     # --- plans --------------------------------------------------------------------------
 
-    def check_plan(self, plan: Plan) -> None:
-        if plan.status in FINAL:
+    def files(self, project: str, kind: str) -> list[fs.Entry]:
+        """A folder's listing, once a run (the trust checks and the checks share it)."""
+        if (project, kind) not in self._listed:
+            self._listed[(project, kind)] = list(self.vault.files(project, kind))
+        return self._listed[(project, kind)]
+
+    def plan_file(self, project: str, entry: fs.Entry) -> None:
+        """Read (or take from the cache) one plan's Facts and check them."""
+        row = self.facts.get(entry.path, entry.st)
+        if row is not None and row.get("final") is True and row.get("after") == []:
+            self.plans[(project, entry.name[:-3])] = True  # ended, in no `after` chain
             return
-        if plan.shape is not None and plan.shape.body_error:  # core/modulatio_shape: fails closed
-            self.add(plan.path, plan.shape.body_error, plan.shape.body_error_line,
+        path = Path(entry.path)
+        found = plan_facts.from_row(path, row) if row is not None else None
+        if found is None:
+            try:
+                found = plan_facts.of_plan(read_plan(self.vault, path).plan)
+                self.facts.put(entry.path, entry.st, plan_facts.to_row(found))
+            except BadFile as e:
+                found = e
+                # What the bytes say, and only that: a refusal of the file's kind or
+                # access (a link, a folder, no permission) is looked at again each run.
+                if not isinstance(e, (OSError, FileUnusable)) and entry.st is not None \
+                        and stat.S_ISREG(entry.st.st_mode):
+                    self.facts.put(entry.path, entry.st, plan_facts.bad_row(e))
+            except OSError as e:
+                self.add(path, f"cannot be read: {e.strerror}")
+                return
+        if isinstance(found, BadFile):
+            self.problems.append(Problem.of(found))
+            self.plans[(project, path.stem)] = False
+            return
+        self.plans[(project, path.stem)] = found  # truthy
+        self.check_plan(found)
+
+    def is_dir(self, path: Path) -> bool:
+        if path not in self._dirs:
+            self._dirs[path] = path.is_dir()
+        return self._dirs[path]
+
+    def check_plan(self, plan: Facts) -> None:
+        if plan.final:
+            return
+        if plan.body_error:  # core/modulatio_shape: fails closed
+            self.add(plan.path, plan.body_error, plan.body_error_line,
                      "a daemon pauses this plan with a ticket instead of running it")
-        data = plan.data
-        head = _PLAN_HEAD
         if plan.reflector:
-            self.check_command(plan.path, line_of(data, "reflector", head), "reflector",
+            self.check_command(plan.path, plan.reflector_line, "reflector",
                                plan.reflector, plan.path.parent)
         project_dir = plan.path.parent.parent
-        steps = data.get("sub_objectives")
-        plan_cwd_missing = bool(plan.cwd) and not (project_dir / plan.cwd).is_dir()
-        if plan_cwd_missing:
+        if plan.cwd and not self.is_dir(project_dir / plan.cwd):
             self.add(plan.path, f"cwd: the folder {project_dir / plan.cwd} does not exist",
-                     line_of(data, "cwd", head),
-                     "create it, or fix cwd (relative to the project folder)")
-        for step in plan.sub_objectives[plan.current_index:]:
-            line = _item_line(steps, step.index, head)
+                     plan.cwd_line, "create it, or fix cwd (relative to the project folder)")
+        for i, step in enumerate(plan.steps):
+            line = step.line
             where = f"sub-objective {step.index + 1}"
-            if step.kind is StepKind.AGENT and not self.agent_known(step.agent):
+            if step.agent is not None and not self.agent_known(step.agent):
                 from modulatio_d.daemon.executors.agent import GROUP
                 self.add(plan.path, f"{where}: agent {step.agent!r} is neither in "
                          f".modulatio/config.yaml agents, built in (mock), nor an installed "
                          f"plugin ({GROUP})", line, "add it to the config's agents")
-            if step.cwd and not (project_dir / step.cwd).is_dir():
-                first = step.index == plan.current_index
+            if step.cwd and not self.is_dir(project_dir / step.cwd):
+                first = i == 0
                 self.add(plan.path, f"{where}: cwd: the folder {project_dir / step.cwd} "
                          "does not exist", line,
                          "create it, or fix cwd (relative to the project folder)" if first
@@ -353,13 +389,6 @@ def _agent_line(text: str, name: str) -> int | None:
         return None
     m = re.compile(rf"(?m)^[ \t]+['\"]?{re.escape(name)}['\"]?[ \t]*:").search(text, start.end())
     return text.count("\n", 0, m.start()) + 1 if m else _key_line(text, "agents")
-
-
-def _item_line(seq: object, index: int, head: int) -> int | None:
-    try:
-        return seq.lc.item(index)[0] + head  # type: ignore[attr-defined]
-    except (AttributeError, KeyError, TypeError, IndexError):
-        return None
 
 
 def _is_plain(command: str) -> bool:

@@ -28,7 +28,6 @@ import time
 from pathlib import Path
 
 from modulatio_d import __version__
-from modulatio_d.core.plan import FINAL
 
 VERSION = 1
 RACY_S = 2.0
@@ -80,13 +79,6 @@ class RowCache:
             return hit[1]
         return None
 
-    def ended(self, path: str, st: os.stat_result) -> bool:
-        """Whether the kept row says this unchanged file parsed and is completed, failed
-        or aborted."""
-        row = self.get(path, st)
-        return row is not None and "error" not in row and row.get("status") in \
-            {s.value for s in FINAL}
-
     def put(self, path: str, st: os.stat_result, row: dict) -> None:
         self.changed = True
         if self.now - max(st.st_mtime, st.st_ctime) > RACY_S:
@@ -103,8 +95,9 @@ class RowCache:
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".rows.", suffix=".tmp")
             try:
-                with os.fdopen(fd, "w") as f:
-                    json.dump({"version": VERSION, "code": __version__, "rows": rows}, f)
+                with os.fdopen(fd, "w") as f:  # dumps: C encoder (dump to a file is Python's)
+                    f.write(json.dumps({"version": VERSION, "code": __version__, "rows": rows},
+                                       separators=(",", ":")))
                 os.replace(tmp, self.path)
             except BaseException:
                 os.unlink(tmp)

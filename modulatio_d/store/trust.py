@@ -125,6 +125,12 @@ class Policy:
         """Why `path` (with stat `st`) is not to be trusted; None when it is.
         `above`: a folder above the vault root, where a sticky folder may be writable
         by anyone."""
+        mode = stat.S_IMODE(st.st_mode)
+        sticky_above = above and stat.S_ISDIR(st.st_mode) and mode & stat.S_ISVTX
+        if self.trusts(st.st_uid) and not (mode & stat.S_IWOTH and not sticky_above) and \
+                not (mode & stat.S_IWGRP and st.st_gid != self.gid and not sticky_above):
+            return None  # the common case, told apart before any name lookup (getgrgid
+            # costs tens of microseconds, and a first scan judges every file of the vault)
         reasons: list[str] = []
         fixes: list[str] = []
         quoted = shlex.quote(str(path))
@@ -137,8 +143,6 @@ class Policy:
             fixes.append(f"`chown {shlex.quote(user_name(self.uid))} {quoted}` (as root) or "
                          f"remove it if {owner} may not run commands as "
                          f"{user_name(self.uid)}")
-        mode = stat.S_IMODE(st.st_mode)
-        sticky_above = above and stat.S_ISDIR(st.st_mode) and mode & stat.S_ISVTX
         if mode & stat.S_IWOTH and not sticky_above:
             reasons.append(f"writable by everyone (mode {mode:04o})")
             fixes.append(f"`chmod o-w {quoted}`")
@@ -166,11 +170,17 @@ def check_vault(root: Path, meta: Path, policy: Policy) -> list[BadFile]:
 
 
 def _judged(policy: Policy, paths) -> list[BadFile]:
-    """The problems of each path there is (one gone meanwhile has none)."""
+    """The problems of each path there is (one gone meanwhile has none); a path may come
+    as (path, its lstat from a folder listing), used when it is not a link."""
     found = []
     for path in paths:
         try:
-            st = os.stat(path)
+            if isinstance(path, tuple):
+                path, st = path
+                if stat.S_ISLNK(st.st_mode):
+                    st = os.stat(path)
+            else:
+                st = os.stat(path)
         except OSError:
             continue
         problem = policy.problem(path, st)
@@ -197,20 +207,22 @@ def vault_policy(vault, problems: list[BadFile]) -> Policy:
         return Policy.build(vault.root, None, owner)
 
 
-def vault_problems(vault, files: bool = True) -> list[BadFile]:
+def vault_problems(vault, files: bool = True, listing=None) -> list[BadFile]:
     """What a daemon of the vault folder's owner would refuse: the folders above the
     vault, the vault, `.modulatio/` and the config; with `files`, also each project
-    folder with its plans/, cron/, tickets/ and triggers/ and every `*.md` in them."""
+    folder with its plans/, cron/, tickets/ and triggers/ and every `*.md` in them.
+    `listing(project, kind)`: the folder's entries (default `vault.files`)."""
+    listing = listing or vault.files
     problems: list[BadFile] = []
     policy = vault_policy(vault, problems)
     problems += check_vault(vault.root, vault.meta, policy)
-    paths: list[Path | str] = [vault.config_path]
+    paths: list = [vault.config_path]
     if files:
         for project in vault.projects():
             paths.append(vault.project_dir(project))
             for kind in ("plans", "cron", "tickets", "triggers"):  # what daemons act on
                 paths.append(vault.project_dir(project) / kind)
-                paths += sorted(e.path for e in vault.files(project, kind))
+                paths += sorted((e.path, e.st) for e in listing(project, kind))
     return problems + _judged(policy, paths)
 
 

@@ -127,6 +127,18 @@ class Vault:
             if not e.name.startswith("."):
                 yield e
 
+    def each_file(self, project: str, kind: str,
+                  fd: int | None = None) -> Iterator[tuple[str, os.stat_result]]:
+        """files() as (name, lstat), one at a time (fs.each_entry; `fd` the folder opened
+        by the caller); a listing that fails part way ends there (the next one starts
+        again)."""
+        try:
+            for name, st in fs.each_entry(self.project_dir(project) / kind, ".md", fd):
+                if not name.startswith("."):
+                    yield name, st
+        except OSError:
+            return
+
     def find(self, kind: str, item_id: str, project: str | None = None) -> tuple[str, Path]:
         """(project, path) of a plan, cron entry or ticket by id."""
         singular = {"plans": "plan", "cron": "cron entry", "tickets": "ticket",
@@ -143,12 +155,13 @@ class Vault:
         return Path(path).parent.parent.name  # no link is followed: the path says it
 
     def read(self, path: Path | str, kind: str | None = None,
-             direct: bool = False) -> tuple[Snapshot, str]:
+             folder_fd: int | None = None, direct: bool = False) -> tuple[Snapshot, str]:
         """A person's file (plan, cron entry, ticket: `kind`, else by its folder) and its
-        text; fs.Refused for a link, a non-regular file, one over its limit. `direct`:
-        past a network filesystem client's caches (store/fs/ read)."""
+        text; fs.Refused for a link, a non-regular file, one over its limit. `folder_fd`:
+        its folder, opened beneath the root (fs.read). `direct`: past a network
+        filesystem client's caches (store/fs/ read)."""
         kind = kind or _KIND_OF_FOLDER.get(Path(path).parent.name, "plan")
-        snap = fs.read(path, kind, direct)
+        snap = fs.read(path, kind, folder_fd, direct)
         return snap, decode(path, snap.raw)
 
     def check_folder(self, folder: Path | str) -> None:

@@ -3,9 +3,11 @@ not_before and expires_at (docs/plan-file.md, "Scheduling")."""
 
 from __future__ import annotations
 
+import json
+import socket
 from datetime import UTC, datetime, timedelta
 
-from helpers import PROJECT, cli, events, marks, plan, settled, write_plan
+from helpers import PROJECT, cli, events, marks, plan, settled, ticks, write_plan
 from waiting import wait_for
 
 from modulatio_d.core.times import format_time, parse_time
@@ -120,3 +122,24 @@ def test_plans_with_one_concurrency_key_never_run_at_once_across_daemons(dvault,
     seq = [(m[0], m[1]) for m in marks(dvault.root / "marks") if m[1].startswith("K")]
     assert "overlap" not in {w for w, _ in seq}
     assert [w for w, _ in seq] == ["start", "end"] * 3  # one after the other
+
+
+def test_an_idle_daemon_runs_the_plan_waiting_for_the_one_a_file_event_brought(dvault, daemons):
+    """The tick is an hour, so no timed scan falls inside this test: A is claimed on
+    its approval's file event; when A ends, B (after: [A]), whose own file did not
+    change, is looked at again without a scan (daemon/candidates.py), and runs."""
+    write_plan(dvault, "B", [{"run": dvault.step()}], extra="after: [A]")
+    write_plan(dvault, "A", [{"run": dvault.step()}], status="draft")
+    d = daemons(tick=3600)
+    beat = ticks(d, dvault)
+    wait_for(lambda: beat() is not None, 20, "the first scan", diag=d.log)  # B waits
+    path = dvault.plan_path("A")  # saved as an editor does (no lock held, no lost race)
+    tmp = path.with_name(".A.md.swp")
+    tmp.write_text(path.read_text().replace("status: draft", "status: approved"))
+    tmp.rename(path)
+    wait_for(settled(dvault, "B", "completed"), 20, "B run after A, not at the hour tick",
+             diag=d.log)
+    assert [e["plan"] for e in events(dvault, "claimed")] == ["A", "B"]
+    heartbeat = dvault.vault.daemons_dir / f"{socket.gethostname()}.{d.pid}.json"
+    wait_for(lambda: json.loads(heartbeat.read_text()).get("active_plan") is None, 10,
+             "the heartbeat says idle again", diag=d.log)

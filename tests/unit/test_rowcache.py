@@ -86,4 +86,44 @@ def test_validate_does_not_read_an_unchanged_ended_plan_again(vault, reads, monk
     assert sorted(seen) == ["P-P-001", "P-P-002"]
     seen.clear()
     assert [str(p) for p in validate.validate(vault)] == first
-    assert seen == ["P-P-002"]  # the draft is checked again; the completed plan is not read
+    # Neither is read again: what their checks need of them is cached (ops/plan_facts.py);
+    # the draft's checks against the config and folders run again (tests/unit/
+    # test_validate_cache.py).
+    assert seen == []
+
+
+def test_a_status_filter_keeps_what_the_status_line_said(vault, reads):
+    a = new(vault, "First")
+    b = new(vault, "Second")
+    b.write_text(b.read_text().replace("status: draft", "status: completed"))
+    assert [r["id"] for r in render.list_plans(vault, status="draft")] == ["P-P-001"]
+    assert reads == ["P-P-001"]  # the completed one: its status line alone was looked at
+    reads.clear()
+    assert [r["id"] for r in render.list_plans(vault, status="draft")] == ["P-P-001"]
+    assert reads == []  # neither is read again
+    assert [r["id"] for r in render.list_plans(vault, status="completed")] == ["P-P-002"]
+    assert reads == ["P-P-002"]  # asked for now: parsed, and kept whole
+    reads.clear()
+    assert [r["status"] for r in render.list_plans(vault)] == ["draft", "completed"]
+    assert reads == []
+    a.write_text("---\nid: P-P-001\nstatus: draft\nsub_objectives: 3\n---\n")
+    assert [r["id"] for r in render.list_plans(vault, status="invalid")] == ["P-P-001"]
+
+
+def test_plan_list_json_is_json_dumps_with_an_indent():
+    import random
+
+    from modulatio_d.cli.plans import rows_json
+
+    chars = 'ab"\\\n\t\u00e9\u2603\U0001F600 ,:{}[]'
+    rng = random.Random(12)
+
+    def text() -> str:
+        return "".join(rng.choice(chars) for _ in range(rng.randint(0, 6)))
+
+    cases = [[], [{}], [{"a": 1.5}], [{"a": [1]}], [{"n": None, "t": True, "f": False}]]
+    cases += [[{text(): rng.choice([None, True, False, rng.randint(-10**20, 10**20), text()])
+                for _ in range(rng.randint(0, 4))} for _ in range(rng.randint(0, 3))]
+              for _ in range(300)]
+    for rows in cases:
+        assert rows_json(rows) == json.dumps(rows, indent=2)

@@ -14,7 +14,8 @@ from modulatio_d.store.plan_file import read_plan
 
 
 def flaky_open(monkeypatch, path, errors: list[int]) -> list[int]:
-    """Fail the next opens of `path` with `errors`, where store/fs/ opens vault files."""
+    """Fail the next opens of `path` with `errors`, where store/fs/ opens vault files
+    (from the root, or by name in the folder's descriptor)."""
     real, seen = fs.reading.open_beneath, []
 
     def fake(file, *a, **k):
@@ -24,6 +25,13 @@ def flaky_open(monkeypatch, path, errors: list[int]) -> list[int]:
             raise OSError(code, "injected", str(file))
         return real(file, *a, **k)
     monkeypatch.setattr(fs.reading, "open_beneath", fake)
+    real_in = fs.reading.open_in  # the scan opens by name in its folder's descriptor
+
+    def fake_in(folder_fd, file, *a, **k):
+        if str(file) == str(path) and errors:
+            return fake(file, *a, **k)
+        return real_in(folder_fd, file, *a, **k)
+    monkeypatch.setattr(fs.reading, "open_in", fake_in)
     monkeypatch.setattr(fs.reading.time, "sleep", lambda s: None)
     return seen
 

@@ -56,6 +56,7 @@ from modulatio_d.store.fs.opening import (
 from modulatio_d.store.fs.reading import (
     Entry,
     Snapshot,
+    each_entry,
     entries,
     exists,
     lines,
@@ -84,7 +85,8 @@ from modulatio_d.store.fs.writing import (
 
 __all__ = [
     "LIMITS", "Entry", "Refused", "Root", "Snapshot", "append", "check_folder", "check_regular",
-    "entries", "exchange", "exists", "folder_cap", "fsync_dir", "lines", "mkdirs", "mode_of",
+    "each_entry", "entries", "exchange", "exists", "folder_cap", "fsync_dir", "lines", "mkdirs",
+    "mode_of",
     "move", "names", "open_folder", "open_regular", "open_temp", "opening", "publish", "read",
     "reading", "register", "rename", "rename_new", "signature", "stat_of", "tail", "temp",
     "unlink", "writing",

@@ -62,6 +62,10 @@ class _OpenHow(ctypes.Structure):
                 ("resolve", ctypes.c_uint64)]
 
 
+_SYSOPENAT2_C = ctypes.c_long(_SYSOPENAT2)  # made once: openat2 runs for every file read
+_HOW_SIZE = ctypes.c_size_t(ctypes.sizeof(_OpenHow))
+
+
 def libc_fn(name: str):
     try:
         return getattr(ctypes.CDLL(None, use_errno=True), name)
@@ -165,27 +169,40 @@ def register(path: Path | str) -> Root:
 
     Vaults made for one folder share its Root, opened once; a Vault made after the
     folder was replaced (removed and made anew) gets a new one."""
+    global _keys
     key = os.path.normpath(str(path))
     root = _roots.get(key)
     if root is None or root.replaced():
         root = Root(key)
         _roots[key] = root
+        if key not in _keys:
+            _keys = (*_keys, key)
     return root
+
+
+# The keys _roots has had: locate() runs for every file read (100,000 at a big vault's
+# first scan), and a WeakValueDictionary's keys() costs more than the rest of it. A key
+# whose Root was let go is dropped when found; a tuple, replaced whole, so that another
+# thread looping over it is never disturbed.
+_keys: tuple[str, ...] = ()
 
 
 def locate(path: Path | str) -> tuple[Root, str, bool]:
     """(root, path relative to it, whether the root is a vault's) of an absolute path."""
+    global _keys
     p = os.path.abspath(os.fspath(path))
-    best = None
-    for key in list(_roots.keys()):
-        if (p == key or p.startswith(key.rstrip(os.sep) + os.sep)) and \
-                (best is None or len(key) > len(best)):
-            best = key
-    if best is not None:
+    while True:
+        best = None
+        for key in _keys:
+            if (p == key or p.startswith(key.rstrip(os.sep) + os.sep)) and \
+                    (best is None or len(key) > len(best)):
+                best = key
+        if best is None:
+            return Root(os.path.dirname(p)), os.path.basename(p), False
         root = _roots.get(best)
-        if root is not None:
-            return root, os.path.relpath(p, best), True
-    return Root(os.path.dirname(p)), os.path.basename(p), False
+        if root is not None:  # p is normalized and lies in best: the rest of it is relative
+            return root, "." if p == best else p[len(best.rstrip(os.sep)) + 1:], True
+        _keys = tuple(k for k in _keys if k != best)  # its Root was let go
 
 
 # --- opening --------------------------------------------------------------------------
@@ -196,9 +213,8 @@ def _openat2(dirfd: int, rel: str, flags: int, mode: int) -> int:
     how = _OpenHow(flags, mode if flags & os.O_CREAT else 0,
                    _RESOLVE_BENEATH | _RESOLVE_NO_SYMLINKS)
     while True:
-        fd = _syscall(ctypes.c_long(_SYSOPENAT2), ctypes.c_int(dirfd),
-                      ctypes.c_char_p(os.fsencode(rel)), ctypes.byref(how),
-                      ctypes.c_size_t(ctypes.sizeof(how)))
+        fd = _syscall(_SYSOPENAT2_C, ctypes.c_int(dirfd), ctypes.c_char_p(os.fsencode(rel)),
+                      ctypes.byref(how), _HOW_SIZE)
         if fd >= 0:
             return fd
         err = ctypes.get_errno()

@@ -14,6 +14,7 @@ from typing import TypeVar
 
 from modulatio_d.store.fs.opening import (
     LIMITS,
+    OPEN,
     MiB,
     check_regular,
     open_beneath,
@@ -69,17 +70,35 @@ def retrying(read_once: Callable[[], T]) -> T:
     raise AssertionError("unreachable")
 
 
-def read(path: Path | str, kind: str, direct: bool = False) -> Snapshot:
+def read(path: Path | str, kind: str, folder_fd: int | None = None,
+         direct: bool = False) -> Snapshot:
     """The whole file (a regular file within LIMITS[kind]); Refused or FileNotFoundError.
-    ESTALE and EIO are tried again (`retrying`). `direct`: through an O_DIRECT
+    ESTALE and EIO are tried again (`retrying`). `folder_fd`: a descriptor of the
+    file's folder, opened beneath the root (the scan's): the file is opened by its
+    name in it, O_NOFOLLOW, which is what a walk from the root would end with, without
+    that walk (a first scan opens 100,000 files); any error but a missing file is
+    answered by the walk, which explains it. `direct`: through an O_DIRECT
     descriptor, past the caches of a network filesystem's client (another host's
     write; where O_DIRECT is refused, a plain read)."""
-    return retrying(lambda: _read_once(path, kind, direct))
+    return retrying(lambda: _read_once(path, kind, folder_fd, direct))
 
 
-def _open_direct(path: Path | str) -> int | None:
+def open_in(folder_fd: int | None, path: Path | str, flags: int) -> int:
+    """`path` opened by its name in `folder_fd` (its folder, see `read`), else from the
+    root (open_beneath), which also explains whatever the first open refused."""
+    if folder_fd is not None:
+        try:
+            return os.open(os.path.basename(path), flags | OPEN, dir_fd=folder_fd)
+        except FileNotFoundError:
+            raise
+        except OSError:
+            pass  # a link, a folder, an EIO...: the walk says what it is, or reads it
+    return open_beneath(path, flags)
+
+
+def _open_direct(folder_fd: int | None, path: Path | str) -> int | None:
     try:
-        return open_beneath(path, os.O_RDONLY | os.O_NONBLOCK | os.O_DIRECT)
+        return open_in(folder_fd, path, os.O_RDONLY | os.O_NONBLOCK | os.O_DIRECT)
     except OSError as e:
         if e.errno == errno.EINVAL:
             return None  # no O_DIRECT on this filesystem
@@ -100,11 +119,12 @@ def _read_direct_upto(fd: int, n: int) -> bytes:
     return b"".join(chunks)
 
 
-def _read_once(path: Path | str, kind: str, direct: bool = False) -> Snapshot:
-    fd = _open_direct(path) if direct else None
+def _read_once(path: Path | str, kind: str, folder_fd: int | None = None,
+               direct: bool = False) -> Snapshot:
+    fd = _open_direct(folder_fd, path) if direct else None
     direct = fd is not None
     if fd is None:
-        fd = open_beneath(path, os.O_RDONLY | os.O_NONBLOCK)
+        fd = open_in(folder_fd, path, os.O_RDONLY | os.O_NONBLOCK)
     try:
         st = os.fstat(fd)
         check_regular(path, st)
@@ -203,12 +223,21 @@ class Entry:
 
 def entries(folder: Path | str, suffix: str = "") -> list[Entry]:
     """The names ending in `suffix` in a folder (none when it is missing), with their lstat."""
-    try:
-        fd = open_folder(folder)
-    except FileNotFoundError:
-        return []
-    out = []
     base = os.fspath(folder)
+    return [Entry(name, os.path.join(base, name), st) for name, st in each_entry(folder, suffix)]
+
+
+def each_entry(folder: Path | str, suffix: str = "",
+               fd: int | None = None) -> Iterator[tuple[str, os.stat_result]]:
+    """entries() one at a time, as (name, lstat): the daemon's scan of a folder of
+    100,000 plans never holds them all in a list (its memory stays what it keeps).
+    `fd`: the folder already opened (open_folder) by the caller, who closes it."""
+    own = fd is None
+    if own:
+        try:
+            fd = open_folder(folder)
+        except FileNotFoundError:
+            return
     try:
         with os.scandir(fd) as it:
             for e in it:
@@ -218,10 +247,10 @@ def entries(folder: Path | str, suffix: str = "") -> list[Entry]:
                     st = os.stat(e.name, dir_fd=fd, follow_symlinks=False)
                 except FileNotFoundError:
                     continue  # renamed away since it was listed
-                out.append(Entry(e.name, os.path.join(base, e.name), st))
+                yield e.name, st
     finally:
-        os.close(fd)
-    return out
+        if own:
+            os.close(fd)
 
 
 def names(folder: Path | str) -> list[str]:

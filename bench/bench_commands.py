@@ -1,0 +1,143 @@
+"""The read-only commands on a big vault, beside reading every plan file once (issue 12, 4).
+
+Measured in the same run, on the same vault (bench/vaultgen.py: BENCH_PLANS plans in 10
+projects, in every status a daemon does not claim; the config names the steps' agent):
+- each command as a user runs it (`python -m modulatio_d --vault V ...`, a new process,
+  output to /dev/null, page cache warm):
+  cold: the per-user row cache (store/rowcache.py) emptied first, so every file is read
+        (the first run after an upgrade, or on a new machine);
+  warm: run again with the cache the cold run left (nothing changed in between);
+- floor: a new process of the same interpreter that lists every project's plans/ and
+  reads every plan file once (interpreter start-up included, as a command's is).
+  "in process" is that read alone, timed inside this process, for reference.
+Target (issue 12): every command within 2x of the floor, at 10,000 and 100,000 plans.
+
+BENCH_PLANS (10000) and BENCH_ROUNDS (3) change the sizes. BENCH_VAULT_CACHE=<folder>
+keeps the generated vault for the next run and the other benchmarks (vaultgen.vault_for);
+its config gets `agents: {writer: {use: mock}}` (the plans' agent), written once.
+Commands run with bytecode caching on (as an installed package has it) even when the
+calling shell sets PYTHONDONTWRITEBYTECODE; a first untimed run writes it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from vaultgen import vault_for  # noqa: E402
+
+PLANS = int(os.environ.get("BENCH_PLANS", "10000"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+
+COMMANDS = [
+    ("plan list", ["plan", "list"]),
+    ("plan list --status paused", ["plan", "list", "--status", "paused"]),
+    ("plan list --json", ["plan", "list", "--json"]),
+    ("validate", ["validate"]),
+    ("status", ["status"]),
+    ("metrics", ["metrics"]),
+    ("ticket list", ["ticket", "list"]),
+    ("cron list", ["cron", "list"]),
+]
+
+_READ_ALL = """
+import os, sys
+
+def read_all(root):
+    for p in sorted(os.scandir(root), key=lambda e: e.name):
+        if p.is_dir() and not p.name.startswith("."):
+            try:
+                found = sorted(os.scandir(os.path.join(p.path, "plans")), key=lambda e: e.name)
+            except FileNotFoundError:
+                continue
+            for e in found:
+                if e.name.endswith(".md"):
+                    with open(e.path, "rb") as f:
+                        f.read()
+"""
+_NS: dict = {}
+exec(_READ_ALL, _NS)  # the same code, timed in this process too
+
+
+CONFIG = "agents:\n  writer: {use: mock}\n"
+
+
+def vault_of(plans: int, tmp: Path) -> Path:
+    t = time.perf_counter()
+    root = vault_for(plans, tmp)
+    config = root / ".modulatio" / "config.yaml"
+    if config.read_text() != CONFIG:
+        config.write_text(CONFIG)
+    if time.perf_counter() - t > 0.5:
+        print(f"made {root} ({plans:,} plans) in {time.perf_counter() - t:.1f} s", flush=True)
+    newest = max(e.stat().st_mtime for e in os.scandir(root / "P00" / "plans"))
+    time.sleep(max(0.0, newest + 2.5 - time.time()))  # files older than the row cache's
+    return root  # racy window (rowcache.RACY_S), else it keeps nothing
+
+
+def run(argv: list[str], env: dict[str, str]) -> tuple[float, int]:
+    t = time.perf_counter()
+    r = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    took = time.perf_counter() - t
+    if r.returncode not in (0, 1):
+        sys.exit(f"{' '.join(argv)}: exit {r.returncode}\n{r.stderr.decode()[-2000:]}")
+    return took, r.returncode
+
+
+def read_in_process(root: Path) -> float:
+    t = time.perf_counter()
+    _NS["read_all"](str(root))
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        bench(vault_of(PLANS, Path(tmp)))
+
+
+def bench(root: Path) -> None:
+    cache = Path(tempfile.mkdtemp(prefix="modulatio-bench-cache-"))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["XDG_CACHE_HOME"] = str(cache)
+    me = [sys.executable, "-m", "modulatio_d", "--vault", str(root)]
+    floor_argv = [sys.executable, "-c", _READ_ALL + "\nread_all(sys.argv[1])\n", str(root)]
+    try:
+        run([*me, "status"], env)  # untimed: bytecode written, page cache warm
+        run(floor_argv, env)
+        floors, in_proc = [], []
+        times: dict[str, dict[str, list[float]]] = {n: {"cold": [], "warm": []}
+                                                    for n, _ in COMMANDS}
+        codes: dict[str, int] = {}
+        for _ in range(ROUNDS):
+            floors.append(run(floor_argv, env)[0])
+            in_proc.append(read_in_process(root))
+            for name, args in COMMANDS:
+                shutil.rmtree(cache / "modulatio", ignore_errors=True)
+                took, codes[name] = run([*me, *args], env)
+                times[name]["cold"].append(took)
+                times[name]["warm"].append(run([*me, *args], env)[0])
+        floor = statistics.median(floors)
+        load = os.getloadavg()[0]
+        print(f"{PLANS:,} plans, median of {ROUNDS} rounds, load {load:.1f}. Floor: a new "
+              f"process reading every plan file once {floor:.3f} s (the read alone, in "
+              f"process: {statistics.median(in_proc):.3f} s)")
+        print(f"{'command':<28}{'cold':>9}{'warm':>9}{'cold/floor':>12}{'warm/floor':>12}"
+              f"  exit")
+        for name, _ in COMMANDS:
+            cold = statistics.median(times[name]["cold"])
+            warm = statistics.median(times[name]["warm"])
+            print(f"{name:<28}{cold:>8.3f}s{warm:>8.3f}s{cold / floor:>11.2f}x"
+                  f"{warm / floor:>11.2f}x  {codes[name]}")
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

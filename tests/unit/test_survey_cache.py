@@ -1,0 +1,77 @@
+"""`status` and `metrics` keep each plan's status look (the regex peek) in the per-user row
+cache under the file's stat signature: an unchanged plan is not read again, a changed one
+is, and a plan that must be parsed (executing, scheduled, unreadable status) always is."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from vault_texts import plan_text
+
+from modulatio_d.ops import survey
+from modulatio_d.store import rowcache
+from modulatio_d.store.vault import Vault
+
+
+@pytest.fixture
+def reads(monkeypatch):
+    seen: list[str] = []
+    real = Vault.read
+
+    def counting(self, path, kind=None):
+        seen.append(str(path).rsplit("/", 1)[-1][:-3])
+        return real(self, path, kind)
+
+    monkeypatch.setattr(Vault, "read", counting)
+    monkeypatch.setattr(rowcache, "RACY_S", -1.0)  # files made just now may be cached
+    return seen
+
+
+def write(vault, plan_id: str, status: str, extra: str = ""):
+    folder = vault.plans_dir("P")
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{plan_id}.md"
+    path.write_text(plan_text(plan_id, status, "  - A step\n").replace(
+        f"status: {status}\n", f"status: {status}\n{extra}"))
+    return path
+
+
+def statuses(vault) -> dict[str, str]:
+    return {p["id"]: p["status"] for p in survey.survey(vault, datetime.now(UTC)).plans}
+
+
+def test_unchanged_plans_are_not_read_again(vault, reads):
+    draft = write(vault, "P-P-001", "draft")
+    write(vault, "P-P-002", "completed")
+    write(vault, "P-P-003", "executing")
+    write(vault, "P-P-004", "approved", "not_before: 2999-01-01T00:00:00Z\n")
+    write(vault, "P-P-005", "approved")
+    first = statuses(vault)
+    assert first == {"P-P-001": "draft", "P-P-002": "completed", "P-P-003": "executing",
+                     "P-P-004": "approved", "P-P-005": "approved"}
+    reads.clear()
+    assert statuses(vault) == first
+    assert reads == ["P-P-003", "P-P-004"]  # parsed every time: executing, scheduled
+    draft.write_text(draft.read_text().replace("status: draft", "status: paused"))
+    reads.clear()
+    assert statuses(vault)["P-P-001"] == "paused" and "P-P-001" in reads
+
+
+def test_a_status_line_that_cannot_be_read_is_read_every_time(vault, reads):
+    write(vault, "P-P-001", "draft").write_text("---\nid: P-P-001\nstatus: [x\n---\n")
+    assert statuses(vault) == {"P-P-001": "invalid"}
+    reads.clear()
+    assert statuses(vault) == {"P-P-001": "invalid"} and reads == ["P-P-001"]
+
+
+def test_status_and_metrics_tick_once_a_plan(vault):
+    from modulatio_d.ops import metrics
+
+    for n in range(3):
+        write(vault, f"P-P-00{n + 1}", "draft")
+    ticks: list[int] = []
+    survey.survey(vault, datetime.now(UTC), tick=lambda: ticks.append(1))
+    assert len(ticks) == 3
+    metrics.text(vault, datetime.now(UTC), {}, lambda: ticks.append(2))
+    assert ticks.count(2) == 3
