@@ -11,8 +11,9 @@ import pytest
 from modulatio_d.store import processes
 
 
-@pytest.mark.parametrize("value", [0, -1, -os.getpid(), 2 ** 22 + 1, 10 ** 30, True, 1.0,
-                                   "1", None])
+# The negated own pid has a fixed id: parallel workers (pytest -n) must collect the same names.
+@pytest.mark.parametrize("value", [0, -1, pytest.param(-os.getpid(), id="minus-own-pid"),
+                                   2 ** 22 + 1, 10 ** 30, True, 1.0, "1", None])
 def test_what_no_process_can_have_is_no_pid_and_is_gone(value):
     assert processes.as_pid(value) is None
     if isinstance(value, int):

@@ -119,12 +119,6 @@ def run(vault, path: Path, person: Person | None) -> HeldPlan:
     return held
 
 
-@pytest.fixture(autouse=True)
-def no_fsync(monkeypatch):
-    """Durability is not what is tested here, and 200 runs of fsyncs cost a minute."""
-    monkeypatch.setattr(os, "fsync", lambda fd: None)
-
-
 @pytest.fixture
 def path(vault) -> Path:
     p = vault.plans_dir("P") / "P-P-001.md"
