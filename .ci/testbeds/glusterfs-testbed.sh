@@ -20,6 +20,10 @@
 #        glusterfs-testbed.sh volume-set OPTION VALUE | volume-reset OPTION
 #                                           change an option of the volume (e.g. performance.stat-prefetch off); clients
 #                                           take it within about a second
+#        glusterfs-testbed.sh volume-options default | recommended
+#                                           the volume's cache options as a set: GlusterFS's defaults
+#                                           (stat-prefetch and open-behind on), or those docs/multi-host.md
+#                                           recommends (both off); prints the set it applied
 #
 # run-on execs nsenter, so its pid is the nsenter process; CMD runs in a child of it inside H's PID namespace.
 # To signal something started with run-on, either signal it from inside (`run-on H kill PID`, PID as seen there,
@@ -29,7 +33,8 @@
 #   TB_DIR (/var/lib/glusterfs-testbed: brick, pid files, logs), TB_PING_TIMEOUT (volume's network.ping-timeout,
 #   seconds; GlusterFS default 42), TB_KEEP_LOGS=1 (down keeps $TB_DIR/log), TB_CLIENT_ARGS (more arguments
 #   of the hosts' glusterfs clients, split on blanks, e.g. "--attribute-timeout=0 --entry-timeout=0"; used by
-#   hosts that `up` starts, not by those already up).
+#   hosts that `up` starts, not by those already up), TB_VOLUME_OPTIONS (default or recommended: the set of
+#   volume-options that `up` applies; unset: the volume keeps what it has, GlusterFS's defaults when new).
 # Packages: glusterfs-server and glusterfs-client are installed with apt-get when glusterd or glusterfs is missing.
 # Limits: one brick, no replication; all hosts share the kernel, clock and root filesystem; glusterd keeps its
 #   state in /var/lib/glusterd (one per machine), so no other glusterd may run on the machine meanwhile.
@@ -118,7 +123,21 @@ server_up() {
     gl volume create "$VOL" "$SRV:$BRICK" force >/dev/null
   fi
   if [ -n "${TB_PING_TIMEOUT:-}" ]; then gl volume set "$VOL" network.ping-timeout "$TB_PING_TIMEOUT" >/dev/null; fi
+  if [ -n "${TB_VOLUME_OPTIONS:-}" ]; then volume_options "$TB_VOLUME_OPTIONS" >/dev/null; fi
   gl volume start "$VOL" force >/dev/null
+}
+
+# The cache options docs/multi-host.md recommends for GlusterFS, as a set: "recommended" sets them off,
+# "default" resets them to GlusterFS's own defaults (on).
+CACHE_OPTIONS="performance.stat-prefetch performance.open-behind"
+volume_options() {
+  local o
+  case "$1" in
+    recommended) for o in $CACHE_OPTIONS; do gl volume set "$VOL" "$o" off >/dev/null; done ;;
+    default) for o in $CACHE_OPTIONS; do gl volume reset "$VOL" "$o" >/dev/null; done ;;
+    *) die "volume options: default or recommended, not '$1'" ;;
+  esac
+  for o in $CACHE_OPTIONS; do echo "$o $(gl volume get "$VOL" "$o" | awk -v o="$o" '$1 == o {print $2}')"; done
 }
 
 host_up() {
@@ -281,5 +300,6 @@ case "${1:-}" in
   install) need_packages ;;
   volume-set) [ $# -eq 3 ] || die "usage: volume-set OPTION VALUE"; gl volume set "$VOL" "$2" "$3" >/dev/null ;;
   volume-reset) [ $# -eq 2 ] || die "usage: volume-reset OPTION"; gl volume reset "$VOL" "$2" >/dev/null ;;
+  volume-options) [ $# -eq 2 ] || die "usage: volume-options default|recommended"; volume_options "$2" ;;
   *) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

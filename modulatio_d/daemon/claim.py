@@ -11,6 +11,16 @@ Protocol of `Claimer.claim(candidate)`, for a plan the scan found claimable:
    the version from before the last holder's last write (docs/multi-host.md).
    Past the wait it goes on with what it reads (`claim_read_behind`: a
    person's stale save can bring an older rev back; the record repairs it).
+   On a network filesystem (`shared`) the note itself can read old: on the
+   GlusterFS test bed, taken the moment the other host let the lock go, an
+   O_DIRECT read (store/lock.py) still returned the previous holder's claim-time
+   note, without `released`, or none at all, for about 0.2 s, in about one take
+   of ten (the client's cached size bounds even an O_DIRECT read). So there a
+   note that does not say `released` (or none, for a plan seen `executing`) is
+   read again until it does, for up to FRESH_WAIT_S: a holder that died wrote
+   none, and is then taken over that much later. The plan's reads there are
+   O_DIRECT, and one that fails (cut short: it does not parse) is tried again
+   within the same wait.
    Before that, the file's owner and mode are checked again (store/trust.py:
    the scan judged the version it saw). Then re-read the plan under the lock
    (HeldPlan). A person's stale save, one
@@ -72,7 +82,7 @@ from modulatio_d.daemon.budget import Budget
 from modulatio_d.daemon.scan import Candidate
 from modulatio_d.store import fs, heartbeat, processes
 from modulatio_d.store.lock import FileLock, lock_path
-from modulatio_d.store.plan_file import HeldPlan, read_plan
+from modulatio_d.store.plan_file import HeldPlan, ReadPlan, read_plan
 from modulatio_d.store.trust import Checks
 from modulatio_d.store.vault import Vault
 
@@ -163,6 +173,7 @@ class Claimer:
         self.pid = pid
         self.trust = trust
         self._told_held: set[tuple[str, int]] = set()  # (plan, holder pid) reported
+        self.shared = False  # the vault is on a network filesystem (set by the loop)
 
     def claim(self, c: Candidate) -> Claimed | Missed:
         lock = FileLock(lock_path(c.path))
@@ -179,9 +190,8 @@ class Claimer:
                 untrusted = self.trust.file_problem(c.path, fs.stat_of(c.path))
                 if untrusted is not None:
                     raise untrusted
-            noted = lock.noted()
-            self._read_fresh(c, noted)
-            held = HeldPlan(self.vault, c.path, self.events)
+            noted = self._noted(lock, c.status is PlanStatus.EXECUTING)
+            held = HeldPlan(self.vault, c.path, self.events, read=self._read_fresh(c, noted))
             plan = held.plan
             if plan.status not in CLAIMABLE:
                 log.info("claim %s: now %s, not claimable", plan.id, plan.status.value)
@@ -231,25 +241,46 @@ class Claimer:
                        (first["index"], first["attempt"]) if first is not None else None)
 
 
-    def _read_fresh(self, c: Candidate, noted: dict) -> None:
-        """Wait (bounded) until the plan read here is at least the rev the lock notes."""
+    def _noted(self, lock: FileLock, orphan: bool) -> dict:
+        """The lock file's note; on a network filesystem read again (bounded) while it
+        names a holder that has not said it released, or is empty for a plan seen
+        `executing` (`orphan`: whoever ran it noted its claim; step 2)."""
+        noted = lock.noted()
+        deadline = time.monotonic() + FRESH_WAIT_S
+        while self.shared and not noted.get("released") and (noted or orphan) \
+                and time.monotonic() < deadline:
+            time.sleep(FRESH_POLL_S)
+            noted = lock.noted()
+        return noted
+
+    def _read_fresh(self, c: Candidate, noted: dict) -> ReadPlan | None:
+        """Wait (bounded) until the plan read here is at least the rev the lock notes;
+        that read, which the claim then goes on with (a read after it could be older
+        again on a network filesystem); None when there is no rev to wait for."""
         want = _int(noted.get("rev"))
         if not want:
-            return
+            return None
         deadline = time.monotonic() + FRESH_WAIT_S
         while True:
             try:
-                rev = read_plan(self.vault, c.path).plan.rev
+                # Past the client's caches on a network filesystem: a new open alone
+                # read the plan from before the last write for over 3 s on the test bed
+                # (its metadata cache at 5 s).
+                read = read_plan(self.vault, c.path, direct=self.shared)
             except (BadFile, ValueError, TypeError, OSError):
-                return  # judged under the lock as before
-            if rev >= want:
-                return
+                if not self.shared or time.monotonic() >= deadline:
+                    return None  # judged under the lock as before
+                # A client's stale size can cut the plan short there: read it again.
+                time.sleep(FRESH_POLL_S)
+                continue
+            if read.plan.rev >= want:
+                return read
             if time.monotonic() >= deadline:
                 log.warning("claim %s: the plan still reads rev %d, the lock notes rev %d; "
-                            "going on with what is read", c.path.stem, rev, want)
+                            "going on with what is read", c.path.stem, read.plan.rev, want)
                 self.events("claim_read_behind", project=c.project, plan=c.path.stem,
-                            rev=rev, noted_rev=want)
-                return
+                            rev=read.plan.rev, noted_rev=want)
+                return None
             time.sleep(FRESH_POLL_S)
 
     def _live_holder(self, plan) -> int | None:

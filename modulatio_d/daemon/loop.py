@@ -25,7 +25,7 @@ the config is read again at the next tick; a running plan keeps the config it
 was claimed with. SIGPIPE stays ignored, so a closed log pipe is a failed write,
 never a death. Any other signal that ends a process (SIGKILL, SIGQUIT, SIGUSR1)
 is a crash: the step dies with the daemon (PR_SET_PDEATHSIG) and the next
-daemon resumes the plan from `in_flight`.
+daemon resumes the plan from `in_flight`. A tick finding the mount cut off (poll.cut_off) waits.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ from modulatio_d.daemon.claim import Claimed, Claimer, Missed, RaceRetries
 from modulatio_d.daemon.guard import Guard
 from modulatio_d.daemon.hooks import HookKeeper
 from modulatio_d.daemon.housekeeping import Housekeeping
-from modulatio_d.daemon.poll import Poller, needs_polling
+from modulatio_d.daemon.poll import Outage, Poller, needs_polling
 from modulatio_d.daemon.runner import Runner
 from modulatio_d.daemon.scan import Candidate, Scanner
 from modulatio_d.daemon.sdnotify import NOTIFY_ENV_VARS, Notifier
@@ -75,6 +75,7 @@ class Daemon:
         self.vault = vault
         self.projects = projects
         self._folders_seen: list[str] = []
+        self.outage = Outage()  # the vault's mount cut off (poll.py): told once, waited out
         self.tick_seconds = tick_seconds
         self.once = once
         self.clock = clock
@@ -143,6 +144,7 @@ class Daemon:
             log.info("removed the heartbeat of a daemon that died: %s", stale)
         watcher = Watcher(self.waker)
         network = needs_polling(self.vault.root)
+        self.claimer.shared = bool(network)  # notes read again until released (claim.py)
         poller = Poller(self.waker, lambda: self.config.poll_interval) if network else None
         if network:
             log.info("the vault is on %s: inotify cannot see other hosts' changes, so the "
@@ -154,14 +156,19 @@ class Daemon:
         ready = False
         try:
             while not self.stop.ending():
-                new_folders = watcher.watch(self._watched())
-                if poller is not None:
-                    poller.watch(self.vault.root, (self.vault.project_dir(p)
-                                 for p in self._served()), (self.vault.meta,))
-                if new_folders or self.settings.reload or self.pending.scan_due(
-                        self.waker.take_changed()):
-                    self.pending.fill(self._tick())
-                    ready = ready or self.notifier.ready() or True
+                try:
+                    new_folders = watcher.watch(self._watched())
+                    if poller is not None:
+                        poller.watch(self.vault.root, map(self.vault.project_dir,
+                                                          self._served()), (self.vault.meta,))
+                    if new_folders or self.settings.reload or self.pending.scan_due(
+                            self.waker.take_changed()):
+                        self.pending.fill(self._tick())
+                        ready = ready or self.notifier.ready() or True
+                    self.outage.over()
+                except Exception as e:  # noqa: BLE001 (the vault's mount cut off: wait)
+                    self.outage.wait(e, self.waker, self.tick_seconds)  # else: raised again
+                    continue
                 self.races.start_pass()
                 self.admission.start_pass()  # who waits for a slot: found again
                 if self._claim_and_run(self.pending):
@@ -194,8 +201,7 @@ class Daemon:
         return watched(self.vault, self._served())  # the folders people write in (wake.py)
 
     def _served(self) -> list[str]:
-        """The project folders served; the last list seen while the vault cannot be listed
-        (a network mount cut off: ENOTCONN, EIO): the daemon waits for it, it does not exit."""
+        """The project folders served (those seen last while the mount is cut off)."""
         if self.projects:
             return list(self.projects)
         try:
@@ -207,7 +213,6 @@ class Daemon:
 
     def _sleep(self, seconds: float, after_run: bool = False) -> None:
         """Sleep until the next tick is due, waking for what changed meanwhile.
-
         Changed plan files are looked at on their own (an idle daemon tried every other
         plan at its last scan): a person's approval is picked up without a scan of the
         whole vault, and a changed plan that cannot be claimed (our own writes, a draft
@@ -260,8 +265,7 @@ class Daemon:
         self.config = self.settings.load(self.config)
 
     def _guarded(self, what: str, phase: Callable[[datetime], None], now: datetime) -> None:
-        """Run a phase of the tick that writes; a write that fails (disk full) skips it
-        this time instead of stopping the daemon. The next tick tries again."""
+        """A phase of the tick that writes: one failing (disk full) is skipped this tick."""
         try:
             phase(now)
         except (OSError, FileChanged) as e:
@@ -331,10 +335,8 @@ class Daemon:
 
     def _claim_and_run(self, candidates: Iterable[Candidate]) -> bool:
         """Claim the first plan that can be and run it; True when one ran (or crashed).
-
-        The per-plan guard (guard.py): whatever one plan raises is that plan's
-        crash, counted and held off, never the daemon's end.
-        """
+        The per-plan guard (guard.py): whatever one plan raises is that plan's crash,
+        counted and held off, never the daemon's end."""
         self.admission.refresh()
         for c in candidates:
             if self.stop.ending():

@@ -28,30 +28,70 @@ records it.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from modulatio_d.core import filesystems
 from modulatio_d.daemon.wake import Waker
+from modulatio_d.store import mounts
 
 log = logging.getLogger("modulatio.poll")
 POLLED = ("plans", "cron", "tickets")
 
 
-def needs_polling(path: Path, mountinfo: Path = Path("/proc/self/mountinfo")) -> str | None:
+CUT_OFF_ERRNOS = (errno.ENOTCONN, errno.ECONNABORTED, errno.ETIMEDOUT, errno.EHOSTDOWN,
+                  errno.ENODEV)
+
+
+def cut_off(error: BaseException | None) -> bool:
+    """Whether `error` (or what caused it: a FileUnusable wraps the OSError) says the
+    vault's network mount is cut off, rather than anything about a file: the daemon
+    waits for the mount to come back (tested on the GlusterFS bed), it does not exit."""
+    seen = 0
+    while error is not None and seen < 8:
+        if isinstance(error, OSError) and error.errno in CUT_OFF_ERRNOS:
+            return True
+        error, seen = error.__cause__ or error.__context__, seen + 1
+    return False
+
+
+class Outage:
+    """The vault's mount cut off, as the daemon's loop meets it: told once (a warning),
+    and once more when a tick reads the vault again."""
+
+    def __init__(self, monotonic: Callable[[], float] = time.monotonic):
+        self.monotonic = monotonic
+        self.since: float | None = None
+
+    def met(self, error: BaseException) -> bool:
+        """True (told the first time) when `error` is a cut-off mount's: wait a tick."""
+        if not cut_off(error):
+            return False
+        if self.since is None:
+            self.since = self.monotonic()
+            log.warning("the vault cannot be read now (%s): waiting for it, trying again "
+                        "each tick", error)
+        return True
+
+    def wait(self, error: BaseException, waker: Waker, seconds: float) -> None:
+        """Wait `seconds` (a tick) when `error` is a cut-off mount's; else raise it again."""
+        if not self.met(error):
+            raise error
+        waker.wait(seconds)
+
+    def over(self) -> None:
+        if self.since is not None:
+            log.warning("the vault can be read again, after %.0f s", self.monotonic() - self.since)
+            self.since = None
+
+
+def needs_polling(path: Path, mountinfo: Path = mounts.MOUNTINFO) -> str | None:
     """What `path` is on when inotify cannot see other hosts' changes there, else None."""
-    try:
-        mounts = filesystems.parse_mountinfo(mountinfo.read_text())
-    except OSError:
-        return None
-    mount = filesystems.mount_for(mounts, os.path.realpath(path))
-    if mount is None:
-        return None
-    kind = filesystems.classify(mount)
-    return kind.name if kind.other_hosts_invisible_to_inotify else None
+    return mounts.shared_kind(path, mountinfo)
 
 
 def _signature(st: os.stat_result) -> tuple[int, int, int]:

@@ -74,7 +74,7 @@ class Runner:
                  prewritten: tuple[int, int] | None = None):
         self.held, self.lock, self.token, self.svc = held, lock, token, svc
         held.token = token
-        self.writer = PlanWriter(held, svc)
+        self.writer = PlanWriter(held, svc, lambda: self._lost if self._lock_lost() else None)
         self.budget = Budget(held.path, svc.clocks.wall, svc.events)
         self.plan_dir, self.runs_dir = held.path.parent, held.path.with_suffix(".runs")
         self._prewritten = prewritten  # (index, attempt) in flight ahead: by the claim, or below

@@ -13,6 +13,17 @@ daemon then lets the plan go and holds off from it rather than dying.
 - Any other failure (disk full, permissions, a file saved again and again
   under the write): tried again for WRITE_RETRY_TICKS ticks, then give up.
 - A stop request (SIGTERM): give up at once.
+- Kept through: an error a network filesystem's client makes for a while
+  (`ESTALE`, `ENOTCONN`, `EIO`; and `ENOENT` for a plan whose name its folder
+  still lists: the file is there, the client's lookup is not) is waited out
+  for as long as it lasts, while the plan is still ours: `loss()` (the runner's)
+  says it is not, when our lock file was deleted or replaced or the plan names a
+  higher claim token. GlusterFS with its default volume options gave such errors
+  for up to ~15 s; giving up then freed the lock of a plan left `executing`, and
+  another host ran the step again as an orphan's. Told once per wait (a warning
+  and `write_waiting`); a stop request still ends the wait. A plan a person
+  deleted is told apart by its folder's listing: its name is gone from it, and
+  after SETTLE_S it is given up as before.
 
 A pause writes its ticket first, then the plan: a crash in between leaves a
 ticket too many (closed with a note once decided), never a paused plan that
@@ -21,8 +32,10 @@ nobody is asked about.
 
 from __future__ import annotations
 
+import errno
 import logging
 from collections.abc import Callable
+from pathlib import Path
 
 from modulatio_d.core import schedule
 from modulatio_d.core.errors import BadFile, FileChanged
@@ -30,28 +43,56 @@ from modulatio_d.core.plan import Plan, PlanStatus, SubObjective
 from modulatio_d.core.times import format_time
 from modulatio_d.core.verdict import FAILURES
 from modulatio_d.daemon.services import Services
-from modulatio_d.store import reflections, tickets
+from modulatio_d.store import fs, reflections, tickets
 from modulatio_d.store.plan_file import HeldPlan
 from modulatio_d.store.refusals import Refusals, settled
 from modulatio_d.store.vault import SETTLE_S
 
 log = logging.getLogger("modulatio.runner")
 WRITE_RETRY_TICKS = 4  # a plan write failing this long (disk full): let the plan go
+PASSING_ERRNOS = (errno.ESTALE, errno.ENOTCONN, errno.EIO)  # a network client's, for a while
+STILL_WAITING_S = 60.0  # a wait kept through transient errors is told again this often
+
+
+def listed(path: Path) -> bool:
+    """Whether `path`'s folder lists its name; True when the folder cannot be listed now
+    (the same client's error: it says nothing about the file)."""
+    try:
+        return path.name in fs.names(path.parent)
+    except OSError:
+        return True
+
+
+def passing(error: Exception, path: Path | None) -> bool:
+    """Whether `error` is one a network filesystem's client makes for a while, the file
+    being there (see above); `path`: the file whose missing is judged by its listing."""
+    if isinstance(error, FileNotFoundError):
+        return path is not None and listed(path)
+    return isinstance(error, OSError) and not isinstance(error, BadFile) \
+        and error.errno in PASSING_ERRNOS
 
 
 class WriteRetry:
     """The patience of one write: `again(error)` after each failure says whether to retry."""
 
     def __init__(self, patience_s: float, monotonic: Callable[[], float],
-                 gone_s: float = SETTLE_S):
+                 gone_s: float = SETTLE_S, keep: Callable[[Exception], bool] | None = None):
         self.patience_s = patience_s
         self.gone_s = gone_s
         self.monotonic = monotonic
+        self.keep = keep or (lambda error: False)
         self.gone_since: float | None = None
         self.failing_since: float | None = None
+        self.kept_since: float | None = None  # waiting out a passing error (see above)
 
     def again(self, error: Exception) -> bool:
         now = self.monotonic()
+        if self.keep(error):
+            if self.kept_since is None:
+                self.kept_since = now
+            self.gone_since = self.failing_since = None  # its own patience, after it
+            return True
+        self.kept_since = None
         # A link or an odd file in the way (store/fs/ Refused, an OSError too) is no save
         # a person is making: it gets the patience of a failing write, not forever.
         if isinstance(error, BadFile) and not isinstance(error, OSError):
@@ -69,11 +110,53 @@ class WriteRetry:
 class PlanWriter:
     """The running plan as the runner writes it; `plan` is always the latest seen."""
 
-    def __init__(self, held: HeldPlan, svc: Services):
+    def __init__(self, held: HeldPlan, svc: Services,
+                 lock_lost: Callable[[], str | None] = lambda: None):
         self.held = held
         self.svc = svc
+        self.lock_lost = lock_lost  # how our lock file was lost (None: it was not): runner's
         self.refusals = Refusals(held.vault, svc.events, "plan")
+        self._told_at: float | None = None  # when a kept wait was last told
         held.window = svc.config.reflection_window
+
+    def _retry(self, path: Path | None, what: str) -> WriteRetry:
+        """The patience of one write of `what` (`path`: the file judged by its listing)."""
+        def keep(error: Exception) -> bool:
+            if not passing(error, path):
+                return False
+            lost = self.loss()
+            if lost is not None:  # a stale handle is no longer worth waiting for
+                log.error("cannot write %s (%s), and the plan is no longer ours (%s): "
+                          "letting it go", what, error, lost)
+                return False
+            now = self.svc.clocks.monotonic()
+            if self._told_at is None or now - self._told_at >= STILL_WAITING_S:
+                first = self._told_at is None
+                self._told_at = now
+                log.warning("cannot write %s now (%s); the plan's lock is still ours: "
+                            "waiting until it can be written%s", what, error,
+                            "" if first else " (still)")
+                self.svc.events("write_waiting", project=self.held.project,
+                                plan=self.plan.id, file=what, error=str(error))
+            return True
+        return WriteRetry(WRITE_RETRY_TICKS * self.svc.tick_seconds, self.svc.clocks.monotonic,
+                          keep=keep)
+
+    def loss(self) -> str | None:
+        """How the plan stopped being ours: our lock file deleted or replaced, or a higher
+        claim token in the plan as read now (not readable now: as last read)."""
+        how = self.lock_lost()
+        if how is not None:
+            return f"its lock file was {how}"
+        self.refresh()
+        theirs = self.held.fenced_by()
+        return None if theirs is None else f"claimed with token {theirs} over ours"
+
+    def _done_waiting(self, retry: WriteRetry, what: str) -> None:
+        if retry.kept_since is not None:
+            log.warning("wrote %s after waiting %.1f s", what,
+                        self.svc.clocks.monotonic() - retry.kept_since)
+        self._told_at = None
 
     @property
     def plan(self) -> Plan:
@@ -89,14 +172,17 @@ class PlanWriter:
 
     def write(self, changes: dict) -> Plan:
         """held.update, waiting out a person's broken save rather than overwriting it."""
-        retry = WriteRetry(WRITE_RETRY_TICKS * self.svc.tick_seconds, self.svc.clocks.monotonic)
+        retry = self._retry(self.held.path, str(self.held.path))
         while True:
             try:
-                return self.held.update(changes)
+                plan = self.held.update(changes)
+                self._done_waiting(retry, str(self.held.path))
+                return plan
             except (OSError, FileChanged, BadFile) as e:
-                if isinstance(e, (BadFile, FileNotFoundError)):
+                if isinstance(e, (BadFile, FileNotFoundError)) \
+                        and not passing(e, self.held.path):
                     self.report_bad(e)
-                elif retry.failing_since is None:
+                elif retry.failing_since is None and retry.kept_since is None:
                     log.error("cannot write %s, trying again: %s", self.held.path, e)
                 if self.svc.stop.requested or not retry.again(e):
                     raise
@@ -106,13 +192,14 @@ class PlanWriter:
     def patiently(self, action: Callable[[], None], what: str) -> bool:
         """Run `action` (a write other than the plan's: the usage append) with the patience
         of a plan write; False when it still fails then, or when a stop is asked."""
-        retry = WriteRetry(WRITE_RETRY_TICKS * self.svc.tick_seconds, self.svc.clocks.monotonic)
+        retry = self._retry(None, what)
         while True:
             try:
                 action()
+                self._done_waiting(retry, what)
                 return True
             except OSError as e:
-                if retry.failing_since is None:
+                if retry.failing_since is None and retry.kept_since is None:
                     log.error("cannot write %s, trying again: %s", what, e)
                 if self.svc.stop.requested or not retry.again(e):
                     return False

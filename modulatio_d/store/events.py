@@ -61,7 +61,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from modulatio_d.core.times import format_time, utcnow
-from modulatio_d.store import fs
+from modulatio_d.store import fs, mounts
 
 log = logging.getLogger("modulatio.events")
 
@@ -109,8 +109,12 @@ def rotate(path: Path, at: datetime, max_bytes: int) -> Path | None:
 
 class EventLog:
     def __init__(self, path: Path, clock: Callable[[], datetime] = utcnow,
-                 max_bytes: int = DEFAULT_MAX_BYTES):
+                 max_bytes: int = DEFAULT_MAX_BYTES, flush: bool | None = None):
         self.path = path
+        # On a network filesystem every line reaches the file server before the append's
+        # flock is let go (store/fs/ append): else another host's line can take its place.
+        # None: found out at the first append (store/mounts.py); a local disk pays nothing.
+        self.flush = flush
         self.clock = clock
         self.host = socket.gethostname()
         self.pid = os.getpid()
@@ -126,8 +130,10 @@ class EventLog:
         if high is not None:
             data += (json.dumps({**line, "event": high, "id": new_id()}, default=str)
                      + "\n").encode()
+        if self.flush is None:
+            self.flush = mounts.shared_kind(self.path.parent) is not None
         try:
-            fs.append(self.path, data)
+            fs.append(self.path, data, flush=self.flush)
         except fs.Refused as e:  # a planted link: told, never written through
             log.warning("event not recorded: %s: %s", e, line)
             return

@@ -62,8 +62,8 @@ class ReadPlan:
     plan: Plan
 
 
-def read_plan(vault: Vault, path: Path) -> ReadPlan:
-    snap, text = vault.read(path)
+def read_plan(vault: Vault, path: Path, direct: bool = False) -> ReadPlan:
+    snap, text = vault.read(path, direct=direct)
     return ReadPlan(snap, parse_plan(markdown.load(path, text), expected_id=path.stem))
 
 
@@ -95,7 +95,7 @@ def _order(plan: Plan) -> tuple[str, ...]:
 
 class HeldPlan:
     def __init__(self, vault: Vault, path: Path, notify: Notify | None = None,
-                 repair: bool = True):
+                 repair: bool = True, read: ReadPlan | None = None):
         self.vault = vault
         self.path = path
         self.project = vault.project_of(path)
@@ -105,7 +105,9 @@ class HeldPlan:
         self.actor = "daemon"  # decided_by of the status changes it writes (Modulatio files)
         self.window = reflections.WINDOW  # reflection entries the file keeps (the config's)
         self._offsets: dict[int, int] = {}  # of the file of older entries (reflections.move)
-        read = read_plan(vault, path)
+        # `read`: the plan as the caller just read it under the lock (daemon/claim.py, the
+        # read found fresh): read again, another host's client could serve an older one.
+        read = read or read_plan(vault, path)
         self.snapshot, self.plan = read.snapshot, read.plan
         self.record = owned_keys.load(self.record_path)
         self.rev_floor = 0  # the rev of a record of another plan with this id: never gone back

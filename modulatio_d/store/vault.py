@@ -155,12 +155,13 @@ class Vault:
         return Path(path).parent.parent.name  # no link is followed: the path says it
 
     def read(self, path: Path | str, kind: str | None = None,
-             folder_fd: int | None = None) -> tuple[Snapshot, str]:
+             folder_fd: int | None = None, direct: bool = False) -> tuple[Snapshot, str]:
         """A person's file (plan, cron entry, ticket: `kind`, else by its folder) and its
         text; fs.Refused for a link, a non-regular file, one over its limit. `folder_fd`:
-        its folder, opened beneath the root (fs.read)."""
+        its folder, opened beneath the root (fs.read). `direct`: past a network
+        filesystem client's caches (store/fs/ read)."""
         kind = kind or _KIND_OF_FOLDER.get(Path(path).parent.name, "plan")
-        snap = fs.read(path, kind, folder_fd)
+        snap = fs.read(path, kind, folder_fd, direct)
         return snap, decode(path, snap.raw)
 
     def check_folder(self, folder: Path | str) -> None:

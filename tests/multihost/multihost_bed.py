@@ -266,6 +266,11 @@ class Bed:
     def volume_reset(self, option: str) -> None:
         script("volume-reset", option, timeout=60)
 
+    def volume_options(self, which: str) -> None:
+        """The volume's cache options as a set: "default" (GlusterFS's) or "recommended"
+        (docs/multi-host.md)."""
+        script("volume-options", which, timeout=60)
+
 
 # --- one bed per machine, shared by sessions --------------------------------------------------
 

@@ -8,11 +8,17 @@ ended plan keeps none): the old holder finds the higher token in the plan's log,
 who holds it in the lock file's note. (This test was skipped for a while, its failure
 put down to the client staying disconnected after the heal; the client log shows it
 reconnected within about 10 s: the old holder ran on, because it looked for the
-higher token in the claim only.)"""
+higher token in the claim only.)
+
+An idle daemon on the cut-off host lists the vault at every tick and gets ENOTCONN once
+the client gives up on the server: it stays alive through the cut (it goes on with the
+folders it saw last, daemon/loop.py `_served`) and, once the link is back, claims and
+runs a plan approved on another host.)"""
 
 from __future__ import annotations
 
 import json
+import signal
 
 import pytest
 from waiting import wait_for
@@ -42,8 +48,8 @@ def events(bed, vault, name: str) -> list[dict]:
     return out
 
 
-def plan_on(bed, vault, host: str) -> dict | None:
-    out = bed.modulatio(host, "plan", "show", "P-P-001", "--json", "--vault", vault)
+def plan_on(bed, vault, host: str, plan_id: str = "P-P-001") -> dict | None:
+    out = bed.modulatio(host, "plan", "show", plan_id, "--json", "--vault", vault)
     return json.loads(out.stdout) if out.returncode == 0 else None
 
 
@@ -57,6 +63,11 @@ def test_a_cut_off_holder_is_fenced_and_writes_nothing(bed, shared_vault, tmp_pa
         a = bed.start_daemon("h1", shared_vault, log=tmp_path / "a.log")
         wait_for(lambda: bed.path("h1", shared_vault / "P" / "h1-started").exists(), 60,
                  "h1 to start step 0", diag=a.log)
+        # Started once `a` holds the only plan: nothing to claim, it ticks every 0.5 s.
+        idle = bed.start_daemon("h1", shared_vault, log=tmp_path / "idle.log")
+        wait_for(lambda: [e for e in events(bed, shared_vault, "daemon_started")
+                          if (e["host"], e["pid"]) == ("h1", idle.inner_pid)], 30,
+                 "the idle daemon of h1 to start", diag=idle.log)
         bed.cut("h1")
         try:
             b = bed.start_daemon("h2", shared_vault, log=tmp_path / "b.log")
@@ -84,6 +95,24 @@ def test_a_cut_off_holder_is_fenced_and_writes_nothing(bed, shared_vault, tmp_pa
     assert [(e["index"], e["token"], e["outcome"]) for e in plan["reflection_log"]] == [
         (0, 1, "interrupted"), (0, 2, "ok"), (1, 2, "ok")]
     assert bed.path("h2", shared_vault / "P" / "ran-on-h2").read_text() == "P-P-001:2\n"
+
+    # The idle daemon of h1 met the cut (its mount said ENOTCONN) and lived through it.
+    assert idle.alive(), idle.log()
+    assert "Transport endpoint is not connected" in idle.log(), idle.log()
+    # It serves again: with the other daemons stopped, it runs a plan approved on h2.
+    for d in (a, b):
+        d.signal(signal.SIGTERM)
+        assert d.wait(60) == 0, d.log()
+    made = bed.modulatio("h2", "plan", "new", "P", "After the cut", "--step",
+                         'hostname > ran-after-cut', "--approve", "--vault", shared_vault)
+    assert made.returncode == 0, made.stderr
+    wait_for(lambda: (plan_on(bed, shared_vault, "h2", "P-P-002")
+                      or {}).get("status") == "completed", 60,
+             "h1's idle daemon to run a plan after the cut", diag=idle.log)
+    assert bed.path("h2", shared_vault / "P" / "ran-after-cut").read_text() == "h1\n"
+    assert [(e["host"], e["pid"]) for e in events(bed, shared_vault, "claimed")
+            if e["plan"] == "P-P-002"] == [("h1", idle.inner_pid)]
+    assert idle.alive()
 
 
 def _comm(pid: int) -> str:

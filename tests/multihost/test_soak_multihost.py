@@ -127,22 +127,30 @@ def logs(daemons: dict[str, list]) -> str:
 
 @pytest.fixture
 def recommended_volume(bed):
-    """The volume options docs/multi-host.md recommends. With GlusterFS's defaults
-    (stat-prefetch and open-behind on) a holder's own reads and writes of its plan
-    fail for seconds at times (ESTALE, then ENOENT, up to ~15 s on the bed; in each of
-    4 soaks here): the daemon then leaves the plan `executing`, another takes it over
-    as an orphan and the step runs again (docs/multi-host.md, "Known problems")."""
-    bed.volume_set("performance.stat-prefetch", "off")
-    bed.volume_set("performance.open-behind", "off")
+    """The volume options docs/multi-host.md recommends (stat-prefetch and open-behind
+    off), then GlusterFS's defaults again."""
+    bed.volume_options("recommended")
     try:
         yield
     finally:
-        bed.volume_reset("performance.stat-prefetch")
-        bed.volume_reset("performance.open-behind")
+        bed.volume_options("default")
 
 
+@pytest.fixture
+def default_volume(bed):
+    """GlusterFS's default volume options (stat-prefetch and open-behind on). With them a
+    holder's own reads and writes of its plan fail for seconds at times (ESTALE, then
+    ENOENT for a file that is there, up to ~15 s on the bed): the holder keeps the plan
+    and waits it out (daemon/writeback.py); before it did, it left the plan `executing`
+    and another host ran the step again as an orphan's (in each of 4 soaks)."""
+    bed.volume_options("default")
+    yield
+
+
+@pytest.mark.parametrize("volume", ["recommended_volume", "default_volume"])
 def test_six_daemons_on_three_hosts_run_every_step_of_60_plans_exactly_once(
-        bed, shared_vault, tmp_path, recommended_volume):
+        bed, shared_vault, tmp_path, request, volume):
+    request.getfixturevalue(volume)
     n_plans = 60
     view = bed.path("h1", shared_vault)
     marks = view / "marks"
@@ -151,14 +159,28 @@ def test_six_daemons_on_three_hosts_run_every_step_of_60_plans_exactly_once(
     daemons = start_daemons(bed, shared_vault, tmp_path)
     start = time.monotonic()
     write_plans(view / "P" / "plans", ids, [step_command(shared_vault / "marks")] * STEPS)
-    wait_for(lambda: set(statuses(view / "P" / "plans", ids).values()) == {"completed"},
-             150, "every plan completed", interval=0.5,
-             diag=lambda: f"{statuses(view / 'P' / 'plans', ids)}\n{logs(daemons)}")
+    default = volume == "default_volume"
+    done = lambda: set(statuses(view / "P" / "plans", ids).values()) == {"completed"}  # noqa: E731
+    if default:
+        # With GlusterFS's defaults a host's client can stay in that state for minutes
+        # (once: two plans of h3 waited over 100 s): what ran must have run once; the
+        # plans still held then are left, each to its holder, until SIGTERM ends the wait.
+        try:
+            wait_for(done, 90, "every plan completed", interval=0.5)
+        except BaseException as e:  # noqa: BLE001 (pytest's Failed is no Exception)
+            print(f"\nsoak (default_volume): not every plan completed: {e}"[:300])
+    else:
+        wait_for(done, 150, "every plan completed", interval=0.5,
+                 diag=lambda: f"{statuses(view / 'P' / 'plans', ids)}\n{logs(daemons)}")
     took = time.monotonic() - start
     for ds in daemons.values():
         for d in ds:
             d.signal(signal.SIGTERM)
-    assert [d.wait(30) for ds in daemons.values() for d in ds] == [0] * 6, logs(daemons)
+    assert [d.wait(60) for ds in daemons.values() for d in ds] == [0] * 6, logs(daemons)
+    final = statuses(view / "P" / "plans", ids)
+    if default:  # those not completed are not re-run by anyone: run on, then complete
+        ids = [p for p in ids if final[p] == "completed"]
+        assert len(ids) >= len(final) - 6, final  # at most one held per daemon
 
     assert concurrent(marks) == []
     ran = runs(marks)
@@ -166,7 +188,9 @@ def test_six_daemons_on_three_hosts_run_every_step_of_60_plans_exactly_once(
     twice = {k: v for k, v in ran.items() if len(v) != 1}
     assert twice == {}, (twice, [e for e in seen if e.get("plan") in {p for p, _ in twice}
                                  or e.get("event") == "TORN LINE"])
-    assert set(ran) == {(p, i) for p in ids for i in range(STEPS)}
+    assert set(ran) >= {(p, i) for p in ids for i in range(STEPS)}
+    assert default or set(ran) == {(p, i) for p in ids for i in range(STEPS)}
+    ran = {k: v for k, v in ran.items() if k[0] in ids}
     # Each plan ran under one claim, token 1, on one host.
     assert {v[0][1] for v in ran.values()} == {1}
     hosts_of = {p: {ran[(p, i)][0][0] for i in range(STEPS)} for p in ids}
@@ -176,21 +200,29 @@ def test_six_daemons_on_three_hosts_run_every_step_of_60_plans_exactly_once(
     assert set(by_host) == set(HOSTS), by_host
 
     assert [e for e in seen if e["event"] == "TORN LINE"] == []
-    claims = Counter((e["plan"], e["token"]) for e in seen if e["event"] == "claimed")
+    claims = Counter((e["plan"], e["token"]) for e in seen if e["event"] == "claimed"
+                     and e["plan"] in ids)
     assert claims == Counter({(p, 1): 1 for p in ids})
-    starts = Counter((e["plan"], e["index"]) for e in seen if e["event"] == "step_started")
-    # The ledger never tells a step twice. That it tells every one is not yet so across
-    # GlusterFS clients: one step_started line of 180 went missing in one soak of three
-    # (no torn line, the step ran once by its mark). docs/multi-host.md, "Known problems";
-    # the exactly-once runs are proven by the marks above, not by the ledger.
-    assert max(starts.values()) == 1, starts
-    assert set(starts) <= {(p, i) for p in ids for i in range(STEPS)}
-    assert len(starts) >= len(ids) * STEPS - 2, sorted(
+    starts = Counter((e["plan"], e["index"]) for e in seen if e["event"] == "step_started"
+                     and e["plan"] in ids)
+    # The ledger tells every step, once: each append reaches the file server before its
+    # flock is let go (store/fs/ append, `flush`); before that one step_started line of
+    # 180 went missing in one soak of three.
+    assert starts == Counter({(p, i): 1 for p in ids for i in range(STEPS)}), sorted(
         set((p, i) for p in ids for i in range(STEPS)) - set(starts))
+    # A holder still waiting when SIGTERM came (default options, a stuck client) leaves
+    # its plan then, as at any stop: `plan_left` for a plan not completed, nothing else.
     assert not [e for e in seen if e["event"] in (
-        "orphan_recovered", "orphan_step", "claim_lost_to_fence", "claim_read_behind")]
-    print(f"\nsoak: {n_plans} plans x {STEPS} steps, {len(HOSTS)} hosts x "
-          f"{DAEMONS_PER_HOST} daemons: {took:.1f} s; plans per host {dict(by_host)}")
+        "orphan_recovered", "orphan_step", "claim_lost_to_fence", "claim_read_behind",
+        "plan_left", "lock_lost") and not (default and e["event"] == "plan_left"
+                                           and e["plan"] not in ids)]
+    lost = [line for ds in daemons.values() for d in ds for line in d.log().splitlines()
+            if "could not append" in line or "event not recorded" in line]
+    assert lost == []
+    waited = [e for e in seen if e["event"] == "write_waiting"]
+    print(f"\nsoak ({volume}): {len(ids)} of {n_plans} plans x {STEPS} steps, {len(HOSTS)} hosts x "
+          f"{DAEMONS_PER_HOST} daemons: {took:.1f} s; plans per host {dict(by_host)}; "
+          f"writes waited out: {len(waited)} {[e.get('error') for e in waited][:5]}")
 
 
 def test_every_daemon_of_one_host_killed_mid_step_the_others_take_over(

@@ -13,6 +13,7 @@ import pytest
 from fakes import WALL0, Events, FakeClock, failing_updates, write_plan
 
 from modulatio_d.core.plan import PlanStatus
+from modulatio_d.daemon import claim as claim_module
 from modulatio_d.daemon.claim import LOST_RACE_RETRY_S, Claimed, Claimer, Missed, RaceRetries
 from modulatio_d.daemon.scan import Candidate
 from modulatio_d.store.lock import FileLock, holder, is_held, lock_path
@@ -280,3 +281,47 @@ def test_a_retried_plan_gets_a_token_above_every_one_its_attempts_used(vault, cl
         assert got.token == 9
     finally:
         got.lock.release()
+
+
+def test_on_a_network_filesystem_a_note_not_yet_released_is_read_again(
+        vault, claimer, monkeypatch):
+    """Another host's release note can read old for a moment: the claim-time note of the
+    last holder (no `released`). On a network filesystem it is read again, the clock
+    bounded (no real sleep here: each sleep is where the release lands)."""
+    path = write_plan(vault, ["one"])
+    lock = FileLock(lock_path(path))
+    assert lock.try_acquire()
+    lock.note_holder(host="h1", pid=7, token=1, plan=path.stem)  # its claim, read old
+    sleeps = []
+
+    def sleep(s):
+        sleeps.append(s)
+        lock.note_holder(host="h1", pid=7, token=1, plan=path.stem, rev=4, released=True)
+    monkeypatch.setattr(claim_module.time, "sleep", sleep)
+    try:
+        assert claimer._noted(lock, False).get("released") is None  # a local disk: no second look
+        claimer.shared = True
+        assert claimer._noted(lock, False) == {"host": "h1", "pid": 7, "token": 1,
+                                        "plan": path.stem, "rev": 4, "released": True}
+        assert len(sleeps) == 1
+    finally:
+        lock.release()
+
+
+def test_a_holder_that_died_without_its_release_note_delays_the_claim_boundedly(
+        vault, claimer, monkeypatch):
+    path = write_plan(vault, ["one"])
+    lock = FileLock(lock_path(path))
+    assert lock.try_acquire()
+    lock.note_holder(host="h1", pid=7, token=1, plan=path.stem)
+    clock = FakeClock()
+    monkeypatch.setattr(claim_module.time, "monotonic", clock.monotonic)
+    monkeypatch.setattr(claim_module.time, "sleep", clock.advance)
+    claimer.shared = True
+    try:
+        start = clock.monotonic()
+        assert claimer._noted(lock, False).get("token") == 1
+        assert claim_module.FRESH_WAIT_S <= clock.monotonic() - start \
+            <= claim_module.FRESH_WAIT_S + claim_module.FRESH_POLL_S
+    finally:
+        lock.release()

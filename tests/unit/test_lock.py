@@ -4,6 +4,7 @@ real waiting."""
 
 from __future__ import annotations
 
+import errno
 import os
 
 import pytest
@@ -99,3 +100,23 @@ def test_a_lock_file_replaced_by_a_rename_is_seen(tmp_path):
         assert lock.still_ours() == "replaced"
     finally:
         lock.release()
+
+
+def test_a_lookup_saying_missing_while_the_folder_lists_the_lock_file_is_no_loss(
+        tmp_path, monkeypatch):
+    """A network client (GlusterFS) may say ENOENT for seconds of a file that is there:
+    the lock is lost only when the folder no longer lists the file either."""
+    path = tmp_path / "P-P-001.lock"
+    lock = FileLock(path)
+    assert lock.try_acquire()
+    with lock:
+        real = os.lstat
+
+        def lstat(p, *a, **k):
+            if os.fspath(p) == os.fspath(path):
+                raise FileNotFoundError(errno.ENOENT, "No such file or directory", str(p))
+            return real(p, *a, **k)
+        monkeypatch.setattr(os, "lstat", lstat)
+        assert lock.still_ours() is None
+        path.unlink()
+        assert lock.still_ours() == "deleted"

@@ -3,12 +3,15 @@ and when a daemon polls at all (the vault's mount, read from a mountinfo text)."
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
 
 import pytest
+from fakes import FakeClock
 
-from modulatio_d.core.errors import BadFile
-from modulatio_d.daemon.poll import Poller, needs_polling
+from modulatio_d.core.errors import BadFile, FileUnusable
+from modulatio_d.daemon.poll import Outage, Poller, cut_off, needs_polling
 from modulatio_d.daemon.wake import Waker
 from modulatio_d.store import config
 
@@ -116,3 +119,32 @@ def test_poll_interval_is_read_from_the_config(tmp_path):
         config.load(path)
     path.write_text("poll_interval: 0.5\n")
     assert config.load(path).poll_interval == 0.5
+
+
+def test_a_cut_off_mount_is_told_by_its_errno_even_behind_a_wrapper():
+    gone = OSError(errno.ENOTCONN, "Transport endpoint is not connected")
+    assert cut_off(gone)
+    try:
+        try:
+            raise gone
+        except OSError:
+            raise FileUnusable("config.yaml", "cannot read") from None
+    except FileUnusable as wrapped:
+        assert cut_off(wrapped)
+    assert not cut_off(OSError(errno.ENOSPC, "full"))
+    assert not cut_off(ValueError("x"))
+    assert not cut_off(None)
+
+
+def test_an_outage_is_told_once_and_its_end_once(caplog):
+    caplog.set_level(logging.WARNING, logger="modulatio.poll")
+    clock = FakeClock()
+    outage = Outage(clock.monotonic)
+    gone = OSError(errno.ENOTCONN, "Transport endpoint is not connected")
+    assert not outage.met(OSError(errno.ENOSPC, "full"))
+    assert outage.met(gone) and outage.met(gone)
+    clock.advance(42)
+    outage.over()
+    outage.over()
+    told = [r.getMessage() for r in caplog.records if r.name == "modulatio.poll"]
+    assert len(told) == 2 and "after 42 s" in told[1]

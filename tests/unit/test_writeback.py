@@ -4,6 +4,7 @@ failing write is tried again), a person's broken save waited out, a settling sav
 from __future__ import annotations
 
 import errno
+import logging
 import os
 
 import pytest
@@ -11,7 +12,13 @@ from fakes import FakeClock, failing_updates, services, write_plan
 
 from modulatio_d.core.errors import BadFile, FileChanged
 from modulatio_d.daemon.services import Stop
-from modulatio_d.daemon.writeback import WRITE_RETRY_TICKS, PlanWriter, WriteRetry
+from modulatio_d.daemon.writeback import (
+    STILL_WAITING_S,
+    WRITE_RETRY_TICKS,
+    PlanWriter,
+    WriteRetry,
+    passing,
+)
 from modulatio_d.store.plan_file import HeldPlan
 from modulatio_d.store.vault import SETTLE_S
 
@@ -118,6 +125,7 @@ def test_a_stop_request_gives_up_a_failing_write_at_once(held, monkeypatch):
 def test_a_plan_deleted_mid_run_is_told_once_and_let_go_after_settle_s(held, monkeypatch):
     clock = FakeClock()
     svc = services(clock, tick_seconds=60.0)  # a beat: 15 s, longer than SETTLE_S
+    held.path.unlink()  # really gone: its folder no longer lists it
     failing_updates(monkeypatch, held, [gone()] * 10)
     with pytest.raises(FileNotFoundError):
         PlanWriter(held, svc).write({"current_index": 1})
@@ -140,3 +148,90 @@ def test_a_fresh_broken_save_is_judged_only_once_it_settles(held, monkeypatch, f
     refused = [f for k, f in svc.events if k == "file_refused"]
     assert len(refused) == told and all(f["line"] == 3 for f in refused)
     assert svc.waker.waits == [0.5] * failures
+
+
+# --- a network client's passing errors, the plan still ours ---------------------------
+
+STALE = OSError(errno.ESTALE, "Stale file handle")
+CUT = OSError(errno.ENOTCONN, "Transport endpoint is not connected")
+
+
+def test_passing_errors_are_a_network_clients_and_a_missing_plan_only_while_listed(held):
+    assert passing(STALE, None) and passing(CUT, None) and passing(OSError(errno.EIO, "io"), None)
+    assert not passing(FULL, held.path) and not passing(FileChanged("x"), held.path)
+    assert passing(gone(), held.path)  # the client says missing, the folder lists it
+    assert not passing(gone(), None)
+    held.path.unlink()
+    assert not passing(gone(), held.path)  # deleted: the listing agrees
+
+
+def test_a_plan_held_through_a_network_clients_errors_is_kept_far_past_its_patience(
+        held, monkeypatch, caplog):
+    """GlusterFS with its default options: ESTALE, then ENOENT for a file that is there,
+    for ~15 s. A 0.5 s tick gives a patience of 2 s: the plan is kept anyway, told once."""
+    caplog.set_level(logging.WARNING, logger="modulatio.runner")
+    clock = FakeClock()
+    svc = services(clock, tick_seconds=0.5)
+    failing_updates(monkeypatch, held, [STALE] * 20 + [gone()] * 20)
+    plan = PlanWriter(held, svc).write({"current_index": 1})
+    assert plan.current_index == 1 and "current_index: 1" in held.path.read_text()
+    assert len(svc.waker.waits) == 40 and sum(svc.waker.waits) > 5 * WRITE_RETRY_TICKS * 0.5
+    waiting = [f for k, f in svc.events if k == "write_waiting"]
+    assert len(waiting) == 1 and "Stale file handle" in waiting[0]["error"]
+    assert not [k for k, _ in svc.events if k == "file_refused"]  # the plan was never gone
+    said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("waiting until it can be written" in m for m in said)
+    assert any("after waiting" in m for m in said)
+
+
+def test_a_long_wait_is_told_again_every_so_often(held, monkeypatch):
+    clock = FakeClock()
+    svc = services(clock, tick_seconds=60.0)  # a beat: 15 s
+    n = int(3 * STILL_WAITING_S / 15) + 1
+    failing_updates(monkeypatch, held, [CUT] * n)
+    PlanWriter(held, svc).write({"current_index": 1})
+    assert len([k for k, _ in svc.events if k == "write_waiting"]) == 4
+
+
+@pytest.mark.parametrize("how", ["replaced", "fenced"])
+def test_a_plan_no_longer_ours_is_let_go_at_its_old_patience(held, monkeypatch, caplog, how):
+    clock = FakeClock()
+    svc = services(clock, tick_seconds=2.0)
+    held.token = 2
+    if how == "fenced":  # another host's claim, with a higher token, is in the plan
+        text = held.path.read_text()
+        held.path.write_text(text.replace("status: approved",
+                                          "status: executing\nclaim: {host: h2, token: 3}"))
+    failing_updates(monkeypatch, held, [STALE] * 1000)
+    lock_lost = (lambda: "replaced") if how == "replaced" else (lambda: None)
+    with pytest.raises(OSError) as e:
+        PlanWriter(held, svc, lock_lost).write({"current_index": 1})
+    assert e.value is STALE
+    assert len(svc.waker.waits) == WRITE_RETRY_TICKS * 2 + 1
+    assert not [k for k, _ in svc.events if k == "write_waiting"]
+    told = "its lock file was replaced" if how == "replaced" else "claimed with token 3"
+    assert any(told in r.getMessage() for r in caplog.records)
+
+
+def test_a_stop_request_ends_a_kept_wait(held, monkeypatch):
+    clock = FakeClock()
+    stop = Stop()
+    svc = services(clock, tick_seconds=0.5, stop=stop)
+    calls = failing_updates(monkeypatch, held, [STALE] * 1000)
+    svc.waker.on_wait = lambda: setattr(stop, "requested", 1) if len(calls) >= 30 else None
+    with pytest.raises(OSError):
+        PlanWriter(held, svc).write({"current_index": 1})
+    assert len(calls) == 31
+
+
+def test_a_usage_append_is_kept_through_passing_errors_too(held):
+    clock = FakeClock()
+    svc = services(clock, tick_seconds=0.5)
+    failures = [STALE] * 30
+
+    def append():
+        if failures:
+            raise failures.pop()
+
+    assert PlanWriter(held, svc).patiently(append, "the usage file")
+    assert failures == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import mmap
 import os
 import stat
 import time
@@ -69,14 +70,17 @@ def retrying(read_once: Callable[[], T]) -> T:
     raise AssertionError("unreachable")
 
 
-def read(path: Path | str, kind: str, folder_fd: int | None = None) -> Snapshot:
+def read(path: Path | str, kind: str, folder_fd: int | None = None,
+         direct: bool = False) -> Snapshot:
     """The whole file (a regular file within LIMITS[kind]); Refused or FileNotFoundError.
     ESTALE and EIO are tried again (`retrying`). `folder_fd`: a descriptor of the
     file's folder, opened beneath the root (the scan's): the file is opened by its
     name in it, O_NOFOLLOW, which is what a walk from the root would end with, without
     that walk (a first scan opens 100,000 files); any error but a missing file is
-    answered by the walk, which explains it."""
-    return retrying(lambda: _read_once(path, kind, folder_fd))
+    answered by the walk, which explains it. `direct`: through an O_DIRECT
+    descriptor, past the caches of a network filesystem's client (another host's
+    write; where O_DIRECT is refused, a plain read)."""
+    return retrying(lambda: _read_once(path, kind, folder_fd, direct))
 
 
 def open_in(folder_fd: int | None, path: Path | str, flags: int) -> int:
@@ -92,15 +96,42 @@ def open_in(folder_fd: int | None, path: Path | str, flags: int) -> int:
     return open_beneath(path, flags)
 
 
-def _read_once(path: Path | str, kind: str, folder_fd: int | None = None) -> Snapshot:
-    fd = open_in(folder_fd, path, os.O_RDONLY | os.O_NONBLOCK)
+def _open_direct(folder_fd: int | None, path: Path | str) -> int | None:
+    try:
+        return open_in(folder_fd, path, os.O_RDONLY | os.O_NONBLOCK | os.O_DIRECT)
+    except OSError as e:
+        if e.errno == errno.EINVAL:
+            return None  # no O_DIRECT on this filesystem
+        raise
+
+
+def _read_direct_upto(fd: int, n: int) -> bytes:
+    """Up to `n` bytes through an O_DIRECT descriptor: whole aligned chunks into an
+    aligned buffer until a short one (the end)."""
+    chunks, left = [], n
+    with mmap.mmap(-1, 1 * MiB) as buf:
+        while left > 0:
+            got = os.preadv(fd, [buf], n - left)
+            chunks.append(bytes(buf[:min(got, left)]))
+            left -= got
+            if got < len(buf):
+                break
+    return b"".join(chunks)
+
+
+def _read_once(path: Path | str, kind: str, folder_fd: int | None = None,
+               direct: bool = False) -> Snapshot:
+    fd = _open_direct(folder_fd, path) if direct else None
+    direct = fd is not None
+    if fd is None:
+        fd = open_in(folder_fd, path, os.O_RDONLY | os.O_NONBLOCK)
     try:
         st = os.fstat(fd)
         check_regular(path, st)
         limit = LIMITS[kind]
         if st.st_size > limit:
             raise too_big(path, kind, st.st_size)
-        raw = _read_upto(fd, limit + 1)
+        raw = _read_direct_upto(fd, limit + 1) if direct else _read_upto(fd, limit + 1)
         if len(raw) > limit:
             raise too_big(path, kind)
         return Snapshot(path, raw, signature(st))

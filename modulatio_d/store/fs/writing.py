@@ -22,7 +22,7 @@ from modulatio_d.store.fs.opening import (
     open_folder,
     parts_of,
 )
-from modulatio_d.store.fs.reading import stat_of
+from modulatio_d.store.fs.reading import retrying, stat_of
 
 _RENAME_NOREPLACE = 1
 _RENAME_EXCHANGE = 2
@@ -275,7 +275,7 @@ APPEND_LOCK_WAIT_S = 2.0
 
 
 def append(path: Path | str, data: bytes, *, cap: int | None = None, sync: bool = False,
-           folders: bool = True) -> None:
+           folders: bool = True, flush: bool = False) -> None:
     """Append `data` with one write() under an flock of the file.
 
     O_APPEND alone keeps records of several writers apart on one kernel, not across
@@ -283,8 +283,15 @@ def append(path: Path | str, data: bytes, *, cap: int | None = None, sync: bool 
     file as it last knew it (GlusterFS: 18-26 of 1500 lines appended from three hosts
     at once were torn, none under the flock). Held only for the write; a lock held
     elsewhere for longer than APPEND_LOCK_WAIT_S, or a filesystem without flock, and
-    the record is written without it."""
-    fd = open_regular(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, cap=cap, folders=folders)
+    the record is written without it.
+
+    `flush` (for a file on a network filesystem): the record reaches the file server
+    (fdatasync) before the flock is let go. A client may still hold a write when close()
+    returns (GlusterFS's write-behind, with flush-behind on by default), so the next
+    host's append under the flock could land before it, at the same end.
+    The open is tried again after ESTALE or EIO (nothing was written yet)."""
+    fd = retrying(lambda: open_regular(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, cap=cap,
+                                       folders=folders))
     try:
         _lock_for_append(fd)
         view = memoryview(data)
@@ -292,8 +299,13 @@ def append(path: Path | str, data: bytes, *, cap: int | None = None, sync: bool 
             view = view[os.write(fd, view):]
         if sync:
             os.fsync(fd)
+        elif flush:
+            os.fdatasync(fd)
     finally:
         os.close(fd)
+
+
+_BUSY_OR_PASSING = (errno.EWOULDBLOCK, errno.EINTR, errno.ESTALE, errno.EIO, errno.ENOTCONN)
 
 
 def _lock_for_append(fd: int) -> None:
@@ -302,12 +314,14 @@ def _lock_for_append(fd: int) -> None:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             return
-        except BlockingIOError:
+        except OSError as e:
+            # ENOLCK, EINVAL: no flock here, one kernel's O_APPEND is enough. A network
+            # client's passing error (ESTALE, EIO, ENOTCONN) is tried again like a busy lock.
+            if e.errno not in _BUSY_OR_PASSING:
+                return
             if time.monotonic() > deadline:
                 return
             time.sleep(0.002)
-        except OSError:  # ENOLCK, EINVAL: no flock here; one kernel's O_APPEND is enough
-            return
 
 
 def mode_of(path: Path | str) -> int | None:
