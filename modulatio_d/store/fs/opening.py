@@ -140,6 +140,9 @@ class Root:
     def fd(self) -> int:
         if self._fd is None:
             self._fd = os.open(self.path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            # Closed by the same os it was opened by: a Root made under a fake os (the
+            # tests' pyfakefs) and collected after it is gone must not close a real fd.
+            self._close = os.close
         return self._fd
 
     def replaced(self) -> bool:
@@ -155,7 +158,10 @@ class Root:
     def close(self) -> None:
         if self._fd is not None:
             fd, self._fd = self._fd, None
-            os.close(fd)
+            try:
+                self._close(fd)
+            except OSError:  # a fake os's descriptor, its filesystem gone
+                pass
 
     def __del__(self) -> None:
         self.close()
@@ -175,34 +181,40 @@ def register(path: Path | str) -> Root:
     if root is None or root.replaced():
         root = Root(key)
         _roots[key] = root
-        if key not in _keys:
-            _keys = (*_keys, key)
+        weakref.finalize(root, _forget, key)
+        if all(k != key for k, _ in _keys):
+            _keys = (*_keys, (key, key.rstrip(os.sep) + os.sep))
     return root
 
 
-# The keys _roots has had: locate() runs for every file read (100,000 at a big vault's
-# first scan), and a WeakValueDictionary's keys() costs more than the rest of it. A key
-# whose Root was let go is dropped when found; a tuple, replaced whole, so that another
-# thread looping over it is never disturbed.
-_keys: tuple[str, ...] = ()
+# The keys of the live Roots in _roots, each with its prefix: locate() runs for every
+# file read (100,000 at a big vault's first scan), and a WeakValueDictionary's keys()
+# costs more than the rest of it. A key is dropped when its Root is let go (so a process
+# that made many vaults, a test session, does not look through the dead ones); a tuple,
+# replaced whole, so that another thread looping over it is never disturbed.
+_keys: tuple[tuple[str, str], ...] = ()
+
+
+def _forget(key: str) -> None:
+    global _keys
+    if _roots.get(key) is None:  # not a Root made anew for the same folder
+        _keys = tuple(k for k in _keys if k[0] != key)
 
 
 def locate(path: Path | str) -> tuple[Root, str, bool]:
     """(root, path relative to it, whether the root is a vault's) of an absolute path."""
-    global _keys
     p = os.path.abspath(os.fspath(path))
     while True:
         best = None
-        for key in _keys:
-            if (p == key or p.startswith(key.rstrip(os.sep) + os.sep)) and \
-                    (best is None or len(key) > len(best)):
+        for key, prefix in _keys:
+            if (p == key or p.startswith(prefix)) and (best is None or len(key) > len(best)):
                 best = key
         if best is None:
             return Root(os.path.dirname(p)), os.path.basename(p), False
         root = _roots.get(best)
         if root is not None:  # p is normalized and lies in best: the rest of it is relative
             return root, "." if p == best else p[len(best.rstrip(os.sep)) + 1:], True
-        _keys = tuple(k for k in _keys if k != best)  # its Root was let go
+        _forget(best)  # its Root was let go, its finalizer not yet run
 
 
 # --- opening --------------------------------------------------------------------------
