@@ -477,3 +477,20 @@ def test_an_append_writes_without_the_flock_when_it_stays_held(tmp_path, monkeyp
     finally:
         os.close(holder)
     assert path.read_bytes() == b"old\nnew\n"
+
+
+def test_locate_forgets_the_roots_let_go(tmp_path):
+    """A process that made many vaults (a test session, a long-lived server) looks through
+    the live roots only: a Root let go takes its key with it."""
+    from modulatio_d.store.fs import opening
+
+    folders = [tmp_path / f"v{i}" for i in range(50)]
+    for f in folders:
+        f.mkdir()
+    roots = [opening.register(f) for f in folders]
+    keys = {k for k, _ in opening._keys}
+    assert {str(f) for f in folders} <= keys
+    assert opening.locate(folders[7] / "a.md")[:2] == (roots[7], "a.md")
+    del roots
+    assert not {str(f) for f in folders} & {k for k, _ in opening._keys}
+    assert opening.locate(folders[7] / "a.md")[2] is False  # no vault's root any more
