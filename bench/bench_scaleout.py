@@ -3,7 +3,9 @@
 PLANS approved plans of STEPS steps each, all of `true` (bookkeeping-bound) or of
 `sleep 0.2` (sleep-bound); N daemons `daemon --once` started together on the
 vault, timed until the last exits (each exits once nothing is left to claim);
-every plan must end completed. Printed per N: steps a second, the races lost
+every plan must end completed. Printed per N (over the whole run from the daemons'
+launch, and over the working time alone, first step started to last step ended):
+steps a second, the races lost
 (`claim_lost` events) and the full scans per claim (the `scans` each daemon
 tells in its `daemon_stopped` event), beside one daemon's figure from the same run.
 Targets (issue 12): with 8 daemons, `true` steps at least one daemon's
@@ -20,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 from modulatio_d.ops.init import init
@@ -36,7 +39,7 @@ def plan_text(n: int, command: str) -> str:
             f"sub_objectives:\n{subs}current_index: 0\nreflection_log: []\n---\n")
 
 
-def run(tmp: Path, daemons: int, command: str) -> tuple[float, int, float]:
+def run(tmp: Path, daemons: int, command: str) -> tuple[float, float, int, float]:
     vault = init(tmp / f"v{daemons}")
     folder = vault.plans_dir("B")
     folder.mkdir(parents=True)
@@ -61,8 +64,13 @@ def run(tmp: Path, daemons: int, command: str) -> tuple[float, int, float]:
     lost = sum(e.get("event") == "claim_lost" for e in events)
     scans = sum(e.get("scans", 0) for e in events if e.get("event") == "daemon_stopped")
     claims = sum(e.get("event") == "claimed" for e in events)
+    # The working time: from the first step started to the last step ended, by the
+    # ledger's clock (the daemons' start-up and their last scan before exiting left out).
+    ts = [datetime.fromisoformat(e["ts"].replace("Z", "+00:00")) for e in events
+          if e.get("event") in ("step_started", "step_ended")]
+    work = (max(ts) - min(ts)).total_seconds()
     shutil.rmtree(vault.root)
-    return elapsed, lost, scans / max(claims, 1)
+    return elapsed, work, lost, scans / max(claims, 1)
 
 
 def main() -> None:
@@ -71,11 +79,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as t:
         for command, target in (("true", "target: >= 1 daemon's"),
                                 ("sleep 0.2", f"target: >= 0.9 x {DAEMONS} x 1 daemon's")):
-            one, _, one_scans = run(Path(t), 1, command)
-            many, lost, scans = run(Path(t), DAEMONS, command)
+            one, one_work, _, one_scans = run(Path(t), 1, command)
+            many, many_work, lost, scans = run(Path(t), DAEMONS, command)
             steps = PLANS * STEPS
             print(f"{command:<10} 1 daemon {steps / one:6.1f} steps/s   {DAEMONS} daemons "
-                  f"{steps / many:6.1f} steps/s ({one / many:.2f}x; {target}), "
+                  f"{steps / many:6.1f} steps/s ({one / many:.2f}x; {target}); "
+                  f"working time alone (first step started to last step ended): "
+                  f"{steps / one_work:6.1f} -> {steps / many_work:6.1f} steps/s "
+                  f"({one_work / many_work:.2f}x), "
                   f"{lost} races lost, full scans per claim {scans:.2f} "
                   f"(1 daemon: {one_scans:.2f}); every daemon up after "
                   f"{STARTUP[DAEMONS] or float('nan'):.2f} s (1 daemon: "
