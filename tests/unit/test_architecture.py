@@ -367,3 +367,11 @@ def test_only_the_serve_command_imports_the_web_libraries():
     top = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
     assert not any("web" in (getattr(n, "module", "") or "") or
                    any(a.name in ("uvicorn", "starlette") for a in n.names) for n in top)
+
+
+def test_no_two_test_files_share_a_name():
+    """pytest imports test files by their base name (no packages under tests/): two of one
+    name in two lanes stop the whole run at collection ("import file mismatch")."""
+    tests = Path(__file__).resolve().parents[1]
+    names = [p.name for p in tests.rglob("test_*.py") if "__pycache__" not in p.parts]
+    assert sorted({n for n in names if names.count(n) > 1}) == []
