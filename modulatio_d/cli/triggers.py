@@ -92,19 +92,13 @@ def run_list(args, ctx) -> int:
 
 
 def describe(r: dict) -> str:
-    """One line about a trigger row (also used by nothing else: status has its own)."""
+    """One line about a trigger row of `trigger list`."""
+    from modulatio_d.ops.triggers import summary
+
     if not r["valid"]:
         return f"{r['id']:<16} INVALID  {r['error']}"
     state = "enabled" if r["enabled"] else "disabled"
-    if r["kind"] == "webhook":
-        what = "webhook"
-    else:
-        what = f"watch {', '.join(r['watch'])} (debounce {r['debounce_s']:g}s)"
-        if "batches" in r:
-            what += f"; {r['batches']} batches, {r['pending']} pending"
-            if r["dropped"]:
-                what += f", {r['dropped']} dropped"
-    return f"{r['id']:<16} {state:<8} {what}  {r['objective']}"
+    return f"{r['id']:<16} {state:<8} {summary(r)}  {r['objective']}"
 
 
 def run_fire(args, ctx) -> int:

@@ -245,12 +245,12 @@ class Claimer:
         """The lock file's note; on a network filesystem read again (bounded) while it
         names a holder that has not said it released, or is empty for a plan seen
         `executing` (`orphan`: whoever ran it noted its claim; step 2)."""
-        noted = lock.noted()
+        noted = lock.noted(fresh=self.shared)
         deadline = time.monotonic() + FRESH_WAIT_S
         while self.shared and not noted.get("released") and (noted or orphan) \
                 and time.monotonic() < deadline:
             time.sleep(FRESH_POLL_S)
-            noted = lock.noted()
+            noted = lock.noted(fresh=self.shared)
         return noted
 
     def _read_fresh(self, c: Candidate, noted: dict) -> ReadPlan | None:

@@ -144,17 +144,11 @@ def render(s: Survey, tty: bool = False) -> str:
     if s.triggers:
         out.append("")
         out.append(f"triggers: {len(s.triggers)}")
+        from modulatio_d.ops.triggers import summary
+
         for t in s.triggers:
             state = "" if t["enabled"] else "disabled; "
-            if t["kind"] == "webhook":
-                what = "webhook"
-            else:
-                what = f"watch {', '.join(t['watch'])}"
-                if "batches" in t:
-                    what += f"; {t['batches']} fired, {t['pending']} changed paths pending"
-                    if t["dropped"]:
-                        what += f", {t['dropped']} dropped (overflow)"
-            out.append(f"  {t['id']:<20} {state}{what}")
+            out.append(f"  {t['id']:<20} {state}{summary(t)}")
 
     out.append("")
     out.append(f"refused files: {len(s.refused)}")

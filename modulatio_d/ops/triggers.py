@@ -47,6 +47,19 @@ def rows(vault: Vault, project: str | None = None) -> list[dict]:
     return out
 
 
+def summary(row: dict) -> str:
+    """What a valid trigger row (`rows`) watches and where its batches stand, in words:
+    one text for `trigger list` and `status`."""
+    if row["kind"] == "webhook":
+        return "webhook"
+    what = f"watch {', '.join(row['watch'])} (debounce {row['debounce_s']:g}s)"
+    if "batches" in row:
+        what += f"; {row['batches']} batches fired, {row['pending']} changed paths pending"
+        if row["dropped"]:
+            what += f", {row['dropped']} dropped (overflow)"
+    return what
+
+
 def find(vault: Vault, trigger_id: str) -> Trigger:
     _, path = vault.find("triggers", trigger_id)
     return store.read_trigger(vault, path)

@@ -29,7 +29,9 @@ a read through the held descriptor with the page cache dropped returned the note
 from before the last holder's release in 13 of 27 takes of the lock, a new
 open() in 24 of 27, an O_DIRECT one in none (the client's own caches skip O_DIRECT
 descriptors). Where O_DIRECT is refused (tmpfs: EINVAL) the held descriptor is
-read with the page cache dropped.
+read with the page cache dropped. On a local disk (the claimer knows: daemon/claim.py
+`shared`) the note is read through the held descriptor: every process there shares
+one page cache, and an uncached read per claim would buy nothing.
 """
 
 from __future__ import annotations
@@ -119,16 +121,19 @@ class FileLock:
         if sync:
             os.fsync(self.fd)
 
-    def noted(self) -> dict:
+    def noted(self, fresh: bool = True) -> dict:
         """What the last holder noted, read past every cache (see above: another host
-        may have written it); {} when unreadable."""
+        may have written it); {} when unreadable. `fresh` False: read through the held
+        descriptor, for a caller that knows the vault is on a local disk, whose page
+        cache every process shares (no uncached read per claim there)."""
         assert self.fd is not None
-        raw = _read_direct(self.fd)
+        raw = _read_direct(self.fd) if fresh else None
         if raw is None:
-            try:
-                os.posix_fadvise(self.fd, 0, 0, os.POSIX_FADV_DONTNEED)
-            except OSError:
-                pass  # no cache to drop, or not supported: read what there is
+            if fresh:  # O_DIRECT refused (tmpfs): the page cache dropped instead
+                try:
+                    os.posix_fadvise(self.fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                except OSError:
+                    pass  # no cache to drop, or not supported: read what there is
             try:
                 raw = os.pread(self.fd, NOTE_MAX, 0)
             except OSError:

@@ -67,6 +67,24 @@ def test_the_claim_write_itself_and_a_lower_token_are_not_fenced(vault):
         mine.release()
 
 
+def run_fenced(mine, path, clock, other_host, seen: dict[str, bytes], index: int) -> None:
+    """Run `mine` while `other_host` (called from the step's wait) takes the plan over:
+    the 60 s step is stopped at once, the file is what the other host left, the fence is
+    told (at step `index`) and no step's end is."""
+    svc = services(clock, waker=FakeWaker(clock, other_host))
+    try:
+        started = clock.monotonic()
+        Runner(mine.held, mine.lock, mine.token, svc).run()
+        assert clock.monotonic() - started < 30  # the 60 s step was stopped at once
+    finally:
+        mine.release()
+    assert path.read_bytes() == seen["theirs"]
+    fenced = [f for kind, f in svc.events if kind == "claim_lost_to_fence"]
+    assert fenced == [{"project": "P", "plan": "P-P-001", "token": 1, "new_token": 2,
+                       "new_host": "host-b", "new_pid": 7, "index": index}]
+    assert not [k for k, _ in svc.events if k == "step_ended"]
+
+
 def test_a_running_step_is_killed_when_another_claim_appears_and_nothing_is_written(vault):
     path = write_plan(vault, STEPS)
     mine = claim(vault, path, "host-a", 11)
@@ -77,18 +95,7 @@ def test_a_running_step_is_killed_when_another_claim_appears_and_nothing_is_writ
         if not seen:
             seen["theirs"] = take_over(vault, path, mine.token + 1)
 
-    svc = services(clock, waker=FakeWaker(clock, another_host_claims))
-    try:
-        started = clock.monotonic()
-        Runner(mine.held, mine.lock, mine.token, svc).run()
-        assert clock.monotonic() - started < 30  # the 60 s step was stopped at once
-    finally:
-        mine.release()
-    assert path.read_bytes() == seen["theirs"]
-    fenced = [f for kind, f in svc.events if kind == "claim_lost_to_fence"]
-    assert fenced == [{"project": "P", "plan": "P-P-001", "token": 1, "new_token": 2,
-                       "new_host": "host-b", "new_pid": 7, "index": 1}]
-    assert not [k for k, _ in svc.events if k == "step_ended"]
+    run_fenced(mine, path, clock, another_host_claims, seen, index=1)
 
 
 def test_a_running_step_is_killed_when_the_new_holder_already_completed_the_plan(vault):
@@ -112,18 +119,7 @@ def test_a_running_step_is_killed_when_the_new_holder_already_completed_the_plan
                                                "token": mine.token + 1, "released": True}))
         seen["theirs"] = path.read_bytes()
 
-    svc = services(clock, waker=FakeWaker(clock, another_host_completed_it))
-    try:
-        started = clock.monotonic()
-        Runner(mine.held, mine.lock, mine.token, svc).run()
-        assert clock.monotonic() - started < 30  # the 60 s step was stopped at once
-    finally:
-        mine.release()
-    assert path.read_bytes() == seen["theirs"]
-    fenced = [f for kind, f in svc.events if kind == "claim_lost_to_fence"]
-    assert fenced == [{"project": "P", "plan": "P-P-001", "token": 1, "new_token": 2,
-                       "new_host": "host-b", "new_pid": 7, "index": 2}]
-    assert not [k for k, _ in svc.events if k == "step_ended"]
+    run_fenced(mine, path, clock, another_host_completed_it, seen, index=2)
 
 
 # --- freshness under the lock (daemon/claim.py step 2, Claimed.release) ---------------
