@@ -4,6 +4,13 @@
 queues the changed file's path (or "" for another change, see `poke`);
 signals reach it through signal.set_wakeup_fd. `wait(timeout, fds)` blocks
 until the pipe or one of `fds` (a child's pidfd) is readable or the time is up.
+
+While a step runs, the runner names its plan (`focused`): a change of any other
+plan file is then queued but wakes nothing (with N daemons on one vault each
+plan write would otherwise wake every running daemon into its between-beats
+checks: N x N wake-ups a step, nothing for them to do). The first wait after the
+step returns at once when such a change was held back, so the main loop takes it
+as it would have.
 inotify can drop events under load and the observer thread can die: the tick
 stays the truth, and `Watcher.watch()` restarts a dead observer.
 """
@@ -15,6 +22,9 @@ import math
 import os
 import queue
 import select
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from modulatio_d.store import slots
@@ -27,6 +37,9 @@ class Waker:
     def __init__(self) -> None:
         self.r, self.w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._changed: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self._mutex = threading.Lock()  # the focus and the held-back flag, across threads
+        self._focus: str | None = None  # the file name a wait on a child cares about
+        self._held = False  # a change was queued without a wake-up (see the docstring)
 
     def poke(self, path: str | None = None) -> None:
         """Wake the daemon; `path`, if given, is a file that changed (thread-safe). Without
@@ -34,6 +47,11 @@ class Waker:
         wake-up with nothing to take is a byte whose change was taken already, or a
         signal (its handler set a flag)."""
         self._changed.put("" if path is None else path)
+        if path is not None:
+            with self._mutex:
+                if self._focus is not None and os.path.basename(path) != self._focus:
+                    self._held = True
+                    return
         try:
             os.write(self.w, b"x")
         except BlockingIOError:
@@ -48,8 +66,23 @@ class Waker:
             except queue.Empty:
                 return out
 
+    @contextmanager
+    def focused(self, plan: Path | str) -> Iterator[None]:
+        """While in it, a change of a plan file other than `plan` wakes nothing."""
+        with self._mutex:
+            self._focus = os.path.basename(plan)
+        try:
+            yield
+        finally:
+            with self._mutex:
+                self._focus = None
+
     def wait(self, timeout: float, fds: tuple[int, ...] = ()) -> bool:
         """Block up to `timeout` s; True when woken by the pipe or an fd."""
+        with self._mutex:
+            if self._focus is None and self._held:
+                self._held = False
+                return True  # changes held back while focused: to be taken now
         poller = select.poll()  # no descriptor of its own, unlike epoll: cheap per wait
         for fd in (self.r, *fds):
             poller.register(fd, select.POLLIN)
