@@ -494,3 +494,22 @@ def test_locate_forgets_the_roots_let_go(tmp_path):
     del roots
     assert not {str(f) for f in folders} & {k for k, _ in opening._keys}
     assert opening.locate(folders[7] / "a.md")[2] is False  # no vault's root any more
+
+
+def test_an_append_walks_to_its_folder_only_when_the_folder_is_missing(vault, monkeypatch):
+    """An append a step (events, usage) is one open: the folder is made only when the
+    open finds it missing (a folder that is a link is still refused)."""
+    made = []
+    real = fs.writing.mkdirs
+    monkeypatch.setattr(fs.writing, "mkdirs", lambda folder, cap=None: (
+        made.append(Path(folder)), real(folder, cap)))
+    target = vault.root / "P" / "new" / "x.jsonl"
+    fs.append(target, b"1\n")
+    assert made == [target.parent] and target.read_bytes() == b"1\n"
+    fs.append(target, b"2\n")
+    assert made == [target.parent] and target.read_bytes() == b"1\n2\n"
+    (vault.root / "P" / "elsewhere").mkdir()
+    os.symlink(vault.root / "P" / "elsewhere", vault.root / "P" / "link")
+    with pytest.raises(fs.Refused):
+        fs.append(vault.root / "P" / "link" / "x.jsonl", b"1\n")
+    assert not (vault.root / "P" / "elsewhere" / "x.jsonl").exists()

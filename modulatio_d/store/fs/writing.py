@@ -258,9 +258,16 @@ def open_regular(path: Path | str, flags: int, *, cap: int | None = None,
     `flags` as for os.open (O_CREAT makes it with 0o666 & `cap`, masked by the
     umask); `folders` makes the missing folders first. Blocking mode restored.
     """
-    if folders and flags & os.O_CREAT:
+    mode = 0o666 & (0o666 if cap is None else cap)
+    try:
+        fd = open_beneath(path, flags | os.O_NONBLOCK, mode)
+    except FileNotFoundError:
+        if not (folders and flags & os.O_CREAT):
+            raise
+        # Made only when the open finds a folder missing: an append a step (the events,
+        # the usage) costs one open, not a walk to the folder first.
         mkdirs(Path(path).parent)
-    fd = open_beneath(path, flags | os.O_NONBLOCK, 0o666 & (0o666 if cap is None else cap))
+        fd = open_beneath(path, flags | os.O_NONBLOCK, mode)
     try:
         check_regular(path, os.fstat(fd))
         fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
