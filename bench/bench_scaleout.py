@@ -7,7 +7,10 @@ every plan must end completed. Printed per N (over the whole run from the daemon
 launch, and over the working time alone, first step started to last step ended):
 steps a second, the races lost
 (`claim_lost` events) and the full scans per claim (the `scans` each daemon
-tells in its `daemon_stopped` event), beside one daemon's figure from the same run.
+tells in its `daemon_stopped` event), beside one daemon's figure from the same run, and
+the CPU time a step of all the daemons and their children (user + system: what other
+load on the machine hardly moves; their start-up and exit, measured on a vault of no
+plan, taken out; more a step with N daemons is work they make for each other).
 The working time is taken to the nanosecond from the files (each step's log is made as
 it starts: its mtime; each plan's last write ends it: the plan file's mtime), not from
 the ledger's whole seconds. Per daemon (from the `step_ended` events, which name the
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -40,12 +44,28 @@ DAEMONS = int(os.environ.get("BENCH_DAEMONS", "8"))
 COMMANDS = os.environ.get("BENCH_COMMANDS", "true,sleep 0.2").split(",")
 STARTUP: dict[int, float | None] = {}  # daemons -> seconds until the last first heartbeat
 SPREAD: dict[int, str] = {}  # daemons -> the per-daemon figures, printed
+CPU: dict[int, float] = {}  # daemons -> CPU seconds a step (the daemons and their steps)
 
 
 def plan_text(n: int, command: str) -> str:
     subs = "".join(f'  - {{run: "{command}"}}\n' for _ in range(STEPS))
     return (f"---\nid: B-P-{n:05d}\ntitle: scale {n}\nstatus: approved\n"
             f"sub_objectives:\n{subs}current_index: 0\nreflection_log: []\n---\n")
+
+
+def idle_cpu(tmp: Path, daemons: int, cmd: list[str], env: dict[str, str]) -> float:
+    """CPU seconds of `daemons` daemons `--once` on a vault with no plan: their start-up
+    and exit, taken out of the CPU a step."""
+    vault = init(tmp / f"idle{daemons}")
+    vault.plans_dir("B").mkdir(parents=True)
+    cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    for p in [subprocess.Popen([*cmd, "--vault", str(vault.root), "--once", "--log-level",
+                                "warning", "--allow-root"], env=env, stderr=subprocess.DEVNULL)
+              for _ in range(daemons)]:
+        p.wait()
+    cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    shutil.rmtree(vault.root)
+    return cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime
 
 
 def run(tmp: Path, daemons: int, command: str) -> tuple[float, float, int, float]:
@@ -59,6 +79,7 @@ def run(tmp: Path, daemons: int, command: str) -> tuple[float, float, int, float
            "--log-level", "warning", "--allow-root"]
     env = dict(os.environ, MODULATIO_ALLOW_ROOT="1")
     t = time.perf_counter()
+    cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     procs = [subprocess.Popen(cmd, env=env, stderr=subprocess.DEVNULL) for _ in range(daemons)]
     beats, up = vault.meta / "daemons", None
     while any(p.poll() is None for p in procs):
@@ -66,6 +87,9 @@ def run(tmp: Path, daemons: int, command: str) -> tuple[float, float, int, float
             up = time.perf_counter() - t  # every daemon has scanned once and beaten
         time.sleep(0.01)
     elapsed = time.perf_counter() - t
+    cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    CPU[daemons] = (cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime
+                    - idle_cpu(tmp, daemons, cmd[:-6], env)) / (PLANS * STEPS)
     STARTUP[daemons] = up
     done = sum("status: completed" in p.read_text() for p in folder.glob("*.md"))
     assert done == PLANS, f"{done} of {PLANS} plans completed with {daemons} daemons"
@@ -120,6 +144,9 @@ def main() -> None:
                   f"(1 daemon: {one_scans:.2f}); every daemon up after "
                   f"{STARTUP[DAEMONS] or float('nan'):.2f} s (1 daemon: "
                   f"{STARTUP[1] or float('nan'):.2f} s)")
+            print(f"  CPU a step (user + system of the daemons and their steps, less their "
+                  f"start-up and exit on a vault of no plan): 1 daemon "
+                  f"{CPU[1] * 1000:.1f} ms, {DAEMONS} daemons {CPU[DAEMONS] * 1000:.1f} ms")
             print(f"  per daemon (steps, median gap from a step's end to its next start, "
                   f"idle tail): 1 daemon: {SPREAD[1]}\n  {DAEMONS} daemons: {SPREAD[DAEMONS]}")
 

@@ -126,7 +126,6 @@ class Watcher:
             FileClosedEvent,
             FileCreatedEvent,
             FileDeletedEvent,
-            FileModifiedEvent,
             FileMovedEvent,
             FileSystemEventHandler,
         )
@@ -157,7 +156,12 @@ class Watcher:
         self.handler = Handler()
         # Asked of the kernel, not filtered here: without it every read of a plan
         # (ours included: a cold scan reads them all) is an event for this thread.
-        self.wanted = [FileCreatedEvent, FileDeletedEvent, FileModifiedEvent, FileMovedEvent,
+        # No FileModifiedEvent (IN_MODIFY, IN_ATTRIB): a write in place is told once,
+        # when its writer closes the file (FileClosedEvent), not at each write() and
+        # chmod; every daemon's watcher sees every daemon's writes (a plan write, the
+        # usage and events appends: half their events were these). A mode changed
+        # alone is seen at the next tick.
+        self.wanted = [FileCreatedEvent, FileDeletedEvent, FileMovedEvent,
                        FileClosedEvent, DirCreatedEvent, DirMovedEvent]
         self.observer = Observer()
         self.observer.daemon = True

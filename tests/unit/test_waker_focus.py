@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import time
+
 from modulatio_d.daemon.wake import Waker
 
 
@@ -22,3 +25,37 @@ def test_a_focused_waker_is_woken_by_its_plan_only_and_the_rest_is_taken_later()
         assert waker.wait(0) is False  # nothing held back: a wait as before
     finally:
         waker.close()
+
+
+def test_a_mode_change_or_a_write_wakes_nobody_until_the_file_is_closed(tmp_path):
+    """Every daemon's watcher sees every daemon's writes: a write is told once, at its
+    close, and a chmod not at all (the tick sees it). inotify keeps the order of a
+    folder's events, so the marker's wake-up comes after any the writes made."""
+    from modulatio_d.daemon.wake import Watcher
+
+    plan, marker = tmp_path / "P-P-001.md", tmp_path / "P-P-002.md"
+    plan.write_text("x")
+    waker = Waker()
+    watcher = Watcher(waker)
+    try:
+        watcher.watch([tmp_path])
+        with plan.open("a") as f:
+            f.write("y")
+            f.flush()
+            os.chmod(plan, 0o600)
+            marker.write_text("z")  # created, written, closed: its events come after
+            assert str(plan) not in _woken_by(waker, str(marker))  # the write still open
+        assert str(plan) in _woken_by(waker, str(plan))  # closed: told now
+    finally:
+        watcher.stop()
+        waker.close()
+
+
+def _woken_by(waker: Waker, path: str) -> set[str]:
+    """The changes told until `path` is among them (waits for it, up to 10 s)."""
+    seen: set[str] = set()
+    deadline = time.monotonic() + 10
+    while path not in seen and time.monotonic() < deadline:
+        waker.wait(deadline - time.monotonic())
+        seen |= waker.take_changed()
+    return seen
