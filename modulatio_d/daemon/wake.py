@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from modulatio_d.daemon import inotify
 from modulatio_d.store import slots
 from modulatio_d.store.vault import Vault
 
@@ -103,7 +104,11 @@ class Waker:
 
 
 class Watcher:
-    """watchdog (inotify) on the folders people write in; wakes the daemon on changes.
+    """inotify on the folders people write in; wakes the daemon on changes.
+
+    Read by one thread of ours (daemon/inotify.py: watchdog's three threads cost
+    0.3 ms of CPU an event, and every daemon sees every daemon's writes); watchdog
+    where libc has no inotify calls.
 
     Each folder is watched on its own, not recursively: a vault holds a
     `<plan>.runs/` folder per plan that ever ran, and a recursive watch would
@@ -115,61 +120,38 @@ class Watcher:
 
     def __init__(self, waker: Waker):
         self.waker = waker
-        self.observer = None
+        self.observer = None  # daemon/inotify.py's Inotify, else a watchdog Observer
         self.watched: dict[Path, object] = {}
         self.broken = False
 
+    def tell(self, path: str | None, is_folder: bool) -> None:
+        """One changed path (None: the kernel's queue overflowed, anything may have
+        changed). Runs on the watcher's thread: no I/O but one pipe write, never raises."""
+        try:
+            if path is None:
+                self.waker.poke()
+            elif path.endswith(".md"):
+                self.waker.poke(path)  # a plan, cron entry or ticket
+            elif path.endswith(("config.yaml", "pause.yaml", "/slots/freed")) or (
+                    is_folder and not path.endswith(".runs")):
+                self.waker.poke()  # the config, a pause, a slot freed, a folder
+        except Exception:
+            pass
+
     def _start(self) -> None:
-        from watchdog.events import (
-            DirCreatedEvent,
-            DirMovedEvent,
-            FileClosedEvent,
-            FileCreatedEvent,
-            FileDeletedEvent,
-            FileMovedEvent,
-            FileSystemEventHandler,
-        )
-        from watchdog.observers import Observer
-
-        waker = self.waker
-
-        class Handler(FileSystemEventHandler):
-            def on_any_event(self, event) -> None:
-                # Runs on the observer thread: no I/O but one pipe write, and never raise.
-                try:
-                    for p in (event.src_path, getattr(event, "dest_path", "")):
-                        if isinstance(p, bytes):
-                            p = os.fsdecode(p)
-                        if not p:
-                            continue  # no dest_path: not a move (else each new .runs/
-                            # folder, made as a plan first runs, woke every daemon to a scan)
-                        if p.endswith(".md"):
-                            waker.poke(p)  # a plan, cron entry or ticket
-                            return
-                        if p.endswith(("config.yaml", "pause.yaml", "/slots/freed")) or (
-                                event.is_directory and not p.endswith(".runs")):
-                            waker.poke()  # the config, a pause, a slot freed, a folder
-                            return
-                except Exception:
-                    pass
-
-        self.handler = Handler()
-        # Asked of the kernel, not filtered here: without it every read of a plan
-        # (ours included: a cold scan reads them all) is an event for this thread.
-        # No FileModifiedEvent (IN_MODIFY, IN_ATTRIB): a write in place is told once,
-        # when its writer closes the file (FileClosedEvent), not at each write() and
-        # chmod; every daemon's watcher sees every daemon's writes (a plan write, the
-        # usage and events appends: half their events were these). A mode changed
-        # alone is seen at the next tick.
-        self.wanted = [FileCreatedEvent, FileDeletedEvent, FileMovedEvent,
-                       FileClosedEvent, DirCreatedEvent, DirMovedEvent]
-        self.observer = Observer()
-        self.observer.daemon = True
-        self.observer.start()
+        try:
+            self.observer = inotify.Inotify(self.tell)
+        except (OSError, AttributeError) as e:  # no inotify through libc: watchdog's way
+            log.debug("inotify unavailable (%s): watchdog watches", e)
+            self.observer = _watchdog_observer(self.tell)
         self.watched = {}
 
+    def _alive(self, handle: object) -> bool:
+        """Whether a watch still stands (the kernel drops one whose folder was removed)."""
+        return not isinstance(self.observer, inotify.Inotify) or self.observer.alive(handle)
+
     def watch(self, folders: list[Path]) -> int:
-        """Watch each of `folders` that exists; restart a dead observer thread.
+        """Watch each of `folders` that exists; restart a dead watcher thread.
 
         Returns how many folders it started watching: a caller that listed the
         folders, then watched, then scanned should list again when this is not 0
@@ -182,14 +164,14 @@ class Watcher:
             if self.observer is None:
                 self._start()
             wanted = set(folders)
-            for gone in [f for f in self.watched if f not in wanted or not f.is_dir()]:
+            for gone in [f for f, h in self.watched.items()
+                         if f not in wanted or not f.is_dir() or not self._alive(h)]:
                 # deleted (its inotify watch died with it) or no longer served: a folder
                 # made again under the same name must get a new watch
-                self.observer.unschedule(self.watched.pop(gone))
+                self._unschedule(self.watched.pop(gone))
             for folder in folders:
                 if folder not in self.watched and folder.is_dir():
-                    self.watched[folder] = self.observer.schedule(
-                        self.handler, str(folder), recursive=False, event_filter=self.wanted)
+                    self.watched[folder] = self._schedule(folder)
                     added += 1
         except OSError as e:  # ENOSPC from inotify: the per-user watch limit
             if not self.broken:
@@ -198,11 +180,57 @@ class Watcher:
             self.broken = True
         return added
 
+    def _schedule(self, folder: Path) -> object:
+        if isinstance(self.observer, inotify.Inotify):
+            return self.observer.add(str(folder))
+        return self.observer.schedule(self.observer.handler, str(folder), recursive=False,
+                                      event_filter=self.observer.wanted)
+
+    def _unschedule(self, handle: object) -> None:
+        if isinstance(self.observer, inotify.Inotify):
+            self.observer.remove(handle)
+        else:
+            self.observer.unschedule(handle)
+
     def stop(self) -> None:
-        if self.observer is not None:
+        if isinstance(self.observer, inotify.Inotify):
+            self.observer.stop()
+        elif self.observer is not None:
             logging.getLogger("watchdog.observers.inotify").addFilter(_stop_race)
             self.observer.stop()
             self.observer.join(timeout=5)
+
+
+def _watchdog_observer(tell: inotify.Tell):
+    """A started watchdog Observer telling `tell` what inotify.Inotify would (where libc
+    gives no inotify calls)."""
+    from watchdog.events import (
+        DirCreatedEvent,
+        DirMovedEvent,
+        FileClosedEvent,
+        FileCreatedEvent,
+        FileDeletedEvent,
+        FileMovedEvent,
+        FileSystemEventHandler,
+    )
+    from watchdog.observers import Observer
+
+    class Handler(FileSystemEventHandler):
+        def on_any_event(self, event) -> None:
+            for p in (event.src_path, getattr(event, "dest_path", "")):
+                if isinstance(p, bytes):
+                    p = os.fsdecode(p)
+                if p:  # no dest_path: not a move
+                    tell(p, event.is_directory)
+
+    observer = Observer()
+    observer.daemon = True
+    observer.handler = Handler()
+    # Asked of the kernel, not filtered here (as inotify.MASK): no reads, no IN_MODIFY.
+    observer.wanted = [FileCreatedEvent, FileDeletedEvent, FileMovedEvent, FileClosedEvent,
+                       DirCreatedEvent, DirMovedEvent]
+    observer.start()
+    return observer
 
 
 def _stop_race(record: logging.LogRecord) -> bool:

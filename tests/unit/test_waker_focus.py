@@ -59,3 +59,55 @@ def _woken_by(waker: Waker, path: str) -> set[str]:
         waker.wait(deadline - time.monotonic())
         seen |= waker.take_changed()
     return seen
+
+
+def test_the_watcher_tells_plans_moves_folders_and_the_config_as_before(tmp_path):
+    """What wakes the daemon: a plan saved by rename (either half of the move), a folder
+    made, the config; a step's log folder made, a temp file or a usage line do not."""
+    from modulatio_d.daemon.wake import Watcher
+
+    waker = Waker()
+    watcher = Watcher(waker)
+    try:
+        watcher.watch([tmp_path])
+        (tmp_path / ".P-P-001.md.x.tmp").write_text("x")
+        (tmp_path / "P-P-001.usage.jsonl").write_text("{}\n")
+        (tmp_path / "P-P-001.runs").mkdir()
+        os.rename(tmp_path / ".P-P-001.md.x.tmp", tmp_path / "P-P-001.md")
+        assert _woken_by(waker, str(tmp_path / "P-P-001.md")) == {
+            str(tmp_path / "P-P-001.md")}  # nothing for the temp file, usage, .runs/
+        (tmp_path / "newproject").mkdir()
+        assert _woken_by(waker, "") == {""}
+        (tmp_path / "config.yaml").write_text("x: 1\n")
+        assert _woken_by(waker, "") == {""}
+        os.rename(tmp_path / "P-P-001.md", tmp_path / "P-P-001.md.bak")
+        assert _woken_by(waker, str(tmp_path / "P-P-001.md")) == {str(tmp_path / "P-P-001.md")}
+        (tmp_path / "newproject").rmdir()
+        watcher.watch([tmp_path])  # still watched: one watch, no wake-up of its own
+        assert len(watcher.watched) == 1
+    finally:
+        watcher.stop()
+        waker.close()
+
+
+def test_a_folder_removed_and_made_again_is_watched_again(tmp_path):
+    from modulatio_d.daemon.wake import Watcher
+
+    sub = tmp_path / "plans"
+    sub.mkdir()
+    waker = Waker()
+    watcher = Watcher(waker)
+    try:
+        assert watcher.watch([sub]) == 1
+        handle = watcher.watched[sub]
+        sub.rmdir()
+        sub.mkdir()  # before the next tick: is_dir() alone would keep the dead watch
+        deadline = time.monotonic() + 10
+        while watcher.observer.alive(handle) and time.monotonic() < deadline:
+            time.sleep(0.001)  # the kernel's IN_IGNORED reaches the watcher's thread
+        assert watcher.watch([sub]) == 1
+        (sub / "P-P-001.md").write_text("x")
+        assert str(sub / "P-P-001.md") in _woken_by(waker, str(sub / "P-P-001.md"))
+    finally:
+        watcher.stop()
+        waker.close()
