@@ -31,19 +31,22 @@ next_plan_number) and is read only when a file with that id appears.
 The record is a line of JSON appended to the file at each write, the file
 written anew every few lines (store/record_lines.py: the value is the last
 complete line; a torn last line leaves the one before it, an older record). It
-is not fsynced: it is never the only copy of anything. The plan file, written durably first,
-holds every value the record holds; a record that is missing, unreadable, empty
+is not fsynced: it is never the only copy of anything. The plan file, written
+durably first, holds every value the record holds; a record that is missing, unreadable, empty
 or older than the file (what a power loss can leave) makes the file trusted as
 it stands, which is what a crash between the two writes gives anyway. What a
 lost record costs: an editor buffer saved stale after a power loss and before
 the next daemon write is taken as a person's edit (the same as an edit of a plan
 with no record). A killed daemon loses nothing: the kernel has the write.
 
-The reflection_log, which grows a line a step, is not in the JSON: it is the
-first `log.entries` lines (`log.bytes` bytes) of `<plan-id>.log.jsonl` beside it,
-one entry a line. A write that only added entries to the log it last recorded
-(the daemon's own steps) appends their lines there and rewrites the small JSON;
-any other log (read from a person's save) rewrites the file whole. So a step
+The reflection_log, which grows a line a step, is in the JSON's `keys` while it is
+empty, or short (at most INLINE entries) and the previous record had no log file: a
+plan of a few steps (most plans) creates no second file, at its claim nor at its end.
+Past that it is the first `log.entries` lines (`log.bytes` bytes) of
+`<plan-id>.log.jsonl` beside it, one entry a line (a record with `log` reads the file;
+one without reads the log from its `keys`). A write that only added entries to the
+log it last recorded (the daemon's own steps) appends their lines there and then
+the record's line; any other log (read from a person's save) rewrites the file whole. So a step
 costs the same at entry 100 and at entry 20,000. The lines are written before the
 JSON that counts them: lines past `log.bytes` (a crash between the two) are
 ignored and overwritten; a file shorter than `log.bytes` makes the record unreadable,
@@ -71,6 +74,9 @@ from modulatio_d.store import atomic, fs, record_lines
 
 _HISTORY = 64  # status changes remembered: an editor buffer older than that is rare
 SKIP_FLOOR = 64  # lines of the log file that left the window kept before it is rewritten
+INLINE = 8
+"""Entries of a reflection_log kept in the record's JSON while it has no file of its own:
+each write copies them (bounded), and a short plan creates no log file at all."""
 
 
 @dataclass
@@ -139,21 +145,24 @@ def save(path: Path, plan: Plan, previous: Record | None,
         history.append((plan.rev, plan.status.value))
     record = Record(plan.rev, plan.status.value, plan.own_keys(), history[-_HISTORY:],
                     birth=(previous.birth if previous and previous.birth else birth_of(plan)))
-    fs.mkdirs(path.parent)
     log = list(record.keys.get("reflection_log") or [])
     record.keys["reflection_log"] = log
-    record.log_bytes, record.log_lines = _save_log(log_path(path), log, previous)
-    keys = {k: v for k, v in record.keys.items() if k != "reflection_log"}
+    data: dict[str, Any] = {"rev": record.rev, "status": record.status}
+    if not log or (len(log) <= INLINE and not (previous is not None and previous.log_bytes)):
+        data["keys"] = record.keys  # the short log in it: no file of its own (docstring)
+    else:
+        record.log_bytes, record.log_lines = _save_log(log_path(path), log, previous)
+        data["keys"] = {k: v for k, v in record.keys.items() if k != "reflection_log"}
+    data.update(status_by_rev=record.status_by_rev, birth=record.birth)
+    if record.log_bytes:
+        data["log"] = {"entries": record.log_lines, "bytes": record.log_bytes,
+                       **({"skip": record.log_lines - len(log)} if record.log_lines > len(log)
+                          else {})}
     # Key order kept: a repair rewrites dicts as the daemon wrote them. Times are
     # turned to text by json's default hook. Not durable (no fsync; see the module
-    # docstring): a whole line is enough.
-    record.tail = record_lines.write(path, {
-        "rev": record.rev, "status": record.status, "keys": keys,
-        "status_by_rev": record.status_by_rev, "birth": record.birth,
-        "log": {"entries": record.log_lines, "bytes": record.log_bytes,
-                **({"skip": record.log_lines - len(log)} if record.log_lines > len(log)
-                   else {})}},
-        previous.tail if previous is not None else None, default=_time_text)
+    # docstring): a whole line is enough (store/record_lines.py).
+    record.tail = record_lines.write(path, data, previous.tail if previous is not None
+                                     else None, default=_time_text)
     return record
 
 
@@ -198,7 +207,7 @@ def _save_log(path: Path, log: list, previous: Record | None) -> tuple[int, int]
             os.close(fd)
         return previous.log_bytes + len(new), previous.log_lines + len(log) - len(old) + drop
     data = _lines(log)
-    atomic.replace(path, data, durable=False)
+    atomic.replace(path, data, durable=False, folders=True)
     return len(data), len(log)
 
 

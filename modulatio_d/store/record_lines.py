@@ -63,8 +63,7 @@ def write(path: Path, value: Any, tail: Tail | None, default=None) -> Tail:
         appended = _append(path, line, tail.end)
         if appended:
             return Tail(tail.end + len(line), tail.lines + 1)
-    fs.mkdirs(path.parent)
-    atomic.replace(path, line, durable=False)
+    atomic.replace(path, line, durable=False, folders=True)
     return Tail(len(line), 1)
 
 
