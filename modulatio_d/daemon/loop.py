@@ -96,6 +96,7 @@ class Daemon:
         self.cron = None
         self._last_beat = 0.0
         self._beat_on: tuple[str | None, int | None] = (None, None)  # what the last beat said
+        self._beat_due: float | None = None  # monotonic time of a beat held back (_periodic)
         self._last_cron = 0.0
         self.housekeeping = Housekeeping(vault, self.events, monotonic)  # temp files, retention
         self._config_sig: tuple | None = None
@@ -327,6 +328,9 @@ class Daemon:
         # A new plan or step is told at once unless they go by faster than a beat a second.
         if (moved and since >= 1.0) or since >= min(15.0, self.tick_seconds / 2):
             self._beat(self.clock(), plan, step)
+        # A change not told yet is told within the second: the run's waits end by then
+        # (Services.beat_due), not only at the next file change or beat interval.
+        self._beat_due = self._last_beat + 1.0 if moved and since < 1.0 else None
         if mono - self._last_cron >= self.tick_seconds:
             self._guarded("cron", self._fire_cron, self.clock())
         self.hooks.keep(self.config)
@@ -390,7 +394,7 @@ class Daemon:
         svc = Services(self.config, self.events, self.waker, self.stop,
                        Clocks(self.clock, self.monotonic), self._periodic, self.base_env,
                        self.tick_seconds, halt=lambda: self.admission.halt(c.project),
-                       slots=held)
+                       slots=held, beat_due=lambda: self._beat_due)
         try:
             Runner(claimed.held, claimed.lock, claimed.token, svc, claimed.prewritten).run()
         except (BadFile, FileChanged, OSError) as e:  # cannot write: not a death
