@@ -6,6 +6,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import fcntl
+import logging
 import os
 import secrets
 import stat
@@ -23,6 +24,8 @@ from modulatio_d.store.fs.opening import (
     parts_of,
 )
 from modulatio_d.store.fs.reading import retrying, stat_of
+
+log = logging.getLogger("modulatio.fs")
 
 _RENAME_NOREPLACE = 1
 _RENAME_EXCHANGE = 2
@@ -251,16 +254,32 @@ def fsync_dir(folder: Path | str) -> None:
         os.close(fd)
 
 
+CREATE_RETRIES = 3
+"""How often an open with O_CREAT (not O_EXCL) is tried again after EEXIST (see open_regular)."""
+
+
 def open_regular(path: Path | str, flags: int, *, cap: int | None = None,
                  folders: bool = False) -> int:
     """A descriptor of the regular file `path` (checked: one link, no link followed).
 
     `flags` as for os.open (O_CREAT makes it with 0o666 & `cap`, masked by the
     umask); `folders` makes the missing folders first. Blocking mode restored.
+    An O_CREAT open (not O_EXCL) that fails with EEXIST, which no local filesystem does but
+    GlusterFS's client does when two hosts create the file at once, is tried again.
     """
     if folders and flags & os.O_CREAT:
         mkdirs(Path(path).parent)
-    fd = open_beneath(path, flags | os.O_NONBLOCK, 0o666 & (0o666 if cap is None else cap))
+    mode = 0o666 & (0o666 if cap is None else cap)
+    for attempt in range(CREATE_RETRIES + 1):
+        try:
+            fd = open_beneath(path, flags | os.O_NONBLOCK, mode)
+            break
+        except FileExistsError:
+            # O_CREAT without O_EXCL, answered EEXIST: a FUSE client (GlusterFS) whose
+            # create met the same create from another host at the same moment. The file
+            # is there now: opened again, it is opened (docs/multi-host.md).
+            if flags & (os.O_CREAT | os.O_EXCL) != os.O_CREAT or attempt == CREATE_RETRIES:
+                raise
     try:
         check_regular(path, os.fstat(fd))
         fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
@@ -289,11 +308,19 @@ def append(path: Path | str, data: bytes, *, cap: int | None = None, sync: bool 
     (fdatasync) before the flock is let go. A client may still hold a write when close()
     returns (GlusterFS's write-behind, with flush-behind on by default), so the next
     host's append under the flock could land before it, at the same end.
-    The open is tried again after ESTALE or EIO (nothing was written yet)."""
+    The open is tried again after ESTALE or EIO (nothing was written yet).
+
+    Where a record lands does not depend on this host's view of the file's size: GlusterFS
+    appends an O_APPEND write at the file's end on the server even when this host's client
+    holds an older size (measured: tests/multihost/test_append_multihost.py). A record
+    written without the flock is logged (a warning naming the file and why): two records
+    written at once from two hosts may interleave."""
     fd = retrying(lambda: open_regular(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, cap=cap,
                                        folders=folders))
     try:
-        _lock_for_append(fd)
+        unlocked = _lock_for_append(fd)
+        if unlocked:
+            log.warning("appending to %s without its flock: %s", path, unlocked)
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]
@@ -308,19 +335,24 @@ def append(path: Path | str, data: bytes, *, cap: int | None = None, sync: bool 
 _BUSY_OR_PASSING = (errno.EWOULDBLOCK, errno.EINTR, errno.ESTALE, errno.EIO, errno.ENOTCONN)
 
 
-def _lock_for_append(fd: int) -> None:
+def _lock_for_append(fd: int) -> str | None:
+    """Take the flock of `fd`: None once held, else why the record goes without it (ENOLCK
+    and EINVAL, no flock on this filesystem, are no news: one kernel's O_APPEND is enough)."""
     deadline = time.monotonic() + APPEND_LOCK_WAIT_S
     while True:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return
+            return None
         except OSError as e:
-            # ENOLCK, EINVAL: no flock here, one kernel's O_APPEND is enough. A network
-            # client's passing error (ESTALE, EIO, ENOTCONN) is tried again like a busy lock.
+            # A network client's passing error (ESTALE, EIO, ENOTCONN) is tried again like
+            # a busy lock.
+            if e.errno in (errno.ENOLCK, errno.EINVAL):
+                return None
             if e.errno not in _BUSY_OR_PASSING:
-                return
+                return f"flock failed: {e.strerror}"
             if time.monotonic() > deadline:
-                return
+                return (f"still held elsewhere after {APPEND_LOCK_WAIT_S:g} s (last: "
+                        f"{e.strerror})")
             time.sleep(0.002)
 
 
