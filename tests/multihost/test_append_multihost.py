@@ -167,3 +167,4 @@ def test_nine_writers_creating_one_file_at_once_each_append_lands(bed, shared_di
         found = on_brick(bed, shared_dir / f"race.{k}").read_text().splitlines()
         assert sorted(found) == sorted(f"{h}{i}-{k:05d}" for h in ("h1", "h2", "h3")
                                        for i in range(3))
+
