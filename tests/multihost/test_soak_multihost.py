@@ -213,16 +213,16 @@ def test_six_daemons_on_three_hosts_run_every_step_of_60_plans_exactly_once(
     by_host = Counter(next(iter(h)) for h in hosts_of.values())
     assert set(by_host) == set(HOSTS), by_host
 
-    assert [e for e in seen if e["event"] == "TORN LINE"] == []
-    claims = Counter((e["plan"], e["token"]) for e in seen if e["event"] == "claimed"
-                     and e["plan"] in ids)
-    assert claims == Counter({(p, 1): 1 for p in ids})
     # An append that failed or went without its flock says so in its daemon's log: looked
-    # at first, so that a missing line below comes with its cause when it has one.
+    # at first, so that a missing or torn line below comes with its cause when it has one.
     lost = [line for ds in daemons.values() for d in ds for line in d.log().splitlines()
             if "could not append" in line or "event not recorded" in line
             or "without its flock" in line]
     assert lost == []
+    assert [e for e in seen if e["event"] == "TORN LINE"] == []
+    claims = Counter((e["plan"], e["token"]) for e in seen if e["event"] == "claimed"
+                     and e["plan"] in ids)
+    assert claims == Counter({(p, 1): 1 for p in ids})
     starts = Counter((e["plan"], e["index"]) for e in seen if e["event"] == "step_started"
                      and e["plan"] in ids)
     # The ledger never tells a step twice. A step_started line can still go missing
