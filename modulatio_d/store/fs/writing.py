@@ -305,7 +305,8 @@ def open_regular(path: Path | str, flags: int, *, cap: int | None = None,
     mode = 0o666 & (0o666 if cap is None else cap)
     try:
         fd = open_beneath(path, flags | os.O_NONBLOCK, mode)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # a file in a folder's way: mkdirs
+        # refuses it, naming it
         # The folders are made only when the open finds one missing: an append to an
         # existing folder (every event, every usage line) costs one walk, not two.
         if not (folders and flags & os.O_CREAT):
