@@ -308,13 +308,13 @@ def open_regular(path: Path | str, flags: int, *, cap: int | None = None,
 
     `flags` as for os.open (O_CREAT makes it with 0o666 & `cap`, masked by the
     umask); `folders` makes the missing folders first. Blocking mode restored.
-    O_CREAT alone answered EEXIST (GlusterFS: two hosts create the file at once) is
-    tried again.
+    O_CREAT alone answered EEXIST (GlusterFS: two hosts made it at once) is tried again.
     """
     mode = 0o666 & (0o666 if cap is None else cap)
     try:
         fd = _open_creating(path, flags, mode)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # a file in a folder's way: mkdirs
+        # refuses it, naming it
         # The folders are made only when the open finds one missing: an append to an
         # existing folder (every event, every usage line) costs one walk, not two.
         if not (folders and flags & os.O_CREAT):
