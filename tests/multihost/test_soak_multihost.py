@@ -128,8 +128,11 @@ def missing_report(bed, view: Path, missing: list, daemons: dict[str, list]) -> 
              if e.get("event") == "step_started"}
     warned = [line for ds in daemons.values() for d in ds for line in d.log().splitlines()
               if "WARNING" in line or "ERROR" in line]
+    clients = [f"{log.name}: {line}" for log in sorted((BED_DIR / "log").glob("client-*.log"))
+               for line in log.read_text(errors="replace").splitlines()
+               if "] E [" in line or "] W [" in line]  # GlusterFS's errors and warnings
     return (f"{[(m, 'on the brick' if m in there else 'not on the brick') for m in missing]}"
-            f"; warnings: {warned[:20]}")
+            f"; warnings: {warned[:20]}; GlusterFS clients: {clients[-20:]}")
 
 
 def logs(daemons: dict[str, list]) -> str:
