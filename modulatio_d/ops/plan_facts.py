@@ -106,3 +106,22 @@ def from_row(path: Path, row: dict) -> Facts | BadFile | None:
                      tuple(Step(*s) for s in row["steps"]))
     except (KeyError, TypeError, ValueError):
         return None
+
+
+def same_checks(project: str, row: dict) -> tuple | None:
+    """What `validate`'s checks of a plan depend on, from its cached row, beside the run's
+    surroundings (config, folders, PATH): the project (a relative reflector or `cwd` is
+    looked for in its folder), the reflector, `cwd`, and the agent and `cwd` of each step
+    still to run, in order (the first one's missing `cwd` is an error, a later one's a
+    warning). Two plans of one key get the same verdict save their path and lines. None
+    for a row with a body error (always a problem) or not of this code's shape."""
+    try:
+        if row["body_error"] is not None or row["final"]:
+            return None
+        r = row["reflector"]
+        key = (project, tuple(r) if isinstance(r, list) else r, row["cwd"],
+               tuple((s[2], s[3]) for s in row["steps"]))
+        hash(key)
+        return key
+    except (KeyError, TypeError, IndexError):
+        return None

@@ -61,9 +61,19 @@ _SHELL_WORDS = frozenset({"exec", "cd", ".", "eval", "set", "export", "if", "for
 """First words that are the shell's own: nothing on PATH to look for."""
 
 
+BUILT_IN_AGENTS = frozenset({"mock"})
+AGENT_GROUP = "modulatio_d.agents"
+"""daemon/executors/agent.py's BUILTINS and GROUP (tests/unit/test_validate_cache.py holds
+them equal): importing that module takes importlib.metadata, 10-25 ms of a command's
+start, which only an agent named nowhere else needs (self.plugins)."""
+KINDS = ("plans", "cron", "tickets", "triggers")
+"""The vault's kinds of file, by folder name (plans first: cron entries' templates are
+looked up among the plans already read)."""
+
+
 def readers() -> dict[str, Reader]:
-    """The reader of each kind of vault file, by folder name (plans first: cron entries'
-    templates are looked up among the plans already read)."""
+    """The reader of each kind of vault file, by folder name (imported when a file of a
+    kind other than plans is found: croniter alone is 8 ms of a command's start)."""
     from modulatio_d.store import cron_entries, tickets, triggers
     return {"plans": read_plan, "cron": cron_entries.read_snapshot,
             "tickets": tickets.read_ticket, "triggers": triggers.read_trigger}
@@ -87,6 +97,10 @@ class _Checker:
         self._plugins: dict[str, set[str]] = {}
         self._dirs: dict[Path, bool] = {}
         self._listed: dict[tuple[str, str], list[fs.Entry]] = {}
+        self._clean: set[tuple] = set()
+        """plan_facts.same_checks keys whose checks found nothing this run: a plan of the
+        same key, in no `after` chain, would find nothing either (10,000 plans hold a few
+        dozen keys), so it is not rebuilt from its row nor checked again."""
         self.facts = RowCache(vault.root, plan_facts.USE)
         self.every_plan = True  # every plans/ folder was listed: cached rows of others go
 
@@ -118,7 +132,7 @@ class _Checker:
             except BadFile as e:  # a project folder linked in: told once, not per kind
                 self.problems.append(Problem.of(e))
                 continue
-            for kind, reader in readers().items():
+            for kind in KINDS:
                 try:
                     self.vault.check_folder(self.vault.project_dir(project) / kind)
                 except BadFile as e:  # a linked folder: none of its files is read
@@ -132,7 +146,7 @@ class _Checker:
                         continue
                     path = Path(entry.path)
                     try:
-                        read = reader(self.vault, path)
+                        read = readers()[kind](self.vault, path)
                     except BadFile as e:
                         self.problems.append(Problem.of(e))
                         self.plans[(project, path.stem)] = False
@@ -203,13 +217,11 @@ class _Checker:
         return self._plugins[group]
 
     def agent_known(self, name: str) -> bool:
-        from modulatio_d.daemon.executors.agent import BUILTINS, GROUP
-        return (self.cfg is not None and name in self.cfg.agents) or name in BUILTINS \
-            or name in self.plugins(GROUP)
+        return (self.cfg is not None and name in self.cfg.agents) or name in BUILT_IN_AGENTS \
+            or name in self.plugins(AGENT_GROUP)
 
     def agent_problem(self, name: str) -> str | None:
         """Why the agent `name` of the config does not resolve, or None."""
-        from modulatio_d.daemon.executors.agent import BUILTINS, GROUP
         seen: list[str] = []
         while True:
             seen.append(name)
@@ -219,17 +231,17 @@ class _Checker:
             if spec.use in seen:
                 return "uses itself in a loop: " + " -> ".join([*seen, spec.use])
             name = spec.use
-        if spec is not None or name in BUILTINS or name in self.plugins(GROUP):
+        if spec is not None or name in BUILT_IN_AGENTS or name in self.plugins(AGENT_GROUP):
             return None
         return (f"uses {name!r}, which is neither an agent of this file, built in (mock), nor "
-                f"an installed plugin ({GROUP})")
+                f"an installed plugin ({AGENT_GROUP})")
 
     def check_command(self, path: Path, line: int | None, what: str,
                       command: str | tuple[str, ...], folder: Path | None) -> bool:
         """A problem when `command`'s program cannot be found; True when one was added."""
-        from modulatio_d.daemon.reflect import GROUP
-
         if isinstance(command, str) and command.startswith("plugin:"):
+            from modulatio_d.daemon.reflect import GROUP
+
             name = command.removeprefix("plugin:")
             if name in self.plugins(GROUP):
                 return False
@@ -280,9 +292,16 @@ class _Checker:
     def plan_file(self, project: str, entry: fs.Entry) -> None:
         """Read (or take from the cache) one plan's Facts and check them."""
         row = self.facts.get(entry.path, entry.st)
-        if row is not None and row.get("final") is True and row.get("after") == []:
-            self.plans[(project, entry.name[:-3])] = True  # ended, in no `after` chain
-            return
+        if row is not None and row.get("after") == []:
+            if row.get("final") is True:
+                self.plans[(project, entry.name[:-3])] = True  # ended, in no `after` chain
+                return
+            same = plan_facts.same_checks(project, row)
+            if same is not None and same in self._clean:  # checked clean this run already
+                self.plans[(project, entry.name[:-3])] = True
+                return
+        else:
+            same = None
         path = Path(entry.path)
         found = plan_facts.from_row(path, row) if row is not None else None
         if found is None:
@@ -304,7 +323,10 @@ class _Checker:
             self.plans[(project, path.stem)] = False
             return
         self.plans[(project, path.stem)] = found  # truthy
+        told = len(self.problems)
         self.check_plan(found)
+        if same is not None and len(self.problems) == told:
+            self._clean.add(same)
 
     def is_dir(self, path: Path) -> bool:
         if path not in self._dirs:
@@ -328,10 +350,9 @@ class _Checker:
             line = step.line
             where = f"sub-objective {step.index + 1}"
             if step.agent is not None and not self.agent_known(step.agent):
-                from modulatio_d.daemon.executors.agent import GROUP
                 self.add(plan.path, f"{where}: agent {step.agent!r} is neither in "
                          f".modulatio/config.yaml agents, built in (mock), nor an installed "
-                         f"plugin ({GROUP})", line, "add it to the config's agents")
+                         f"plugin ({AGENT_GROUP})", line, "add it to the config's agents")
             if step.cwd and not self.is_dir(project_dir / step.cwd):
                 first = i == 0
                 self.add(plan.path, f"{where}: cwd: the folder {project_dir / step.cwd} "
