@@ -36,6 +36,7 @@ import re
 import socket
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 
 from modulatio_d.core import markdown, peek, people
@@ -121,8 +122,8 @@ class Survey:
 def survey(vault: Vault, now: datetime, environ: dict[str, str] | None = None,
            cron: bool = True, events: list[dict] | None = None, tick=int) -> Survey:
     """Everything `status` shows; `now` is aware UTC. `events`: the `file_refused` lines
-    of events.jsonl when the caller has read them already; else they are read here.
-    `tick()` after each plan (progress)."""
+    of events.jsonl if the caller read them already (else they are read here); `tick()`
+    after each plan (progress)."""
     s = Survey(vault=str(vault.root), now=now)
     s.daemons = daemons(vault, now)
     s.control = control(vault, s.daemons)
@@ -253,6 +254,8 @@ _SCHEDULED = re.compile(r"^(?:after|not_before|expires_at|retry_wait)\s*:", re.M
 
 
 def _triggers(vault: Vault, refused: dict) -> list[dict]:
+    if not any(next(vault.files(p, "triggers"), None) for p in vault.projects()):
+        return []  # none: no trigger reader (nor croniter, which it brings) to import
     from modulatio_d.ops.triggers import rows
 
     out = []
@@ -359,10 +362,7 @@ def _cron(vault: Vault, projects: list[str], now: datetime, environ: dict, s: Su
     from modulatio_d.ops.cron import entry_rows
     from modulatio_d.store.zones import host_zone
 
-    def refuse(path: str, project: str | None, kind: str, error: BadFile) -> None:
-        _refuse(refused, vault, path, project, kind, error)
-
-    s.cron = entry_rows(vault, now, host_zone(environ), refused=refuse)
+    s.cron = entry_rows(vault, now, host_zone(environ), refused=partial(_refuse, refused, vault))
     s.cron.sort(key=lambda r: (r["next_fire_ts"] is None, r["next_fire_ts"] or 0, r["id"]))
 
 
