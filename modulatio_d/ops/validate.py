@@ -39,16 +39,16 @@ import os
 import re
 import shlex
 import shutil
-import stat
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from modulatio_d.core.errors import BadFile, FileUnusable
+from modulatio_d.core.errors import BadFile
 from modulatio_d.ops import plan_facts
 from modulatio_d.ops.dependencies import after_problems
 from modulatio_d.ops.plan_facts import Facts
 from modulatio_d.ops.problems import Problem, Severity
+from modulatio_d.ops.validate_lines import agent_line, is_plain, key_line, text_of
 from modulatio_d.store import config, fs, pause
 from modulatio_d.store.plan_file import read_plan
 from modulatio_d.store.rowcache import RowCache
@@ -63,9 +63,8 @@ _SHELL_WORDS = frozenset({"exec", "cd", ".", "eval", "set", "export", "if", "for
 
 BUILT_IN_AGENTS = frozenset({"mock"})
 AGENT_GROUP = "modulatio_d.agents"
-"""daemon/executors/agent.py's BUILTINS and GROUP (tests/unit/test_validate_cache.py holds
-them equal): importing that module takes importlib.metadata, 10-25 ms of a command's
-start, which only an agent named nowhere else needs (self.plugins)."""
+"""daemon/executors/agent.py's BUILTINS and GROUP (a test holds them equal): that module
+brings importlib.metadata, 10-25 ms of a start, needed only by self.plugins."""
 KINDS = ("plans", "cron", "tickets", "triggers")
 """The vault's kinds of file, by folder name (plans first: cron entries' templates are
 looked up among the plans already read)."""
@@ -102,6 +101,7 @@ class _Checker:
         same key, in no `after` chain, would find nothing either (10,000 plans hold a few
         dozen keys), so it is not rebuilt from its row nor checked again."""
         self.facts = RowCache(vault.root, plan_facts.USE)
+        self.prepared: dict[str, dict] = {}  # rows the pool made (plan_facts.prepare)
         self.every_plan = True  # every plans/ folder was listed: cached rows of others go
 
     def add(self, path: Path, reason: str, line: int | None = None, hint: str = "",
@@ -126,6 +126,7 @@ class _Checker:
         for name in self.vault.misnamed_projects():
             self.add(self.vault.root / name, "folder name is not a valid project code, so its "
                      "plans never run", None, "rename it to letters, digits, '_', '-' and '.'")
+        self.prepared = plan_facts.prepare(self.vault, self.facts, self.files, tick)
         for project in self.vault.projects():
             try:
                 self.vault.check_folder(self.vault.project_dir(project))
@@ -140,10 +141,12 @@ class _Checker:
                     self.every_plan = self.every_plan and kind != "plans"
                     continue
                 for entry in sorted(self.files(project, kind), key=lambda e: e.name):
-                    tick()
                     if kind == "plans":
+                        if entry.path not in self.prepared:
+                            tick()  # the pool ticked for the others
                         self.plan_file(project, entry)
                         continue
+                    tick()
                     path = Path(entry.path)
                     try:
                         read = readers()[kind](self.vault, path)
@@ -174,7 +177,7 @@ class _Checker:
             self.add(path, f"cannot be read: {e.strerror}")
             self.zone_ok = False
             return
-        text = _text(path)
+        text = text_of(path)
         from modulatio_d.ops.hooks import config_problems  # refused hooks, unreadable secrets
         self.problems += [Problem(*p[:4], Severity(p[4]))
                           for p in config_problems(self.vault, self.cfg, self.environ)]
@@ -184,21 +187,21 @@ class _Checker:
                 cron.parse_zone(self.cfg.timezone)
             except ValueError as e:
                 self.zone_ok = False
-                self.add(path, f"timezone: {e}", _key_line(text, "timezone"),
+                self.add(path, f"timezone: {e}", key_line(text, "timezone"),
                          "cron entries without a timezone of their own do not fire until it "
                          "is fixed")
         for name, spec in self.cfg.agents.items():
             if spec.use is not None:
                 problem = self.agent_problem(name)
                 if problem:
-                    self.add(path, f"agent {name!r}: {problem}", _agent_line(text, name),
+                    self.add(path, f"agent {name!r}: {problem}", agent_line(text, name),
                              "name an agent of this file, mock, or an installed plugin")
             elif spec.run is not None:
-                self.check_command(path, _agent_line(text, name), f"agent {name!r}: run",
+                self.check_command(path, agent_line(text, name), f"agent {name!r}: run",
                                    spec.run, folder=None)
         if self.cfg.reflector:
-            line = _key_line(text, "reflector")
-            if _is_plain(self.cfg.reflector):
+            line = key_line(text, "reflector")
+            if is_plain(self.cfg.reflector):
                 self.check_command(path, line, "reflector", self.cfg.reflector, None)
                 return
             # A relative path runs from each plan's folder: it must be in every project's.
@@ -290,8 +293,13 @@ class _Checker:
         return self._listed[(project, kind)]
 
     def plan_file(self, project: str, entry: fs.Entry) -> None:
-        """Read (or take from the cache) one plan's Facts and check them."""
+        """Check one plan from its row (ops/plan_facts.py): the cache's, the pool's
+        (self.prepared), or the file's read now; cold, warm and parallel alike."""
         row = self.facts.get(entry.path, entry.st)
+        if row is None and (row := self.prepared.pop(entry.path, None)
+                            or plan_facts.read_row(self.vault, entry.path, entry.st)):
+            self.facts.put(entry.path, entry.st, row)
+        same = None
         if row is not None and row.get("after") == []:
             if row.get("final") is True:
                 self.plans[(project, entry.name[:-3])] = True  # ended, in no `after` chain
@@ -300,21 +308,13 @@ class _Checker:
             if same is not None and same in self._clean:  # checked clean this run already
                 self.plans[(project, entry.name[:-3])] = True
                 return
-        else:
-            same = None
         path = Path(entry.path)
         found = plan_facts.from_row(path, row) if row is not None else None
-        if found is None:
+        if found is None:  # no row: a refusal of the file's kind or access, told each run
             try:
                 found = plan_facts.of_plan(read_plan(self.vault, path).plan)
-                self.facts.put(entry.path, entry.st, plan_facts.to_row(found))
             except BadFile as e:
                 found = e
-                # What the bytes say, and only that: a refusal of the file's kind or
-                # access (a link, a folder, no permission) is looked at again each run.
-                if not isinstance(e, (OSError, FileUnusable)) and entry.st is not None \
-                        and stat.S_ISREG(entry.st.st_mode):
-                    self.facts.put(entry.path, entry.st, plan_facts.bad_row(e))
             except OSError as e:
                 self.add(path, f"cannot be read: {e.strerror}")
                 return
@@ -373,14 +373,14 @@ class _Checker:
             self.add(entry.path, f"template {entry.template!r}: "
                      + (f"there is no plan {entry.project}/plans/{entry.template}.md" if missing
                         else "is not a valid plan (see its own problem)"),
-                     _key_line(text, "template"),
+                     key_line(text, "template"),
                      "create the template plan (as a draft) or fix the id" if missing else "")
         if entry.timezone is None and not self.zone_ok:
             return  # the config's zone is reported once, at the config
         zone_name = entry.timezone or (self.cfg.timezone if self.cfg else None)
         zone = cron.parse_zone(zone_name) if zone_name else host_zone(self.environ)
         fires = cron.next_fires(entry.expr, zone, self.now, 1)
-        line = _key_line(text, "schedule")
+        line = key_line(text, "schedule")
         if not fires:
             self.add(entry.path, f"schedule {entry.schedule!r} never fires again", line,
                      "fix the schedule, or remove the entry")
@@ -388,34 +388,3 @@ class _Checker:
             self.add(entry.path, f"schedule {entry.schedule!r} fires next on "
                      f"{fires[0].isoformat()}, more than a year from now", line,
                      "check the day and month fields", Severity.WARNING)
-
-
-def _text(path: Path) -> str:
-    try:
-        return fs.read(path, "config").raw.decode("utf-8", "replace")
-    except OSError:
-        return ""
-
-
-def _key_line(text: str, key: str) -> int | None:
-    """The line of a top-level `key:` in YAML text (the whole file's, frontmatter or not)."""
-    m = re.search(rf"(?m)^{re.escape(key)}[ \t]*:", text)
-    return text.count("\n", 0, m.start()) + 1 if m else None
-
-
-def _agent_line(text: str, name: str) -> int | None:
-    """The line of agent `name` under the config's `agents:`."""
-    start = re.search(r"(?m)^agents[ \t]*:", text)
-    if not start:
-        return None
-    m = re.compile(rf"(?m)^[ \t]+['\"]?{re.escape(name)}['\"]?[ \t]*:").search(text, start.end())
-    return text.count("\n", 0, m.start()) + 1 if m else _key_line(text, "agents")
-
-
-def _is_plain(command: str) -> bool:
-    """A reflector that does not depend on the folder it runs in."""
-    try:
-        first = shlex.split(command)[0] if not command.startswith("plugin:") else ""
-    except (ValueError, IndexError):
-        return True
-    return "/" not in first or os.path.isabs(first)

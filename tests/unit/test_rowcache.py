@@ -73,15 +73,15 @@ def test_a_broken_cache_is_an_empty_one(vault, reads):
 
 
 def test_validate_does_not_read_an_unchanged_ended_plan_again(vault, reads, monkeypatch):
-    from modulatio_d.ops import validate
+    from modulatio_d.ops import plan_facts, validate
 
     done = new(vault, "Done")
     done.write_text(done.read_text().replace("status: draft", "status: completed"))
     new(vault, "Draft")
     seen: list[str] = []
     real = validate.read_plan
-    monkeypatch.setattr(validate, "read_plan",
-                        lambda v, p: seen.append(p.stem) or real(v, p))
+    for reader in (validate, plan_facts):  # the row's reader, and validate's for a refusal
+        monkeypatch.setattr(reader, "read_plan", lambda v, p: seen.append(p.stem) or real(v, p))
     first = [str(p) for p in validate.validate(vault)]
     assert sorted(seen) == ["P-P-001", "P-P-002"]
     seen.clear()
