@@ -18,7 +18,10 @@ serial path: the pool is only ever an optimisation.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+
+from modulatio_d.store import fs
+from modulatio_d.store.rowcache import RowCache
 
 MIN_FILES = 2000
 """Below this many files to parse, one process: the fork, the pool's start and the rows'
@@ -65,6 +68,22 @@ def rows(paths: Sequence[str], row_of: Callable[[str], dict | None],
                     tick()
     finally:
         _JOB = None
+
+
+def missing(cache: RowCache, entries: Iterable[fs.Entry],
+            row_of: Callable[[str, os.stat_result], dict | None],
+            tick: Callable[[], None] = lambda: None) -> dict[str, dict]:
+    """path -> row_of(path, lstat) for the entries `cache` has no row for, made by the pool,
+    when MIN_FILES or more have none; {} otherwise (the caller then makes each in its
+    turn), and without the rows that are None. `tick()` once a row made here."""
+    entries = list(entries)
+    if sum(e.path not in cache.old for e in entries) < MIN_FILES:
+        return {}  # warm, or nearly: a dictionary look-up a file to know it
+    todo = {e.path: e.st for e in entries if cache.get(e.path, e.st) is None}
+    if workers(len(todo)) < 2:
+        return {}
+    return {p: row for p, row in rows(list(todo), lambda p: row_of(p, todo[p]), tick)
+            if row is not None}
 
 
 def start(jobs: int):

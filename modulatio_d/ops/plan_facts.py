@@ -162,8 +162,4 @@ def prepare(vault: Vault, cache: RowCache, listing: Callable[[str, str], list[fs
         except BadFile:
             continue
         entries += listing(project, "plans")
-    if sum(e.path not in cache.old for e in entries) < parallel.MIN_FILES:
-        return {}  # warm, or nearly: a dictionary look-up a file to know it
-    todo = {e.path: e.st for e in entries if cache.get(e.path, e.st) is None}
-    return {p: row for p, row in parallel.rows(
-        list(todo), lambda p: read_row(vault, p, todo[p]), tick) if row is not None}
+    return parallel.missing(cache, entries, lambda p, st: read_row(vault, p, st), tick)

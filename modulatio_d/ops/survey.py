@@ -43,10 +43,11 @@ from modulatio_d.core import markdown, peek, people
 from modulatio_d.core.errors import BadFile
 from modulatio_d.core.plan import PlanStatus
 from modulatio_d.core.times import format_time, parse_time
+from modulatio_d.ops import parallel
 from modulatio_d.ops.control_view import control
 from modulatio_d.ops.dependencies import why_not_yet
-from modulatio_d.store import fs, heartbeat
-from modulatio_d.store.events import read as read_events
+from modulatio_d.ops.standing_refusals import daemon_refusals
+from modulatio_d.store import heartbeat
 from modulatio_d.store.lock import holder, is_held, lock_path
 from modulatio_d.store.rowcache import RowCache
 from modulatio_d.store.vault import Vault
@@ -130,15 +131,19 @@ def survey(vault: Vault, now: datetime, environ: dict[str, str] | None = None,
     s.projects = vault.projects()
     refused: dict[str, dict] = {}
     looks = RowCache(vault.root, "plan-peek")
-    looks.save(complete=all([_plans(vault, p, now, s, refused, looks, tick)
-                             for p in s.projects]))
+    listed = {p: _listing(vault, p, refused) for p in s.projects}  # None: refused
+    ready = parallel.missing(looks, [e for found in listed.values() for e in found or ()],
+                             partial(_look_at, vault), tick)  # cold and many: every core
+    for p, found in listed.items():
+        _plans(vault, p, now, s, refused, looks, tick, found or [], ready)
+    looks.save(complete=None not in listed.values())
     for project in s.projects:
         _tickets(vault, project, s, refused)
     _paused_details(vault, s, refused)
     if cron:
         _cron(vault, s.projects, now, environ or {}, s, refused)
         s.triggers = _triggers(vault, refused)
-    _daemon_refusals(vault, refused, events)
+    daemon_refusals(vault, refused, events)
     s.refused = sorted(refused.values(), key=lambda r: r["path"])
     tickets_by_plan: dict[str, list[str]] = {}
     for t in s.tickets:
@@ -188,19 +193,36 @@ def _refuse(refused: dict, vault: Vault, path: str, project: str | None, kind: s
                      "kind": kind, "line": line, "reason": reason, "source": source}
 
 
-def _plans(vault: Vault, project: str, now: datetime, s: Survey, refused: dict,
-           looks: RowCache, tick) -> bool:
-    """The project's plans into `s`; False when its plans/ folder is refused."""
+def _listing(vault: Vault, project: str, refused: dict) -> list | None:
+    """The project's plan files by name; None when its plans/ folder is refused."""
     folder = vault.plans_dir(project)
     try:
         vault.check_folder(folder)
     except BadFile as e:
         _refuse(refused, vault, str(folder), project, "folder", e)
-        return False
-    for entry in sorted(vault.files(project, "plans"), key=lambda e: e.name):
-        tick()
+        return None
+    return sorted(vault.files(project, "plans"), key=lambda e: e.name)
+
+
+def _look_at(vault: Vault, path: str, st: os.stat_result) -> dict | None:
+    """A plan file's look, for the pool (None: the loop reads it again and tells why)."""
+    try:
+        text = vault.read(path)[1]
+    except (BadFile, OSError):
+        return None
+    return {"status": peek.peek_status(text), "scheduled": _SCHEDULED.search(text) is not None}
+
+
+def _plans(vault: Vault, project: str, now: datetime, s: Survey, refused: dict,
+           looks: RowCache, tick, found: list, ready: dict[str, dict]) -> None:
+    """The project's plans into `s`; `ready`: looks the pool made (ops/parallel.py)."""
+    for entry in found:
         path, plan_id = entry.path, entry.name[:-3]
         look, text = looks.get(path, entry.st), None
+        if look is None and (look := ready.get(path)) is not None:
+            looks.put(path, entry.st, look)  # the pool ticked for it
+        else:
+            tick()
         if look is None or _to_parse(look):
             if (text := _read(vault, path, project, s, refused)) is None:
                 continue
@@ -226,7 +248,6 @@ def _plans(vault: Vault, project: str, now: datetime, s: Survey, refused: dict,
                 if status == "executing":
                     s.executing.append(_executing(plan, project, now))
         s.plans.append({"id": plan_id, "project": project, "status": status})
-    return True
 
 
 def _to_parse(look: dict) -> bool:
@@ -364,37 +385,3 @@ def _cron(vault: Vault, projects: list[str], now: datetime, environ: dict, s: Su
 
     s.cron = entry_rows(vault, now, host_zone(environ), refused=partial(_refuse, refused, vault))
     s.cron.sort(key=lambda r: (r["next_fire_ts"] is None, r["next_fire_ts"] or 0, r["id"]))
-
-
-# --- the daemons' refusals ---------------------------------------------------------------
-
-def _daemon_refusals(vault: Vault, refused: dict, events: list[dict] | None = None) -> None:
-    """Add the daemons' refusals that still stand: the file is there, unchanged since."""
-    if events is None:
-        events = read_events(vault.events_path, ("file_refused",))
-    latest: dict[str, dict] = {}
-    for e in events:
-        rel = e.get("path")
-        if not isinstance(rel, str):
-            continue
-        latest[os.path.join(vault.root, rel)] = e  # an absolute path stays as it is
-    for path, e in latest.items():
-        path = os.path.normpath(path)
-        if path in refused:
-            continue  # judged by this pass itself, which is fresher
-        ts = parse_time(e.get("ts"))
-        try:
-            st = fs.stat_of(path)
-        except OSError:
-            continue  # deleted or renamed since: nothing to report
-        # The event's time is cut to the second; the scan judges a file only 2 s
-        # after its last change, so an unchanged file is older than the event.
-        if ts is None or st.st_mtime >= ts.timestamp() + 1:
-            continue  # changed since the refusal: the next scan judges it again
-        if "mode" in e and [e.get("uid"), e.get("gid"), e.get("mode")] != \
-                [st.st_uid, st.st_gid, st.st_mode]:
-            continue  # refused by the trust checks, and chmod/chown/chgrp'ed since
-        kind = e.get("kind") or ("plan" if f"{os.sep}plans{os.sep}" in path else "file")
-        refused[path] = {"path": os.path.relpath(path, vault.root), "project": e.get("project"),
-                         "kind": kind, "line": e.get("line"), "reason": e.get("reason"),
-                         "source": "daemon", "refused_at": e.get("ts")}

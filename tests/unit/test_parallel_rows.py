@@ -1,22 +1,26 @@
 """A command's output is the same whether its rows come from the cache (warm), from
 reading each file in turn (cold), or from the pool of ops/parallel.py (cold, many files):
-`plan list` (every status filter, --json rows) and `validate`, on vaults of valid plans
-of every status and of broken ones. The pool here runs in this process (the unit lane
-forks nothing); tests/e2e/test_parallel_parse.py runs the same with real workers."""
+`plan list` (status filters, the --json rows), `validate` and the survey of `status` and
+`metrics`, on vaults of plans of every status and of broken ones. The pool here runs in
+this process (the unit lane forks nothing); tests/e2e/test_parallel_parse.py runs the
+same with real workers."""
 
 from __future__ import annotations
 
 import shutil
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from modulatio_d.ops import parallel, render, validate
+from modulatio_d.ops.survey import survey
 from modulatio_d.store import rowcache
 from modulatio_d.store.vault import Vault
 
+NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 STEPS = "sub_objectives:\n  - {run: 'true'}\n  - {objective: Write, agent: writer}\n"
 TEXTS = [
     "status: draft\n" + STEPS,
@@ -32,6 +36,9 @@ TEXTS = [
     "status: sideways\n" + STEPS,  # not a status
     "status: approved\npriority: high\n" + STEPS,  # a bad value
     "status: draft\n",  # no steps
+    "status: executing\n" + STEPS,  # no daemon holds it: an orphan
+    "status: approved\nnot_before: 2030-01-01T00:00:00Z\n" + STEPS,  # waiting
+    "title: [no status\n",  # nothing to peek
 ]
 
 
@@ -54,7 +61,8 @@ class InProcessPool:
 def outputs(vault: Vault) -> list:
     lists = [render.list_plans(vault, status=s)
              for s in (None, "draft", "paused", "invalid", "completed")]
-    return [lists, [str(p) for p in validate.validate(vault, {"PATH": "/usr/bin:/bin"})]]
+    return [lists, [str(p) for p in validate.validate(vault, {"PATH": "/usr/bin:/bin"})],
+            survey(vault, NOW).as_dict()]
 
 
 @settings(max_examples=12, deadline=None)
