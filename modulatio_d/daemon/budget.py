@@ -41,12 +41,24 @@ class Budget:
         self.events = events  # budget_warning (for hooks), once per budget like the log line
         self.project = plan_path.parent.parent.name
         self.usage_path = usage.usage_path(plan_path)
-        self.totals = usage.totals(self.usage_path)
+        self._totals: usage.Totals | None = None  # read at the first use (`totals`)
         self.warned: set[str] = set()
         # Blocks of lines folded, not yet appended, each with whether an append of it
         # failed already (its retry then checks the file's tail: store/usage.py).
         self.pending: list[tuple[list[dict], bool]] = []
         self._sum: tuple[int, object, float] = (0, None, 0.0)  # (entries, last one, sum)
+
+    @property
+    def totals(self) -> usage.Totals:
+        """The plan's usage so far: its file read once, when first needed (a plan with no
+        token or cost budget reads it only when a step's usage is folded)."""
+        if self._totals is None:
+            self._totals = usage.totals(self.usage_path)
+        return self._totals
+
+    @totals.setter
+    def totals(self, value: usage.Totals) -> None:
+        self._totals = value
 
     def fold(self, plan: Plan, step: SubObjective, number: int, attempt: Attempt,
              scratch: Path) -> None:
@@ -96,7 +108,8 @@ class Budget:
         if b.since_start and self.clock is not None:  # Modulatio's max_wall_clock_min
             began = plan.execution_started_at
             running = (self.clock() - began).total_seconds() if began else 0.0
-        tokens, cost = self.totals.tokens, self.totals.cost_usd
+        tokens, cost = ((self.totals.tokens, self.totals.cost_usd)
+                        if b.tokens or b.cost_usd or plan.shape is not None else (0, 0.0))
         if plan.shape is not None:  # its counters include what it used before this daemon
             tokens = max(tokens, plan.shape.tokens_used)
             cost = max(cost, plan.shape.cost_usd_used)

@@ -80,6 +80,7 @@ from modulatio_d.core.plan import CLAIMABLE, Plan, PlanStatus
 from modulatio_d.core.times import parse_time
 from modulatio_d.daemon.budget import Budget
 from modulatio_d.daemon.scan import Candidate
+from modulatio_d.daemon.story import together
 from modulatio_d.store import fs, heartbeat, processes
 from modulatio_d.store.lock import FileLock, lock_path
 from modulatio_d.store.plan_file import HeldPlan, ReadPlan, read_plan
@@ -229,12 +230,13 @@ class Claimer:
             lock.release()
             raise
         orphan = plan.status is PlanStatus.EXECUTING
-        self.events("orphan_recovered" if orphan else "claimed", project=c.project,
-                    plan=plan.id, token=token, index=plan.current_index,
-                    previous_claim=plan.claim if orphan else None)
-        if not orphan:
-            self.events("status_changed", project=c.project, plan=plan.id,
-                        previous=plan.status.value, status="executing", by="daemon")
+        with together(self.events):  # one append for both lines
+            self.events("orphan_recovered" if orphan else "claimed", project=c.project,
+                        plan=plan.id, token=token, index=plan.current_index,
+                        previous_claim=plan.claim if orphan else None)
+            if not orphan:
+                self.events("status_changed", project=c.project, plan=plan.id,
+                            previous=plan.status.value, status="executing", by="daemon")
         log.info("claimed %s (token %d%s) with %d/%d steps done", plan.id, token,
                  ", orphan of a dead daemon" if orphan else "", plan.done, plan.total)
         return Claimed(held, lock, token, self.host, self.pid,

@@ -324,7 +324,7 @@ class Daemon:
         mono = self.monotonic()
         moved = self._beat_on != (plan.id if plan else None, step.index if step else None)
         since = mono - self._last_beat
-        # A new step is told at once unless steps go by faster than a beat a second.
+        # A new plan or step is told at once unless they go by faster than a beat a second.
         if (moved and since >= 1.0) or since >= min(15.0, self.tick_seconds / 2):
             self._beat(self.clock(), plan, step)
         if mono - self._last_cron >= self.tick_seconds:
@@ -384,9 +384,9 @@ class Daemon:
             raise error
 
     def _run(self, c: Candidate, claimed: Claimed, held: slots.Held) -> None:
-        plan = claimed.held.plan
-        self._beat(self.clock(), plan, plan.sub_objectives[plan.current_index]
-                   if plan.current_index < plan.total else None)
+        plan = claimed.held.plan  # told in a beat at once, unless one was under a second ago
+        self._periodic(plan, plan.sub_objectives[plan.current_index]
+                       if plan.current_index < plan.total else None)
         svc = Services(self.config, self.events, self.waker, self.stop,
                        Clocks(self.clock, self.monotonic), self._periodic, self.base_env,
                        self.tick_seconds, halt=lambda: self.admission.halt(c.project),

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 
 log = logging.getLogger("modulatio.story")
 
@@ -58,6 +59,13 @@ class Story:
         if name == "sink":  # not set yet (a copy being made): no endless lookup
             raise AttributeError(name)
         return getattr(self.sink, name)
+
+
+def together(sink: Callable[..., None]) -> AbstractContextManager[None]:
+    """`sink.together()` (store/events.py: the events told inside written in one append)
+    where the sink has it; any other sink (a test's list) takes them one at a time."""
+    held = getattr(sink, "together", None)
+    return held() if callable(held) else nullcontext()
 
 
 def _step(f: dict) -> str:

@@ -51,23 +51,25 @@ _renameat2 = fs.writing._libc_renameat2 if fs.writing.EXCHANGE else None
 
 
 def _temp_file(path: Path, data: bytes, mode: int | None,
-               st: os.stat_result | None = None, sync: bool = True) -> Path:
+               st: os.stat_result | None = None, sync: bool = True,
+               folder: fs.Folder | None = None) -> Path:
     """A complete temp file beside `path`, fsynced when `sync` (store/fs/ temp)."""
-    return fs.temp(path, data, like=st, cap=mode, sync=sync)
+    return fs.temp(path, data, like=st, cap=mode, sync=sync, folder=folder)
 
 
-def _open_temp(path: Path, data: bytes, st: os.stat_result) -> tuple[int, Path]:
+def _open_temp(path: Path, data: bytes, st: os.stat_result,
+               folder: fs.Folder | None = None) -> tuple[int, Path]:
     """`_temp_file` for a rewrite of the file `st` describes, its descriptor kept open."""
-    return fs.open_temp(path, data, like=st)
+    return fs.open_temp(path, data, like=st, folder=folder)
 
 
-def _exchange(a: Path, b: Path) -> bool:
+def _exchange(a: Path, b: Path, folder: fs.Folder | None = None) -> bool:
     """Swap two paths of one folder atomically; False when this system cannot."""
-    return fs.exchange(a, b)
+    return fs.exchange(a, b, folder)
 
 
-def fsync_dir(folder: Path) -> None:
-    fs.fsync_dir(folder)
+def fsync_dir(folder: Path, opened: fs.Folder | None = None) -> None:
+    fs.fsync_dir(folder, opened)
 
 
 def write_new(path: Path, data: bytes, mode: int | None = None) -> None:
@@ -79,20 +81,24 @@ def write_new(path: Path, data: bytes, mode: int | None = None) -> None:
     fsync_dir(path.parent)
 
 
-def replace(path: Path, data: bytes, mode: int | None = None, durable: bool = True) -> None:
+def replace(path: Path, data: bytes, mode: int | None = None, durable: bool = True,
+            folders: bool = False) -> None:
     """Atomically put `data` at `path` (a file only this program writes).
 
     Not `durable`: no fsync of the data or the folder. Readers see the old or the new
     file, never a part, while the system runs; after a power loss the file may be the
-    old one, or empty (for a writer whose readers take either as "no record")."""
-    tmp = _temp_file(path, data, mode, sync=durable)
-    try:
-        fs.rename(tmp, path)
-    except BaseException:
-        fs.unlink(tmp, missing_ok=True)
-        raise
-    if durable:
-        fsync_dir(path.parent)
+    old one, or empty (for a writer whose readers take either as "no record").
+    `folders`: the missing folders are made, when the folder is found missing. The
+    folder is opened once for the temp file, the rename and its fsync (fs.Folder)."""
+    with fs.Folder(path, create=folders) as d:
+        tmp = _temp_file(path, data, mode, sync=durable, folder=d)
+        try:
+            fs.rename(tmp, path, d)
+        except BaseException:
+            fs.unlink(tmp, missing_ok=True, folder=d)
+            raise
+        if durable:
+            fsync_dir(path.parent, d)
 
 
 def _ours(path: Path | str, data: bytes, fd: int, written: os.stat_result) -> Snapshot:
@@ -122,45 +128,48 @@ def rewrite(path: Path, apply: Callable[[bytes], bytes], base: Snapshot | None =
     that is not a regular file with one link, is fs.Refused: never written through.
     """
     target = Path(path)
-    expected = (base if base is not None else read(target, kind)).raw
-    for _ in range(_ATTEMPTS):
-        new = apply(expected)
-        _seam("applied", target)
-        st = fs.stat_of(target)
-        fs.check_regular(target, st)
-        fd, tmp = _open_temp(target, new, st)
-        live: Path | None = tmp  # the path of the temp file while it must be removed
-        try:
-            written = os.fstat(fd)
-            current = read(target, kind).raw
-            if current != expected:
-                expected = current  # a person saved after we read: apply to theirs
-                continue
-            _seam("checked", target)
-            if _exchange(tmp, target):
-                _seam("exchanged", target)
-                displaced = read(tmp, kind).raw
-                if displaced != expected:
-                    # A save landed between the check and the swap: put it back.
-                    _exchange(tmp, target)
-                    ours = read(tmp, kind).raw
-                    if ours != new:  # yet another save: it is the newest
-                        fs.rename(tmp, target)
-                        live, displaced = None, ours
-                    expected = displaced
+    # The folder is opened once for the whole rewrite: the temp file, the reads by name,
+    # the exchange, the fsync and the unlink (fs.Folder: never through a link).
+    with fs.Folder(target) as d:
+        expected = (base if base is not None else fs.read(target, kind, d.fd)).raw
+        for _ in range(_ATTEMPTS):
+            new = apply(expected)
+            _seam("applied", target)
+            st = fs.stat_of(target, d.fd)
+            fs.check_regular(target, st)
+            fd, tmp = _open_temp(target, new, st, folder=d)
+            live: Path | None = tmp  # the path of the temp file while it must be removed
+            try:
+                written = os.fstat(fd)
+                current = fs.read(target, kind, d.fd).raw
+                if current != expected:
+                    expected = current  # a person saved after we read: apply to theirs
                     continue
-            else:
-                fs.rename(tmp, target)
-                live = None
-            _seam("swapped", target)
-            fsync_dir(target.parent)
-            snap = _ours(target, new, fd, written)
-        finally:
-            os.close(fd)
-            if live is not None:
-                fs.unlink(live, missing_ok=True)
-        _seam("done", target)
-        return snap
+                _seam("checked", target)
+                if _exchange(tmp, target, folder=d):
+                    _seam("exchanged", target)
+                    displaced = fs.read(tmp, kind, d.fd).raw
+                    if displaced != expected:
+                        # A save landed between the check and the swap: put it back.
+                        _exchange(tmp, target, folder=d)
+                        ours = fs.read(tmp, kind, d.fd).raw
+                        if ours != new:  # yet another save: it is the newest
+                            fs.rename(tmp, target, d)
+                            live, displaced = None, ours
+                        expected = displaced
+                        continue
+                else:
+                    fs.rename(tmp, target, d)
+                    live = None
+                _seam("swapped", target)
+                fsync_dir(target.parent, d)
+                snap = _ours(target, new, fd, written)
+            finally:
+                os.close(fd)
+                if live is not None:
+                    fs.unlink(live, missing_ok=True, folder=d)
+            _seam("done", target)
+            return snap
     raise FileChanged(path)
 
 

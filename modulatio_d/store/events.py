@@ -56,7 +56,8 @@ import os
 import re
 import secrets
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -120,6 +121,7 @@ class EventLog:
         self.pid = os.getpid()
         self.max_bytes = max_bytes
         self._since = ROTATE_CHECK  # look at the first append
+        self._held: list[bytes] | None = None  # lines told inside together(), not yet written
 
     def __call__(self, event: str, **fields: object) -> None:
         ts = format_time(self.clock())
@@ -130,6 +132,27 @@ class EventLog:
         if high is not None:
             data += (json.dumps({**line, "event": high, "id": new_id()}, default=str)
                      + "\n").encode()
+        if self._held is not None:  # inside together(): written with the others at its end
+            self._held.append(data)
+            return
+        self._write(data, line)
+
+    @contextmanager
+    def together(self) -> Iterator[None]:
+        """The lines of the events told inside written in one append at its end (a claim's
+        `claimed` and `status_changed`: one open, lock and write, not two)."""
+        if self._held is not None:
+            yield
+            return
+        self._held = []
+        try:
+            yield
+        finally:
+            held, self._held = self._held, None
+            if held:
+                self._write(b"".join(held), {"events": len(held)})
+
+    def _write(self, data: bytes, line: dict) -> None:
         if self.flush is None:
             self.flush = mounts.shared_kind(self.path.parent) is not None
         try:

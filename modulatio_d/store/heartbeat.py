@@ -46,8 +46,8 @@ class Heartbeat:
         data = json.dumps({**self.fields, "last_tick": format_time(now, micro=True),
                            "active_plan": active_plan, "step": step, **more}).encode()
         try:
-            fs.mkdirs(self.path.parent)
-            fs.rename(fs.temp(self.path, data, sync=False), self.path)
+            with fs.Folder(self.path, create=True) as d:  # one walk for temp and rename
+                fs.rename(fs.temp(self.path, data, sync=False, folder=d), self.path, d)
         except OSError as e:  # disk full: monitors will see the beat go stale, as they should
             logging.getLogger("modulatio.heartbeat").warning("heartbeat not written: %s", e)
 

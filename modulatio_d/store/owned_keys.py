@@ -37,11 +37,14 @@ lost record costs: an editor buffer saved stale after a power loss and before
 the next daemon write is taken as a person's edit (the same as an edit of a plan
 with no record). A killed daemon loses nothing: the kernel has the rename.
 
-The reflection_log, which grows a line a step, is not in the JSON: it is the
-first `log.entries` lines (`log.bytes` bytes) of `<plan-id>.log.jsonl` beside it,
-one entry a line. A write that only added entries to the log it last recorded
-(the daemon's own steps) appends their lines there and rewrites the small JSON;
-any other log (read from a person's save) rewrites the file whole. So a step
+The reflection_log, which grows a line a step, is in the JSON's `keys` while it is
+empty, or short (at most INLINE entries) and the previous record had no log file: a
+plan of a few steps (most plans) creates no second file, at its claim nor at its end.
+Past that it is the first `log.entries` lines (`log.bytes` bytes) of
+`<plan-id>.log.jsonl` beside it, one entry a line (a record with `log` reads the file;
+one without reads the log from its `keys`). A write that only added entries to the
+log it last recorded (the daemon's own steps) appends their lines there and rewrites
+the small JSON; any other log (read from a person's save) rewrites the file whole. So a step
 costs the same at entry 100 and at entry 20,000. The lines are written before the
 JSON that counts them: lines past `log.bytes` (a crash between the two) are
 ignored and overwritten; a file shorter than `log.bytes` makes the record unreadable,
@@ -69,6 +72,9 @@ from modulatio_d.store import atomic, fs
 
 _HISTORY = 64  # status changes remembered: an editor buffer older than that is rare
 SKIP_FLOOR = 64  # lines of the log file that left the window kept before it is rewritten
+INLINE = 8
+"""Entries of a reflection_log kept in the record's JSON while it has no file of its own:
+each write copies them (bounded), and a short plan creates no log file at all."""
 
 
 @dataclass
@@ -134,21 +140,25 @@ def save(path: Path, plan: Plan, previous: Record | None,
         history.append((plan.rev, plan.status.value))
     record = Record(plan.rev, plan.status.value, plan.own_keys(), history[-_HISTORY:],
                     birth=(previous.birth if previous and previous.birth else birth_of(plan)))
-    fs.mkdirs(path.parent)
     log = list(record.keys.get("reflection_log") or [])
     record.keys["reflection_log"] = log
-    record.log_bytes, record.log_lines = _save_log(log_path(path), log, previous)
-    keys = {k: v for k, v in record.keys.items() if k != "reflection_log"}
+    data: dict[str, Any] = {"rev": record.rev, "status": record.status}
+    if not log or (len(log) <= INLINE and not (previous is not None and previous.log_bytes)):
+        data["keys"] = record.keys  # the short log in it: no file of its own (docstring)
+    else:
+        record.log_bytes, record.log_lines = _save_log(log_path(path), log, previous)
+        data["keys"] = {k: v for k, v in record.keys.items() if k != "reflection_log"}
+    data.update(status_by_rev=record.status_by_rev, birth=record.birth)
+    if record.log_bytes:
+        data["log"] = {"entries": record.log_lines, "bytes": record.log_bytes,
+                       **({"skip": record.log_lines - len(log)} if record.log_lines > len(log)
+                          else {})}
     # Key order kept: a repair rewrites dicts as the daemon wrote them. Times are
     # turned to text by json's default hook. Not durable (no fsync; see the module
-    # docstring): atomic is enough.
-    atomic.replace(path, json.dumps({
-        "rev": record.rev, "status": record.status, "keys": keys,
-        "status_by_rev": record.status_by_rev, "birth": record.birth,
-        "log": {"entries": record.log_lines, "bytes": record.log_bytes,
-                **({"skip": record.log_lines - len(log)} if record.log_lines > len(log)
-                   else {})}},
-        default=_time_text).encode(), durable=False)
+    # docstring): atomic is enough. Its folder is made only when the write finds it
+    # missing (atomic.replace): a walk less a write.
+    atomic.replace(path, json.dumps(data, default=_time_text).encode(), durable=False,
+                   folders=True)
     return record
 
 
@@ -193,7 +203,7 @@ def _save_log(path: Path, log: list, previous: Record | None) -> tuple[int, int]
             os.close(fd)
         return previous.log_bytes + len(new), previous.log_lines + len(log) - len(old) + drop
     data = _lines(log)
-    atomic.replace(path, data, durable=False)
+    atomic.replace(path, data, durable=False, folders=True)
     return len(data), len(log)
 
 

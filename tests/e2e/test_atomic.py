@@ -116,11 +116,11 @@ def test_a_save_landing_inside_the_swap_is_put_back_and_reapplied(plan, style, m
     person = person_edit(PLAN)
     calls = []
 
-    def exchange(a: Path, b: Path) -> bool:
+    def exchange(a: Path, b: Path, **kw) -> bool:
         calls.append(b)
         if len(calls) == 1:  # after our check, before our swap
             editor_save(b, style, person)
-        return real_exchange(a, b)
+        return real_exchange(a, b, **kw)
 
     monkeypatch.setattr(atomic, "_exchange", exchange)
     plan.chmod(0o600)
@@ -139,11 +139,11 @@ def test_a_second_save_inside_the_swap_back_wins(plan, monkeypatch):
     first, second = person_edit(PLAN, 1), person_edit(PLAN, 2)
     calls = []
 
-    def exchange(a: Path, b: Path) -> bool:
+    def exchange(a: Path, b: Path, **kw) -> bool:
         calls.append(b)
         if len(calls) in (1, 2):
             editor_save(b, "rename", first if len(calls) == 1 else second)
-        return real_exchange(a, b)
+        return real_exchange(a, b, **kw)
 
     monkeypatch.setattr(atomic, "_exchange", exchange)
     atomic.rewrite(plan, set_status("executing"))

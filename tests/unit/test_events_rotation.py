@@ -74,3 +74,23 @@ def test_retention_config(tmp_path):
     path.write_text("retention:\n  max_log_bytes: lots\n")
     with pytest.raises(BadFile, match="config.yaml:1: retention: 'lots' is not a size"):
         config.load(path)
+
+
+def test_events_told_together_are_one_append(tmp_path, monkeypatch):
+    """A claim's `claimed` and `status_changed` (daemon/claim.py): one open, lock and
+    write of events.jsonl, the lines in the order told; alone, each is its own."""
+    path = tmp_path / "events.jsonl"
+    log = events.EventLog(path, _clock)
+    appends = []
+    real = events.fs.append
+    monkeypatch.setattr(events.fs, "append", lambda p, data, **k: (
+        appends.append(data.count(b"\n")), real(p, data, **k)))
+    with log.together():
+        log("claimed", plan="P-P-001")
+        with log.together():  # nested: still the outer one's append
+            log("status_changed", plan="P-P-001", status="executing")
+        assert appends == [] and not path.exists()
+    log("step_started", plan="P-P-001")
+    assert appends == [2, 1]
+    assert [e["event"] for e in events.read(path)] == ["claimed", "status_changed",
+                                                       "step_started"]

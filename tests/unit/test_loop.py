@@ -125,3 +125,35 @@ def test_a_vault_that_cannot_be_listed_keeps_the_folders_seen_last(vault, daemon
         raise OSError(errno.ENOTCONN, "Transport endpoint is not connected")
     monkeypatch.setattr(type(vault), "folders", cut)
     assert daemon._watched() == seen
+
+
+class QuickWaker(FakeWaker):
+    """A wait that ends after 10 ms of the fake clock (a child of `true` exits at once)."""
+
+    def wait(self, timeout: float, fds: tuple[int, ...] = ()) -> bool:
+        self.clock.advance(min(max(0.0, timeout), 0.01))
+        return False
+
+
+def test_plans_back_to_back_are_told_at_most_a_beat_a_second(vault, clock, monkeypatch):
+    """A heartbeat is a file created and renamed: plans that go by faster than a second
+    are told once a second (the one running then), not once each; a beat is still
+    written every half tick (at most 15 s) when nothing new runs."""
+    daemon = Daemon(vault, [], 30.0, True, clock.wall, {}, monotonic=clock.monotonic)
+    real_waker, daemon.waker = daemon.waker, QuickWaker(clock)
+    for n in range(1, 7):
+        write_plan(vault, ["{run: 'true'}"], plan_id=f"P-P-00{n}")
+    beats: list[tuple[float, str | None]] = []
+    real = daemon.heartbeat.beat
+    monkeypatch.setattr(daemon.heartbeat, "beat", lambda now, plan=None, step=None, **k: (
+        beats.append((clock.monotonic(), plan)), real(now, plan, step, **k)))
+    daemon._beat(clock.wall(), None, None)  # a tick's beat, just before the plans
+    for n in range(6):
+        assert daemon._claim_and_run(daemon.scanner.scan(clock.wall())) is True
+        if n == 2:
+            clock.advance(1.0)  # a second later: the plan that starts next is told
+    assert [plan for _, plan in beats] == [None, "P-P-004"]
+    clock.advance(14.0)
+    daemon._periodic(None, None)  # nothing new, 15 s since (half a tick): the beat is due
+    assert beats[-1] == (clock.monotonic(), None)
+    real_waker.close()

@@ -87,7 +87,8 @@ def test_read_plan(vault, path):
     assert read.snapshot.raw == PLAN.encode()
 
 
-def test_updates_touch_only_daemon_lines(vault, path):
+def test_updates_touch_only_daemon_lines(vault, path, monkeypatch):
+    monkeypatch.setattr(owned_keys, "INLINE", 0)  # the log in its own file (no short log)
     held, copies = run_two_steps(vault, path)
     diff = [line for line in difflib.unified_diff(PLAN.splitlines(), copies[3].splitlines(),
                                                   lineterm="", n=0)
@@ -117,6 +118,31 @@ def test_updates_touch_only_daemon_lines(vault, path):
     assert rec["log"] == {"entries": 2, "bytes": log_file.stat().st_size}
     assert owned_keys.load(held.record_path).keys["reflection_log"] == [LOG0, LOG1]
     assert rec["keys"]["execution_started_at"] == "2025-11-04T10:00:00Z"
+
+
+def test_a_short_log_stays_in_the_record_and_a_long_one_moves_to_its_file(vault, path,
+                                                                          monkeypatch):
+    """A plan of a few steps creates no log file (owned_keys.INLINE): its record holds the
+    short log; past INLINE entries the file is written once, then appended to, and a
+    record that has a file keeps it even when a person's save shortens the log."""
+    monkeypatch.setattr(owned_keys, "INLINE", 2)
+    held, _ = run_two_steps(vault, path)  # the claim, then two entries: INLINE
+    log_file = owned_keys.log_path(held.record_path)
+    assert not log_file.exists()
+    rec = json.loads(held.record_path.read_text())
+    assert "log" not in rec and normal(rec["keys"]["reflection_log"]) == [LOG0, LOG1]
+    assert owned_keys.load(held.record_path).keys["reflection_log"] == [LOG0, LOG1]
+    held.update({"reflection_log": [LOG0, LOG1, LOG1]})  # past INLINE: to its file
+    assert len(log_file.read_text().splitlines()) == 3
+    inode = log_file.stat().st_ino
+    rec = json.loads(held.record_path.read_text())
+    assert "reflection_log" not in rec["keys"] and rec["log"]["entries"] == 3
+    held.update({"reflection_log": [LOG0]})  # shorter (a person's save): still its file
+    assert log_file.stat().st_ino != inode and log_file.read_text().count("\n") == 1
+    assert owned_keys.load(held.record_path).keys["reflection_log"] == [LOG0]
+    held.update({"reflection_log": []})  # empty: in the JSON, no file write
+    assert owned_keys.load(held.record_path).keys["reflection_log"] == []
+    assert log_file.read_text().count("\n") == 1
 
 
 def test_an_unchanged_file_is_not_parsed_again(vault, path, monkeypatch):
@@ -357,7 +383,9 @@ def test_a_record_a_plan_could_not_hold_is_not_trusted(vault, path, bad_keys):
     assert held.plan.rev == 1 and path.read_text() == copies[1]  # trusted as it stands
 
 
-def test_the_records_log_grows_by_appends_and_a_lost_tail_is_not_trusted(vault, path):
+def test_the_records_log_grows_by_appends_and_a_lost_tail_is_not_trusted(vault, path,
+                                                                          monkeypatch):
+    monkeypatch.setattr(owned_keys, "INLINE", 0)  # the log in its file from the first entry
     held, _ = run_two_steps(vault, path)
     log_file = owned_keys.log_path(held.record_path)
     inode = log_file.stat().st_ino

@@ -169,6 +169,7 @@ def test_a_stale_save_gets_the_window_and_the_count_back(vault, path):
 
 def test_the_budget_and_the_record_log_stay_bounded_and_right(vault, path, monkeypatch):
     monkeypatch.setattr(owned_keys, "SKIP_FLOOR", 8)
+    monkeypatch.setattr(owned_keys, "INLINE", 0)  # the log in its own file from the start
     held = held_at(vault, path, window=4)
     for n in range(40):
         step(held, n)

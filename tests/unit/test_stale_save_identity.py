@@ -111,11 +111,13 @@ def test_a_record_from_before_birth_repairs_as_it_did(vault):
     assert owned_keys.load(record_path).birth is not None  # the next write gives it one
 
 
-def test_plan_new_never_reuses_an_id_with_state_left(vault):
+def test_plan_new_never_reuses_an_id_with_state_left(vault, monkeypatch):
+    monkeypatch.setattr(owned_keys, "INLINE", 0)  # the log in its own file (no short log)
     plan_id, _ = new_plan(vault, "P", "First", [], approve=True, now=NOW)
     path = vault.plans_dir("P") / f"{plan_id}.md"
     held = HeldPlan(vault, path)
-    held.update({"status": "executing"})
+    held.update({"status": "executing", "reflection_log": [
+        {"index": 0, "title": "a", "attempt": 1, "outcome": "ok", "decision": "continue"}]})
     crashes = vault.records_dir("P") / "crashes"
     crashes.mkdir()
     (crashes / "P-P-007.json").write_text("{}")

@@ -67,6 +67,7 @@ from modulatio_d.store.fs.reading import (
     tail,
 )
 from modulatio_d.store.fs.writing import (
+    Folder,
     append,
     exchange,
     folder_cap,
@@ -84,9 +85,9 @@ from modulatio_d.store.fs.writing import (
 )
 
 __all__ = [
-    "LIMITS", "Entry", "Refused", "Root", "Snapshot", "append", "check_folder", "check_regular",
-    "each_entry", "entries", "exchange", "exists", "folder_cap", "fsync_dir", "lines", "mkdirs",
-    "mode_of",
+    "LIMITS", "Entry", "Folder", "Refused", "Root", "Snapshot", "append", "check_folder",
+    "check_regular", "each_entry", "entries", "exchange", "exists", "folder_cap", "fsync_dir",
+    "lines", "mkdirs", "mode_of",
     "move", "names", "open_folder", "open_regular", "open_temp", "opening", "publish", "read",
     "reading", "register", "rename", "rename_new", "signature", "stat_of", "tail", "temp",
     "unlink", "writing",

@@ -185,8 +185,17 @@ def tail(path: Path | str, limit: int, start: int = 0) -> bytes:
         os.close(fd)
 
 
-def stat_of(path: Path | str) -> os.stat_result:
-    """lstat beneath the root: what is at `path` itself (a link is not followed)."""
+def stat_of(path: Path | str, folder_fd: int | None = None) -> os.stat_result:
+    """lstat beneath the root: what is at `path` itself (a link is not followed).
+    `folder_fd`: its folder, opened beneath the root (see `read`): `path` is looked at by
+    its name there; a link (or nothing) found there is asked of the walk, which says so."""
+    if folder_fd is not None:
+        try:
+            st = os.stat(os.path.basename(path), dir_fd=folder_fd, follow_symlinks=False)
+            if not stat.S_ISLNK(st.st_mode):
+                return st
+        except OSError:
+            pass  # missing, or an error the walk below raises with its explanation
     fd = open_beneath(path, os.O_PATH)
     try:
         return os.fstat(fd)

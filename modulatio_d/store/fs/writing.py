@@ -10,6 +10,8 @@ import os
 import secrets
 import stat
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from modulatio_d.store.fs.opening import (
@@ -93,45 +95,84 @@ def _enter(dirfd: int, part: str, mode: int, shown: str) -> int:
     return os.open(part, os.O_PATH | os.O_DIRECTORY | OPEN, dir_fd=dirfd)
 
 
-class _Folder:
-    """The folder of `path`, opened beneath its root, and the name of `path` in it."""
+class Folder:
+    """The folder of `path`, opened beneath its root, and the name of `path` in it.
+
+    Passed as `folder` to the calls below, one descriptor serves several changes of
+    files in that folder (a rewrite's temp file, exchange, fsync and unlink) where each
+    call would otherwise open the folder again with a walk from the root. The names are
+    still opened, made, renamed and removed by name in it, never through a link (what
+    the walk from the root would end with). `create`: the missing folders are made
+    when the folder is found missing (an existing one costs no mkdir and no walk more).
+    """
 
     def __init__(self, path: Path | str, create: bool = False):
-        parent = os.path.dirname(os.path.abspath(os.fspath(path)))
-        if create:
-            mkdirs(parent)
+        self.path = os.path.dirname(os.path.abspath(os.fspath(path)))
         self.name = os.path.basename(os.fspath(path))
-        self.fd = open_folder(parent)
+        try:
+            self.fd = open_folder(self.path)
+        except OSError as e:
+            if not create or isinstance(e, Refused) or e.errno not in (errno.ENOENT,
+                                                                        errno.ENOTDIR):
+                raise
+            mkdirs(self.path)  # makes what is missing, or says what is in the way
+            self.fd = open_folder(self.path)
 
-    def __enter__(self) -> _Folder:
+    def name_of(self, path: Path | str) -> str:
+        """The name of `path` in this folder (ValueError when it lies elsewhere)."""
+        if os.path.dirname(os.path.abspath(os.fspath(path))) != self.path:
+            raise ValueError(f"{path} is not in {self.path}")
+        return os.path.basename(os.fspath(path))
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+    def __enter__(self) -> Folder:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        os.close(self.fd)
+        self.close()
+
+
+_Folder = Folder
+
+
+@contextmanager
+def _in(path: Path | str, folder: Folder | None, create: bool = False) -> Iterator[
+        tuple[int, str]]:
+    """(folder descriptor, name) of `path`: the caller's `folder`, else opened for the call."""
+    if folder is not None:
+        yield folder.fd, folder.name_of(path)
+        return
+    with Folder(path, create) as d:
+        yield d.fd, d.name
 
 
 def temp(path: Path | str, data: bytes, *, like: os.stat_result | None = None,
-         cap: int | None = None, sync: bool = True) -> Path:
+         cap: int | None = None, sync: bool = True, folder: Folder | None = None,
+         create: bool = False) -> Path:
     """A complete temp file `.<name>.<random>.tmp` beside `path`, fsynced unless not `sync`.
 
     Its mode: `like`'s (and owner, where allowed) when rewriting a file, else
     0o666 & `cap`, masked by the umask.
     """
-    fd, tmp = open_temp(path, data, like=like, cap=cap, sync=sync)
+    fd, tmp = open_temp(path, data, like=like, cap=cap, sync=sync, folder=folder, create=create)
     os.close(fd)
     return tmp
 
 
 def open_temp(path: Path | str, data: bytes, *, like: os.stat_result | None = None,
-              cap: int | None = None, sync: bool = True) -> tuple[int, Path]:
-    """`temp`, with its descriptor still open: (descriptor, path)."""
-    with _Folder(path) as d:
+              cap: int | None = None, sync: bool = True, folder: Folder | None = None,
+              create: bool = False) -> tuple[int, Path]:
+    """`temp`, with its descriptor still open: (descriptor, path). `folder`: the
+    folder of `path` already open (Folder); `create`: its missing folders made first."""
+    with _in(path, folder, create) as (dfd, base):
         while True:
-            name = f".{d.name}.{secrets.token_hex(4)}.tmp"
+            name = f".{base}.{secrets.token_hex(4)}.tmp"
             try:
                 fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_EXCL | OPEN,
                              0o600 if like is not None else 0o666 & (0o666 if cap is None else cap),
-                             dir_fd=d.fd)
+                             dir_fd=dfd)
                 break
             except FileExistsError:
                 continue
@@ -149,7 +190,7 @@ def open_temp(path: Path | str, data: bytes, *, like: os.stat_result | None = No
                 os.fsync(fd)
         except BaseException:
             os.close(fd)
-            os.unlink(name, dir_fd=d.fd)
+            os.unlink(name, dir_fd=dfd)
             raise
     return fd, Path(os.path.dirname(os.path.abspath(os.fspath(path))), name)
 
@@ -159,11 +200,11 @@ def _same_folder(a: Path | str, b: Path | str) -> None:
         raise ValueError(f"{a} and {b} are not in one folder")
 
 
-def rename(src: Path | str, dst: Path | str) -> None:
+def rename(src: Path | str, dst: Path | str, folder: Folder | None = None) -> None:
     """Rename `src` over `dst` (one folder); a link at `dst` is replaced, never followed."""
     _same_folder(src, dst)
-    with _Folder(dst) as d:
-        os.replace(os.path.basename(src), d.name, src_dir_fd=d.fd, dst_dir_fd=d.fd)
+    with _in(dst, folder) as (dfd, name):
+        os.replace(os.path.basename(src), name, src_dir_fd=dfd, dst_dir_fd=dfd)
 
 
 def _renameat2(fd: int, src: str, dst: str, flags: int) -> bool:
@@ -183,13 +224,13 @@ def _renameat2(fd: int, src: str, dst: str, flags: int) -> bool:
     raise OSError(err, os.strerror(err), dst)
 
 
-def exchange(a: Path | str, b: Path | str) -> bool:
+def exchange(a: Path | str, b: Path | str, folder: Folder | None = None) -> bool:
     """Swap two names of one folder atomically; False when this system cannot."""
     _same_folder(a, b)
     if not EXCHANGE:
         return False
-    with _Folder(b) as d:
-        return _renameat2(d.fd, os.path.basename(a), d.name, _RENAME_EXCHANGE)
+    with _in(b, folder) as (dfd, name):
+        return _renameat2(dfd, os.path.basename(a), name, _RENAME_EXCHANGE)
 
 
 def publish(src: Path | str, dst: Path | str) -> None:
@@ -233,17 +274,20 @@ def move(src: Path | str, dst: Path | str) -> None:
         raise FileExistsError(errno.EEXIST, "already there", str(dst))
 
 
-def unlink(path: Path | str, missing_ok: bool = False) -> None:
+def unlink(path: Path | str, missing_ok: bool = False, folder: Folder | None = None) -> None:
     """Remove the name `path` (a link is removed, not followed)."""
     try:
-        with _Folder(path) as d:
-            os.unlink(d.name, dir_fd=d.fd)
+        with _in(path, folder) as (dfd, name):
+            os.unlink(name, dir_fd=dfd)
     except FileNotFoundError:
         if not missing_ok:
             raise
 
 
-def fsync_dir(folder: Path | str) -> None:
+def fsync_dir(folder: Path | str, opened: Folder | None = None) -> None:
+    if opened is not None:
+        os.fsync(opened.fd)
+        return
     fd = open_folder(folder)
     try:
         os.fsync(fd)
@@ -258,9 +302,16 @@ def open_regular(path: Path | str, flags: int, *, cap: int | None = None,
     `flags` as for os.open (O_CREAT makes it with 0o666 & `cap`, masked by the
     umask); `folders` makes the missing folders first. Blocking mode restored.
     """
-    if folders and flags & os.O_CREAT:
+    mode = 0o666 & (0o666 if cap is None else cap)
+    try:
+        fd = open_beneath(path, flags | os.O_NONBLOCK, mode)
+    except FileNotFoundError:
+        # The folders are made only when the open finds one missing: an append to an
+        # existing folder (every event, every usage line) costs one walk, not two.
+        if not (folders and flags & os.O_CREAT):
+            raise
         mkdirs(Path(path).parent)
-    fd = open_beneath(path, flags | os.O_NONBLOCK, 0o666 & (0o666 if cap is None else cap))
+        fd = open_beneath(path, flags | os.O_NONBLOCK, mode)
     try:
         check_regular(path, os.fstat(fd))
         fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
