@@ -60,13 +60,14 @@ class InProcessPool:
 
 def outputs(vault: Vault) -> list:
     lists = [render.list_plans(vault, status=s)
-             for s in (None, "draft", "paused", "invalid", "completed")]
+             for s in (None, "paused", "invalid")]
     return [lists, [str(p) for p in validate.validate(vault, {"PATH": "/usr/bin:/bin"})],
             survey(vault, NOW).as_dict()]
 
 
-@settings(max_examples=12, deadline=None)
-@given(st.lists(st.sampled_from(range(len(TEXTS))), min_size=1, max_size=10),
+@settings(max_examples=4, deadline=None)
+@given(st.lists(st.sampled_from(range(len(TEXTS))), min_size=1, max_size=8)
+       .map(lambda picks: [*range(len(TEXTS)), *picks]),  # every kind, then more
        st.integers(1, 4))
 def test_warm_cold_and_pooled_runs_give_the_same_output(picks, chunk):
     with tempfile.TemporaryDirectory() as tmp:
