@@ -34,9 +34,15 @@ _JOB: Callable[[str], dict | None] | None = None
 
 
 def workers(count: int) -> int:
-    """How many processes parse `count` files: 1 below MIN_FILES or on one core."""
+    """How many processes parse `count` files: 1 below MIN_FILES, on one core, or in a
+    process with threads (the HTTP API's server: a fork copies only the forking thread,
+    and a lock another one holds stays held in the child)."""
+    import threading
+
+    if count < MIN_FILES or threading.active_count() > 1:
+        return 1
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return 1 if count < MIN_FILES else max(1, min(cores or 1, 8))
+    return max(1, min(cores or 1, 8))
 
 
 def rows(paths: Sequence[str], row_of: Callable[[str], dict | None],

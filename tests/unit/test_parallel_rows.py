@@ -45,8 +45,11 @@ TEXTS = [
 class InProcessPool:
     """What parallel.start gives, without a fork: imap in this process."""
 
+    started: list[int] = []
+
     def __init__(self, jobs: int):
         self.jobs = jobs
+        self.started.append(jobs)
 
     def __enter__(self):
         return self
@@ -92,7 +95,10 @@ def test_warm_cold_and_pooled_runs_give_the_same_output(picks, chunk):
             assert outputs(Vault(root)) == cold  # warm: every row from the cache
             shutil.rmtree(cache)
             mp.set(parallel, "MIN_FILES", 1)
+            mp.set(parallel, "workers", lambda count: 2)
+            InProcessPool.started.clear()
             assert outputs(Vault(root)) == cold  # pooled
+            assert InProcessPool.started == [2] * 5  # 3 lists, validate, survey
             assert outputs(Vault(root)) == cold  # warm after a pooled run
         finally:
             mp.undo()
@@ -138,6 +144,14 @@ def test_few_files_or_one_core_is_one_process(monkeypatch):
     assert parallel.workers(parallel.MIN_FILES) == 1
     monkeypatch.setattr(parallel.os, "sched_getaffinity", lambda pid: {0, 1})
     assert parallel.workers(parallel.MIN_FILES) == 2
+
+
+def test_a_process_with_threads_does_not_fork(monkeypatch):
+    import threading
+
+    monkeypatch.setattr(parallel.os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(threading, "active_count", lambda: 2)  # the HTTP API's server
+    assert parallel.workers(parallel.MIN_FILES) == 1
 
 
 def test_validate_names_the_daemons_built_in_agents_and_group():
