@@ -31,6 +31,8 @@ Each file is read and parsed once: meaning checks use the parsed plan, entry
 and config, and find line numbers in the bytes already read. What a plan's checks need of
 its file (ops/plan_facts.py) is kept in the per-user row cache by stat signature: an
 unchanged plan is not read again; its checks against everything else run every time.
+Every plan is checked from its row, whether cached, read now, or made by the pool that
+reads many uncached plans on every core (ops/parallel.py): one path, one output.
 """
 
 from __future__ import annotations
