@@ -75,7 +75,7 @@ class RowCache:
         gc.disable()  # rows hold no cycle: the collector's passes would only cost
         try:
             with open(self.path, "rb") as f:
-                data = marshal.load(f)
+                data = marshal.loads(f.read())  # load(f): a read call per value
             if data.get("version") == VERSION and data.get("code") == __version__ \
                     and data.get("python") == sys.hexversion \
                     and isinstance(data.get("rows"), dict):  # rows of another release: none
@@ -113,8 +113,8 @@ class RowCache:
             fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".rows.", suffix=".tmp")
             try:
                 with os.fdopen(fd, "wb") as f:
-                    marshal.dump({"version": VERSION, "code": __version__,
-                                  "python": sys.hexversion, "rows": rows}, f)
+                    f.write(marshal.dumps({"version": VERSION, "code": __version__,
+                                           "python": sys.hexversion, "rows": rows}))
                 os.replace(tmp, self.path)
             except BaseException:
                 os.unlink(tmp)
