@@ -179,9 +179,12 @@ def run_list(args, ctx) -> int:
     if args.json:
         ctx.print(rows_json(rows))
         return 0
-    for r in rows:
-        ctx.say(f"{r['id']:<24} {r['status']:<10} {r['done']}/{r['total']:<4} "
-                f"p{r['priority']:<4} {r['title']}")
+    from modulatio_d.core.controls import neutralise
+
+    if rows:  # one write, not two a row (stdout is unbuffered under PYTHONUNBUFFERED)
+        ctx.print("\n".join(neutralise(f"{r['id']:<24} {r['status']:<10} {r['done']}/"
+                                        f"{r['total']:<4} p{r['priority']:<4} {r['title']}")
+                            for r in rows))  # each line as ctx.say writes it
     return 0
 
 
