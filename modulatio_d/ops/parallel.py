@@ -58,7 +58,7 @@ def rows(paths: Sequence[str], row_of: Callable[[str], dict | None],
         try:
             pool = start(jobs)
         except (OSError, ImportError):
-            pool = None  # no pool here (no fork, no semaphores): one process
+            _JOB = None  # no pool here (no fork, no semaphores): one process
     if pool is None:
         for path in paths:
             yield path, row_of(path)
