@@ -45,7 +45,6 @@ from modulatio_d.core.plan import PlanStatus
 from modulatio_d.core.times import format_time, parse_time
 from modulatio_d.ops import parallel
 from modulatio_d.ops.control_view import control
-from modulatio_d.ops.dependencies import why_not_yet
 from modulatio_d.ops.standing_refusals import daemon_refusals
 from modulatio_d.store import heartbeat
 from modulatio_d.store.lock import holder, is_held, lock_path
@@ -236,6 +235,7 @@ def _plans(vault: Vault, project: str, now: datetime, s: Survey, refused: dict,
                              "path": path, "_mtime": mtime})
         elif status == "approved" and look["scheduled"]:
             plan = _parse(vault, path, plan_id, project, text, refused)
+            from modulatio_d.ops.dependencies import why_not_yet  # the plan reader: if any
             why = why_not_yet(vault, project, plan, now) if plan is not None else None
             if why:
                 s.waiting.append({"id": plan_id, "project": project, "reason": why})
