@@ -34,9 +34,11 @@ from __future__ import annotations
 import os
 import re
 import socket
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
+from operator import itemgetter
 from pathlib import Path
 
 from modulatio_d.core import markdown, peek, people
@@ -102,10 +104,11 @@ class Survey:
     def counts(self) -> dict:
         by_status = {s: 0 for s in (*STATUSES, INVALID)}
         by_project: dict[str, dict[str, int]] = {}
-        for row in self.plans:
-            by_status[row["status"]] += 1
-            project = by_project.setdefault(row["project"], {})
-            project[row["status"]] = project.get(row["status"], 0) + 1
+        # Counted in C, keyed in the order first seen: the dicts come out as a loop makes them.
+        for (project, status), n in Counter(map(itemgetter("project", "status"),
+                                                self.plans)).items():
+            by_status[status] += n
+            by_project.setdefault(project, {})[status] = n
         return {"total": len(self.plans), "by_status": by_status, "by_project": by_project}
 
     def as_dict(self) -> dict:

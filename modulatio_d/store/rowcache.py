@@ -90,8 +90,8 @@ class RowCache:
     def get(self, path: str, st: os.stat_result) -> dict | None:
         """The row kept for `path` while its signature is `st`'s; None when not kept."""
         hit = self.old.get(path)
-        if isinstance(hit, list) and len(hit) == 2 and hit[0] == signature(st) \
-                and isinstance(hit[1], dict):
+        if type(hit) is list and len(hit) == 2 and type(hit[1]) is dict and hit[0] == [
+                st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]:  # signature(st)
             self.new[path] = hit
             return hit[1]
         return None
