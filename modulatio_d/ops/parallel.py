@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from operator import attrgetter
 
 from modulatio_d.store import fs
 from modulatio_d.store.rowcache import RowCache
@@ -83,8 +84,9 @@ def missing(cache: RowCache, entries: Iterable[fs.Entry],
     when MIN_FILES or more have none; {} otherwise (the caller then makes each in its
     turn), and without the rows that are None. `tick()` once a row made here."""
     entries = list(entries)
-    if sum(e.path not in cache.old for e in entries) < MIN_FILES:
-        return {}  # warm, or nearly: a dictionary look-up a file to know it
+    if len(entries) - sum(map(cache.old.__contains__, map(attrgetter("path"), entries))) \
+            < MIN_FILES:
+        return {}  # warm, or nearly: a dictionary look-up a file (in C) to know it
     todo = {e.path: e.st for e in entries if cache.get(e.path, e.st) is None}
     if workers(len(todo)) < 2:
         return {}
