@@ -107,10 +107,12 @@ def run(ctx: StepContext, log_path: Path, keep_fds: tuple[int, ...], started: da
     # Step output and usage may hold secrets: never more readable than the plan.
     cap = fs.mode_of(ctx.plan.path)
     try:
-        fs.mkdirs(log_path.parent, cap=None if cap is None else fs.folder_cap(cap))
         usage_from = _forget_earlier_usage(ctx.usage_file)
-        log_fd = fs.open_regular(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, cap=cap,
-                                 folders=True)
+        try:
+            log_fd = fs.open_regular(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, cap=cap)
+        except FileNotFoundError:  # the plan's first step: its .runs/ folder is made
+            fs.mkdirs(log_path.parent, cap=None if cap is None else fs.folder_cap(cap))
+            log_fd = fs.open_regular(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, cap=cap)
     except fs.Refused as e:  # a person's file in the way: no waiting makes it go
         return Attempt(Outcome.ERROR, "not started", started, clock(), log_path, str(e))
     except OSError as e:

@@ -45,8 +45,12 @@ Protocol of `Claimer.claim(candidate)`, for a plan the scan found claimable:
    holder). The holder notices the loss itself and lets the plan go
    (runner.py, `lock_lost`); its next heartbeat frees the plan for a claimer.
 6. The lock is held until the run ends (`Claimed.release`), which first notes
-   the plan's last rev and our token in the lock file, fsynced (not when the
-   run was fenced: the plan is not ours then). A plan released
+   the plan's last rev and our token in the lock file (not when the run was
+   fenced: the plan is not ours then), fsynced on a network filesystem. On a
+   local disk it is not: every reader shares this kernel's page cache, and the
+   plan's rev and token were fsynced in the plan before the note, so a note a
+   power loss left older or empty asks the next claimer to wait for nothing the
+   plan does not already hold (one fsync a plan less). A plan released
    while still `executing` (stopped mid-step) is touched: releasing a lock
    makes no file event, a changed mtime does, so idle daemons take the
    orphan over now rather than at their next tick.
@@ -119,6 +123,8 @@ class Claimed:
     pid: int = 0
     prewritten: tuple[int, int] | None = None
     """(index, attempt) the claim wrote as in flight (see first_in_flight)."""
+    shared: bool = True
+    """The vault is on a network filesystem: the release's note is fsynced (step 6)."""
 
     def release(self) -> None:
         """Note our last rev, drop the lock; touch a plan left `executing` (step 6)."""
@@ -128,10 +134,9 @@ class Claimed:
                 # An ended plan has no claim left: the note still says who held it last
                 # (a fenced holder back from a cut reads it, runner.py).
                 who = {"host": self.host, "pid": self.pid} if self.host else {}
-                self.lock.note_holder(sync=True, **{**who, **claim, "plan": self.held.plan.id,
-                                                   "token": self.token,
-                                                   "rev": self.held.plan.rev,
-                                                   "released": True})
+                self.lock.note_holder(sync=self.shared, **{
+                    **who, **claim, "plan": self.held.plan.id, "token": self.token,
+                    "rev": self.held.plan.rev, "released": True})
             except OSError as e:  # the next holder then reads without waiting: logged
                 log.warning("cannot note the last rev of %s in its lock file: %s",
                             self.held.plan.id, e)
@@ -240,7 +245,8 @@ class Claimer:
         log.info("claimed %s (token %d%s) with %d/%d steps done", plan.id, token,
                  ", orphan of a dead daemon" if orphan else "", plan.done, plan.total)
         return Claimed(held, lock, token, self.host, self.pid,
-                       (first["index"], first["attempt"]) if first is not None else None)
+                       (first["index"], first["attempt"]) if first is not None else None,
+                       self.shared)
 
 
     def _noted(self, lock: FileLock, orphan: bool) -> dict:

@@ -188,8 +188,9 @@ class Runner:
         def once() -> None:
             try:
                 held = (self.lock.fd, *(self.svc.slots.fds if self.svc.slots else ()))
-                done.append(attempt.run(ctx, log_path, held, started, self.svc,
-                                        lambda: self._between(step)))
+                with self.svc.waker.focused(self.held.path):  # other plans' writes: later
+                    done.append(attempt.run(ctx, log_path, held, started, self.svc,
+                                            lambda: self._between(step)))
             except attempt.NotPrepared as e:
                 failed[:] = [e]
                 raise
@@ -205,7 +206,8 @@ class Runner:
         """Watch a reflector's child like a step: heartbeat, watchdog and cron go on."""
         def wait(child, timeout: float):
             return attempt.watch(child, self.svc.clocks.monotonic() + timeout, self.svc,
-                                 lambda: self.svc.periodic(self.plan, step))
+                                 lambda: self.svc.periodic(self.plan, step),
+                                 focus=str(self.held.path))
         return wait
 
     def _between(self, step: SubObjective) -> Outcome | None:

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from modulatio_d.core import markdown, peek, schedule
+from modulatio_d.core import markdown, names, peek, schedule
 from modulatio_d.core.errors import BadFile
 from modulatio_d.core.plan import CLAIMABLE, PlanStatus, parse_plan
 from modulatio_d.store import fs
@@ -171,15 +171,19 @@ class Scanner:
         plan a person just approved can be claimed from this look alone, without
         stat()ing the whole vault first: pickup stays fast however big the vault.
         """
-        served = set(self.served())
         found = []
         for path in list(paths):  # it may be self.waiting, which a look changes
             p = Path(path)
             project = p.parent.parent.name
-            if p.suffix != ".md" or p.parent.name != "plans" or project not in served or \
-                    p.parent.parent.parent != self.vault.root or project in self._untrusted:
+            if p.suffix != ".md" or p.parent.name != "plans" or \
+                    p.parent.parent.parent != self.vault.root or project in self._untrusted \
+                    or not (project in self.projects if self.projects
+                            else names.is_valid(project)):
                 continue
             try:
+                # Found beneath the root with no link on the way, the file makes its folder
+                # a project (vault.projects(): a valid name holding plans/): no listing of
+                # the vault per look (a look follows every plan that ends).
                 st = fs.stat_of(path)
             except OSError:
                 continue  # gone, or in a linked folder (the scan tells that once)

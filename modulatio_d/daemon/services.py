@@ -9,8 +9,10 @@ one in force when the plan was claimed; a run does not see a later change.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Protocol
 
 from modulatio_d.core.plan import Plan, SubObjective
@@ -45,6 +47,7 @@ class Wait(Protocol):
     """daemon/wake.py's Waker as a run uses it."""
 
     def wait(self, timeout: float, fds: tuple[int, ...] = ()) -> bool: ...
+    def focused(self, plan: Path | str) -> AbstractContextManager[None]: ...
 
 
 @dataclass(frozen=True)

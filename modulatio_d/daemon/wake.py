@@ -4,6 +4,13 @@
 queues the changed file's path (or "" for another change, see `poke`);
 signals reach it through signal.set_wakeup_fd. `wait(timeout, fds)` blocks
 until the pipe or one of `fds` (a child's pidfd) is readable or the time is up.
+
+While a step runs, the runner names its plan (`focused`): a change of any other
+plan file is then queued but wakes nothing (with N daemons on one vault each
+plan write would otherwise wake every running daemon into its between-beats
+checks: N x N wake-ups a step, nothing for them to do). The first wait after the
+step returns at once when such a change was held back, so the main loop takes it
+as it would have.
 inotify can drop events under load and the observer thread can die: the tick
 stays the truth, and `Watcher.watch()` restarts a dead observer.
 """
@@ -15,8 +22,12 @@ import math
 import os
 import queue
 import select
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+from modulatio_d.daemon import inotify
 from modulatio_d.store import slots
 from modulatio_d.store.vault import Vault
 
@@ -27,6 +38,9 @@ class Waker:
     def __init__(self) -> None:
         self.r, self.w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._changed: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self._mutex = threading.Lock()  # the focus and the held-back flag, across threads
+        self._focus: str | None = None  # the file name a wait on a child cares about
+        self._held = False  # a change was queued without a wake-up (see the docstring)
 
     def poke(self, path: str | None = None) -> None:
         """Wake the daemon; `path`, if given, is a file that changed (thread-safe). Without
@@ -34,6 +48,11 @@ class Waker:
         wake-up with nothing to take is a byte whose change was taken already, or a
         signal (its handler set a flag)."""
         self._changed.put("" if path is None else path)
+        if path is not None:
+            with self._mutex:
+                if self._focus is not None and os.path.basename(path) != self._focus:
+                    self._held = True
+                    return
         try:
             os.write(self.w, b"x")
         except BlockingIOError:
@@ -48,8 +67,23 @@ class Waker:
             except queue.Empty:
                 return out
 
+    @contextmanager
+    def focused(self, plan: Path | str) -> Iterator[None]:
+        """While in it, a change of a plan file other than `plan` wakes nothing."""
+        with self._mutex:
+            self._focus = os.path.basename(plan)
+        try:
+            yield
+        finally:
+            with self._mutex:
+                self._focus = None
+
     def wait(self, timeout: float, fds: tuple[int, ...] = ()) -> bool:
         """Block up to `timeout` s; True when woken by the pipe or an fd."""
+        with self._mutex:
+            if self._focus is None and self._held:
+                self._held = False
+                return True  # changes held back while focused: to be taken now
         poller = select.poll()  # no descriptor of its own, unlike epoll: cheap per wait
         for fd in (self.r, *fds):
             poller.register(fd, select.POLLIN)
@@ -70,7 +104,11 @@ class Waker:
 
 
 class Watcher:
-    """watchdog (inotify) on the folders people write in; wakes the daemon on changes.
+    """inotify on the folders people write in; wakes the daemon on changes.
+
+    Read by one thread of ours (daemon/inotify.py: watchdog's three threads cost
+    0.3 ms of CPU an event, and every daemon sees every daemon's writes); watchdog
+    where libc has no inotify calls.
 
     Each folder is watched on its own, not recursively: a vault holds a
     `<plan>.runs/` folder per plan that ever ran, and a recursive watch would
@@ -82,57 +120,38 @@ class Watcher:
 
     def __init__(self, waker: Waker):
         self.waker = waker
-        self.observer = None
+        self.observer = None  # daemon/inotify.py's Inotify, else a watchdog Observer
         self.watched: dict[Path, object] = {}
         self.broken = False
 
+    def tell(self, path: str | None, is_folder: bool) -> None:
+        """One changed path (None: the kernel's queue overflowed, anything may have
+        changed). Runs on the watcher's thread: no I/O but one pipe write, never raises."""
+        try:
+            if path is None:
+                self.waker.poke()
+            elif path.endswith(".md"):
+                self.waker.poke(path)  # a plan, cron entry or ticket
+            elif path.endswith(("config.yaml", "pause.yaml", "/slots/freed")) or (
+                    is_folder and not path.endswith(".runs")):
+                self.waker.poke()  # the config, a pause, a slot freed, a folder
+        except Exception:
+            pass
+
     def _start(self) -> None:
-        from watchdog.events import (
-            DirCreatedEvent,
-            DirMovedEvent,
-            FileClosedEvent,
-            FileCreatedEvent,
-            FileDeletedEvent,
-            FileModifiedEvent,
-            FileMovedEvent,
-            FileSystemEventHandler,
-        )
-        from watchdog.observers import Observer
-
-        waker = self.waker
-
-        class Handler(FileSystemEventHandler):
-            def on_any_event(self, event) -> None:
-                # Runs on the observer thread: no I/O but one pipe write, and never raise.
-                try:
-                    for p in (event.src_path, getattr(event, "dest_path", "")):
-                        if isinstance(p, bytes):
-                            p = os.fsdecode(p)
-                        if not p:
-                            continue  # no dest_path: not a move (else each new .runs/
-                            # folder, made as a plan first runs, woke every daemon to a scan)
-                        if p.endswith(".md"):
-                            waker.poke(p)  # a plan, cron entry or ticket
-                            return
-                        if p.endswith(("config.yaml", "pause.yaml", "/slots/freed")) or (
-                                event.is_directory and not p.endswith(".runs")):
-                            waker.poke()  # the config, a pause, a slot freed, a folder
-                            return
-                except Exception:
-                    pass
-
-        self.handler = Handler()
-        # Asked of the kernel, not filtered here: without it every read of a plan
-        # (ours included: a cold scan reads them all) is an event for this thread.
-        self.wanted = [FileCreatedEvent, FileDeletedEvent, FileModifiedEvent, FileMovedEvent,
-                       FileClosedEvent, DirCreatedEvent, DirMovedEvent]
-        self.observer = Observer()
-        self.observer.daemon = True
-        self.observer.start()
+        try:
+            self.observer = inotify.Inotify(self.tell)
+        except (OSError, AttributeError) as e:  # no inotify through libc: watchdog's way
+            log.debug("inotify unavailable (%s): watchdog watches", e)
+            self.observer = _watchdog_observer(self.tell)
         self.watched = {}
 
+    def _alive(self, handle: object) -> bool:
+        """Whether a watch still stands (the kernel drops one whose folder was removed)."""
+        return not isinstance(self.observer, inotify.Inotify) or self.observer.alive(handle)
+
     def watch(self, folders: list[Path]) -> int:
-        """Watch each of `folders` that exists; restart a dead observer thread.
+        """Watch each of `folders` that exists; restart a dead watcher thread.
 
         Returns how many folders it started watching: a caller that listed the
         folders, then watched, then scanned should list again when this is not 0
@@ -145,14 +164,14 @@ class Watcher:
             if self.observer is None:
                 self._start()
             wanted = set(folders)
-            for gone in [f for f in self.watched if f not in wanted or not f.is_dir()]:
+            for gone in [f for f, h in self.watched.items()
+                         if f not in wanted or not f.is_dir() or not self._alive(h)]:
                 # deleted (its inotify watch died with it) or no longer served: a folder
                 # made again under the same name must get a new watch
-                self.observer.unschedule(self.watched.pop(gone))
+                self._unschedule(self.watched.pop(gone))
             for folder in folders:
                 if folder not in self.watched and folder.is_dir():
-                    self.watched[folder] = self.observer.schedule(
-                        self.handler, str(folder), recursive=False, event_filter=self.wanted)
+                    self.watched[folder] = self._schedule(folder)
                     added += 1
         except OSError as e:  # ENOSPC from inotify: the per-user watch limit
             if not self.broken:
@@ -161,11 +180,57 @@ class Watcher:
             self.broken = True
         return added
 
+    def _schedule(self, folder: Path) -> object:
+        if isinstance(self.observer, inotify.Inotify):
+            return self.observer.add(str(folder))
+        return self.observer.schedule(self.observer.handler, str(folder), recursive=False,
+                                      event_filter=self.observer.wanted)
+
+    def _unschedule(self, handle: object) -> None:
+        if isinstance(self.observer, inotify.Inotify):
+            self.observer.remove(handle)
+        else:
+            self.observer.unschedule(handle)
+
     def stop(self) -> None:
-        if self.observer is not None:
+        if isinstance(self.observer, inotify.Inotify):
+            self.observer.stop()
+        elif self.observer is not None:
             logging.getLogger("watchdog.observers.inotify").addFilter(_stop_race)
             self.observer.stop()
             self.observer.join(timeout=5)
+
+
+def _watchdog_observer(tell: inotify.Tell):
+    """A started watchdog Observer telling `tell` what inotify.Inotify would (where libc
+    gives no inotify calls)."""
+    from watchdog.events import (
+        DirCreatedEvent,
+        DirMovedEvent,
+        FileClosedEvent,
+        FileCreatedEvent,
+        FileDeletedEvent,
+        FileMovedEvent,
+        FileSystemEventHandler,
+    )
+    from watchdog.observers import Observer
+
+    class Handler(FileSystemEventHandler):
+        def on_any_event(self, event) -> None:
+            for p in (event.src_path, getattr(event, "dest_path", "")):
+                if isinstance(p, bytes):
+                    p = os.fsdecode(p)
+                if p:  # no dest_path: not a move
+                    tell(p, event.is_directory)
+
+    observer = Observer()
+    observer.daemon = True
+    observer.handler = Handler()
+    # Asked of the kernel, not filtered here (as inotify.MASK): no reads, no IN_MODIFY.
+    observer.wanted = [FileCreatedEvent, FileDeletedEvent, FileMovedEvent, FileClosedEvent,
+                       DirCreatedEvent, DirMovedEvent]
+    observer.start()
+    return observer
 
 
 def _stop_race(record: logging.LogRecord) -> bool:

@@ -28,14 +28,16 @@ next write starts a new one whose rev goes on past the old record's. The rule:
 A record whose plan is gone for good stays: it reserves its id (ops/plans.py
 next_plan_number) and is read only when a file with that id appears.
 
-The record is written atomically (a temp file renamed over it) but not fsynced:
-it is never the only copy of anything. The plan file, written durably first,
-holds every value the record holds; a record that is missing, unreadable, empty
+The record is a line of JSON appended to the file at each write, the file
+written anew every few lines (store/record_lines.py: the value is the last
+complete line; a torn last line leaves the one before it, an older record). It
+is not fsynced: it is never the only copy of anything. The plan file, written
+durably first, holds every value the record holds; a record that is missing, unreadable, empty
 or older than the file (what a power loss can leave) makes the file trusted as
 it stands, which is what a crash between the two writes gives anyway. What a
 lost record costs: an editor buffer saved stale after a power loss and before
 the next daemon write is taken as a person's edit (the same as an edit of a plan
-with no record). A killed daemon loses nothing: the kernel has the rename.
+with no record). A killed daemon loses nothing: the kernel has the write.
 
 The reflection_log, which grows a line a step, is in the JSON's `keys` while it is
 empty, or short (at most INLINE entries) and the previous record had no log file: a
@@ -43,8 +45,8 @@ plan of a few steps (most plans) creates no second file, at its claim nor at its
 Past that it is the first `log.entries` lines (`log.bytes` bytes) of
 `<plan-id>.log.jsonl` beside it, one entry a line (a record with `log` reads the file;
 one without reads the log from its `keys`). A write that only added entries to the
-log it last recorded (the daemon's own steps) appends their lines there and rewrites
-the small JSON; any other log (read from a person's save) rewrites the file whole. So a step
+log it last recorded (the daemon's own steps) appends their lines there and then
+the record's line; any other log (read from a person's save) rewrites the file whole. So a step
 costs the same at entry 100 and at entry 20,000. The lines are written before the
 JSON that counts them: lines past `log.bytes` (a crash between the two) are
 ignored and overwritten; a file shorter than `log.bytes` makes the record unreadable,
@@ -68,7 +70,7 @@ from modulatio_d.core.checks import check_own_keys
 from modulatio_d.core.errors import BadFile
 from modulatio_d.core.plan import DAEMON_KEYS, PERSON_SETS, Plan, PlanStatus
 from modulatio_d.core.times import format_time, parse_time
-from modulatio_d.store import atomic, fs
+from modulatio_d.store import atomic, fs, record_lines
 
 _HISTORY = 64  # status changes remembered: an editor buffer older than that is rare
 SKIP_FLOOR = 64  # lines of the log file that left the window kept before it is rewritten
@@ -89,6 +91,8 @@ class Record:
     """Lines of that file; the log is its last len(keys["reflection_log"]) of them."""
     birth: dict[str, Any] | None = None
     """{created_at, title, steps} of the plan at the record's first write (`belongs`)."""
+    tail: record_lines.Tail | None = None
+    """Where the record's file ends, for the next write's append (record_lines.py)."""
 
     def status_at(self, rev: int) -> str | None:
         found = None
@@ -100,11 +104,12 @@ class Record:
 
 def load(path: Path) -> Record | None:
     try:
-        data = json.loads(fs.read(path, "record").raw)
+        data, tail = record_lines.parse(fs.read(path, "record").raw)
         record = Record(rev=int(data["rev"]), status=PlanStatus(data["status"]).value,
                         keys=dict(data["keys"]),
                         status_by_rev=[(int(r), str(s)) for r, s in data.get("status_by_rev",
-                                                                             [])])
+                                                                             [])],
+                        tail=tail)
         if isinstance(data.get("birth"), dict):
             record.birth = {k: data["birth"].get(k) for k in ("created_at", "title", "steps")}
         if "log" in data:  # the reflection_log, from its own file
@@ -155,10 +160,9 @@ def save(path: Path, plan: Plan, previous: Record | None,
                           else {})}
     # Key order kept: a repair rewrites dicts as the daemon wrote them. Times are
     # turned to text by json's default hook. Not durable (no fsync; see the module
-    # docstring): atomic is enough. Its folder is made only when the write finds it
-    # missing (atomic.replace): a walk less a write.
-    atomic.replace(path, json.dumps(data, default=_time_text).encode(), durable=False,
-                   folders=True)
+    # docstring): a whole line is enough (store/record_lines.py).
+    record.tail = record_lines.write(path, data, previous.tail if previous is not None
+                                     else None, default=_time_text)
     return record
 
 

@@ -141,8 +141,11 @@ def append(path: Path, lines: list[dict], again: bool = False) -> None:
     if not lines:
         return
     data = "".join(json.dumps(u, sort_keys=True) + "\n" for u in lines).encode()
-    fd = fs.open_regular(path, os.O_RDWR | os.O_APPEND | os.O_CREAT,
-                         cap=fs.mode_of(plan_of(path)))
+    try:
+        fd = fs.open_regular(path, os.O_RDWR | os.O_APPEND)
+    except FileNotFoundError:  # the first line: the plan's mode looked up only now
+        fd = fs.open_regular(path, os.O_RDWR | os.O_APPEND | os.O_CREAT,
+                             cap=fs.mode_of(plan_of(path)))
     try:
         if again:
             size = os.fstat(fd).st_size

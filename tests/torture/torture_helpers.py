@@ -488,10 +488,13 @@ def bookkeeping_problems(tv: TVault, skip: frozenset[Path] = frozenset()) -> lis
     for moved in sorted(set(tv.plans.glob("*.reflection_log.jsonl")) - skip):
         problems += _jsonl_problems(moved, str(moved.relative_to(tv.root)))
     for record in sorted(set((meta / "state").glob("*/*.json")) - skip):
+        # a line of JSON a write (store/record_lines.py): every line whole and JSON
+        problems += _jsonl_problems(record, str(record.relative_to(tv.root)))
         try:
-            json.loads(read_regular(record))
-        except (OSError, ValueError) as e:
-            problems.append(f"{record.relative_to(tv.root)}: not JSON: {e}")
+            if not read_regular(record).endswith(b"\n"):
+                problems.append(f"{record.relative_to(tv.root)}: a torn last line")
+        except OSError as e:
+            problems.append(f"{record.relative_to(tv.root)}: cannot be read: {e}")
     return problems
 
 

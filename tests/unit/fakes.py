@@ -6,6 +6,7 @@ microseconds: a wait moves the clock by what was asked, and nothing sleeps.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -44,6 +45,9 @@ class FakeWaker:
         self.clock = clock
         self.on_wait = on_wait
         self.waits: list[float] = []
+
+    def focused(self, plan):
+        return contextlib.nullcontext()
 
     def wait(self, timeout: float, fds: tuple[int, ...] = ()) -> bool:
         self.waits.append(timeout)

@@ -51,6 +51,23 @@ def test_an_approved_plan_is_claimed_in_one_write(vault, claimer):
         got.lock.release()
 
 
+@pytest.mark.parametrize("shared", [False, True])
+def test_the_release_note_is_fsynced_only_on_a_network_filesystem(vault, claimer, shared,
+                                                                  monkeypatch):
+    """On a local disk the plan (fsynced first) holds the note's rev and token: the note
+    needs no fsync of its own (claim.py, step 6); on a network one it is read by other
+    hosts and is fsynced."""
+    path = write_plan(vault, ["one"])
+    claimer.shared = shared
+    got = claimer.claim(candidate(path))
+    synced = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real(fd)))
+    got.release()
+    assert len(synced) == (1 if shared else 0)  # the lock file's, before it is let go
+    assert holder(lock_path(path))["released"] is True and holder(lock_path(path))["rev"] == 1
+
+
 def test_a_busy_lock_is_a_lost_race_and_the_file_is_not_touched(vault, claimer):
     path = write_plan(vault, ["one"])
     before = path.read_bytes()

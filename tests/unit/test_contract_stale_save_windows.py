@@ -42,7 +42,7 @@ from modulatio_d.store.plan_file import HeldPlan, read_plan
 # window -> (function of store/atomic to wrap, whether the save lands "before" or "after"
 # the real call); None: the save lands after update() has returned.
 WINDOWS: dict[str, tuple[str, str] | None] = {
-    "before_swap": ("_temp_file", "after"),
+    "before_swap": ("_open_temp", "after"),  # the plan's temp file (the record has none)
     "inside_swap": ("_exchange", "before"),
     "after_swap": ("fsync_dir", "before"),
     "after_snapshot": None,

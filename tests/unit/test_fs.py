@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import hashlib
+import json
 import logging
 import os
 import socket
@@ -494,3 +495,37 @@ def test_locate_forgets_the_roots_let_go(tmp_path):
     del roots
     assert not {str(f) for f in folders} & {k for k, _ in opening._keys}
     assert opening.locate(folders[7] / "a.md")[2] is False  # no vault's root any more
+
+
+def test_an_append_walks_to_its_folder_only_when_the_folder_is_missing(vault, monkeypatch):
+    """An append a step (events, usage) is one open: the folder is made only when the
+    open finds it missing (a folder that is a link is still refused)."""
+    made = []
+    real = fs.writing.mkdirs
+    monkeypatch.setattr(fs.writing, "mkdirs", lambda folder, cap=None: (
+        made.append(Path(folder)), real(folder, cap)))
+    target = vault.root / "P" / "new" / "x.jsonl"
+    fs.append(target, b"1\n")
+    assert made == [target.parent] and target.read_bytes() == b"1\n"
+    fs.append(target, b"2\n")
+    assert made == [target.parent] and target.read_bytes() == b"1\n2\n"
+    (vault.root / "P" / "elsewhere").mkdir()
+    os.symlink(vault.root / "P" / "elsewhere", vault.root / "P" / "link")
+    with pytest.raises(fs.Refused):
+        fs.append(vault.root / "P" / "link" / "x.jsonl", b"1\n")
+    assert not (vault.root / "P" / "elsewhere" / "x.jsonl").exists()
+
+
+def test_a_usage_append_looks_at_the_plans_mode_only_when_it_makes_the_file(vault, monkeypatch):
+    plan = vault.root / "P" / "plans" / "P-P-001.md"
+    plan.write_text("x")
+    os.chmod(plan, 0o640)
+    asked = []
+    real = fs.mode_of
+    monkeypatch.setattr(fs, "mode_of", lambda p: (asked.append(Path(p)), real(p))[1])
+    for n in range(3):  # a line a step: one open each, no stat of the plan after the first
+        usage.append(usage.usage_path(plan), [{"input_tokens": n}])
+    assert asked == [plan]
+    assert stat.S_IMODE(usage.usage_path(plan).stat().st_mode) == 0o640
+    assert [json.loads(x)["input_tokens"] for x in
+            usage.usage_path(plan).read_text().splitlines()] == [0, 1, 2]

@@ -17,7 +17,7 @@ import pytest
 from modulatio_d.core import times
 from modulatio_d.core.errors import BadFile
 from modulatio_d.core.plan import PlanStatus
-from modulatio_d.store import owned_keys, plan_file
+from modulatio_d.store import owned_keys, plan_file, record_lines
 from modulatio_d.store.plan_file import HeldPlan, read_plan, write_as_person
 
 NOW = datetime(2025, 11, 4, 10, 0, tzinfo=UTC)
@@ -108,7 +108,7 @@ def test_updates_touch_only_daemon_lines(vault, path, monkeypatch):
         "+rev: 3",
     ]
     assert copies[3].endswith("---\n\nNotes for people.   \n")
-    rec = json.loads(held.record_path.read_text())
+    rec = record_lines.parse(held.record_path.read_bytes())[0]
     assert held.record_path == vault.root / ".modulatio" / "state" / "P" / "P-P-001.json"
     assert rec["rev"] == 3 and rec["status"] == "executing"
     assert rec["keys"]["current_index"] == 2 and "reflection_log" not in rec["keys"]
@@ -129,13 +129,13 @@ def test_a_short_log_stays_in_the_record_and_a_long_one_moves_to_its_file(vault,
     held, _ = run_two_steps(vault, path)  # the claim, then two entries: INLINE
     log_file = owned_keys.log_path(held.record_path)
     assert not log_file.exists()
-    rec = json.loads(held.record_path.read_text())
+    rec = record_lines.parse(held.record_path.read_bytes())[0]
     assert "log" not in rec and normal(rec["keys"]["reflection_log"]) == [LOG0, LOG1]
     assert owned_keys.load(held.record_path).keys["reflection_log"] == [LOG0, LOG1]
     held.update({"reflection_log": [LOG0, LOG1, LOG1]})  # past INLINE: to its file
     assert len(log_file.read_text().splitlines()) == 3
     inode = log_file.stat().st_ino
-    rec = json.loads(held.record_path.read_text())
+    rec = record_lines.parse(held.record_path.read_bytes())[0]
     assert "reflection_log" not in rec["keys"] and rec["log"]["entries"] == 3
     held.update({"reflection_log": [LOG0]})  # shorter (a person's save): still its file
     assert log_file.stat().st_ino != inode and log_file.read_text().count("\n") == 1
@@ -369,7 +369,7 @@ def test_a_record_a_plan_could_not_hold_is_not_trusted(vault, path, bad_keys):
     """A repair copies the record's keys into the plan: ones the plan's reader refuses
     (a record edited by hand) would make the daemon's own write unreadable."""
     held, copies = run_two_steps(vault, path)
-    data = json.loads(held.record_path.read_text())
+    data = record_lines.parse(held.record_path.read_bytes())[0]
     if "reflection_log" in bad_keys:  # in its own file, a line an entry
         lines = "".join(json.dumps(e) + "\n" for e in bad_keys["reflection_log"])
         owned_keys.log_path(held.record_path).write_text(lines)
@@ -393,7 +393,7 @@ def test_the_records_log_grows_by_appends_and_a_lost_tail_is_not_trusted(vault, 
     assert log_file.stat().st_ino == inode  # the new entry's line appended, the rest kept
     assert owned_keys.load(held.record_path).keys["reflection_log"] == [LOG0, LOG1, LOG1]
     held.update({"reflection_log": [LOG0, LOG1]})
-    rec = json.loads(held.record_path.read_text())
+    rec = record_lines.parse(held.record_path.read_bytes())[0]
     # A write whose JSON never landed left lines past the count: ignored.
     with log_file.open("a") as f:
         f.write('{"index": 9}\n')
@@ -401,3 +401,46 @@ def test_the_records_log_grows_by_appends_and_a_lost_tail_is_not_trusted(vault, 
     # Lines counted but lost (a power loss): the record is not trusted.
     log_file.write_bytes(log_file.read_bytes()[: rec["log"]["bytes"] - 5])
     assert owned_keys.load(held.record_path) is None
+
+
+def test_the_record_grows_by_a_line_a_write_and_a_torn_line_leaves_the_one_before(vault, path):
+    """No temp file and rename per write (a file creation each step): a line appended,
+    the file written anew every COMPACT_LINES lines. A torn last line (a power loss)
+    leaves the record before it: older than the file, so the file is trusted."""
+    held, copies = run_two_steps(vault, path)
+    inode = held.record_path.stat().st_ino
+    held.update({"current_index": 2})
+    assert held.record_path.stat().st_ino == inode  # appended in place
+    raw = held.record_path.read_bytes()
+    assert raw.count(b"\n") == 4 and raw.endswith(b"\n")  # claim, two steps, this write
+    assert owned_keys.load(held.record_path).rev == held.plan.rev == 4
+    held.record_path.write_bytes(raw + b'{"rev": 99, "sta')  # torn: ignored
+    assert owned_keys.load(held.record_path).rev == 4
+    held.record_path.write_bytes(raw[:-30])  # the last line torn: the one before it
+    assert owned_keys.load(held.record_path).rev == 3
+    editor_writes(path, copies[1])  # stale against rev 3: still repaired
+    held = HeldPlan(vault, path)
+    assert held.plan.current_index == 2
+    held.update({"last_error": None})  # appended after the last good line, the tail cut
+    raw = held.record_path.read_bytes()
+    assert [json.loads(line)["rev"] for line in raw.splitlines()] == [1, 2, 3, 4, 5]
+    for _ in range(record_lines.COMPACT_LINES):
+        held.update({"last_error": None})
+    assert held.record_path.read_bytes().count(b"\n") < record_lines.COMPACT_LINES
+    assert owned_keys.load(held.record_path).rev == held.plan.rev
+
+
+def test_a_record_of_the_one_object_form_is_read_and_then_appended_to(vault, path):
+    held, _ = run_two_steps(vault, path)
+    data = record_lines.parse(held.record_path.read_bytes())[0]
+    held.record_path.write_text(json.dumps(data))  # as versions before record_lines wrote it
+    held = HeldPlan(vault, path)
+    assert held.record.rev == data["rev"]
+    held.update({"last_error": None})
+    assert held.record_path.read_bytes().count(b"\n") == 1  # written anew, then appended
+    held.update({"last_error": None})
+    assert [json.loads(x)["rev"] for x in held.record_path.read_text().splitlines()] == [
+        data["rev"] + 1, data["rev"] + 2]
+    held.record_path.unlink()  # deleting it is allowed: the next write makes it again
+    held.update({"last_error": None})
+    assert owned_keys.load(held.record_path).rev == held.plan.rev

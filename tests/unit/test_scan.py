@@ -85,3 +85,21 @@ def test_a_reader_that_raises_costs_its_file_not_the_scan(vault, monkeypatch):
     assert [c.path for c in scanner.scan(clock.wall())] == [good]
     assert [f["reason"] for _, f in events] == [
         "could not be read (ZeroDivisionError: a reader's bug); please report it"]
+
+
+def test_a_look_at_changed_plans_lists_no_folder_of_the_vault(vault, monkeypatch):
+    """A look follows every plan that ends (candidates.py): the plan file found beneath
+    the root with no link on the way makes its folder a project, so the look does not
+    list the vault (vault.projects) to know which folders are served."""
+    clock = FakeClock()
+    path = write_plan(vault, ["one"])
+    odd = vault.root / "no code" / "plans" / "P-P-001.md"  # a name no project can have
+    odd.parent.mkdir(parents=True)
+    odd.write_text(path.read_text())
+    listed = []
+    monkeypatch.setattr(type(vault), "projects", lambda self: listed.append(1) or ["P"])
+    scanner = Scanner(vault, None, Events(), monotonic=clock.monotonic)
+    assert [c.path for c in scanner.look_at({str(path), str(odd)}, clock.wall())] == [path]
+    assert listed == []
+    assert Scanner(vault, ["Q"], Events(), monotonic=clock.monotonic).look_at(
+        {str(path)}, clock.wall()) == []  # a daemon serving other projects: not its plan

@@ -16,7 +16,7 @@ import pytest
 
 from modulatio_d.core.plan import PlanStatus
 from modulatio_d.ops.plans import new_plan, next_plan_number
-from modulatio_d.store import owned_keys
+from modulatio_d.store import owned_keys, record_lines
 from modulatio_d.store.plan_file import HeldPlan, read_plan
 
 NOW = datetime(2025, 11, 4, 10, 0, tzinfo=UTC)
@@ -102,9 +102,9 @@ def test_a_record_from_before_birth_repairs_as_it_did(vault):
     first = HAND.format(born="")
     path = run_to_the_end(vault, first)
     record_path = vault.record_path("P", "P-P-001")
-    data = json.loads(record_path.read_text())
+    data = record_lines.parse(record_path.read_bytes())[0]
     del data["birth"]
-    record_path.write_text(json.dumps(data))
+    record_path.write_text(json.dumps(data))  # the one-object form of older versions
     new = first.replace("Weekly digest", "Monthly report").replace("Collect", "Count")
     held, seen = reopen(vault, path, new)
     assert seen == ["stale_save_repaired"] and held.plan.status is PlanStatus.COMPLETED

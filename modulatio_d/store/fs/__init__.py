@@ -18,6 +18,10 @@ Protocol:
    unlink, the O_EXCL publish of a new file, temp files) is done by name on a
    descriptor of the folder opened as in 2 (mkdirat, renameat2, unlinkat,
    linkat): nothing is created, renamed or removed through a linked folder.
+   One such descriptor may serve several changes in a row (`Folder`: a
+   rewrite's temp file, reads by name, exchange, fsync and unlink), the
+   names in it opened with O_NOFOLLOW and checked as in 4 and 5; what is odd
+   there (a link, a missing name) is asked again of the walk from the root.
 4. Reads open with O_NONBLOCK (a FIFO never blocks, a signal is never kept
    waiting) and O_NOCTTY, then fstat, and refuse what is not a regular file,
    a file with more than one hard link (it may be a file outside the vault,

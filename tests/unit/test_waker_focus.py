@@ -1,0 +1,113 @@
+"""While a step runs, other plans' writes wake nothing (daemon/wake.py `focused`)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from modulatio_d.daemon.wake import Waker
+
+
+def test_a_focused_waker_is_woken_by_its_plan_only_and_the_rest_is_taken_later():
+    waker = Waker()
+    try:
+        mine, other = "/v/B/plans/B-P-001.md", "/v/C/plans/C-P-002.md"
+        with waker.focused(mine):
+            waker.poke(other)  # another plan written: queued, no wake-up
+            assert waker.wait(0) is False
+            waker.poke(mine)  # its own plan (a person's abort): wakes
+            assert waker.wait(0) is True
+            waker.poke()  # not a plan (a signal, the config, pause.yaml): wakes
+            assert waker.wait(0) is True
+            waker.poke(other)
+        assert waker.wait(5.0) is True  # the first wait after it returns at once
+        assert waker.take_changed() == {other, mine, ""}
+        assert waker.wait(0) is False  # nothing held back: a wait as before
+    finally:
+        waker.close()
+
+
+def test_a_mode_change_or_a_write_wakes_nobody_until_the_file_is_closed(tmp_path):
+    """Every daemon's watcher sees every daemon's writes: a write is told once, at its
+    close, and a chmod not at all (the tick sees it). inotify keeps the order of a
+    folder's events, so the marker's wake-up comes after any the writes made."""
+    from modulatio_d.daemon.wake import Watcher
+
+    plan, marker = tmp_path / "P-P-001.md", tmp_path / "P-P-002.md"
+    plan.write_text("x")
+    waker = Waker()
+    watcher = Watcher(waker)
+    try:
+        watcher.watch([tmp_path])
+        with plan.open("a") as f:
+            f.write("y")
+            f.flush()
+            os.chmod(plan, 0o600)
+            marker.write_text("z")  # created, written, closed: its events come after
+            assert str(plan) not in _woken_by(waker, str(marker))  # the write still open
+        assert str(plan) in _woken_by(waker, str(plan))  # closed: told now
+    finally:
+        watcher.stop()
+        waker.close()
+
+
+def _woken_by(waker: Waker, path: str) -> set[str]:
+    """The changes told until `path` is among them (waits for it, up to 10 s)."""
+    seen: set[str] = set()
+    deadline = time.monotonic() + 10
+    while path not in seen and time.monotonic() < deadline:
+        waker.wait(deadline - time.monotonic())
+        seen |= waker.take_changed()
+    return seen
+
+
+def test_the_watcher_tells_plans_moves_folders_and_the_config_as_before(tmp_path):
+    """What wakes the daemon: a plan saved by rename (either half of the move), a folder
+    made, the config; a step's log folder made, a temp file or a usage line do not."""
+    from modulatio_d.daemon.wake import Watcher
+
+    waker = Waker()
+    watcher = Watcher(waker)
+    try:
+        watcher.watch([tmp_path])
+        (tmp_path / ".P-P-001.md.x.tmp").write_text("x")
+        (tmp_path / "P-P-001.usage.jsonl").write_text("{}\n")
+        (tmp_path / "P-P-001.runs").mkdir()
+        os.rename(tmp_path / ".P-P-001.md.x.tmp", tmp_path / "P-P-001.md")
+        assert _woken_by(waker, str(tmp_path / "P-P-001.md")) == {
+            str(tmp_path / "P-P-001.md")}  # nothing for the temp file, usage, .runs/
+        (tmp_path / "newproject").mkdir()
+        assert _woken_by(waker, "") == {""}
+        (tmp_path / "config.yaml").write_text("x: 1\n")
+        assert _woken_by(waker, "") == {""}
+        os.rename(tmp_path / "P-P-001.md", tmp_path / "P-P-001.md.bak")
+        assert _woken_by(waker, str(tmp_path / "P-P-001.md")) == {str(tmp_path / "P-P-001.md")}
+        (tmp_path / "newproject").rmdir()
+        watcher.watch([tmp_path])  # still watched: one watch, no wake-up of its own
+        assert len(watcher.watched) == 1
+    finally:
+        watcher.stop()
+        waker.close()
+
+
+def test_a_folder_removed_and_made_again_is_watched_again(tmp_path):
+    from modulatio_d.daemon.wake import Watcher
+
+    sub = tmp_path / "plans"
+    sub.mkdir()
+    waker = Waker()
+    watcher = Watcher(waker)
+    try:
+        assert watcher.watch([sub]) == 1
+        handle = watcher.watched[sub]
+        sub.rmdir()
+        sub.mkdir()  # before the next tick: is_dir() alone would keep the dead watch
+        deadline = time.monotonic() + 10
+        while watcher.observer.alive(handle) and time.monotonic() < deadline:
+            time.sleep(0.001)  # the kernel's IN_IGNORED reaches the watcher's thread
+        assert watcher.watch([sub]) == 1
+        (sub / "P-P-001.md").write_text("x")
+        assert str(sub / "P-P-001.md") in _woken_by(waker, str(sub / "P-P-001.md"))
+    finally:
+        watcher.stop()
+        waker.close()
