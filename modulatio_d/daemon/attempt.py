@@ -110,8 +110,10 @@ def run(ctx: StepContext, log_path: Path, keep_fds: tuple[int, ...], started: da
         usage_from = _forget_earlier_usage(ctx.usage_file)
         try:
             log_fd = fs.open_regular(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, cap=cap)
-        except FileNotFoundError:  # the plan's first step: its .runs/ folder is made
+        except (FileNotFoundError, NotADirectoryError):  # the plan's first step: its .runs/
+            # folder is made (a file in its way: mkdirs refuses it, naming it)
             fs.mkdirs(log_path.parent, cap=None if cap is None else fs.folder_cap(cap))
+            usage_from = _forget_earlier_usage(ctx.usage_file)  # its folder was not there
             log_fd = fs.open_regular(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, cap=cap)
     except fs.Refused as e:  # a person's file in the way: no waiting makes it go
         return Attempt(Outcome.ERROR, "not started", started, clock(), log_path, str(e))

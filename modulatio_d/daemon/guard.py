@@ -42,7 +42,7 @@ from pathlib import Path
 
 from modulatio_d.core import markdown
 from modulatio_d.core.plan import CLAIMABLE, DAEMON_KEYS, PlanStatus
-from modulatio_d.store import atomic, tickets
+from modulatio_d.store import atomic, fs, tickets
 from modulatio_d.store.lock import FileLock, lock_path
 from modulatio_d.store.plan_file import HeldPlan
 from modulatio_d.store.vault import Vault
@@ -117,8 +117,8 @@ class Guard:
 
     def ran(self, project: str, plan_id: str) -> None:
         """A run ended without a crash: a count of earlier ones no longer matters."""
-        try:
-            self.crash_path(project, plan_id).unlink(missing_ok=True)
+        try:  # by name in its folder (store/fs/): never through a linked folder
+            fs.unlink(self.crash_path(project, plan_id), missing_ok=True)
         except OSError:
             pass
 

@@ -94,7 +94,7 @@ class Daemon:
         self.hooks = HookKeeper(vault, self.base_env, monotonic)  # the hook process
         self.host = socket.gethostname()
         self.cron = None
-        self._last_beat = 0.0
+        self._last_beat, self._beat_due = 0.0, None  # a beat held back is due at (_periodic)
         self._beat_on: tuple[str | None, int | None] = (None, None)  # what the last beat said
         self._last_cron = 0.0
         self.housekeeping = Housekeeping(vault, self.events, monotonic)  # temp files, retention
@@ -316,17 +316,17 @@ class Daemon:
             where = f"{plan.path.parent.parent.name}/{plan.id}"
             doing = (f"{where} step {step.index + 1}/{plan.total}: {step.title}" if step
                      else f"{where} between steps")
-            self.notifier.status(f"{doing}; {paused}: stopping at the step boundary"
-                                 if paused else doing)
+            self.notifier.status(f"{doing}; {paused}: stopping at the step boundary" if paused
+                                 else doing)
 
     def _periodic(self, plan: Plan | None, step: SubObjective | None) -> None:
         """Called by the runner as a step starts and while it runs: heartbeat, watchdog, cron."""
-        mono = self.monotonic()
+        since = (mono := self.monotonic()) - self._last_beat
         moved = self._beat_on != (plan.id if plan else None, step.index if step else None)
-        since = mono - self._last_beat
-        # A new plan or step is told at once unless they go by faster than a beat a second.
+        # A new plan or step: a beat at once, else within the second (Services.beat_due).
         if (moved and since >= 1.0) or since >= min(15.0, self.tick_seconds / 2):
             self._beat(self.clock(), plan, step)
+        self._beat_due = self._last_beat + 1.0 if moved and since < 1.0 else None
         if mono - self._last_cron >= self.tick_seconds:
             self._guarded("cron", self._fire_cron, self.clock())
         self.hooks.keep(self.config)
@@ -390,7 +390,7 @@ class Daemon:
         svc = Services(self.config, self.events, self.waker, self.stop,
                        Clocks(self.clock, self.monotonic), self._periodic, self.base_env,
                        self.tick_seconds, halt=lambda: self.admission.halt(c.project),
-                       slots=held)
+                       slots=held, beat_due=lambda: self._beat_due)
         try:
             Runner(claimed.held, claimed.lock, claimed.token, svc, claimed.prewritten).run()
         except (BadFile, FileChanged, OSError) as e:  # cannot write: not a death

@@ -205,9 +205,9 @@ class Runner:
     def _reflector_wait(self, step: SubObjective) -> reflect.Wait:
         """Watch a reflector's child like a step: heartbeat, watchdog and cron go on."""
         def wait(child, timeout: float):
-            return attempt.watch(child, self.svc.clocks.monotonic() + timeout, self.svc,
-                                 lambda: self.svc.periodic(self.plan, step),
-                                 focus=str(self.held.path))
+            with self.svc.waker.focused(self.held.path):  # as for a step (daemon/wake.py)
+                return attempt.watch(child, self.svc.clocks.monotonic() + timeout, self.svc,
+                                     lambda: self.svc.periodic(self.plan, step))
         return wait
 
     def _between(self, step: SubObjective) -> Outcome | None:

@@ -72,9 +72,18 @@ class Services:
     """The slots held for the run besides the plan's lock (store/slots.py): passed to
     each step's child, and checked like the lock at each boundary and beat."""
 
+    beat_due: Callable[[], float | None] = lambda: None
+    """The monotonic time by which `periodic` must be called again (a new step's beat
+    held back, at most a beat a second), or None."""
+
     def beat_interval(self) -> float:
-        """The longest a run waits without calling `periodic`."""
-        return max(0.5, min(15.0, self.tick_seconds / 2))
+        """The longest a run waits without calling `periodic`: the beat interval, or less
+        when a beat is due sooner (`beat_due`)."""
+        interval = max(0.5, min(15.0, self.tick_seconds / 2))
+        due = self.beat_due()
+        if due is not None:
+            interval = min(interval, max(0.0, due - self.clocks.monotonic()))
+        return interval
 
     def hurry(self) -> bool:
         return self.stop.requested > 1  # a second signal: no more grace for the step

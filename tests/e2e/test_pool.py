@@ -45,6 +45,9 @@ def test_a_pool_of_4_shrinks_to_1_without_killing_a_step_and_grows_to_3(dvault, 
     wait_for(lambda: len(starts(dvault, 0)) == 4, 30, "4 first steps started", diag=d.log)
     assert workers_now(dvault, d.pid) == {"running": [1, 2, 3, 4]}
     busy = {m[1] for m in starts(dvault, 0)}
+    # A new step is told within a second (at most a beat a second: docs/daemon.md).
+    wait_for(lambda: {r["active_plan"] for r in ps(dvault)["daemons"]
+                      if r["pool"] == d.pid} == busy, 5, "the heartbeats to tell the plans")
     rows = ps(dvault)["daemons"]
     assert {r["active_plan"] for r in rows if r["pool"] == d.pid} == busy
     assert {r["slot"] for r in rows if r["pool"] == d.pid} == {1, 2, 3, 4}
@@ -90,6 +93,9 @@ def test_a_killed_worker_is_restarted_and_its_plan_resumes(dvault, daemons):
                                    {"run": dvault.step()}])
     d = daemons("--workers", "2", tick=0.5)
     wait_for(lambda: starts(dvault, 0), 30, "the first step to start", diag=d.log)
+    # A new step is told within a second (at most a beat a second: docs/daemon.md).
+    wait_for(lambda: any(r["active_plan"] == "P-P-001" for r in ps(dvault)["daemons"]), 5,
+             "the heartbeat to tell the plan", diag=d.log)
     rows = ps(dvault)["daemons"]
     victim = next(r for r in rows if r["active_plan"] == "P-P-001")
     os.kill(victim["pid"], signal.SIGKILL)

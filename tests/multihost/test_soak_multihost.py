@@ -25,7 +25,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 import pytest
-from multihost_bed import PY
+from multihost_bed import BED_DIR, PY
 from waiting import wait_for
 
 # The soak takes 20-40 s on 2 busy cores, the crash test 15-30 s; the bounds are for a
@@ -120,6 +120,21 @@ def start_daemons(bed, vault: Path, tmp_path: Path) -> dict[str, list]:
     return daemons
 
 
+def missing_report(bed, view: Path, missing: list, daemons: dict[str, list]) -> str:
+    """Where the missing step_started lines are: on the brick or not, and the warnings."""
+    brick = BED_DIR / "brick" / (view / ".modulatio" / "events.jsonl").relative_to(
+        bed.path("h1", bed.mount))
+    there = {(e.get("plan"), e.get("index")) for e in events(brick)
+             if e.get("event") == "step_started"}
+    warned = [line for ds in daemons.values() for d in ds for line in d.log().splitlines()
+              if "WARNING" in line or "ERROR" in line]
+    clients = [f"{log.name}: {line}" for log in sorted((BED_DIR / "log").glob("client-*.log"))
+               for line in log.read_text(errors="replace").splitlines()
+               if "] E [" in line or "] W [" in line]  # GlusterFS's errors and warnings
+    return (f"{[(m, 'on the brick' if m in there else 'not on the brick') for m in missing]}"
+            f"; warnings: {warned[:20]}; GlusterFS clients: {clients[-20:]}")
+
+
 def logs(daemons: dict[str, list]) -> str:
     return "\n".join(f"--- {d.host} {d.inner_pid}\n{d.log()[-1500:]}"
                      for ds in daemons.values() for d in ds)
@@ -201,6 +216,12 @@ def test_six_daemons_on_three_hosts_run_every_step_of_60_plans_exactly_once(
     by_host = Counter(next(iter(h)) for h in hosts_of.values())
     assert set(by_host) == set(HOSTS), by_host
 
+    # An append that failed or went without its flock says so in its daemon's log: looked
+    # at first, so that a missing or torn line below comes with its cause when it has one.
+    lost = [line for ds in daemons.values() for d in ds for line in d.log().splitlines()
+            if "could not append" in line or "event not recorded" in line
+            or "without its flock" in line]
+    assert lost == []
     assert [e for e in seen if e["event"] == "TORN LINE"] == []
     claims = Counter((e["plan"], e["token"]) for e in seen if e["event"] == "claimed"
                      and e["plan"] in ids)
@@ -208,22 +229,23 @@ def test_six_daemons_on_three_hosts_run_every_step_of_60_plans_exactly_once(
     starts = Counter((e["plan"], e["index"]) for e in seen if e["event"] == "step_started"
                      and e["plan"] in ids)
     # The ledger never tells a step twice. A step_started line can still go missing
-    # across GlusterFS clients (docs/multi-host.md, "Known problems"): once in a soak of
-    # three before each append was flushed before its flock was let go, and once since
-    # (the first step of the run): at most two tolerated, the step ran once by its mark.
+    # across GlusterFS clients (docs/multi-host.md, "Still open"): twice in CI, neither
+    # reproduced since; at most two tolerated, the step ran once by its mark. The message
+    # says whether the file server has the line (ground truth, the brick) and what the
+    # holder's daemon logged.
     assert max(starts.values()) == 1, starts
     assert set(starts) <= {(p, i) for p in ids for i in range(STEPS)}
-    assert len(starts) >= len(ids) * STEPS - 2, sorted(
-        set((p, i) for p in ids for i in range(STEPS)) - set(starts))
+    missing = sorted(set((p, i) for p in ids for i in range(STEPS)) - set(starts))
+    if missing:
+        print(f"\nsoak ({volume}): step_started missing: "
+              f"{missing_report(bed, view, missing, daemons)}")
+    assert len(missing) <= 2, missing_report(bed, view, missing, daemons)
     # A holder still waiting when SIGTERM came (default options, a stuck client) leaves
     # its plan then, as at any stop: `plan_left` for a plan not completed, nothing else.
     assert not [e for e in seen if e["event"] in (
         "orphan_recovered", "orphan_step", "claim_lost_to_fence", "claim_read_behind",
         "plan_left", "lock_lost") and not (default and e["event"] == "plan_left"
                                            and e["plan"] not in ids)]
-    lost = [line for ds in daemons.values() for d in ds for line in d.log().splitlines()
-            if "could not append" in line or "event not recorded" in line]
-    assert lost == []
     waited = [e for e in seen if e["event"] == "write_waiting"]
     print(f"\nsoak ({volume}): {len(ids)} of {n_plans} plans x {STEPS} steps, {len(HOSTS)} hosts x "
           f"{DAEMONS_PER_HOST} daemons: {took:.1f} s; plans per host {dict(by_host)}; "

@@ -74,6 +74,23 @@ def test_a_timeout_shorter_than_a_beat_is_waited_for_exactly():
     assert svc.waker.waits == [pytest.approx(0.3)]
 
 
+def test_a_beat_held_back_ends_the_wait_when_it_is_due():
+    """A new step's beat held back (at most a beat a second) is told when due, not at
+    the next file change (a running step's wait is woken by its own plan only)."""
+    clock = FakeClock()
+    due = [clock.monotonic() + 0.4]
+    svc = services(clock, tick_seconds=60.0, beat_due=lambda: due[0])
+    child = FakeChild(clock, exits_at=clock.monotonic() + 5)
+
+    def between():
+        due[0] = None  # periodic told it
+        return None
+
+    assert watch(child, clock.monotonic() + 100, svc, between) is None
+    assert svc.waker.waits[0] == pytest.approx(0.4)  # then the beat interval again
+    assert svc.waker.waits[1] == pytest.approx(15.0)
+
+
 def test_a_child_that_exits_in_time_is_not_stopped():
     clock = FakeClock()
     svc = services(clock, tick_seconds=4.0)

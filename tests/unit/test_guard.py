@@ -276,3 +276,23 @@ def test_a_config_whose_reading_raises_is_refused_and_the_last_one_kept(vault, d
     assert daemon.config is before
     (refused,) = refusals(vault)
     assert refused["kind"] == "config" and "ZeroDivisionError" in refused["reason"]
+
+
+def test_a_clean_run_never_removes_through_a_linked_crashes_folder(vault, tmp_path, clock):
+    """The crash count is removed after each clean run (once a plan): by name in its folder,
+    beneath the vault's root (store/fs/), so a `crashes` folder made a link to another
+    folder removes nothing there."""
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "P-P-001.json").write_text("{}")
+    guard = Guard(vault, lambda *a, **k: None, clock.wall)
+    folder = guard.crash_path("P", "P-P-001").parent
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    folder.symlink_to(outside)
+    guard.ran("P", "P-P-001")
+    assert (outside / "P-P-001.json").exists()
+    folder.unlink()
+    folder.mkdir()
+    guard.crash_path("P", "P-P-001").write_text("{}")
+    guard.ran("P", "P-P-001")
+    assert not guard.crash_path("P", "P-P-001").exists()

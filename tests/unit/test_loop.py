@@ -127,20 +127,26 @@ def test_a_vault_that_cannot_be_listed_keeps_the_folders_seen_last(vault, daemon
     assert daemon._watched() == seen
 
 
-class QuickWaker(FakeWaker):
-    """A wait that takes no time on the fake clock (a child of `true` exits at once; the
-    real time its polls take must not move the clock the beats are judged by)."""
+class Finishes:
+    """runner.Runner for the loop, without a child: the plan's step is told (as the
+    runner does at a step's start) and the plan ends in one write (no process spawned)."""
 
-    def wait(self, timeout: float, fds: tuple[int, ...] = ()) -> bool:
-        return False
+    def __init__(self, held, lock, token, svc, prewritten):
+        self.held, self.svc = held, svc
+
+    def run(self) -> None:
+        plan = self.held.plan
+        self.svc.periodic(plan, plan.sub_objectives[0])
+        self.held.update({"status": "completed", "claim": None, "in_flight": None})
 
 
 def test_plans_back_to_back_are_told_at_most_a_beat_a_second(vault, clock, monkeypatch):
     """A heartbeat is a file created and renamed: plans that go by faster than a second
     are told once a second (the one running then), not once each; a beat is still
     written every half tick (at most 15 s) when nothing new runs."""
+    monkeypatch.setattr("modulatio_d.daemon.loop.Runner", Finishes)
     daemon = Daemon(vault, [], 30.0, True, clock.wall, {}, monotonic=clock.monotonic)
-    real_waker, daemon.waker = daemon.waker, QuickWaker(clock)
+    real_waker, daemon.waker = daemon.waker, FakeWaker(clock)
     for n in range(1, 7):
         write_plan(vault, ["{run: 'true'}"], plan_id=f"P-P-00{n}")
     beats: list[tuple[float, str | None]] = []
@@ -150,10 +156,11 @@ def test_plans_back_to_back_are_told_at_most_a_beat_a_second(vault, clock, monke
     daemon._beat(clock.wall(), None, None)  # a tick's beat, just before the plans
     for n in range(6):
         assert daemon._claim_and_run(daemon.scanner.scan(clock.wall())) is True
+        clock.advance(0.1)
         if n == 2:
             clock.advance(1.0)  # a second later: the plan that starts next is told
     assert [plan for _, plan in beats] == [None, "P-P-004"], beats
-    clock.advance(14.0)
+    clock.advance(15.0)
     daemon._periodic(None, None)  # nothing new, 15 s since (half a tick): the beat is due
     assert beats[-1] == (clock.monotonic(), None)
     real_waker.close()

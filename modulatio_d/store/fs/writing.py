@@ -6,6 +6,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import fcntl
+import logging
 import os
 import secrets
 import stat
@@ -25,6 +26,8 @@ from modulatio_d.store.fs.opening import (
     parts_of,
 )
 from modulatio_d.store.fs.reading import retrying, stat_of
+
+log = logging.getLogger("modulatio.fs")
 
 _RENAME_NOREPLACE = 1
 _RENAME_EXCHANGE = 2
@@ -295,23 +298,29 @@ def fsync_dir(folder: Path | str, opened: Folder | None = None) -> None:
         os.close(fd)
 
 
+CREATE_RETRIES = 3
+"""How often an open with O_CREAT (not O_EXCL) is tried again after EEXIST."""
+
+
 def open_regular(path: Path | str, flags: int, *, cap: int | None = None,
                  folders: bool = False) -> int:
     """A descriptor of the regular file `path` (checked: one link, no link followed).
 
     `flags` as for os.open (O_CREAT makes it with 0o666 & `cap`, masked by the
     umask); `folders` makes the missing folders first. Blocking mode restored.
+    O_CREAT alone answered EEXIST (GlusterFS: two hosts made it at once) is tried again.
     """
     mode = 0o666 & (0o666 if cap is None else cap)
     try:
-        fd = open_beneath(path, flags | os.O_NONBLOCK, mode)
-    except FileNotFoundError:
+        fd = _open_creating(path, flags, mode)
+    except (FileNotFoundError, NotADirectoryError):  # a file in a folder's way: mkdirs
+        # refuses it, naming it
         # The folders are made only when the open finds one missing: an append to an
         # existing folder (every event, every usage line) costs one walk, not two.
         if not (folders and flags & os.O_CREAT):
             raise
         mkdirs(Path(path).parent)
-        fd = open_beneath(path, flags | os.O_NONBLOCK, mode)
+        fd = _open_creating(path, flags, mode)
     try:
         check_regular(path, os.fstat(fd))
         fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
@@ -321,30 +330,34 @@ def open_regular(path: Path | str, flags: int, *, cap: int | None = None,
     return fd
 
 
+def _open_creating(path: Path | str, flags: int, mode: int) -> int:
+    tries = CREATE_RETRIES if flags & (os.O_CREAT | os.O_EXCL) == os.O_CREAT else 0
+    for _ in range(tries):
+        try:
+            return open_beneath(path, flags | os.O_NONBLOCK, mode)
+        except FileExistsError:  # GlusterFS's create met another host's: the file is there
+            pass
+    return open_beneath(path, flags | os.O_NONBLOCK, mode)
+
+
 APPEND_LOCK_WAIT_S = 2.0
 """How long an append waits for the file's flock before it writes without it."""
 
 
 def append(path: Path | str, data: bytes, *, cap: int | None = None, sync: bool = False,
            folders: bool = True, flush: bool = False) -> None:
-    """Append `data` with one write() under an flock of the file.
+    """Append `data` with one write() under an flock of the file (docs/multi-host.md).
 
-    O_APPEND alone keeps records of several writers apart on one kernel, not across
-    the hosts of a network filesystem: each host's client writes at the end of the
-    file as it last knew it (GlusterFS: 18-26 of 1500 lines appended from three hosts
-    at once were torn, none under the flock). Held only for the write; a lock held
-    elsewhere for longer than APPEND_LOCK_WAIT_S, or a filesystem without flock, and
-    the record is written without it.
-
-    `flush` (for a file on a network filesystem): the record reaches the file server
-    (fdatasync) before the flock is let go. A client may still hold a write when close()
-    returns (GlusterFS's write-behind, with flush-behind on by default), so the next
-    host's append under the flock could land before it, at the same end.
-    The open is tried again after ESTALE or EIO (nothing was written yet)."""
+    O_APPEND alone keeps writers apart on one kernel, not across hosts (GlusterFS: records
+    interleave). Held elsewhere for over APPEND_LOCK_WAIT_S, or an flock error: written
+    without it, with a warning. `flush` (network filesystems): fdatasync before the flock
+    is let go (write-behind answers close() early). Open retried after ESTALE, EIO."""
     fd = retrying(lambda: open_regular(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, cap=cap,
                                        folders=folders))
     try:
-        _lock_for_append(fd)
+        unlocked = _lock_for_append(fd)
+        if unlocked:
+            log.warning("appending to %s without its flock: %s", path, unlocked)
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]
@@ -359,19 +372,22 @@ def append(path: Path | str, data: bytes, *, cap: int | None = None, sync: bool 
 _BUSY_OR_PASSING = (errno.EWOULDBLOCK, errno.EINTR, errno.ESTALE, errno.EIO, errno.ENOTCONN)
 
 
-def _lock_for_append(fd: int) -> None:
+def _lock_for_append(fd: int) -> str | None:
+    """The flock of `fd` taken: None, else why not (ENOLCK, EINVAL: no flock here, and
+    one kernel's O_APPEND is enough: None too)."""
     deadline = time.monotonic() + APPEND_LOCK_WAIT_S
     while True:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return
+            return None
         except OSError as e:
-            # ENOLCK, EINVAL: no flock here, one kernel's O_APPEND is enough. A network
-            # client's passing error (ESTALE, EIO, ENOTCONN) is tried again like a busy lock.
-            if e.errno not in _BUSY_OR_PASSING:
-                return
+            if e.errno in (errno.ENOLCK, errno.EINVAL):
+                return None
+            if e.errno not in _BUSY_OR_PASSING:  # a network client's passing errors: again
+                return f"flock failed: {e.strerror}"
             if time.monotonic() > deadline:
-                return
+                return (f"still held elsewhere after {APPEND_LOCK_WAIT_S:g} s (last: "
+                        f"{e.strerror})")
             time.sleep(0.002)
 
 
