@@ -10,6 +10,10 @@ projects, in every status a daemon does not claim; the config names the steps' a
 - floor: a new process of the same interpreter that lists every project's plans/ and
   reads every plan file once (interpreter start-up included, as a command's is).
   "in process" is that read alone, timed inside this process, for reference.
+- parse floor: the same, and every plan's frontmatter loaded with libyaml (PyYAML's
+  CSafeLoader): what stands below any cold command that parses every plan.
+Each figure is printed as wall clock and as CPU time (user + system, from wait4), both
+beside the floor's of the same run: on a loaded machine the CPU ratio is the steadier.
 Target (issue 12): every command within 2x of the floor, at 10,000 and 100,000 plans.
 
 BENCH_PLANS (10000) and BENCH_ROUNDS (3) change the sizes. BENCH_VAULT_CACHE=<folder>
@@ -65,6 +69,32 @@ def read_all(root):
 _NS: dict = {}
 exec(_READ_ALL, _NS)  # the same code, timed in this process too
 
+_PARSE_ALL = """
+import os, sys
+import yaml
+
+def parse_all(root):
+    load, loader = yaml.load, yaml.CSafeLoader
+    for p in sorted(os.scandir(root), key=lambda e: e.name):
+        if p.is_dir() and not p.name.startswith("."):
+            try:
+                found = sorted(os.scandir(os.path.join(p.path, "plans")), key=lambda e: e.name)
+            except FileNotFoundError:
+                continue
+            for e in found:
+                if e.name.endswith(".md"):
+                    with open(e.path, "rb") as f:
+                        text = f.read().decode()
+                    end = text.find("\\n---", 3)
+                    try:
+                        load(text[4:end], Loader=loader)
+                    except yaml.YAMLError:
+                        pass
+"""
+"""The parse floor: what a cold command cannot go below with PyYAML's C loader (libyaml),
+the fastest YAML reader here: every plan's frontmatter loaded once, in a new process, no
+checks, no line numbers, no YAML 1.2 resolution (core/fastyaml.py adds those)."""
+
 
 CONFIG = "agents:\n  writer: {use: mock}\n"
 
@@ -82,13 +112,23 @@ def vault_of(plans: int, tmp: Path) -> Path:
     return root  # racy window (rowcache.RACY_S), else it keeps nothing
 
 
-def run(argv: list[str], env: dict[str, str]) -> tuple[float, int]:
+CPU: dict[str, list[float]] = {}
+"""CPU time (user + system) of each run, by what was run: under load a ratio of CPU times
+moves far less than one of wall clocks."""
+
+
+def run(argv: list[str], env: dict[str, str], what: str = "") -> tuple[float, int]:
     t = time.perf_counter()
-    r = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    took = time.perf_counter() - t
-    if r.returncode not in (0, 1):
-        sys.exit(f"{' '.join(argv)}: exit {r.returncode}\n{r.stderr.decode()[-2000:]}")
-    return took, r.returncode
+    with tempfile.TemporaryFile() as err:
+        p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err, env=env)
+        _, status, usage = os.wait4(p.pid, 0)
+        took = time.perf_counter() - t
+        code = os.waitstatus_to_exitcode(status)
+        if code not in (0, 1):
+            err.seek(0)
+            sys.exit(f"{' '.join(argv)}: exit {code}\n{err.read().decode()[-2000:]}")
+    CPU.setdefault(what, []).append(usage.ru_utime + usage.ru_stime)
+    return took, code
 
 
 def read_in_process(root: Path) -> float:
@@ -108,33 +148,41 @@ def bench(root: Path) -> None:
     env["XDG_CACHE_HOME"] = str(cache)
     me = [sys.executable, "-m", "modulatio_d", "--vault", str(root)]
     floor_argv = [sys.executable, "-c", _READ_ALL + "\nread_all(sys.argv[1])\n", str(root)]
+    parse_argv = [sys.executable, "-c", _PARSE_ALL + "\nparse_all(sys.argv[1])\n", str(root)]
     try:
         run([*me, "status"], env)  # untimed: bytecode written, page cache warm
         run(floor_argv, env)
-        floors, in_proc = [], []
+        CPU.clear()
+        floors, parses, in_proc = [], [], []
         times: dict[str, dict[str, list[float]]] = {n: {"cold": [], "warm": []}
                                                     for n, _ in COMMANDS}
         codes: dict[str, int] = {}
         for _ in range(ROUNDS):
-            floors.append(run(floor_argv, env)[0])
+            floors.append(run(floor_argv, env, "floor")[0])
+            parses.append(run(parse_argv, env, "parse")[0])
             in_proc.append(read_in_process(root))
             for name, args in COMMANDS:
                 shutil.rmtree(cache / "modulatio", ignore_errors=True)
-                took, codes[name] = run([*me, *args], env)
+                took, codes[name] = run([*me, *args], env, f"{name} cold")
                 times[name]["cold"].append(took)
-                times[name]["warm"].append(run([*me, *args], env)[0])
-        floor = statistics.median(floors)
+                times[name]["warm"].append(run([*me, *args], env, f"{name} warm")[0])
+        floor, parse = statistics.median(floors), statistics.median(parses)
+        cpu = {k: statistics.median(v) for k, v in CPU.items()}
         load = os.getloadavg()[0]
         print(f"{PLANS:,} plans, median of {ROUNDS} rounds, load {load:.1f}. Floor: a new "
-              f"process reading every plan file once {floor:.3f} s (the read alone, in "
-              f"process: {statistics.median(in_proc):.3f} s)")
+              f"process reading every plan file once {floor:.3f} s, CPU {cpu['floor']:.3f} s "
+              f"(the read alone, in process: {statistics.median(in_proc):.3f} s). Parse "
+              f"floor (libyaml's CSafeLoader on every frontmatter, a new process): "
+              f"{parse:.3f} s = {parse / floor:.2f}x, CPU {cpu['parse']:.3f} s = "
+              f"{cpu['parse'] / cpu['floor']:.2f}x")
         print(f"{'command':<28}{'cold':>9}{'warm':>9}{'cold/floor':>12}{'warm/floor':>12}"
-              f"  exit")
+              f"{'CPU cold/floor':>16}{'CPU warm/floor':>16}  exit")
         for name, _ in COMMANDS:
             cold = statistics.median(times[name]["cold"])
             warm = statistics.median(times[name]["warm"])
             print(f"{name:<28}{cold:>8.3f}s{warm:>8.3f}s{cold / floor:>11.2f}x"
-                  f"{warm / floor:>11.2f}x  {codes[name]}")
+                  f"{warm / floor:>11.2f}x{cpu[name + ' cold'] / cpu['floor']:>15.2f}x"
+                  f"{cpu[name + ' warm'] / cpu['floor']:>15.2f}x  {codes[name]}")
     finally:
         shutil.rmtree(cache, ignore_errors=True)
 

@@ -1,8 +1,14 @@
 """Progress on stderr for commands that read many files: shown only on a terminal, and
-only once the command has taken more than a second (a quick run prints nothing)."""
+only once the command has taken more than a second (a quick run prints nothing).
+
+Between reporter() and done() the cyclic garbage collector is paused: what such a
+command makes (a listing entry, a row, a look per file) holds no cycle, and at 100,000
+plans the collector's passes over them were 5-13% of a warm command's CPU time. done()
+runs it again (it was running before), so a long-lived caller keeps it."""
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable
 from typing import TextIO
@@ -16,7 +22,8 @@ def reporter(err: TextIO, what: str,
                                                                     Callable[[], None]]:
     """(tick, done): call tick() once per file read; done() clears the line."""
     start = clock()
-    state = {"n": 0, "shown": 0.0, "drawn": False}
+    state = {"n": 0, "shown": 0.0, "drawn": False, "collect": gc.isenabled()}
+    gc.disable()
     tty = err.isatty()
 
     def tick() -> None:
@@ -28,6 +35,8 @@ def reporter(err: TextIO, what: str,
             state["shown"], state["drawn"] = now, True
 
     def done() -> None:
+        if state["collect"]:
+            gc.enable()
         if state["drawn"]:
             err.write("\r\033[K")
             err.flush()

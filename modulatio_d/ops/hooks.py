@@ -22,7 +22,6 @@ from modulatio_d.core import names
 from modulatio_d.core.errors import ModulatioError, NotFound, UsageError
 from modulatio_d.core.hooks import HookSpec
 from modulatio_d.core.times import format_time
-from modulatio_d.daemon.hook_delivery import deliver
 from modulatio_d.store import atomic, config, events, fs
 from modulatio_d.store import hooks as hook_files
 from modulatio_d.store.lock import FileLock
@@ -115,6 +114,8 @@ def test(vault: Vault, name: str, environ: dict[str, str], now: datetime) -> dic
     event = {"ts": format_time(now), "event": "hook_test", "id": events.new_id(),
              "host": socket.gethostname(), "pid": os.getpid(), "hook": name, "sample": True}
     body = json.dumps(event).encode()
+    from modulatio_d.daemon.hook_delivery import deliver  # urllib, ssl: only to send
+
     error = deliver(spec, event["id"], "hook_test", body, secret, environ, vault.root)
     return {"event": event, "error": error}
 

@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from modulatio_d.core import cron, markdown, names
+from modulatio_d.core import markdown, names
 from modulatio_d.core.errors import BadFile
 from modulatio_d.core.times import parse_time
-from modulatio_d.store import cron_entries, fs
+from modulatio_d.store import fs
 from modulatio_d.store.plan_file import read_plan
 from modulatio_d.store.vault import Vault, create_numbered, next_number
 
@@ -115,6 +115,9 @@ def import_cron(vault: Vault, now: datetime, dry_run: bool) -> list[Change]:
             raise ValueError("jobs is not a list")
     except (ValueError, AttributeError) as e:
         return [Change(CRON_CONFIG, "refused", f"not a cron-config.json of Modulatio: {e}")]
+    from modulatio_d.core import cron  # croniter: only with a cron-config.json
+    from modulatio_d.store import cron_entries
+
     done = _imported(vault)
     out = []
     for n, job in enumerate(jobs):
@@ -167,6 +170,8 @@ def _entry_of(vault: Vault, job: dict, now: datetime) -> tuple[str, dict, str]:
     schedule = job.get("schedule")
     if not isinstance(schedule, str):
         raise ValueError("no schedule")
+    from modulatio_d.core import cron
+
     cron.parse_schedule(schedule)  # ValueError names the form to use
     next_run = parse_time(job.get("next_run"))
     # Due times start just before next_run: the run Modulatio would make next is the first,

@@ -19,12 +19,20 @@ another release is empty) and FACTS, bumped whenever the shape below changes.
 
 from __future__ import annotations
 
+import os
+import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from modulatio_d.core.errors import BadFile
+from modulatio_d.core.errors import BadFile, FileUnusable
 from modulatio_d.core.markdown import line_of
 from modulatio_d.core.plan import FINAL, Plan, StepKind
+from modulatio_d.ops import parallel
+from modulatio_d.store import fs
+from modulatio_d.store.plan_file import read_plan
+from modulatio_d.store.rowcache import RowCache
+from modulatio_d.store.vault import Vault
 
 FACTS = 1
 USE = f"plan-facts-{FACTS}"
@@ -106,3 +114,52 @@ def from_row(path: Path, row: dict) -> Facts | BadFile | None:
                      tuple(Step(*s) for s in row["steps"]))
     except (KeyError, TypeError, ValueError):
         return None
+
+
+def same_checks(project: str, row: dict) -> tuple | None:
+    """What `validate`'s checks of a plan depend on, from its cached row, beside the run's
+    surroundings (config, folders, PATH): the project (a relative reflector or `cwd` is
+    looked for in its folder), the reflector, `cwd`, and the agent and `cwd` of each step
+    still to run, in order (the first one's missing `cwd` is an error, a later one's a
+    warning). Two plans of one key get the same verdict save their path and lines. None
+    for a row with a body error (always a problem) or not of this code's shape."""
+    try:
+        if row["body_error"] is not None or row["final"]:
+            return None
+        r = row["reflector"]
+        key = (project, tuple(r) if isinstance(r, list) else r, row["cwd"],
+               tuple((s[2], s[3]) for s in row["steps"]))
+        hash(key)
+        return key
+    except (KeyError, TypeError, IndexError):
+        return None
+
+
+def read_row(vault: Vault, path: str, st: os.stat_result | None) -> dict | None:
+    """The row of one plan file read now: its Facts', or its BadFile's when the bytes are
+    to blame; None for a refusal of the file's kind or access (a link, a folder, no
+    permission) or a failed read: never kept, the caller reads it again to tell why."""
+    try:
+        return to_row(of_plan(read_plan(vault, Path(path)).plan))
+    except BadFile as e:
+        if isinstance(e, (OSError, FileUnusable)) or st is None or not stat.S_ISREG(st.st_mode):
+            return None
+        return bad_row(e)
+    except OSError:
+        return None
+
+
+def prepare(vault: Vault, cache: RowCache, listing: Callable[[str, str], list[fs.Entry]],
+            tick: Callable[[], None]) -> dict[str, dict]:
+    """path -> row of the plan files `cache` has no row for, parsed on every core when
+    they are many (ops/parallel.py); {} when they are few: each is then read in its turn.
+    `listing(project, "plans")`: the folder's entries. `tick()` once a file parsed here."""
+    entries = []
+    for project in vault.projects():
+        try:  # a refused folder's files are not read (validate tells why)
+            vault.check_folder(vault.project_dir(project))
+            vault.check_folder(vault.plans_dir(project))
+        except BadFile:
+            continue
+        entries += listing(project, "plans")
+    return parallel.missing(cache, entries, lambda p, st: read_row(vault, p, st), tick)

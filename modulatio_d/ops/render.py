@@ -12,7 +12,8 @@ from modulatio_d.core.modulatio_shape import status_of
 from modulatio_d.core.peek import CANNOT_TELL, peek_status
 from modulatio_d.core.plan import Plan
 from modulatio_d.core.times import format_time
-from modulatio_d.store import reflections, usage
+from modulatio_d.ops import parallel
+from modulatio_d.store import fs, reflections, usage
 from modulatio_d.store.plan_file import read_plan
 from modulatio_d.store.rowcache import RowCache
 from modulatio_d.store.vault import Vault
@@ -32,19 +33,27 @@ def list_plans(vault: Vault, project: str | None = None, status: str | None = No
     `status`, a file whose status line says another status is not parsed: what its line
     says is kept instead (a row {"peeked": status}), and a later list without `status`
     parses it. `tick()` after each plan (progress)."""
-    rows = []
     cache = RowCache(vault.root, "plan-rows")
+    found: list[tuple[str, fs.Entry, dict | None]] = []
     for p in [project] if project else vault.projects():
         for entry in sorted(vault.files(p, "plans"), key=lambda e: e.name):
-            tick()
             row = cache.get(entry.path, entry.st)
             if row is not None and "peeked" in row and not _other(row["peeked"], status):
                 row = None  # only its status line was looked at, and it may be asked for
-            if row is None:
-                row = _row(vault, Path(entry.path), p, status)
-                cache.put(entry.path, entry.st, row)
-            if "peeked" not in row and (status is None or row["status"] == status):
-                rows.append(row)
+            if row is not None:
+                tick()
+            found.append((p, entry, row))
+    # The rest are read, on every core past parallel.MIN_FILES: the same rows either way.
+    project_of = {e.path: p for p, e, row in found if row is None}
+    made = dict(parallel.rows(list(project_of), lambda path: _row(
+        vault, Path(path), project_of[path], status), tick))
+    rows = []
+    for _, entry, row in found:
+        if row is None:
+            row = made[entry.path]
+            cache.put(entry.path, entry.st, row)
+        if "peeked" not in row and (status is None or row["status"] == status):
+            rows.append(row)
     cache.save(complete=project is None)
     return rows
 

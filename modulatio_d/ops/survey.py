@@ -34,18 +34,21 @@ from __future__ import annotations
 import os
 import re
 import socket
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
+from operator import itemgetter
 from pathlib import Path
 
 from modulatio_d.core import markdown, peek, people
 from modulatio_d.core.errors import BadFile
 from modulatio_d.core.plan import PlanStatus
 from modulatio_d.core.times import format_time, parse_time
+from modulatio_d.ops import parallel
 from modulatio_d.ops.control_view import control
-from modulatio_d.ops.dependencies import why_not_yet
-from modulatio_d.store import fs, heartbeat
-from modulatio_d.store.events import read as read_events
+from modulatio_d.ops.standing_refusals import daemon_refusals
+from modulatio_d.store import heartbeat
 from modulatio_d.store.lock import holder, is_held, lock_path
 from modulatio_d.store.rowcache import RowCache
 from modulatio_d.store.vault import Vault
@@ -101,10 +104,11 @@ class Survey:
     def counts(self) -> dict:
         by_status = {s: 0 for s in (*STATUSES, INVALID)}
         by_project: dict[str, dict[str, int]] = {}
-        for row in self.plans:
-            by_status[row["status"]] += 1
-            project = by_project.setdefault(row["project"], {})
-            project[row["status"]] = project.get(row["status"], 0) + 1
+        # Counted in C, keyed in the order first seen: the dicts come out as a loop makes them.
+        for (project, status), n in Counter(map(itemgetter("project", "status"),
+                                                self.plans)).items():
+            by_status[status] += n
+            by_project.setdefault(project, {})[status] = n
         return {"total": len(self.plans), "by_status": by_status, "by_project": by_project}
 
     def as_dict(self) -> dict:
@@ -121,23 +125,27 @@ class Survey:
 def survey(vault: Vault, now: datetime, environ: dict[str, str] | None = None,
            cron: bool = True, events: list[dict] | None = None, tick=int) -> Survey:
     """Everything `status` shows; `now` is aware UTC. `events`: the `file_refused` lines
-    of events.jsonl when the caller has read them already; else they are read here.
-    `tick()` after each plan (progress)."""
+    of events.jsonl if the caller read them already (else they are read here); `tick()`
+    after each plan (progress)."""
     s = Survey(vault=str(vault.root), now=now)
     s.daemons = daemons(vault, now)
     s.control = control(vault, s.daemons)
     s.projects = vault.projects()
     refused: dict[str, dict] = {}
     looks = RowCache(vault.root, "plan-peek")
-    looks.save(complete=all([_plans(vault, p, now, s, refused, looks, tick)
-                             for p in s.projects]))
+    listed = {p: _listing(vault, p, refused) for p in s.projects}  # None: refused
+    ready = parallel.missing(looks, [e for found in listed.values() for e in found or ()],
+                             partial(_look_at, vault), tick)  # cold and many: every core
+    for p, found in listed.items():
+        _plans(vault, p, now, s, refused, looks, tick, found or [], ready)
+    looks.save(complete=None not in listed.values())
     for project in s.projects:
         _tickets(vault, project, s, refused)
     _paused_details(vault, s, refused)
     if cron:
         _cron(vault, s.projects, now, environ or {}, s, refused)
         s.triggers = _triggers(vault, refused)
-    _daemon_refusals(vault, refused, events)
+    daemon_refusals(vault, refused, events)
     s.refused = sorted(refused.values(), key=lambda r: r["path"])
     tickets_by_plan: dict[str, list[str]] = {}
     for t in s.tickets:
@@ -187,19 +195,36 @@ def _refuse(refused: dict, vault: Vault, path: str, project: str | None, kind: s
                      "kind": kind, "line": line, "reason": reason, "source": source}
 
 
-def _plans(vault: Vault, project: str, now: datetime, s: Survey, refused: dict,
-           looks: RowCache, tick) -> bool:
-    """The project's plans into `s`; False when its plans/ folder is refused."""
+def _listing(vault: Vault, project: str, refused: dict) -> list | None:
+    """The project's plan files by name; None when its plans/ folder is refused."""
     folder = vault.plans_dir(project)
     try:
         vault.check_folder(folder)
     except BadFile as e:
         _refuse(refused, vault, str(folder), project, "folder", e)
-        return False
-    for entry in sorted(vault.files(project, "plans"), key=lambda e: e.name):
-        tick()
+        return None
+    return sorted(vault.files(project, "plans"), key=lambda e: e.name)
+
+
+def _look_at(vault: Vault, path: str, st: os.stat_result) -> dict | None:
+    """A plan file's look, for the pool (None: the loop reads it again and tells why)."""
+    try:
+        text = vault.read(path)[1]
+    except (BadFile, OSError):
+        return None
+    return {"status": peek.peek_status(text), "scheduled": _SCHEDULED.search(text) is not None}
+
+
+def _plans(vault: Vault, project: str, now: datetime, s: Survey, refused: dict,
+           looks: RowCache, tick, found: list, ready: dict[str, dict]) -> None:
+    """The project's plans into `s`; `ready`: looks the pool made (ops/parallel.py)."""
+    for entry in found:
         path, plan_id = entry.path, entry.name[:-3]
         look, text = looks.get(path, entry.st), None
+        if look is None and (look := ready.get(path)) is not None:
+            looks.put(path, entry.st, look)  # the pool ticked for it
+        else:
+            tick()
         if look is None or _to_parse(look):
             if (text := _read(vault, path, project, s, refused)) is None:
                 continue
@@ -213,6 +238,7 @@ def _plans(vault: Vault, project: str, now: datetime, s: Survey, refused: dict,
                              "path": path, "_mtime": mtime})
         elif status == "approved" and look["scheduled"]:
             plan = _parse(vault, path, plan_id, project, text, refused)
+            from modulatio_d.ops.dependencies import why_not_yet  # the plan reader: if any
             why = why_not_yet(vault, project, plan, now) if plan is not None else None
             if why:
                 s.waiting.append({"id": plan_id, "project": project, "reason": why})
@@ -225,7 +251,6 @@ def _plans(vault: Vault, project: str, now: datetime, s: Survey, refused: dict,
                 if status == "executing":
                     s.executing.append(_executing(plan, project, now))
         s.plans.append({"id": plan_id, "project": project, "status": status})
-    return True
 
 
 def _to_parse(look: dict) -> bool:
@@ -253,6 +278,8 @@ _SCHEDULED = re.compile(r"^(?:after|not_before|expires_at|retry_wait)\s*:", re.M
 
 
 def _triggers(vault: Vault, refused: dict) -> list[dict]:
+    if not any(next(vault.files(p, "triggers"), None) for p in vault.projects()):
+        return []  # none: no trigger reader (nor croniter, which it brings) to import
     from modulatio_d.ops.triggers import rows
 
     out = []
@@ -359,42 +386,5 @@ def _cron(vault: Vault, projects: list[str], now: datetime, environ: dict, s: Su
     from modulatio_d.ops.cron import entry_rows
     from modulatio_d.store.zones import host_zone
 
-    def refuse(path: str, project: str | None, kind: str, error: BadFile) -> None:
-        _refuse(refused, vault, path, project, kind, error)
-
-    s.cron = entry_rows(vault, now, host_zone(environ), refused=refuse)
+    s.cron = entry_rows(vault, now, host_zone(environ), refused=partial(_refuse, refused, vault))
     s.cron.sort(key=lambda r: (r["next_fire_ts"] is None, r["next_fire_ts"] or 0, r["id"]))
-
-
-# --- the daemons' refusals ---------------------------------------------------------------
-
-def _daemon_refusals(vault: Vault, refused: dict, events: list[dict] | None = None) -> None:
-    """Add the daemons' refusals that still stand: the file is there, unchanged since."""
-    if events is None:
-        events = read_events(vault.events_path, ("file_refused",))
-    latest: dict[str, dict] = {}
-    for e in events:
-        rel = e.get("path")
-        if not isinstance(rel, str):
-            continue
-        latest[os.path.join(vault.root, rel)] = e  # an absolute path stays as it is
-    for path, e in latest.items():
-        path = os.path.normpath(path)
-        if path in refused:
-            continue  # judged by this pass itself, which is fresher
-        ts = parse_time(e.get("ts"))
-        try:
-            st = fs.stat_of(path)
-        except OSError:
-            continue  # deleted or renamed since: nothing to report
-        # The event's time is cut to the second; the scan judges a file only 2 s
-        # after its last change, so an unchanged file is older than the event.
-        if ts is None or st.st_mtime >= ts.timestamp() + 1:
-            continue  # changed since the refusal: the next scan judges it again
-        if "mode" in e and [e.get("uid"), e.get("gid"), e.get("mode")] != \
-                [st.st_uid, st.st_gid, st.st_mode]:
-            continue  # refused by the trust checks, and chmod/chown/chgrp'ed since
-        kind = e.get("kind") or ("plan" if f"{os.sep}plans{os.sep}" in path else "file")
-        refused[path] = {"path": os.path.relpath(path, vault.root), "project": e.get("project"),
-                         "kind": kind, "line": e.get("line"), "reason": e.get("reason"),
-                         "source": "daemon", "refused_at": e.get("ts")}

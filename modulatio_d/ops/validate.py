@@ -31,6 +31,8 @@ Each file is read and parsed once: meaning checks use the parsed plan, entry
 and config, and find line numbers in the bytes already read. What a plan's checks need of
 its file (ops/plan_facts.py) is kept in the per-user row cache by stat signature: an
 unchanged plan is not read again; its checks against everything else run every time.
+Every plan is checked from its row, whether cached, read now, or made by the pool that
+reads many uncached plans on every core (ops/parallel.py): one path, one output.
 """
 
 from __future__ import annotations
@@ -39,16 +41,16 @@ import os
 import re
 import shlex
 import shutil
-import stat
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from modulatio_d.core.errors import BadFile, FileUnusable
+from modulatio_d.core.errors import BadFile
 from modulatio_d.ops import plan_facts
 from modulatio_d.ops.dependencies import after_problems
 from modulatio_d.ops.plan_facts import Facts
 from modulatio_d.ops.problems import Problem, Severity
+from modulatio_d.ops.validate_lines import agent_line, is_plain, key_line, text_of
 from modulatio_d.store import config, fs, pause
 from modulatio_d.store.plan_file import read_plan
 from modulatio_d.store.rowcache import RowCache
@@ -61,9 +63,18 @@ _SHELL_WORDS = frozenset({"exec", "cd", ".", "eval", "set", "export", "if", "for
 """First words that are the shell's own: nothing on PATH to look for."""
 
 
+BUILT_IN_AGENTS = frozenset({"mock"})
+AGENT_GROUP = "modulatio_d.agents"
+"""daemon/executors/agent.py's BUILTINS and GROUP (a test holds them equal): that module
+brings importlib.metadata, 10-25 ms of a start, needed only by self.plugins."""
+KINDS = ("plans", "cron", "tickets", "triggers")
+"""The vault's kinds of file, by folder name (plans first: cron entries' templates are
+looked up among the plans already read)."""
+
+
 def readers() -> dict[str, Reader]:
-    """The reader of each kind of vault file, by folder name (plans first: cron entries'
-    templates are looked up among the plans already read)."""
+    """The reader of each kind of vault file, by folder name (imported when a file of a
+    kind other than plans is found: croniter alone is 8 ms of a command's start)."""
     from modulatio_d.store import cron_entries, tickets, triggers
     return {"plans": read_plan, "cron": cron_entries.read_snapshot,
             "tickets": tickets.read_ticket, "triggers": triggers.read_trigger}
@@ -87,7 +98,12 @@ class _Checker:
         self._plugins: dict[str, set[str]] = {}
         self._dirs: dict[Path, bool] = {}
         self._listed: dict[tuple[str, str], list[fs.Entry]] = {}
+        self._clean: set[tuple] = set()
+        """plan_facts.same_checks keys whose checks found nothing this run: a plan of the
+        same key, in no `after` chain, would find nothing either (10,000 plans hold a few
+        dozen keys), so it is not rebuilt from its row nor checked again."""
         self.facts = RowCache(vault.root, plan_facts.USE)
+        self.prepared: dict[str, dict] = {}  # rows the pool made (plan_facts.prepare)
         self.every_plan = True  # every plans/ folder was listed: cached rows of others go
 
     def add(self, path: Path, reason: str, line: int | None = None, hint: str = "",
@@ -112,13 +128,14 @@ class _Checker:
         for name in self.vault.misnamed_projects():
             self.add(self.vault.root / name, "folder name is not a valid project code, so its "
                      "plans never run", None, "rename it to letters, digits, '_', '-' and '.'")
+        self.prepared = plan_facts.prepare(self.vault, self.facts, self.files, tick)
         for project in self.vault.projects():
             try:
                 self.vault.check_folder(self.vault.project_dir(project))
             except BadFile as e:  # a project folder linked in: told once, not per kind
                 self.problems.append(Problem.of(e))
                 continue
-            for kind, reader in readers().items():
+            for kind in KINDS:
                 try:
                     self.vault.check_folder(self.vault.project_dir(project) / kind)
                 except BadFile as e:  # a linked folder: none of its files is read
@@ -126,13 +143,15 @@ class _Checker:
                     self.every_plan = self.every_plan and kind != "plans"
                     continue
                 for entry in sorted(self.files(project, kind), key=lambda e: e.name):
-                    tick()
                     if kind == "plans":
+                        if entry.path not in self.prepared:
+                            tick()  # the pool ticked for the others
                         self.plan_file(project, entry)
                         continue
+                    tick()
                     path = Path(entry.path)
                     try:
-                        read = reader(self.vault, path)
+                        read = readers()[kind](self.vault, path)
                     except BadFile as e:
                         self.problems.append(Problem.of(e))
                         self.plans[(project, path.stem)] = False
@@ -160,7 +179,7 @@ class _Checker:
             self.add(path, f"cannot be read: {e.strerror}")
             self.zone_ok = False
             return
-        text = _text(path)
+        text = text_of(path)
         from modulatio_d.ops.hooks import config_problems  # refused hooks, unreadable secrets
         self.problems += [Problem(*p[:4], Severity(p[4]))
                           for p in config_problems(self.vault, self.cfg, self.environ)]
@@ -170,21 +189,21 @@ class _Checker:
                 cron.parse_zone(self.cfg.timezone)
             except ValueError as e:
                 self.zone_ok = False
-                self.add(path, f"timezone: {e}", _key_line(text, "timezone"),
+                self.add(path, f"timezone: {e}", key_line(text, "timezone"),
                          "cron entries without a timezone of their own do not fire until it "
                          "is fixed")
         for name, spec in self.cfg.agents.items():
             if spec.use is not None:
                 problem = self.agent_problem(name)
                 if problem:
-                    self.add(path, f"agent {name!r}: {problem}", _agent_line(text, name),
+                    self.add(path, f"agent {name!r}: {problem}", agent_line(text, name),
                              "name an agent of this file, mock, or an installed plugin")
             elif spec.run is not None:
-                self.check_command(path, _agent_line(text, name), f"agent {name!r}: run",
+                self.check_command(path, agent_line(text, name), f"agent {name!r}: run",
                                    spec.run, folder=None)
         if self.cfg.reflector:
-            line = _key_line(text, "reflector")
-            if _is_plain(self.cfg.reflector):
+            line = key_line(text, "reflector")
+            if is_plain(self.cfg.reflector):
                 self.check_command(path, line, "reflector", self.cfg.reflector, None)
                 return
             # A relative path runs from each plan's folder: it must be in every project's.
@@ -203,13 +222,11 @@ class _Checker:
         return self._plugins[group]
 
     def agent_known(self, name: str) -> bool:
-        from modulatio_d.daemon.executors.agent import BUILTINS, GROUP
-        return (self.cfg is not None and name in self.cfg.agents) or name in BUILTINS \
-            or name in self.plugins(GROUP)
+        return (self.cfg is not None and name in self.cfg.agents) or name in BUILT_IN_AGENTS \
+            or name in self.plugins(AGENT_GROUP)
 
     def agent_problem(self, name: str) -> str | None:
         """Why the agent `name` of the config does not resolve, or None."""
-        from modulatio_d.daemon.executors.agent import BUILTINS, GROUP
         seen: list[str] = []
         while True:
             seen.append(name)
@@ -219,17 +236,17 @@ class _Checker:
             if spec.use in seen:
                 return "uses itself in a loop: " + " -> ".join([*seen, spec.use])
             name = spec.use
-        if spec is not None or name in BUILTINS or name in self.plugins(GROUP):
+        if spec is not None or name in BUILT_IN_AGENTS or name in self.plugins(AGENT_GROUP):
             return None
         return (f"uses {name!r}, which is neither an agent of this file, built in (mock), nor "
-                f"an installed plugin ({GROUP})")
+                f"an installed plugin ({AGENT_GROUP})")
 
     def check_command(self, path: Path, line: int | None, what: str,
                       command: str | tuple[str, ...], folder: Path | None) -> bool:
         """A problem when `command`'s program cannot be found; True when one was added."""
-        from modulatio_d.daemon.reflect import GROUP
-
         if isinstance(command, str) and command.startswith("plugin:"):
+            from modulatio_d.daemon.reflect import GROUP
+
             name = command.removeprefix("plugin:")
             if name in self.plugins(GROUP):
                 return False
@@ -278,24 +295,28 @@ class _Checker:
         return self._listed[(project, kind)]
 
     def plan_file(self, project: str, entry: fs.Entry) -> None:
-        """Read (or take from the cache) one plan's Facts and check them."""
+        """Check one plan from its row (ops/plan_facts.py): the cache's, the pool's
+        (self.prepared), or the file's read now; cold, warm and parallel alike."""
         row = self.facts.get(entry.path, entry.st)
-        if row is not None and row.get("final") is True and row.get("after") == []:
-            self.plans[(project, entry.name[:-3])] = True  # ended, in no `after` chain
-            return
+        if row is None and (row := self.prepared.pop(entry.path, None)
+                            or plan_facts.read_row(self.vault, entry.path, entry.st)):
+            self.facts.put(entry.path, entry.st, row)
+        same = None
+        if row is not None and row.get("after") == []:
+            if row.get("final") is True:
+                self.plans[(project, entry.name[:-3])] = True  # ended, in no `after` chain
+                return
+            same = plan_facts.same_checks(project, row)
+            if same is not None and same in self._clean:  # checked clean this run already
+                self.plans[(project, entry.name[:-3])] = True
+                return
         path = Path(entry.path)
         found = plan_facts.from_row(path, row) if row is not None else None
-        if found is None:
+        if found is None:  # no row: a refusal of the file's kind or access, told each run
             try:
                 found = plan_facts.of_plan(read_plan(self.vault, path).plan)
-                self.facts.put(entry.path, entry.st, plan_facts.to_row(found))
             except BadFile as e:
                 found = e
-                # What the bytes say, and only that: a refusal of the file's kind or
-                # access (a link, a folder, no permission) is looked at again each run.
-                if not isinstance(e, (OSError, FileUnusable)) and entry.st is not None \
-                        and stat.S_ISREG(entry.st.st_mode):
-                    self.facts.put(entry.path, entry.st, plan_facts.bad_row(e))
             except OSError as e:
                 self.add(path, f"cannot be read: {e.strerror}")
                 return
@@ -304,7 +325,10 @@ class _Checker:
             self.plans[(project, path.stem)] = False
             return
         self.plans[(project, path.stem)] = found  # truthy
+        told = len(self.problems)
         self.check_plan(found)
+        if same is not None and len(self.problems) == told:
+            self._clean.add(same)
 
     def is_dir(self, path: Path) -> bool:
         if path not in self._dirs:
@@ -328,10 +352,9 @@ class _Checker:
             line = step.line
             where = f"sub-objective {step.index + 1}"
             if step.agent is not None and not self.agent_known(step.agent):
-                from modulatio_d.daemon.executors.agent import GROUP
                 self.add(plan.path, f"{where}: agent {step.agent!r} is neither in "
                          f".modulatio/config.yaml agents, built in (mock), nor an installed "
-                         f"plugin ({GROUP})", line, "add it to the config's agents")
+                         f"plugin ({AGENT_GROUP})", line, "add it to the config's agents")
             if step.cwd and not self.is_dir(project_dir / step.cwd):
                 first = i == 0
                 self.add(plan.path, f"{where}: cwd: the folder {project_dir / step.cwd} "
@@ -352,14 +375,14 @@ class _Checker:
             self.add(entry.path, f"template {entry.template!r}: "
                      + (f"there is no plan {entry.project}/plans/{entry.template}.md" if missing
                         else "is not a valid plan (see its own problem)"),
-                     _key_line(text, "template"),
+                     key_line(text, "template"),
                      "create the template plan (as a draft) or fix the id" if missing else "")
         if entry.timezone is None and not self.zone_ok:
             return  # the config's zone is reported once, at the config
         zone_name = entry.timezone or (self.cfg.timezone if self.cfg else None)
         zone = cron.parse_zone(zone_name) if zone_name else host_zone(self.environ)
         fires = cron.next_fires(entry.expr, zone, self.now, 1)
-        line = _key_line(text, "schedule")
+        line = key_line(text, "schedule")
         if not fires:
             self.add(entry.path, f"schedule {entry.schedule!r} never fires again", line,
                      "fix the schedule, or remove the entry")
@@ -367,34 +390,3 @@ class _Checker:
             self.add(entry.path, f"schedule {entry.schedule!r} fires next on "
                      f"{fires[0].isoformat()}, more than a year from now", line,
                      "check the day and month fields", Severity.WARNING)
-
-
-def _text(path: Path) -> str:
-    try:
-        return fs.read(path, "config").raw.decode("utf-8", "replace")
-    except OSError:
-        return ""
-
-
-def _key_line(text: str, key: str) -> int | None:
-    """The line of a top-level `key:` in YAML text (the whole file's, frontmatter or not)."""
-    m = re.search(rf"(?m)^{re.escape(key)}[ \t]*:", text)
-    return text.count("\n", 0, m.start()) + 1 if m else None
-
-
-def _agent_line(text: str, name: str) -> int | None:
-    """The line of agent `name` under the config's `agents:`."""
-    start = re.search(r"(?m)^agents[ \t]*:", text)
-    if not start:
-        return None
-    m = re.compile(rf"(?m)^[ \t]+['\"]?{re.escape(name)}['\"]?[ \t]*:").search(text, start.end())
-    return text.count("\n", 0, m.start()) + 1 if m else _key_line(text, "agents")
-
-
-def _is_plain(command: str) -> bool:
-    """A reflector that does not depend on the folder it runs in."""
-    try:
-        first = shlex.split(command)[0] if not command.startswith("plugin:") else ""
-    except (ValueError, IndexError):
-        return True
-    return "/" not in first or os.path.isabs(first)

@@ -40,6 +40,7 @@ from waiting import wait_for
 from modulatio_d.core.times import format_time
 from modulatio_d.ops import survey
 from modulatio_d.ops.init import init
+from modulatio_d.store.events import read as read_events
 from modulatio_d.store.vault import Vault
 
 PY = sys.executable
@@ -140,7 +141,7 @@ def build_every_state(root: Path) -> EveryState:
         if daemon.poll() is not None:
             pytest.fail(f"the OPS daemon exited: {daemon.stderr.read().decode()}")
         return any(e.get("event") == "step_started" and e.get("plan") == "OPS-P-001"
-                   for e in survey.read_events(vault.events_path, ("step_started",)))
+                   for e in read_events(vault.events_path, ("step_started",)))
 
     wait_for(step_running, what="OPS-P-001's first step to start")
     wait_for(lambda: any(d["active_plan"] == "OPS-P-001" and d["pid"] == daemon.pid

@@ -33,3 +33,14 @@ def test_no_progress_off_a_terminal():
     tick()
     done()
     assert err.getvalue() == ""
+
+
+def test_the_collector_is_paused_until_done():
+    import gc
+
+    assert gc.isenabled()
+    tick, done = reporter(io.StringIO(), "status")
+    tick()
+    assert not gc.isenabled()
+    done()
+    assert gc.isenabled()

@@ -4,6 +4,7 @@ moved gives its row unread; any change, a file gone or a racy file is read again
 from __future__ import annotations
 
 import json
+import marshal
 import os
 from datetime import UTC, datetime
 
@@ -51,7 +52,8 @@ def test_unchanged_plans_are_listed_from_the_cache(vault, reads):
     assert [r["id"] for r in render.list_plans(vault)] == ["P-P-002"]
     kept = rowcache.RowCache(vault.root, "plan-rows").old
     assert str(a) not in kept and len(kept) == 1
-    assert json.loads(rowcache.RowCache(vault.root, "plan-rows").path.read_text())["version"] == 1
+    saved = marshal.loads(rowcache.RowCache(vault.root, "plan-rows").path.read_bytes())
+    assert saved["version"] == rowcache.VERSION and len(saved["rows"]) == 1
 
 
 def test_a_racy_file_is_not_cached(vault, reads, monkeypatch):
@@ -73,15 +75,15 @@ def test_a_broken_cache_is_an_empty_one(vault, reads):
 
 
 def test_validate_does_not_read_an_unchanged_ended_plan_again(vault, reads, monkeypatch):
-    from modulatio_d.ops import validate
+    from modulatio_d.ops import plan_facts, validate
 
     done = new(vault, "Done")
     done.write_text(done.read_text().replace("status: draft", "status: completed"))
     new(vault, "Draft")
     seen: list[str] = []
     real = validate.read_plan
-    monkeypatch.setattr(validate, "read_plan",
-                        lambda v, p: seen.append(p.stem) or real(v, p))
+    for reader in (validate, plan_facts):  # the row's reader, and validate's for a refusal
+        monkeypatch.setattr(reader, "read_plan", lambda v, p: seen.append(p.stem) or real(v, p))
     first = [str(p) for p in validate.validate(vault)]
     assert sorted(seen) == ["P-P-001", "P-P-002"]
     seen.clear()
@@ -127,3 +129,35 @@ def test_plan_list_json_is_json_dumps_with_an_indent():
               for _ in range(300)]
     for rows in cases:
         assert rows_json(rows) == json.dumps(rows, indent=2)
+
+
+def test_a_cache_of_another_python_or_format_is_an_empty_one(vault, reads):
+    new(vault, "First")
+    render.list_plans(vault)
+    cache = rowcache.RowCache(vault.root, "plan-rows")
+    saved = marshal.loads(cache.path.read_bytes())
+    for other in ({**saved, "python": saved["python"] - 1}, {**saved, "version": 1},
+                  ["not", "a", "map"], {**saved, "rows": [1, 2]}):
+        cache.path.write_bytes(marshal.dumps(other))
+        reads.clear()
+        assert [r["id"] for r in render.list_plans(vault)] == ["P-P-001"]
+        assert reads == ["P-P-001"]
+
+
+def test_saving_drops_the_json_cache_of_the_release_before(vault, reads):
+    new(vault, "First")
+    old = rowcache.RowCache(vault.root, "plan-rows").path.with_suffix(".json")
+    old.parent.mkdir(parents=True, exist_ok=True)
+    old.write_text('{"version": 1, "rows": {}}')
+    render.list_plans(vault)
+    assert not old.exists() and old.with_suffix(".marshal").exists()
+
+
+def test_the_collector_runs_again_after_a_load(vault, reads):
+    import gc
+
+    new(vault, "First")
+    render.list_plans(vault)
+    assert gc.isenabled()
+    rowcache.RowCache(vault.root, "plan-rows")
+    assert gc.isenabled()

@@ -75,3 +75,25 @@ def test_status_and_metrics_tick_once_a_plan(vault):
     assert len(ticks) == 3
     metrics.text(vault, datetime.now(UTC), {}, lambda: ticks.append(2))
     assert ticks.count(2) == 3
+
+
+def test_counts_are_what_a_loop_over_the_plans_makes_in_its_order():
+    import random
+    from datetime import UTC, datetime
+
+    from modulatio_d.ops.survey import INVALID, STATUSES, Survey
+
+    rng = random.Random(3)
+    for _ in range(200):
+        s = Survey(vault="v", now=datetime.now(UTC))
+        s.plans = [{"id": "x", "project": rng.choice("ABCD"),
+                    "status": rng.choice([*STATUSES, INVALID])} for _ in range(rng.randint(0, 30))]
+        by_status, by_project = {k: 0 for k in (*STATUSES, INVALID)}, {}
+        for row in s.plans:
+            by_status[row["status"]] += 1
+            project = by_project.setdefault(row["project"], {})
+            project[row["status"]] = project.get(row["status"], 0) + 1
+        got = s.counts()
+        assert got == {"total": len(s.plans), "by_status": by_status, "by_project": by_project}
+        assert [(p, list(c)) for p, c in got["by_project"].items()] == \
+            [(p, list(c)) for p, c in by_project.items()]

@@ -29,7 +29,8 @@ def plan(vault, text: str, plan_id: str = "P-P-001") -> Path:
 def reads(monkeypatch):
     seen: list[str] = []
     real = validate.read_plan
-    monkeypatch.setattr(validate, "read_plan", lambda v, p: seen.append(p.stem) or real(v, p))
+    for reader in (validate, plan_facts):  # the row's reader, and validate's for a refusal
+        monkeypatch.setattr(reader, "read_plan", lambda v, p: seen.append(p.stem) or real(v, p))
     monkeypatch.setattr(rowcache, "RACY_S", -1.0)  # files made just now may be cached
     return seen
 
