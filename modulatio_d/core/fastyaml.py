@@ -13,7 +13,8 @@ round-trip constructor builds it (`0755` is 755, `0o755` 493, `1e3` 1000.0,
 `.lc` (`lc.line`, `lc.key(k)[0]`, `lc.item(i)[0]`, 0-based lines of the text), so
 messages keep their lines. It raises `Unsure` for what it does not decide the way
 ruamel would (an explicit tag, a merge key `<<`, a key that is a list or a mapping,
-a duplicate key, a date that does not exist): the caller then loads with ruamel,
+a duplicate key, a date that does not exist, a `:` right before `,` `]` or `}`):
+the caller then loads with ruamel,
 which refuses or reads it exactly as before. A syntax error libyaml finds is a
 `yaml.YAMLError` (the caller asks ruamel for its message; what either parser
 refuses is refused). tests/unit/test_fastyaml_agrees.py checks that both loaders
@@ -84,6 +85,7 @@ _INT = re.compile(r"""[-+]?0b[0-1_]+
     |[-+]?0o?[0-7_]+
     |[-+]?[0-9_]+
     |[-+]?0x[0-9a-fA-F_]+""", re.X)
+_ADJACENT_COLON = re.compile(r":[,\]}]")
 _NULL = re.compile(r"~|null|Null|NULL|")
 _TIMESTAMP = re.compile(r"""(?P<year>[0-9]{4})-(?P<month>[0-9]{2})-(?P<day>[0-9]{2})
     |(?P<y>[0-9]{4})-(?P<m>[0-9][0-9]?)-(?P<d>[0-9][0-9]?)
@@ -194,6 +196,11 @@ def load(text: str) -> object:
     """The document's value; raises Unsure (ask ruamel) or YAMLError (libyaml refused it)."""
     if "\t" in text:  # libyaml takes a tab inside a plain scalar; ruamel refuses it
         raise Unsure("a tab")
+    if _ADJACENT_COLON.search(text):
+        # `['k':]`, `['k':, b]`: in a flow sequence libyaml reads a pair with a null value,
+        # ruamel refuses it (a flow mapping's `{'k':}` it reads). Rare in a plan: ruamel
+        # decides every text with such a colon.
+        raise Unsure("a colon right before a flow indicator")
     composer = _Composer(text)
     try:
         node = composer.get_single_node()
