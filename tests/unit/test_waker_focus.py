@@ -5,7 +5,22 @@ from __future__ import annotations
 import os
 import time
 
+import pytest
+
+from modulatio_d.daemon import inotify
 from modulatio_d.daemon.wake import Waker
+
+
+@pytest.fixture(params=["inotify", "watchdog"])
+def watcher_kind(request, monkeypatch) -> str:
+    """Each watcher test runs with daemon/inotify.py and with the watchdog fallback (a
+    libc without inotify calls), which must tell the same changes."""
+    if request.param == "watchdog":
+        class NoInotify(inotify.Inotify):
+            def __init__(self, tell):
+                raise OSError(38, "inotify_init1 not here (the test)")
+        monkeypatch.setattr(inotify, "Inotify", NoInotify)
+    return request.param
 
 
 def test_a_focused_waker_is_woken_by_its_plan_only_and_the_rest_is_taken_later():
@@ -27,7 +42,8 @@ def test_a_focused_waker_is_woken_by_its_plan_only_and_the_rest_is_taken_later()
         waker.close()
 
 
-def test_a_mode_change_or_a_write_wakes_nobody_until_the_file_is_closed(tmp_path):
+def test_a_mode_change_or_a_write_wakes_nobody_until_the_file_is_closed(tmp_path,
+                                                                     watcher_kind):
     """Every daemon's watcher sees every daemon's writes: a write is told once, at its
     close, and a chmod not at all (the tick sees it). inotify keeps the order of a
     folder's events, so the marker's wake-up comes after any the writes made."""
@@ -39,6 +55,7 @@ def test_a_mode_change_or_a_write_wakes_nobody_until_the_file_is_closed(tmp_path
     watcher = Watcher(waker)
     try:
         watcher.watch([tmp_path])
+        assert isinstance(watcher.observer, inotify.Inotify) == (watcher_kind == "inotify")
         with plan.open("a") as f:
             f.write("y")
             f.flush()
@@ -61,7 +78,8 @@ def _woken_by(waker: Waker, path: str) -> set[str]:
     return seen
 
 
-def test_the_watcher_tells_plans_moves_folders_and_the_config_as_before(tmp_path):
+def test_the_watcher_tells_plans_moves_folders_and_the_config_as_before(tmp_path,
+                                                                      watcher_kind):
     """What wakes the daemon: a plan saved by rename (either half of the move), a folder
     made, the config; a step's log folder made, a temp file or a usage line do not."""
     from modulatio_d.daemon.wake import Watcher
