@@ -51,45 +51,40 @@ COMMANDS = [
     ("cron list", ["cron", "list"]),
 ]
 
-_READ_ALL = """
+_PLAN_FILES = """
 import os, sys
 
-def read_all(root):
+def plan_files(root):
     for p in sorted(os.scandir(root), key=lambda e: e.name):
         if p.is_dir() and not p.name.startswith("."):
             try:
                 found = sorted(os.scandir(os.path.join(p.path, "plans")), key=lambda e: e.name)
             except FileNotFoundError:
                 continue
-            for e in found:
-                if e.name.endswith(".md"):
-                    with open(e.path, "rb") as f:
-                        f.read()
+            yield from (e.path for e in found if e.name.endswith(".md"))
+"""
+_READ_ALL = _PLAN_FILES + """
+def read_all(root):
+    for path in plan_files(root):
+        with open(path, "rb") as f:
+            f.read()
 """
 _NS: dict = {}
 exec(_READ_ALL, _NS)  # the same code, timed in this process too
 
-_PARSE_ALL = """
-import os, sys
+_PARSE_ALL = _PLAN_FILES + """
 import yaml
 
 def parse_all(root):
     load, loader = yaml.load, yaml.CSafeLoader
-    for p in sorted(os.scandir(root), key=lambda e: e.name):
-        if p.is_dir() and not p.name.startswith("."):
-            try:
-                found = sorted(os.scandir(os.path.join(p.path, "plans")), key=lambda e: e.name)
-            except FileNotFoundError:
-                continue
-            for e in found:
-                if e.name.endswith(".md"):
-                    with open(e.path, "rb") as f:
-                        text = f.read().decode()
-                    end = text.find("\\n---", 3)
-                    try:
-                        load(text[4:end], Loader=loader)
-                    except yaml.YAMLError:
-                        pass
+    for path in plan_files(root):
+        with open(path, "rb") as f:
+            text = f.read().decode()
+        end = text.find("\\n---", 3)
+        try:
+            load(text[4:end], Loader=loader)
+        except yaml.YAMLError:
+            pass
 """
 """The parse floor: what a cold command cannot go below with PyYAML's C loader (libyaml),
 the fastest YAML reader here: every plan's frontmatter loaded once, in a new process, no
