@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from modulatio_d.store import fs
-from modulatio_d.store.fs import writing
+from modulatio_d.store.fs import appending, writing
 
 folder = Path(sys.argv[1])
 fs.register(folder)
@@ -58,7 +58,7 @@ def run(words: list[str]) -> str:
 
 def many(name: str, n: int, tag: str) -> None:
     if os.environ.get("MULTIHOST_APPEND_LOCK") == "off":
-        writing._lock_for_append = lambda fd: None
+        appending._lock_for_append = lambda fd: None
     errors: dict[str, int] = {}
     for k in range(n):
         try:

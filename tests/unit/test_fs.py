@@ -471,7 +471,7 @@ def test_an_append_writes_without_the_flock_when_it_stays_held(tmp_path, monkeyp
     Vault(tmp_path)
     path = tmp_path / "events.jsonl"
     path.write_bytes(b"old\n")
-    monkeypatch.setattr(fs.writing, "APPEND_LOCK_WAIT_S", 0.0)
+    monkeypatch.setattr(fs.appending, "APPEND_LOCK_WAIT_S", 0.0)
     holder = os.open(path, os.O_RDONLY)
     try:
         fcntl.flock(holder, fcntl.LOCK_EX)  # a reader that never lets go
@@ -482,8 +482,8 @@ def test_an_append_writes_without_the_flock_when_it_stays_held(tmp_path, monkeyp
     assert path.read_bytes() == b"old\nnew\n"
     # Said, naming the file: a record that may interleave with another host's is no secret.
     assert [r.getMessage() for r in caplog.records] == [
-        f"appending to {path} without its flock: still held elsewhere after 0 s (last: "
-        f"{os.strerror(errno.EWOULDBLOCK)})"]
+        f"appending to {path} without its flock: still held elsewhere after 0 s, the file "
+        f"not growing (last: {os.strerror(errno.EWOULDBLOCK)})"]
 
 
 def test_locate_forgets_the_roots_let_go(tmp_path):
@@ -559,3 +559,61 @@ def test_a_usage_append_looks_at_the_plans_mode_only_when_it_makes_the_file(vaul
     assert stat.S_IMODE(usage.usage_path(plan).stat().st_mode) == 0o640
     assert [json.loads(x)["input_tokens"] for x in
             usage.usage_path(plan).read_text().splitlines()] == [0, 1, 2]
+
+
+class _LockMovingElsewhere:
+    """A fake clock for store/fs/appending.py: each sleep of the waiting append is half a
+    second, during which the others append a line (`grow`) while the lock stays taken,
+    until `release_at` (then the holder lets go)."""
+
+    def __init__(self, path, holder: int, release_at: float, grow: bool):
+        self.t, self.path, self.holder, self.release_at, self.grow = 0.0, path, holder, \
+            release_at, grow
+
+    def monotonic(self) -> float:
+        return self.t
+
+    def sleep(self, _s: float) -> None:
+        self.t += 0.5
+        if self.grow:
+            with open(self.path, "ab") as f:
+                f.write(b"other\n")
+        if self.t >= self.release_at and self.holder >= 0:
+            os.close(self.holder)
+            self.holder = -1
+
+
+@pytest.mark.parametrize("grow, release_at, written_locked", [
+    (True, 10.0, True),    # the lock moves between the others for 10 s: wait for it
+    (False, 10.0, False),  # held 10 s by a holder that writes nothing: give up at 2 s
+    (True, 60.0, False),   # the others never let it come: give up at APPEND_LOCK_MAX_S
+])
+def test_an_append_waits_for_its_flock_while_the_others_keep_appending(
+        tmp_path, monkeypatch, caplog, grow, release_at, written_locked):
+    """A writer that loses every try while the lock passes between the others (six
+    daemons on three hosts at a soak's start) waits on; only a holder that makes no
+    progress, or APPEND_LOCK_MAX_S in all, makes it write without the lock."""
+    from modulatio_d.store.fs import appending
+
+    Vault(tmp_path)
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"old\n")
+    holder = os.open(path, os.O_RDONLY)
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    clock = _LockMovingElsewhere(path, holder, release_at, grow)
+    monkeypatch.setattr(appending, "time", clock)
+    try:
+        with caplog.at_level("WARNING", logger="modulatio.fs"):
+            fs.append(path, b"new\n")
+    finally:
+        if clock.holder >= 0:
+            os.close(clock.holder)
+    lines = path.read_bytes().splitlines()
+    assert lines[0] == b"old" and lines.count(b"new") == 1
+    if written_locked:  # after every line the others wrote while it waited
+        assert lines[-1] == b"new" and clock.t >= release_at and caplog.records == []
+    else:
+        gave_up = appending.APPEND_LOCK_MAX_S if grow else appending.APPEND_LOCK_WAIT_S
+        assert gave_up <= clock.t <= gave_up + 1.0
+        [message] = [r.getMessage() for r in caplog.records]
+        assert f"the file {'growing' if grow else 'not growing'} (last" in message

@@ -9,7 +9,7 @@ import os
 
 from modulatio_d.store import fs, mounts
 from modulatio_d.store.events import EventLog
-from modulatio_d.store.fs import writing
+from modulatio_d.store.fs import appending
 
 INFO = (
     "22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n"
@@ -59,13 +59,13 @@ def test_a_local_disks_append_costs_no_sync(vault, monkeypatch):
 def test_an_append_whose_open_meets_a_stale_handle_is_tried_again(tmp_path, monkeypatch):
     fs.register(tmp_path)
     stale = [OSError(errno.ESTALE, "Stale file handle")] * 2
-    real = writing.open_regular
+    real = appending.open_regular
 
     def open_regular(*a, **k):
         if stale:
             raise stale.pop()
         return real(*a, **k)
-    monkeypatch.setattr(writing, "open_regular", open_regular)
+    monkeypatch.setattr(appending, "open_regular", open_regular)
     monkeypatch.setattr("modulatio_d.store.fs.reading.READ_RETRY_S", 0.0)
     fs.append(tmp_path / "x.jsonl", b"line\n")
     assert (tmp_path / "x.jsonl").read_bytes() == b"line\n" and stale == []

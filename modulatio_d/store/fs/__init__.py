@@ -47,7 +47,8 @@ missing file is FileNotFoundError, as from open().
 
 from __future__ import annotations
 
-from modulatio_d.store.fs import opening, reading, writing
+from modulatio_d.store.fs import appending, opening, reading, writing
+from modulatio_d.store.fs.appending import append
 from modulatio_d.store.fs.opening import (
     LIMITS,
     Refused,
@@ -72,7 +73,6 @@ from modulatio_d.store.fs.reading import (
 )
 from modulatio_d.store.fs.writing import (
     Folder,
-    append,
     exchange,
     folder_cap,
     fsync_dir,
@@ -89,7 +89,8 @@ from modulatio_d.store.fs.writing import (
 )
 
 __all__ = [
-    "LIMITS", "Entry", "Folder", "Refused", "Root", "Snapshot", "append", "check_folder",
+    "LIMITS", "Entry", "Folder", "Refused", "Root", "Snapshot", "append", "appending",
+    "check_folder",
     "check_regular", "each_entry", "entries", "exchange", "exists", "folder_cap", "fsync_dir",
     "lines", "mkdirs", "mode_of",
     "move", "names", "open_folder", "open_regular", "open_temp", "opening", "publish", "read",

@@ -1,16 +1,15 @@
-"""Changing vault folders and files: mkdir, temp files, rename, exchange, publish,
-unlink and appends, each by name on a folder descriptor opened beneath the root."""
+"""Changing vault folders and files: mkdir, temp files, rename, exchange, publish and
+unlink, each by name on a folder descriptor opened beneath the root (appends:
+appending.py)."""
 
 from __future__ import annotations
 
 import ctypes
 import errno
 import fcntl
-import logging
 import os
 import secrets
 import stat
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,9 +24,7 @@ from modulatio_d.store.fs.opening import (
     open_folder,
     parts_of,
 )
-from modulatio_d.store.fs.reading import retrying, stat_of
-
-log = logging.getLogger("modulatio.fs")
+from modulatio_d.store.fs.reading import stat_of
 
 _RENAME_NOREPLACE = 1
 _RENAME_EXCHANGE = 2
@@ -338,57 +335,6 @@ def _open_creating(path: Path | str, flags: int, mode: int) -> int:
         except FileExistsError:  # GlusterFS's create met another host's: the file is there
             pass
     return open_beneath(path, flags | os.O_NONBLOCK, mode)
-
-
-APPEND_LOCK_WAIT_S = 2.0
-"""How long an append waits for the file's flock before it writes without it."""
-
-
-def append(path: Path | str, data: bytes, *, cap: int | None = None, sync: bool = False,
-           folders: bool = True, flush: bool = False) -> None:
-    """Append `data` with one write() under an flock of the file (docs/multi-host.md).
-
-    O_APPEND alone keeps writers apart on one kernel, not across hosts (GlusterFS: records
-    interleave). Held elsewhere for over APPEND_LOCK_WAIT_S, or an flock error: written
-    without it, with a warning. `flush` (network filesystems): fdatasync before the flock
-    is let go (write-behind answers close() early). Open retried after ESTALE, EIO."""
-    fd = retrying(lambda: open_regular(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, cap=cap,
-                                       folders=folders))
-    try:
-        unlocked = _lock_for_append(fd)
-        if unlocked:
-            log.warning("appending to %s without its flock: %s", path, unlocked)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        if sync:
-            os.fsync(fd)
-        elif flush:
-            os.fdatasync(fd)
-    finally:
-        os.close(fd)
-
-
-_BUSY_OR_PASSING = (errno.EWOULDBLOCK, errno.EINTR, errno.ESTALE, errno.EIO, errno.ENOTCONN)
-
-
-def _lock_for_append(fd: int) -> str | None:
-    """The flock of `fd` taken: None, else why not (ENOLCK, EINVAL: no flock here, and
-    one kernel's O_APPEND is enough: None too)."""
-    deadline = time.monotonic() + APPEND_LOCK_WAIT_S
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return None
-        except OSError as e:
-            if e.errno in (errno.ENOLCK, errno.EINVAL):
-                return None
-            if e.errno not in _BUSY_OR_PASSING:  # a network client's passing errors: again
-                return f"flock failed: {e.strerror}"
-            if time.monotonic() > deadline:
-                return (f"still held elsewhere after {APPEND_LOCK_WAIT_S:g} s (last: "
-                        f"{e.strerror})")
-            time.sleep(0.002)
 
 
 def mode_of(path: Path | str) -> int | None:
