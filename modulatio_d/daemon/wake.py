@@ -1,7 +1,7 @@
 """Waking the single-threaded daemon: file changes, signals, a child's exit.
 
-`Waker` is a self-pipe. The watchdog observer thread writes a byte to it and
-queues the changed file's path (or "" for another change, see `poke`);
+`Waker` is a self-pipe. The file watcher's thread (daemon/inotify.py, or
+watchdog's where libc has no inotify calls) writes a byte to it and queues the changed file's path (or "" for another change, see `poke`);
 signals reach it through signal.set_wakeup_fd. `wait(timeout, fds)` blocks
 until the pipe or one of `fds` (a child's pidfd) is readable or the time is up.
 
@@ -11,8 +11,8 @@ plan write would otherwise wake every running daemon into its between-beats
 checks: N x N wake-ups a step, nothing for them to do). The first wait after the
 step returns at once when such a change was held back, so the main loop takes it
 as it would have.
-inotify can drop events under load and the observer thread can die: the tick
-stays the truth, and `Watcher.watch()` restarts a dead observer.
+inotify can drop events under load and the watcher's thread can die: the tick
+stays the truth, and `Watcher.watch()` restarts a dead watcher.
 """
 
 from __future__ import annotations
@@ -120,7 +120,7 @@ class Watcher:
 
     def __init__(self, waker: Waker):
         self.waker = waker
-        self.observer = None  # daemon/inotify.py's Inotify, else a watchdog Observer
+        self.observer = None  # daemon/inotify.py's Inotify, else _Watchdog (its interface)
         self.watched: dict[Path, object] = {}
         self.broken = False
 
@@ -143,12 +143,8 @@ class Watcher:
             self.observer = inotify.Inotify(self.tell)
         except (OSError, AttributeError) as e:  # no inotify through libc: watchdog's way
             log.debug("inotify unavailable (%s): watchdog watches", e)
-            self.observer = _watchdog_observer(self.tell)
+            self.observer = _Watchdog(self.tell)
         self.watched = {}
-
-    def _alive(self, handle: object) -> bool:
-        """Whether a watch still stands (the kernel drops one whose folder was removed)."""
-        return not isinstance(self.observer, inotify.Inotify) or self.observer.alive(handle)
 
     def watch(self, folders: list[Path]) -> int:
         """Watch each of `folders` that exists; restart a dead watcher thread.
@@ -165,13 +161,13 @@ class Watcher:
                 self._start()
             wanted = set(folders)
             for gone in [f for f, h in self.watched.items()
-                         if f not in wanted or not f.is_dir() or not self._alive(h)]:
+                         if f not in wanted or not f.is_dir() or not self.observer.alive(h)]:
                 # deleted (its inotify watch died with it) or no longer served: a folder
                 # made again under the same name must get a new watch
-                self._unschedule(self.watched.pop(gone))
+                self.observer.remove(self.watched.pop(gone))
             for folder in folders:
                 if folder not in self.watched and folder.is_dir():
-                    self.watched[folder] = self._schedule(folder)
+                    self.watched[folder] = self.observer.add(str(folder))
                     added += 1
         except OSError as e:  # ENOSPC from inotify: the per-user watch limit
             if not self.broken:
@@ -180,57 +176,60 @@ class Watcher:
             self.broken = True
         return added
 
-    def _schedule(self, folder: Path) -> object:
-        if isinstance(self.observer, inotify.Inotify):
-            return self.observer.add(str(folder))
-        return self.observer.schedule(self.observer.handler, str(folder), recursive=False,
-                                      event_filter=self.observer.wanted)
+    def stop(self) -> None:
+        if self.observer is not None:
+            self.observer.stop()
 
-    def _unschedule(self, handle: object) -> None:
-        if isinstance(self.observer, inotify.Inotify):
-            self.observer.remove(handle)
-        else:
-            self.observer.unschedule(handle)
+
+class _Watchdog:
+    """watchdog's Observer behind inotify.Inotify's interface, telling `tell` what it
+    would (where libc gives no inotify calls)."""
+
+    def __init__(self, tell: inotify.Tell):
+        from watchdog.events import (
+            DirCreatedEvent,
+            DirMovedEvent,
+            FileClosedEvent,
+            FileCreatedEvent,
+            FileDeletedEvent,
+            FileMovedEvent,
+            FileSystemEventHandler,
+        )
+        from watchdog.observers import Observer
+
+        class Handler(FileSystemEventHandler):
+            def on_any_event(self, event) -> None:
+                for p in (event.src_path, getattr(event, "dest_path", "")):
+                    if isinstance(p, bytes):
+                        p = os.fsdecode(p)
+                    if p:  # no dest_path: not a move
+                        tell(p, event.is_directory)
+
+        self.handler = Handler()
+        # Asked of the kernel, not filtered here (as inotify.MASK): no reads, no IN_MODIFY.
+        self.wanted = [FileCreatedEvent, FileDeletedEvent, FileMovedEvent, FileClosedEvent,
+                       DirCreatedEvent, DirMovedEvent]
+        self.observer = Observer()
+        self.observer.daemon = True
+        self.observer.start()
+
+    def add(self, folder: str) -> object:
+        return self.observer.schedule(self.handler, folder, recursive=False,
+                                      event_filter=self.wanted)
+
+    def remove(self, handle: object) -> None:
+        self.observer.unschedule(handle)
+
+    def alive(self, handle: object) -> bool:
+        return True  # watchdog does not say: a folder made again is seen by is_dir()
+
+    def is_alive(self) -> bool:
+        return self.observer.is_alive()
 
     def stop(self) -> None:
-        if isinstance(self.observer, inotify.Inotify):
-            self.observer.stop()
-        elif self.observer is not None:
-            logging.getLogger("watchdog.observers.inotify").addFilter(_stop_race)
-            self.observer.stop()
-            self.observer.join(timeout=5)
-
-
-def _watchdog_observer(tell: inotify.Tell):
-    """A started watchdog Observer telling `tell` what inotify.Inotify would (where libc
-    gives no inotify calls)."""
-    from watchdog.events import (
-        DirCreatedEvent,
-        DirMovedEvent,
-        FileClosedEvent,
-        FileCreatedEvent,
-        FileDeletedEvent,
-        FileMovedEvent,
-        FileSystemEventHandler,
-    )
-    from watchdog.observers import Observer
-
-    class Handler(FileSystemEventHandler):
-        def on_any_event(self, event) -> None:
-            for p in (event.src_path, getattr(event, "dest_path", "")):
-                if isinstance(p, bytes):
-                    p = os.fsdecode(p)
-                if p:  # no dest_path: not a move
-                    tell(p, event.is_directory)
-
-    observer = Observer()
-    observer.daemon = True
-    observer.handler = Handler()
-    # Asked of the kernel, not filtered here (as inotify.MASK): no reads, no IN_MODIFY.
-    observer.wanted = [FileCreatedEvent, FileDeletedEvent, FileMovedEvent, FileClosedEvent,
-                       DirCreatedEvent, DirMovedEvent]
-    observer.start()
-    return observer
+        logging.getLogger("watchdog.observers.inotify").addFilter(_stop_race)
+        self.observer.stop()
+        self.observer.join(timeout=5)
 
 
 def _stop_race(record: logging.LogRecord) -> bool:
