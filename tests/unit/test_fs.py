@@ -7,6 +7,7 @@ openat2 (`walk` fixture).
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import fcntl
 import hashlib
@@ -86,6 +87,34 @@ def test_enosys_from_openat2_switches_to_the_walk_for_good(vault, monkeypatch):
     with pytest.raises(fs.Refused, match="is a symbolic link"):
         fs.read(vault.root / "P" / "plans" / "l.md", "plan")
     assert len(calls) == 1  # not asked again
+
+
+@pytest.mark.parametrize("err", [errno.EXDEV, errno.EAGAIN])
+def test_a_scoped_walk_that_met_a_change_is_tried_again(vault, monkeypatch, err):
+    """openat2 answered EXDEV on GlusterFS (a client dropped a folder's entry during the
+    walk: two events lines of a soak lost) and may answer EAGAIN after a rename: a path
+    without `..` cannot climb out, so both are tried again, a few times, then told."""
+    if not fs.opening.USE_OPENAT2:
+        pytest.skip("the walk (no openat2): nothing scoped to retry")
+    path = vault.root / "P" / "plans" / "x.md"
+    path.write_text("hello")
+    real, failures = fs.opening._syscall, []
+
+    def racing(nr, *args):
+        if nr == fs.opening._SYSOPENAT2_C and len(failures) < budget:
+            failures.append(nr)
+            ctypes.set_errno(err)
+            return -1
+        return real(nr, *args)
+
+    monkeypatch.setattr(fs.opening, "_syscall", racing)
+    budget = fs.opening.SCOPED_RETRIES
+    assert fs.read(path, "plan").raw == b"hello" and len(failures) == budget
+    failures.clear()
+    budget = fs.opening.SCOPED_RETRIES + 1  # past the retries: the error, as before
+    with pytest.raises(OSError) as e:
+        fs.read(path, "plan")
+    assert e.value.errno == err
 
 
 @pytest.mark.parametrize("target", ["inside", "outside"])

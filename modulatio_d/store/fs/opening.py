@@ -224,14 +224,26 @@ def _openat2(dirfd: int, rel: str, flags: int, mode: int) -> int:
         flags &= os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
     how = _OpenHow(flags, mode if flags & os.O_CREAT else 0,
                    _RESOLVE_BENEATH | _RESOLVE_NO_SYMLINKS)
+    again = SCOPED_RETRIES
     while True:
         fd = _syscall(_SYSOPENAT2_C, ctypes.c_int(dirfd), ctypes.c_char_p(os.fsencode(rel)),
                       ctypes.byref(how), _HOW_SIZE)
         if fd >= 0:
             return fd
         err = ctypes.get_errno()
-        if err != errno.EINTR:
+        if err in (errno.EAGAIN, errno.EXDEV) and again > 0:
+            again -= 1  # a scoped walk that met a change on its way: see SCOPED_RETRIES
+        elif err != errno.EINTR:
             raise OSError(err, os.strerror(err))
+
+
+SCOPED_RETRIES = 5
+"""How often an openat2 that answered EAGAIN or EXDEV is tried again. `rel` never holds
+`..` (parts_of), so neither means a climb out of the vault: the kernel could not show
+the walk stayed beneath the root because something on its way changed meanwhile (a
+rename: EAGAIN, as openat2(2) says; on GlusterFS, a folder's entry dropped and looked up
+again by the client: EXDEV, 2 appends to events.jsonl of one multihost soak lost so).
+One that still fails is told as before."""
 
 
 def _walk(dirfd: int, parts: list[str], flags: int, mode: int) -> int:
