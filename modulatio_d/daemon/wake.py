@@ -1,8 +1,9 @@
 """Waking the single-threaded daemon: file changes, signals, a child's exit.
 
 `Waker` is a self-pipe. The file watcher's thread (daemon/inotify.py, or
-watchdog's where libc has no inotify calls) writes a byte to it and queues the changed file's path (or "" for another change, see `poke`);
-signals reach it through signal.set_wakeup_fd. `wait(timeout, fds)` blocks
+watchdog's where libc has no inotify calls) writes a byte to it and queues the
+changed file's path (or "" for another change, see `poke`); signals reach it
+through signal.set_wakeup_fd. `wait(timeout, fds)` blocks
 until the pipe or one of `fds` (a child's pidfd) is readable or the time is up.
 
 While a step runs, the runner names its plan (`focused`): a change of any other
