@@ -19,8 +19,14 @@ Target (issue 12): every command within 2x of the floor, at 10,000 and 100,000 p
 BENCH_PLANS (10000) and BENCH_ROUNDS (3) change the sizes. BENCH_VAULT_CACHE=<folder>
 keeps the generated vault for the next run and the other benchmarks (vaultgen.vault_for);
 its config gets `agents: {writer: {use: mock}}` (the plans' agent), written once.
+BENCH_COLD=0 leaves out the cold runs (warm only: each command's cache is filled by one
+untimed run first). BENCH_COMPARE=<folder holding another modulatio_d package> (an
+export of an older commit, say) runs every command from that tree too, alternating with
+this one in each round, with its own cache: "before" and "after" under the same load.
 Commands run with bytecode caching on (as an installed package has it) even when the
-calling shell sets PYTHONDONTWRITEBYTECODE; a first untimed run writes it.
+calling shell sets PYTHONDONTWRITEBYTECODE; a first untimed run writes it. They run in
+a scratch folder with PYTHONPATH naming the tree, so neither the caller's folder nor the
+installed package decides which code runs.
 """
 
 from __future__ import annotations
@@ -39,6 +45,10 @@ from vaultgen import vault_for  # noqa: E402
 
 PLANS = int(os.environ.get("BENCH_PLANS", "10000"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+COLD = os.environ.get("BENCH_COLD", "1") != "0"
+TREES = {"this": str(Path(__file__).resolve().parent.parent)}
+if os.environ.get("BENCH_COMPARE"):
+    TREES["compare"] = str(Path(os.environ["BENCH_COMPARE"]).resolve())
 
 COMMANDS = [
     ("plan list", ["plan", "list"]),
@@ -115,7 +125,8 @@ moves far less than one of wall clocks."""
 def run(argv: list[str], env: dict[str, str], what: str = "") -> tuple[float, int]:
     t = time.perf_counter()
     with tempfile.TemporaryFile() as err:
-        p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err, env=env)
+        p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err, env=env,
+                             cwd=env["XDG_CACHE_HOME"])
         _, status, usage = os.wait4(p.pid, 0)
         took = time.perf_counter() - t
         code = os.waitstatus_to_exitcode(status)
@@ -138,29 +149,38 @@ def main() -> None:
 
 
 def bench(root: Path) -> None:
-    cache = Path(tempfile.mkdtemp(prefix="modulatio-bench-cache-"))
+    scratch = Path(tempfile.mkdtemp(prefix="modulatio-bench-cache-"))
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    env["XDG_CACHE_HOME"] = str(cache)
+    envs = {}
+    for tree, source in TREES.items():
+        (scratch / tree).mkdir()
+        envs[tree] = {**env, "XDG_CACHE_HOME": str(scratch / tree), "PYTHONPATH": source}
     me = [sys.executable, "-m", "modulatio_d", "--vault", str(root)]
     floor_argv = [sys.executable, "-c", _READ_ALL + "\nread_all(sys.argv[1])\n", str(root)]
     parse_argv = [sys.executable, "-c", _PARSE_ALL + "\nparse_all(sys.argv[1])\n", str(root)]
     try:
-        run([*me, "status"], env)  # untimed: bytecode written, page cache warm
-        run(floor_argv, env)
+        for tree_env in envs.values():
+            run([*me, "status"], tree_env)  # untimed: bytecode written, page cache warm
+        run(floor_argv, envs["this"])
         CPU.clear()
         floors, parses, in_proc = [], [], []
-        times: dict[str, dict[str, list[float]]] = {n: {"cold": [], "warm": []}
-                                                    for n, _ in COMMANDS}
+        times: dict[str, dict[str, list[float]]] = {
+            f"{tree} {n}": {"cold": [], "warm": []} for tree in TREES for n, _ in COMMANDS}
         codes: dict[str, int] = {}
         for _ in range(ROUNDS):
-            floors.append(run(floor_argv, env, "floor")[0])
-            parses.append(run(parse_argv, env, "parse")[0])
+            floors.append(run(floor_argv, envs["this"], "floor")[0])
+            parses.append(run(parse_argv, envs["this"], "parse")[0])
             in_proc.append(read_in_process(root))
             for name, args in COMMANDS:
-                shutil.rmtree(cache / "modulatio", ignore_errors=True)
-                took, codes[name] = run([*me, *args], env, f"{name} cold")
-                times[name]["cold"].append(took)
-                times[name]["warm"].append(run([*me, *args], env, f"{name} warm")[0])
+                for tree, tree_env in envs.items():
+                    what = f"{tree} {name}"
+                    if COLD:
+                        shutil.rmtree(scratch / tree / "modulatio", ignore_errors=True)
+                        took, codes[what] = run([*me, *args], tree_env, f"{what} cold")
+                        times[what]["cold"].append(took)
+                    elif not times[what]["warm"]:
+                        codes[what] = run([*me, *args], tree_env)[1]  # the cache filled
+                    times[what]["warm"].append(run([*me, *args], tree_env, f"{what} warm")[0])
         floor, parse = statistics.median(floors), statistics.median(parses)
         cpu = {k: statistics.median(v) for k, v in CPU.items()}
         load = os.getloadavg()[0]
@@ -170,16 +190,23 @@ def bench(root: Path) -> None:
               f"floor (libyaml's CSafeLoader on every frontmatter, a new process): "
               f"{parse:.3f} s = {parse / floor:.2f}x, CPU {cpu['parse']:.3f} s = "
               f"{cpu['parse'] / cpu['floor']:.2f}x")
-        print(f"{'command':<28}{'cold':>9}{'warm':>9}{'cold/floor':>12}{'warm/floor':>12}"
-              f"{'CPU cold/floor':>16}{'CPU warm/floor':>16}  exit")
-        for name, _ in COMMANDS:
-            cold = statistics.median(times[name]["cold"])
-            warm = statistics.median(times[name]["warm"])
-            print(f"{name:<28}{cold:>8.3f}s{warm:>8.3f}s{cold / floor:>11.2f}x"
-                  f"{warm / floor:>11.2f}x{cpu[name + ' cold'] / cpu['floor']:>15.2f}x"
-                  f"{cpu[name + ' warm'] / cpu['floor']:>15.2f}x  {codes[name]}")
+        for tree, source in TREES.items():
+            if len(TREES) > 1:
+                print(f"{tree}: {source}")
+            print(f"{'command':<28}{'cold':>9}{'warm':>9}{'cold/floor':>12}{'warm/floor':>12}"
+                  f"{'CPU cold/floor':>16}{'CPU warm/floor':>16}  exit")
+            for name, _ in COMMANDS:
+                what = f"{tree} {name}"
+                warm = statistics.median(times[what]["warm"])
+                cold, ratio, cpu_ratio = f"{'-':>9}", f"{'-':>12}", f"{'-':>16}"  # not run
+                if COLD:
+                    took = statistics.median(times[what]["cold"])
+                    cold, ratio = f"{took:>8.3f}s", f"{took / floor:>11.2f}x"
+                    cpu_ratio = f"{cpu[what + ' cold'] / cpu['floor']:>15.2f}x"
+                print(f"{name:<28}{cold}{warm:>8.3f}s{ratio}{warm / floor:>11.2f}x"
+                      f"{cpu_ratio}{cpu[what + ' warm'] / cpu['floor']:>15.2f}x  {codes[what]}")
     finally:
-        shutil.rmtree(cache, ignore_errors=True)
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 if __name__ == "__main__":

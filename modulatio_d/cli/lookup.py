@@ -7,7 +7,6 @@ stays fast on a vault of thousands of plans.
 from __future__ import annotations
 
 import argparse
-import difflib
 
 from modulatio_d.core import names
 from modulatio_d.core.errors import NotFound, UsageError
@@ -20,6 +19,8 @@ def close_match(word: str, options: list[str]) -> str | None:
     same = [o for o in options if o.lower() == word.lower()]
     if same:
         return same[0]
+    import difflib  # only when a word names nothing: not at every command's start
+
     lower = {o.lower(): o for o in options}
     found = difflib.get_close_matches(word.lower(), list(lower), n=1)
     return lower[found[0]] if found else None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 ACTIONS = ("approve", "pause", "resume", "abort", "retry", "unblock")
 ACTION_HELP = {
@@ -165,7 +164,7 @@ def run_restore(args, ctx) -> int:
 
 def run_list(args, ctx) -> int:
     from modulatio_d.cli.lookup import project_code
-    from modulatio_d.ops.render import list_plans
+    from modulatio_d.ops.render import list_json, list_plans
 
     vault = ctx.vault(args)
     project = project_code(vault, args.project, ctx) if args.project else None
@@ -173,37 +172,25 @@ def run_list(args, ctx) -> int:
 
     tick, done = reporter(ctx.err, "plan list")
     try:
-        rows = list_plans(vault, project=project, status=args.status, tick=tick)
+        if args.json:  # the rows' JSON texts, kept beside the rows (ops/render.py)
+            text = list_json(vault, project=project, status=args.status, tick=tick)
+        else:
+            rows = list_plans(vault, project=project, status=args.status, tick=tick)
     finally:
         done()
     if args.json:
-        ctx.print(rows_json(rows))
+        ctx.print(text)
         return 0
     from modulatio_d.core.controls import neutralise
 
     if rows:  # one write, not two a row (stdout is unbuffered under PYTHONUNBUFFERED)
-        ctx.print("\n".join(neutralise(f"{r['id']:<24} {r['status']:<10} {r['done']}/"
-                                        f"{r['total']:<4} p{r['priority']:<4} {r['title']}")
-                            for r in rows))  # each line as ctx.say writes it
+        lines = [f"{r['id']:<24} {r['status']:<10} {r['done']}/{r['total']:<4} "
+                 f"p{r['priority']:<4} {r['title']}" for r in rows]
+        # Each line as ctx.say writes it; one scan of them all tells whether any needs it.
+        flat = "".join(lines)
+        safe = neutralise(flat) == flat
+        ctx.print("\n".join(lines if safe else map(neutralise, lines)))
     return 0
-
-
-def rows_json(rows: list[dict]) -> str:
-    """`json.dumps(rows, indent=2)`, exactly, by the C encoder: with an indent, json's own
-    encoder is the pure-Python one (2 s for 100,000 rows). Without one it is C, and its
-    item separator, written as given, carries the rows' items' indent; an encoded string
-    holds no raw line break (it is `\\n`), so `},<newline>    {` is only ever between rows."""
-    if not rows or _C is None or not all(
-            row and set(map(type, row.values())) <= _SCALARS for row in rows):
-        return json.dumps(rows, indent=2)  # anything else: json's own way
-    text = "".join(_C(rows, 0))
-    return "[\n  {\n    " + text[2:-2].replace("},\n    {", "\n  },\n  {\n    ") + "\n  }\n]"
-
-
-_SCALARS = {str, int, bool, type(None)}
-_C = json.encoder.c_make_encoder and json.encoder.c_make_encoder(
-    None, None, json.encoder.encode_basestring_ascii, None, ": ", ",\n    ", False, False,
-    True)  # what json.dumps(rows, separators=(",\n    ", ": ")) runs
 
 
 def run_show(args, ctx) -> int:
@@ -211,6 +198,8 @@ def run_show(args, ctx) -> int:
 
     info = show_plan(ctx.vault(args), args.id)
     if args.json:
+        import json
+
         ctx.print(json.dumps(info, indent=2))
         return 0
     ctx.say(f"{info['id']}  {info['title']}")

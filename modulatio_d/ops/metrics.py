@@ -35,12 +35,15 @@ from datetime import datetime
 
 from modulatio_d import __version__
 from modulatio_d.core.times import parse_time
-from modulatio_d.core.verdict import FAILURES
 from modulatio_d.ops.survey import INVALID, STATUSES, survey
 from modulatio_d.store import fs, usage
 from modulatio_d.store.events import read_counted
 from modulatio_d.store.vault import Vault
 
+FAILURES = frozenset({"failed", "timeout", "error"})
+"""core/verdict.FAILURES as the outcomes events.jsonl writes (held equal by
+tests/unit/test_survey_cache.py): written out, so that `metrics` does not import the
+plan reader to count failed steps."""
 _EVENTS = ("step_ended", "cron_fired", "cron_missed", "cron_skipped", "file_refused")
 
 

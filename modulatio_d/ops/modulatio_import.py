@@ -26,7 +26,6 @@ from modulatio_d.core import markdown, names
 from modulatio_d.core.errors import BadFile
 from modulatio_d.core.times import parse_time
 from modulatio_d.store import fs
-from modulatio_d.store.plan_file import read_plan
 from modulatio_d.store.vault import Vault, create_numbered, next_number
 
 CRON_CONFIG = "cron-config.json"
@@ -75,6 +74,8 @@ def import_all(vault: Vault, now: datetime, dry_run: bool) -> list[Change]:
 
 
 def report_plans(vault: Vault) -> list[Change]:
+    from modulatio_d.store.plan_file import read_plan  # not for `validate`'s vault_notes
+
     out = []
     for project in vault.projects():
         for entry in sorted(vault.files(project, "plans"), key=lambda e: e.name):

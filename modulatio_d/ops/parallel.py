@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from importlib import import_module
 from operator import attrgetter
 
 from modulatio_d.store import fs
@@ -47,14 +48,18 @@ def workers(count: int) -> int:
 
 
 def rows(paths: Sequence[str], row_of: Callable[[str], dict | None],
-         tick: Callable[[], None] = lambda: None, jobs: int | None = None
-         ) -> Iterator[tuple[str, dict | None]]:
+         tick: Callable[[], None] = lambda: None, jobs: int | None = None,
+         preload: Sequence[str] = ()) -> Iterator[tuple[str, dict | None]]:
     """(path, row_of(path)) for each path, in order; `tick()` after each (progress).
-    `jobs`: the number of processes (workers(len(paths)) when None)."""
+    `jobs`: the number of processes (workers(len(paths)) when None). `preload`: the
+    modules `row_of` imports when it first runs (a command imports its file readers only
+    when a file must be read), imported before a pool forks: once, not in each worker."""
     global _JOB
     jobs = workers(len(paths)) if jobs is None else jobs
     pool = None
     if jobs > 1:
+        for name in preload:
+            import_module(name)
         _JOB = row_of  # before the fork: the workers inherit it
         try:
             pool = start(jobs)
@@ -79,7 +84,8 @@ def rows(paths: Sequence[str], row_of: Callable[[str], dict | None],
 
 def missing(cache: RowCache, entries: Iterable[fs.Entry],
             row_of: Callable[[str, os.stat_result], dict | None],
-            tick: Callable[[], None] = lambda: None) -> dict[str, dict]:
+            tick: Callable[[], None] = lambda: None,
+            preload: Sequence[str] = ()) -> dict[str, dict]:
     """path -> row_of(path, lstat) for the entries `cache` has no row for, made by the pool,
     when MIN_FILES or more have none; {} otherwise (the caller then makes each in its
     turn), and without the rows that are None. `tick()` once a row made here."""
@@ -90,8 +96,8 @@ def missing(cache: RowCache, entries: Iterable[fs.Entry],
     todo = {e.path: e.st for e in entries if cache.get(e.path, e.st) is None}
     if workers(len(todo)) < 2:
         return {}
-    return {p: row for p, row in rows(list(todo), lambda p: row_of(p, todo[p]), tick)
-            if row is not None}
+    return {p: row for p, row in rows(list(todo), lambda p: row_of(p, todo[p]), tick,
+                                      preload=preload) if row is not None}
 
 
 def start(jobs: int):

@@ -30,7 +30,6 @@ from modulatio_d.core.markdown import line_of
 from modulatio_d.core.plan import FINAL, Plan, StepKind
 from modulatio_d.ops import parallel
 from modulatio_d.store import fs
-from modulatio_d.store.plan_file import read_plan
 from modulatio_d.store.rowcache import RowCache
 from modulatio_d.store.vault import Vault
 
@@ -135,6 +134,14 @@ def same_checks(project: str, row: dict) -> tuple | None:
         return None
 
 
+def read_plan(vault: Vault, path: Path):
+    """store/plan_file.read_plan (with the records it reads beside the plan), imported
+    when a plan must be read: a warm `validate` reads none."""
+    from modulatio_d.store.plan_file import read_plan as read
+
+    return read(vault, path)
+
+
 def read_row(vault: Vault, path: str, st: os.stat_result | None) -> dict | None:
     """The row of one plan file read now: its Facts', or its BadFile's when the bytes are
     to blame; None for a refusal of the file's kind or access (a link, a folder, no
@@ -162,4 +169,5 @@ def prepare(vault: Vault, cache: RowCache, listing: Callable[[str, str], list[fs
         except BadFile:
             continue
         entries += listing(project, "plans")
-    return parallel.missing(cache, entries, lambda p, st: read_row(vault, p, st), tick)
+    return parallel.missing(cache, entries, lambda p, st: read_row(vault, p, st), tick,
+                            preload=("modulatio_d.store.plan_file",))

@@ -15,7 +15,7 @@ a second):
   validate` parses everything.
 - daemons: the heartbeat files. A daemon is `live` while its process exists
   (on this host; elsewhere only the age can tell) and it ticked within
-  stale_after(tick_seconds); otherwise `stale`, with the reason.
+  stale_after(tick_seconds) (ops/daemon_rows.py); otherwise `stale`, with the reason.
 - tickets: each ticket's status line by regex; open ones are parsed.
 - cron: every entry is parsed (entries are few) for its next fire: the rows of
   `cron list` (ops/cron.entry_rows).
@@ -27,13 +27,17 @@ Nothing is written and no lock is kept: an `executing` plan's lock is probed
 (flock LOCK_NB, released at once) to tell a running plan from an orphan of a
 dead daemon, the same probe the scan makes. The text for people is
 status_text.py.
+
+A warm run parses nothing but the executing and scheduled approved plans: the
+details of the latest paused plans are kept in their look (under the same stat
+signature), and the plan reader (core/plan.py, the YAML readers: about a third of
+a warm 10,000-plan run's start-up) is imported only when a file must be parsed.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import socket
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -41,19 +45,19 @@ from functools import partial
 from operator import itemgetter
 from pathlib import Path
 
-from modulatio_d.core import markdown, peek, people
+from modulatio_d.core import peek
 from modulatio_d.core.errors import BadFile
-from modulatio_d.core.plan import PlanStatus
-from modulatio_d.core.times import format_time, parse_time
-from modulatio_d.ops import parallel
+from modulatio_d.core.times import format_time
+from modulatio_d.ops import listing, parallel
 from modulatio_d.ops.control_view import control
+from modulatio_d.ops.daemon_rows import daemons
 from modulatio_d.ops.standing_refusals import daemon_refusals
-from modulatio_d.store import heartbeat
-from modulatio_d.store.lock import holder, is_held, lock_path
 from modulatio_d.store.rowcache import RowCache
 from modulatio_d.store.vault import Vault
 
-STATUSES = tuple(s.value for s in PlanStatus)
+STATUSES = ("draft", "approved", "executing", "paused", "completed", "failed", "aborted")
+"""core/plan.PlanStatus's values, in its order (tests/unit/test_survey_lazy.py holds them
+equal): written out, so that a warm `status` does not import the plan reader."""
 INVALID = "invalid"
 """The bucket of a plan file whose status cannot be read: unparseable, or an unknown value."""
 
@@ -62,19 +66,6 @@ PAUSED_DETAIL = 10
 vault can hold thousands of forgotten paused plans, and a full parse costs
 about 5 ms each. The others are listed by id (and with their open tickets);
 `modulatio plan list --status paused` shows them all."""
-
-
-def stale_after(tick_seconds: float | None) -> float:
-    """Seconds without a heartbeat after which a daemon counts as stale.
-
-    A daemon beats every tick and, during a step, every min(15 s, tick / 2);
-    three ticks (at least a minute) forgives a slow scan or a busy disk.
-    """
-    try:
-        tick = float(tick_seconds or 30.0)
-    except (TypeError, ValueError):
-        tick = 30.0
-    return max(60.0, 3 * tick)
 
 
 def iso(t: datetime | None) -> str | None:
@@ -138,10 +129,10 @@ def survey(vault: Vault, now: datetime, environ: dict[str, str] | None = None,
                              partial(_look_at, vault), tick)  # cold and many: every core
     for p, found in listed.items():
         _plans(vault, p, now, s, refused, looks, tick, found or [], ready)
+    _paused_details(vault, s, refused, looks)
     looks.save(complete=None not in listed.values())
     for project in s.projects:
         _tickets(vault, project, s, refused)
-    _paused_details(vault, s, refused)
     if cron:
         _cron(vault, s.projects, now, environ or {}, s, refused)
         s.triggers = _triggers(vault, refused)
@@ -155,44 +146,24 @@ def survey(vault: Vault, now: datetime, environ: dict[str, str] | None = None,
     return s
 
 
-# --- daemons ------------------------------------------------------------------------
-
-def daemons(vault: Vault, now: datetime) -> list[dict]:
-    """Every heartbeat with `state` (live | stale), `reason`, `uptime_s`; freshest first."""
-    this_host = socket.gethostname()
-    out = []
-    for beat in heartbeat.read_all(vault.daemons_dir, now):
-        limit = stale_after(beat.get("tick_seconds"))
-        started = parse_time(beat.get("started_at"))
-        row = {k: beat.get(k) for k in ("host", "pid", "started_at", "last_tick", "age_s",
-                                        "active_plan", "step", "tick_seconds", "version",
-                                        "uid", "user", "paused", "waiting_for_slot")}
-        row["local"] = beat.get("host") == this_host
-        row["uptime_s"] = round((now - started).total_seconds(), 3) if started else None
-        row["file"] = beat.get("file")
-        if not beat["live"]:
-            row["state"], row["reason"] = "stale", "process gone: the daemon died"
-        elif beat["age_s"] > limit:
-            row["state"] = "stale"
-            row["reason"] = (f"no heartbeat for {beat['age_s']:.0f}s (more than {limit:.0f}s): "
-                             "hung, or its host is down" if row["local"] else
-                             f"no heartbeat for {beat['age_s']:.0f}s (more than {limit:.0f}s)")
-        else:
-            row["state"], row["reason"] = "live", None
-        out.append(row)
-    return out
-
-
 # --- plans ----------------------------------------------------------------------------
 
 def _refuse(refused: dict, vault: Vault, path: str, project: str | None, kind: str,
-            error: BadFile | str, source: str = "status") -> None:
-    if isinstance(error, BadFile):
-        reason, line = error.reason + (f" ({error.hint})" if error.hint else ""), error.line
+            error: BadFile | str | list, source: str = "status") -> None:
+    """`error`: a BadFile, a reason, or [reason, line] as _why gave them."""
+    if isinstance(error, list):
+        reason, line = error
+    elif isinstance(error, BadFile):
+        reason, line = _why(error)
     else:
         reason, line = str(error), None
     refused[path] = {"path": os.path.relpath(path, vault.root), "project": project,
                      "kind": kind, "line": line, "reason": reason, "source": source}
+
+
+def _why(error: BadFile) -> list:
+    """[reason, line] of a refusal: what a look keeps of a paused plan that does not parse."""
+    return [error.reason + (f" ({error.hint})" if error.hint else ""), error.line]
 
 
 def _listing(vault: Vault, project: str, refused: dict) -> list | None:
@@ -203,7 +174,7 @@ def _listing(vault: Vault, project: str, refused: dict) -> list | None:
     except BadFile as e:
         _refuse(refused, vault, str(folder), project, "folder", e)
         return None
-    return sorted(vault.files(project, "plans"), key=lambda e: e.name)
+    return listing.files(vault, project)
 
 
 def _look_at(vault: Vault, path: str, st: os.stat_result) -> dict | None:
@@ -218,39 +189,55 @@ def _look_at(vault: Vault, path: str, st: os.stat_result) -> dict | None:
 def _plans(vault: Vault, project: str, now: datetime, s: Survey, refused: dict,
            looks: RowCache, tick, found: list, ready: dict[str, dict]) -> None:
     """The project's plans into `s`; `ready`: looks the pool made (ops/parallel.py)."""
+    get, plans = looks.get, s.plans
     for entry in found:
-        path, plan_id = entry.path, entry.name[:-3]
-        look, text = looks.get(path, entry.st), None
-        if look is None and (look := ready.get(path)) is not None:
-            looks.put(path, entry.st, look)  # the pool ticked for it
-        else:
+        look = get(entry.path, entry.st)
+        if look is not None and look["status"] in _COUNTED:  # most plans: counted only
             tick()
-        if look is None or _to_parse(look):
-            if (text := _read(vault, path, project, s, refused)) is None:
-                continue
-            look = {"status": peek.peek_status(text),
-                    "scheduled": _SCHEDULED.search(text) is not None}
-            looks.put(path, entry.st, look)
-        status = look["status"]
-        if status == "paused":
-            mtime = entry.stat().st_mtime
-            s.paused.append({"id": plan_id, "project": project, "detail": False,
-                             "path": path, "_mtime": mtime})
-        elif status == "approved" and look["scheduled"]:
-            plan = _parse(vault, path, plan_id, project, text, refused)
-            from modulatio_d.ops.dependencies import why_not_yet  # the plan reader: if any
-            why = why_not_yet(vault, project, plan, now) if plan is not None else None
-            if why:
-                s.waiting.append({"id": plan_id, "project": project, "reason": why})
-        elif status is None or status not in STATUSES or status == "executing":
-            plan = _parse(vault, path, plan_id, project, text, refused)
-            if plan is None:
-                status = status if status in STATUSES else INVALID
-            else:
-                status = plan.status.value
-                if status == "executing":
-                    s.executing.append(_executing(plan, project, now))
-        s.plans.append({"id": plan_id, "project": project, "status": status})
+            plans.append({"id": entry.name[:-3], "project": project, "status": look["status"]})
+        else:
+            _plan(vault, project, now, s, refused, looks, tick, entry, look, ready)
+
+
+_COUNTED = frozenset({"draft", "completed", "failed", "aborted"})
+"""The statuses of a plan `status` only counts: not executing (parsed), paused (listed,
+the latest detailed), approved (parsed when scheduled) nor unknown (parsed)."""
+
+
+def _plan(vault: Vault, project: str, now: datetime, s: Survey, refused: dict,
+          looks: RowCache, tick, entry, look: dict | None, ready: dict[str, dict]) -> None:
+    path, plan_id, text = entry.path, entry.name[:-3], None
+    if look is None and (look := ready.get(path)) is not None:
+        looks.put(path, entry.st, look)  # the pool ticked for it
+    else:
+        tick()
+    if look is None or _to_parse(look):
+        if (text := _read(vault, path, project, s, refused)) is None:
+            return
+        look = {"status": peek.peek_status(text),
+                "scheduled": _SCHEDULED.search(text) is not None}
+        looks.put(path, entry.st, look)
+    status = look["status"]
+    if status == "paused":
+        s.paused.append({"id": plan_id, "project": project, "detail": False,
+                         "path": path, "_mtime": entry.st.st_mtime, "_st": entry.st,
+                         "_look": look})
+    elif status == "approved" and look["scheduled"]:
+        plan = _parse(vault, path, plan_id, project, text, refused)
+        from modulatio_d.ops.dependencies import why_not_yet  # the plan reader: if any
+        why = why_not_yet(vault, project, plan, now) if plan is not None else None
+        if why:
+            s.waiting.append({"id": plan_id, "project": project, "reason": why})
+    elif status is None or status not in STATUSES or status == "executing":
+        plan = _parse(vault, path, plan_id, project, text, refused)
+        if plan is None:
+            status = status if status in STATUSES else INVALID
+        else:
+            status = plan.status.value
+            if status == "executing":
+                from modulatio_d.ops.plan_progress import executing
+                s.executing.append(executing(plan, project, now))
+    s.plans.append({"id": plan_id, "project": project, "status": status})
 
 
 def _to_parse(look: dict) -> bool:
@@ -292,73 +279,64 @@ def _triggers(vault: Vault, refused: dict) -> list[dict]:
 
 
 def _parse(vault: Vault, path: str, plan_id: str, project: str, text: str, refused: dict):
+    plan = _parsed(path, plan_id, text)
+    if isinstance(plan, list):
+        _refuse(refused, vault, path, project, "plan", plan)
+        return None
+    return plan
+
+
+def _parsed(path: str, plan_id: str, text: str):
+    """The plan the text is, or [reason, line] when it does not parse (the plan reader is
+    imported here: a warm `status` parses nothing but executing and scheduled plans)."""
+    from modulatio_d.core import markdown
     from modulatio_d.core.plan import parse_plan
 
     try:
         return parse_plan(markdown.load(Path(path), text), plan_id)
     except BadFile as e:
-        _refuse(refused, vault, path, project, "plan", e)
-        return None
+        return _why(e)
 
 
-def _paused_details(vault: Vault, s: Survey, refused: dict) -> None:
-    """Parse the PAUSED_DETAIL most recently changed paused plans, for their progress."""
+def _paused_details(vault: Vault, s: Survey, refused: dict, looks: RowCache) -> None:
+    """Parse the PAUSED_DETAIL most recently changed paused plans, for their progress.
+    What a parse gave (the detail, or why the file does not parse) is kept in the
+    plan's look, under the signature it was listed with: an unchanged file is not read
+    again."""
     s.paused.sort(key=lambda p: -p["_mtime"])
-    for row in s.paused:
-        del row["_mtime"]
-    for row in s.paused[:PAUSED_DETAIL]:
-        try:
-            _, text = vault.read(row["path"])
-        except (FileNotFoundError, BadFile):
-            continue
-        plan = _parse(vault, row["path"], row["id"], row["project"], text, refused)
-        if plan is not None:
-            row.update(_paused(plan, row["project"]), detail=True)
+    kept = [(row.pop("_look"), row.pop("_st"), row.pop("_mtime")) for row in s.paused]
+    for row, (look, st, _) in zip(s.paused[:PAUSED_DETAIL], kept, strict=False):
+        detail = look.get("paused")
+        if detail is None:
+            try:
+                _, text = vault.read(row["path"])
+            except (FileNotFoundError, BadFile):
+                continue
+            detail = _paused(row, text)
+            looks.put(row["path"], st, {**look, "paused": detail})
+        if isinstance(detail, list):
+            _refuse(refused, vault, row["path"], row["project"], "plan", detail)
+        else:
+            row.update(detail, detail=True)
     s.paused.sort(key=lambda p: (p["project"], p["id"]))
 
 
-def _progress(plan, project: str) -> dict:
-    index = plan.current_index
-    step = plan.sub_objectives[index] if index < plan.total else None
-    return {"id": plan.id, "project": project, "title": plan.title, "done": plan.done,
-            "total": plan.total, "step_index": index if step else None,
-            "step_title": step.title if step else None, "path": str(plan.path),
-            "progress": people.progress(plan), "last_result": people.last_result(plan)}
+def _paused(row: dict, text: str) -> dict | list:
+    """A paused plan's detail row (ops/plan_progress.py), or [reason, line]."""
+    plan = _parsed(row["path"], row["id"], text)
+    if isinstance(plan, list):
+        return plan
+    from modulatio_d.ops.plan_progress import paused
 
-
-def _executing(plan, project: str, now: datetime) -> dict:
-    row = _progress(plan, project)
-    started = plan.execution_started_at
-    flight = plan.in_flight or {}
-    step_started = parse_time(flight.get("started_at"))
-    lock = lock_path(plan.path)
-    held = is_held(lock)
-    claim = plan.claim or {}
-    row.update(
-        started_at=iso(started),
-        running_s=round((now - started).total_seconds(), 1) if started else None,
-        attempt=flight.get("attempt"),
-        step_started_at=iso(step_started),
-        step_running_s=round((now - step_started).total_seconds(), 1) if step_started else None,
-        claim={"host": claim.get("host"), "pid": claim.get("pid"), "token": claim.get("token")},
-        held=held, orphan=not held,
-        holder=holder(lock) if held else None,
-    )
-    return row
-
-
-def _paused(plan, project: str) -> dict:
-    row = _progress(plan, project)
-    row["last_error"] = plan.last_error
-    return row
+    return paused(plan, row["project"])
 
 
 # --- tickets ----------------------------------------------------------------------------
 
 def _tickets(vault: Vault, project: str, s: Survey, refused: dict) -> None:
-    from modulatio_d.store.tickets import read_ticket
+    for entry in listing.files(vault, project, "tickets"):
+        from modulatio_d.store.tickets import read_ticket  # a ticket there: its reader
 
-    for entry in sorted(vault.files(project, "tickets"), key=lambda e: e.name):
         try:
             _, text = vault.read(entry.path)
             if peek.peek(text, "status") == "closed":

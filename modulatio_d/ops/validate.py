@@ -46,13 +46,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from modulatio_d.core.errors import BadFile
-from modulatio_d.ops import plan_facts
+from modulatio_d.ops import listing, plan_facts
 from modulatio_d.ops.dependencies import after_problems
-from modulatio_d.ops.plan_facts import Facts
+from modulatio_d.ops.plan_facts import Facts, read_plan  # the reader, imported on a first read
 from modulatio_d.ops.problems import Problem, Severity
 from modulatio_d.ops.validate_lines import agent_line, is_plain, key_line, text_of
-from modulatio_d.store import config, fs, pause
-from modulatio_d.store.plan_file import read_plan
+from modulatio_d.store import config, pause
 from modulatio_d.store.rowcache import RowCache
 from modulatio_d.store.vault import Vault
 
@@ -97,7 +96,7 @@ class _Checker:
         self.plans: dict[tuple[str, str], object] = {}  # (project, id) -> Facts, True, False
         self._plugins: dict[str, set[str]] = {}
         self._dirs: dict[Path, bool] = {}
-        self._listed: dict[tuple[str, str], list[fs.Entry]] = {}
+        self._listed: dict[tuple[str, str], list[listing.Entry]] = {}
         self._clean: set[tuple] = set()
         """plan_facts.same_checks keys whose checks found nothing this run: a plan of the
         same key, in no `after` chain, would find nothing either (10,000 plans hold a few
@@ -142,7 +141,7 @@ class _Checker:
                     self.problems.append(Problem.of(e))
                     self.every_plan = self.every_plan and kind != "plans"
                     continue
-                for entry in sorted(self.files(project, kind), key=lambda e: e.name):
+                for entry in self.files(project, kind):
                     if kind == "plans":
                         if entry.path not in self.prepared:
                             tick()  # the pool ticked for the others
@@ -288,13 +287,14 @@ class _Checker:
 
     # --- plans --------------------------------------------------------------------------
 
-    def files(self, project: str, kind: str) -> list[fs.Entry]:
-        """A folder's listing, once a run (the trust checks and the checks share it)."""
+    def files(self, project: str, kind: str) -> list[listing.Entry]:
+        """A folder's listing by name, once a run (the trust checks and the checks share
+        it)."""
         if (project, kind) not in self._listed:
-            self._listed[(project, kind)] = list(self.vault.files(project, kind))
+            self._listed[(project, kind)] = listing.files(self.vault, project, kind)
         return self._listed[(project, kind)]
 
-    def plan_file(self, project: str, entry: fs.Entry) -> None:
+    def plan_file(self, project: str, entry: listing.Entry) -> None:
         """Check one plan from its row (ops/plan_facts.py): the cache's, the pool's
         (self.prepared), or the file's read now; cold, warm and parallel alike."""
         row = self.facts.get(entry.path, entry.st)

@@ -29,7 +29,7 @@ from modulatio_d.daemon.attempt import step_files
 from modulatio_d.daemon.budget import Budget
 from modulatio_d.daemon.executors import StepContext, launch
 from modulatio_d.daemon.writeback import PlanWriter
-from modulatio_d.ops import render, survey
+from modulatio_d.ops import plan_progress, render
 from modulatio_d.store.config import Config
 from modulatio_d.store.plan_file import _as_yaml_values
 
@@ -185,8 +185,8 @@ def consume(vault, path: Path, plan, run_cli) -> None:
             os.fsencode(name), os.fsencode(value)
     json.dumps(render.show_plan(vault, plan.id))
     render.plan_row(plan, "P")
-    survey._executing(plan, "P", now)
-    survey._paused(plan, "P")
+    plan_progress.executing(plan, "P", now)
+    plan_progress.paused(plan, "P")
     shown = run_cli("plan", "show", plan.id, "--vault", vault.root)
     assert shown.code == 0, shown.err
 

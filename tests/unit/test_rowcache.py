@@ -115,7 +115,7 @@ def test_a_status_filter_keeps_what_the_status_line_said(vault, reads):
 def test_plan_list_json_is_json_dumps_with_an_indent():
     import random
 
-    from modulatio_d.cli.plans import rows_json
+    from modulatio_d.ops.render import row_json, rows_json
 
     chars = 'ab"\\\n\t\u00e9\u2603\U0001F600 ,:{}[]'
     rng = random.Random(12)
@@ -129,6 +129,10 @@ def test_plan_list_json_is_json_dumps_with_an_indent():
               for _ in range(300)]
     for rows in cases:
         assert rows_json(rows) == json.dumps(rows, indent=2)
+        texts = [row_json(row) for row in rows]  # `plan list --json` from its cached texts
+        if None not in texts:
+            assert ("[\n  " + ",\n  ".join(texts) + "\n]" if texts else "[]") == \
+                json.dumps(rows, indent=2)
 
 
 def test_a_cache_of_another_python_or_format_is_an_empty_one(vault, reads):
@@ -161,3 +165,23 @@ def test_the_collector_runs_again_after_a_load(vault, reads):
     assert gc.isenabled()
     rowcache.RowCache(vault.root, "plan-rows")
     assert gc.isenabled()
+
+
+def test_plan_list_json_joins_the_kept_texts(vault, reads):
+    a = new(vault, "First")
+    new(vault, "Second")
+
+    def same() -> str:
+        text = render.list_json(vault)
+        assert text == json.dumps(render.list_plans(vault), indent=2)
+        return text
+
+    first = same()
+    texts = rowcache.RowCache(vault.root, "plan-json").old
+    assert sorted(texts) == sorted(str(p) for p in vault.plans_dir("P").iterdir())
+    reads.clear()
+    assert same() == first and reads == []
+    a.write_text(a.read_text().replace("title: First", 'title: "First \\u00e9\\n"'))
+    assert "First \\u00e9\\n" in same() and reads == ["P-P-001"]
+    assert render.list_json(vault, status="completed") == "[]"
+    assert json.loads(render.list_json(vault, status="draft")) == render.list_plans(vault)

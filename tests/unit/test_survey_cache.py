@@ -97,3 +97,62 @@ def test_counts_are_what_a_loop_over_the_plans_makes_in_its_order():
         assert got == {"total": len(s.plans), "by_status": by_status, "by_project": by_project}
         assert [(p, list(c)) for p, c in got["by_project"].items()] == \
             [(p, list(c)) for p, c in by_project.items()]
+
+
+def test_the_values_written_out_for_a_warm_start_are_the_readers_own():
+    """survey, metrics and control_view name what core/plan, core/verdict, store/pause and
+    core/capacity define, so that a warm `status` or `metrics` imports none of them."""
+    from modulatio_d.core.capacity import Capacity
+    from modulatio_d.core.plan import PlanStatus
+    from modulatio_d.core.verdict import FAILURES
+    from modulatio_d.ops import control_view, metrics
+    from modulatio_d.store import pause
+
+    assert survey.STATUSES == tuple(s.value for s in PlanStatus)
+    assert metrics.FAILURES == {o.value for o in FAILURES}
+    assert control_view.PAUSE_FILE == pause.FILE
+    assert control_view.NO_PAUSE == pause.State().as_dict()
+    assert control_view.NO_CAPACITY == Capacity().as_dict()
+
+
+def test_the_latest_paused_plans_are_parsed_once(vault, reads):
+    write(vault, "P-P-001", "paused")
+    broken = write(vault, "P-P-002", "paused")
+    broken.write_text(broken.read_text().replace("current_index: 0", "current_index: x"))
+    write(vault, "P-P-003", "draft")
+    first = survey.survey(vault, datetime.now(UTC))
+    assert sorted(reads) == ["P-P-001", "P-P-001", "P-P-002", "P-P-002", "P-P-003"]
+    reads.clear()
+    again = survey.survey(vault, datetime.now(UTC))
+    assert reads == []  # the detail, and why the other does not parse, kept in the look
+    assert again.as_dict() | {"now": None} == first.as_dict() | {"now": None}
+    assert [p["detail"] for p in again.paused] == [True, False]
+    assert [r["path"] for r in again.refused] == ["P/plans/P-P-002.md"]
+    broken.write_text(broken.read_text().replace("current_index: x", "current_index: 0"))
+    assert [p["detail"] for p in survey.survey(vault, datetime.now(UTC)).paused] == [True, True]
+    assert reads == ["P-P-002", "P-P-002"]
+
+
+def test_the_pause_file_and_the_config_are_read_again_only_when_changed(vault, monkeypatch):
+    from modulatio_d.ops import control_view
+    from modulatio_d.store import config, pause
+
+    monkeypatch.setattr(rowcache, "RACY_S", -1.0)
+    loads: list[str] = []
+    for module in (config, pause):
+        real = module.load
+        monkeypatch.setattr(module, "load", lambda p, real=real, **kw: loads.append(p.name)
+                            or real(p, **kw))
+    assert control_view.control(vault, [])["pause"] == control_view.NO_PAUSE  # no file
+    assert loads == ["config.yaml"]
+    vault.config_path.write_text("capacity: {vault: 2}\n")
+    (vault.meta / "pause.yaml").write_text("vault: {by: ana, at: 2026-12-02T10:00:00Z}\n")
+    first = control_view.control(vault, [])
+    assert first["capacity"]["vault"] == 2 and first["pause"]["vault"]["by"] == "ana"
+    assert [s["limit_of"] for s in first["slots"]] == ["vault"]
+    loads.clear()
+    assert control_view.control(vault, []) == first and loads == []
+    vault.config_path.write_text("capacity: {vault: x}\n")  # refused: that is kept too
+    refused = control_view.control(vault, [])
+    assert "refused" in refused["capacity"] and refused["slots"] == []
+    assert control_view.control(vault, []) == refused and loads == ["config.yaml"]
