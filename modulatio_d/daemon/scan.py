@@ -139,8 +139,11 @@ class Scanner:
             except OSError:
                 fd = None  # each_file finds nothing either
             try:
-                for name, st in self.vault.each_file(project, "plans", fd, files):
-                    if st is None:  # not kept (a first scan: every file): open it
+                # Names not kept (at a first scan, all of them) come unstat'ed: opened by
+                # name in `fd` and judged on their fstat. No `fd`: each one lstat'ed.
+                for name, st in self.vault.each_file(project, "plans", fd,
+                                                     None if fd is None else files):
+                    if st is None:
                         c = self._first_look(files, folder, name, project, now, fd)
                     else:
                         c = self._candidate(files, folder, name, project, st, now, fd)

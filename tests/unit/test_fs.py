@@ -272,6 +272,21 @@ def test_a_file_that_grows_while_read_is_refused(vault, monkeypatch):
         fs.read(plan, "plan")
 
 
+def test_a_whole_file_read_asks_its_size_once_and_a_short_read_goes_on(vault, monkeypatch):
+    """One read() of size + 1 bytes when the file holds what fstat said (no read of the
+    end); a read that returns less than the size goes on to the end."""
+    plan = vault.root / "P" / "plans" / "P-P-001.md"
+    plan.write_bytes(b"x" * 600)
+    asked, real_read = [], os.read
+    monkeypatch.setattr(os, "read", lambda fd, n: asked.append(n) or real_read(fd, n))
+    assert fs.read(plan, "plan").raw == b"x" * 600
+    assert asked == [601]
+    asked.clear()
+    monkeypatch.setattr(os, "read", lambda fd, n: asked.append(n) or real_read(fd, min(n, 100)))
+    assert fs.read(plan, "plan").raw == b"x" * 600
+    assert asked[0] == 601 and len(asked) > 2
+
+
 def test_lines_are_capped_and_read_up_to_the_size_when_opened(vault):
     log = vault.root / "events.jsonl"
     cap = fs.LIMITS["event line"]
