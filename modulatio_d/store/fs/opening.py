@@ -288,17 +288,26 @@ def parts_of(rel: str, path: Path | str) -> list[str]:
     return parts or ["."]
 
 
+def _plain(rel: str) -> bool:
+    """Whether `rel` is already what parts_of joins again: relative, no empty, `.` or `..`
+    component (what locate() gives for a path beneath its root: checked in C, not split)."""
+    if not rel or os.sep in (rel[0], rel[-1]) or rel in (".", "..") or "//" in rel:
+        return False
+    ends = f"{os.sep}{rel}{os.sep}"
+    return f"{os.sep}.{os.sep}" not in ends and f"{os.sep}..{os.sep}" not in ends
+
+
 def _raw_open(root: Root, rel: str, flags: int, mode: int, path: Path | str) -> int:
     global USE_OPENAT2
-    parts = parts_of(rel, path)
     if USE_OPENAT2:
         try:
-            return _openat2(root.fd(), os.sep.join(parts), flags | OPEN, mode)
+            return _openat2(root.fd(), rel if _plain(rel) else os.sep.join(parts_of(rel, path)),
+                            flags | OPEN, mode)
         except OSError as e:
             if e.errno != errno.ENOSYS:
                 raise
             USE_OPENAT2 = False  # this kernel has none: walk from now on
-    return _walk(root.fd(), parts, flags, mode)
+    return _walk(root.fd(), parts_of(rel, path), flags, mode)
 
 
 def _explain(root: Root, rel: str, path: Path | str, err: OSError) -> OSError:
