@@ -270,9 +270,11 @@ def _key_spans(lines: list[str]) -> list[tuple[str, int, int]]:
     Column-0 comments and blank lines at the end of a span belong to the next key.
     """
     starts: list[tuple[str, int]] = []
-    for i, line in enumerate(lines):
-        if not line.strip() or line[0] in " \t#" or _SEQ_ITEM.match(line):
-            continue  # a value's line: indented, a comment, or an item of `key:\n- a\n- b`
+    # Indented lines and comments first, in one pass: a plan's steps and log are most lines.
+    for i in [i for i, line in enumerate(lines) if line[:1] not in " \t#"]:
+        line = lines[i]
+        if not line.strip() or _SEQ_ITEM.match(line):
+            continue  # a value's line: blank, or an item of `key:\n- a\n- b`
         m = _KEY.match(line)
         starts.append((_unquote_key(m.group("key")) if m else "\0", i))
     spans = []
