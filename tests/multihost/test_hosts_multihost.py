@@ -39,3 +39,25 @@ def test_daemons_are_shown_per_host_and_stop_all_stays_on_its_host(bed, shared_v
     assert b.alive()
     wait_for(lambda: {(r["host"], r["pid"]) for r in ps(bed, "h2", shared_vault)}
              == {("h2", b.inner_pid)}, 30, "h1's daemon gone from ps", diag=b.log)
+
+
+def test_one_detached_daemon_per_vault_across_hosts(bed, shared_vault):
+    """daemon.pid's flock crosses hosts: a `daemon --detach` on h2 finds h1's running and
+    starts nothing, so daemon.log, appended without an flock, has one writer at a time
+    (docs/multi-host.md)."""
+    first = bed.modulatio("h1", "daemon", "--detach", "--tick-seconds", "1",
+                          "--vault", shared_vault)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "daemon started in the background: pid " in first.stdout, first.stdout
+    pid = int(first.stdout.split("pid ")[1].split()[0])
+    second = bed.modulatio("h2", "daemon", "--detach", "--tick-seconds", "1",
+                           "--vault", shared_vault)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert f"a detached daemon already runs on this vault: pid {pid} " in second.stdout, \
+        second.stdout
+    log = bed.path("h1", shared_vault / ".modulatio" / "daemon.log").read_text()
+    headers = [line for line in log.splitlines() if line.startswith("--- ")]
+    assert len(headers) == 1 and "--detach on h1:" in headers[0], log
+    stopped = bed.modulatio("h1", "stop", "--vault", shared_vault)
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    wait_for(lambda: ps(bed, "h1", shared_vault) == [], 30, "the detached daemon gone")
