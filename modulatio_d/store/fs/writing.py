@@ -43,18 +43,20 @@ def folder_cap(file_mode: int) -> int:
     return file_mode | ((file_mode & 0o444) >> 2)
 
 
-def mkdirs(folder: Path | str, cap: int | None = None) -> None:
+def mkdirs(folder: Path | str, cap: int | None = None, missing: bool = False) -> None:
     """Make `folder` and the missing folders above it beneath its root: 0o777 & `cap`,
     masked by the umask (a setgid parent gives its group and its setgid bit). Only a
-    folder found missing is made: an existing one costs no mkdir (no write at all)."""
+    folder found missing is made: an existing one costs no mkdir (no write at all).
+    `missing`: the caller's open of `folder` just said ENOENT or ENOTDIR (not asked again)."""
     mode = 0o777 & (0o777 if cap is None else cap)
     root, rel, vault = locate(folder)
     if not vault:
         os.makedirs(folder, mode, exist_ok=True)  # outside every vault: the caller's own
         return
     try:
-        os.close(open_beneath(folder, os.O_PATH | os.O_DIRECTORY))
-        return  # there already: the common case, one open
+        if not missing:
+            os.close(open_beneath(folder, os.O_PATH | os.O_DIRECTORY))
+            return  # there already: the common case, one open
     except Refused:
         raise  # a link on the way
     except OSError as e:
@@ -115,7 +117,7 @@ class Folder:
             if not create or isinstance(e, Refused) or e.errno not in (errno.ENOENT,
                                                                         errno.ENOTDIR):
                 raise
-            mkdirs(self.path, cap)  # makes what is missing, or says what is in the way
+            mkdirs(self.path, cap, missing=True)  # makes them, or names what is in the way
             self.fd = open_folder(self.path)
 
     def name_of(self, path: Path | str) -> str:
