@@ -206,9 +206,9 @@ class PlanWriter:
 
     def _before_wait(self) -> None:
         """A beat, the events held for one append written now (story.together), a wait."""
-        flush = getattr(self.svc.events, "flush", None)
-        if callable(flush):
-            flush()
+        held = getattr(self.svc.events, "write_held", None)
+        if callable(held):
+            held()
         self.svc.periodic(self.plan, None)
         self.svc.waker.wait(self.svc.beat_interval())
 

@@ -152,7 +152,7 @@ class EventLog:
             if held:
                 self._write(b"".join(held), {"events": len(held)})
 
-    def flush(self) -> None:
+    def write_held(self) -> None:
         """Write the lines held inside together() now (its caller is about to wait: a
         write tried again later), holding on after them."""
         if self._held:
