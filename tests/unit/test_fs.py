@@ -196,6 +196,30 @@ def test_a_vault_folder_made_anew_is_opened_anew(tmp_path, walk):
     assert first.fs_root is not second.fs_root
 
 
+def test_a_path_placed_once_moves_to_a_root_registered_under_its_root(tmp_path):
+    """locate() remembers where a path lies (opening._placed), lexically: a root
+    registered beneath another takes the paths beneath it from then on, and a root
+    let go takes its paths with it (then a path is its own parent's, not a vault's)."""
+    outer = tmp_path / "outer"
+    (outer / "inner" / "plans").mkdir(parents=True)
+    path = outer / "inner" / "plans" / "a.md"
+    kept = fs.register(outer)
+    root, rel, vault = fs.opening.locate(path)
+    assert (root, rel, vault) == (kept, "inner/plans/a.md", True)
+    assert fs.opening.locate(path) == (kept, "inner/plans/a.md", True)  # remembered
+    inner = fs.register(outer / "inner")
+    assert fs.opening.locate(path) == (inner, "plans/a.md", True)
+    assert fs.opening.locate(str(path)) == (inner, "plans/a.md", True)
+    del inner
+    import gc
+
+    gc.collect()
+    assert fs.opening.locate(path)[:2] == (kept, "inner/plans/a.md")
+    del kept, root
+    gc.collect()
+    assert fs.opening.locate(path)[1:] == ("a.md", False)
+
+
 # --- only regular files, one link, within limits ------------------------------------------
 
 @pytest.mark.timeout(10)
