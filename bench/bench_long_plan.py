@@ -21,6 +21,7 @@ could grow with the history.
 from __future__ import annotations
 
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -114,11 +115,13 @@ def main() -> None:
         plan.write_text(plan_text(STEPS))
         floor = Floor(plan)
         floor.thread.start()
-        t = time.perf_counter()
+        t, r = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
         subprocess.run([sys.executable, "-m", "modulatio_d", "daemon", "--vault",
                         str(vault.root), "--once", "--log-level", "warning", "--allow-root"],
                        check=True, env=dict(os.environ, MODULATIO_ALLOW_ROOT="1"))
         elapsed = time.perf_counter() - t
+        cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
+        user, system = cpu.ru_utime - r.ru_utime, cpu.ru_stime - r.ru_stime
         floor.stop.set()
         floor.thread.join()
         text = plan.read_text()
@@ -140,7 +143,9 @@ def main() -> None:
         print(f"steps: {STEPS}, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} "
               f"cores; plan file at the end {len(text.encode()) / 1e6:.2f} MB "
               f"({len(window)} entries in it, {moved} moved beside it)")
-        print(f"completed in {elapsed:.1f} s ({elapsed / STEPS * 1000:.1f} ms a step)")
+        print(f"completed in {elapsed:.1f} s ({elapsed / STEPS * 1000:.1f} ms a step); CPU a "
+              f"step (the daemon, its start-up and its steps): user {user / STEPS * 1000:.2f} "
+              f"ms, system {system / STEPS * 1000:.2f} ms")
         print(f"step ~150: {early * 1000:.1f} ms   step ~{STEPS - 150}: {late * 1000:.1f} ms   "
               f"ratio {late / early:.2f}x")
         print(f"floor at the same moments (spawn true + plan rewrite + usage append, "

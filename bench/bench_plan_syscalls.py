@@ -8,7 +8,9 @@ the rest divided by the plans. The step's own processes (setpriv, `true`) are in
 counts as well. Printed per plan: files created (temp files: open with O_CREAT|O_EXCL;
 every open with O_CREAT, which also opens existing lock, usage and events files),
 openat2 (a walk from the vault's root), fsync, renames, and the rest of the calls traced.
-Needs strace (`apt-get install -y strace`). BENCH_PLANS (100) changes the size.
+Needs strace (`apt-get install -y strace`). BENCH_PLANS (100) changes the size;
+BENCH_STEPS (1) gives each plan that many steps of `true`, and the counts are then
+divided by the steps (what one step costs, the claim and the end spread over them).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from bench_plans import plan_text
 from modulatio_d.ops.init import init
 
 PLANS = int(os.environ.get("BENCH_PLANS", "100"))
+STEPS = int(os.environ.get("BENCH_STEPS", "1"))
 TRACED = ("openat,openat2,rename,renameat,renameat2,fsync,fdatasync,unlink,unlinkat,mkdirat,"
           "write,pwrite64,vfork,clone,clone3,wait4,newfstatat,statx,getdents64,flock,close,read,"
           "ftruncate,fchmod,fchown")
@@ -65,7 +68,10 @@ def main() -> None:
         folder = vault.plans_dir("B")
         folder.mkdir(parents=True)
         for n in range(PLANS):
-            (folder / f"B-P-{n:05d}.md").write_text(plan_text(n))
+            text = plan_text(n)
+            if STEPS > 1:
+                text = text.replace('  - {run: "true"}\n', '  - {run: "true"}\n' * STEPS)
+            (folder / f"B-P-{n:05d}.md").write_text(text)
         traced_run(vault.root, tmp / "run")
         done = sum("status: completed" in p.read_text() for p in folder.glob("*.md"))
         assert done == PLANS, f"{done} of {PLANS} plans completed"
@@ -73,10 +79,11 @@ def main() -> None:
         run, idle = count(tmp / "run"), count(tmp / "idle")
     first = ("temp files (O_CREAT|O_EXCL)", "open with O_CREAT", "openat2", "fsync",
              "fdatasync", "renameat", "renameat2", "mkdirat", "unlinkat")
-    print(f"plans: {PLANS}; syscalls a plan (the run less a run with nothing to do)")
+    per = "a plan" if STEPS == 1 else f"a step ({STEPS} steps a plan)"
+    print(f"plans: {PLANS}; syscalls {per} (the run less a run with nothing to do)")
     for name in (*first, *sorted(set(run) - set(first))):
         if run[name] or idle[name]:
-            print(f"{name:30s} {(run[name] - idle[name]) / PLANS:8.2f}")
+            print(f"{name:30s} {(run[name] - idle[name]) / PLANS / STEPS:8.2f}")
 
 
 if __name__ == "__main__":

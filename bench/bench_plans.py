@@ -18,6 +18,7 @@ also writes a cProfile of one daemon run to FILE.
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -31,6 +32,7 @@ from modulatio_d.store import atomic, usage
 
 PLANS = int(os.environ.get("BENCH_PLANS", "1000"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+CPU: list[tuple[float, float]] = []  # (user, system) s of each daemon run and its steps
 
 
 def plan_text(n: int) -> str:
@@ -51,9 +53,11 @@ def run_daemon(tmp: Path, profile: str | None = None) -> float:
         cmd += ["-m", "cProfile", "-o", profile]
     cmd += ["-m", "modulatio_d", "daemon", "--vault", str(vault.root), "--once",
             "--log-level", "warning", "--allow-root"]
-    t = time.perf_counter()
+    t, r = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
     subprocess.run(cmd, check=True, env=dict(os.environ, MODULATIO_ALLOW_ROOT="1"))
     elapsed = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    CPU.append((after.ru_utime - r.ru_utime, after.ru_stime - r.ru_stime))
     done = sum("status: completed" in p.read_text() for p in folder.glob("*.md"))
     assert done == PLANS, f"{done} of {PLANS} plans completed"
     shutil.rmtree(vault.root)
@@ -111,6 +115,9 @@ def main() -> None:
           f"on {os.cpu_count()} cores; medians")
     print(f"daemon --once  {d:7.2f} s  ({d / PLANS * 1000:.1f} ms a plan)  "
           f"runs {', '.join(f'{x:.2f}' for x in daemon)}")
+    user, system = (statistics.median(c[i] for c in CPU[:ROUNDS]) for i in (0, 1))
+    print(f"  CPU a plan (the daemon, its start-up and its steps; median): user "
+          f"{user / PLANS * 1000:.2f} ms, system {system / PLANS * 1000:.2f} ms")
     if peers[0] is None:
         print("nq             not installed (apt-get install -y nq): compared with the floor only")
     else:

@@ -48,10 +48,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from croniter import CroniterBadDateError, croniter
-
 from modulatio_d.core import intervals, names, schedule_words
 from modulatio_d.core.intervals import every_expr, jitter_of  # noqa: F401 (the cron API)
+
+
+def _croniter():
+    """croniter, imported when a cron expression is first read or walked: a daemon of a
+    vault without cron entries never needs it, and its import runs `file` on the
+    interpreter (platform.architecture) and costs about as much as the rest of the
+    cron code."""
+    import croniter
+
+    return croniter
+
 
 MAX_CATCH_UP = 100
 """Most kickoffs one decision creates with catch_up `all`, and most skipped times it lists."""
@@ -163,6 +172,7 @@ def parse_schedule(expr: str) -> str:
         raise ValueError(f'schedule "{expr}" is not a valid cron expression: {problem}; {_USE}')
     # strict=True finds days that no named month has ("0 0 31 2 *"); it ignores
     # the weekday field, so it only speaks when that field is unrestricted.
+    croniter = _croniter().croniter
     if fields[4] in ("*", "?") and not croniter.is_valid(norm, strict=True):
         expanded, _ = croniter.expand(norm)
         days = min(d for d in expanded[2] if isinstance(d, int))
@@ -178,6 +188,7 @@ def _problem(fields: list[str]) -> str | None:
     for (name, _, _), text in zip(_FIELDS, fields, strict=True):
         if any(_HASHED.match(item) for item in text.lower().split(",")):
             return f'{name} "{text}" uses H or R (hashed, random), which is not supported'
+    croniter = _croniter().croniter
     if croniter.is_valid(" ".join(fields)):
         return None
     for index, (name, low, high) in enumerate(_FIELDS):
@@ -338,12 +349,13 @@ def _forward(expr: str, zone: tzinfo, after: datetime) -> Iterator[datetime]:
         yield from intervals.forward(expr, after)
         return
     # No wall time before after's own can fire after it: wall -> instant is monotonic.
-    walls = croniter(expr, after.astimezone(zone).replace(tzinfo=None, fold=0))
+    lib = _croniter()
+    walls = lib.croniter(expr, after.astimezone(zone).replace(tzinfo=None, fold=0))
     last = after
     while True:
         try:
             t = _instant(walls.get_next(datetime), zone)
-        except CroniterBadDateError:  # no match within croniter's 50-year search
+        except lib.CroniterBadDateError:  # no match within croniter's 50-year search
             return
         if t > last:
             yield t
@@ -360,12 +372,13 @@ def _backward(expr: str, zone: tzinfo, after: datetime, until: datetime) -> Iter
     # are still earlier instants: start the walk after the repeated span.
     lift = max(u.replace(fold=0).utcoffset() - u.utcoffset(), timedelta(0))
     start = u.replace(tzinfo=None, fold=0, second=0, microsecond=0) + lift + _MINUTE
-    walls = croniter(expr, start)
+    lib = _croniter()
+    walls = lib.croniter(expr, start)
     last = until + _SECOND
     while True:
         try:
             t = _instant(walls.get_prev(datetime), zone)
-        except CroniterBadDateError:
+        except lib.CroniterBadDateError:
             return
         if t <= after:
             return

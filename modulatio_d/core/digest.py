@@ -34,11 +34,33 @@ EMPTY = ""
 
 
 def of_step(step: SubObjective) -> str:
-    fields = dataclasses.asdict(step)
+    # A run takes a step's digest three times (the claim's record, before and after the
+    # step): kept by the step object (frozen), which the entry holds so its id stays its.
+    kept = _of_step.get(id(step))
+    if kept is not None and kept[0] is step:
+        return kept[1]
+    if len(_of_step) >= 256:
+        _of_step.clear()
+    _of_step[id(step)] = (step, value := _of_step_now(step))
+    return value
+
+
+_of_step: dict[int, tuple[SubObjective, str]] = {}
+
+
+_FIELDS = tuple(f.name for f in dataclasses.fields(SubObjective))
+
+
+def _of_step_now(step: SubObjective) -> str:
+    # What dataclasses.asdict gives, as JSON: no copy of the step's values is needed
+    # for that (its one nested dataclass, retry_delay, is made a dict).
+    fields = {name: getattr(step, name) for name in _FIELDS}
     fields.pop("index")
     fields.pop("title")  # a new name for a step changes nothing it does
     if fields.get("retry_delay") is None:  # digests of steps without one stay as they were
         fields.pop("retry_delay", None)
+    else:
+        fields["retry_delay"] = dataclasses.asdict(fields["retry_delay"])
     text = json.dumps(fields, sort_keys=True, default=str, ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 

@@ -270,9 +270,11 @@ def _key_spans(lines: list[str]) -> list[tuple[str, int, int]]:
     Column-0 comments and blank lines at the end of a span belong to the next key.
     """
     starts: list[tuple[str, int]] = []
-    for i, line in enumerate(lines):
-        if not line.strip() or line[0] in " \t#" or _SEQ_ITEM.match(line):
-            continue  # a value's line: indented, a comment, or an item of `key:\n- a\n- b`
+    # Indented lines and comments first, in one pass: a plan's steps and log are most lines.
+    for i in [i for i, line in enumerate(lines) if line[:1] not in " \t#"]:
+        line = lines[i]
+        if not line.strip() or _SEQ_ITEM.match(line):
+            continue  # a value's line: blank, or an item of `key:\n- a\n- b`
         m = _KEY.match(line)
         starts.append((_unquote_key(m.group("key")) if m else "\0", i))
     spans = []
@@ -329,27 +331,24 @@ def set_keys(doc_text: str, changes: dict[str, object], path: Path | None = None
             lines[a:b] = _replace(lines[a:b], key,
                                   list(value) if isinstance(value, Append) else value, nl)
     rank = {k: n for n, k in enumerate(order)}
+    now = None  # _key_spans(lines), kept up to date: scanned once, not once a new key
     for key, value in sorted(((k, v) for k, v in changes.items()
                               if k not in spans and v is not DELETE),
                              key=lambda kv: rank.get(kv[0], -1)):
         if lines and not lines[-1].endswith("\n"):
             lines[-1] += nl
-        at = _insert_at(lines, key, rank)
-        lines[at:at] = render_key(key, value, nl)
+        now = _key_spans(lines) if rank and now is None else now
+        # Before the first later key of `order` (after its predecessor's lines; a key not
+        # in `order` goes before all of them: the ordered keys stay at the end), else last.
+        n = next((n for n, s in enumerate(now or ()) if rank.get(s[0], -1) > rank.get(key, -1)),
+                 None)
+        at = len(lines) if n is None else now[n - 1][2] if n else now[0][1]  # type: ignore
+        new = render_key(key, value, nl)  # one key's lines: its own, then indented items
+        lines[at:at] = new
+        if now is not None:  # its span, the later ones moved down (at: a span's edge)
+            now = [s for s in now if s[1] < at] + [(key, at, at + len(new))] + [
+                (k, a + len(new), b + len(new)) for k, a, b in now if a >= at]
     return opening + "".join(lines) + closing + body
-
-
-def _insert_at(lines: list[str], key: str, rank: dict[str, int]) -> int:
-    """Where a new `key` goes: before the first later key of `rank` (a key not in `rank`
-    before all of them: the ranked keys stay at the end), else the end."""
-    if not rank:
-        return len(lines)
-    mine = rank.get(key, -1)
-    spans = _key_spans(lines)
-    for n, (other, first, _end) in enumerate(spans):
-        if rank.get(other, -1) > mine:
-            return spans[n - 1][2] if n else first
-    return len(lines)
 
 
 def _replace(old: list[str], key: str, value: object, nl: str) -> list[str]:

@@ -39,7 +39,7 @@ def peek(text: str, key: str) -> str | None:
         quoted = any(text.find(f"\n{q}{key}{q}", 0, end) >= 0 for q in "\"'")
         return CANNOT_TELL if quoted else None
     v = _PEEK_VALUE.match(text, found, end)
-    return next(g for g in v.groups() if g is not None) if v else CANNOT_TELL
+    return v[v.lastindex] if v else CANNOT_TELL  # the one of the three groups that matched
 
 
 def peek_status(text: str) -> str | None:

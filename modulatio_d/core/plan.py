@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -162,14 +163,13 @@ class Plan:
     def total(self) -> int:
         return len(self.sub_objectives)
 
-    @property
+    @cached_property  # a plan is not changed, only replaced: asked at every beat and write
     def last_token(self) -> int:
         """The highest fencing token this plan has seen: its claim's, else (the claim is
         removed when the plan ends) the highest in_flight or reflection_log holds, so
         that a retried plan never hands out a token again."""
         found = [(self.claim or {}).get("token"), (self.in_flight or {}).get("token"),
-                 *(e.get("token") for e in self.reflection_log),
-                 *(r.get("token") for r in self.runs)]
+                 *(e.get("token") for e in (*self.reflection_log, *self.runs))]
         return max((t for t in found if isinstance(t, int)), default=0)
 
     def own_keys(self) -> dict[str, Any]:

@@ -65,6 +65,8 @@ _SURROGATES = re.compile("[\ud800-\udfff]")
 def _double_quoted(text: str) -> str:
     # A lone surrogate (from a reflector's JSON, say) would be refused on the next read.
     out = json.dumps(_SURROGATES.sub("\ufffd", text), ensure_ascii=False)
+    if out.isprintable():
+        return out  # the common case: nothing below to escape, no character looked at
     # JSON leaves some line and paragraph separators raw; YAML would break on them.
     # Past U+FFFF (emoji tag characters, say) YAML's escape is \U and 8 digits.
     return "".join(c if c.isprintable() or c in "\"\\" else

@@ -107,18 +107,28 @@ def run(ctx: StepContext, log_path: Path, keep_fds: tuple[int, ...], started: da
     # Step output and usage may hold secrets: never more readable than the plan.
     cap = fs.mode_of(ctx.plan.path)
     try:
-        usage_from = _forget_earlier_usage(ctx.usage_file)
-        try:
-            log_fd = fs.open_regular(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, cap=cap)
-        except (FileNotFoundError, NotADirectoryError):  # the plan's first step: its .runs/
-            # folder is made (a file in its way: mkdirs refuses it, naming it)
-            fs.mkdirs(log_path.parent, cap=None if cap is None else fs.folder_cap(cap))
-            usage_from = _forget_earlier_usage(ctx.usage_file)  # its folder was not there
-            log_fd = fs.open_regular(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, cap=cap)
+        # The plan's .runs/ folder, opened once for the scratch file and the log (made for
+        # the plan's first step; a file in its way: mkdirs refuses it, naming it).
+        with fs.Folder(log_path, create=True,
+                       cap=None if cap is None else fs.folder_cap(cap)) as runs:
+            usage_from = _forget_earlier_usage(ctx.usage_file, runs)
+            log_fd = fs.open_regular(log_path, os.O_RDWR | os.O_APPEND | os.O_CREAT,
+                                     cap=cap, folder=runs)  # read: its tail (_summary)
     except fs.Refused as e:  # a person's file in the way: no waiting makes it go
         return Attempt(Outcome.ERROR, "not started", started, clock(), log_path, str(e))
     except OSError as e:
         raise NotPrepared(f"cannot open the step's log {log_path}: {e}") from e
+    try:
+        return _started(ctx, log_path, log_fd, keep_fds, started, svc, between, t0,
+                        usage_from, cap)
+    finally:
+        os.close(log_fd)  # kept while the step runs: its size and tail read through it
+
+
+def _started(ctx: StepContext, log_path: Path, log_fd: int, keep_fds: tuple[int, ...],
+             started: datetime, svc: Services, between: Between, t0: float,
+             usage_from: int, cap: int | None) -> Attempt:
+    clock = svc.clocks.wall
     try:
         spec = launch(ctx)
         _write_header(log_fd, ctx, started, spec.argv, spec.cwd)
@@ -131,13 +141,11 @@ def run(ctx: StepContext, log_path: Path, keep_fds: tuple[int, ...], started: da
         except OSError:
             pass  # no log to write to: the reflection_log entry carries the reason
         return Attempt(Outcome.ERROR, "not started", started, clock(), log_path, str(e))
-    finally:
-        os.close(log_fd)
     timeout = ctx.step.timeout or ctx.config.default_timeout
-    cap = ctx.config.retention.max_log_bytes
+    most = ctx.config.retention.max_log_bytes
 
     def beat() -> Outcome | bool | None:
-        _trim(log_path, cap)
+        _trim(log_path, most, log_fd)
         return between()
 
     try:
@@ -150,13 +158,13 @@ def run(ctx: StepContext, log_path: Path, keep_fds: tuple[int, ...], started: da
         raise
     finally:
         child.close()
-    _trim(log_path, cap)
+    _trim(log_path, most, log_fd)
     if outcome is None:
         outcome = Outcome.OK if code == 0 else Outcome.FAILED
     exit_text = describe_status(code)
     if outcome is Outcome.TIMEOUT:
         exit_text = f"timed out after {timeout:g}s ({exit_text})"
-    return Attempt(outcome, exit_text, started, clock(), log_path, _summary(log_path),
+    return Attempt(outcome, exit_text, started, clock(), log_path, _summary(log_fd),
                    usage_from)
 
 
@@ -168,9 +176,12 @@ def _write_header(fd: int, ctx: StepContext, started: datetime, argv: list[str],
         data = data[os.write(fd, data):]
 
 
-def _trim(log_path: Path, cap: int) -> None:
-    """The log's size cap (store/steplogs.py); a failure to trim is told, never fatal."""
+def _trim(log_path: Path, cap: int, fd: int) -> None:
+    """The log's size cap (store/steplogs.py); a failure to trim is told, never fatal.
+    `fd`: the log as opened for the step: its size looked at without a walk."""
     try:
+        if cap <= 0 or os.fstat(fd).st_size <= cap:
+            return
         cut = steplogs.trim(log_path, cap)
     except OSError as e:
         log.warning("cannot cap the step log %s: %s", log_path, e)
@@ -179,13 +190,13 @@ def _trim(log_path: Path, cap: int) -> None:
         log.info("step log %s over %d bytes: %d bytes cut from its middle", log_path, cap, cut)
 
 
-def _forget_earlier_usage(scratch: Path) -> int:
+def _forget_earlier_usage(scratch: Path, runs: fs.Folder) -> int:
     """Remove the scratch usage file an earlier run of this step left (before a person
     rewound current_index: counted then, it must not count again). If it cannot be
     removed, the offset from which this attempt's lines count: a bookkeeping hiccup
-    is no reason not to run the step."""
+    is no reason not to run the step. `runs`: its folder, open."""
     try:
-        fs.unlink(scratch, missing_ok=True)
+        fs.unlink(scratch, missing_ok=True, folder=runs)
         return 0
     except OSError as e:
         try:
@@ -227,10 +238,11 @@ def watch(child: Watched, deadline: float, svc: Services,
     return None
 
 
-def _summary(log_path: Path) -> str:
-    """The last non-empty line of a step's output, shortened."""
+def _summary(fd: int) -> str:
+    """The last non-empty line of a step's output (its log, as opened for it), shortened."""
     try:
-        tail = fs.tail(log_path, 4096)
+        size = os.fstat(fd).st_size
+        tail = os.pread(fd, 4096, max(0, size - 4096))
     except OSError:
         return ""
     lines = [ln.strip() for ln in tail.decode("utf-8", "replace").splitlines()]

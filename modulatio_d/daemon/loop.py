@@ -142,7 +142,7 @@ class Daemon:
         self._install_signals()
         for stale in prune_dead(self.vault.daemons_dir):
             log.info("removed the heartbeat of a daemon that died: %s", stale)
-        watcher = Watcher(self.waker)
+        watcher = Watcher(self.waker, self.monotonic)
         network = needs_polling(self.vault.root)
         self.claimer.shared = bool(network)  # notes read again until released (claim.py)
         poller = Poller(self.waker, lambda: self.config.poll_interval) if network else None
@@ -157,7 +157,7 @@ class Daemon:
         try:
             while not self.stop.ending():
                 try:
-                    new_folders = watcher.watch(self._watched())
+                    new_folders = watcher.watch(self._watched()) if watcher.due() else 0
                     if poller is not None:
                         poller.watch(self.vault.root, map(self.vault.project_dir,
                                                           self._served()), (self.vault.meta,))

@@ -61,6 +61,7 @@ from modulatio_d.daemon.budget import Budget
 from modulatio_d.daemon.edits import PAUSE_CHANGES, Watch
 from modulatio_d.daemon.executors import StepContext
 from modulatio_d.daemon.services import Services
+from modulatio_d.daemon.story import together
 from modulatio_d.daemon.writeback import PlanWriter
 from modulatio_d.store import tickets
 from modulatio_d.store.lock import FileLock, holder
@@ -265,8 +266,7 @@ class Runner:
 
     def _record(self, step: SubObjective, number: int, done: Attempt, verdict: Verdict,
                 failures: int = 0) -> None:
-        entry = reflection_entry(step, number, done, verdict.decision, self.token,
-                                 self.plan_dir)
+        entry = reflection_entry(step, number, done, verdict.decision, self.token, self.plan_dir)
         changes: dict[str, object] = {"reflection_log": [*self.plan.reflection_log, entry],
                                       "in_flight": None}
         if self.plan.shape is not None:  # Modulatio's running totals, kept up to date
@@ -290,10 +290,17 @@ class Runner:
             if executing and d is Decision.ABORT:
                 changes["status"] = PlanStatus.FAILED.value
                 changes["claim"] = None  # the plan ended: it keeps no claim
+        # A run's end: `step_ended` and the status change in one append, after the write.
+        with together(self.svc.events if executing and ("status" in changes or d in (
+                Decision.PAUSE, Decision.REVISE_MAJOR)) else None):  # (None: one at a time)
+            self._end_step(step, number, done, verdict, changes, entry["duration_s"], executing)
+
+    def _end_step(self, step: SubObjective, number: int, done: Attempt, verdict: Verdict,
+                  changes: dict, duration_s: float, executing: bool) -> None:
         self.svc.events("step_ended", project=self.held.project, plan=self.plan.id,
                         index=step.index, attempt=number, outcome=done.outcome.value,
-                        exit=done.exit, decision=d.value, duration_s=entry["duration_s"],
-                        title=step.title,
+                        exit=done.exit, decision=(d := verdict.decision).value,
+                        duration_s=duration_s, title=step.title,
                         log=os.path.relpath(done.log_path, self.held.vault.root))
         if executing and d in (Decision.PAUSE, Decision.REVISE_MAJOR):
             severity = tickets.Severity.CRITICAL if d is Decision.REVISE_MAJOR \

@@ -24,7 +24,8 @@ import os
 import queue
 import select
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -33,6 +34,8 @@ from modulatio_d.store import slots
 from modulatio_d.store.vault import Vault
 
 log = logging.getLogger("modulatio.wake")
+RELIST_S = 1.0
+"""Watcher.due: the folders watched are listed again at least this often."""
 
 
 class Waker:
@@ -119,15 +122,26 @@ class Watcher:
     cannot start (the watch limit reached) is logged once: the tick still scans.
     """
 
-    def __init__(self, waker: Waker):
+    def __init__(self, waker: Waker, monotonic: Callable[[], float] = time.monotonic):
         self.waker = waker
         self.observer = None  # daemon/inotify.py's Inotify, else _Watchdog (its interface)
         self.watched: dict[Path, object] = {}
         self.broken = False
+        self.monotonic = monotonic
+        self._moved = True  # a folder made, moved or removed since the last watch()
+        self._last = -math.inf  # when watch() last listed
+
+    def due(self) -> bool:
+        """Whether the folders are worth listing again (`watch`): a folder changed since
+        the last listing (or the kernel's queue overflowed), or RELIST_S passed. Plans run
+        back to back list the vault once a second at most, not once a plan."""
+        return self._moved or self.monotonic() - self._last >= RELIST_S
 
     def tell(self, path: str | None, is_folder: bool) -> None:
         """One changed path (None: the kernel's queue overflowed, anything may have
         changed). Runs on the watcher's thread: no I/O but one pipe write, never raises."""
+        if path is None or (is_folder and not path.endswith(".runs")):
+            self._moved = True  # (a plan's .runs/ folder is never watched)
         try:
             if path is None:
                 self.waker.poke()
@@ -154,6 +168,7 @@ class Watcher:
         folders, then watched, then scanned should list again when this is not 0
         (a subfolder made in between was seen by no watch)."""
         added = 0
+        self._moved, self._last = False, self.monotonic()  # a change from now on: due again
         if self.observer is not None and not self.observer.is_alive():
             log.warning("file watcher stopped; restarting it (the tick scan covers the gap)")
             self.observer = None

@@ -186,8 +186,7 @@ class PlanWriter:
                     log.error("cannot write %s, trying again: %s", self.held.path, e)
                 if self.svc.stop.requested or not retry.again(e):
                     raise
-                self.svc.periodic(self.plan, None)
-                self.svc.waker.wait(self.svc.beat_interval())
+                self._before_wait()
 
     def patiently(self, action: Callable[[], None], what: str) -> bool:
         """Run `action` (a write other than the plan's: the usage append) with the patience
@@ -203,8 +202,15 @@ class PlanWriter:
                     log.error("cannot write %s, trying again: %s", what, e)
                 if self.svc.stop.requested or not retry.again(e):
                     return False
-                self.svc.periodic(self.plan, None)
-                self.svc.waker.wait(self.svc.beat_interval())
+                self._before_wait()
+
+    def _before_wait(self) -> None:
+        """A beat, the events held for one append written now (story.together), a wait."""
+        held = getattr(self.svc.events, "write_held", None)
+        if callable(held):
+            held()
+        self.svc.periodic(self.plan, None)
+        self.svc.waker.wait(self.svc.beat_interval())
 
     def pause(self, changes: dict, severity: tickets.Severity, reason: str,
               details: str) -> None:

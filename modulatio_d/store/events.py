@@ -152,6 +152,13 @@ class EventLog:
             if held:
                 self._write(b"".join(held), {"events": len(held)})
 
+    def write_held(self) -> None:
+        """Write the lines held inside together() now (its caller is about to wait: a
+        write tried again later), holding on after them."""
+        if self._held:
+            held, self._held = self._held, []
+            self._write(b"".join(held), {"events": len(held)})
+
     def _write(self, data: bytes, line: dict) -> None:
         if self.flush is None:
             self.flush = mounts.shared_kind(self.path.parent) is not None

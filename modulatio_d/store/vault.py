@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import re
 import stat
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping
 from importlib import resources
 from pathlib import Path
 
@@ -127,13 +127,14 @@ class Vault:
             if not e.name.startswith("."):
                 yield e
 
-    def each_file(self, project: str, kind: str,
-                  fd: int | None = None) -> Iterator[tuple[str, os.stat_result]]:
+    def each_file(self, project: str, kind: str, fd: int | None = None,
+                  known: Container[str] | None = None,
+                  ) -> Iterator[tuple[str, os.stat_result | None]]:
         """files() as (name, lstat), one at a time (fs.each_entry; `fd` the folder opened
-        by the caller); a listing that fails part way ends there (the next one starts
-        again)."""
+        by the caller; a name not in `known`, if given, comes with None, unstat'ed); a
+        listing that fails part way ends there (the next one starts again)."""
         try:
-            for name, st in fs.each_entry(self.project_dir(project) / kind, ".md", fd):
+            for name, st in fs.each_entry(self.project_dir(project) / kind, ".md", fd, known):
                 if not name.startswith("."):
                     yield name, st
         except OSError:
@@ -163,6 +164,11 @@ class Vault:
         kind = kind or _KIND_OF_FOLDER.get(Path(path).parent.name, "plan")
         snap = fs.read(path, kind, folder_fd, direct)
         return snap, decode(path, snap.raw)
+
+    def read_opened(self, path: Path | str, fd: int, st: os.stat_result, kind: str,
+                    folder_fd: int | None = None) -> str:
+        """`read`'s text of a file opened by fs.open_at (`st`: its fstat)."""
+        return decode(path, fs.read_opened(fd, st, path, kind, folder_fd))
 
     def check_folder(self, folder: Path | str) -> None:
         """Refuse a folder that is a link, lies in one, or is not a folder (BadFile)."""

@@ -94,3 +94,25 @@ def test_events_told_together_are_one_append(tmp_path, monkeypatch):
     assert appends == [2, 1]
     assert [e["event"] for e in events.read(path)] == ["claimed", "status_changed",
                                                        "step_started"]
+
+
+def test_lines_held_together_are_written_before_a_wait(tmp_path, monkeypatch):
+    """A run's last step_ended waits for its status change (daemon/runner.py); a plan
+    write tried again later must not keep it back meanwhile: write_held() writes what is
+    held, the rest still goes in the together()'s one append, in the order told."""
+    path = tmp_path / "events.jsonl"
+    log = events.EventLog(path, _clock)
+    appends = []
+    real = events.fs.append
+    monkeypatch.setattr(events.fs, "append", lambda p, data, **k: (
+        appends.append(data.count(b"\n")), real(p, data, **k)))
+    log.write_held()  # nothing held: nothing written
+    with log.together():
+        log("step_ended", plan="P-P-001")
+        log("write_waiting", plan="P-P-001")
+        log.write_held()  # the writer is about to wait for the plan's write
+        assert appends == [2]
+        log("status_changed", plan="P-P-001", status="completed")
+    assert appends == [2, 2]  # the status change and its plan_completed
+    assert [e["event"] for e in events.read(path)] == [
+        "step_ended", "write_waiting", "status_changed", "plan_completed"]

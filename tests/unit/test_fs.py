@@ -196,6 +196,30 @@ def test_a_vault_folder_made_anew_is_opened_anew(tmp_path, walk):
     assert first.fs_root is not second.fs_root
 
 
+def test_a_path_placed_once_moves_to_a_root_registered_under_its_root(tmp_path):
+    """locate() remembers where a path lies (opening._placed), lexically: a root
+    registered beneath another takes the paths beneath it from then on, and a root
+    let go takes its paths with it (then a path is its own parent's, not a vault's)."""
+    outer = tmp_path / "outer"
+    (outer / "inner" / "plans").mkdir(parents=True)
+    path = outer / "inner" / "plans" / "a.md"
+    kept = fs.register(outer)
+    root, rel, vault = fs.opening.locate(path)
+    assert (root, rel, vault) == (kept, "inner/plans/a.md", True)
+    assert fs.opening.locate(path) == (kept, "inner/plans/a.md", True)  # remembered
+    inner = fs.register(outer / "inner")
+    assert fs.opening.locate(path) == (inner, "plans/a.md", True)
+    assert fs.opening.locate(str(path)) == (inner, "plans/a.md", True)
+    del inner
+    import gc
+
+    gc.collect()
+    assert fs.opening.locate(path)[:2] == (kept, "inner/plans/a.md")
+    del kept, root
+    gc.collect()
+    assert fs.opening.locate(path)[1:] == ("a.md", False)
+
+
 # --- only regular files, one link, within limits ------------------------------------------
 
 @pytest.mark.timeout(10)
@@ -270,6 +294,21 @@ def test_a_file_that_grows_while_read_is_refused(vault, monkeypatch):
     with pytest.raises(fs.Refused, match="file grew past the 67108864 bytes allowed while it "
                                          "was read"):
         fs.read(plan, "plan")
+
+
+def test_a_whole_file_read_asks_its_size_once_and_a_short_read_goes_on(vault, monkeypatch):
+    """One read() of size + 1 bytes when the file holds what fstat said (no read of the
+    end); a read that returns less than the size goes on to the end."""
+    plan = vault.root / "P" / "plans" / "P-P-001.md"
+    plan.write_bytes(b"x" * 600)
+    asked, real_read = [], os.read
+    monkeypatch.setattr(os, "read", lambda fd, n: asked.append(n) or real_read(fd, n))
+    assert fs.read(plan, "plan").raw == b"x" * 600
+    assert asked == [601]
+    asked.clear()
+    monkeypatch.setattr(os, "read", lambda fd, n: asked.append(n) or real_read(fd, min(n, 100)))
+    assert fs.read(plan, "plan").raw == b"x" * 600
+    assert asked[0] == 601 and len(asked) > 2
 
 
 def test_lines_are_capped_and_read_up_to_the_size_when_opened(vault):

@@ -103,3 +103,33 @@ def test_a_look_at_changed_plans_lists_no_folder_of_the_vault(vault, monkeypatch
     assert listed == []
     assert Scanner(vault, ["Q"], Events(), monotonic=clock.monotonic).look_at(
         {str(path)}, clock.wall()) == []  # a daemon serving other projects: not its plan
+
+
+def test_a_first_scan_opens_each_plan_without_an_lstat_and_a_tick_lstats_only(vault,
+                                                                              monkeypatch):
+    """A plan not kept is opened by name and judged on its fstat; a kept one costs one
+    lstat at a tick and no open (the idle tick's stat signatures)."""
+    clock = FakeClock()
+    paths = [write_plan(vault, ["one"], plan_id=f"P-P-00{i}") for i in range(1, 4)]
+    names = {p.name for p in paths}
+    calls = []
+    real_stat, real_open = os.stat, os.open
+
+    def stat(path, *a, **k):
+        if os.fspath(path) in names:
+            calls.append(("lstat", os.fspath(path)))
+        return real_stat(path, *a, **k)
+
+    def open_(path, *a, **k):
+        if os.path.basename(os.fspath(path)) in names:
+            calls.append(("open", os.path.basename(os.fspath(path))))
+        return real_open(path, *a, **k)
+
+    monkeypatch.setattr(os, "stat", stat)
+    monkeypatch.setattr(os, "open", open_)
+    scanner = Scanner(vault, None, Events(), monotonic=clock.monotonic)
+    assert [c.path for c in scanner.scan(clock.wall())] == paths
+    assert sorted(calls) == sorted(("open", n) for n in names)
+    calls.clear()
+    assert [c.path for c in scanner.scan(clock.wall())] == paths
+    assert sorted(calls) == sorted(("lstat", n) for n in names)

@@ -131,3 +131,32 @@ def test_a_folder_removed_and_made_again_is_watched_again(tmp_path):
     finally:
         watcher.stop()
         waker.close()
+
+
+def test_the_folders_are_listed_again_after_a_folder_event_or_a_second_only():
+    """Plans run back to back do not list the vault at every pass (Watcher.due): a folder
+    made (or the kernel's queue overflowing) makes the next pass list it; a plan's
+    .runs/ folder does not; a second passed does."""
+    from modulatio_d.daemon.wake import RELIST_S, Watcher
+
+    now = [100.0]
+    waker = Waker()
+    watcher = Watcher(waker, lambda: now[0])
+    try:
+        assert watcher.due()  # never listed
+        watcher.watch([])
+        assert not watcher.due()
+        watcher.tell("/v/B/plans/B-P-001.runs", True)  # a plan's first step
+        watcher.tell("/v/B/plans/B-P-001.md", False)  # a plan written
+        assert not watcher.due()
+        watcher.tell("/v/NEW", True)  # a folder made: maybe a project
+        assert watcher.due()
+        watcher.watch([])
+        watcher.tell(None, False)  # the kernel's queue overflowed: anything may have
+        assert watcher.due()
+        watcher.watch([])
+        now[0] += RELIST_S
+        assert watcher.due()
+    finally:
+        watcher.stop()
+        waker.close()

@@ -65,8 +65,11 @@ from modulatio_d.store.fs.reading import (
     entries,
     exists,
     lines,
+    lstat_at,
     names,
+    open_at,
     read,
+    read_opened,
     signature,
     stat_of,
     tail,
@@ -90,10 +93,9 @@ from modulatio_d.store.fs.writing import (
 
 __all__ = [
     "LIMITS", "Entry", "Folder", "Refused", "Root", "Snapshot", "append", "appending",
-    "check_folder",
-    "check_regular", "each_entry", "entries", "exchange", "exists", "folder_cap", "fsync_dir",
-    "lines", "mkdirs", "mode_of",
-    "move", "names", "open_folder", "open_regular", "open_temp", "opening", "publish", "read",
-    "reading", "register", "rename", "rename_new", "signature", "stat_of", "tail", "temp",
-    "unlink", "writing",
+    "check_folder", "check_regular", "each_entry", "entries", "exchange", "exists",
+    "folder_cap", "fsync_dir", "lines", "lstat_at", "mkdirs", "mode_of", "move", "names",
+    "open_at", "open_folder", "open_regular", "open_temp", "opening", "publish", "read",
+    "read_opened", "reading", "register", "rename", "rename_new", "signature", "stat_of",
+    "tail", "temp", "unlink", "writing",
 ]

@@ -184,6 +184,7 @@ def register(path: Path | str) -> Root:
         weakref.finalize(root, _forget, key)
         if all(k != key for k, _ in _keys):
             _keys = (*_keys, (key, key.rstrip(os.sep) + os.sep))
+            _placed.clear()  # a longer root may now hold paths placed under a shorter one
     return root
 
 
@@ -199,11 +200,27 @@ def _forget(key: str) -> None:
     global _keys
     if _roots.get(key) is None:  # not a Root made anew for the same folder
         _keys = tuple(k for k in _keys if k[0] != key)
+    _placed.clear()
+
+
+# Where an absolute path was found (its root's key, its parts relative to it), by the
+# path as given: a daemon opens the same few dozen paths again and again (the pause file,
+# events.jsonl, its plan), and abspath and the root search cost more than the openat2.
+# Lexical only (no file system is looked at), so it never goes stale but when the roots
+# change: cleared then (register, _forget). Bounded: cleared whole when full.
+_placed: dict[str, tuple[str, str]] = {}
+_PLACED_MAX = 4096
 
 
 def locate(path: Path | str) -> tuple[Root, str, bool]:
     """(root, path relative to it, whether the root is a vault's) of an absolute path."""
-    p = os.path.abspath(os.fspath(path))
+    given = path if isinstance(path, str) else os.fspath(path)
+    hit = _placed.get(given)
+    if hit is not None:
+        root = _roots.get(hit[0])
+        if root is not None:
+            return root, hit[1], True
+    p = os.path.abspath(given)
     while True:
         best = None
         for key, prefix in _keys:
@@ -213,7 +230,12 @@ def locate(path: Path | str) -> tuple[Root, str, bool]:
             return Root(os.path.dirname(p)), os.path.basename(p), False
         root = _roots.get(best)
         if root is not None:  # p is normalized and lies in best: the rest of it is relative
-            return root, "." if p == best else p[len(best.rstrip(os.sep)) + 1:], True
+            rel = "." if p == best else p[len(best.rstrip(os.sep)) + 1:]
+            if given.startswith(os.sep):  # a relative one depends on the working folder
+                if len(_placed) >= _PLACED_MAX:
+                    _placed.clear()
+                _placed[given] = (best, rel)
+            return root, rel, True
         _forget(best)  # its Root was let go, its finalizer not yet run
 
 
@@ -266,17 +288,26 @@ def parts_of(rel: str, path: Path | str) -> list[str]:
     return parts or ["."]
 
 
+def _plain(rel: str) -> bool:
+    """Whether `rel` is already what parts_of joins again: relative, no empty, `.` or `..`
+    component (what locate() gives for a path beneath its root: checked in C, not split)."""
+    if not rel or os.sep in (rel[0], rel[-1]) or rel in (".", "..") or "//" in rel:
+        return False
+    ends = f"{os.sep}{rel}{os.sep}"
+    return f"{os.sep}.{os.sep}" not in ends and f"{os.sep}..{os.sep}" not in ends
+
+
 def _raw_open(root: Root, rel: str, flags: int, mode: int, path: Path | str) -> int:
     global USE_OPENAT2
-    parts = parts_of(rel, path)
     if USE_OPENAT2:
         try:
-            return _openat2(root.fd(), os.sep.join(parts), flags | OPEN, mode)
+            return _openat2(root.fd(), rel if _plain(rel) else os.sep.join(parts_of(rel, path)),
+                            flags | OPEN, mode)
         except OSError as e:
             if e.errno != errno.ENOSYS:
                 raise
             USE_OPENAT2 = False  # this kernel has none: walk from now on
-    return _walk(root.fd(), parts, flags, mode)
+    return _walk(root.fd(), parts_of(rel, path), flags, mode)
 
 
 def _explain(root: Root, rel: str, path: Path | str, err: OSError) -> OSError:

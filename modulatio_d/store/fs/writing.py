@@ -43,18 +43,20 @@ def folder_cap(file_mode: int) -> int:
     return file_mode | ((file_mode & 0o444) >> 2)
 
 
-def mkdirs(folder: Path | str, cap: int | None = None) -> None:
+def mkdirs(folder: Path | str, cap: int | None = None, missing: bool = False) -> None:
     """Make `folder` and the missing folders above it beneath its root: 0o777 & `cap`,
     masked by the umask (a setgid parent gives its group and its setgid bit). Only a
-    folder found missing is made: an existing one costs no mkdir (no write at all)."""
+    folder found missing is made: an existing one costs no mkdir (no write at all).
+    `missing`: the caller's open of `folder` just said ENOENT or ENOTDIR (not asked again)."""
     mode = 0o777 & (0o777 if cap is None else cap)
     root, rel, vault = locate(folder)
     if not vault:
         os.makedirs(folder, mode, exist_ok=True)  # outside every vault: the caller's own
         return
     try:
-        os.close(open_beneath(folder, os.O_PATH | os.O_DIRECTORY))
-        return  # there already: the common case, one open
+        if not missing:
+            os.close(open_beneath(folder, os.O_PATH | os.O_DIRECTORY))
+            return  # there already: the common case, one open
     except Refused:
         raise  # a link on the way
     except OSError as e:
@@ -106,7 +108,7 @@ class Folder:
     when the folder is found missing (an existing one costs no mkdir and no walk more).
     """
 
-    def __init__(self, path: Path | str, create: bool = False):
+    def __init__(self, path: Path | str, create: bool = False, cap: int | None = None):
         self.path = os.path.dirname(os.path.abspath(os.fspath(path)))
         self.name = os.path.basename(os.fspath(path))
         try:
@@ -115,7 +117,7 @@ class Folder:
             if not create or isinstance(e, Refused) or e.errno not in (errno.ENOENT,
                                                                         errno.ENOTDIR):
                 raise
-            mkdirs(self.path)  # makes what is missing, or says what is in the way
+            mkdirs(self.path, cap, missing=True)  # makes them, or names what is in the way
             self.fd = open_folder(self.path)
 
     def name_of(self, path: Path | str) -> str:
@@ -300,16 +302,18 @@ CREATE_RETRIES = 3
 
 
 def open_regular(path: Path | str, flags: int, *, cap: int | None = None,
-                 folders: bool = False) -> int:
+                 folders: bool = False, folder: Folder | None = None) -> int:
     """A descriptor of the regular file `path` (checked: one link, no link followed).
 
     `flags` as for os.open (O_CREAT makes it with 0o666 & `cap`, masked by the
     umask); `folders` makes the missing folders first. Blocking mode restored.
     O_CREAT alone answered EEXIST (GlusterFS: two hosts made it at once) is tried again.
+    `folder`: the folder of `path` already open (Folder): the name is opened in it
+    (O_NOFOLLOW); anything but a missing file is asked again of the walk from the root.
     """
     mode = 0o666 & (0o666 if cap is None else cap)
     try:
-        fd = _open_creating(path, flags, mode)
+        fd = _open_creating(path, flags, mode, folder)
     except (FileNotFoundError, NotADirectoryError):  # a file in a folder's way: mkdirs
         # refuses it, naming it
         # The folders are made only when the open finds one missing: an append to an
@@ -327,7 +331,16 @@ def open_regular(path: Path | str, flags: int, *, cap: int | None = None,
     return fd
 
 
-def _open_creating(path: Path | str, flags: int, mode: int) -> int:
+def _open_creating(path: Path | str, flags: int, mode: int,
+                   folder: Folder | None = None) -> int:
+    if folder is not None:
+        try:
+            return os.open(folder.name_of(path), flags | os.O_NONBLOCK | OPEN, mode,
+                           dir_fd=folder.fd)
+        except FileNotFoundError:
+            raise
+        except OSError:
+            pass  # a link, EEXIST from another host...: the walk below says or retries
     tries = CREATE_RETRIES if flags & (os.O_CREAT | os.O_EXCL) == os.O_CREAT else 0
     for _ in range(tries):
         try:
