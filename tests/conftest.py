@@ -16,13 +16,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-# Bytecode caches for the test run, even where the environment sets PYTHONDONTWRITEBYTECODE
-# (this project's machine images do): without them every run compiles and assertion-rewrites
-# the ~200 test modules again, and every daemon a test starts compiles the package again
-# (5 s of the fast lane). __pycache__/ is ignored by git.
-sys.dont_write_bytecode = False
-os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
-
 import cli_runner
 import pytest
 from cli_runner import CliResult
@@ -31,6 +24,13 @@ from waiting import wait_for
 
 from modulatio_d.ops.init import init
 from modulatio_d.store import vault as vault_mod
+
+# Bytecode caches for the test run, even where the environment sets PYTHONDONTWRITEBYTECODE
+# (this project's machine images do): without them every run compiles and assertion-rewrites
+# the ~200 test modules again, and every daemon a test starts compiles the package again
+# (5 s of the fast lane). __pycache__/ is ignored by git.
+sys.dont_write_bytecode = False
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
 settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
 if os.environ.get("HYPOTHESIS_PROFILE"):
