@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
+
 from modulatio_d.store import events
 
 
@@ -60,8 +62,6 @@ def test_step_log_names_sort_and_the_cap_keeps_head_and_tail(tmp_path):
 
 
 def test_retention_config(tmp_path):
-    import pytest
-
     from modulatio_d.core.errors import BadFile
     from modulatio_d.store import config
 
@@ -76,15 +76,21 @@ def test_retention_config(tmp_path):
         config.load(path)
 
 
-def test_events_told_together_are_one_append(tmp_path, monkeypatch):
-    """A claim's `claimed` and `status_changed` (daemon/claim.py): one open, lock and
-    write of events.jsonl, the lines in the order told; alone, each is its own."""
+@pytest.fixture
+def counted(tmp_path, monkeypatch):
+    """(events.jsonl's path, its EventLog, the lines of each append made, in order)."""
     path = tmp_path / "events.jsonl"
-    log = events.EventLog(path, _clock)
-    appends = []
+    appends: list[int] = []
     real = events.fs.append
     monkeypatch.setattr(events.fs, "append", lambda p, data, **k: (
         appends.append(data.count(b"\n")), real(p, data, **k)))
+    return path, events.EventLog(path, _clock), appends
+
+
+def test_events_told_together_are_one_append(counted):
+    """A claim's `claimed` and `status_changed` (daemon/claim.py): one open, lock and
+    write of events.jsonl, the lines in the order told; alone, each is its own."""
+    path, log, appends = counted
     with log.together():
         log("claimed", plan="P-P-001")
         with log.together():  # nested: still the outer one's append
@@ -96,16 +102,11 @@ def test_events_told_together_are_one_append(tmp_path, monkeypatch):
                                                        "step_started"]
 
 
-def test_lines_held_together_are_written_before_a_wait(tmp_path, monkeypatch):
+def test_lines_held_together_are_written_before_a_wait(counted):
     """A run's last step_ended waits for its status change (daemon/runner.py); a plan
     write tried again later must not keep it back meanwhile: write_held() writes what is
     held, the rest still goes in the together()'s one append, in the order told."""
-    path = tmp_path / "events.jsonl"
-    log = events.EventLog(path, _clock)
-    appends = []
-    real = events.fs.append
-    monkeypatch.setattr(events.fs, "append", lambda p, data, **k: (
-        appends.append(data.count(b"\n")), real(p, data, **k)))
+    path, log, appends = counted
     log.write_held()  # nothing held: nothing written
     with log.together():
         log("step_ended", plan="P-P-001")
