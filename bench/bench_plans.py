@@ -139,7 +139,9 @@ def main() -> None:
         n = statistics.median(peers)  # type: ignore[type-var]
         print(f"nq             {n:7.2f} s  ratio {d / n:.2f}x (target <= 1.5x)")
     print(f"floor          {f:7.2f} s  ratio {d / f:.2f}x (target <= 3x): fork/exec of true "
-          f"+ claim, completion and usage writes, durable")
+          f"+ claim, completion and usage writes, durable; runs "
+          f"{', '.join(f'{x:.2f}' for x in floors)}; round by round "
+          f"{', '.join(f'{x / y:.2f}x' for x, y in zip(daemon, floors, strict=True))}")
 
 
 if __name__ == "__main__":
