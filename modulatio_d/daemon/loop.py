@@ -25,7 +25,8 @@ the config is read again at the next tick; a running plan keeps the config it
 was claimed with. SIGPIPE stays ignored, so a closed log pipe is a failed write,
 never a death. Any other signal that ends a process (SIGKILL, SIGQUIT, SIGUSR1)
 is a crash: the step dies with the daemon (PR_SET_PDEATHSIG) and the next
-daemon resumes the plan from `in_flight`. A tick finding the mount cut off (poll.cut_off) waits.
+daemon resumes the plan from `in_flight`. A pass of the loop meeting the mount cut
+off, or a stale handle anywhere (poll.cut_off), waits a tick and goes on.
 """
 
 from __future__ import annotations
@@ -166,26 +167,25 @@ class Daemon:
                         self.pending.fill(self._tick())
                         ready = ready or self.notifier.ready() or True
                     self.outage.over()
+                    self.races.start_pass()
+                    self.admission.start_pass()  # who waits for a slot: found again
+                    if self._claim_and_run(self.pending):
+                        self.races.ran()
+                        self.pending.ran()
+                        continue  # a plan ended: the rest of the last scan (candidates.py)
+                    if self.once and not self.pending.fresh:
+                        continue  # --once ends only when a fresh scan found nothing
+                    if self.once:
+                        log.info("nothing claimable: exiting (--once)")
+                        break
+                    if new_folders and watcher.watch(self._watched()):
+                        continue  # a folder made during the scan had no watch: scan again
+                    wait = self.scanner.cap_wait(self.admission.retry_in(
+                        self.races.next_wait(self.pending.left())), self.clock())
+                    log.debug("nothing claimable: sleeping up to %gs", wait)
+                    self._sleep(wait, after_run=not self.pending.fresh)
                 except Exception as e:  # noqa: BLE001 (the vault's mount cut off: wait)
                     self.outage.wait(e, self.waker, self.tick_seconds)  # else: raised again
-                    continue
-                self.races.start_pass()
-                self.admission.start_pass()  # who waits for a slot: found again
-                if self._claim_and_run(self.pending):
-                    self.races.ran()
-                    self.pending.ran()
-                    continue  # a plan ended: the rest of the last scan (candidates.py)
-                if self.once and not self.pending.fresh:
-                    continue  # --once ends only when a fresh scan found nothing
-                if self.once:
-                    log.info("nothing claimable: exiting (--once)")
-                    break
-                if new_folders and watcher.watch(self._watched()):
-                    continue  # a folder made during the scan had no watch: scan again
-                wait = self.scanner.cap_wait(self.admission.retry_in(
-                    self.races.next_wait(self.pending.left())), self.clock())
-                log.debug("nothing claimable: sleeping up to %gs", wait)
-                self._sleep(wait, after_run=not self.pending.fresh)
         finally:
             self.notifier.stopping()
             watcher.stop()

@@ -44,7 +44,10 @@ POLLED = ("plans", "cron", "tickets")
 
 
 CUT_OFF_ERRNOS = (errno.ENOTCONN, errno.ECONNABORTED, errno.ETIMEDOUT, errno.EHOSTDOWN,
-                  errno.ENODEV)
+                  errno.ENODEV, errno.ESTALE)
+"""ESTALE too: a handle another host's rename made stale, which only a network mount
+gives; the reads and writes that meet it most try again themselves (store/fs), and one
+met anywhere else in a pass of the loop is waited out the same way, never the end."""
 
 
 def cut_off(error: BaseException | None) -> bool:

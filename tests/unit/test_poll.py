@@ -132,6 +132,7 @@ def test_a_cut_off_mount_is_told_by_its_errno_even_behind_a_wrapper():
     except FileUnusable as wrapped:
         assert cut_off(wrapped)
     assert not cut_off(OSError(errno.ENOSPC, "full"))
+    assert cut_off(OSError(errno.ESTALE, "Stale file handle"))  # another host's rename
     assert not cut_off(ValueError("x"))
     assert not cut_off(None)
 
