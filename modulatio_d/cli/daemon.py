@@ -109,7 +109,13 @@ def run_daemon(args, ctx) -> int:
 
         return Supervisor(Settings(vault, _worker_args(args, projects), args.workers,
                                    ctx.environ)).run()
-    return Daemon(vault, projects, args.tick_seconds, args.once, utcnow, ctx.environ).run()
+    try:
+        return Daemon(vault, projects, args.tick_seconds, args.once, utcnow, ctx.environ).run()
+    except OSError:  # main's one line says what; the log keeps where, for a daemon's death
+        import logging
+
+        logging.getLogger("modulatio.daemon").exception("the daemon stops on a system error")
+        raise
 
 
 def _check_options(args) -> None:

@@ -68,6 +68,14 @@ def together(sink: Callable[..., None]) -> AbstractContextManager[None]:
     return held() if callable(held) else nullcontext()
 
 
+def write_held(sink: Callable[..., None]) -> None:
+    """`sink.write_held()` where the sink has it: the lines held by `together` written
+    now (a writer about to wait); any other sink holds nothing."""
+    held = getattr(sink, "write_held", None)
+    if callable(held):
+        held()
+
+
 def _step(f: dict) -> str:
     index = f.get("index")
     return f"step {index + 1}" if isinstance(index, int) else "step ?"

@@ -140,15 +140,15 @@ class Watcher:
     def tell(self, path: str | None, is_folder: bool) -> None:
         """One changed path (None: the kernel's queue overflowed, anything may have
         changed). Runs on the watcher's thread: no I/O but one pipe write, never raises."""
-        if path is None or (is_folder and not path.endswith(".runs")):
-            self._moved = True  # (a plan's .runs/ folder is never watched)
+        folder = path is None or (is_folder and not path.endswith(".runs"))
+        if folder:  # (a plan's .runs/ folder is never watched)
+            self._moved = True
         try:
             if path is None:
                 self.waker.poke()
             elif path.endswith(".md"):
                 self.waker.poke(path)  # a plan, cron entry or ticket
-            elif path.endswith(("config.yaml", "pause.yaml", "/slots/freed")) or (
-                    is_folder and not path.endswith(".runs")):
+            elif folder or path.endswith(("config.yaml", "pause.yaml", "/slots/freed")):
                 self.waker.poke()  # the config, a pause, a slot freed, a folder
         except Exception:
             pass

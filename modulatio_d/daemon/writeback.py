@@ -43,6 +43,7 @@ from modulatio_d.core.plan import Plan, PlanStatus, SubObjective
 from modulatio_d.core.times import format_time
 from modulatio_d.core.verdict import FAILURES
 from modulatio_d.daemon.services import Services
+from modulatio_d.daemon.story import write_held
 from modulatio_d.store import fs, reflections, tickets
 from modulatio_d.store.plan_file import HeldPlan
 from modulatio_d.store.refusals import Refusals, settled
@@ -206,9 +207,7 @@ class PlanWriter:
 
     def _before_wait(self) -> None:
         """A beat, the events held for one append written now (story.together), a wait."""
-        held = getattr(self.svc.events, "write_held", None)
-        if callable(held):
-            held()
+        write_held(self.svc.events)
         self.svc.periodic(self.plan, None)
         self.svc.waker.wait(self.svc.beat_interval())
 

@@ -6,7 +6,8 @@
 - `capacity`: the config's limits (core/capacity.py), or its refusal;
 - `slots`: per limit, the slots in use now and their holders (store/slots.py
   `probe`: a flock tried and released at once on each slot file);
-- `waiting_for_slot`: the plans the live daemons' heartbeats say wait for a slot.
+- `waiting_for_slot`: the plans the live daemons' heartbeats say wait for a slot, less
+  those holding one now (a heartbeat is up to a beat old).
 Nothing is written but the per-user row cache (store/rowcache.py, `control`): what
 the pause file and the config said is kept under each file's stat signature, as a
 plan's row is, so a `status` with neither changed does not parse them (nor import
@@ -62,7 +63,9 @@ def control(vault: Vault, daemons: list[dict]) -> dict:
     for d in daemons:
         if d.get("state") == "live":
             waiting.update(d.get("waiting_for_slot") or [])
-    out["waiting_for_slot"] = sorted(waiting)
+    # A heartbeat is up to a beat old; a slot's flock is now: a plan holding one waits no more.
+    holding = {h["plan"] for g in out["slots"] for h in g["holders"]}
+    out["waiting_for_slot"] = sorted(waiting - holding)
     return out
 
 

@@ -38,10 +38,10 @@ import os
 import sys
 import tempfile
 import time
-from operator import attrgetter
 from pathlib import Path
 
 from modulatio_d import __version__
+from modulatio_d.store.fs.reading import signature
 
 VERSION = 3
 RACY_S = 2.0
@@ -55,10 +55,6 @@ def _folder() -> Path | None:
             return None
         base = os.path.join(home, ".cache")
     return Path(base) / "modulatio"
-
-
-signature = attrgetter("st_ino", "st_size", "st_mtime_ns", "st_ctime_ns")
-"""A stat result's (inode, size, mtime_ns, ctime_ns), made in C."""
 
 
 class RowCache:
