@@ -122,7 +122,7 @@ def run(ctx: StepContext, log_path: Path, keep_fds: tuple[int, ...], started: da
         return _started(ctx, log_path, log_fd, keep_fds, started, svc, between, t0,
                         usage_from, cap)
     finally:
-        os.close(log_fd)  # kept while the step runs: its size and tail read through it
+        fs.close(log_fd)  # kept while the step runs: its size and tail read through it
 
 
 def _started(ctx: StepContext, log_path: Path, log_fd: int, keep_fds: tuple[int, ...],

@@ -152,7 +152,7 @@ class Scanner:
                     present += name in files
             finally:
                 if fd is not None:
-                    os.close(fd)
+                    fs.close(fd)
             if present != len(files):
                 self._forget_gone(folder, files)
         for project in self._seen.keys() - scanned:  # no longer served, or refused
@@ -222,7 +222,7 @@ class Scanner:
         try:
             return self._candidate(files, folder, name, project, st, now, folder_fd, fd, path)
         finally:
-            os.close(fd)
+            fs.close(fd)
 
     def _candidate(self, files: dict[str, _Kept], folder: str, name: str, project: str,
                    st: os.stat_result, now: datetime, folder_fd: int | None = None,

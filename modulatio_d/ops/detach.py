@@ -155,7 +155,7 @@ def locked(vault: Vault) -> bool:
     try:
         return _held(fd)
     finally:
-        os.close(fd)
+        fs.close(fd)
 
 
 def running(vault: Vault, wait_s: float = 2.0) -> Detached | None:
@@ -176,7 +176,7 @@ def running(vault: Vault, wait_s: float = 2.0) -> Detached | None:
                 return info
             time.sleep(POLL_S)
     finally:
-        os.close(fd)
+        fs.close(fd)
 
 
 def start(vault: Vault, daemon_args: list[str], environ: dict[str, str],
@@ -208,10 +208,10 @@ def start(vault: Vault, daemon_args: list[str], environ: dict[str, str],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=vault.root, env=env,
                 start_new_session=True, pass_fds=(fd,))
         finally:
-            os.close(log)
+            fs.close(log)
         os.pwrite(fd, f"{proc.pid}\n{socket.gethostname()}\n".encode(), 0)
     finally:
-        os.close(fd)  # the daemon's copy of the descriptor keeps the lock
+        fs.close(fd)  # the daemon's copy of the descriptor keeps the lock
     _write_info(vault, proc.pid, log_file, daemon_args)
     # A pool's supervisor writes no heartbeat: its state file says it is up.
     ending = ".pool" if "--workers" in daemon_args else ".json"

@@ -165,7 +165,7 @@ def rewrite(path: Path, apply: Callable[[bytes], bytes], base: Snapshot | None =
                 fsync_dir(target.parent, d)
                 snap = _ours(target, new, fd, written)
             finally:
-                os.close(fd)
+                fs.close(fd)
                 if live is not None:
                     fs.unlink(live, missing_ok=True, folder=d)
             _seam("done", target)

@@ -213,7 +213,7 @@ def read_from(path: Path, start: int, most: int = READ_BATCH,
             raise ValueError(f"{path} is shorter ({st.st_size} bytes) than the cursor {start}")
         data = os.pread(fd, min(most, st.st_size - start), start) if st.st_size > start else b""
     finally:
-        os.close(fd)
+        fs.close(fd)
     out: list[tuple[int, dict | None]] = []
     at = 0
     while True:

@@ -127,7 +127,7 @@ def _line_before(path: Path, offset: int) -> bytes:
         n = min(offset, fs.LIMITS["event line"] + 1)
         return os.pread(fd, n, offset - n)
     finally:
-        os.close(fd)
+        fs.close(fd)
 
 
 @dataclass(frozen=True)

@@ -83,7 +83,7 @@ def _read_direct(fd: int) -> bytes | None:
     except OSError:
         return None
     finally:
-        os.close(direct)
+        fs.close(direct)
 
 
 class FileLock:
@@ -108,7 +108,7 @@ class FileLock:
             raise kind(self.path, f"cannot open the lock file: {e.strerror}", None,
                        "it must be a plain file (not a link) the daemon can write") from None
         if not flock_until(fd, deadline, clock=clock, sleep=sleep):
-            os.close(fd)
+            fs.close(fd)
             return False
         self.fd = fd
         return True
@@ -172,7 +172,7 @@ class FileLock:
     def release(self) -> None:
         if self.fd is not None:
             fd, self.fd = self.fd, None
-            os.close(fd)  # closing our last descriptor drops the flock
+            fs.close(fd)  # closing our last descriptor drops the flock
 
     def __enter__(self) -> FileLock:
         return self

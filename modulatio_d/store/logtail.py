@@ -49,7 +49,7 @@ class Tail:
 
     def close(self) -> None:
         if self.fd >= 0:
-            os.close(self.fd)
+            fs.close(self.fd)
             self.fd = -1
 
     def __enter__(self) -> Tail:  # noqa: PYI034
@@ -154,7 +154,7 @@ class Tail:
                     if not parts[-1]:
                         parts.pop()
                     yield from parts  # an unfinished last line included
-                    os.close(self.fd)
+                    fs.close(self.fd)
                     self.fd, self.ino = nxt
                     pos, carry, self.end = 0, b"", 0
                     continue

@@ -204,7 +204,7 @@ def _save_log(path: Path, log: list, previous: Record | None) -> tuple[int, int]
                 n = os.pwrite(fd, view, at)
                 view, at = view[n:], at + n
         finally:
-            os.close(fd)
+            fs.close(fd)
         return previous.log_bytes + len(new), previous.log_lines + len(log) - len(old) + drop
     data = _lines(log)
     atomic.replace(path, data, durable=False, folders=True)

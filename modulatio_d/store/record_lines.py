@@ -86,4 +86,4 @@ def _append(path: Path, line: bytes, end: int) -> bool:
             os.ftruncate(fd, at)  # what followed: a line torn by a power loss
         return True
     finally:
-        os.close(fd)
+        fs.close(fd)

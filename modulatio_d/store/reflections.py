@@ -119,7 +119,7 @@ def move(plan_path: Path, at: int, entries: list[dict],
         os.ftruncate(fd, pos)  # lines of a move whose plan write never landed
         os.fsync(fd)
     finally:
-        os.close(fd)
+        fs.close(fd)
     if new:
         fs.fsync_dir(path.parent)
     offsets.clear()

@@ -138,7 +138,7 @@ def wake_waiters(top: Path | None) -> None:
     if top is None:
         return
     try:
-        os.close(fs.open_regular(top / FREED, os.O_WRONLY | os.O_CREAT))
+        fs.close(fs.open_regular(top / FREED, os.O_WRONLY | os.O_CREAT))
     except OSError as e:
         log.debug("cannot wake slot waiters: %s", e)
 

@@ -76,4 +76,4 @@ def trim(path: Path, cap: int) -> int:
         os.pwrite(fd, data, len(head))
         return cut
     finally:
-        os.close(fd)
+        fs.close(fd)

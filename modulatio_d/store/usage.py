@@ -159,4 +159,4 @@ def append(path: Path, lines: list[dict], again: bool = False) -> None:
             view = view[os.write(fd, view):]
         os.fsync(fd)
     finally:
-        os.close(fd)
+        fs.close(fd)

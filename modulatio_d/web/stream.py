@@ -46,7 +46,7 @@ class Follower:
             return False
         st = os.fstat(fd)
         if self.fd is not None:
-            os.close(self.fd)
+            fs.close(self.fd)
         self.fd, self.inode, self.partial = fd, st.st_ino, b""
         if offset is None:  # from now
             self.offset = st.st_size
@@ -93,7 +93,7 @@ class Follower:
 
     def close(self) -> None:
         if self.fd is not None:
-            os.close(self.fd)
+            fs.close(self.fd)
             self.fd = None
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / ".ci" / "testbeds" / "glusterfs-testbed.sh"
 PY = sys.executable
+PROBE = Path(__file__).with_name("file_probe.py")
 STATE_LOCK = Path("/run/modulatio-testbed.state.lock")
 USERS_LOCK = Path("/run/modulatio-testbed.users.lock")
 BED_DIR = Path(os.environ.get("TB_DIR", "/var/lib/glusterfs-testbed"))
@@ -273,6 +274,34 @@ class Bed:
 
 
 # --- one bed per machine, shared by sessions --------------------------------------------------
+
+
+class Probe:
+    """file_probe.py on a host, reading commands: `do` sends one and waits for its answer."""
+
+    def __init__(self, bed, host: str, folder: Path, env: dict[str, str] | None = None):
+        self.host = host
+        self.popen = subprocess.Popen(["bash", str(SCRIPT), "run-on", host, PY, str(PROBE),
+                                       str(folder)], stdin=subprocess.PIPE,
+                                      stdout=subprocess.PIPE, text=True, env=bed.env(env),
+                                      cwd=REPO, start_new_session=True)
+
+    def send(self, *words: str) -> None:
+        self.popen.stdin.write(" ".join(words) + "\n")
+        self.popen.stdin.flush()
+
+    def answer(self) -> str:
+        return self.popen.stdout.readline().strip() or "no answer"
+
+    def do(self, *words: str) -> str:
+        self.send(*words)
+        answer = self.answer()
+        assert answer.startswith("ok"), f"on {self.host}: {words}: {answer}"
+        return answer[3:]
+
+    def close(self) -> None:
+        self.popen.stdin.close()
+        self.popen.wait(30)
 
 
 class Session:

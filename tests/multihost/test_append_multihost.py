@@ -1,4 +1,4 @@
-"""Appends of several hosts to one file (append_probe.py on each host), the ground truth
+"""Appends of several hosts to one file (file_probe.py on each host), the ground truth
 being the brick's copy of the file, read by this process past every client.
 
 What a `step_started` line missing from events.jsonl in the soak was suspected of, and
@@ -20,46 +20,16 @@ tries it again now): the append, and the line, was lost.
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
-from multihost_bed import BED_DIR, PY, REPO, SCRIPT
+from multihost_bed import BED_DIR, PROBE, PY, Probe
 
 pytestmark = pytest.mark.timeout(180)
 
-PROBE = Path(__file__).with_name("append_probe.py")
 ROUNDS = 30
-
-
-class Appender:
-    """append_probe.py on a host: `do` sends a command and waits for its answer."""
-
-    def __init__(self, bed, host: str, folder: Path, env: dict[str, str] | None = None):
-        self.host = host
-        self.popen = subprocess.Popen(["bash", str(SCRIPT), "run-on", host, PY, str(PROBE),
-                                       str(folder)], stdin=subprocess.PIPE,
-                                      stdout=subprocess.PIPE, text=True, env=bed.env(env),
-                                      cwd=REPO, start_new_session=True)
-
-    def send(self, *words: str) -> None:
-        self.popen.stdin.write(" ".join(words) + "\n")
-        self.popen.stdin.flush()
-
-    def answer(self) -> str:
-        return self.popen.stdout.readline().strip() or "no answer"
-
-    def do(self, *words: str) -> str:
-        self.send(*words)
-        answer = self.answer()
-        assert answer.startswith("ok"), f"on {self.host}: {words}: {answer}"
-        return answer[3:]
-
-    def close(self) -> None:
-        self.popen.stdin.close()
-        self.popen.wait(30)
 
 
 def on_brick(bed, path: Path) -> Path:
@@ -83,7 +53,7 @@ def volume(bed, request):
 def test_an_append_after_another_hosts_lands_after_it_though_the_size_seen_is_stale(
         bed, shared_dir, volume):
     name = "two.log"
-    h1, h2 = Appender(bed, "h1", shared_dir), Appender(bed, "h2", shared_dir)
+    h1, h2 = Probe(bed, "h1", shared_dir), Probe(bed, "h2", shared_dir)
     stale = 0
     try:
         h1.do("append", name, "first")

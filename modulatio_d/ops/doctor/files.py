@@ -60,7 +60,7 @@ class Inotify:
             raise OSError(e, os.strerror(e))
         if add(self.fd, os.fsencode(folder), _IN_MASK) < 0:
             e = ctypes.get_errno()
-            os.close(self.fd)
+            fs.close(self.fd)
             raise OSError(e, os.strerror(e))
 
     def names(self, timeout: float) -> list[str]:
@@ -80,7 +80,7 @@ class Inotify:
         return out
 
     def close(self) -> None:
-        os.close(self.fd)
+        fs.close(self.fd)
 
     def __enter__(self) -> Inotify:
         return self

@@ -76,7 +76,7 @@ def take_within(path: Path, kind: str, seconds: float) -> float | None:
         _unlock(fd, kind)
         return time.monotonic() - start
     finally:
-        os.close(fd)
+        fs.close(fd)
 
 
 def _exclusion(probe: Probe, kind: str) -> Row:

@@ -177,7 +177,7 @@ def _peer_protocol(pr: PeerRun, peer_wait: float) -> list[Row]:
         theirs = pr.await_value("probed", lambda v: isinstance(v, dict))
     finally:
         for fd in fds.values():
-            os.close(fd)
+            fs.close(fd)
     pr.put("released", True)
     pr.await_value("released")
     taken = {}

@@ -42,13 +42,16 @@ caller named it; its last component never is.
 Errors: a link, a non-regular file, a hard-linked file or one over its limit
 is `Refused`, a BadFile and an OSError at once: readers report it as a bad
 file, writers that survive I/O errors (events, heartbeats) survive it too. A
-missing file is FileNotFoundError, as from open().
+missing file is FileNotFoundError, as from open(). Closing a descriptor
+(`close`) never fails but on one that is not ours (EBADF): what a network
+client answers there is let pass (closing.py says why).
 """
 
 from __future__ import annotations
 
-from modulatio_d.store.fs import appending, opening, reading, writing
+from modulatio_d.store.fs import appending, closing, opening, reading, writing
 from modulatio_d.store.fs.appending import append
+from modulatio_d.store.fs.closing import close
 from modulatio_d.store.fs.opening import (
     LIMITS,
     Refused,
@@ -93,7 +96,8 @@ from modulatio_d.store.fs.writing import (
 
 __all__ = [
     "LIMITS", "Entry", "Folder", "Refused", "Root", "Snapshot", "append", "appending",
-    "check_folder", "check_regular", "each_entry", "entries", "exchange", "exists",
+    "check_folder", "check_regular", "close", "closing", "each_entry", "entries",
+    "exchange", "exists",
     "folder_cap", "fsync_dir", "lines", "lstat_at", "mkdirs", "mode_of", "move", "names",
     "open_at", "open_folder", "open_regular", "open_temp", "opening", "publish", "read",
     "read_opened", "reading", "register", "rename", "rename_new", "signature", "stat_of",

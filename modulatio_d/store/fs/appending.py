@@ -24,6 +24,7 @@ import os
 import time
 from pathlib import Path
 
+from modulatio_d.store.fs.closing import close
 from modulatio_d.store.fs.reading import retrying
 from modulatio_d.store.fs.writing import open_regular
 
@@ -55,7 +56,7 @@ def append(path: Path | str, data: bytes, *, cap: int | None = None, sync: bool 
         elif flush:
             os.fdatasync(fd)
     finally:
-        os.close(fd)
+        close(fd)
 
 
 _BUSY_OR_PASSING = (errno.EWOULDBLOCK, errno.EINTR, errno.ESTALE, errno.EIO, errno.ENOTCONN)

@@ -11,6 +11,7 @@ import weakref
 from pathlib import Path
 
 from modulatio_d.core.errors import BadFile
+from modulatio_d.store.fs.closing import close
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -277,7 +278,7 @@ def _walk(dirfd: int, parts: list[str], flags: int, mode: int) -> int:
         return os.open(parts[-1], flags | OPEN, mode, dir_fd=dirfd)
     finally:
         for fd in opened:
-            os.close(fd)
+            close(fd)
 
 
 def parts_of(rel: str, path: Path | str) -> list[str]:
@@ -346,7 +347,7 @@ def _explain(root: Root, rel: str, path: Path | str, err: OSError) -> OSError:
         return err
     finally:
         for fd in opened:
-            os.close(fd)
+            close(fd)
 
 
 def open_beneath(path: Path | str, flags: int, mode: int = 0o666) -> int:
@@ -374,7 +375,7 @@ def check_folder(folder: Path | str) -> None:
     """Refuse a folder that is a link, lies in one, is not a folder or cannot be opened;
     a missing folder is fine."""
     try:
-        os.close(open_folder(folder))
+        close(open_folder(folder))
     except FileNotFoundError:
         pass
     except Refused:

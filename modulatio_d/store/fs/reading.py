@@ -13,6 +13,7 @@ from operator import attrgetter
 from pathlib import Path
 from typing import TypeVar
 
+from modulatio_d.store.fs.closing import close
 from modulatio_d.store.fs.opening import (
     LIMITS,
     OPEN,
@@ -120,24 +121,21 @@ def open_at(folder_fd: int, path: str, name: str) -> tuple[int, os.stat_result] 
     big vault's first scan). The caller closes the descriptor after `read_opened`.
     None when the open is refused (a link, a socket, no permission...): the caller
     then looks at the file's lstat, then `read`s it, whose walk explains the refusal.
-    FileNotFoundError; ESTALE and EIO are tried again as `read` does, then raised."""
-    for attempt in range(READ_RETRIES + 1):
+    FileNotFoundError; ESTALE and EIO, from the open or the fstat (GlusterFS: the file
+    replaced by another host between the two), are tried again as `read` does."""
+    def once() -> tuple[int, os.stat_result] | None:
         try:
             fd = open_in(folder_fd, path, os.O_RDONLY | os.O_NONBLOCK, False, name)
-            break
-        except FileNotFoundError:
-            raise
         except OSError as e:
-            if e.errno not in TRANSIENT_ERRNOS:
-                return None
-            if attempt == READ_RETRIES:
+            if e.errno in TRANSIENT_ERRNOS or isinstance(e, FileNotFoundError):
                 raise
-            time.sleep(READ_RETRY_S * (attempt + 1))
-    try:
-        return fd, os.fstat(fd)
-    except BaseException:
-        os.close(fd)
-        raise
+            return None
+        try:
+            return fd, os.fstat(fd)
+        except BaseException:
+            close(fd)
+            raise
+    return retrying(once)
 
 
 def read_opened(fd: int, st: os.stat_result, path: Path | str, kind: str,
@@ -186,7 +184,7 @@ def _read_once(path: Path | str, kind: str, folder_fd: int | None = None,
         st = os.fstat(fd)
         return Snapshot(path, _checked_read(fd, st, path, kind, direct), signature(st))
     finally:
-        os.close(fd)
+        close(fd)
 
 
 def _checked_read(fd: int, st: os.stat_result, path: Path | str, kind: str,
@@ -232,7 +230,7 @@ def lines(path: Path | str, kind: str, start: int = 0) -> Iterator[tuple[int, by
             n += 1
             yield n, None if skipping else buf
     finally:
-        os.close(fd)
+        close(fd)
 
 
 def tail(path: Path | str, limit: int, start: int = 0) -> bytes:
@@ -244,7 +242,7 @@ def tail(path: Path | str, limit: int, start: int = 0) -> bytes:
         os.lseek(fd, max(start, st.st_size - limit), os.SEEK_SET)
         return _read_upto(fd, limit)
     finally:
-        os.close(fd)
+        close(fd)
 
 
 def lstat_at(folder_fd: int, name: str) -> os.stat_result:
@@ -268,7 +266,7 @@ def stat_of(path: Path | str, folder_fd: int | None = None) -> os.stat_result:
     try:
         return os.fstat(fd)
     finally:
-        os.close(fd)
+        close(fd)
 
 
 def exists(path: Path | str) -> bool:
@@ -333,7 +331,7 @@ def each_entry(folder: Path | str, suffix: str = "", fd: int | None = None,
                 yield e.name, st
     finally:
         if own:
-            os.close(fd)
+            close(fd)
 
 
 def names(folder: Path | str) -> list[str]:
@@ -345,6 +343,6 @@ def names(folder: Path | str) -> list[str]:
     try:
         return os.listdir(fd)
     finally:
-        os.close(fd)
+        close(fd)
 
 

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from modulatio_d.store.fs.closing import close
 from modulatio_d.store.fs.opening import (
     OPEN,
     Refused,
@@ -55,7 +56,7 @@ def mkdirs(folder: Path | str, cap: int | None = None, missing: bool = False) ->
         return
     try:
         if not missing:
-            os.close(open_beneath(folder, os.O_PATH | os.O_DIRECTORY))
+            close(open_beneath(folder, os.O_PATH | os.O_DIRECTORY))
             return  # there already: the common case, one open
     except Refused:
         raise  # a link on the way
@@ -73,7 +74,7 @@ def mkdirs(folder: Path | str, cap: int | None = None, missing: bool = False) ->
             opened.append(dirfd)
     finally:
         for fd in opened:
-            os.close(fd)
+            close(fd)
 
 
 def _enter(dirfd: int, part: str, mode: int, shown: str) -> int:
@@ -127,7 +128,7 @@ class Folder:
         return os.path.basename(os.fspath(path))
 
     def close(self) -> None:
-        os.close(self.fd)
+        close(self.fd)
 
     def __enter__(self) -> Folder:
         return self
@@ -159,7 +160,7 @@ def temp(path: Path | str, data: bytes, *, like: os.stat_result | None = None,
     0o666 & `cap`, masked by the umask.
     """
     fd, tmp = open_temp(path, data, like=like, cap=cap, sync=sync, folder=folder, create=create)
-    os.close(fd)
+    close(fd)
     return tmp
 
 
@@ -191,7 +192,7 @@ def open_temp(path: Path | str, data: bytes, *, like: os.stat_result | None = No
             if sync:
                 os.fsync(fd)
         except BaseException:
-            os.close(fd)
+            close(fd)
             os.unlink(name, dir_fd=dfd)
             raise
     return fd, Path(os.path.dirname(os.path.abspath(os.fspath(path))), name)
@@ -294,7 +295,7 @@ def fsync_dir(folder: Path | str, opened: Folder | None = None) -> None:
     try:
         os.fsync(fd)
     finally:
-        os.close(fd)
+        close(fd)
 
 
 CREATE_RETRIES = 3
@@ -326,7 +327,7 @@ def open_regular(path: Path | str, flags: int, *, cap: int | None = None,
         check_regular(path, os.fstat(fd))
         fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
     except BaseException:
-        os.close(fd)
+        close(fd)
         raise
     return fd
 
