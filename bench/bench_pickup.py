@@ -121,14 +121,16 @@ def main() -> None:
             forget_pick(root)  # the vault may be a cached one
         stopped = [json.loads(line) for line in (root / ".modulatio" / "events.jsonl")
                    .read_text().splitlines() if f'"pid": {daemon.pid}' in line]
-        scans = sum(e.get("scans", 0) for e in stopped if e["event"] == "daemon_stopped")
+        ends = [e for e in stopped if e["event"] == "daemon_stopped"]
+        scans = sum(e.get("scans", 0) for e in ends)
+        after = {k: v for e in ends for k, v in e.get("scans_after", {}).items()}
     m = statistics.median
     print(f"plans in vault: {PLANS}, rounds: {ROUNDS}")
     print(f"pickup   median {m(lat) * 1000:6.1f} ms  p90 "
           f"{sorted(lat)[int(len(lat) * 0.9)] * 1000:6.1f} ms  (target median < 50 ms; "
           f"< 15 ms at 100,000 plans)")
     print(f"full scans by the daemon: {scans} for {ROUNDS} pickups (an idle daemon scans "
-          f"at its start and at each tick; a pickup costs none)")
+          f"at its start and at each tick; a pickup costs none); after: {after}")
     print(f"inotify floor median {m(floor) * 1000:6.2f} ms (rename -> watchdog event, same folder)")
 
 

@@ -34,7 +34,7 @@ after every plan it ran and every race it lost. So:
 from __future__ import annotations
 
 import os
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -94,13 +94,21 @@ class Candidates:
         self.fresh = False  # the list comes from the scan just made: no look again
         self._filled_at = -float("inf")
         self.scans = 0  # full scans since the start (told when the daemon stops)
+        self.scans_after: Counter[str] = Counter()  # ...by what came before each (`after`)
+        self.after = "the start"  # what brought the daemon's loop to its top (loop.py)
 
-    def fill(self, candidates: list[Candidate]) -> None:
-        """The list of a full scan just made."""
+    def fill(self, candidates: list[Candidate], new_folder: bool = False) -> None:
+        """The list of a full scan just made, after `self.after` or a `new_folder` watched
+        (as every folder is at the first scan)."""
+        self.scans_after["a new folder" if new_folder and self.scans else self.after] += 1
         self.scans += 1
         self._rest = deque(ordered(candidates, *rank_among(self.daemons_dir, self.own)))
         self.fresh = True
         self._filled_at = self.monotonic()
+
+    def told(self) -> dict[str, object]:
+        """What `daemon_stopped` says of the scans (for the benchmarks)."""
+        return {"scans": self.scans, "scans_after": dict(self.scans_after)}
 
     def left(self) -> float:
         """Seconds until the list is a tick old (a full scan is then due)."""
@@ -108,7 +116,7 @@ class Candidates:
 
     def ran(self) -> None:
         """A plan ran: what is left must be looked at again before it is tried."""
-        self.fresh = False
+        self.fresh, self.after = False, "a plan ended"
 
     def lost(self) -> None:
         """A race was lost: a peer may try the same order; count the daemons again."""

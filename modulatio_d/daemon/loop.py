@@ -1,32 +1,30 @@
 """The tick loop of one daemon process: scan, claim, run, sleep.
 
-Each tick: fire the cron entries that are due, apply decided tickets, scan the
-served projects, and try the claimable plans in order (candidates.py): the first
-one claimed (claim.py, a compare-and-swap under the plan's lock) is run (runner.py),
-then released; then the rest of that scan's list (candidates.py says when to scan
-again). It sleeps only when a fresh scan found nothing to claim, until the next tick
-or until a vault file changes (inotify), sooner after a claim lost to a busy lock.
-A plan whose file cannot be written (disk full) is left alone BACKOFF_TICKS
-ticks. Time comes from the clocks passed in (wall and monotonic).
+Each tick: fire the cron entries that are due, apply decided tickets, scan the served
+projects, and try the claimable plans in order (candidates.py): the first one claimed
+(claim.py, a compare-and-swap under the plan's lock) is run (runner.py), then released; then
+the rest of that scan's list (candidates.py says when to scan again). It sleeps only when a
+fresh scan found nothing to claim, until the next tick or until a vault file changes
+(inotify), sooner after a claim lost to a busy lock. A plan whose file cannot be written
+(disk full) is left alone BACKOFF_TICKS ticks. Time comes from the clocks passed in (wall
+and monotonic).
 
-Before the first tick the vault, the folders above it and `.modulatio/` must
-pass the trust checks (store/trust.py) or the daemon exits 1; each tick checks
-the vault and `.modulatio/` again (a failure: nothing is acted on, told once),
-and the scan, cron and tickets check their folders and files on the stat they
-have (the trust.Checks the daemon lends them).
+Before the first tick the vault, the folders above it and `.modulatio/` must pass the trust
+checks (store/trust.py) or the daemon exits 1; each tick checks the vault and `.modulatio/`
+again (a failure: nothing is acted on, told once), and the scan, cron and tickets check
+their folders and files on the stat they have (the trust.Checks the daemon lends them).
 
-Signal handlers only set flags (the wake-up pipe ends any wait): the first
-SIGTERM/SIGINT asks the running step to stop (TERM, then KILL after a grace)
-and the loop to exit 0, leaving the plan `executing` at the same index for the
-next daemon; the second kills the step at once. SIGUSR2 (a pool shrinking,
-daemon/pool.py) drains: the step finishes, no other starts, the loop exits 0.
-SIGHUP (a closed terminal, `kill -HUP` after editing the config) stops nothing:
-the config is read again at the next tick; a running plan keeps the config it
-was claimed with. SIGPIPE stays ignored, so a closed log pipe is a failed write,
-never a death. Any other signal that ends a process (SIGKILL, SIGQUIT, SIGUSR1)
-is a crash: the step dies with the daemon (PR_SET_PDEATHSIG) and the next
-daemon resumes the plan from `in_flight`. A pass of the loop meeting the mount cut
-off, or a stale handle anywhere (poll.cut_off), waits a tick and goes on.
+Signal handlers only set flags (the wake-up pipe ends any wait): the first SIGTERM/SIGINT
+asks the running step to stop (TERM, then KILL after a grace) and the loop to exit 0,
+leaving the plan `executing` at the same index for the next daemon; the second kills the
+step at once. SIGUSR2 (a pool shrinking, daemon/pool.py) drains: the step finishes, no other
+starts, the loop exits 0. SIGHUP (a closed terminal, `kill -HUP` after editing the config)
+stops nothing: the config is read again at the next tick; a running plan keeps the config it
+was claimed with. SIGPIPE stays ignored, so a closed log pipe is a failed write, never a
+death. Any other signal that ends a process (SIGKILL, SIGQUIT, SIGUSR1) is a crash: the step
+dies with the daemon (PR_SET_PDEATHSIG) and the next daemon resumes the plan from
+`in_flight`. A pass of the loop meeting the mount cut off, or a stale handle anywhere
+(poll.cut_off), waits a tick and goes on.
 """
 
 from __future__ import annotations
@@ -164,7 +162,7 @@ class Daemon:
                                                           self._served()), (self.vault.meta,))
                     if new_folders or self.settings.reload or self.pending.scan_due(
                             self.waker.take_changed()):
-                        self.pending.fill(self._tick())
+                        self.pending.fill(self._tick(), new_folder=bool(new_folders))
                         ready = ready or self.notifier.ready() or True
                     self.outage.over()
                     self.races.start_pass()
@@ -172,7 +170,7 @@ class Daemon:
                     if self._claim_and_run(self.pending):
                         self.races.ran()
                         self.pending.ran()
-                        continue  # a plan ended: the rest of the last scan (candidates.py)
+                        continue  # the rest of the last scan (candidates.py)
                     if self.once and not self.pending.fresh:
                         continue  # --once ends only when a fresh scan found nothing
                     if self.once:
@@ -183,7 +181,7 @@ class Daemon:
                     wait = self.scanner.cap_wait(self.admission.retry_in(
                         self.races.next_wait(self.pending.left())), self.clock())
                     log.debug("nothing claimable: sleeping up to %gs", wait)
-                    self._sleep(wait, after_run=not self.pending.fresh)
+                    self.pending.after = self._sleep(wait, after_run=not self.pending.fresh)
                 except Exception as e:  # noqa: BLE001 (the vault's mount cut off: wait)
                     self.outage.wait(e, self.waker, self.tick_seconds)  # else: raised again
         finally:
@@ -193,7 +191,7 @@ class Daemon:
                 poller.stop()
             self.heartbeat.remove()
             self.hooks.stop()
-            self.events("daemon_stopped", signals=self.stop.requested, scans=self.pending.scans)
+            self.events("daemon_stopped", signals=self.stop.requested, **self.pending.told())
             log.info("daemon stopped")
         return 0
 
@@ -211,7 +209,7 @@ class Daemon:
                         e.strerror or e)
         return self._folders_seen
 
-    def _sleep(self, seconds: float, after_run: bool = False) -> None:
+    def _sleep(self, seconds: float, after_run: bool = False) -> str:
         """Sleep until the next tick is due, waking for what changed meanwhile.
         Changed plan files are looked at on their own (an idle daemon tried every other
         plan at its last scan): a person's approval is picked up without a scan of the
@@ -220,16 +218,17 @@ class Daemon:
         does not end the sleep either (candidates.py): what changed while it ran and the
         plans waiting for another are looked at alone. Anything else (a ticket, a cron
         entry, the config, a new folder, SIGHUP) ends the sleep and the caller ticks; so
-        does a claim lost to a busy lock (`plan approve` still writing), retried shortly."""
+        does a claim lost to a busy lock (`plan approve` still writing), retried shortly.
+        Returns what ended it (told with the scan that follows: Candidates.after)."""
         deadline, ran = self.monotonic() + seconds, after_run
         if after_run:
             self._beat(self.clock(), None, None)  # idle again, as a tick would say
         while not self.stop.ending():
             if not ran and not self.waker.wait(deadline - self.monotonic()):
-                return  # the tick is due
+                return "tick"
             plans = changed_plans(self.waker.take_changed())
             if plans is None or self.settings.reload:  # not a plan, or SIGHUP: tick
-                return
+                return "SIGHUP" if self.settings.reload else "a change not to a plan"
             if not (plans or ran):
                 continue  # a wake-up whose change was taken already
             self.races.start_pass()
@@ -239,7 +238,8 @@ class Daemon:
                 self.races.ran()
                 self._beat(self.clock(), None, None)  # idle again, as a tick would say
             if self.races.lost or self.monotonic() >= deadline:
-                return
+                return "a lost race" if self.races.lost else "tick"
+        return "stop"
 
     def _tick(self) -> list[Candidate]:
         self.waker.drain()  # what woke us so far, the whole scan below covers

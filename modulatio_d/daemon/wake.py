@@ -31,7 +31,7 @@ from pathlib import Path
 
 from modulatio_d.daemon import inotify
 from modulatio_d.store import slots
-from modulatio_d.store.vault import Vault
+from modulatio_d.store.vault import META, Vault
 
 log = logging.getLogger("modulatio.wake")
 RELIST_S = 1.0
@@ -140,8 +140,8 @@ class Watcher:
     def tell(self, path: str | None, is_folder: bool) -> None:
         """One changed path (None: the kernel's queue overflowed, anything may have
         changed). Runs on the watcher's thread: no I/O but one pipe write, never raises."""
-        folder = path is None or (is_folder and not path.endswith(".runs"))
-        if folder:  # (a plan's .runs/ folder is never watched)
+        folder = path is None or (is_folder and not _unwatched_folder(path))
+        if folder:
             self._moved = True
         try:
             if path is None:
@@ -252,6 +252,14 @@ def _stop_race(record: logging.LogRecord) -> bool:
     # watchdog logs this at ERROR when its emitter thread wakes once more after stop():
     # harmless, and an ERROR line on a clean shutdown would send operators looking.
     return not record.getMessage().startswith("InotifyEmitter.queue_events() called when")
+
+
+def _unwatched_folder(path: str) -> bool:
+    """A folder made or removed that asks for no scan and no new watch: a plan's .runs/,
+    and the daemons' own folders in `.modulatio/` (daemons/, state/, made at a vault's
+    first beat and first claim: each cost every idle daemon a full scan), all but slots/."""
+    return path.endswith(".runs") or (os.path.basename(os.path.dirname(path)) == META
+                                      and os.path.basename(path) != slots.FOLDER)
 
 
 def watched(vault: Vault, served: list[str]) -> list[Path]:

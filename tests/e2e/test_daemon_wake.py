@@ -3,8 +3,19 @@ to a new project, a ticket decided in its file, and an approval, within seconds.
 
 from __future__ import annotations
 
+import signal
+
 import pytest
-from helpers import plan, save_like_vim, settled, wait_started, wait_ticket, wait_ticks, write_plan
+from helpers import (
+    events,
+    plan,
+    save_like_vim,
+    settled,
+    wait_started,
+    wait_ticket,
+    wait_ticks,
+    write_plan,
+)
 from waiting import wait_for
 
 pytestmark = pytest.mark.timeout(150)
@@ -39,3 +50,22 @@ def test_a_ticket_decided_in_its_file_wakes_the_daemon(dvault, daemons):
     save_like_vim(ticket, ticket.read_text().replace("decision: pending", "decision: approve"))
     wait_for(lambda: plan(dvault, "P-P-001").status.value == "completed", 60,
              "resumed and completed", diag=d.log)
+
+
+def test_approvals_picked_up_by_an_idle_daemon_cost_no_scan(dvault, daemons):
+    """An idle daemon looks at a changed plan alone (loop.py `_sleep`): five approvals,
+    each run to its end, and the one full scan is still its first. `daemon_stopped` says
+    how many scans it made and after what (the benchmarks read it: bench_pickup.py)."""
+    d = daemons(tick=TICK)
+    wait_started(d, dvault)
+    wait_ticks(d, dvault, 1)
+    for n in range(1, 6):  # the first makes .modulatio/state/: no scan for that either
+        plan_id = f"P-P-{n:03d}"
+        save_like_vim(dvault.vault.plan_path("P", plan_id),
+                      f"---\nid: {plan_id}\nstatus: approved\n"
+                      "sub_objectives:\n  - {run: 'true'}\n---\n")
+        wait_for(settled(dvault, plan_id, "completed"), 30, f"{plan_id} run", diag=d.log)
+    d.signal(signal.SIGTERM)
+    assert d.wait(30) == 0
+    (stopped,) = events(dvault, "daemon_stopped")
+    assert (stopped["scans"], stopped["scans_after"]) == (1, {"the start": 1}), str(stopped)

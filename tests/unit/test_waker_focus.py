@@ -136,7 +136,8 @@ def test_a_folder_removed_and_made_again_is_watched_again(tmp_path):
 def test_the_folders_are_listed_again_after_a_folder_event_or_a_second_only():
     """Plans run back to back do not list the vault at every pass (Watcher.due): a folder
     made (or the kernel's queue overflowing) makes the next pass list it; a plan's
-    .runs/ folder does not; a second passed does."""
+    .runs/ folder and the daemons' own folders in .modulatio/ do not (nor do they wake
+    the daemon into a scan); a second passed does."""
     from modulatio_d.daemon.wake import RELIST_S, Watcher
 
     now = [100.0]
@@ -148,7 +149,13 @@ def test_the_folders_are_listed_again_after_a_folder_event_or_a_second_only():
         assert not watcher.due()
         watcher.tell("/v/B/plans/B-P-001.runs", True)  # a plan's first step
         watcher.tell("/v/B/plans/B-P-001.md", False)  # a plan written
+        watcher.tell("/v/.modulatio/daemons", True)  # a new vault's first heartbeat
+        watcher.tell("/v/.modulatio/state", True)  # ...and first claim
         assert not watcher.due()
+        assert waker.take_changed() == {"/v/B/plans/B-P-001.md"}  # no "": no scan
+        watcher.tell("/v/.modulatio/slots", True)  # watched: a slot freed wakes waiters
+        assert watcher.due() and waker.take_changed() == {""}
+        watcher.watch([])
         watcher.tell("/v/NEW", True)  # a folder made: maybe a project
         assert watcher.due()
         watcher.watch([])
