@@ -242,10 +242,15 @@ def test_six_daemons_on_three_hosts_run_every_step_of_60_plans_exactly_once(
     assert ends == Counter({(p, i): 1 for p in ids for i in range(STEPS)}), ends
     # A holder still waiting when SIGTERM came (default options, a stuck client) leaves
     # its plan then, as at any stop: `plan_left` for a plan not completed, nothing else.
+    # With the default options a claim can also read a plan behind the noted rev for the
+    # whole wait (docs/multi-host.md: 1 soak in 6): it goes on, and every step still runs
+    # exactly once (above); told in the summary line.
+    behind = [e for e in seen if e["event"] == "claim_read_behind"]
     odd = [e for e in seen if e["event"] in (
         "orphan_recovered", "orphan_step", "claim_lost_to_fence", "claim_read_behind",
         "plan_left", "lock_lost") and not (default and e["event"] == "plan_left"
-                                           and e["plan"] not in ids)]
+                                           and e["plan"] not in ids)
+           and not (default and e["event"] == "claim_read_behind")]
     assert not odd, (odd, [e for e in seen if e.get("plan") in {o.get("plan") for o in odd}],
                      "\n".join(line for ds in daemons.values() for d in ds
                                for line in d.log().splitlines()
@@ -253,7 +258,8 @@ def test_six_daemons_on_three_hosts_run_every_step_of_60_plans_exactly_once(
     waited = [e for e in seen if e["event"] == "write_waiting"]
     print(f"\nsoak ({volume}): {len(ids)} of {n_plans} plans x {STEPS} steps, {len(HOSTS)} hosts x "
           f"{DAEMONS_PER_HOST} daemons: {took:.1f} s; plans per host {dict(by_host)}; "
-          f"writes waited out: {len(waited)} {[e.get('error') for e in waited][:5]}")
+          f"writes waited out: {len(waited)} {[e.get('error') for e in waited][:5]}; "
+          f"claims read behind: {[(e['plan'], e['rev'], e['noted_rev']) for e in behind]}")
 
 
 def test_every_daemon_of_one_host_killed_mid_step_the_others_take_over(
