@@ -114,9 +114,12 @@ class Candidates:
         """Seconds until the list is a tick old (a full scan is then due)."""
         return max(0.0, self.max_age - (self.monotonic() - self._filled_at))
 
-    def ran(self) -> None:
-        """A plan ran: what is left must be looked at again before it is tried."""
+    def ran(self) -> bool:
+        """A plan ran: what is left must be looked at again before it is tried. Whether
+        any is left: when none is, the daemon sleeps (looking at what changed meanwhile
+        first) rather than scanning, since the list's scan covered every plan."""
         self.fresh, self.after = False, "a plan ended"
+        return bool(self._rest)
 
     def lost(self) -> None:
         """A race was lost: a peer may try the same order; count the daemons again."""

@@ -169,18 +169,18 @@ class Daemon:
                     self.admission.start_pass()  # who waits for a slot: found again
                     if self._claim_and_run(self.pending):
                         self.races.ran()
-                        self.pending.ran()
-                        continue  # the rest of the last scan (candidates.py)
-                    if self.once and not self.pending.fresh:
+                        if self.pending.ran() or self.once:
+                            continue  # the rest of the last scan (candidates.py)
+                    elif self.once and not self.pending.fresh:
                         continue  # --once ends only when a fresh scan found nothing
-                    if self.once:
+                    elif self.once:
                         log.info("nothing claimable: exiting (--once)")
                         break
                     if new_folders and watcher.watch(self._watched()):
                         continue  # a folder made during the scan had no watch: scan again
                     wait = self.scanner.cap_wait(self.admission.retry_in(
                         self.races.next_wait(self.pending.left())), self.clock())
-                    log.debug("nothing claimable: sleeping up to %gs", wait)
+                    log.debug("nothing (more) to claim: sleeping up to %gs", wait)
                     self.pending.after = self._sleep(wait, after_run=not self.pending.fresh)
                 except Exception as e:  # noqa: BLE001 (the vault's mount cut off: wait)
                     self.outage.wait(e, self.waker, self.tick_seconds)  # else: raised again
