@@ -11,7 +11,7 @@ from collections.abc import Callable, Container, Iterator
 from dataclasses import dataclass
 from operator import attrgetter
 from pathlib import Path
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 from modulatio_d.store.fs.closing import close
 from modulatio_d.store.fs.opening import (
@@ -278,9 +278,9 @@ def exists(path: Path | str) -> bool:
         return False
 
 
-@dataclass(frozen=True)
-class Entry:
-    """A name in a folder listing, with what was at it when listed (lstat)."""
+class Entry(NamedTuple):
+    """A name in a folder listing, with what was at it when listed (lstat). A tuple: the
+    commands that list every plan make one a file (ops/listing.py)."""
 
     name: str
     path: str
