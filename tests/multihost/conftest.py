@@ -16,6 +16,7 @@ from __future__ import annotations
 import shutil
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -88,3 +89,14 @@ def shared_vault(bed: Bed, shared_dir: Path) -> Path:
     done = bed.modulatio("h1", "init", vault)
     assert done.returncode == 0, done.stdout + done.stderr
     return vault
+
+
+@pytest.fixture(params=["recommended", "default"])
+def volume(bed: Bed, request) -> Iterator[str]:
+    """Each set of volume options in turn (recommended, GlusterFS's defaults: the bed's
+    `volume-options`), GlusterFS's defaults again after."""
+    bed.volume_options(request.param)
+    try:
+        yield request.param
+    finally:
+        bed.volume_options("default")

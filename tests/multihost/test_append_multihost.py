@@ -40,16 +40,6 @@ def line(who: str, k: int) -> str:
     return f"{who}{k:04d}-" + "x" * 100  # one length for all: an overwrite would be clean
 
 
-@pytest.fixture(params=["recommended", "default"])
-def volume(bed, request):
-    """Both sets of volume options (test_soak_multihost.py's), GlusterFS's defaults after."""
-    bed.volume_options(request.param)
-    try:
-        yield request.param
-    finally:
-        bed.volume_options("default")
-
-
 def test_an_append_after_another_hosts_lands_after_it_though_the_size_seen_is_stale(
         bed, shared_dir, volume):
     name = "two.log"

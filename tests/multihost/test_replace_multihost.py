@@ -22,15 +22,6 @@ SECONDS = 10
 STEADY = ["P-P-002", "P-P-003", "P-P-004"]
 
 
-@pytest.fixture(params=["default", "recommended"])
-def volume(bed, request):
-    bed.volume_options(request.param)
-    try:
-        yield request.param
-    finally:
-        bed.volume_options("default")
-
-
 def test_a_scan_racing_another_hosts_renames_of_a_plan_goes_on(bed, shared_dir, volume):
     writer = Probe(bed, "h1", shared_dir)
     scanner, reader = Probe(bed, "h2", shared_dir), Probe(bed, "h3", shared_dir)
