@@ -23,8 +23,8 @@ stops nothing: the config is read again at the next tick; a running plan keeps t
 was claimed with. SIGPIPE stays ignored, so a closed log pipe is a failed write, never a
 death. Any other signal that ends a process (SIGKILL, SIGQUIT, SIGUSR1) is a crash: the step
 dies with the daemon (PR_SET_PDEATHSIG) and the next daemon resumes the plan from
-`in_flight`. A pass of the loop meeting the mount cut off, or a stale handle anywhere
-(poll.cut_off), waits a tick and goes on.
+`in_flight`. A pass of the loop meeting the mount cut off or a system error waits a tick
+and goes on (poll.Outage: the same error FAILED_PASSES passes in a row ends it).
 """
 
 from __future__ import annotations
@@ -155,6 +155,7 @@ class Daemon:
         ready = False
         try:
             while not self.stop.ending():
+                self.outage.start_pass()
                 try:
                     new_folders = watcher.watch(self._watched()) if watcher.due() else 0
                     if poller is not None:
@@ -182,7 +183,7 @@ class Daemon:
                         self.races.next_wait(self.pending.left())), self.clock())
                     log.debug("nothing (more) to claim: sleeping up to %gs", wait)
                     self.pending.after = self._sleep(wait, after_run=not self.pending.fresh)
-                except Exception as e:  # noqa: BLE001 (the vault's mount cut off: wait)
+                except Exception as e:  # noqa: BLE001 (a cut-off mount, a passing error)
                     self.outage.wait(e, self.waker, self.tick_seconds)  # else: raised again
         finally:
             self.notifier.stopping()
@@ -205,8 +206,7 @@ class Daemon:
         try:
             self._folders_seen = self.vault.folders()
         except OSError as e:
-            log.warning("cannot list the vault now (%s): watching the folders seen last",
-                        e.strerror or e)
+            log.warning("cannot list the vault (%s): watching those seen last", e.strerror or e)
         return self._folders_seen
 
     def _sleep(self, seconds: float, after_run: bool = False) -> str:

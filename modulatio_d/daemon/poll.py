@@ -62,13 +62,26 @@ def cut_off(error: BaseException | None) -> bool:
     return False
 
 
+FAILED_PASSES = 3
+"""Passes in a row that one system error (not a cut-off mount's) may fail before it ends
+the daemon (exit 3). A network client answers a race with another host's write now and
+then with an errno nobody foresaw (GlusterFS: `close()` failing with ENOENT, found when
+it ended a daemon: docs/multi-host.md); one such answer costs a tick. An error that
+stays (a full disk, a permission taken away) still ends the daemon, two ticks later."""
+
+
 class Outage:
     """The vault's mount cut off, as the daemon's loop meets it: told once (a warning),
-    and once more when a tick reads the vault again."""
+    and once more when a tick reads the vault again. Any other system error failing a
+    pass is told and waited out too, unless the same one failed FAILED_PASSES passes in
+    a row (`start_pass` says where a pass begins)."""
 
     def __init__(self, monotonic: Callable[[], float] = time.monotonic):
         self.monotonic = monotonic
         self.since: float | None = None
+        self.failing: tuple[str, int | None, str | None] | None = None  # the last pass's
+        self.failed = 0  # passes in a row that `failing` failed
+        self._pass_failed = False
 
     def met(self, error: BaseException) -> bool:
         """True (told the first time) when `error` is a cut-off mount's: wait a tick."""
@@ -80,10 +93,27 @@ class Outage:
                         "each tick", error)
         return True
 
+    def start_pass(self) -> None:
+        """A pass of the loop begins: a pass that did not fail ends a run of failures."""
+        if not self._pass_failed:
+            self.failing, self.failed = None, 0
+        self._pass_failed = False
+
     def wait(self, error: BaseException, waker: Waker, seconds: float) -> None:
-        """Wait `seconds` (a tick) when `error` is a cut-off mount's; else raise it again."""
+        """Wait `seconds` (a tick) after a pass that raised `error`: a cut-off mount's, or
+        an OSError that did not fail the FAILED_PASSES - 1 passes before; else raise it
+        again (told once with its traceback, then a line a pass)."""
         if not self.met(error):
-            raise error
+            if not isinstance(error, OSError):
+                raise error
+            what = (type(error).__name__, error.errno, error.filename)
+            self.failed = self.failed + 1 if what == self.failing else 1
+            self.failing, self._pass_failed = what, True
+            if self.failed >= FAILED_PASSES:
+                raise error
+            log.warning("a pass of the loop failed, trying again in %gs (%d of %d in a "
+                        "row end the daemon): %s", seconds, self.failed, FAILED_PASSES,
+                        error, exc_info=error if self.failed == 1 else None)
         waker.wait(seconds)
 
     def over(self) -> None:

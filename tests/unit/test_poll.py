@@ -11,7 +11,7 @@ import pytest
 from fakes import FakeClock
 
 from modulatio_d.core.errors import BadFile, FileUnusable
-from modulatio_d.daemon.poll import Outage, Poller, cut_off, needs_polling
+from modulatio_d.daemon.poll import FAILED_PASSES, Outage, Poller, cut_off, needs_polling
 from modulatio_d.daemon.wake import Waker
 from modulatio_d.store import config
 
@@ -149,3 +149,47 @@ def test_an_outage_is_told_once_and_its_end_once(caplog):
     outage.over()
     told = [r.getMessage() for r in caplog.records if r.name == "modulatio.poll"]
     assert len(told) == 2 and "after 42 s" in told[1]
+
+
+class _Waits(list):
+    """A Waker stand-in that keeps how long each wait was."""
+
+    def wait(self, seconds: float) -> bool:
+        self.append(seconds)
+        return False
+
+
+def test_a_system_error_failing_a_pass_is_waited_out_unless_it_stays(caplog):
+    """poll.Outage: a pass that raises an OSError waits a tick; the same error failing
+    FAILED_PASSES passes in a row is raised (the daemon ends, exit 3); a pass between
+    that did not fail, or another error, starts the count again; an error that is no
+    OSError (a bug) is raised at once; a cut-off mount's is waited out however long."""
+    caplog.set_level(logging.WARNING, logger="modulatio.poll")
+    outage, waits = Outage(FakeClock().monotonic), _Waits()
+    race = FileNotFoundError(errno.ENOENT, "No such file or directory")
+
+    def fail(error: BaseException) -> None:
+        outage.start_pass()
+        outage.wait(error, waits, 30)
+
+    for _ in range(5):  # once a pass, with a pass that went well between each
+        fail(race)
+        outage.start_pass()  # a pass that went well
+    assert waits == [30] * 5
+    for _ in range(FAILED_PASSES - 1):
+        fail(race)
+    with pytest.raises(FileNotFoundError):
+        fail(race)  # the same error, FAILED_PASSES passes in a row
+    outage.start_pass()
+    for error in [race, OSError(errno.ENOSPC, "full"), race, OSError(errno.EIO, "I/O")]:
+        fail(error)  # never the same twice in a row
+    with pytest.raises(ValueError):
+        fail(ValueError("a bug"))
+    gone = OSError(errno.ENOTCONN, "Transport endpoint is not connected")
+    for _ in range(FAILED_PASSES * 3):
+        fail(gone)
+    told = [r for r in caplog.records if r.name == "modulatio.poll"]
+    # traced back: the first of each run of one error (5 alone, the run of three, and the
+    # four errors in turn); the second of the run of three is a line only
+    assert sum(r.exc_info is not None for r in told) == 10
+    assert sum(f"2 of {FAILED_PASSES}" in r.getMessage() for r in told) == 1
