@@ -1,7 +1,7 @@
 """The crash-point matrix machinery: find the daemon's write-side syscalls on the vault
 with strace, then re-run the same small run once per chosen call with strace's fault
-injection at that call (SIGKILL, EIO or ENOSPC), restart a clean `daemon --once`, and
-check the invariants.
+injection at that call (SIGKILL, EIO or ENOSPC; or ENOENT at a close() of a vault file,
+the `close` mode), restart a clean `daemon --once`, and check the invariants.
 
 A point is a call named by what it does, not by when: (syscall, what, k), `what` being
 its arguments with the vault's path, descriptors, pids and temp-file suffixes taken
@@ -54,7 +54,13 @@ WRITE_SIDE = ("openat", "openat2", "open", "creat", "write", "pwrite64", "writev
 ENOSPC_CALLS = {"openat", "openat2", "open", "creat", "write", "pwrite64", "writev", "fsync",
                 "fdatasync", "ftruncate", "rename", "renameat", "renameat2", "mkdir",
                 "mkdirat", "link", "linkat", "symlink", "symlinkat"}
-MODES = {"kill": "signal=KILL", "eio": "error=EIO", "enospc": "error=ENOSPC"}
+MODES = {"kill": "signal=KILL", "eio": "error=EIO", "enospc": "error=ENOSPC",
+         "close": "error=ENOENT"}
+# The `close` mode's points: the close() of any descriptor of a vault file, read or
+# written, answered ENOENT as GlusterFS's FUSE client answers it for a file another host
+# replaced (docs/multi-host.md); the descriptor is gone all the same. The other modes
+# leave close() alone.
+CLOSE = "close"
 CLASSES = ("plan", "record", "lock", "events", "heartbeat", "usage", "step")
 # A tick of 2 s: heartbeats inside a step come only after 1 s (the steps take ~0.1 s),
 # so runs repeat the same calls; a failed plan write is retried after 1 s.
@@ -198,7 +204,7 @@ def warm_and_count(template: TVault, work: Path, env: dict[str, str]) -> tuple[R
     tv = template.copy_to(work / "count")
     log = work / "count.strace"
     argv = ["strace", "-o", str(log), "-y", "-e",
-            "trace=" + ",".join("?" + s for s in WRITE_SIDE), *CLI, "daemon", "--vault",
+            "trace=" + ",".join("?" + s for s in (*WRITE_SIDE, CLOSE)), *CLI, "daemon", "--vault",
             str(tv.root), *DAEMON_ARGS]
     done = run(argv, env, RUN_TIMEOUT_S)
     problems = Checker(tv).violations()
@@ -213,7 +219,7 @@ def sample(points: list[Point], klass: str, budget: int | None, seed: int, mode:
     """A deterministic sample of `budget` points of one class (all when None): first
     the points whose `what` contains one of `first` (the issue's own reproducers),
     then drawn round-robin over the syscalls from a seeded shuffle of each one's."""
-    pool = [p for p in points if p.klass == klass
+    pool = [p for p in points if p.klass == klass and (p.syscall == CLOSE) == (mode == CLOSE)
             and (mode != "enospc" or p.syscall in ENOSPC_CALLS)]
     if budget is None or budget >= len(pool):
         return sorted(pool)

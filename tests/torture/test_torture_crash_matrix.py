@@ -1,6 +1,8 @@
 """The crash-point matrix: the daemon killed (SIGKILL), or handed one EIO or one ENOSPC,
-at its write-side syscalls on the vault, one point per run, by strace's fault
-injection (strace_matrix.py says how points are named and found).
+at its write-side syscalls on the vault, or one ENOENT at a close() of a vault file
+(what GlusterFS's client answers for a file another host replaced: it once ended a
+daemon), one point per run, by strace's fault injection (strace_matrix.py says how
+points are named and found).
 
 The run: `daemon --once` over a vault of 2 plans x 2 steps (the test step, with the
 sentinel flock per plan); then a clean `daemon --once`; then the invariants of
@@ -12,8 +14,8 @@ then no step may run twice: an I/O error is not a kill.
 
 Coverage: the reference run has about 255 write-side points (plan ~80, record ~72,
 events ~48, heartbeat ~21, step ~16, usage ~12, lock ~6). Each test is one (fault,
-class) cell and runs a deterministic sample of its class (BUDGET: 37 points a run,
-15 kills, 12 EIO, 10 ENOSPC; seeded by TORTURE_SEED, printed), which always holds
+class) cell and runs a deterministic sample of its class (BUDGET: 49 points a run,
+15 kills, 12 EIO, 10 ENOSPC, 12 closes; seeded by TORTURE_SEED, printed), which always holds
 the issue's own reproducers (MUST_INCLUDE: the usage append's write and fsync, the
 scratch usage file's unlink, the step log's open, the heartbeat's unlink at stop);
 TORTURE_FULL=1 runs every point of every class instead (about 25 minutes here; done
@@ -49,6 +51,8 @@ BUDGET = {
             "step": 2},
     "enospc": {"plan": 2, "record": 1, "lock": 1, "events": 1, "heartbeat": 1, "usage": 2,
                "step": 2},
+    "close": {"plan": 3, "record": 2, "lock": 2, "events": 1, "heartbeat": 1, "usage": 1,
+              "step": 2},
 }
 WORKERS = int(os.environ.get("TORTURE_WORKERS", "3"))
 # The calls as store/fs/ makes them: by name on a folder's descriptor (unlinkat,
