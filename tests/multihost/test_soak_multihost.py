@@ -243,7 +243,7 @@ def test_six_daemons_on_three_hosts_run_every_step_of_60_plans_exactly_once(
     # A holder still waiting when SIGTERM came (default options, a stuck client) leaves
     # its plan then, as at any stop: `plan_left` for a plan not completed, nothing else.
     # With the default options a claim can also read a plan behind the noted rev for the
-    # whole wait (docs/multi-host.md: 1 soak in 13): it goes on, and every step still runs
+    # whole wait (docs/multi-host.md: 1 soak in 10): it goes on, and every step still runs
     # exactly once (above); told in the summary line.
     behind = [e for e in seen if e["event"] == "claim_read_behind"]
     odd = [e for e in seen if e["event"] in (
