@@ -28,6 +28,11 @@ def format_time(value: datetime, micro: bool = False) -> str:
         timespec="microseconds" if micro else "seconds") + "Z"
 
 
+def iso(value: datetime | None) -> str | None:
+    """format_time, or None for no time (a row's optional time)."""
+    return format_time(value) if value is not None else None
+
+
 def parse_time(value: object) -> datetime | None:
     """An aware time from a YAML timestamp or an ISO string; None for anything else."""
     if isinstance(value, datetime):

@@ -23,15 +23,13 @@ import os
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
-from importlib import import_module
 from pathlib import Path
-from types import ModuleType
 
 from modulatio_d.core.errors import BadFile, FileUnusable
 from modulatio_d.core.markdown import line_of
 from modulatio_d.core.plan import FINAL, Plan, StepKind
 from modulatio_d.ops import parallel
+from modulatio_d.ops.lazy_reader import read_plan  # a warm `validate` imports no reader
 from modulatio_d.store import fs
 from modulatio_d.store.rowcache import RowCache
 from modulatio_d.store.vault import Vault
@@ -135,17 +133,6 @@ def same_checks(project: str, row: dict) -> tuple | None:
         return key
     except (KeyError, TypeError, IndexError):
         return None
-
-
-def read_plan(vault: Vault, path: Path):
-    """store/plan_file.read_plan (with the records it reads beside the plan), imported
-    when a plan must be read: a warm `validate` reads none."""
-    return _plan_file().read_plan(vault, path)
-
-
-@cache
-def _plan_file() -> ModuleType:  # once: an `import` statement a plan costs 3 us
-    return import_module("modulatio_d.store.plan_file")
 
 
 def read_row(vault: Vault, path: str, st: os.stat_result | None) -> dict | None:

@@ -8,12 +8,8 @@ from datetime import datetime
 
 from modulatio_d.core import people
 from modulatio_d.core.plan import Plan
-from modulatio_d.core.times import format_time, parse_time
+from modulatio_d.core.times import iso, parse_time
 from modulatio_d.store.lock import holder, is_held, lock_path
-
-
-def _iso(t: datetime | None) -> str | None:
-    return format_time(t) if t is not None else None
 
 
 def progress(plan: Plan, project: str) -> dict:
@@ -34,10 +30,10 @@ def executing(plan: Plan, project: str, now: datetime) -> dict:
     held = is_held(lock)
     claim = plan.claim or {}
     row.update(
-        started_at=_iso(started),
+        started_at=iso(started),
         running_s=round((now - started).total_seconds(), 1) if started else None,
         attempt=flight.get("attempt"),
-        step_started_at=_iso(step_started),
+        step_started_at=iso(step_started),
         step_running_s=round((now - step_started).total_seconds(), 1) if step_started else None,
         claim={"host": claim.get("host"), "pid": claim.get("pid"), "token": claim.get("token")},
         held=held, orphan=not held,

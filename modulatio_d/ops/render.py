@@ -1,9 +1,8 @@
 """Plans as rows and details for people and scripts (`plan list`, `plan show`).
 
 `plan list` on a warm row cache parses nothing, so this module imports only what the
-listing needs: the plan reader (core/plan.py, the YAML readers, about a third of a
-warm 10,000-plan run's start-up) is imported by the functions that parse a file, the
-first time one has to (read_plan).
+listing needs: the plan reader comes through ops/lazy_reader.py, the first time a file
+has to be parsed.
 """
 
 from __future__ import annotations
@@ -11,39 +10,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 from functools import cache
-from importlib import import_module
-from itertools import chain
 from pathlib import Path
-from types import ModuleType
 from typing import TYPE_CHECKING
 
 from modulatio_d.core.errors import BadFile
 from modulatio_d.core.peek import CANNOT_TELL, peek_status
 from modulatio_d.core.times import format_time
 from modulatio_d.ops import listing, parallel
+from modulatio_d.ops.lazy_reader import READER, read_plan, reader
 from modulatio_d.store.rowcache import RowCache
 from modulatio_d.store.vault import Vault
 
 if TYPE_CHECKING:
     from modulatio_d.core.plan import Plan
-    from modulatio_d.store.plan_file import ReadPlan
-
-
-READER = ("modulatio_d.store.plan_file", "modulatio_d.core.people",
-          "modulatio_d.core.modulatio_shape")
-"""What parsing a plan into its row imports (parallel.rows preloads them)."""
-
-
-@cache
-def reader(name: str) -> ModuleType:
-    """A module of READER, imported the first time a file is parsed (an `import`
-    statement a row, for a module loaded already, cost 3 us: 1% of a cold run)."""
-    return import_module(name)
-
-
-def read_plan(vault: Vault, path: Path) -> ReadPlan:
-    """store/plan_file.read_plan, imported on the first call."""
-    return reader("modulatio_d.store.plan_file").read_plan(vault, path)
 
 
 def plan_row(plan: Plan, project: str) -> dict:
@@ -85,7 +64,7 @@ def list_json(vault: Vault, project: str | None = None, status: str | None = Non
             texts.put(entry.path, entry.st, {"json": text, "status": row["status"]})
             out.append(text)
     texts.save(complete=project is None and status is None)
-    return "[\n  " + ",\n  ".join(out) + "\n]" if out else "[]"
+    return _joined(out)
 
 
 def _kept_texts(vault: Vault, texts: RowCache, project: str | None,
@@ -138,25 +117,26 @@ def _listed(vault: Vault, project: str | None, status: str | None,
 
 
 def rows_json(rows: list[dict]) -> str:
-    """`json.dumps(rows, indent=2)`, exactly, by the C encoder: with an indent, json's own
-    encoder is the pure-Python one (2 s for 100,000 rows). Without one it is C, and its
-    item separator, written as given, carries the rows' items' indent; an encoded string
-    holds no raw line break (it is `\\n`), so `},<newline>    {` is only ever between rows.
-    Which values the rows hold is asked in C too (one set of types for all rows)."""
-    import json
+    """`json.dumps(rows, indent=2)`, exactly: each row's text (row_json) joined, or json's
+    own way (its pure-Python encoder, with an indent) when a row is not a plain one."""
+    texts = [row_json(row) for row in rows]
+    if None in texts:
+        import json
 
-    encode = _encoder()
-    if not rows or encode is None or not all(rows) or not set(
-            map(type, chain.from_iterable(map(dict.values, rows)))) <= _SCALARS:
-        return json.dumps(rows, indent=2)  # anything else: json's own way
-    text = "".join(encode(rows, 0))
-    return "[\n  {\n    " + text[2:-2].replace("},\n    {", "\n  },\n  {\n    ") + "\n  }\n]"
+        return json.dumps(rows, indent=2)
+    return _joined(texts)
+
+
+def _joined(texts: list[str]) -> str:
+    return "[\n  " + ",\n  ".join(texts) + "\n]" if texts else "[]"
 
 
 def row_json(row: dict) -> str | None:
-    """One row as `json.dumps(rows, indent=2)` writes it in the list, by the C encoder (as
-    rows_json); None for an empty row or one holding more than strings, whole numbers,
-    booleans and nulls (the list is then written json's own way)."""
+    """One row as `json.dumps(rows, indent=2)` writes it in the list, by json's C encoder
+    (with an indent, json's own encoder is the pure-Python one: 2 s for 100,000 rows;
+    without, its item separator written as given carries the items' indent); None for
+    an empty row or one holding more than strings, whole numbers, booleans and nulls
+    (the list is then written json's own way)."""
     encode = _encoder()
     if encode is None or not row or not set(map(type, row.values())) <= _SCALARS:
         return None

@@ -10,8 +10,9 @@ log or a mail stays readable.
 from __future__ import annotations
 
 from modulatio_d.core.controls import neutralise
+from modulatio_d.core.times import iso
 from modulatio_d.ops.control_view import lines as control_lines
-from modulatio_d.ops.survey import INVALID, STATUSES, Survey, iso
+from modulatio_d.ops.survey import INVALID, STATUSES, Survey
 
 
 def duration(seconds: float | None) -> str:

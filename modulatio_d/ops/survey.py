@@ -47,7 +47,7 @@ from pathlib import Path
 
 from modulatio_d.core import peek
 from modulatio_d.core.errors import BadFile
-from modulatio_d.core.times import format_time
+from modulatio_d.core.times import iso
 from modulatio_d.ops import listing, parallel
 from modulatio_d.ops.control_view import control
 from modulatio_d.ops.daemon_rows import daemons
@@ -66,10 +66,6 @@ PAUSED_DETAIL = 10
 vault can hold thousands of forgotten paused plans, and a full parse costs
 about 5 ms each. The others are listed by id (and with their open tickets);
 `modulatio plan list --status paused` shows them all."""
-
-
-def iso(t: datetime | None) -> str | None:
-    return format_time(t) if t is not None else None
 
 
 @dataclass
