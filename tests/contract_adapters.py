@@ -162,7 +162,6 @@ def run_daemon_once(vault: Vault, tick_seconds: float = 0.2) -> list[dict]:
     Returns the events it logged. Whatever the daemon raises passes through. The
     signal handlers it installs are put back afterwards.
     """
-    from modulatio_d.daemon import child as child_mod
     from modulatio_d.daemon.loop import Daemon
 
     fake = vault.root.parent / "fake-step"
@@ -172,12 +171,7 @@ def run_daemon_once(vault: Vault, tick_seconds: float = 0.2) -> list[dict]:
     handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
     wakeup = signal.set_wakeup_fd(-1)
     try:
-        # The children are replaced, so whether their commands exist is not in question:
-        # the look-up before a spawn through setpriv (daemon/child.py) is skipped too,
-        # as Popen's own look-up is when it runs the stand-in.
-        with mock.patch.object(subprocess, "Popen", _fake_popen(fake)), \
-                mock.patch.object(child_mod, "_check_command", lambda *a: None), \
-                production_stack():
+        with mock.patch.object(subprocess, "Popen", _fake_popen(fake)), production_stack():
             Daemon(vault, [], tick_seconds, True, lambda: datetime.now(UTC), {}).run()
     finally:
         for sig, handler in handlers.items():

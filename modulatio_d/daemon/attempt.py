@@ -150,11 +150,11 @@ def _started(ctx: StepContext, log_path: Path, log_fd: int, keep_fds: tuple[int,
 
     try:
         outcome = watch(child, t0 + timeout, svc, beat)
-        code = child.proc.wait()
+        code = child.wait()
         child.kill_group(signal.SIGKILL)  # what the step left running in its group goes with it
     except BaseException:
         child.kill_group(signal.SIGKILL)  # never leave a step running unwatched
-        child.proc.wait()
+        child.wait()
         raise
     finally:
         child.close()

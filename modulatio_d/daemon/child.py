@@ -1,34 +1,26 @@
 """A step's child process: its own process group, dies with the daemon.
 
 The child is started in a new process group (so a timeout or an abort kills
-its whole tree with one killpg), with PR_SET_PDEATHSIG so the kernel kills it
-when the daemon dies, and with the plan's lock descriptor passed on: if the
-daemon dies mid-step, the plan stays locked until the child's tree has exited,
-so no other daemon starts the same step beside it. Output goes to a log file,
-opened through store/fs/ (never through a link) and handed to the child as
-its stdout and stderr.
+its whole tree with one killpg), armed on the daemon's dead man's switch
+(deadman.py: SIGKILL when the daemon dies, as PR_SET_PDEATHSIG would), and with
+the plan's lock descriptor passed on: if the daemon dies mid-step, the plan stays
+locked until the child's tree has exited, so no other daemon starts the same step
+beside it. Output goes to a log file, opened through store/fs/ (never through a
+link) and handed to the child as its stdout and stderr.
+
+The spawn takes CPython's vfork path (no preexec_fn), about as cheap as a spawn
+gets. The child is waited for without being reaped first (waitid WNOWAIT) and
+disarmed, then reaped: its pid names it until then, so the switch never holds a
+freed pid.
 
 `wait_fd()` is a pidfd: readable when the child exits, so the daemon's loop
 can wait on the child, its wake-up pipe and signals at once.
-
-How PR_SET_PDEATHSIG is set: through util-linux's `setpriv --pdeathsig KILL --`
-as an exec prefix where it exists (the signal is kept across the exec into the
-step), else a `preexec_fn`. A preexec_fn makes CPython fork and run Python in the
-child while the parent waits for the exec (about 5 ms a step in a busy daemon);
-without one it takes the vfork path, and setpriv's own exec costs about 0.6 ms.
-What setpriv does not do is preexec_fn's check that the daemon did not die before
-the prctl: in that window of microseconds the step may outlive the daemon, but it
-holds the plan's lock descriptor, so no other daemon starts the plan beside it
-(the guarantee that matters). The command is looked up before the spawn, so a
-missing or non-executable command is still the spawn's OSError, not setpriv's
-exit 127.
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
-import shutil
+import select
 import signal
 import subprocess
 import time
@@ -37,45 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-_PR_SET_PDEATHSIG = 1
-try:
-    _prctl = ctypes.CDLL(None, use_errno=True).prctl
-except (OSError, AttributeError):  # not Linux: the child outlives a killed daemon
-    _prctl = None
-
-
-_SETPRIV: list[str | None] = []  # [path of setpriv, or None], found once
-
-
-def _setpriv() -> str | None:
-    if not _SETPRIV:
-        found = shutil.which("setpriv", path="/usr/bin:/bin:/usr/sbin:/sbin")
-        _SETPRIV.append(found if found and _prctl is not None else None)
-    return _SETPRIV[0]
-
-
-def _check_command(argv: list[str], env: dict[str, str], cwd: Path) -> None:
-    """The OSError Popen would raise when argv[0] cannot be run (setpriv's exec looks it
-    up the same way: PATH of `env`, or relative to `cwd`)."""
-    name = argv[0]
-    if "/" in name:
-        path = os.path.join(cwd, name)
-        if not os.path.exists(path):
-            raise FileNotFoundError(2, "No such file or directory", name)
-        if os.path.isdir(path) or not os.access(path, os.X_OK):
-            raise PermissionError(13, "Permission denied", name)
-    elif shutil.which(name, path=env.get("PATH", os.defpath)) is None:
-        raise FileNotFoundError(2, "No such file or directory", name)
-
-
-def _die_with_parent(parent: int) -> None:
-    # Runs in the child between fork and exec. The daemon has one other thread (the
-    # file watcher, blocked in inotify): this touches none of its locks, only the
-    # GIL, which subprocess re-creates in the child. So preexec_fn is safe here.
-    if _prctl is not None:
-        _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent:  # the daemon died before prctl took effect
-        os.kill(os.getpid(), signal.SIGKILL)
+from modulatio_d.daemon.deadman import SWITCH
 
 
 @dataclass(frozen=True)
@@ -98,20 +52,16 @@ class Child:
         what reads it back."""
         self.log_path = log_path
         self.monotonic = monotonic
-        parent = os.getpid()
-        setpriv = _setpriv()
-        if setpriv is not None:
-            _check_command(launch.argv, launch.env, launch.cwd)
-            self.proc = subprocess.Popen(
-                [setpriv, "--pdeathsig", "KILL", "--", *launch.argv], cwd=launch.cwd,
-                env=launch.env, stdin=stdio[0], stdout=stdio[1], stderr=stdio[2],
-                process_group=0, pass_fds=keep_fds)
-        else:
-            self.proc = subprocess.Popen(
-                launch.argv, cwd=launch.cwd, env=launch.env, stdin=stdio[0],
-                stdout=stdio[1], stderr=stdio[2], process_group=0,
-                pass_fds=keep_fds, preexec_fn=lambda: _die_with_parent(parent))
+        self.proc = subprocess.Popen(
+            launch.argv, cwd=launch.cwd, env=launch.env, stdin=stdio[0], stdout=stdio[1],
+            stderr=stdio[2], process_group=0, pass_fds=keep_fds)
         self.pid = self.proc.pid
+        try:
+            SWITCH.arm(self.pid)
+        except BaseException:
+            self.kill_group(signal.SIGKILL)  # no step runs without the switch
+            self.proc.wait()
+            raise
         try:
             self._pidfd: int | None = os.pidfd_open(self.pid)
         except (AttributeError, OSError):
@@ -121,7 +71,35 @@ class Child:
         return self._pidfd
 
     def poll(self) -> int | None:
-        return self.proc.poll()
+        return self._reap() if self._exited(0) else None
+
+    def wait(self, timeout: float | None = None) -> int:
+        """The exit status; subprocess.TimeoutExpired after `timeout` s."""
+        if not self._exited(timeout):
+            raise subprocess.TimeoutExpired(self.proc.args, timeout or 0)
+        return self._reap()
+
+    def _exited(self, timeout: float | None) -> bool:
+        """Whether the child has exited, waiting up to `timeout` s (None: for ever),
+        without reaping it."""
+        if self.proc.returncode is not None:
+            return True
+        deadline = None if timeout is None else self.monotonic() + timeout
+        while True:
+            left = None if deadline is None else max(0.0, deadline - self.monotonic())
+            flags = os.WEXITED | os.WNOWAIT | (os.WNOHANG if left is not None else 0)
+            if os.waitid(os.P_PID, self.pid, flags) is not None:
+                return True
+            if left is not None and left <= 0:
+                return False
+            if self._pidfd is not None:
+                select.select([self._pidfd], [], [], left)
+            else:
+                time.sleep(min(left, 0.01))
+
+    def _reap(self) -> int:
+        SWITCH.disarm(self.pid)  # while the pid is still this child's
+        return self.proc.wait()
 
     def kill_group(self, sig: int) -> None:
         try:
@@ -133,13 +111,11 @@ class Child:
         """TERM the process group, KILL it after `grace` s (or once `hurry()`); the exit status."""
         self.kill_group(signal.SIGTERM)
         deadline = self.monotonic() + grace
-        while self.proc.poll() is None and self.monotonic() < deadline and not hurry():
-            try:
-                self.proc.wait(timeout=min(0.05, max(0.0, deadline - self.monotonic())))
-            except subprocess.TimeoutExpired:
-                pass
+        while self.monotonic() < deadline and not hurry():
+            if self._exited(min(0.05, max(0.0, deadline - self.monotonic()))):
+                break
         self.kill_group(signal.SIGKILL)  # also whatever the child left in its group
-        return self.proc.wait()
+        return self.wait()
 
     def close(self) -> None:
         if self._pidfd is not None:

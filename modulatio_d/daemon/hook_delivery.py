@@ -31,7 +31,7 @@ import urllib.request
 from pathlib import Path
 
 from modulatio_d.core.hooks import EVENT_HEADER, IDEMPOTENCY_HEADER, SIGNATURE_HEADER, HookSpec
-from modulatio_d.daemon.child import _die_with_parent
+from modulatio_d.daemon.deadman import die_with_parent
 
 ERROR_TAIL = 400
 _SETPRIV = shutil.which("setpriv")
@@ -61,7 +61,7 @@ def _run(spec: HookSpec, event_id: str, kind: str, body: bytes, environ: dict[st
         proc = subprocess.Popen([*prefix, *argv], stdin=subprocess.PIPE,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=cwd,
                                 env=env, process_group=0,
-                                preexec_fn=None if prefix else lambda: _die_with_parent(parent))
+                                preexec_fn=None if prefix else lambda: die_with_parent(parent))
     except OSError as e:
         return f"cannot start {shlex.join(argv)}: {e.strerror}"
     try:

@@ -23,7 +23,8 @@ import time
 from collections.abc import Callable
 
 from modulatio_d.daemon import logfmt
-from modulatio_d.daemon.child import _die_with_parent, describe_status
+from modulatio_d.daemon.child import describe_status
+from modulatio_d.daemon.deadman import die_with_parent
 from modulatio_d.store.config import Config
 from modulatio_d.store.vault import Vault
 
@@ -63,7 +64,7 @@ class HookKeeper:
                 [sys.executable, "-P", "-m", "modulatio_d.daemon.hook_child",
                  str(self.vault.root), "--log-format", fmt, "--log-level", level],
                 stdin=subprocess.DEVNULL, env=self.env, cwd=self.vault.root,
-                process_group=0, preexec_fn=lambda: _die_with_parent(parent))
+                process_group=0, preexec_fn=lambda: die_with_parent(parent))
         except OSError as e:
             log.error("cannot start the hook process: %s", e)
             return

@@ -88,7 +88,7 @@ def _run(argv: list[str], given: bytes, cwd: Path, env: dict[str, str], wait: Wa
         child = Child(Launch(argv, env, cwd), None, (stdin, stdout, stderr))
         try:
             stopped = wait(child, TIMEOUT_S)
-            code = child.proc.wait()
+            code = child.wait()
             child.kill_group(signal.SIGKILL)  # whatever it left running in its group
         finally:
             child.close()
@@ -107,7 +107,7 @@ def _run(argv: list[str], given: bytes, cwd: Path, env: dict[str, str], wait: Wa
 def _wait_plainly(child: Child, timeout: float) -> Outcome | None:
     """Without a daemon around it (tests, tools): wait, kill the group after `timeout`."""
     try:
-        child.proc.wait(timeout=timeout)
+        child.wait(timeout=timeout)
         return None
     except subprocess.TimeoutExpired:
         child.kill_group(signal.SIGKILL)
