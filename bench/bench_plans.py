@@ -9,7 +9,8 @@ Measured in the same run, in the same temporary folder:
 - floor: fork/exec of `true` PLANS times (subprocess, the fast spawn path), plus
   the durable writes a one-step plan needs: the claim, the completion (each a
   fsynced temporary file renamed over the plan, with the folder fsynced) and one
-  fsynced usage append.
+  fsynced usage append to the plan's own `<id>.usage.jsonl` beside it (made by that
+  append, as the contract's usage file of a new plan is).
 Targets (issue 12): daemon <= 1.5x nq, and <= 3x the floor.
 BENCH_PLANS (1000) and BENCH_ROUNDS (3) change the sizes; MODULATIO_PROFILE=FILE
 also writes a cProfile of one daemon run to FILE.
@@ -97,14 +98,13 @@ def floor(tmp: Path) -> float:
     for n in range(PLANS):
         plans.append(folder / f"{n}.md")
         plans[-1].write_text(plan_text(n))
-    use = folder / "usage.jsonl"
     os.sync()
     t = time.perf_counter()
     for plan in plans:
         atomic.rewrite(plan, lambda raw: raw.replace(b"approved", b"executing"))
         subprocess.run(["true"], check=True)
         atomic.rewrite(plan, lambda raw: raw.replace(b"executing", b"completed"))
-        usage.append(use, [{"input_tokens": 0}])
+        usage.append(plan.with_suffix(".usage.jsonl"), [{"input_tokens": 0}])
     return time.perf_counter() - t
 
 
