@@ -30,6 +30,8 @@ import threading
 import time
 from pathlib import Path
 
+from diskstate import creation_note
+
 from modulatio_d.core import markdown
 from modulatio_d.ops.init import init
 from modulatio_d.store import atomic, reflections, steplogs, usage
@@ -140,6 +142,8 @@ def main() -> None:
         early, late = statistics.median(gaps[50:250]), statistics.median(gaps[-250:-50])
         early_floor = floor.between(starts[50], starts[250])
         late_floor = floor.between(starts[-250], starts[-50])
+        if note := creation_note(tmp):
+            print(note)
         print(f"steps: {STEPS}, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} "
               f"cores; plan file at the end {len(text.encode()) / 1e6:.2f} MB "
               f"({len(window)} entries in it, {moved} moved beside it)")

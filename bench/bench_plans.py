@@ -28,6 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from diskstate import creation_note
+
 from modulatio_d.ops.init import init
 from modulatio_d.store import atomic, usage
 
@@ -122,7 +124,10 @@ def main() -> None:
             floors.append(floor(tmp))
         if os.environ.get("MODULATIO_PROFILE"):
             run_daemon(tmp, os.environ["MODULATIO_PROFILE"])
+        note = creation_note(t)
     d, f = statistics.median(daemon), statistics.median(floors)
+    if note:
+        print(note)
     print(f"plans: {PLANS}, rounds: {ROUNDS}, load average {os.getloadavg()[0]:.1f} "
           f"on {os.cpu_count()} cores; medians")
     print(f"daemon --once  {d:7.2f} s  ({d / PLANS * 1000:.1f} ms a plan)  "

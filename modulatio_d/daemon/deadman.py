@@ -56,6 +56,11 @@ class Switch:
         self._proc: Popen | None = None
         self._fd = -1
 
+    @property
+    def pid(self) -> int | None:
+        """The switch's own pid (None before the first arm)."""
+        return None if self._proc is None else self._proc.pid
+
     def arm(self, pid: int) -> None:
         self.live.add(pid)
         self._tell()

@@ -31,14 +31,14 @@ for line in sys.stdin:
         SWITCH.disarm(int(arg[0]))
         print("ok", flush=True)
     elif cmd == "switch":
-        print(SWITCH._proc.pid, flush=True)
+        print(SWITCH.pid, flush=True)
     elif cmd == "churn":  # tell the switch until it is replaced (it stopped reading)
-        first, n = SWITCH._proc.pid, 0
-        while SWITCH._proc.pid == first:
+        first, n = SWITCH.pid, 0
+        while SWITCH.pid == first:
             SWITCH.arm(1 << 22)
             SWITCH.disarm(1 << 22)
             n += 1
-        print(SWITCH._proc.pid, flush=True)
+        print(SWITCH.pid, flush=True)
     elif cmd == "fork":  # a forked process that outlives this one
         pid = os.fork()
         if pid == 0:
