@@ -89,7 +89,8 @@ class Switch:
         read, write = os.pipe()  # both close-on-exec; the switch gets `read` as stdin
         try:
             self._proc = Popen(["/bin/sh", "-c", SCRIPT, "modulatio-deadman"], stdin=read,
-                               stdout=DEVNULL, stderr=DEVNULL, process_group=0)
+                               stdout=DEVNULL, stderr=DEVNULL, process_group=0, cwd="/",
+                               env={"PATH": os.defpath})  # holds no folder, needs no env
         except BaseException:
             os.close(write)
             raise

@@ -179,6 +179,8 @@ class Scanner:
         """
         found = []
         for path in list(paths):  # it may be self.waiting, which a look changes
+            if not path.endswith(".md"):
+                continue  # most changes a plan's run makes: its lock, usage, logs, temp files
             p = Path(path)
             project = p.parent.parent.name
             if p.suffix != ".md" or p.parent.name != "plans" or \
