@@ -79,8 +79,7 @@ class Switch:
                 os.write(self._fd, line)
                 return
             except (BrokenPipeError, BlockingIOError) as e:
-                log.warning("the dead man's switch (pid %d) %s: starting another",
-                            self._proc.pid,
+                log.warning("the dead man's switch (pid %d) %s: starting another", self.pid,
                             "ended" if isinstance(e, BrokenPipeError) else "stopped reading")
                 self._replace()
         raise OSError("the dead man's switch cannot be started")
