@@ -30,6 +30,7 @@ import threading
 import time
 from pathlib import Path
 
+from bytecode import compile_package
 from diskstate import creation_note
 
 from modulatio_d.core import markdown
@@ -169,4 +170,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    compile_package()  # time the bytecode a user imports (bench/bytecode.py)
     main()

@@ -25,6 +25,7 @@ import tempfile
 from pathlib import Path
 
 from bench_plans import plan_text
+from bytecode import compile_package
 
 from modulatio_d.ops.init import init
 
@@ -87,4 +88,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    compile_package()  # time the bytecode a user imports (bench/bytecode.py)
     main()
