@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 import os
 import resource
-import shutil
 import statistics
 import subprocess
 import sys
@@ -37,6 +36,7 @@ import time
 from pathlib import Path
 
 from bytecode import compile_package
+from diskstate import creation_note
 
 from modulatio_d.ops.init import init
 
@@ -58,7 +58,7 @@ def plan_text(n: int, command: str) -> str:
 def idle_cpu(tmp: Path, daemons: int, cmd: list[str], env: dict[str, str]) -> float:
     """CPU seconds of `daemons` daemons `--once` on a vault with no plan: their start-up
     and exit, taken out of the CPU a step."""
-    vault = init(tmp / f"idle{daemons}")
+    vault = init(Path(tempfile.mkdtemp(prefix=f"idle{daemons}-", dir=tmp)) / "v")
     vault.plans_dir("B").mkdir(parents=True)
     cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     for p in [subprocess.Popen([*cmd, "--vault", str(vault.root), "--once", "--log-level",
@@ -66,12 +66,11 @@ def idle_cpu(tmp: Path, daemons: int, cmd: list[str], env: dict[str, str]) -> fl
               for _ in range(daemons)]:
         p.wait()
     cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    shutil.rmtree(vault.root)
     return cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime
 
 
 def run(tmp: Path, daemons: int, command: str) -> tuple[float, float, int, float]:
-    vault = init(tmp / f"v{daemons}")
+    vault = init(Path(tempfile.mkdtemp(prefix=f"v{daemons}-", dir=tmp)) / "v")
     folder = vault.plans_dir("B")
     folder.mkdir(parents=True)
     for n in range(PLANS):
@@ -107,7 +106,6 @@ def run(tmp: Path, daemons: int, command: str) -> tuple[float, float, int, float
     last = max(p.stat().st_mtime_ns / 1e9 for p in folder.glob("*.md"))
     work = last - first
     SPREAD[daemons] = _per_daemon(ended, start, last)
-    shutil.rmtree(vault.root)
     return elapsed, work, lost, scans / max(claims, 1)
 
 
@@ -130,7 +128,13 @@ def _per_daemon(ended: list[dict], start: dict[str, float], last: float) -> str:
 def main() -> None:
     print(f"plans: {PLANS} x {STEPS} steps, load average {os.getloadavg()[0]:.1f} on "
           f"{os.cpu_count()} cores")
+    # Nothing is removed until every run has ended: on an ext4 without a journal (this
+    # machine's) file creations grow dearer after removals (bench_plans.py), and the
+    # run with N daemons, which follows the one with 1, would pay for its clean-up.
     with tempfile.TemporaryDirectory() as t:
+        note = creation_note(t)
+        if note:
+            print(note)
         for command in COMMANDS:
             target = "target: >= 1 daemon's" if command == "true" else \
                 f"target: >= 0.9 x {DAEMONS} x 1 daemon's"
