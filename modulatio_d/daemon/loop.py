@@ -6,8 +6,7 @@ projects, and try the claimable plans in order (candidates.py): the first one cl
 the rest of that scan's list (candidates.py says when to scan again). It sleeps only when a
 fresh scan found nothing to claim, until the next tick or until a vault file changes
 (inotify), sooner after a claim lost to a busy lock. A plan whose file cannot be written
-(disk full) is left alone BACKOFF_TICKS ticks. Time comes from the clocks passed in (wall
-and monotonic).
+(disk full) is left alone BACKOFF_TICKS ticks. Time comes from the clocks passed in.
 
 Before the first tick the vault, the folders above it and `.modulatio/` must pass the trust
 checks (store/trust.py) or the daemon exits 1; each tick checks the vault and `.modulatio/`
@@ -22,8 +21,8 @@ starts, the loop exits 0. SIGHUP (a closed terminal, `kill -HUP` after editing t
 stops nothing: the config is read again at the next tick; a running plan keeps the config it
 was claimed with. SIGPIPE stays ignored, so a closed log pipe is a failed write, never a
 death. Any other signal that ends a process (SIGKILL, SIGQUIT, SIGUSR1) is a crash: the step
-dies with the daemon (PR_SET_PDEATHSIG) and the next daemon resumes the plan from
-`in_flight`. A pass of the loop meeting the mount cut off or a system error waits a tick
+dies with the daemon (its dead man's switch, deadman.py) and the next daemon resumes the plan
+from `in_flight`. A pass of the loop meeting the mount cut off or a system error waits a tick
 and goes on (poll.Outage: the same error FAILED_PASSES passes in a row ends it).
 """
 
@@ -287,12 +286,13 @@ class Daemon:
                                     self.ticket_memory, trust=self.trust)
 
     def _fire_cron(self, now: datetime) -> None:
-        from modulatio_d.daemon.kickoffs import Kickoffs
-
-        if self.cron is None:  # cron entries and watch triggers (kickoffs.py)
+        self._last_cron = self.monotonic()
+        if self.cron is None:  # cron and watch triggers: kickoffs.py, with croniter 14 ms
+            if not any(map(self.vault.has_kickoffs, self.scanner.served())):  # of a start
+                return
+            from modulatio_d.daemon.kickoffs import Kickoffs
             self.cron = Kickoffs(self.vault, self.events, self.clock, self.monotonic,
                                  self.trust, self.scanner)
-        self._last_cron = self.monotonic()
         for project in self.scanner.served():
             if self.admission.paused(project) is None:  # paused: fired after resume
                 self.cron.fire_due(project, now)  # each kickoff is logged as its own event

@@ -81,6 +81,11 @@ class Vault:
     def tickets_dir(self, project: str) -> Path:
         return self.project_dir(project) / "tickets"
 
+    def has_kickoffs(self, project: str) -> bool:
+        """Whether anything is at the project's cron/ or triggers/ (a link too: the
+        daemon's firers judge it): without either there is nothing to fire."""
+        return any(os.path.lexists(self.project_dir(project) / k) for k in ("cron", "triggers"))
+
     def plan_path(self, project: str, plan_id: str) -> Path:
         return self.plans_dir(project) / f"{names.check('plan id', plan_id)}.md"
 

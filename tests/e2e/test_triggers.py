@@ -7,7 +7,7 @@ import json
 import subprocess
 import time
 
-from helpers import PROJECT, PY, clean_env, cli, events, plan, settled
+from helpers import PROJECT, PY, clean_env, cli, events, plan, settled, wait_ticks
 from waiting import wait_for
 
 from modulatio_d.core import markdown
@@ -70,6 +70,19 @@ def test_a_burst_of_100_changes_makes_one_or_two_kickoffs_with_three_daemons(dva
     # the steps were given the paths in their environment
     assert sum(int(n) for n in counts.read_text().split()) == 100
     assert "T1" in cli(dvault, "trigger", "list").out
+
+
+def test_a_trigger_folder_made_after_the_daemon_started_is_fired(dvault, daemons):
+    """A daemon that started with no cron/ nor triggers/ (which loads no kickoff code)
+    fires the first trigger written later."""
+    drop = dvault.root / "drop"
+    drop.mkdir()
+    d = daemons()
+    wait_ticks(d, dvault, 2)  # past its first cron passes, with nothing to fire
+    write_trigger(dvault, "T3", "watch: [drop]\ndebounce: 100ms\npoll: 100ms\n")
+    wait_for(lambda: state(dvault, "T3").get("primed"), 20, "the baseline look", diag=d.log)
+    (drop / "new").write_text("a change")
+    assert wait_for(lambda: kickoffs(dvault, "T3"), 20, "the kickoff", diag=d.log)
 
 
 def test_overflow_past_capacity_is_dropped_and_reported(dvault, daemons):
