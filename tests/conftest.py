@@ -16,21 +16,23 @@ import sys
 import tempfile
 from pathlib import Path
 
-import cli_runner
-import pytest
-from cli_runner import CliResult
-from hypothesis import settings
-from waiting import wait_for
-
-from modulatio_d.ops.init import init
-from modulatio_d.store import vault as vault_mod
-
 # Bytecode caches for the test run, even where the environment sets PYTHONDONTWRITEBYTECODE
 # (this project's machine images do): without them every run compiles and assertion-rewrites
 # the ~200 test modules again, and every daemon a test starts compiles the package again
-# (5 s of the fast lane). __pycache__/ is ignored by git.
+# (5 s of the fast lane). Before the imports below, which bring most of the package (they
+# were compiled from source at every run when this came after them). __pycache__/ is
+# ignored by git.
 sys.dont_write_bytecode = False
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+
+import cli_runner  # noqa: E402
+import pytest  # noqa: E402
+from cli_runner import CliResult  # noqa: E402
+from hypothesis import settings  # noqa: E402
+from waiting import wait_for  # noqa: E402
+
+from modulatio_d.ops.init import init  # noqa: E402
+from modulatio_d.store import vault as vault_mod  # noqa: E402
 
 settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
 if os.environ.get("HYPOTHESIS_PROFILE"):
