@@ -287,9 +287,9 @@ class Daemon:
 
     def _fire_cron(self, now: datetime) -> None:
         self._last_cron = self.monotonic()
-        if self.cron is None:  # cron and watch triggers: kickoffs.py, with croniter 14 ms
-            if not any(map(self.vault.has_kickoffs, self.scanner.served())):  # of a start
-                return
+        if self.cron is None:  # cron entries and watch triggers (kickoffs.py)
+            if not any(map(self.vault.has_kickoffs, self.scanner.served())):
+                return  # nothing to fire: its code (croniter, 14 ms of a start) not loaded
             from modulatio_d.daemon.kickoffs import Kickoffs
             self.cron = Kickoffs(self.vault, self.events, self.clock, self.monotonic,
                                  self.trust, self.scanner)
