@@ -11,9 +11,9 @@ from helpers import (
     plan,
     save_like_vim,
     settled,
+    ticks,
     wait_started,
     wait_ticket,
-    wait_ticks,
     write_plan,
 )
 from waiting import wait_for
@@ -26,8 +26,10 @@ TICK = 3600
 
 def test_a_new_project_folder_is_watched_and_its_plan_picked_up(dvault, daemons):
     d = daemons(tick=TICK)
-    wait_started(d, dvault)
-    wait_ticks(d, dvault, 1)  # its first scan is done: it sleeps until a change wakes it
+    # Its first heartbeat is written after its first scan: it then sleeps until a change
+    # wakes it. (Not a move of the heartbeat after `daemon_started`: the first one may be
+    # written before a probe's first look, and on this tick no other comes.)
+    wait_for(ticks(d, dvault), 10, "the first heartbeat", diag=d.log)
     folder = dvault.root / "NEW" / "plans"
     folder.mkdir(parents=True)
     (folder / "NEW-P-001.md").write_text(
