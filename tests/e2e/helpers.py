@@ -120,7 +120,7 @@ class Daemon:
         self.proc.send_signal(sig)
 
     def kill(self) -> int:
-        """SIGKILL the daemon alone (its step children get PR_SET_PDEATHSIG) and reap it."""
+        """SIGKILL the daemon alone (its dead man's switch kills its step) and reap it."""
         if self.proc.poll() is None:
             self.proc.kill()
         return self.proc.wait()

@@ -73,7 +73,7 @@ def test_sigkill_mid_step_repeatedly(dvault, daemons):
                     break
                 assert plan(dvault, PID).in_flight["index"] == i
                 d.kill()
-                # PR_SET_PDEATHSIG: the step (the daemon's direct child) dies with it.
+                # The dead man's switch: the step (the daemon's direct child) dies with it.
                 wait_for(lambda pid=mark[4]: pid_gone(pid), 5, f"step pid {mark[4]} gone")
                 p = plan(dvault, PID)
                 assert p.status.value == "executing" and p.current_index == i

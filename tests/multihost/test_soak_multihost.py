@@ -4,7 +4,7 @@ The soak: 3 hosts x 2 daemons race over 60 plans x 3 steps on the GlusterFS volu
 Every step runs exactly once, no two steps of one plan ever run at once, every plan
 completes. The crash: every daemon on one host is SIGKILLed while each of them is in
 a step; the other hosts take its plans over once the file server frees their locks
-(the steps die with their daemon, PR_SET_PDEATHSIG, which ends the last holder of the
+(the steps die with their daemon by its dead man's switch, which ends the last holder of the
 lock descriptor), and each killed step runs again at most once, under a higher token.
 
 What a step leaves (the ground truth, on the shared volume, one new file per run, so
@@ -296,7 +296,7 @@ def test_every_daemon_of_one_host_killed_mid_step_the_others_take_over(
         d.signal(signal.SIGKILL)
     for d in daemons["h1"]:
         assert d.wait(30) in (-signal.SIGKILL, 128 + signal.SIGKILL)
-    # Each step's shell died with its daemon (PR_SET_PDEATHSIG), but not what it started
+    # Each step's shell died with its daemon (its dead man's switch), but not what it started
     # (here flock and the shell waiting for `go`): that holds the plan's lock descriptor,
     # so the plan stays locked, and no other host starts the step beside it, until the
     # rest of the step ends (child.py).

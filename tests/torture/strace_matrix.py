@@ -26,7 +26,7 @@ strace runs WITHOUT -f on purpose: its injection counters are per process, so wi
 own N-th call too, which tests step failures rather than daemon crashes. The daemon
 does its vault writes on its main thread (watchdog's observer thread only wakes the
 loop through a pipe), so tracing that thread alone sees every point. Steps die with
-the daemon (PR_SET_PDEATHSIG), as in a real crash.
+the daemon (its dead man's switch, daemon/deadman.py), as in a real crash.
 PYTEST_DONT_REWRITE
 """
 

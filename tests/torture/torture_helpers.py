@@ -197,7 +197,7 @@ class Daemon:
         return self.proc.poll() is None
 
     def kill(self) -> None:
-        """SIGKILL the daemon alone (its step dies by PR_SET_PDEATHSIG) and reap it."""
+        """SIGKILL the daemon alone (its step dies by its dead man's switch) and reap it."""
         self.killed = True
         if self.proc.poll() is None:
             self.proc.kill()
