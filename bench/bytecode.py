@@ -4,9 +4,10 @@
 `modulatio` imports bytecode. A checkout installed editable (`pip install -e`)
 compiles them at the first import, unless the environment says
 PYTHONDONTWRITEBYTECODE (this project's machines do): then every interpreter a
-benchmark starts compiles the whole package from source, 0.05-0.1 s of each
-start-up (docs/benchmarks.md, "Fifth pass"). The benchmarks that start
-interpreters call `compile_package()` first and time what a user runs."""
+benchmark starts compiles the whole package from source: a daemon on an empty
+vault took 0.28-0.33 s, 0.17-0.20 s with the bytecode (docs/benchmarks.md, "Fifth
+pass"). The benchmarks that start interpreters call `compile_package()` first and
+time what a user runs."""
 
 from __future__ import annotations
 
