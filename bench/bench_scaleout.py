@@ -17,6 +17,9 @@ the ledger's whole seconds. Per daemon (from the `step_ended` events, which name
 pid, the step's log and its duration): steps run, the median gap between the end of one
 of its steps and the start of its next (its bookkeeping per step: the write-back, the
 next claim), and the idle tail (from its last step's end to the last step's end of all).
+The N daemons are run twice: as N processes started apart, and as one pool of N
+(`daemon --workers N --once`: the workers forked from the supervisor, see
+daemon/worker_fork.py).
 Targets (issue 12): with 8 daemons, `true` steps at least one daemon's
 throughput; `sleep 0.2` steps at least 0.9 x 8 x one daemon's.
 BENCH_PLANS (160), BENCH_STEPS (3), BENCH_DAEMONS (8) change the sizes; BENCH_COMMANDS
@@ -44,9 +47,9 @@ PLANS = int(os.environ.get("BENCH_PLANS", "160"))
 STEPS = int(os.environ.get("BENCH_STEPS", "3"))
 DAEMONS = int(os.environ.get("BENCH_DAEMONS", "8"))
 COMMANDS = os.environ.get("BENCH_COMMANDS", "true,sleep 0.2").split(",")
-STARTUP: dict[int, float | None] = {}  # daemons -> seconds until the last first heartbeat
-SPREAD: dict[int, str] = {}  # daemons -> the per-daemon figures, printed
-CPU: dict[int, float] = {}  # daemons -> CPU seconds a step (the daemons and their steps)
+STARTUP: dict[str, float | None] = {}  # run -> seconds until the last first heartbeat
+SPREAD: dict[str, str] = {}  # run -> the per-daemon figures, printed
+CPU: dict[str, float] = {}  # run -> CPU seconds a step (the daemons and their steps)
 
 
 def plan_text(n: int, command: str) -> str:
@@ -55,33 +58,45 @@ def plan_text(n: int, command: str) -> str:
             f"sub_objectives:\n{subs}current_index: 0\nreflection_log: []\n---\n")
 
 
-def idle_cpu(tmp: Path, daemons: int, cmd: list[str], env: dict[str, str]) -> float:
-    """CPU seconds of `daemons` daemons `--once` on a vault with no plan: their start-up
-    and exit, taken out of the CPU a step."""
+def label(daemons: int, pool: bool) -> str:
+    return f"pool of {daemons}" if pool else f"{daemons} daemon" + "s" * (daemons > 1)
+
+
+def launch(root: Path, daemons: int, pool: bool) -> list[subprocess.Popen]:
+    """`daemons` daemons `--once` on the vault: as many processes, or one pool of them."""
+    cmd = [sys.executable, "-m", "modulatio_d", "daemon", "--vault", str(root), "--once",
+           "--log-level", "warning", "--allow-root"]
+    env = dict(os.environ, MODULATIO_ALLOW_ROOT="1")
+    if pool:
+        return [subprocess.Popen([*cmd, "--workers", str(daemons)], env=env,
+                                 stderr=subprocess.DEVNULL)]
+    return [subprocess.Popen(cmd, env=env, stderr=subprocess.DEVNULL) for _ in range(daemons)]
+
+
+def idle_cpu(tmp: Path, daemons: int, pool: bool) -> float:
+    """CPU seconds of the same daemons on a vault with no plan: their start-up and exit,
+    taken out of the CPU a step."""
     vault = init(Path(tempfile.mkdtemp(prefix=f"idle{daemons}-", dir=tmp)) / "v")
     vault.plans_dir("B").mkdir(parents=True)
     cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    for p in [subprocess.Popen([*cmd, "--vault", str(vault.root), "--once", "--log-level",
-                                "warning", "--allow-root"], env=env, stderr=subprocess.DEVNULL)
-              for _ in range(daemons)]:
+    for p in launch(vault.root, daemons, pool):
         p.wait()
     cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     return cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime
 
 
-def run(tmp: Path, daemons: int, command: str) -> tuple[float, float, int, float]:
-    vault = init(Path(tempfile.mkdtemp(prefix=f"v{daemons}-", dir=tmp)) / "v")
+def run(tmp: Path, daemons: int, command: str, pool: bool = False,
+        ) -> tuple[float, float, int, float]:
+    key = label(daemons, pool)
+    vault = init(Path(tempfile.mkdtemp(prefix=f"v{daemons}{'p' * pool}-", dir=tmp)) / "v")
     folder = vault.plans_dir("B")
     folder.mkdir(parents=True)
     for n in range(PLANS):
         (folder / f"B-P-{n:05d}.md").write_text(plan_text(n, command))
     os.sync()
-    cmd = [sys.executable, "-m", "modulatio_d", "daemon", "--vault", str(vault.root), "--once",
-           "--log-level", "warning", "--allow-root"]
-    env = dict(os.environ, MODULATIO_ALLOW_ROOT="1")
     t = time.perf_counter()
     cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    procs = [subprocess.Popen(cmd, env=env, stderr=subprocess.DEVNULL) for _ in range(daemons)]
+    procs = launch(vault.root, daemons, pool)
     beats, up = vault.meta / "daemons", None
     while any(p.poll() is None for p in procs):
         if up is None and beats.is_dir() and len(os.listdir(beats)) >= daemons:
@@ -89,11 +104,12 @@ def run(tmp: Path, daemons: int, command: str) -> tuple[float, float, int, float
         time.sleep(0.01)
     elapsed = time.perf_counter() - t
     cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    CPU[daemons] = (cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime
-                    - idle_cpu(tmp, daemons, cmd[:-6], env)) / (PLANS * STEPS)
-    STARTUP[daemons] = up
+    assert all(p.returncode == 0 for p in procs), f"{key}: {[p.returncode for p in procs]}"
+    CPU[key] = (cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime
+                - idle_cpu(tmp, daemons, pool)) / (PLANS * STEPS)
+    STARTUP[key] = up
     done = sum("status: completed" in p.read_text() for p in folder.glob("*.md"))
-    assert done == PLANS, f"{done} of {PLANS} plans completed with {daemons} daemons"
+    assert done == PLANS, f"{done} of {PLANS} plans completed with {key}"
     events = [json.loads(line) for line in vault.events_path.read_text().splitlines()]
     lost = sum(e.get("event") == "claim_lost" for e in events)
     scans = sum(e.get("scans", 0) for e in events if e.get("event") == "daemon_stopped")
@@ -105,7 +121,7 @@ def run(tmp: Path, daemons: int, command: str) -> tuple[float, float, int, float
     first = min(start.values())
     last = max(p.stat().st_mtime_ns / 1e9 for p in folder.glob("*.md"))
     work = last - first
-    SPREAD[daemons] = _per_daemon(ended, start, last)
+    SPREAD[key] = _per_daemon(ended, start, last)
     return elapsed, work, lost, scans / max(claims, 1)
 
 
@@ -139,22 +155,24 @@ def main() -> None:
             target = "target: >= 1 daemon's" if command == "true" else \
                 f"target: >= 0.9 x {DAEMONS} x 1 daemon's"
             one, one_work, _, one_scans = run(Path(t), 1, command)
-            many, many_work, lost, scans = run(Path(t), DAEMONS, command)
             steps = PLANS * STEPS
-            print(f"{command:<10} 1 daemon {steps / one:6.1f} steps/s   {DAEMONS} daemons "
-                  f"{steps / many:6.1f} steps/s ({one / many:.2f}x; {target}); "
-                  f"working time alone (first step started to last step ended): "
-                  f"{steps / one_work:6.1f} -> {steps / many_work:6.1f} steps/s "
-                  f"({one_work / many_work:.2f}x), "
-                  f"{lost} races lost, full scans per claim {scans:.2f} "
-                  f"(1 daemon: {one_scans:.2f}); every daemon up after "
-                  f"{STARTUP[DAEMONS] or float('nan'):.2f} s (1 daemon: "
-                  f"{STARTUP[1] or float('nan'):.2f} s)")
-            print(f"  CPU a step (user + system of the daemons and their steps, less their "
-                  f"start-up and exit on a vault of no plan): 1 daemon "
-                  f"{CPU[1] * 1000:.1f} ms, {DAEMONS} daemons {CPU[DAEMONS] * 1000:.1f} ms")
-            print(f"  per daemon (steps, median gap from a step's end to its next start, "
-                  f"idle tail): 1 daemon: {SPREAD[1]}\n  {DAEMONS} daemons: {SPREAD[DAEMONS]}")
+            print(f"{command}: 1 daemon {steps / one:6.1f} steps/s, working time alone "
+                  f"(first step started to last step ended) {steps / one_work:6.1f} steps/s, "
+                  f"full scans per claim {one_scans:.2f}, up after "
+                  f"{STARTUP['1 daemon'] or float('nan'):.2f} s, CPU a step (user + system "
+                  f"of the daemons and their steps, less their start-up and exit on a vault "
+                  f"of no plan) {CPU['1 daemon'] * 1000:.1f} ms\n"
+                  f"  per daemon (steps, median gap from a step's end to its next start, "
+                  f"idle tail): {SPREAD['1 daemon']}")
+            for pool in (False, True):
+                key = label(DAEMONS, pool)
+                many, many_work, lost, scans = run(Path(t), DAEMONS, command, pool)
+                print(f"  {key:<10} {steps / many:6.1f} steps/s ({one / many:.2f}x; {target});"
+                      f" working time {steps / many_work:6.1f} steps/s "
+                      f"({one_work / many_work:.2f}x), {lost} races lost, full scans per "
+                      f"claim {scans:.2f}, every daemon up after "
+                      f"{STARTUP[key] or float('nan'):.2f} s, CPU a step "
+                      f"{CPU[key] * 1000:.1f} ms\n    per daemon: {SPREAD[key]}")
 
 
 if __name__ == "__main__":

@@ -53,7 +53,8 @@ def register(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -
     p.add_argument("--workers", type=int, metavar="N",
                    help="run a pool: a supervisor of N worker daemons (0 to 64), restarted "
                         "when they die, resized by `modulatio workers N` (a size stored for "
-                        "this host wins over N)")
+                        "this host wins over N); with --once, each worker runs until nothing "
+                        "is claimable and the pool exits when all have")
     p.set_defaults(run=run_daemon)
 
     p = sub.add_parser("heartbeat", parents=[parent],
@@ -107,8 +108,9 @@ def run_daemon(args, ctx) -> int:
     if args.workers is not None:
         from modulatio_d.daemon.pool import Settings, Supervisor
 
-        return Supervisor(Settings(vault, _worker_args(args, projects), args.workers,
-                                   ctx.environ)).run()
+        once = ["--once"] if args.once else []
+        return Supervisor(Settings(vault, _worker_args(args, projects) + once, args.workers,
+                                   ctx.environ, once=args.once)).run()
     try:
         return Daemon(vault, projects, args.tick_seconds, args.once, utcnow, ctx.environ).run()
     except OSError:  # main's one line says what; the log keeps where, for a daemon's death
@@ -129,9 +131,6 @@ def _check_options(args) -> None:
     if args.workers is not None:
         from modulatio_d.store.pool import check_size
 
-        if args.once:
-            raise UsageError("--once and --workers do not go together: a pool runs until "
-                             "stopped (`modulatio workers 0` idles it)")
         try:
             check_size(args.workers, "--workers")
         except ValueError as e:

@@ -1,9 +1,11 @@
 """The worker pool: `modulatio daemon --workers N`, a supervisor of N daemons.
 
-Each worker is the ordinary daemon (`python -P -m modulatio_d daemon --vault V
-...`), one plan at a time, started as a child process; the workers coordinate
-through the plans' locks exactly as separate daemons do. The supervisor runs
-no plan, holds no lock, and reads nothing of the vault but its size file.
+Each worker is the ordinary daemon (`modulatio daemon --vault V ...`), one plan
+at a time, forked from the supervisor once it has imported the daemon
+(daemon/worker_fork.py: a fork instead of a new interpreter's start-up); the
+workers coordinate through the plans' locks exactly as separate daemons do.
+The supervisor runs no plan, holds no lock, and reads nothing of the vault but
+its size file.
 
 Protocol:
 - Size: the host's size file (store/pool.py) when there is one, else
@@ -14,9 +16,13 @@ Protocol:
   idle ones first, then the highest slots) gets SIGUSR2 and drains: its step
   finishes, it starts no other, it exits 0 (daemon/loop.py). A draining worker
   holds no slot: growing again starts new workers at once beside it.
-- A worker that exits when not asked to (a crash, SIGKILL, an exit of its own)
-  is started again after a backoff per slot: RESTART_MIN_S doubling to
-  RESTART_MAX_S while it keeps dying within HEALTHY_S of its start. Its plan
+- `--once`: every worker runs `--once` (until nothing is claimable); a worker
+  that ends is not started again, and the supervisor exits once every slot's
+  worker has ended: 0 when each exited 0, else 1 (a worker killed or failed;
+  its plan, if any, stays resumable as after any daemon's death).
+- Otherwise a worker that exits when not asked to (a crash, SIGKILL, an exit of
+  its own) is started again after a backoff per slot: RESTART_MIN_S doubling
+  to RESTART_MAX_S while it keeps dying within HEALTHY_S of its start. Its plan
   stays `executing` with `in_flight` and is resumed by whichever worker claims
   it next (the kernel freed the dead worker's lock).
 - Signals: SIGTERM/SIGINT are forwarded as SIGTERM to every worker (each stops
@@ -25,7 +31,8 @@ Protocol:
   every worker has. SIGUSR2 drains the whole pool, SIGHUP is forwarded (the
   workers read the config again). Workers run in process groups of their own,
   so a terminal's ^C reaches only the supervisor, and die with it
-  (PR_SET_PDEATHSIG SIGTERM): a supervisor killed outright leaves no worker.
+  (PR_SET_PDEATHSIG SIGTERM, set in the forked child): a supervisor killed
+  outright leaves no worker.
 - systemd: only the supervisor speaks sd_notify (the workers' environment loses
   NOTIFY_SOCKET): READY once every worker's first heartbeat is written, a STATUS
   line with the pool's counts, WATCHDOG from its loop, STOPPING.
@@ -39,8 +46,6 @@ import logging
 import os
 import signal
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -49,6 +54,7 @@ from datetime import datetime
 from modulatio_d import __version__
 from modulatio_d.core.errors import BadFile
 from modulatio_d.core.times import format_time, utcnow
+from modulatio_d.daemon import worker_fork
 from modulatio_d.daemon.sdnotify import NOTIFY_ENV_VARS, Notifier
 from modulatio_d.daemon.wake import Waker
 from modulatio_d.store import fs, heartbeat, pool
@@ -71,7 +77,7 @@ except (OSError, AttributeError):
 
 
 def _die_with_supervisor(parent: int) -> None:
-    # Between fork and exec; the supervisor has no other thread.
+    # In the forked worker, first thing; the supervisor has no other thread.
     if _prctl is not None:
         _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() != parent:
@@ -81,7 +87,7 @@ def _die_with_supervisor(parent: int) -> None:
 @dataclass
 class Worker:
     slot: int
-    proc: subprocess.Popen
+    proc: worker_fork.Forked
     started: float
     started_at: str
     restarts: int
@@ -97,7 +103,8 @@ class Settings:
     size: int
     """`--workers N`: the size while the vault stores none for this host."""
     environ: dict[str, str]
-    python: str = sys.executable
+    once: bool = False
+    """`--once`: each worker runs until nothing is claimable; none is started again."""
     clock: Callable[[], datetime] = utcnow
     monotonic: Callable[[], float] = time.monotonic
 
@@ -120,6 +127,8 @@ class Supervisor:
         self.not_before: dict[int, float] = {}
         self.deaths: dict[int, int] = {}  # quick deaths in a row, per slot
         self.restarts: dict[int, int] = {}
+        self.finished: set[int] = set()  # --once: the slots whose worker ran out of work
+        self.failed = 0  # --once: workers that ended otherwise than exit 0
         self._sig: tuple | None | str = "unread"
         self._last_look = -1e9
         self._last_state = -1e9
@@ -145,6 +154,7 @@ class Supervisor:
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGUSR2, drain)
         signal.signal(signal.SIGHUP, hup)
+        signal.signal(signal.SIGCHLD, lambda signum, frame: None)  # a worker's end wakes the loop
         signal.set_wakeup_fd(self.waker.w, warn_on_full_buffer=False)
 
     def _send(self, w: Worker, sig: int) -> None:
@@ -156,6 +166,7 @@ class Supervisor:
     # --- the loop -------------------------------------------------------------------
 
     def run(self) -> int:
+        worker_fork.preload()
         self._install()
         self._look_at_size(force=True)
         self.events("pool_started", size=self.size, source=self.source, version=__version__)
@@ -176,7 +187,8 @@ class Supervisor:
                 else:
                     self._look_at_size()
                     self._reconcile()
-                if (self.requested or self.draining_all) and not self.workers:
+                if (self.requested or self.draining_all or self._all_done()) \
+                        and not self.workers:
                     break
                 self._tell()
                 self.waker.wait(LOOP_S)
@@ -185,7 +197,10 @@ class Supervisor:
             pool.remove_state(self.state_path)
             self.events("pool_stopped", signals=self.requested)
             log.info("pool supervisor stopped")
-        return 0
+        return 1 if self.failed else 0
+
+    def _all_done(self) -> bool:
+        return self.s.once and all(slot in self.finished for slot in range(1, self.size + 1))
 
     def _stop_all(self) -> None:
         if self.forwarded == 0:
@@ -232,7 +247,8 @@ class Supervisor:
         held = {w.slot for w in running}
         now = self.s.monotonic()
         for slot in range(1, self.size + 1):
-            if slot not in held and now >= self.not_before.get(slot, 0.0):
+            if slot not in held and slot not in self.finished and \
+                    now >= self.not_before.get(slot, 0.0):
                 self._start(slot)
 
     def _surplus(self, running: list[Worker], n: int) -> list[Worker]:
@@ -251,14 +267,11 @@ class Supervisor:
                 self._send(w, signal.SIGUSR2)
 
     def _start(self, slot: int) -> None:
-        argv = [self.s.python, "-P", "-m", "modulatio_d", "daemon", "--vault",
-                str(self.vault.root), *self.s.worker_args]
+        argv = ["daemon", "--vault", str(self.vault.root), *self.s.worker_args]
         parent = os.getpid()
         try:
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, cwd=self.vault.root,
-                                    env={**self.env, "MODULATIO_POOL_SLOT": str(slot)},
-                                    process_group=0,
-                                    preexec_fn=lambda: _die_with_supervisor(parent))
+            proc = worker_fork.fork(argv, {**self.env, "MODULATIO_POOL_SLOT": str(slot)},
+                                    self.vault.root, lambda: _die_with_supervisor(parent))
         except OSError as e:  # EAGAIN (too many processes), ENOMEM: try later
             log.error("worker for slot %d not started: %s", slot, e)
             self._back_off(slot)
@@ -281,8 +294,12 @@ class Supervisor:
                 continue
             self.workers.remove(w)
             how = f"signal {-code}" if code < 0 else f"exit {code}"
-            if w.state != "running":
-                log.info("worker %d (slot %d) ended (%s)", w.proc.pid, w.slot, how)
+            if w.state != "running" or self.s.once:
+                if self.s.once and w.state == "running":
+                    self.finished.add(w.slot)
+                    self.failed += code != 0
+                (log.info if code == 0 or w.state != "running" else log.error)(
+                    "worker %d (slot %d) ended (%s)", w.proc.pid, w.slot, how)
                 self.events("worker_ended", slot=w.slot, worker=w.proc.pid, how=how)
                 continue
             if self.s.monotonic() - w.started >= HEALTHY_S:

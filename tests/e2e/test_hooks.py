@@ -240,7 +240,7 @@ def test_a_killed_deliverer_resumes_from_the_cursor(dvault, daemons):
     expected = wanted_ids(dvault)
     wait_for(lambda: len(received(out)) >= 3, 30, "a few delivered", diag=lambda: logs(procs))
     lock = dvault.root / ".modulatio" / "hooks" / "cmd.lock"
-    first = json.loads(lock.read_text())["pid"]
+    first = wait_for(lambda: _holder(lock), 10, "the hook lock to name its holder")
     os.kill(first, signal.SIGKILL)  # mid-batch: more than half the events are pending
     wait_for(lambda: pid_gone(first), 10, "the deliverer gone")
     before = len(received(out))
@@ -396,3 +396,11 @@ def test_a_worker_pool_keeps_one_hook_process(dvault, daemons):
     wait_for(lambda: [g[0] for g in received(out)] == expected, 30, "all delivered",
              diag=d.log)
     assert len(hook_processes(dvault.root)) == 1  # slot 1's; the other workers keep none
+
+
+def _holder(lock) -> int | None:
+    """The pid the hook's lock file names; None while its holder is still writing it."""
+    try:
+        return json.loads(lock.read_text())["pid"]
+    except ValueError:  # read between its truncation and its write
+        return None

@@ -1,5 +1,6 @@
-"""The worker pool (`daemon --workers N`, `workers N`): real supervisors, real workers,
-real signals. Steps wait on go-files, so what runs at each moment is known."""
+"""The worker pool (`daemon --workers N`, `workers N`, `--once`): real supervisors, real
+workers forked from them, real signals. Steps wait on go-files, so what runs at each
+moment is known."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import os
 import signal
 import socket
 
-from helpers import PROJECT, marks, modulatio, plan, settled, starts, write_plan
+from helpers import PROJECT, marks, modulatio, pid_gone, plan, settled, starts, write_plan
 from waiting import wait_for
 
 
@@ -151,6 +152,80 @@ def test_pool_sizes_bad_and_absurd_are_refused_and_zero_runs_nothing(dvault, dae
     wait_for(settled(dvault, "P-P-001", "completed"), 30, "the plan to run", diag=d.log)
     d.signal(signal.SIGTERM)
     assert d.wait(30) == 0
+
+
+def test_a_once_pool_runs_the_backlog_with_its_workers_together_and_exits_0(dvault, daemons):
+    ids = [f"P-P-{n:03d}" for n in range(1, 7)]
+    for i in ids:
+        write_plan(dvault, i, [{"run": dvault.step(go=dvault.root / "go")}, {"run": dvault.step()}])
+    d = daemons("--workers", "3", "--once")
+    wait_for(lambda: len(starts(dvault, 0)) == 3, 30, "3 workers running a step each",
+             diag=d.log)
+    (dvault.root / "go").touch()
+    assert d.wait(60) == 0, d.log()
+    assert all(plan(dvault, i).status.value == "completed" for i in ids)
+    seen = [(m[1], m[2]) for m in marks(dvault.root / "marks") if m[0] == "start"]
+    assert sorted(seen) == sorted((i, s) for i in ids for s in (0, 1))  # each step once
+    events = _events(dvault)
+    assert sorted(e["slot"] for e in events if e["event"] == "worker_started") == [1, 2, 3]
+    assert sorted((e["slot"], e["how"]) for e in events if e["event"] == "worker_ended") == \
+        [(1, "exit 0"), (2, "exit 0"), (3, "exit 0")]
+    assert not [e for e in events if e["event"] == "worker_died"]
+    assert ps(dvault)["daemons"] == [] and ps(dvault)["pools"] == []
+
+
+def test_a_once_pool_starts_no_worker_again_and_exits_1_when_one_is_killed(dvault, daemons):
+    write_plan(dvault, "P-P-001", [{"run": dvault.step(go=dvault.root / "go")}])
+    d = daemons("--workers", "2", "--once")
+    wait_for(lambda: starts(dvault, 0), 30, "the step to start", diag=d.log)
+    victim = wait_for(lambda: next((r["pid"] for r in ps(dvault)["daemons"]
+                                    if r["active_plan"] == "P-P-001"), None), 5,
+                      "the heartbeat to tell the plan", diag=d.log)
+    os.kill(victim, signal.SIGKILL)
+    assert d.wait(30) == 1, d.log()
+    events = _events(dvault)
+    assert len([e for e in events if e["event"] == "worker_started"]) == 2
+    assert {(e["worker"], e["how"]) for e in events if e["event"] == "worker_ended"} >= \
+        {(victim, "signal 9")}
+    assert plan(dvault, "P-P-001").in_flight  # resumable, as after any daemon's death
+    (dvault.root / "go").touch()
+    assert daemons("--once").wait(60) == 0
+    assert plan(dvault, "P-P-001").status.value == "completed"
+
+
+def test_workers_are_forks_holding_nothing_of_the_supervisor_and_die_with_it(dvault, daemons):
+    write_plan(dvault, "P-P-001", [{"run": dvault.step(go=dvault.root / "go")}])
+    d = daemons("--workers", "2")
+    wait_for(lambda: starts(dvault, 0), 30, "the step to start", diag=d.log)
+    workers = wait_for(lambda: (p := pool_of(dvault, d.pid)) and len(p["workers"]) == 2
+                       and [w["pid"] for w in p["workers"]], 15, "two workers", diag=d.log)
+    ours = _shared_objects(d.pid)
+    assert ours, "the supervisor holds its wake-up pipe"
+    for w in workers:
+        with open(f"/proc/{w}/cmdline", "rb") as f, open(f"/proc/{d.pid}/cmdline", "rb") as g:
+            assert f.read() == g.read()  # forked, not a new interpreter
+        with open(f"/proc/{w}/stat") as f:
+            assert int(f.read().rsplit(")", 1)[1].split()[1]) == d.pid  # its parent
+        assert os.getpgid(w) == w  # a group of its own: a terminal's ^C is the supervisor's
+        assert not _shared_objects(w) & ours, f"worker {w} holds the supervisor's descriptors"
+    step = starts(dvault, 0)[0][4]
+    d.kill()
+    wait_for(lambda: all(pid_gone(p) for p in [*workers, step]), 15,
+             "the workers and their step to die with the supervisor")
+
+
+def _shared_objects(pid: int) -> set[str]:
+    """The pipes, sockets and other kernel objects `pid` holds above stderr (the same
+    object has the same name in every process that holds it)."""
+    out = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except FileNotFoundError:
+            continue
+        if int(fd) > 2 and target.startswith(("pipe:", "socket:", "anon_inode:[eventfd]")):
+            out.add(target)
+    return out
 
 
 def _events(dv) -> list[dict]:

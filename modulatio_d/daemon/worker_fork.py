@@ -1,0 +1,116 @@
+"""A pool's worker, forked from its supervisor instead of started anew.
+
+A new interpreter that imports the daemon costs about 0.15-0.2 s of CPU before
+its first scan (docs/benchmarks.md, "Sixth pass"); a fork of a supervisor that
+has imported it already costs a few milliseconds, and the workers share the
+imported code's pages. The supervisor is single-threaded (its Waker is a
+self-pipe, it runs no watcher), so a fork of it is safe.
+
+The child is made to look like the process `python -P -m modulatio_d daemon
+--vault V ARGS` would be, then runs that command's own code (cli.main, so the
+worker's checks, logging and signals are the daemon's): stdin /dev/null, no
+descriptor of the supervisor's but stdout and stderr, the environment given,
+the vault as working folder, a process group of its own, default signal
+dispositions and no wakeup fd, death with the supervisor (PR_SET_PDEATHSIG
+SIGTERM, and the race with a supervisor that died before that is closed). The
+objects alive at the fork are frozen out of the child's garbage collector
+(gc.freeze): a supervisor's object collected in the child could close a
+descriptor number the worker has since reused.
+
+What differs from a new interpreter: /proc/<pid>/cmdline and environ show the
+supervisor's (`ps` and `stop` tell workers by the pool's state file, not by
+their command line), and a worker runs the code the supervisor imported, so
+an upgrade takes effect when the pool is restarted, not at a worker's restart.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import signal
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR2, signal.SIGHUP, signal.SIGCHLD)
+
+
+def preload() -> None:
+    """Import what a worker runs, once, in the supervisor (before any fork)."""
+    import modulatio_d.cli.main  # noqa: F401
+    import modulatio_d.daemon.loop  # noqa: F401
+
+
+class Forked:
+    """A forked worker: the part of subprocess.Popen the supervisor uses."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        """The exit code once it ended (minus the signal's number when killed), reaped."""
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        """Only while not reaped: the pid is ours until then, never another process's."""
+        if self.returncode is None:
+            os.kill(self.pid, sig)
+
+
+def fork(argv: list[str], env: dict[str, str], cwd: Path,
+         in_child: Callable[[], None]) -> Forked:
+    """Fork a worker that runs `modulatio ARGV` with `env` in `cwd`; `in_child` runs
+    first in the child (the supervisor's death signal). Raises OSError (EAGAIN, ENOMEM)
+    when no process can be made."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()  # or the child would write the supervisor's buffered text again
+        except (OSError, ValueError, AttributeError):
+            pass
+    gc.freeze()
+    try:
+        pid = os.fork()
+    except BaseException:
+        gc.unfreeze()
+        raise
+    if pid == 0:
+        _child(argv, env, cwd, in_child)  # never returns
+    gc.unfreeze()
+    return Forked(pid)
+
+
+def _child(argv: list[str], env: dict[str, str], cwd: Path,
+           in_child: Callable[[], None]) -> None:
+    code = 1
+    try:
+        signal.set_wakeup_fd(-1)
+        for sig in _SIGNALS:
+            signal.signal(sig, signal.SIG_DFL)
+        os.setpgid(0, 0)
+        in_child()
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.closerange(3, os.sysconf("SC_OPEN_MAX"))  # null among them
+        os.chdir(cwd)
+        os.environ.clear()
+        os.environ.update(env)
+        from modulatio_d.cli.main import Context, main
+
+        code = main(argv, Context(environ=dict(env), cwd=cwd))
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    except BaseException:  # noqa: BLE001 (said on stderr, then this process ends)
+        traceback.print_exc()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError, AttributeError):
+                pass
+        os._exit(code)
