@@ -110,7 +110,7 @@ def run_daemon(args, ctx) -> int:
 
         once = ["--once"] if args.once else []
         return Supervisor(Settings(vault, _worker_args(args, projects) + once, args.workers,
-                                   ctx.environ, once=args.once)).run()
+                                   ctx.environ, run_here, once=args.once)).run()
     try:
         return Daemon(vault, projects, args.tick_seconds, args.once, utcnow, ctx.environ).run()
     except OSError:  # main's one line says what; the log keeps where, for a daemon's death
@@ -118,6 +118,13 @@ def run_daemon(args, ctx) -> int:
 
         logging.getLogger("modulatio.daemon").exception("the daemon stops on a system error")
         raise
+
+
+def run_here(argv: list[str], environ: dict[str, str], cwd) -> int:
+    """`modulatio ARGV` run in this process (a pool's forked worker, daemon/worker_fork.py)."""
+    from modulatio_d.cli.main import Context, main
+
+    return main(argv, Context(environ=environ, cwd=cwd))
 
 
 def _check_options(args) -> None:

@@ -103,6 +103,8 @@ class Settings:
     size: int
     """`--workers N`: the size while the vault stores none for this host."""
     environ: dict[str, str]
+    run: worker_fork.Run
+    """Runs a worker's `modulatio daemon ...` in the forked child (given by the CLI)."""
     once: bool = False
     """`--once`: each worker runs until nothing is claimable; none is started again."""
     clock: Callable[[], datetime] = utcnow
@@ -270,8 +272,9 @@ class Supervisor:
         argv = ["daemon", "--vault", str(self.vault.root), *self.s.worker_args]
         parent = os.getpid()
         try:
-            proc = worker_fork.fork(argv, {**self.env, "MODULATIO_POOL_SLOT": str(slot)},
-                                    self.vault.root, lambda: _die_with_supervisor(parent))
+            env = {**self.env, "MODULATIO_POOL_SLOT": str(slot)}
+            proc = worker_fork.fork(self.s.run, argv, env, self.vault.root,
+                                    lambda: _die_with_supervisor(parent))
         except OSError as e:  # EAGAIN (too many processes), ENOMEM: try later
             log.error("worker for slot %d not started: %s", slot, e)
             self._back_off(slot)

@@ -7,8 +7,8 @@ imported code's pages. The supervisor is single-threaded (its Waker is a
 self-pipe, it runs no watcher), so a fork of it is safe.
 
 The child is made to look like the process `python -P -m modulatio_d daemon
---vault V ARGS` would be, then runs that command's own code (cli.main, so the
-worker's checks, logging and signals are the daemon's): stdin /dev/null, no
+--vault V ARGS` would be, then runs that command's own code (`run`, which the
+CLI passes down: the worker's checks, logging and signals are the daemon's): stdin /dev/null, no
 descriptor of the supervisor's but stdout and stderr, the environment given,
 the vault as working folder, a process group of its own, default signal
 dispositions and no wakeup fd, death with the supervisor (PR_SET_PDEATHSIG
@@ -36,9 +36,14 @@ from pathlib import Path
 _SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR2, signal.SIGHUP, signal.SIGCHLD)
 
 
+Run = Callable[[list[str], dict[str, str], Path], int]
+"""Runs the command `modulatio ARGV` in this process with that environment and working
+folder, and returns its exit code (cli/daemon.py's `run_here`)."""
+
+
 def preload() -> None:
-    """Import what a worker runs, once, in the supervisor (before any fork)."""
-    import modulatio_d.cli.main  # noqa: F401
+    """Import what a worker runs, once, in the supervisor (before any fork; the CLI that
+    started the supervisor is loaded already)."""
     import modulatio_d.daemon.loop  # noqa: F401
 
 
@@ -63,11 +68,11 @@ class Forked:
             os.kill(self.pid, sig)
 
 
-def fork(argv: list[str], env: dict[str, str], cwd: Path,
+def fork(run: Run, argv: list[str], env: dict[str, str], cwd: Path,
          in_child: Callable[[], None]) -> Forked:
-    """Fork a worker that runs `modulatio ARGV` with `env` in `cwd`; `in_child` runs
-    first in the child (the supervisor's death signal). Raises OSError (EAGAIN, ENOMEM)
-    when no process can be made."""
+    """Fork a worker that runs `modulatio ARGV` with `env` in `cwd` through `run`;
+    `in_child` runs first in the child (the supervisor's death signal). Raises OSError
+    (EAGAIN, ENOMEM) when no process can be made."""
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()  # or the child would write the supervisor's buffered text again
@@ -80,12 +85,12 @@ def fork(argv: list[str], env: dict[str, str], cwd: Path,
         gc.unfreeze()
         raise
     if pid == 0:
-        _child(argv, env, cwd, in_child)  # never returns
+        _child(run, argv, env, cwd, in_child)  # never returns
     gc.unfreeze()
     return Forked(pid)
 
 
-def _child(argv: list[str], env: dict[str, str], cwd: Path,
+def _child(run: Run, argv: list[str], env: dict[str, str], cwd: Path,
            in_child: Callable[[], None]) -> None:
     code = 1
     try:
@@ -100,9 +105,7 @@ def _child(argv: list[str], env: dict[str, str], cwd: Path,
         os.chdir(cwd)
         os.environ.clear()
         os.environ.update(env)
-        from modulatio_d.cli.main import Context, main
-
-        code = main(argv, Context(environ=dict(env), cwd=cwd))
+        code = run(argv, dict(env), cwd)
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     except BaseException:  # noqa: BLE001 (said on stderr, then this process ends)

@@ -50,7 +50,7 @@ def test_a_shrink_drains_idle_workers_first_then_the_highest_slots(tmp_path):
     from modulatio_d.ops.init import init
 
     vault = init(tmp_path / "v")
-    sup = Supervisor(Settings(vault, [], 4, {}))
+    sup = Supervisor(Settings(vault, [], 4, {}, lambda argv, env, cwd: 0))
     workers = [Worker(slot, SimpleNamespace(pid=1000 + slot), 0.0, "", 0) for slot in (1, 2, 3, 4)]
     vault.daemons_dir.mkdir(parents=True, exist_ok=True)
     for w in workers:  # slots 1 and 3 run a plan, 2 and 4 are idle
