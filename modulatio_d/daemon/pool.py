@@ -297,12 +297,12 @@ class Supervisor:
                 continue
             self.workers.remove(w)
             how = f"signal {-code}" if code < 0 else f"exit {code}"
-            if w.state != "running" or self.s.once:
-                if self.s.once and w.state == "running":
+            if w.state != "running" or self.s.once:  # asked to end, or out of work (--once)
+                if w.state == "running":  # --once: its slot is done, well or not
                     self.finished.add(w.slot)
                     self.failed += code != 0
-                (log.info if code == 0 or w.state != "running" else log.error)(
-                    "worker %d (slot %d) ended (%s)", w.proc.pid, w.slot, how)
+                level = logging.ERROR if w.state == "running" and code != 0 else logging.INFO
+                log.log(level, "worker %d (slot %d) ended (%s)", w.proc.pid, w.slot, how)
                 self.events("worker_ended", slot=w.slot, worker=w.proc.pid, how=how)
                 continue
             if self.s.monotonic() - w.started >= HEALTHY_S:

@@ -7,15 +7,15 @@ imported code's pages. The supervisor is single-threaded (its Waker is a
 self-pipe, it runs no watcher), so a fork of it is safe.
 
 The child is made to look like the process `python -P -m modulatio_d daemon
---vault V ARGS` would be, then runs that command's own code (`run`, which the
-CLI passes down: the worker's checks, logging and signals are the daemon's): stdin /dev/null, no
-descriptor of the supervisor's but stdout and stderr, the environment given,
-the vault as working folder, a process group of its own, default signal
-dispositions and no wakeup fd, death with the supervisor (PR_SET_PDEATHSIG
-SIGTERM, and the race with a supervisor that died before that is closed). The
-objects alive at the fork are frozen out of the child's garbage collector
-(gc.freeze): a supervisor's object collected in the child could close a
-descriptor number the worker has since reused.
+--vault V ARGS` would be, then runs that command's own code (`run`, passed
+down by the CLI: the worker's checks, logging and signals are the daemon's):
+stdin /dev/null, no descriptor of the supervisor's but stdout and stderr, the
+environment given, the vault as working folder, a process group of its own,
+default signal dispositions and no wakeup fd, death with the supervisor
+(PR_SET_PDEATHSIG SIGTERM, and the race with a supervisor that died before
+that is closed). The objects alive at the fork are frozen out of the child's
+garbage collector (gc.freeze): a supervisor's object collected in the child
+could close a descriptor number the worker has since reused.
 
 What differs from a new interpreter: /proc/<pid>/cmdline and environ show the
 supervisor's (`ps` and `stop` tell workers by the pool's state file, not by
