@@ -11,11 +11,12 @@ The child is made to look like the process `python -P -m modulatio_d daemon
 down by the CLI: the worker's checks, logging and signals are the daemon's):
 stdin /dev/null, no descriptor of the supervisor's but stdout and stderr, the
 environment given, the vault as working folder, a process group of its own,
-default signal dispositions and no wakeup fd, death with the supervisor
-(PR_SET_PDEATHSIG SIGTERM, and the race with a supervisor that died before
-that is closed). The objects alive at the fork are frozen out of the child's
-garbage collector (gc.freeze): a supervisor's object collected in the child
-could close a descriptor number the worker has since reused.
+default signal dispositions and no wakeup fd, the vault's folders opened anew
+(store/fs/opening.py's Roots forget the numbers closed), death with the
+supervisor (PR_SET_PDEATHSIG SIGTERM, and the race with a supervisor that
+died before that is closed). The objects alive at the fork are frozen out of
+the child's garbage collector (gc.freeze): a supervisor's object collected in
+the child could close a descriptor number the worker has since reused.
 
 What differs from a new interpreter: /proc/<pid>/cmdline and environ show the
 supervisor's (`ps` and `stop` tell workers by the pool's state file, not by
@@ -32,6 +33,8 @@ import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
+
+from modulatio_d.store.fs import opening
 
 _SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR2, signal.SIGHUP, signal.SIGCHLD)
 
@@ -102,6 +105,7 @@ def _child(run: Run, argv: list[str], env: dict[str, str], cwd: Path,
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
         os.closerange(3, os.sysconf("SC_OPEN_MAX"))  # null among them
+        opening.forget_descriptors()  # the vault roots' numbers just closed
         os.chdir(cwd)
         os.environ.clear()
         os.environ.update(env)

@@ -214,6 +214,28 @@ def test_workers_are_forks_holding_nothing_of_the_supervisor_and_die_with_it(dva
              "the workers and their step to die with the supervisor")
 
 
+def test_a_forked_worker_reopens_the_vault_not_through_a_number_it_no_longer_holds(tmp_path):
+    """The supervisor's vault descriptor is closed in the worker and its number may be
+    reused at once: the worker's reads must open the vault again, not use that number."""
+    from modulatio_d.daemon import worker_fork
+    from modulatio_d.ops.init import init
+    from modulatio_d.store import fs
+
+    vault = init(tmp_path / "v")
+    (vault.root / "note.md").write_text("hello")
+    assert fs.read(vault.root / "note.md", "plan").raw == b"hello"  # the root opened here
+    held = fs.opening.register(vault.root).fd()
+
+    def run(argv, env, cwd) -> int:
+        while os.open(os.devnull, os.O_RDONLY) < held:  # the old number now /dev/null's
+            pass
+        return 0 if fs.read(vault.root / "note.md", "plan").raw == b"hello" else 3
+
+    child = worker_fork.fork(run, [], dict(os.environ), vault.root, lambda: None)
+    assert wait_for(lambda: child.poll() is not None, 30, "the child to end") is not None
+    assert child.returncode == 0
+
+
 def _shared_objects(pid: int) -> set[str]:
     """The pipes, sockets and other kernel objects `pid` holds above stderr (the same
     object has the same name in every process that holds it)."""

@@ -171,6 +171,14 @@ class Root:
 _roots: weakref.WeakValueDictionary[str, Root] = weakref.WeakValueDictionary()
 
 
+def forget_descriptors() -> None:
+    """In a forked child that has closed every descriptor it inherited (a pool's worker,
+    daemon/worker_fork.py): each Root opens its folder again when next used, and never
+    uses or closes the number it held, which the child may have reused already."""
+    for root in list(_roots.values()):
+        root._fd = None
+
+
 def register(path: Path | str) -> Root:
     """The Root of a vault folder (a real path, no links in it); the caller keeps it alive.
 
