@@ -12,11 +12,12 @@ down by the CLI: the worker's checks, logging and signals are the daemon's):
 stdin /dev/null, no descriptor of the supervisor's but stdout and stderr, the
 environment given, the vault as working folder, a process group of its own,
 default signal dispositions and no wakeup fd, the vault's folders opened anew
-(store/fs/opening.py's Roots forget the numbers closed), death with the
-supervisor (PR_SET_PDEATHSIG SIGTERM, and the race with a supervisor that
-died before that is closed). The objects alive at the fork are frozen out of
-the child's garbage collector (gc.freeze): a supervisor's object collected in
-the child could close a descriptor number the worker has since reused.
+(store/fs/opening.py's Roots forget the numbers closed), sys.path as `-P`
+leaves it (docs/security.md), death with the supervisor (PR_SET_PDEATHSIG
+SIGTERM, and the race with a supervisor that died before that is closed).
+The objects alive at the fork are frozen out of the child's garbage
+collector (gc.freeze): a supervisor's object collected in the child could
+close a descriptor number the worker has since reused.
 
 What differs from a new interpreter: /proc/<pid>/cmdline and environ show the
 supervisor's (`ps` and `stop` tell workers by the pool's state file, not by
@@ -107,6 +108,10 @@ def _child(run: Run, argv: list[str], env: dict[str, str], cwd: Path,
         os.closerange(3, os.sysconf("SC_OPEN_MAX"))  # null among them
         opening.forget_descriptors()  # the vault roots' numbers just closed
         os.chdir(cwd)
+        if not sys.flags.safe_path and sys.path:
+            # What `python -P` keeps off sys.path: the script's folder, or a `-m` run's
+            # working folder, where a file named like a module would replace it.
+            del sys.path[0]
         os.environ.clear()
         os.environ.update(env)
         code = run(argv, dict(env), cwd)

@@ -85,6 +85,34 @@ def test_a_trigger_folder_made_after_the_daemon_started_is_fired(dvault, daemons
     assert wait_for(lambda: kickoffs(dvault, "T3"), 20, "the kickoff", diag=d.log)
 
 
+def test_a_pool_worker_imports_nothing_from_the_folder_its_pool_started_in(dvault, tmp_path):
+    """A worker is forked, not started with `python -P`: the folder on the supervisor's
+    sys.path (a `python -m` run's working folder) must not be on the worker's when it
+    loads the trigger code later (which imports the standard library's `zoneinfo`)."""
+    here, marker = tmp_path / "cwd", tmp_path / "planted-module-imported"
+    here.mkdir()
+    (here / "zoneinfo.py").write_text(f"open({str(marker)!r}, 'w').close()\n"
+                                      "raise ImportError('planted')\n")
+    drop = dvault.root / "drop"
+    drop.mkdir()
+    with open(tmp_path / "pool.log", "wb") as log:
+        pool = subprocess.Popen([PY, "-m", "modulatio_d", "daemon", "--vault", str(dvault.root),
+                                 "--workers", "1", "--tick-seconds", "0.5"], cwd=here,
+                                env=clean_env(MODULATIO_ALLOW_ROOT="1"), stdin=subprocess.DEVNULL,
+                                stdout=log, stderr=log, start_new_session=True)
+    try:
+        wait_for(lambda: list(dvault.vault.daemons_dir.glob("*.json")), 30, "the worker's beat")
+        write_trigger(dvault, "T4", "watch: [drop]\ndebounce: 100ms\npoll: 100ms\n")
+        wait_for(lambda: state(dvault, "T4").get("primed"), 20, "the baseline look",
+                 diag=lambda: (tmp_path / "pool.log").read_text())
+        (drop / "new").write_text("a change")
+        assert wait_for(lambda: kickoffs(dvault, "T4"), 20, "the kickoff")
+        assert not marker.exists()
+    finally:
+        pool.kill()
+        pool.wait()
+
+
 def test_overflow_past_capacity_is_dropped_and_reported(dvault, daemons):
     drop = dvault.root / "drop"
     drop.mkdir()
