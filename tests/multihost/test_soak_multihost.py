@@ -49,10 +49,21 @@ def step_command(marks: Path, body: str = "true") -> str:
             'fi; exit $rc')
 
 
+def _made(folder: Path) -> bool:
+    """mkdir -p through a FUSE client whose cached view may lag the volume's: a parent
+    it still thinks missing (ENOENT), then the folder it made it thinks missing
+    (EEXIST, yet not a folder to it): looked at again until the view agrees."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    return True
+
+
 def write_plans(folder: Path, ids: list[str], steps: list[str]) -> None:
     """Plan files written straight onto the volume (through h1's mount), as a person's
     editor would: a temporary file renamed into place."""
-    folder.mkdir(parents=True, exist_ok=True)
+    wait_for(lambda: _made(folder), 15, f"{folder} made through the host's mount")
     for plan_id in ids:
         head = [f"id: {plan_id}", f"title: Plan {plan_id}", "status: approved",
                 f"priority: {int(plan_id[-3:]) % 3 * 10 + 40}", "sub_objectives:"]
