@@ -7,7 +7,7 @@ import json
 import subprocess
 import time
 
-from helpers import PROJECT, PY, clean_env, cli, events, plan, settled, wait_ticks
+from helpers import PROJECT, PY, clean_env, cli, events, pid_gone, plan, settled, wait_ticks
 from waiting import wait_for
 
 from modulatio_d.core import markdown
@@ -109,8 +109,10 @@ def test_a_pool_worker_imports_nothing_from_the_folder_its_pool_started_in(dvaul
         assert wait_for(lambda: kickoffs(dvault, "T4"), 20, "the kickoff")
         assert not marker.exists()
     finally:
+        workers = [int(p.name.split(".")[-2]) for p in dvault.vault.daemons_dir.glob("*.json")]
         pool.kill()
         pool.wait()
+        wait_for(lambda: all(pid_gone(w) for w in workers), 15, "the worker to die with it")
 
 
 def test_overflow_past_capacity_is_dropped_and_reported(dvault, daemons):
