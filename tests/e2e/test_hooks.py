@@ -261,7 +261,9 @@ def test_a_killed_deliverer_resumes_from_the_cursor(dvault, daemons):
     write_plan(dvault, "P-P-100", [{"run": "true"}])  # into a new live log
     wait_for(lambda: len({g[0] for g in received(out)}) == len(expected) + 2, 30,
              "the new live log's events delivered too", diag=lambda: logs(procs))
-    assert cursor_of(dvault, "cmd")["segment"] == "events.jsonl"
+    # The cursor is written past an event once it is delivered: after the command ran.
+    wait_for(lambda: cursor_of(dvault, "cmd")["segment"] == "events.jsonl", 10,
+             "the cursor to move into the new live log", diag=lambda: logs(procs))
 
 
 def test_a_failing_hook_ends_in_dead_letters_with_a_ticket_and_replay_delivers(dvault,
