@@ -41,7 +41,6 @@ Protocol:
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import signal
@@ -69,21 +68,6 @@ HEALTHY_S = 30.0
 """A worker that ran this long before dying is restarted at once (its backoff resets)."""
 LOOP_S = 0.2
 STATE_EVERY_S = 5.0
-_PR_SET_PDEATHSIG = 1
-try:
-    _prctl = ctypes.CDLL(None, use_errno=True).prctl
-except (OSError, AttributeError):
-    _prctl = None
-
-
-def _die_with_supervisor(parent: int) -> None:
-    # In the forked worker, first thing; the supervisor has no other thread.
-    if _prctl is not None:
-        _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    if os.getppid() != parent:
-        os.kill(os.getpid(), signal.SIGTERM)
-
-
 @dataclass
 class Worker:
     slot: int
@@ -270,11 +254,9 @@ class Supervisor:
 
     def _start(self, slot: int) -> None:
         argv = ["daemon", "--vault", str(self.vault.root), *self.s.worker_args]
-        parent = os.getpid()
         try:
             env = {**self.env, "MODULATIO_POOL_SLOT": str(slot)}
-            proc = worker_fork.fork(self.s.run, argv, env, self.vault.root,
-                                    lambda: _die_with_supervisor(parent))
+            proc = worker_fork.fork(self.s.run, argv, env, self.vault.root)
         except OSError as e:  # EAGAIN (too many processes), ENOMEM: try later
             log.error("worker for slot %d not started: %s", slot, e)
             self._back_off(slot)

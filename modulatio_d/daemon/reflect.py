@@ -32,6 +32,7 @@ from pathlib import Path
 
 from modulatio_d.core.plan import SubObjective
 from modulatio_d.core.verdict import Decision, Outcome, Verdict, default
+from modulatio_d.daemon import plugins
 from modulatio_d.daemon.child import Child, Launch
 
 log = logging.getLogger("modulatio.reflect")
@@ -62,13 +63,10 @@ def decide(reflector: str | None, step: SubObjective, outcome: Outcome, failures
 def _ask(reflector: str, attempt: dict, cwd: str, env: dict[str, str], wait: Wait) -> dict:
     if reflector.startswith("plugin:"):
         name = reflector.removeprefix("plugin:")
-        from importlib.metadata import entry_points  # here: 8-25 ms of every start, needed
-        # only for a plugin (as ops/validate.py)
-        found = entry_points(group=GROUP, name=name)
-        if not found:
+        found = plugins.target(GROUP, name)
+        if found is None:
             raise LookupError(f"no plugin {name!r} in entry-point group {GROUP}")
-        argv = [sys.executable, "-m", "modulatio_d.daemon.reflect_child",
-                next(iter(found)).value]
+        argv = [sys.executable, "-m", "modulatio_d.daemon.reflect_child", found]
     else:
         argv = ["/bin/sh", "-c", reflector]
     out = _run(argv, json.dumps(attempt, default=str).encode(), Path(cwd), env, wait)

@@ -27,6 +27,7 @@ an upgrade takes effect when the pool is restarted, not at a worker's restart.
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import os
 import signal
@@ -37,6 +38,11 @@ from pathlib import Path
 
 from modulatio_d.store.fs import opening
 
+_PR_SET_PDEATHSIG = 1
+try:
+    _prctl = ctypes.CDLL(None, use_errno=True).prctl
+except (OSError, AttributeError):
+    _prctl = None
 _SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR2, signal.SIGHUP, signal.SIGCHLD)
 
 
@@ -72,16 +78,11 @@ class Forked:
             os.kill(self.pid, sig)
 
 
-def fork(run: Run, argv: list[str], env: dict[str, str], cwd: Path,
-         in_child: Callable[[], None]) -> Forked:
-    """Fork a worker that runs `modulatio ARGV` with `env` in `cwd` through `run`;
-    `in_child` runs first in the child (the supervisor's death signal). Raises OSError
-    (EAGAIN, ENOMEM) when no process can be made."""
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()  # or the child would write the supervisor's buffered text again
-        except (OSError, ValueError, AttributeError):
-            pass
+def fork(run: Run, argv: list[str], env: dict[str, str], cwd: Path) -> Forked:
+    """Fork a worker that runs `modulatio ARGV` with `env` in `cwd` through `run`, and
+    dies with this process. Raises OSError (EAGAIN, ENOMEM) when no process can be made."""
+    parent = os.getpid()
+    _flush()  # or the child would write the supervisor's buffered text again
     gc.freeze()
     try:
         pid = os.fork()
@@ -89,20 +90,19 @@ def fork(run: Run, argv: list[str], env: dict[str, str], cwd: Path,
         gc.unfreeze()
         raise
     if pid == 0:
-        _child(run, argv, env, cwd, in_child)  # never returns
+        _child(run, argv, env, cwd, parent)  # never returns
     gc.unfreeze()
     return Forked(pid)
 
 
-def _child(run: Run, argv: list[str], env: dict[str, str], cwd: Path,
-           in_child: Callable[[], None]) -> None:
+def _child(run: Run, argv: list[str], env: dict[str, str], cwd: Path, parent: int) -> None:
     code = 1
     try:
         signal.set_wakeup_fd(-1)
         for sig in _SIGNALS:
             signal.signal(sig, signal.SIG_DFL)
         os.setpgid(0, 0)
-        in_child()
+        _die_with(parent)
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
         os.closerange(3, os.sysconf("SC_OPEN_MAX"))  # null among them
@@ -120,9 +120,21 @@ def _child(run: Run, argv: list[str], env: dict[str, str], cwd: Path,
     except BaseException:  # noqa: BLE001 (said on stderr, then this process ends)
         traceback.print_exc()
     finally:
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except (OSError, ValueError, AttributeError):
-                pass
+        _flush()
         os._exit(code)
+
+
+def _die_with(parent: int) -> None:
+    """SIGTERM when `parent` dies; at once if it died before this was set."""
+    if _prctl is not None:
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _flush() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):  # closed, or None
+            pass

@@ -216,8 +216,9 @@ class _Checker:
 
     def plugins(self, group: str) -> set[str]:
         if group not in self._plugins:
-            from importlib.metadata import entry_points
-            self._plugins[group] = {e.name for e in entry_points(group=group)}
+            from modulatio_d.daemon import plugins
+
+            self._plugins[group] = plugins.names(group)
         return self._plugins[group]
 
     def agent_known(self, name: str) -> bool:

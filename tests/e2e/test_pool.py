@@ -231,7 +231,7 @@ def test_a_forked_worker_reopens_the_vault_not_through_a_number_it_no_longer_hol
             pass
         return 0 if fs.read(vault.root / "note.md", "plan").raw == b"hello" else 3
 
-    child = worker_fork.fork(run, [], dict(os.environ), vault.root, lambda: None)
+    child = worker_fork.fork(run, [], dict(os.environ), vault.root)
     assert wait_for(lambda: child.poll() is not None, 30, "the child to end") is not None
     assert child.returncode == 0
 

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from modulatio_d.core.errors import StepError
+from modulatio_d.daemon import plugins
 from modulatio_d.daemon.child import Launch
 from modulatio_d.daemon.executors import call
 
@@ -42,11 +43,9 @@ def launch(ctx) -> Launch:
     if name in BUILTINS:
         ctx.cwd()  # the step's folder must exist all the same: a typo in cwd is the plan's error
         return Launch([sys.executable, "-P", "-m", BUILTINS[name]], ctx.env(extra), OUTSIDE)
-    from importlib.metadata import entry_points  # here: 8-25 ms of every start, needed
-    # only for a plugin (as ops/validate.py)
-    found = entry_points(group=GROUP, name=name)
-    if found:
-        return call.launch(ctx, next(iter(found)).value, extra)
+    found = plugins.target(GROUP, name)
+    if found is not None:
+        return call.launch(ctx, found, extra)
     raise StepError(f"{ctx.plan.path}: step {ctx.step.index + 1} names agent {name!r}, which is "
                     f"neither in .modulatio/config.yaml agents, built in (mock), nor installed "
                     f"as a plugin ({GROUP}); add it to the config")
