@@ -96,7 +96,6 @@ class Daemon:
         self._beat_on: tuple[str | None, int | None] = (None, None)  # what the last beat said
         self._last_cron = 0.0
         self.housekeeping = Housekeeping(vault, self.events, monotonic)  # temp files, retention
-        self._config_sig: tuple | None = None
         self._phase_errors: set[tuple[str, str]] = set()  # tracebacks logged once each
         self.ticket_memory = tickets.Memory(vault, self.events)
         self.settings = Settings(vault, self.events, self.trust)  # the config, as read
@@ -373,6 +372,7 @@ class Daemon:
             finally:
                 claimed.release()
                 held.release()
+            self.scanner.wrote(c.path, claimed.held.snapshot.signature, claimed.held.plan.status)
             return True
         return False
 

@@ -38,10 +38,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from modulatio_d.core import markdown, names, peek, schedule
+from modulatio_d.core import names, peek, schedule
 from modulatio_d.core.errors import BadFile
-from modulatio_d.core.plan import CLAIMABLE, PlanStatus, parse_plan
-from modulatio_d.store import fs
+from modulatio_d.core.plan import CLAIMABLE, PlanStatus
+from modulatio_d.store import fs, plan_file
 from modulatio_d.store.atomic import signature
 from modulatio_d.store.lock import is_held, lock_path
 from modulatio_d.store.refusals import Refusals
@@ -76,8 +76,12 @@ _M64 = (1 << 64) - 1
 
 def _packed(st: os.stat_result) -> int:
     """The stat signature (atomic.signature: inode, size, mtime, ctime) as one int."""
-    return ((st.st_ino & _M64) << 192 | (st.st_size & _M64) << 128
-            | (st.st_mtime_ns & _M64) << 64 | st.st_ctime_ns & _M64)
+    return _pack(st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _pack(ino: int, size: int, mtime_ns: int, ctime_ns: int) -> int:
+    return (ino & _M64) << 192 | (size & _M64) << 128 | (mtime_ns & _M64) << 64 \
+        | ctime_ns & _M64
 
 
 class Scanner:
@@ -169,6 +173,16 @@ class Scanner:
         for name in files.keys() - there:
             del files[name]
             self.refusals.clear(os.path.join(folder, name))
+
+    def wrote(self, path: Path, sig: tuple[int, int, int, int], status: PlanStatus) -> None:
+        """A plan this daemon ran ended with a write of signature `sig` (inode, size,
+        mtime_ns, ctime_ns; atomic.rewrite's, of its own inode), leaving it `status`: the
+        look that follows the run (inotify saw the writes) reads nothing while the file
+        is still that one. Only for a status no claim takes: a plan left claimable is
+        read again, as it would be."""
+        files = self._seen.get(path.parent.parent.name)
+        if files is not None and status not in CLAIMABLE:
+            files[path.name] = _pack(*sig)
 
     def look_at(self, paths: set[str], now: datetime) -> list[Candidate]:
         """The claimable plans among `paths` (files inotify saw change), in order.
@@ -322,7 +336,7 @@ class Scanner:
                 return _UNKEPT
             # approved or executing; else a status the regex cannot tell (a block
             # scalar, a quoted key) or an unknown one: the parse says, or refuses.
-            plan = parse_plan(markdown.load(Path(path), text), Path(path).stem)
+            plan = plan_file.parse(Path(path), text, remember=True)  # the claim's, too
         except FileNotFoundError:
             return _UNKEPT
         except BadFile as e:

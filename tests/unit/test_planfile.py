@@ -13,6 +13,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from modulatio_d.core import times
 from modulatio_d.core.errors import BadFile
@@ -444,3 +446,59 @@ def test_a_record_of_the_one_object_form_is_read_and_then_appended_to(vault, pat
     held.record_path.unlink()  # deleting it is allowed: the next write makes it again
     held.update({"last_error": None})
     assert owned_keys.load(held.record_path).rev == held.plan.rev
+
+
+# --- the scan's parse, taken by the claim's read (plan_file.parse) -----------------------
+
+def _fresh(path: Path, text: str):
+    from modulatio_d.core import markdown
+    from modulatio_d.core.plan import parse_plan
+    return parse_plan(markdown.load(path, text), expected_id=path.stem)
+
+
+def test_a_read_of_the_text_the_scan_parsed_takes_that_parse_once(tmp_path, monkeypatch):
+    path = tmp_path / "P" / "plans" / "P-P-001.md"
+    remembered = plan_file.parse(path, PLAN, remember=True)
+    calls = []
+    monkeypatch.setattr(plan_file, "parse_plan",
+                        lambda doc, expected_id=None: calls.append(1) or _fresh(path, PLAN))
+    assert plan_file.parse(path, PLAN) is remembered  # the claim's read: no parse
+    assert calls == []
+    assert plan_file.parse(path, PLAN) == remembered and calls == [1]  # taken, not kept
+    other = tmp_path / "Q" / "plans" / "P-P-001.md"  # same name, another project: its own
+    plan_file.parse(path, PLAN, remember=True)
+    assert plan_file.parse(other, PLAN) is not None and len(calls) == 3
+
+
+@given(st.integers(min_value=0, max_value=len(PLAN) - 1),
+       st.sampled_from(["", "x", "\n", ":", "9", " ", "'", "#"]),
+       st.integers(min_value=0, max_value=3))
+@settings(max_examples=300, deadline=None)
+def test_any_other_text_than_the_one_parsed_is_parsed_anew(at, put, cut):
+    """A person's save between the scan and the claim (any change of any byte): the read
+    gives the plan of the text read, or refuses it as a fresh parse would; never the
+    plan the scan parsed."""
+    path = Path("/nowhere/P/plans/P-P-001.md")  # parse() reads no file
+    edited = PLAN[:at] + put + PLAN[at + cut:]
+    plan_file.parse(path, PLAN, remember=True)
+    try:
+        want = _fresh(path, edited)
+    except BadFile as e:
+        with pytest.raises(BadFile) as got:
+            plan_file.parse(path, edited)
+        assert str(got.value) == str(e)
+        return
+    got = plan_file.parse(path, edited)
+    assert got == want
+    if edited != PLAN:
+        assert got is not plan_file.parse(path, PLAN, remember=True)
+
+
+def test_the_plans_kept_for_the_claim_are_bounded(tmp_path):
+    plan_file._parsed.clear()
+    for n in range(plan_file._PARSED_MAX + 10):
+        plan_file.parse(tmp_path / "P" / "plans" / f"P-P-{n:05d}.md",
+                        PLAN.replace("P-P-001", f"P-P-{n:05d}"), remember=True)
+    assert len(plan_file._parsed) == plan_file._PARSED_MAX
+    assert str(tmp_path / "P" / "plans" / "P-P-00000.md") not in plan_file._parsed  # oldest
+    plan_file._parsed.clear()

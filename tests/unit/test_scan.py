@@ -68,18 +68,18 @@ def test_a_bad_value_in_a_plan_is_refused_at_the_scan_with_its_line(vault):
 
 
 def test_a_reader_that_raises_costs_its_file_not_the_scan(vault, monkeypatch):
-    from modulatio_d.daemon import scan
+    from modulatio_d.store import plan_file
 
     clock = FakeClock()
     bad = write_plan(vault, ["one"])
     good = write_plan(vault, ["one"], plan_id="P-P-002")
-    real = scan.parse_plan
+    real = plan_file.parse_plan
 
-    def parse(doc, expected):
-        if expected == bad.stem:
+    def parse(doc, expected_id=None):
+        if expected_id == bad.stem:
             raise ZeroDivisionError("a reader's bug")
-        return real(doc, expected)
-    monkeypatch.setattr(scan, "parse_plan", parse)
+        return real(doc, expected_id)
+    monkeypatch.setattr(plan_file, "parse_plan", parse)
     events = Events()
     scanner = Scanner(vault, None, events, monotonic=clock.monotonic)
     assert [c.path for c in scanner.scan(clock.wall())] == [good]
@@ -133,3 +133,40 @@ def test_a_first_scan_opens_each_plan_without_an_lstat_and_a_tick_lstats_only(va
     calls.clear()
     assert [c.path for c in scanner.scan(clock.wall())] == paths
     assert sorted(calls) == sorted(("lstat", n) for n in names)
+
+
+def test_a_look_after_the_run_reads_the_plan_only_if_it_is_not_the_daemons_last_write(
+        vault, monkeypatch):
+    """Scanner.wrote: the look that follows a run (inotify saw its writes) reads nothing
+    while the file is the run's last write and left the plan unclaimable; any other
+    file there, or a plan left claimable, is read as before."""
+    from modulatio_d.core.plan import PlanStatus
+    from modulatio_d.store.fs import signature
+
+    clock = FakeClock()
+    path = write_plan(vault, ["one"])
+    scanner = Scanner(vault, None, Events(), monotonic=clock.monotonic)
+    assert [c.path for c in scanner.scan(clock.wall())] == [path]
+    reads = []
+    real = vault.read
+    monkeypatch.setattr(vault, "read", lambda *a, **k: reads.append(a[0]) or real(*a, **k))
+
+    path.write_text(path.read_text().replace("status: approved", "status: completed"))
+    scanner.wrote(path, signature(os.stat(path)), PlanStatus.COMPLETED)
+    assert scanner.look_at({str(path)}, clock.wall()) == [] and reads == []
+
+    for status, noted in ((PlanStatus.EXECUTING, "executing"), (PlanStatus.APPROVED, "approved")):
+        path.write_text(path.read_text().replace("status: completed", f"status: {noted}")
+                        .replace("status: approved", f"status: {noted}"))
+        scanner.wrote(path, signature(os.stat(path)), status)  # claimable: not noted
+        reads.clear()
+        assert [c.path for c in scanner.look_at({str(path)}, clock.wall())] == [path]
+        assert reads == [str(path)]
+
+    path.write_text(path.read_text().replace("status: approved", "status: completed"))
+    written = signature(os.stat(path))
+    path.write_text(path.read_text().replace("status: completed", "status: approved"))
+    scanner.wrote(path, written, PlanStatus.COMPLETED)  # a person saved after the write
+    reads.clear()
+    assert [c.path for c in scanner.look_at({str(path)}, clock.wall())] == [path]
+    assert reads == [str(path)]
