@@ -5,10 +5,13 @@ real waiting."""
 from __future__ import annotations
 
 import errno
+import json
 import os
 
 import pytest
 from fakes import FakeClock
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from modulatio_d.core.errors import BadFile
 from modulatio_d.store.lock import FileLock, flock_until
@@ -120,3 +123,54 @@ def test_a_lookup_saying_missing_while_the_folder_lists_the_lock_file_is_no_loss
         assert lock.still_ours() is None
         path.unlink()
         assert lock.still_ours() == "deleted"
+
+
+_NOTE_VALUES = st.one_of(st.integers(-10**12, 10**12), st.booleans(), st.none(),
+                         st.text(max_size=40))
+_NOTES = st.dictionaries(st.sampled_from(["host", "pid", "token", "rev", "plan", "released",
+                                          "claimed_at"]), _NOTE_VALUES, max_size=7)
+
+
+@given(st.lists(_NOTES, min_size=1, max_size=6))
+@settings(max_examples=60, deadline=None)
+def test_each_note_reads_back_as_written_whatever_came_before(tmp_path_factory, notes):
+    """The note is written over the old one and cut to its length (no truncation to 0
+    first: ext4 flushes such a file at close): the file then holds that note alone."""
+    lock = FileLock(tmp_path_factory.mktemp("n") / "x.lock")
+    assert lock.try_acquire()
+    try:
+        for note in notes:
+            lock.note_holder(**note)
+            assert lock.noted(fresh=False) == note
+            assert os.path.getsize(lock.path) == len(json.dumps(note, sort_keys=True)) + 1
+    finally:
+        lock.release()
+
+
+@given(_NOTES, _NOTES)
+@settings(max_examples=150, deadline=None)
+def test_a_note_read_half_written_is_no_note_or_the_new_one(old, new):
+    """What a reader sees between the write over the old note and the cut: the new
+    note followed by the old one's tail. It never parses as another note."""
+    before = (json.dumps(old, sort_keys=True) + "\n").encode()
+    after = (json.dumps(new, sort_keys=True) + "\n").encode()
+    seen = after + before[len(after):]
+    try:
+        found = json.loads(seen)
+    except ValueError:
+        return
+    assert found == new
+
+
+def test_a_note_never_empties_the_lock_file_first(tmp_path, monkeypatch):
+    """ext4 (auto_da_alloc) flushes at close a file that was truncated to 0 and written:
+    a write to the disk at every release. The note is cut to its own length instead."""
+    lock = FileLock(tmp_path / "x.lock")
+    assert lock.try_acquire()
+    cuts = []
+    real = os.ftruncate
+    monkeypatch.setattr(os, "ftruncate", lambda fd, n: cuts.append(n) or real(fd, n))
+    lock.note_holder(host="h", pid=1, plan="P-P-001", token=12, rev=40)
+    lock.note_holder(host="h", pid=1, token=12, released=True)
+    lock.release()
+    assert 0 not in cuts and len(cuts) == 2
