@@ -132,7 +132,7 @@ _NOTES = st.dictionaries(st.sampled_from(["host", "pid", "token", "rev", "plan",
 
 
 @given(st.lists(_NOTES, min_size=1, max_size=6))
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=20, deadline=None)
 def test_each_note_reads_back_as_written_whatever_came_before(tmp_path_factory, notes):
     """The note is written over the old one and cut to its length (no truncation to 0
     first: ext4 flushes such a file at close): the file then holds that note alone."""
@@ -148,7 +148,7 @@ def test_each_note_reads_back_as_written_whatever_came_before(tmp_path_factory, 
 
 
 @given(_NOTES, _NOTES)
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 def test_a_note_read_half_written_is_no_note_or_the_new_one(old, new):
     """What a reader sees between the write over the old note and the cut: the new
     note followed by the old one's tail. It never parses as another note."""

@@ -473,7 +473,7 @@ def test_a_read_of_the_text_the_scan_parsed_takes_that_parse_once(tmp_path, monk
 @given(st.integers(min_value=0, max_value=len(PLAN) - 1),
        st.sampled_from(["", "x", "\n", ":", "9", " ", "'", "#"]),
        st.integers(min_value=0, max_value=3))
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 def test_any_other_text_than_the_one_parsed_is_parsed_anew(at, put, cut):
     """A person's save between the scan and the claim (any change of any byte): the read
     gives the plan of the text read, or refuses it as a fresh parse would; never the
@@ -495,11 +495,21 @@ def test_any_other_text_than_the_one_parsed_is_parsed_anew(at, put, cut):
 
 
 def test_the_plans_kept_for_the_claim_are_bounded(tmp_path, monkeypatch):
-    monkeypatch.setattr(plan_file, "_PARSED_MAX", 16)
-    plan_file._parsed.clear()
-    for n in range(plan_file._PARSED_MAX + 10):
+    kept = plan_file._Parsed()
+    monkeypatch.setattr(plan_file, "_PARSED", kept)
+    monkeypatch.setattr(kept, "MAX", 16)
+    for n in range(kept.MAX + 10):
         plan_file.parse(tmp_path / "P" / "plans" / f"P-P-{n:05d}.md",
                         PLAN.replace("P-P-001", f"P-P-{n:05d}"), remember=True)
-    assert len(plan_file._parsed) == plan_file._PARSED_MAX
-    assert str(tmp_path / "P" / "plans" / "P-P-00000.md") not in plan_file._parsed  # oldest
-    plan_file._parsed.clear()
+    assert len(kept.kept) == kept.MAX
+    assert str(tmp_path / "P" / "plans" / "P-P-00000.md") not in kept.kept  # the oldest
+    assert kept.size == sum(len(text) for text, _ in kept.kept.values())
+    monkeypatch.setattr(kept, "TEXT", 3 * len(PLAN) + 10)  # by their texts' size too
+    big = PLAN.replace("title: 'Weekly digest'", "title: '" + "x" * (4 * len(PLAN)) + "'")
+    plan_file.parse(tmp_path / "P" / "plans" / "P-P-001.md",
+                    big.replace("P-P-001", "P-P-001"), remember=True)
+    assert str(tmp_path / "P" / "plans" / "P-P-001.md") not in kept.kept  # too long to keep
+    plan_file.parse(tmp_path / "P" / "plans" / "P-P-99999.md",
+                    PLAN.replace("P-P-001", "P-P-99999"), remember=True)
+    assert len(kept.kept) == 3 and kept.size <= kept.TEXT
+    assert kept.size == sum(len(text) for text, _ in kept.kept.values())
