@@ -119,7 +119,7 @@ class FileLock:
         # Written over the old note, then cut to its length: never truncated to 0 first.
         # On ext4 a file truncated to 0 and written again has its data flushed at close
         # (auto_da_alloc): the release's close started a write to the disk every plan,
-        # 0.3-0.4 ms there. A reader that comes in between reads the new note with the
+        # 0.4-0.5 ms there. A reader that comes in between reads the new note with the
         # old one's tail, or an empty file before: neither parses, both are "no note".
         view, at = memoryview(data), 0
         while at < len(data):

@@ -206,7 +206,7 @@ class HeldPlan:
             return False
         # Parse before taking the snapshot: update() splices into the snapshot's bytes
         # unparsed, so a broken save must never become it (update then waits for a fix).
-        self.plan = parse_plan(markdown.load(self.path, text), expected_id=self.path.stem)
+        self.plan = parse(self.path, text)
         self.snapshot = snap
         self._repair()
         return True
@@ -236,7 +236,7 @@ class HeldPlan:
                 # The file holds exactly our log: add only the new entries' lines.
                 grown = isinstance(new_log, list) and bool(old) and new_log[:len(old)] == old
             else:  # a person saved since we last looked
-                plan = parse_plan(markdown.load(self.path, text), expected_id=self.path.stem)
+                plan = parse(self.path, text)
                 fix = owned_keys.repairs(plan, self.record)
                 if plan.status is not self.plan.status and plan.status in _PERSON_STOPS \
                         and "status" not in fix:
@@ -296,7 +296,7 @@ def write_as_person(vault: Vault, path: Path,
 
     def apply(raw: bytes) -> bytes:
         text = decode(path, raw)
-        plan = parse_plan(markdown.load(path, text), expected_id=path.stem)
+        plan = parse(path, text)
         mine = dict(changes(plan) if callable(changes) else changes)
         if plan.shape is None:
             mine.update(people.stale(plan.with_keys(mine)))
