@@ -1,10 +1,13 @@
 """Waking the single-threaded daemon: file changes, signals, a child's exit.
 
-`Waker` is a self-pipe. The file watcher's thread (daemon/inotify.py, or
-watchdog's where libc has no inotify calls) writes a byte to it and queues the
-changed file's path (or "" for another change, see `poke`); signals reach it
-through signal.set_wakeup_fd. `wait(timeout, fds)` blocks
-until the pipe or one of `fds` (a child's pidfd) is readable or the time is up.
+`Waker` is a self-pipe. A change is told to it by `poke`, which queues the changed
+file's path (or "" for another change) and writes a byte to the pipe: from the
+daemon's own thread when it reads inotify (daemon/inotify.py, whose descriptor
+the Waker reads when it waits or is asked what changed: `attach`), from
+watchdog's threads where libc has no inotify calls, from the poller's thread on
+a network file system; signals reach it through signal.set_wakeup_fd.
+`wait(timeout, fds)` blocks until the pipe or one of `fds` (a child's pidfd) is
+readable or the time is up.
 
 While a step runs, the runner names its plan (`focused`): a change of any other
 plan file is then queued but wakes nothing (with N daemons on one vault each
@@ -12,7 +15,7 @@ plan write would otherwise wake every running daemon into its between-beats
 checks: N x N wake-ups a step, nothing for them to do). The first wait after the
 step returns at once when such a change was held back, so the main loop takes it
 as it would have.
-inotify can drop events under load and the watcher's thread can die: the tick
+inotify can drop events under load and watchdog's threads can die: the tick
 stays the truth, and `Watcher.watch()` restarts a dead watcher.
 """
 
@@ -45,6 +48,17 @@ class Waker:
         self._mutex = threading.Lock()  # the focus and the held-back flag, across threads
         self._focus: str | None = None  # the file name a wait on a child cares about
         self._held = False  # a change was queued without a wake-up (see the docstring)
+        self._source: tuple[int, Callable[[], None]] | None = None  # see attach
+
+    def attach(self, fd: int, pump: Callable[[], None] | None) -> None:
+        """Read `fd` on this thread: `pump()` (which pokes for what it read) is called
+        when it is readable during a wait, and before each take_changed. None detaches."""
+        self._source = (fd, pump) if pump is not None else None
+
+    def pump(self) -> None:
+        """Take in what the attached descriptor holds now (see attach)."""
+        if self._source is not None:
+            self._source[1]()
 
     def poke(self, path: str | None = None) -> None:
         """Wake the daemon; `path`, if given, is a file that changed (thread-safe). Without
@@ -64,6 +78,7 @@ class Waker:
 
     def take_changed(self) -> set[str]:
         """The files reported changed since the last call ("": something else, see poke)."""
+        self.pump()
         out = set()
         while True:
             try:
@@ -83,17 +98,28 @@ class Waker:
                 self._focus = None
 
     def wait(self, timeout: float, fds: tuple[int, ...] = ()) -> bool:
-        """Block up to `timeout` s; True when woken by the pipe or an fd."""
+        """Block up to `timeout` s; True when woken by the pipe or an fd. The attached
+        descriptor's events are taken in as they come; those held back (`focused`)
+        go on waiting."""
         with self._mutex:
             if self._focus is None and self._held:
                 self._held = False
                 return True  # changes held back while focused: to be taken now
         poller = select.poll()  # no descriptor of its own, unlike epoll: cheap per wait
-        for fd in (self.r, *fds):
+        source = self._source[0] if self._source is not None else -1
+        for fd in (self.r, *fds, *((source,) if source >= 0 else ())):
             poller.register(fd, select.POLLIN)
-        ready = poller.poll(max(0, math.ceil(timeout * 1000)))
-        self.drain()
-        return bool(ready)
+        deadline = time.monotonic() + max(0.0, timeout)
+        while True:
+            ready = [fd for fd, _ in poller.poll(
+                max(0, math.ceil((deadline - time.monotonic()) * 1000)))]
+            if ready == [source]:
+                self.pump()  # its wake-ups (if any) are in the pipe now
+                if time.monotonic() < deadline:
+                    continue
+                ready = [fd for fd, _ in poller.poll(0) if fd != source]
+            self.drain()
+            return bool(ready)
 
     def drain(self) -> None:
         try:
@@ -110,9 +136,9 @@ class Waker:
 class Watcher:
     """inotify on the folders people write in; wakes the daemon on changes.
 
-    Read by one thread of ours (daemon/inotify.py: watchdog's three threads cost
-    0.3 ms of CPU an event, and every daemon sees every daemon's writes); watchdog
-    where libc has no inotify calls.
+    Read on the daemon's thread when it waits or takes the changes (daemon/inotify.py:
+    watchdog's three threads cost 0.3 ms of CPU an event, and every daemon sees every
+    daemon's writes); watchdog where libc has no inotify calls.
 
     Each folder is watched on its own, not recursively: a vault holds a
     `<plan>.runs/` folder per plan that ever ran, and a recursive watch would
@@ -135,11 +161,13 @@ class Watcher:
         """Whether the folders are worth listing again (`watch`): a folder changed since
         the last listing (or the kernel's queue overflowed), or RELIST_S passed. Plans run
         back to back list the vault once a second at most, not once a plan."""
+        self.waker.pump()  # a folder made before now is seen now, as a thread would have
         return self._moved or self.monotonic() - self._last >= RELIST_S
 
     def tell(self, path: str | None, is_folder: bool) -> None:
         """One changed path (None: the kernel's queue overflowed, anything may have
-        changed). Runs on the watcher's thread: no I/O but one pipe write, never raises."""
+        changed). Runs on the daemon's thread (inotify) or watchdog's: no I/O but one
+        pipe write, never raises."""
         folder = path is None or (is_folder and not _unwatched_folder(path))
         if folder:
             self._moved = True
@@ -156,13 +184,14 @@ class Watcher:
     def _start(self) -> None:
         try:
             self.observer = inotify.Inotify(self.tell)
+            self.waker.attach(self.observer.fd, self.observer.pump)
         except (OSError, AttributeError) as e:  # no inotify through libc: watchdog's way
             log.debug("inotify unavailable (%s): watchdog watches", e)
             self.observer = _Watchdog(self.tell)
         self.watched = {}
 
     def watch(self, folders: list[Path]) -> int:
-        """Watch each of `folders` that exists; restart a dead watcher thread.
+        """Watch each of `folders` that exists; restart a dead watcher (watchdog's threads).
 
         Returns how many folders it started watching: a caller that listed the
         folders, then watched, then scanned should list again when this is not 0
@@ -193,6 +222,7 @@ class Watcher:
         return added
 
     def stop(self) -> None:
+        self.waker.attach(-1, None)
         if self.observer is not None:
             self.observer.stop()
 

@@ -124,7 +124,7 @@ def test_a_folder_removed_and_made_again_is_watched_again(tmp_path):
         sub.mkdir()  # before the next tick: is_dir() alone would keep the dead watch
         deadline = time.monotonic() + 10
         while watcher.observer.alive(handle) and time.monotonic() < deadline:
-            time.sleep(0.001)  # the kernel's IN_IGNORED reaches the watcher's thread
+            time.sleep(0.001)  # the kernel's IN_IGNORED reaches the watcher
         assert watcher.watch([sub]) == 1
         (sub / "P-P-001.md").write_text("x")
         assert str(sub / "P-P-001.md") in _woken_by(waker, str(sub / "P-P-001.md"))
@@ -167,3 +167,85 @@ def test_the_folders_are_listed_again_after_a_folder_event_or_a_second_only():
     finally:
         watcher.stop()
         waker.close()
+
+
+def test_inotify_is_read_on_the_daemons_thread_when_it_waits_or_looks(tmp_path):
+    """No thread of its own (a wake-up and a hand-over of the interpreter's lock an
+    event cost 0.8 ms of CPU a plan): the kernel's queue is read when the daemon waits,
+    takes the changes or asks whether to list the folders again."""
+    import threading
+
+    from modulatio_d.daemon.wake import Watcher
+
+    threads = threading.active_count()
+    waker = Waker()
+    watcher = Watcher(waker)
+    try:
+        watcher.watch([tmp_path])
+        assert isinstance(watcher.observer, inotify.Inotify)
+        assert threading.active_count() == threads
+        (tmp_path / "P-P-001.md").write_text("x")
+        assert waker.take_changed() == {str(tmp_path / "P-P-001.md")}  # no wait needed
+        (tmp_path / "P-P-002.md").write_text("x")
+        assert waker.wait(10) is True and waker.take_changed() == {
+            str(tmp_path / "P-P-002.md")}
+        watcher.watch([tmp_path])
+        assert not watcher.due()
+        (tmp_path / "NEW").mkdir()
+        assert watcher.due()  # read at the question, as a thread would have by then
+    finally:
+        watcher.stop()
+        waker.close()
+    assert waker.take_changed() == {""}  # the folder's; the descriptor is no longer read
+
+
+def test_a_focused_wait_reads_other_plans_writes_and_goes_on_to_its_deadline(tmp_path,
+                                                                            watcher_kind):
+    """While focused, other plans' writes arriving without pause neither wake the wait
+    nor keep it past its time; its own plan's write wakes it."""
+    import threading
+
+    from modulatio_d.daemon.wake import Watcher
+
+    mine, other = tmp_path / "P-P-001.md", tmp_path / "P-P-002.md"
+    waker = Waker()
+    watcher = Watcher(waker)
+    stop = threading.Event()
+
+    def writes() -> None:
+        while not stop.is_set():
+            other.write_text("x")
+
+    writer = threading.Thread(target=writes)
+    try:
+        watcher.watch([tmp_path])
+        writer.start()
+        with waker.focused(mine):
+            assert _woken_by_other(waker, other)  # told (queued), never a wake-up
+            start = time.monotonic()
+            assert waker.wait(0.2) is False
+            assert time.monotonic() - start < 5  # its deadline held under the stream
+            mine.write_text("x")
+            deadline = time.monotonic() + 10
+            while not waker.wait(deadline - time.monotonic()) \
+                    and time.monotonic() < deadline:
+                pass
+            assert str(mine) in waker.take_changed()
+    finally:
+        stop.set()
+        if writer.is_alive():
+            writer.join()
+        watcher.stop()
+        waker.close()
+
+
+def _woken_by_other(waker: Waker, other) -> bool:
+    """Waits (up to 10 s) until the other plan's write is queued; False if any wait
+    returned woken on the way."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if waker.wait(0.05):
+            return False
+        if str(other) in waker.take_changed():
+            return True
+    return False
