@@ -10,8 +10,8 @@ thread whenever it waits or looks for changes (`pump`, called by the Waker): the
 events the kernel queued meanwhile come in one read, the structs are cut out of
 the buffer and `tell(path, is_folder)` is told for each: the folder's path
 joined with the name, as watchdog gave it. A thread of its own reading them as
-they came cost a wake-up and a hand-over of the interpreter's lock an event: 0.8
-ms of CPU a one-step plan (12% of the daemon's), docs/benchmarks.md.
+they came cost a wake-up and a hand-over of the interpreter's lock an event: 1.4
+ms of CPU a one-step plan, a fifth of it (docs/benchmarks.md, "Eighth pass").
 
 What the kernel is asked (MASK): a file made, removed, moved in or out (each
 half of a move told on its own) and a writer's close; folders' own removal
@@ -86,7 +86,8 @@ class Inotify:
 
     def stop(self) -> None:
         fd, self.fd = self.fd, -1  # a later pump reads nothing (the number may be reused)
-        os.close(fd)
+        if fd >= 0:
+            os.close(fd)
 
     def pump(self) -> None:
         """Tell every event the kernel holds now; never blocks, never raises."""
