@@ -3,7 +3,9 @@ to a new project, a ticket decided in its file, and an approval, within seconds.
 
 from __future__ import annotations
 
+import os
 import signal
+from pathlib import Path
 
 import pytest
 from helpers import (
@@ -76,3 +78,29 @@ def test_approvals_picked_up_by_an_idle_daemon_cost_no_scan(dvault, daemons):
     assert d.wait(30) == 0
     (stopped,) = events(dvault, "daemon_stopped")
     assert (stopped["scans"], stopped["scans_after"]) == (1, {"the start": 1}), str(stopped) + d.log()
+
+
+def test_an_approval_whose_event_the_kernel_dropped_is_found_by_a_scan(dvault, daemons):
+    """The daemon reads inotify on its own thread (daemon/inotify.py): what comes while
+    it cannot read waits in the kernel's queue, and past `max_queued_events` the kernel
+    drops the rest and queues one overflow. Stopped (SIGSTOP) while more events than that
+    come, then an approval whose own events are dropped, the daemon must scan once it
+    reads the overflow, and run the plan long before its hour's tick."""
+    limit = int(Path("/proc/sys/fs/inotify/max_queued_events").read_text())
+    d = daemons(tick=TICK)
+    wait_for(ticks(d, dvault), 10, "the first heartbeat", diag=d.log)
+    project = dvault.root / "P"  # watched; files of no meaning there wake nobody
+    d.signal(signal.SIGSTOP)
+    try:
+        for n in range(limit // 2 + 64):  # each: created, closed after writing (2 events)
+            os.close(os.open(project / f"noise-{n}.txt", os.O_WRONLY | os.O_CREAT, 0o644))
+        save_like_vim(dvault.vault.plan_path("P", "P-P-001"),
+                      "---\nid: P-P-001\nstatus: approved\nsub_objectives:\n"
+                      "  - {run: 'true'}\n---\n")
+    finally:
+        d.signal(signal.SIGCONT)
+    wait_for(settled(dvault, "P-P-001", "completed"), 60, "the plan run", diag=d.log)
+    d.signal(signal.SIGTERM)
+    assert d.wait(30) == 0
+    (stopped,) = events(dvault, "daemon_stopped")
+    assert stopped["scans_after"].get("a change not to a plan") == 1, str(stopped) + d.log()
