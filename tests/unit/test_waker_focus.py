@@ -220,8 +220,8 @@ def test_a_focused_wait_reads_other_plans_writes_and_goes_on_to_its_deadline(tmp
     writer = threading.Thread(target=writes)
     try:
         watcher.watch([tmp_path])
-        writer.start()
-        with waker.focused(mine):
+        with waker.focused(mine):  # first: watchdog's threads tell as the writes come
+            writer.start()
             assert _woken_by_other(waker, other)  # told (queued), never a wake-up
             start = time.monotonic()
             assert waker.wait(0.2) is False
