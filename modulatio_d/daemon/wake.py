@@ -48,17 +48,18 @@ class Waker:
         self._mutex = threading.Lock()  # the focus and the held-back flag, across threads
         self._focus: str | None = None  # the file name a wait on a child cares about
         self._held = False  # a change was queued without a wake-up (see the docstring)
-        self._source: tuple[int, Callable[[], None]] | None = None  # see attach
+        self._source: inotify.Inotify | None = None  # see attach
 
-    def attach(self, fd: int, pump: Callable[[], None] | None) -> None:
-        """Read `fd` on this thread: `pump()` (which pokes for what it read) is called
-        when it is readable during a wait, and before each take_changed. None detaches."""
-        self._source = (fd, pump) if pump is not None else None
+    def attach(self, source: inotify.Inotify | None) -> None:
+        """Read `source` on this thread: its `pump()` (which pokes for what it read) is
+        called when its descriptor is readable during a wait, and before each
+        take_changed. None detaches."""
+        self._source = source
 
     def pump(self) -> None:
-        """Take in what the attached descriptor holds now (see attach)."""
+        """Take in what the attached source holds now (see attach)."""
         if self._source is not None:
-            self._source[1]()
+            self._source.pump()
 
     def poke(self, path: str | None = None) -> None:
         """Wake the daemon; `path`, if given, is a file that changed (thread-safe). Without
@@ -106,7 +107,7 @@ class Waker:
                 self._held = False
                 return True  # changes held back while focused: to be taken now
         poller = select.poll()  # no descriptor of its own, unlike epoll: cheap per wait
-        source = self._source[0] if self._source is not None else -1
+        source = self._source.fd if self._source is not None else -1
         for fd in (self.r, *fds, *((source,) if source >= 0 else ())):
             poller.register(fd, select.POLLIN)
         deadline = time.monotonic() + max(0.0, timeout)
@@ -184,7 +185,7 @@ class Watcher:
     def _start(self) -> None:
         try:
             self.observer = inotify.Inotify(self.tell)
-            self.waker.attach(self.observer.fd, self.observer.pump)
+            self.waker.attach(self.observer)
         except (OSError, AttributeError) as e:  # no inotify through libc: watchdog's way
             log.debug("inotify unavailable (%s): watchdog watches", e)
             self.observer = _Watchdog(self.tell)
@@ -222,7 +223,7 @@ class Watcher:
         return added
 
     def stop(self) -> None:
-        self.waker.attach(-1, None)
+        self.waker.attach(None)
         if self.observer is not None:
             self.observer.stop()
 

@@ -121,10 +121,7 @@ class FileLock:
         # (auto_da_alloc): the release's close started a write to the disk every plan,
         # 0.4-0.5 ms there. A reader that comes in between reads the new note with the
         # old one's tail, or an empty file before: neither parses, both are "no note".
-        view, at = memoryview(data), 0
-        while at < len(data):
-            at += os.pwrite(self.fd, view[at:], at)
-        os.ftruncate(self.fd, len(data))
+        os.ftruncate(self.fd, fs.pwrite_all(self.fd, data, 0))
         if sync:
             os.fsync(self.fd)
 

@@ -199,10 +199,7 @@ def _save_log(path: Path, log: list, previous: Record | None) -> tuple[int, int]
         fd = fs.open_regular(path, os.O_WRONLY)
         try:
             os.ftruncate(fd, previous.log_bytes)  # lines of a write whose JSON never landed
-            view, at = memoryview(new), previous.log_bytes
-            while view:
-                n = os.pwrite(fd, view, at)
-                view, at = view[n:], at + n
+            fs.pwrite_all(fd, new, previous.log_bytes)
         finally:
             fs.close(fd)
         return previous.log_bytes + len(new), previous.log_lines + len(log) - len(old) + drop

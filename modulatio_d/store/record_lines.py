@@ -78,10 +78,7 @@ def _append(path: Path, line: bytes, end: int) -> bool:
         size = os.fstat(fd).st_size
         if size < end:
             return False
-        view, at = memoryview(line), end
-        while view:
-            n = os.pwrite(fd, view, at)
-            view, at = view[n:], at + n
+        at = fs.pwrite_all(fd, line, end)
         if size > at:
             os.ftruncate(fd, at)  # what followed: a line torn by a power loss
         return True

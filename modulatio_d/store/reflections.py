@@ -112,11 +112,8 @@ def move(plan_path: Path, at: int, entries: list[dict],
     new = not fs.exists(path)
     fd = fs.open_regular(path, os.O_RDWR | os.O_CREAT, cap=fs.mode_of(plan_path))
     try:
-        view, pos = memoryview(data), start
-        while view:
-            n = os.pwrite(fd, view, pos)
-            view, pos = view[n:], pos + n
-        os.ftruncate(fd, pos)  # lines of a move whose plan write never landed
+        # cut what follows: lines of a move whose plan write never landed
+        os.ftruncate(fd, fs.pwrite_all(fd, data, start))
         os.fsync(fd)
     finally:
         fs.close(fd)

@@ -88,6 +88,7 @@ from modulatio_d.store.fs.writing import (
     open_regular,
     open_temp,
     publish,
+    pwrite_all,
     rename,
     rename_new,
     temp,
@@ -99,7 +100,7 @@ __all__ = [
     "check_folder", "check_regular", "close", "closing", "each_entry", "entries",
     "exchange", "exists",
     "folder_cap", "fsync_dir", "lines", "lstat_at", "mkdirs", "mode_of", "move", "names",
-    "open_at", "open_folder", "open_regular", "open_temp", "opening", "publish", "read",
-    "read_opened", "reading", "register", "rename", "rename_new", "signature", "stat_of",
-    "tail", "temp", "unlink", "writing",
+    "open_at", "open_folder", "open_regular", "open_temp", "opening", "publish",
+    "pwrite_all", "read", "read_opened", "reading", "register", "rename", "rename_new",
+    "signature", "stat_of", "tail", "temp", "unlink", "writing",
 ]

@@ -287,6 +287,15 @@ def unlink(path: Path | str, missing_ok: bool = False, folder: Folder | None = N
             raise
 
 
+def pwrite_all(fd: int, data: bytes, at: int) -> int:
+    """Write all of `data` at offset `at` of `fd` (pwrite may write less); where it ends."""
+    view = memoryview(data)
+    while view:
+        n = os.pwrite(fd, view, at)
+        view, at = view[n:], at + n
+    return at
+
+
 def fsync_dir(folder: Path | str, opened: Folder | None = None) -> None:
     if opened is not None:
         os.fsync(opened.fd)
